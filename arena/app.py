@@ -1,0 +1,109 @@
+"""create_app(): the FastAPI application, its routers and what lives for the app's lifetime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from arena.battles import service as battle_service
+from arena.battles.relay import TurnRunner
+from arena.battles.routes import router as battles_router
+from arena.config import Settings
+from arena.db import make_async_engine, make_sessionmaker
+from arena.errors import install_error_handlers
+from arena.models import Side
+from arena.pages import router as pages_router
+from arena.registry.keys import KeyRing
+from arena.upstream.client import Answer, Limits
+
+log = logging.getLogger(__name__)
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def static_dir() -> Path:
+    # A checkout keeps static/ beside the package; a wheel carries it inside.
+    for candidate in (_PACKAGE_DIR.parent / "static", _PACKAGE_DIR / "static"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("the static/ folder is missing from this installation")
+
+
+def upstream_limits(settings: Settings) -> Limits:
+    return Limits(
+        connect=settings.connect_timeout,
+        first_token=settings.first_token_timeout,
+        idle=settings.idle_timeout,
+        total=settings.total_timeout,
+        max_answer_bytes=settings.max_answer_bytes,
+    )
+
+
+def _finish_turn(sessionmaker: async_sessionmaker[AsyncSession]):  # type: ignore[no-untyped-def]
+    async def finish(plan: battle_service.TurnPlan, answers: dict[Side, Answer]) -> bool:
+        async with sessionmaker() as session, session.begin():
+            return await battle_service.finish_turn(session, plan=plan, answers=answers)
+
+    return finish
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_async_engine(settings.database_url)
+        sessionmaker = make_sessionmaker(engine)
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.sessionmaker = sessionmaker
+        app.state.secret_key = settings.resolved_secret_key()
+        app.state.keys = KeyRing.from_settings(settings)
+        # One pooled client for every upstream call: keep-alive saves a handshake per battle.
+        client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=2000, max_keepalive_connections=500),
+            follow_redirects=False,
+            trust_env=False,
+        )
+        app.state.http = client
+        app.state.turn_runner = TurnRunner(
+            client, upstream_limits(settings), _finish_turn(sessionmaker)
+        )
+        try:
+            yield
+        finally:
+            await app.state.turn_runner.drain(timeout=10)
+            await client.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="arena",
+        summary="Anonymous battles between chat models, votes, ratings and open data.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(battles_router)
+    app.include_router(pages_router)
+    app.mount("/static", StaticFiles(directory=static_dir()), name="static")
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz(request: Request) -> JSONResponse:
+        try:
+            async with request.app.state.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            log.exception("health check: the database does not answer")
+            return JSONResponse({"status": "database unavailable"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    return app

@@ -1,0 +1,86 @@
+"""HTTP routes of the battle flow: thin; the logic lives in service.py and relay.py."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request, status
+from fastapi.responses import StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from arena.battles import service
+from arena.battles.relay import TurnRunner, replay, stream_queue
+from arena.battles.schemas import BattleCreated, BattleOut, PromptIn, Reveal, VoteIn
+from arena.db import SessionDep
+from arena.visitors import VisitorDep
+
+router = APIRouter(prefix="/api/battles", tags=["battles"])
+
+_SSE_HEADERS = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_battle(
+    body: PromptIn, request: Request, session: SessionDep, visitor: VisitorDep
+) -> BattleCreated:
+    battle = await service.create_battle(
+        session, prompt=body.prompt, visitor=visitor, settings=request.app.state.settings
+    )
+    await session.commit()
+    return BattleCreated(battle_id=battle.id)
+
+
+@router.get(
+    "/{battle_id}/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stream_battle(battle_id: str, request: Request, visitor: VisitorDep) -> StreamingResponse:
+    state = request.app.state
+    sessionmaker: async_sessionmaker[AsyncSession] = state.sessionmaker
+    # A short transaction before the stream; the stream itself holds no database session.
+    async with sessionmaker() as session, session.begin():
+        battle = await service.owned_battle(session, battle_id, visitor)
+        plan = await service.claim_turn(
+            session, battle=battle, keys=state.keys, settings=state.settings
+        )
+        if plan is None:
+            past = await service.stored_turn(session, battle=battle)
+            battle_status = battle.status
+    events: AsyncIterator[str]
+    if plan is None:
+        events = replay(past, battle_status)
+    else:
+        runner: TurnRunner = state.turn_runner
+        events = stream_queue(runner.start(plan))
+    return StreamingResponse(events, media_type="text/event-stream", headers=_SSE_HEADERS)
+
+
+@router.post("/{battle_id}/turns", status_code=status.HTTP_201_CREATED)
+async def add_turn(
+    battle_id: str, body: PromptIn, request: Request, session: SessionDep, visitor: VisitorDep
+) -> BattleCreated:
+    battle = await service.add_turn(
+        session,
+        battle_id=battle_id,
+        prompt=body.prompt,
+        visitor=visitor,
+        settings=request.app.state.settings,
+    )
+    await session.commit()
+    return BattleCreated(battle_id=battle.id)
+
+
+@router.get("/{battle_id}")
+async def get_battle(battle_id: str, session: SessionDep, visitor: VisitorDep) -> BattleOut:
+    return await service.battle_view(session, battle_id=battle_id, visitor=visitor)
+
+
+@router.post("/{battle_id}/vote")
+async def vote(battle_id: str, body: VoteIn, session: SessionDep, visitor: VisitorDep) -> Reveal:
+    reveal = await service.cast_vote(
+        session, battle_id=battle_id, winner=body.winner, visitor=visitor
+    )
+    # Committed before the answer leaves: an acknowledged vote is a durable vote.
+    await session.commit()
+    return reveal

@@ -1,0 +1,345 @@
+"""The battle lifecycle: create, add turns, claim a turn for streaming, store answers, vote."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from arena.battles.sampling import draw_pair
+from arena.battles.schemas import BattleOut, MessageOut, Reveal, RevealedModel
+from arena.config import Settings
+from arena.errors import (
+    BattleFailed,
+    BattleNotFound,
+    BattleNotReady,
+    Conflict,
+    InvalidInput,
+    NotYourBattle,
+    VoteAlreadyCast,
+)
+from arena.models import (
+    Battle,
+    BattleStatus,
+    Message,
+    Model,
+    ModelStatus,
+    Side,
+    Vote,
+    Winner,
+    utcnow,
+)
+from arena.registry.keys import KeyRing
+from arena.upstream.client import Answer, Endpoint
+from arena.visitors import Visitor
+
+# One text for every failure of every model, so an error never hints at who is behind a side.
+NEUTRAL_ERROR = (
+    "This answer could not be completed, so the battle cannot be voted on. "
+    "Please start a new battle."
+)
+
+
+@dataclass(frozen=True)
+class SidePlan:
+    model_id: int
+    endpoint: Endpoint
+    conversation: list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class TurnPlan:
+    battle_id: str
+    turn: int
+    a: SidePlan
+    b: SidePlan
+
+
+def _check_prompt(prompt: str, settings: Settings) -> None:
+    if len(prompt) > settings.max_prompt_chars:
+        raise InvalidInput(
+            f"prompt: {len(prompt)} characters is over the limit of {settings.max_prompt_chars}; "
+            "shorten it and send again"
+        )
+
+
+async def create_battle(
+    session: AsyncSession, *, prompt: str, visitor: Visitor, settings: Settings
+) -> Battle:
+    _check_prompt(prompt, settings)
+    active = (
+        await session.scalars(
+            select(Model.id).where(Model.status == ModelStatus.active).order_by(Model.id)
+        )
+    ).all()
+    model_a_id, model_b_id = draw_pair(active)
+    battle = Battle(
+        id=secrets.token_urlsafe(16),
+        model_a_id=model_a_id,
+        model_b_id=model_b_id,
+        session_hash=visitor.session_hash,
+        ip_hash=visitor.ip_hash,
+        status=BattleStatus.pending,
+        turns=1,
+        category_tags=[],
+    )
+    session.add(battle)
+    session.add(Message(battle_id=battle.id, turn=1, side=Side.user, content=prompt))
+    await session.flush()
+    return battle
+
+
+async def owned_battle(session: AsyncSession, battle_id: str, visitor: Visitor) -> Battle:
+    battle = await session.get(Battle, battle_id)
+    if battle is None:
+        raise BattleNotFound()
+    if not secrets.compare_digest(battle.session_hash, visitor.session_hash):
+        raise NotYourBattle()
+    return battle
+
+
+async def add_turn(
+    session: AsyncSession, *, battle_id: str, prompt: str, visitor: Visitor, settings: Settings
+) -> Battle:
+    _check_prompt(prompt, settings)
+    battle = await owned_battle(session, battle_id, visitor)
+    if battle.status == BattleStatus.voted:
+        raise Conflict("This battle has been voted on; start a new battle to ask more.")
+    if battle.status == BattleStatus.failed:
+        raise BattleFailed()
+    if battle.status != BattleStatus.ready:
+        raise BattleNotReady("Both answers must finish before you send a follow-up.")
+    if battle.turns >= settings.max_turns:
+        raise Conflict(
+            f"This battle reached its limit of {settings.max_turns} turns; vote or start anew."
+        )
+    turn = battle.turns + 1
+    claimed = await session.execute(
+        update(Battle)
+        .where(
+            Battle.id == battle.id, Battle.status == BattleStatus.ready, Battle.turns == turn - 1
+        )
+        .values(status=BattleStatus.pending, turns=turn)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        raise BattleNotReady("Another request changed this battle just now; reload it.")
+    session.add(Message(battle_id=battle.id, turn=turn, side=Side.user, content=prompt))
+    await session.flush()
+    return battle
+
+
+def _endpoint(model: Model, keys: KeyRing) -> Endpoint:
+    return Endpoint(
+        base_url=model.base_url,
+        model=model.upstream_model,
+        api_key=keys.decrypt(model.api_key_encrypted) if model.api_key_encrypted else None,
+        max_tokens=model.max_tokens,
+        temperature=model.temperature,
+        system_prompt=model.system_prompt,
+    )
+
+
+def _conversation(messages: list[Message], side: Side) -> list[dict[str, str]]:
+    conversation = []
+    for message in sorted(messages, key=lambda m: (m.turn, m.side != Side.user)):
+        if message.side == Side.user:
+            conversation.append({"role": "user", "content": message.content})
+        elif message.side == side:
+            conversation.append({"role": "assistant", "content": message.content})
+    return conversation
+
+
+async def claim_turn(
+    session: AsyncSession, *, battle: Battle, keys: KeyRing, settings: Settings
+) -> TurnPlan | None:
+    """Take the waiting turn for streaming; None when it was already streamed (then replay it)."""
+    if battle.status == BattleStatus.streaming and battle.stream_started_at is not None:
+        stale_after = timedelta(seconds=settings.total_timeout + 30)
+        if utcnow() - battle.stream_started_at > stale_after:
+            # The worker streaming it died: end the turn as failed rather than hang forever.
+            await session.execute(
+                update(Battle)
+                .where(Battle.id == battle.id, Battle.status == BattleStatus.streaming)
+                .values(status=BattleStatus.failed)
+            )
+            await session.refresh(battle)
+            return None
+        raise Conflict("This battle is already streaming in another tab or request.")
+    if battle.status != BattleStatus.pending:
+        return None
+    claimed = await session.execute(
+        update(Battle)
+        .where(Battle.id == battle.id, Battle.status == BattleStatus.pending)
+        .values(status=BattleStatus.streaming, stream_started_at=utcnow())
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict("This battle is already streaming in another tab or request.")
+    models = {
+        m.id: m
+        for m in await session.scalars(
+            select(Model).where(Model.id.in_([battle.model_a_id, battle.model_b_id]))
+        )
+    }
+    messages = list(await session.scalars(select(Message).where(Message.battle_id == battle.id)))
+    return TurnPlan(
+        battle_id=battle.id,
+        turn=battle.turns,
+        a=SidePlan(
+            battle.model_a_id,
+            _endpoint(models[battle.model_a_id], keys),
+            _conversation(messages, Side.a),
+        ),
+        b=SidePlan(
+            battle.model_b_id,
+            _endpoint(models[battle.model_b_id], keys),
+            _conversation(messages, Side.b),
+        ),
+    )
+
+
+async def finish_turn(
+    session: AsyncSession, *, plan: TurnPlan, answers: dict[Side, Answer]
+) -> bool:
+    """Store both answers and settle the battle: ready if both answered, failed otherwise."""
+    for side, side_plan in ((Side.a, plan.a), (Side.b, plan.b)):
+        answer = answers[side]
+        failure = answer.failure
+        session.add(
+            Message(
+                battle_id=plan.battle_id,
+                turn=plan.turn,
+                side=side,
+                content=answer.text,
+                finish_reason=answer.finish_reason if failure is None else None,
+                error=None if failure is None else f"{failure.kind}: {failure.detail}"[:10_000],
+                first_token_ms=answer.first_token_ms,
+                duration_ms=answer.duration_ms,
+                output_chunks=answer.chunks,
+            )
+        )
+        await session.execute(
+            update(Model)
+            .where(Model.id == side_plan.model_id)
+            .values(consecutive_failures=0 if failure is None else Model.consecutive_failures + 1)
+        )
+    ok = all(answer.ok for answer in answers.values())
+    await session.execute(
+        update(Battle)
+        .where(Battle.id == plan.battle_id)
+        .values(
+            status=BattleStatus.ready if ok else BattleStatus.failed,
+            ready_at=utcnow() if ok else None,
+        )
+    )
+    await session.flush()
+    return ok
+
+
+async def _reveal(session: AsyncSession, battle: Battle) -> Reveal:
+    a = await session.get_one(Model, battle.model_a_id)
+    b = await session.get_one(Model, battle.model_b_id)
+    return Reveal(
+        model_a=RevealedModel(name=a.name, organization=a.organization),
+        model_b=RevealedModel(name=b.name, organization=b.organization),
+    )
+
+
+async def cast_vote(
+    session: AsyncSession, *, battle_id: str, winner: Winner, visitor: Visitor
+) -> Reveal:
+    battle = await owned_battle(session, battle_id, visitor)
+    if battle.status == BattleStatus.voted:
+        raise VoteAlreadyCast()
+    if battle.status == BattleStatus.failed:
+        raise BattleFailed()
+    if battle.status != BattleStatus.ready:
+        raise BattleNotReady("Wait until both answers have finished, then vote.")
+    settled = await session.execute(
+        update(Battle)
+        .where(Battle.id == battle.id, Battle.status == BattleStatus.ready)
+        .values(status=BattleStatus.voted)
+    )
+    if settled.rowcount != 1:  # type: ignore[attr-defined]
+        raise VoteAlreadyCast()
+    now = datetime.now(UTC)
+    ready_at = battle.ready_at
+    session.add(
+        Vote(
+            battle_id=battle.id,
+            winner=winner,
+            session_hash=visitor.session_hash,
+            ip_hash=visitor.ip_hash,
+            created_at=now,
+            seconds_to_vote=(now - ready_at).total_seconds() if ready_at else None,
+            counted=True,
+            flags=[],
+        )
+    )
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise VoteAlreadyCast() from None
+    return await _reveal(session, battle)
+
+
+async def battle_view(session: AsyncSession, *, battle_id: str, visitor: Visitor) -> BattleOut:
+    battle = await owned_battle(session, battle_id, visitor)
+    messages = (
+        await session.scalars(
+            select(Message).where(Message.battle_id == battle.id).order_by(Message.turn, Message.id)
+        )
+    ).all()
+    vote = await session.scalar(select(Vote).where(Vote.battle_id == battle.id))
+    return BattleOut(
+        battle_id=battle.id,
+        status=battle.status,
+        turns=battle.turns,
+        created_at=battle.created_at,
+        messages=[
+            MessageOut(
+                turn=m.turn,
+                side=m.side.value,
+                content=m.content,
+                finish_reason=m.finish_reason,
+                error=NEUTRAL_ERROR if m.error else None,
+            )
+            for m in messages
+        ],
+        winner=vote.winner if vote else None,
+        models=await _reveal(session, battle) if vote else None,
+    )
+
+
+async def stored_turn(session: AsyncSession, *, battle: Battle) -> list[Message]:
+    """The answers of the latest turn, to replay a stream that already happened."""
+    return list(
+        (
+            await session.scalars(
+                select(Message)
+                .where(
+                    Message.battle_id == battle.id,
+                    Message.turn == battle.turns,
+                    Message.side != Side.user,
+                )
+                .order_by(Message.side)
+            )
+        ).all()
+    )
+
+
+__all__ = [
+    "NEUTRAL_ERROR",
+    "TurnPlan",
+    "add_turn",
+    "battle_view",
+    "cast_vote",
+    "claim_turn",
+    "create_battle",
+    "finish_turn",
+    "owned_battle",
+    "stored_turn",
+]

@@ -1,0 +1,100 @@
+"""Settings of the arena, read once from ARENA_* environment variables and an optional .env file."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told; `make run` needs none of it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ARENA_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # Where things live
+    data_dir: Path = Path("data")
+    database_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+
+    # Secrets: generated and kept in data_dir on first run when not given
+    secret_key: SecretStr | None = None
+    # Older keys still accepted for decrypting endpoint keys (comma-separated), newest first
+    old_secret_keys: str = ""
+    admin_token: SecretStr | None = None
+
+    # Demo endpoints (`make run` starts them; their models are registered like any other)
+    demo: bool = False
+    demo_port: int = Field(default=8001, ge=1, le=65535)
+    allow_private_endpoints: bool = False
+
+    # Battles
+    max_prompt_chars: int = Field(default=8000, ge=1, le=200_000)
+    max_turns: int = Field(default=8, ge=1, le=100)
+    # Upstream timeouts (seconds) and answer cap
+    connect_timeout: PositiveSeconds = 5.0
+    first_token_timeout: PositiveSeconds = 30.0
+    idle_timeout: PositiveSeconds = 20.0
+    total_timeout: PositiveSeconds = 180.0
+    max_answer_bytes: int = Field(default=65_536, ge=256, le=10_000_000)
+    # Session cookie lifetime
+    session_days: int = Field(default=30, ge=1, le=3650)
+    cookie_secure: bool = False
+
+    # Ratings
+    bootstrap_rounds: int = Field(default=100, ge=0, le=10_000)
+    recompute_every_votes: int = Field(default=50, ge=1)
+    recompute_every_seconds: float = Field(default=300.0, gt=0)
+    anchor: str = ""
+
+    # Open data
+    release_conversations: bool = False
+
+    # Owners
+    open_signup: bool = True
+    auto_approve: bool = False
+
+    # Scale-out
+    redis_url: str = ""
+
+    @model_validator(mode="after")
+    def _fill_database_url(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'arena.db'}"
+        return self
+
+    def resolved_secret_key(self) -> str:
+        """The Fernet key for endpoint keys and session signing, created on first run if absent."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        key_file = self.data_dir / "secret.key"
+        if key_file.exists():
+            return key_file.read_text().strip()
+        from cryptography.fernet import Fernet
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = Fernet.generate_key().decode()
+        # Exclusive create: two workers starting together must agree on one key.
+        try:
+            with open(key_file, "x") as fh:
+                fh.write(key)
+            key_file.chmod(0o600)
+        except FileExistsError:
+            return key_file.read_text().strip()
+        return key
+
+    def resolved_admin_token(self) -> str | None:
+        return self.admin_token.get_secret_value() if self.admin_token else None
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)

@@ -1,0 +1,176 @@
+"""The arena's exception tree, and the one place it becomes an HTTP answer.
+
+    ArenaError                      (400 unless a subclass says otherwise)
+    ├── InvalidInput                422  a value a person can correct
+    ├── NotFound                    404
+    │   └── BattleNotFound
+    ├── NotAllowed                  403  the caller may not do this
+    │   └── NotYourBattle
+    ├── Unauthenticated             401
+    ├── Conflict                    409  the state forbids it now
+    │   ├── VoteAlreadyCast
+    │   ├── BattleNotReady
+    │   ├── BattleFailed
+    │   └── NameTaken
+    ├── TooManyRequests             429  with Retry-After
+    ├── NoModelsAvailable           503  fewer than two active models
+    └── EndpointError                    an upstream endpoint misbehaved (never shown verbatim)
+        ├── EndpointTimeout
+        ├── EndpointStatusError
+        ├── EndpointProtocolError
+        └── EndpointRefused              the URL points where endpoints may not live (SSRF guard)
+
+Messages are written for the person who sees them: what was wrong and what to do instead.
+Upstream failures inside a stream are data (an error event on one side), not exceptions.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ArenaError(Exception):
+    status_code = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(ArenaError):
+    status_code = 422
+
+
+class NotFound(ArenaError):
+    status_code = 404
+
+
+class BattleNotFound(NotFound):
+    def __init__(self) -> None:
+        super().__init__("No battle with that id. Start a new battle with POST /api/battles.")
+
+
+class NotAllowed(ArenaError):
+    status_code = 403
+
+
+class NotYourBattle(NotAllowed):
+    def __init__(self) -> None:
+        super().__init__(
+            "This battle belongs to another browser session; only the visitor who started it "
+            "can continue or vote on it."
+        )
+
+
+class Unauthenticated(ArenaError):
+    status_code = 401
+
+
+class Conflict(ArenaError):
+    status_code = 409
+
+
+class VoteAlreadyCast(Conflict):
+    def __init__(self) -> None:
+        super().__init__("This battle already has a vote; each battle takes exactly one.")
+
+
+class BattleNotReady(Conflict):
+    pass
+
+
+class BattleFailed(Conflict):
+    def __init__(self) -> None:
+        super().__init__(
+            "One of the answers failed, so this battle cannot be voted on. Start a new battle."
+        )
+
+
+class NameTaken(Conflict):
+    pass
+
+
+class TooManyRequests(ArenaError):
+    status_code = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+
+class NoModelsAvailable(ArenaError):
+    status_code = 503
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Fewer than two models are active, so no battle can start. An operator can add "
+            "models with `arena models add`."
+        )
+
+
+class EndpointError(ArenaError):
+    status_code = 502
+
+
+class EndpointTimeout(EndpointError):
+    pass
+
+
+class EndpointStatusError(EndpointError):
+    pass
+
+
+class EndpointProtocolError(EndpointError):
+    pass
+
+
+class EndpointRefused(EndpointError):
+    status_code = 422
+
+
+def _field_message(error: dict[str, object]) -> str:
+    loc = error.get("loc", ())
+    parts = loc if isinstance(loc, (list, tuple)) else ()
+    location = [str(part) for part in parts if part not in ("body", "query", "path")]
+    field = ".".join(location) or "request"
+    return f"{field}: {error.get('msg', 'invalid value')}"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ArenaError)
+    async def _arena_error(_request: Request, exc: ArenaError) -> JSONResponse:
+        headers = {}
+        if isinstance(exc, TooManyRequests):
+            headers["Retry-After"] = str(exc.retry_after)
+        return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        message = "; ".join(_field_message(e) for e in errors[:5])
+        fields = [
+            {"field": _field_message(e).split(":", 1)[0], "message": str(e.get("msg", ""))}
+            for e in errors[:20]
+        ]
+        return JSONResponse({"detail": message, "errors": fields}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(
+            {"detail": "Something went wrong on our side; it has been logged. Please try again."},
+            status_code=500,
+        )

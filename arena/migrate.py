@@ -1,0 +1,34 @@
+"""Applying and checking the Alembic migrations from code (the CLI, `make run`, the tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _alembic_config(database_url: str) -> Config:
+    # From a checkout the files sit beside the package; from a wheel they are inside it.
+    for root in (_PACKAGE_DIR.parent, _PACKAGE_DIR):
+        if (root / "alembic.ini").exists() and (root / "migrations").is_dir():
+            config = Config(str(root / "alembic.ini"))
+            config.set_main_option("script_location", str(root / "migrations"))
+            config.attributes["database_url"] = database_url
+            return config
+    raise FileNotFoundError("the migrations folder is missing from this installation")
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    command.upgrade(_alembic_config(database_url), revision)
+
+
+def check(database_url: str) -> None:
+    """Raise if the ORM tables and the migrations disagree."""
+    command.check(_alembic_config(database_url))
+
+
+def generate(database_url: str, message: str) -> None:
+    command.revision(_alembic_config(database_url), message=message, autogenerate=True)

@@ -1,0 +1,291 @@
+"""ORM tables: owners, model endpoints, battles, messages, votes and rating snapshots."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on every backend (SQLite keeps no zone, so it is restored on read)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class ModelStatus(enum.StrEnum):
+    pending = "pending"
+    active = "active"
+    paused = "paused"
+    retired = "retired"
+
+
+class BattleStatus(enum.StrEnum):
+    pending = "pending"  # a turn is waiting to be streamed
+    streaming = "streaming"
+    ready = "ready"  # both sides answered; votable
+    failed = "failed"  # a side failed; never votable
+    voted = "voted"
+
+
+class Winner(enum.StrEnum):
+    model_a = "model_a"
+    model_b = "model_b"
+    tie = "tie"
+    tie_bothbad = "tie (bothbad)"
+
+
+class Side(enum.StrEnum):
+    user = "user"
+    a = "a"
+    b = "b"
+
+
+def _enum(cls: type[enum.StrEnum], name: str) -> SAEnum:
+    return SAEnum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+class Owner(Base):
+    __tablename__ = "owner"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    models: Mapped[list[Model]] = relationship(back_populates="owner")
+
+
+class OwnerInvite(Base):
+    __tablename__ = "owner_invite"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Model(Base):
+    """A competitor: an OpenAI-compatible endpoint plus the public facts shown after a vote."""
+
+    __tablename__ = "model"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("owner.id"), default=None)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    organization: Mapped[str] = mapped_column(String(100), default="")
+    license: Mapped[str] = mapped_column(String(100), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    base_url: Mapped[str] = mapped_column(String(2048))
+    upstream_model: Mapped[str] = mapped_column(String(200))
+    api_key_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
+    api_key_last4: Mapped[str | None] = mapped_column(String(4), default=None)
+    max_tokens: Mapped[int] = mapped_column(Integer, default=1024)
+    temperature: Mapped[float] = mapped_column(Float, default=0.7)
+    system_prompt: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[ModelStatus] = mapped_column(
+        _enum(ModelStatus, "model_status"), default=ModelStatus.pending
+    )
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    sampling_weight: Mapped[float] = mapped_column(Float, default=1.0)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    activated_at: Mapped[datetime | None] = mapped_column(default=None)
+    paused_at: Mapped[datetime | None] = mapped_column(default=None)
+    retired_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    owner: Mapped[Owner | None] = relationship(back_populates="models")
+
+    __table_args__ = (
+        CheckConstraint("sampling_weight >= 0", name="sampling_weight_not_negative"),
+        CheckConstraint("max_tokens > 0", name="max_tokens_positive"),
+    )
+
+
+class ModelStatusEvent(Base):
+    """Every status change with who made it and why: nothing is deprecated silently."""
+
+    __tablename__ = "model_status_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("model.id"), index=True)
+    status: Mapped[ModelStatus] = mapped_column(_enum(ModelStatus, "event_status"))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Battle(Base):
+    __tablename__ = "battle"
+
+    id: Mapped[str] = mapped_column(String(43), primary_key=True)
+    model_a_id: Mapped[int] = mapped_column(ForeignKey("model.id"), index=True)
+    model_b_id: Mapped[int] = mapped_column(ForeignKey("model.id"), index=True)
+    session_hash: Mapped[str] = mapped_column(String(64), index=True)
+    ip_hash: Mapped[str] = mapped_column(String(64), default="")
+    status: Mapped[BattleStatus] = mapped_column(
+        _enum(BattleStatus, "battle_status"), default=BattleStatus.pending
+    )
+    turns: Mapped[int] = mapped_column(Integer, default=1)
+    language: Mapped[str] = mapped_column(String(16), default="")
+    category_tags: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    stream_started_at: Mapped[datetime | None] = mapped_column(default=None)
+    ready_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    model_a: Mapped[Model] = relationship(foreign_keys=[model_a_id])
+    model_b: Mapped[Model] = relationship(foreign_keys=[model_b_id])
+    messages: Mapped[list[Message]] = relationship(
+        back_populates="battle", order_by="(Message.turn, Message.id)"
+    )
+
+    __table_args__ = (CheckConstraint("model_a_id <> model_b_id", name="two_models"),)
+
+
+class Message(Base):
+    """One turn of one side (or the visitor's prompt), with the side's timings for operators."""
+
+    __tablename__ = "message"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    battle_id: Mapped[str] = mapped_column(ForeignKey("battle.id", ondelete="CASCADE"))
+    turn: Mapped[int] = mapped_column(Integer)
+    side: Mapped[Side] = mapped_column(_enum(Side, "side"))
+    content: Mapped[str] = mapped_column(Text, default="")
+    finish_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    # Full upstream error for the operator; the visitor only ever sees a neutral message.
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    first_token_ms: Mapped[float | None] = mapped_column(Float, default=None)
+    duration_ms: Mapped[float | None] = mapped_column(Float, default=None)
+    output_chunks: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    battle: Mapped[Battle] = relationship(back_populates="messages")
+
+    __table_args__ = (UniqueConstraint("battle_id", "turn", "side", name="one_per_side_and_turn"),)
+
+
+class Vote(Base):
+    __tablename__ = "vote"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # unique: a second vote on one battle fails in the database, whatever races above it
+    battle_id: Mapped[str] = mapped_column(ForeignKey("battle.id"), unique=True)
+    winner: Mapped[Winner] = mapped_column(_enum(Winner, "winner"))
+    session_hash: Mapped[str] = mapped_column(String(64), index=True)
+    ip_hash: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    seconds_to_vote: Mapped[float | None] = mapped_column(Float, default=None)
+    counted: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
+    # Why a vote is not counted (identity_leak, duplicate_prompt, rate_limited, suspicious, ...)
+    flags: Mapped[list[Any]] = mapped_column(default=list)
+
+    battle: Mapped[Battle] = relationship()
+
+
+class PromptCount(Base):
+    """How often a normalised prompt was seen, to flag repeated prompts."""
+
+    __tablename__ = "prompt_count"
+
+    prompt_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FlaggedSession(Base):
+    __tablename__ = "flagged_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_hash: Mapped[str] = mapped_column(String(64), index=True)
+    reason: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RatingSnapshot(Base):
+    __tablename__ = "rating_snapshot"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    method: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    vote_set_hash: Mapped[str] = mapped_column(String(64))
+    n_votes: Mapped[int] = mapped_column(Integer)
+    rows: Mapped[list[Any]] = mapped_column(default=list)
+    # Matrices and other tables for the plots, keyed by table name
+    extras: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    __table_args__ = (Index("ix_rating_snapshot_lookup", "method", "category", "computed_at"),)
+
+
+class JobLock(Base):
+    """A lease row so that one worker at a time runs a job where advisory locks do not exist."""
+
+    __tablename__ = "job_lock"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column()

@@ -1,0 +1,312 @@
+"""The OpenAI-compatible chat client: one streamed answer from one endpoint, never raising."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+FailureKind = Literal["connect", "timeout", "status", "protocol", "too_large"]
+
+# Garbage that never produces text (empty events, keep-alives) is bounded too.
+_WIRE_BYTES_PER_ANSWER_BYTE = 40
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What it takes to call one model; `connect_ip` pins the connection to a checked address."""
+
+    base_url: str
+    model: str
+    api_key: str | None = None
+    max_tokens: int = 1024
+    temperature: float = 0.7
+    system_prompt: str = ""
+    connect_ip: str | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    connect: float = 5.0
+    first_token: float = 30.0
+    idle: float = 20.0
+    total: float = 180.0
+    max_answer_bytes: int = 65_536
+
+
+@dataclass(frozen=True)
+class Delta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    finish_reason: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    kind: FailureKind
+    detail: str  # for the operator's log only
+
+
+UpstreamEvent = Delta | Finished | Failed
+
+
+@dataclass
+class Answer:
+    """The whole of one side's answer once the stream is over."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    failure: Failed | None = None
+    first_token_ms: float | None = None
+    duration_ms: float = 0.0
+    chunks: int = 0
+    chunk_texts: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+class _UpstreamFailure(Exception):
+    def __init__(self, kind: FailureKind, detail: str) -> None:
+        super().__init__(detail)
+        self.kind: FailureKind = kind
+        self.detail = detail
+
+
+def request_body(endpoint: Endpoint, messages: list[dict[str, str]]) -> dict[str, Any]:
+    conversation = list(messages)
+    if endpoint.system_prompt:
+        conversation.insert(0, {"role": "system", "content": endpoint.system_prompt})
+    return {
+        "model": endpoint.model,
+        "messages": conversation,
+        "stream": True,
+        "max_tokens": endpoint.max_tokens,
+        "temperature": endpoint.temperature,
+    }
+
+
+def _request_target(endpoint: Endpoint) -> tuple[httpx.URL, dict[str, str], dict[str, Any]]:
+    url = httpx.URL(endpoint.base_url.rstrip("/") + "/chat/completions")
+    headers = {"Accept": "text/event-stream, application/json"}
+    if endpoint.api_key:
+        headers["Authorization"] = f"Bearer {endpoint.api_key}"
+    extensions: dict[str, Any] = {}
+    if endpoint.connect_ip and endpoint.connect_ip != url.host:
+        # Connect to the address the SSRF guard checked, while TLS and Host still name the host.
+        headers["Host"] = url.netloc.decode("ascii")
+        extensions["sni_hostname"] = url.host
+        ip = endpoint.connect_ip
+        url = url.copy_with(host=f"[{ip}]" if ":" in ip else ip)
+    return url, headers, extensions
+
+
+async def _sse_data(response: httpx.Response) -> AsyncIterator[str]:
+    """The `data` of each server-sent event, decoded as strict UTF-8 (garbage is an error)."""
+    buffer = b""
+    data_lines: list[str] = []
+    async for chunk in response.aiter_bytes():
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for raw in lines:
+            line = raw.rstrip(b"\r")
+            if not line:
+                if data_lines:
+                    yield "\n".join(data_lines)
+                    data_lines = []
+                continue
+            if line.startswith(b":"):
+                continue
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _UpstreamFailure("protocol", f"invalid UTF-8 in stream: {exc}") from None
+            name, _, value = text.partition(":")
+            if name == "data":
+                data_lines.append(value[1:] if value.startswith(" ") else value)
+    if data_lines:
+        yield "\n".join(data_lines)
+
+
+def _choice(payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        raise _UpstreamFailure("protocol", f"expected a JSON object, got {type(payload).__name__}")
+    if "error" in payload and not payload.get("choices"):
+        raise _UpstreamFailure("status", f"upstream error object: {payload['error']!r}"[:2000])
+    choices = payload.get("choices")
+    if not isinstance(choices, list):
+        raise _UpstreamFailure("protocol", "no 'choices' list in the upstream answer")
+    if not choices:
+        return {}
+    first = choices[0]
+    if not isinstance(first, dict):
+        raise _UpstreamFailure("protocol", "a choice is not a JSON object")
+    return first
+
+
+def _text_of(container: Any) -> str:
+    if container is None:
+        return ""
+    if not isinstance(container, dict):
+        raise _UpstreamFailure("protocol", "delta/message is not a JSON object")
+    content = container.get("content")
+    if content is None:
+        return ""
+    if not isinstance(content, str):
+        raise _UpstreamFailure("protocol", "content is not a string")
+    return content
+
+
+async def stream_chat(
+    client: httpx.AsyncClient,
+    endpoint: Endpoint,
+    messages: list[dict[str, str]],
+    limits: Limits,
+    emit: Callable[[UpstreamEvent], None],
+) -> Answer:
+    """Call the endpoint and `emit` each piece as it arrives; failures end as one `Failed` event.
+
+    The deadline is a single timer, moved after every chunk: the first-token timeout until the
+    first text, then the idle timeout, never past the total timeout.
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    answer = Answer()
+    total_deadline = started + limits.total
+    phase = "first_token"
+    answer_bytes = 0
+
+    def on_text(text: str, deadline: asyncio.Timeout) -> None:
+        nonlocal phase, answer_bytes
+        if not text:
+            return
+        answer_bytes += len(text.encode("utf-8"))
+        if answer_bytes > limits.max_answer_bytes:
+            raise _UpstreamFailure("too_large", f"answer exceeded {limits.max_answer_bytes} bytes")
+        if answer.first_token_ms is None:
+            answer.first_token_ms = (loop.time() - started) * 1000
+            phase = "idle"
+        answer.chunks += 1
+        answer.chunk_texts.append(text)
+        emit(Delta(text))
+        deadline.reschedule(min(loop.time() + limits.idle, total_deadline))
+
+    url, headers, extensions = _request_target(endpoint)
+    timeout = httpx.Timeout(connect=limits.connect, read=None, write=limits.connect, pool=None)
+    try:
+        async with asyncio.timeout(min(started + limits.first_token, total_deadline)) as deadline:
+            request = client.build_request(
+                "POST",
+                url,
+                json=request_body(endpoint, messages),
+                headers=headers,
+                timeout=timeout,
+                extensions=extensions,
+            )
+            response = await client.send(request, stream=True, follow_redirects=False)
+            try:
+                await _read_answer(response, answer, limits, on_text, deadline)
+            finally:
+                await response.aclose()
+    except _UpstreamFailure as failure:
+        answer.failure = Failed(failure.kind, failure.detail)
+    except TimeoutError:
+        if loop.time() >= total_deadline - 0.001:
+            detail = f"no complete answer within the total timeout of {limits.total}s"
+        elif phase == "first_token":
+            detail = f"no first token within {limits.first_token}s"
+        else:
+            detail = f"no new token within the idle timeout of {limits.idle}s"
+        answer.failure = Failed("timeout", detail)
+    except httpx.ConnectTimeout as exc:
+        answer.failure = Failed("timeout", f"connect timeout: {exc!r}")
+    except (httpx.ConnectError, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        answer.failure = Failed("connect", f"could not connect: {exc!r}")
+    except httpx.HTTPError as exc:
+        answer.failure = Failed("protocol", f"connection broke: {exc!r}")
+    answer.duration_ms = (loop.time() - started) * 1000
+    if answer.failure is not None:
+        log.warning(
+            "upstream %s (model %s) failed: %s: %s",
+            endpoint.base_url,
+            endpoint.model,
+            answer.failure.kind,
+            answer.failure.detail,
+        )
+        emit(answer.failure)
+    else:
+        emit(Finished(answer.finish_reason or "stop"))
+    answer.text = "".join(answer.chunk_texts)
+    answer.chunk_texts = []
+    return answer
+
+
+async def _read_answer(
+    response: httpx.Response,
+    answer: Answer,
+    limits: Limits,
+    on_text: Callable[[str, asyncio.Timeout], None],
+    deadline: asyncio.Timeout,
+) -> None:
+    if response.status_code >= 300:
+        body = (await _read_capped(response, 4096)).decode("utf-8", "replace")
+        raise _UpstreamFailure("status", f"HTTP {response.status_code}: {body[:2000]}")
+    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        raw = await _read_capped(response, limits.max_answer_bytes * 4 + 65_536)
+        try:
+            payload = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _UpstreamFailure("protocol", f"JSON answer did not parse: {exc}") from None
+        choice = _choice(payload)
+        on_text(_text_of(choice.get("message")), deadline)
+        answer.finish_reason = str(choice.get("finish_reason") or "stop")
+        return
+    if content_type != "text/event-stream":
+        raise _UpstreamFailure(
+            "protocol", f"expected text/event-stream or application/json, got {content_type!r}"
+        )
+    wire_cap = limits.max_answer_bytes * _WIRE_BYTES_PER_ANSWER_BYTE
+    wire_bytes = 0
+    async for data in _sse_data(response):
+        wire_bytes += len(data)
+        if wire_bytes > wire_cap:
+            raise _UpstreamFailure("too_large", f"stream exceeded {wire_cap} bytes on the wire")
+        if data.strip() == "[DONE]":
+            break
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            raise _UpstreamFailure("protocol", f"event is not JSON: {data[:200]!r}") from None
+        choice = _choice(payload)
+        on_text(_text_of(choice.get("delta")), deadline)
+        if choice.get("finish_reason"):
+            answer.finish_reason = str(choice["finish_reason"])
+    else:
+        # The stream closed without [DONE]: fine if a finish reason came, a broken stream if not.
+        if answer.finish_reason is None:
+            raise _UpstreamFailure("protocol", "stream ended before the answer finished")
+    if answer.chunks == 0 and not answer.text:
+        raise _UpstreamFailure("protocol", "the endpoint answered with no text")
+
+
+async def _read_capped(response: httpx.Response, cap: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > cap:
+            raise _UpstreamFailure("too_large", f"answer body exceeded {cap} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
