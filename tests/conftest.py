@@ -28,6 +28,8 @@ from arena.registry.keys import KeyRing
 from tests.servers import ServerThread
 
 
+pytest_plugins = ["tests.fake_upstream"]
+
 T = TypeVar("T")
 
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -1,0 +1,271 @@
+"""A fake OpenAI-compatible upstream that really listens on loopback, honest or broken on demand.
+
+The upstream model id picks the behaviour, with options after colons, e.g. "normal", "slow:0.3",
+"hang", "error500", "midstream-close". A raw asyncio server (not a framework) so that it can break
+the protocol the ways real servers do: stall after the headers, send invalid UTF-8, drop the
+connection half-way through a chunked body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tests.servers import free_port
+
+XSS_ANSWER = (
+    "Look: <img src=x onerror=\"window.__pwned='img'\"> and <script>window.__pwned='script'</script> "
+    "and [click](javascript:window.__pwned='link') and <svg onload=\"window.__pwned='svg'\"></svg> done."
+)
+MARKDOWN_ANSWER = "# Title\n\nSome **bold** text and `inline code`.\n\n- one\n- two\n\n```python\nprint('hi')\n```\n"
+
+
+def answer_for(prompt: str) -> str:
+    return f"You asked: {prompt[:200]}. Here is a careful and complete answer from this model."
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class FakeUpstream:
+    port: int
+    received: list[Received] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def requests_for(self, model: str) -> list[Received]:
+        return [r for r in self.received if r.body.get("model") == model]
+
+
+def _chunk(payload: bytes) -> bytes:
+    return f"{len(payload):x}\r\n".encode() + payload + b"\r\n"
+
+
+def _sse_chunk(model: str, text: str | None, finish: str | None = None) -> bytes:
+    delta = {"content": text} if text is not None else {}
+    event = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return _chunk(f"data: {json.dumps(event)}\n\n".encode())
+
+
+def _words(text: str) -> list[str]:
+    parts = text.split(" ")
+    return [p + (" " if i < len(parts) - 1 else "") for i, p in enumerate(parts)]
+
+
+class _Handler:
+    def __init__(self, upstream: FakeUpstream) -> None:
+        self.upstream = upstream
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await self._one_request(reader, writer):
+                pass
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def _one_request(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        request_line = await reader.readline()
+        if not request_line:
+            return False
+        method, path, _ = request_line.decode().split(" ", 2)
+        headers: dict[str, str] = {}
+        while True:
+            line = await reader.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body_bytes = await reader.readexactly(int(headers.get("content-length", "0")))
+        try:
+            body = json.loads(body_bytes or b"{}")
+        except ValueError:
+            body = {}
+        self.upstream.received.append(Received(path=path, headers=headers, body=body))
+        if method != "POST" or not path.endswith("/chat/completions"):
+            await self._plain(writer, 404, "application/json", b'{"error": "not found"}')
+            return True
+        model = str(body.get("model", "normal"))
+        name, *options = model.split(":")
+        messages = body.get("messages") or [{"content": ""}]
+        prompt = str(messages[-1].get("content", ""))
+        return await self._behave(writer, name, options, model, prompt, body)
+
+    async def _plain(
+        self, writer: asyncio.StreamWriter, status: int, content_type: str, payload: bytes
+    ) -> None:
+        writer.write(
+            f"HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(payload)}\r\n\r\n".encode()
+            + payload
+        )
+        await writer.drain()
+
+    async def _stream_head(self, writer: asyncio.StreamWriter) -> None:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\n\r\n"
+        )
+        await writer.drain()
+
+    async def _stream_text(
+        self, writer: asyncio.StreamWriter, model: str, text: str, delay: float
+    ) -> None:
+        await self._stream_head(writer)
+        for word in _words(text):
+            if delay:
+                await asyncio.sleep(delay)
+            writer.write(_sse_chunk(model, word))
+            await writer.drain()
+        writer.write(_sse_chunk(model, None, "stop"))
+        writer.write(_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+        await writer.drain()
+
+    async def _behave(
+        self,
+        writer: asyncio.StreamWriter,
+        name: str,
+        options: list[str],
+        model: str,
+        prompt: str,
+        body: dict[str, Any],
+    ) -> bool:
+        option = float(options[0]) if options else None
+        if name == "normal":
+            await self._stream_text(writer, model, answer_for(prompt), option or 0.0)
+        elif name == "slow":
+            await self._stream_text(writer, model, answer_for(prompt), option or 0.15)
+        elif name == "xss":
+            await self._stream_text(writer, model, XSS_ANSWER, 0.0)
+        elif name == "markdown":
+            await self._stream_text(writer, model, MARKDOWN_ANSWER, 0.0)
+        elif name == "says":
+            # "says:TEXT" answers TEXT (for identity-leak tests); colons after the first are kept
+            await self._stream_text(writer, model, ":".join(options) or "hello", 0.0)
+        elif name == "hang":
+            await asyncio.sleep(3600)
+        elif name == "hang-after-headers":
+            await self._stream_head(writer)
+            await asyncio.sleep(3600)
+        elif name == "hang-midstream":
+            await self._stream_head(writer)
+            writer.write(_sse_chunk(model, "Starting "))
+            await writer.drain()
+            await asyncio.sleep(3600)
+        elif name == "drip":
+            await self._stream_head(writer)
+            for byte in b'data: {"choices": [{"delta": {"content": "x"}}]}\n\n':
+                writer.write(_chunk(bytes([byte])))
+                await writer.drain()
+                await asyncio.sleep(option or 1.0)
+        elif name.startswith("error"):
+            status = int(name.removeprefix("error") or 500)
+            await self._plain(
+                writer, status, "application/json", b'{"error": {"message": "upstream broke"}}'
+            )
+            return True
+        elif name == "html":
+            await self._plain(
+                writer, 200, "text/html", b"<html><body>Welcome to nginx</body></html>"
+            )
+            return True
+        elif name == "json":
+            payload = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": answer_for(prompt)},
+                        "finish_reason": "stop",
+                    }
+                ],
+            }
+            await self._plain(writer, 200, "application/json", json.dumps(payload).encode())
+            return True
+        elif name == "garbage":
+            await self._stream_head(writer)
+            writer.write(_chunk(b"data: this is not json at all\n\n"))
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+        elif name == "invalid-utf8":
+            await self._stream_head(writer)
+            writer.write(_chunk(b'data: {"choices": [{"delta": {"content": "\xff\xfe\xfa"}}]}\n\n'))
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+        elif name == "midstream-close":
+            await self._stream_head(writer)
+            for word in _words(answer_for(prompt))[:3]:
+                writer.write(_sse_chunk(model, word))
+            await writer.drain()
+            writer.transport.abort()
+            return False
+        elif name == "huge":
+            size = int(option or 10_000_000)
+            await self._stream_head(writer)
+            piece = "A" * 4000
+            for _ in range(size // len(piece)):
+                writer.write(_sse_chunk(model, piece))
+                await writer.drain()
+            writer.write(_sse_chunk(model, None, "stop") + b"0\r\n\r\n")
+            await writer.drain()
+        else:
+            await self._plain(writer, 404, "application/json", b'{"error": "unknown fake model"}')
+        return True
+
+
+def start_fake_upstream() -> tuple[FakeUpstream, threading.Thread, asyncio.AbstractEventLoop]:
+    upstream = FakeUpstream(port=free_port())
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        server = loop.run_until_complete(
+            asyncio.start_server(_Handler(upstream), "127.0.0.1", upstream.port)
+        )
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            server.close()
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    if not ready.wait(10):
+        raise TimeoutError("the fake upstream did not start")
+    return upstream, thread, loop
+
+
+@pytest.fixture(scope="session")
+def fake_upstream() -> Iterator[FakeUpstream]:
+    upstream, thread, loop = start_fake_upstream()
+    yield upstream
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=5)
