@@ -27,7 +27,6 @@ from arena.registry import service as registry
 from arena.registry.keys import KeyRing
 from tests.servers import ServerThread
 
-
 pytest_plugins = ["tests.fake_upstream"]
 
 T = TypeVar("T")

@@ -20,10 +20,15 @@ import pytest
 from tests.servers import free_port
 
 XSS_ANSWER = (
-    "Look: <img src=x onerror=\"window.__pwned='img'\"> and <script>window.__pwned='script'</script> "
-    "and [click](javascript:window.__pwned='link') and <svg onload=\"window.__pwned='svg'\"></svg> done."
+    "Look: <img src=x onerror=\"window.__pwned='img'\"> and "
+    "<script>window.__pwned='script'</script> "
+    "and [click](javascript:window.__pwned='link') and "
+    "<svg onload=\"window.__pwned='svg'\"></svg> done."
 )
-MARKDOWN_ANSWER = "# Title\n\nSome **bold** text and `inline code`.\n\n- one\n- two\n\n```python\nprint('hi')\n```\n"
+MARKDOWN_ANSWER = (
+    "# Title\n\nSome **bold** text and `inline code`.\n\n"
+    "- one\n- two\n\n```python\nprint('hi')\n```\n"
+)
 
 
 def answer_for(prompt: str) -> str:
@@ -211,7 +216,8 @@ class _Handler:
             await writer.drain()
         elif name == "invalid-utf8":
             await self._stream_head(writer)
-            writer.write(_chunk(b'data: {"choices": [{"delta": {"content": "\xff\xfe\xfa"}}]}\n\n'))
+            bad = b'data: {"choices": [{"delta": {"content": "\xff\xfe\xfa"}}]}\n\n'
+            writer.write(_chunk(bad))
             writer.write(b"0\r\n\r\n")
             await writer.drain()
         elif name == "midstream-close":
