@@ -205,7 +205,7 @@ async def stream_chat(
     url, headers, extensions = _request_target(endpoint)
     timeout = httpx.Timeout(connect=limits.connect, read=None, write=limits.connect, pool=None)
     try:
-        async with asyncio.timeout(min(started + limits.first_token, total_deadline)) as deadline:
+        async with asyncio.timeout_at(min(started + limits.first_token, total_deadline)) as deadline:
             request = client.build_request(
                 "POST",
                 url,

@@ -1,0 +1,115 @@
+"""Every wrong request gets a 4xx with a message a person can act on, and changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tests.conftest import Arena
+from tests.fake_upstream import FakeUpstream
+from tests.sse import read_stream, start_battle
+
+
+@pytest.fixture
+def ready_arena(arena_factory: Callable[..., Arena], fake_upstream: FakeUpstream) -> Arena:
+    arena = arena_factory(max_prompt_chars=50)
+    arena.add_model("alpha", fake_upstream.base_url, "normal", organization="A")
+    arena.add_model("beta", fake_upstream.base_url, "normal", organization="B")
+    return arena
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"prompt": ""}, "prompt"),
+        ({"prompt": "   \n "}, "the prompt is empty"),
+        ({"prompt": "x" * 51}, "over the limit of 50"),
+        ({}, "prompt: Field required"),
+        ({"prompt": 12}, "prompt"),
+        ({"prompt": "nul\x00byte"}, "NUL"),
+    ],
+)
+def test_bad_prompts(ready_arena: Arena, body: dict[str, object], expected: str) -> None:
+    with ready_arena.client() as visitor:
+        response = visitor.post("/api/battles", json=body)
+    assert response.status_code == 422
+    assert expected in response.json()["detail"]
+
+
+def test_body_that_is_not_json(ready_arena: Arena) -> None:
+    with ready_arena.client() as visitor:
+        response = visitor.post(
+            "/api/battles", content=b"{not json", headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 422
+    assert "JSON" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/api/battles/{id}", None),
+        ("GET", "/api/battles/{id}/stream", None),
+        ("POST", "/api/battles/{id}/vote", {"winner": "tie"}),
+        ("POST", "/api/battles/{id}/turns", {"prompt": "more"}),
+    ],
+)
+def test_unknown_battle_is_404(
+    ready_arena: Arena, method: str, path: str, body: dict[str, str] | None
+) -> None:
+    with ready_arena.client() as visitor:
+        response = visitor.request(method, path.format(id="no-such-battle"), json=body)
+    assert response.status_code == 404
+    assert "No battle with that id" in response.json()["detail"]
+
+
+def test_vote_rules(ready_arena: Arena) -> None:
+    with ready_arena.client() as visitor, ready_arena.client() as stranger:
+        battle_id = start_battle(visitor)
+        early = visitor.post(f"/api/battles/{battle_id}/vote", json={"winner": "model_a"})
+        assert early.status_code == 409
+        assert "Wait until both answers have finished" in early.json()["detail"]
+        early_turn = visitor.post(f"/api/battles/{battle_id}/turns", json={"prompt": "more"})
+        assert early_turn.status_code == 409
+
+        read_stream(visitor, battle_id)
+        bad = visitor.post(f"/api/battles/{battle_id}/vote", json={"winner": "model_c"})
+        assert bad.status_code == 422
+        assert "winner" in bad.json()["detail"] and "model_a" in bad.json()["detail"]
+
+        foreign = stranger.post(f"/api/battles/{battle_id}/vote", json={"winner": "model_b"})
+        assert foreign.status_code == 403
+        assert "another browser session" in foreign.json()["detail"]
+        assert stranger.get(f"/api/battles/{battle_id}").status_code == 403
+        assert stranger.get(f"/api/battles/{battle_id}/stream").status_code == 403
+
+        first = visitor.post(f"/api/battles/{battle_id}/vote", json={"winner": "tie (bothbad)"})
+        assert first.status_code == 200
+        second = visitor.post(f"/api/battles/{battle_id}/vote", json={"winner": "model_a"})
+        assert second.status_code == 409
+        assert "already has a vote" in second.json()["detail"]
+        after = visitor.post(f"/api/battles/{battle_id}/turns", json={"prompt": "more"})
+        assert after.status_code == 409
+        assert visitor.get(f"/api/battles/{battle_id}").json()["winner"] == "tie (bothbad)"
+
+
+def test_turn_limit(arena_factory: Callable[..., Arena], fake_upstream: FakeUpstream) -> None:
+    arena = arena_factory(max_turns=2)
+    arena.add_model("alpha", fake_upstream.base_url, "normal", organization="A")
+    arena.add_model("beta", fake_upstream.base_url, "normal", organization="B")
+    with arena.client() as visitor:
+        battle_id = start_battle(visitor)
+        read_stream(visitor, battle_id)
+        assert visitor.post(f"/api/battles/{battle_id}/turns", json={"prompt": "2"}).is_success
+        read_stream(visitor, battle_id)
+        third = visitor.post(f"/api/battles/{battle_id}/turns", json={"prompt": "3"})
+    assert third.status_code == 409
+    assert "limit of 2 turns" in third.json()["detail"]
+
+
+def test_forged_session_cookie_gets_a_new_session(ready_arena: Arena) -> None:
+    with ready_arena.client(cookies={"arena_session": "<script>"}) as visitor:
+        response = visitor.post("/api/battles", json={"prompt": "hi"})
+    assert response.status_code == 201
+    assert response.cookies.get("arena_session") not in (None, "<script>")
