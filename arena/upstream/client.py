@@ -205,7 +205,8 @@ async def stream_chat(
     url, headers, extensions = _request_target(endpoint)
     timeout = httpx.Timeout(connect=limits.connect, read=None, write=limits.connect, pool=None)
     try:
-        async with asyncio.timeout_at(min(started + limits.first_token, total_deadline)) as deadline:
+        first_deadline = min(started + limits.first_token, total_deadline)
+        async with asyncio.timeout_at(first_deadline) as deadline:
             request = client.build_request(
                 "POST",
                 url,

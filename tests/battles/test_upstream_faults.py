@@ -1,4 +1,4 @@
-"""A dead, slow, lying or garbage-sending endpoint ends its side cleanly; everyone else carries on."""
+"""A dead, slow, lying or garbage-sending endpoint ends its side cleanly; others carry on."""
 
 from __future__ import annotations
 
