@@ -1,5 +1,9 @@
 # `make run` sets everything up and starts the arena with demo models; `make test` runs the suite.
 PYTHON ?= python3
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+# This machine's pip configuration names package folders that may be absent; their warnings are noise.
+QUIET_PIP := { grep -v '^WARNING: Location' || true; }
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
@@ -9,7 +13,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("arena needs Python 3.11 or newer" if sys.version_info < (3, 11) else 0)'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]' 2>&1 | $(QUIET_PIP)
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -31,7 +35,7 @@ format: setup
 	$(BIN)/ruff check --fix arena tests bench migrations
 
 bench: setup
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,bench]' 2>&1 | $(QUIET_PIP)
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
