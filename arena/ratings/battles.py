@@ -1,0 +1,377 @@
+"""The battles table: its schema, FastChat clean-battle files, the vote-set hash and pair counts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from arena.ratings.errors import InvalidBattles
+
+Winner = Literal["model_a", "model_b", "tie", "tie (bothbad)"]
+WINNERS: Final[tuple[Winner, ...]] = ("model_a", "model_b", "tie", "tie (bothbad)")
+REQUIRED_COLUMNS: Final[tuple[str, ...]] = ("model_a", "model_b", "winner")
+# Read when present: tstamp orders online Elo; vote_id feeds the vote-set hash; the text columns
+# feed the category filters; the rest are FastChat's clean-battle columns, carried through.
+OPTIONAL_COLUMNS: Final[tuple[str, ...]] = (
+    "tstamp",
+    "vote_id",
+    "turn",
+    "anony",
+    "language",
+    "judge",
+    "prompt",
+    "answer_a",
+    "answer_b",
+)
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+# Above this many (model, model, outcome) bins, bincount's dense table would outgrow np.unique.
+_DENSE_BINS_LIMIT: Final = 30_000_000
+
+
+@dataclass(frozen=True)
+class EncodedBattles:
+    """The battles as integer codes: `models` sorted by name, `outcome` indexes WINNERS."""
+
+    models: tuple[str, ...]
+    a: IntArray
+    b: IntArray
+    outcome: IntArray
+
+    @property
+    def n_battles(self) -> int:
+        return int(self.a.shape[0])
+
+
+@dataclass(frozen=True)
+class PairCounts:
+    """Battles aggregated per unordered pair of models: the sufficient statistics of every fit here.
+
+    For pair k, lo[k] < hi[k] index models; `wins_lo` counts battles won by the lo model (from
+    either side), `wins_hi` those won by the hi model, `ties` both tie kinds. Only pairs that met at
+    least once are listed.
+    """
+
+    models: tuple[str, ...]
+    lo: IntArray
+    hi: IntArray
+    wins_lo: IntArray
+    ties: IntArray
+    wins_hi: IntArray
+
+    @property
+    def n_models(self) -> int:
+        return len(self.models)
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.lo.shape[0])
+
+    @property
+    def totals(self) -> IntArray:
+        return self.wins_lo + self.ties + self.wins_hi
+
+    @property
+    def n_battles(self) -> int:
+        return int(self.totals.sum())
+
+    def votes(self) -> IntArray:
+        """Battles per model (each battle counts once for each of its two models)."""
+        totals = self.totals
+        m = self.n_models
+        return np.bincount(self.lo, totals, minlength=m).astype(np.int64) + np.bincount(
+            self.hi, totals, minlength=m
+        ).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class LoadedBattles:
+    """A battles file read into the battles table, with what was left out on the way."""
+
+    battles: pd.DataFrame
+    dropped_non_anonymous: int
+
+
+def _first_labels(battles: pd.DataFrame, mask: npt.NDArray[np.bool_], limit: int = 3) -> str:
+    labels = battles.index[mask][:limit].tolist()
+    return ", ".join(str(label) for label in labels)
+
+
+def _factorize_models(battles: pd.DataFrame, column: str) -> tuple[npt.NDArray[np.intp], list[str]]:
+    codes, uniques = pd.factorize(battles[column])
+    missing = codes < 0
+    if missing.any():
+        raise InvalidBattles(
+            f"{column} is empty in {int(missing.sum())} battle(s)"
+            f" (rows {_first_labels(battles, missing)}); every battle needs both model names."
+        )
+    return codes, [str(name) for name in uniques]
+
+
+def encode_battles(battles: pd.DataFrame) -> EncodedBattles:
+    """Validate the battles table and code it as integers; InvalidBattles says what is wrong."""
+    missing_columns = [c for c in REQUIRED_COLUMNS if c not in battles.columns]
+    if missing_columns:
+        raise InvalidBattles(
+            f"the battles table lacks column(s) {', '.join(missing_columns)}; it needs"
+            f" {', '.join(REQUIRED_COLUMNS)} (and tstamp for time order);"
+            f" got {list(battles.columns)}."
+        )
+    if len(battles) == 0:
+        raise InvalidBattles("there are no battles to rate.")
+
+    codes_a, names_a = _factorize_models(battles, "model_a")
+    codes_b, names_b = _factorize_models(battles, "model_b")
+    models = tuple(sorted(set(names_a) | set(names_b)))
+    position = {name: i for i, name in enumerate(models)}
+    a = np.array([position[n] for n in names_a], dtype=np.int64)[codes_a]
+    b = np.array([position[n] for n in names_b], dtype=np.int64)[codes_b]
+
+    winner_codes, winner_uniques = pd.factorize(battles["winner"])
+    if (winner_codes < 0).any():
+        empty = winner_codes < 0
+        raise InvalidBattles(
+            f"winner is empty in {int(empty.sum())} battle(s)"
+            f" (rows {_first_labels(battles, empty)}); it must be one of {', '.join(WINNERS)}."
+        )
+    known: dict[str, int] = {w: i for i, w in enumerate(WINNERS)}
+    unknown = [str(w) for w in winner_uniques if w not in known]
+    if unknown:
+        bad = battles["winner"].isin(unknown).to_numpy()
+        shown = ", ".join(repr(w) for w in unknown[:5])
+        raise InvalidBattles(
+            f"winner must be one of {', '.join(WINNERS)}; got {shown} in {int(bad.sum())} battle(s)"
+            f" (rows {_first_labels(battles, bad)})."
+        )
+    outcome = np.array([known[str(w)] for w in winner_uniques], dtype=np.int64)[winner_codes]
+
+    self_battles = a == b
+    if self_battles.any():
+        name = models[int(a[self_battles][0])]
+        raise InvalidBattles(
+            f"model_a and model_b are the same model in {int(self_battles.sum())} battle(s)"
+            f" (first: {name!r}, rows {_first_labels(battles, self_battles)});"
+            " a model cannot battle itself."
+        )
+    return EncodedBattles(models=models, a=a, b=b, outcome=outcome)
+
+
+def validate_battles(battles: pd.DataFrame) -> None:
+    """Raise InvalidBattles if the table does not follow the schema; return nothing otherwise."""
+    encode_battles(battles)
+
+
+def count_pairs(encoded: EncodedBattles) -> PairCounts:
+    """Aggregate coded battles into per-pair win/tie/win counts in one pass over the rows."""
+    m = len(encoded.models)
+    lo = np.minimum(encoded.a, encoded.b)
+    hi = np.maximum(encoded.a, encoded.b)
+    is_tie = encoded.outcome >= 2
+    lo_won = ((encoded.outcome == 0) & (encoded.a == lo)) | (
+        (encoded.outcome == 1) & (encoded.b == lo)
+    )
+    result = np.where(is_tie, 1, np.where(lo_won, 0, 2))
+    key = (lo * m + hi) * 3 + result
+    if m * m * 3 <= _DENSE_BINS_LIMIT:
+        table = np.bincount(key, minlength=m * m * 3).reshape(m * m, 3)
+        cells = np.flatnonzero(table.sum(axis=1))
+        counts = table[cells]
+    else:
+        keys, key_counts = np.unique(key, return_counts=True)
+        cells, pair_of_key = np.unique(keys // 3, return_inverse=True)
+        counts = np.zeros((cells.shape[0], 3), dtype=np.int64)
+        counts[pair_of_key, keys % 3] = key_counts
+    return PairCounts(
+        models=encoded.models,
+        lo=(cells // m).astype(np.int64),
+        hi=(cells % m).astype(np.int64),
+        wins_lo=counts[:, 0].astype(np.int64),
+        ties=counts[:, 1].astype(np.int64),
+        wins_hi=counts[:, 2].astype(np.int64),
+    )
+
+
+def aggregate_battles(battles: pd.DataFrame) -> PairCounts:
+    """Validate the battles table and aggregate it into pair counts."""
+    return count_pairs(encode_battles(battles))
+
+
+def _mix64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    # splitmix64's finaliser: a cheap bijective scrambler, so row hashes stay distinct and uniform.
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _name_hashes(models: tuple[str, ...]) -> npt.NDArray[np.uint64]:
+    return np.array(
+        [int.from_bytes(hashlib.sha256(m.encode()).digest()[:8], "little") for m in models],
+        dtype=np.uint64,
+    )
+
+
+def _timestamps(battles: pd.DataFrame) -> FloatArray | None:
+    if "tstamp" not in battles.columns:
+        return None
+    column = battles["tstamp"]
+    if pd.api.types.is_datetime64_any_dtype(column):
+        seconds = pd.to_datetime(column, utc=True).astype("int64").to_numpy() / 1e9
+        return np.asarray(seconds, dtype=np.float64)
+    try:
+        return np.asarray(pd.to_numeric(column), dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidBattles(
+            f"tstamp must be a number of seconds since the epoch or a datetime; {exc}"
+        ) from exc
+
+
+def battle_order(battles: pd.DataFrame) -> IntArray:
+    """Row positions by tstamp (equal stamps in table order); table order without tstamp."""
+    stamps = _timestamps(battles)
+    if stamps is None:
+        return np.arange(len(battles), dtype=np.int64)
+    return np.argsort(stamps, kind="stable").astype(np.int64)
+
+
+def vote_set_hash(battles: pd.DataFrame, encoded: EncodedBattles | None = None) -> str:
+    """A SHA-256 hex digest identifying exactly which votes are in the table, whatever their order.
+
+    With a `vote_id` column: the digest of the sorted ids, one per line, after the line
+    `arena-vote-ids-v1`. Without: every row (model_a, model_b, winner, tstamp) is scrambled to 64
+    bits, the row values are sorted, and the digest covers `arena-vote-rows-v1`, the row count and
+    those values, so the same multiset of battles gives the same hash in any order.
+    """
+    if "vote_id" in battles.columns:
+        ids = sorted(str(v) for v in battles["vote_id"].tolist())
+        digest = hashlib.sha256(b"arena-vote-ids-v1\n")
+        digest.update("\n".join(ids).encode())
+        return digest.hexdigest()
+    enc = encoded if encoded is not None else encode_battles(battles)
+    names = _name_hashes(enc.models)
+    row = _mix64(names[enc.a] ^ np.uint64(0x9E3779B97F4A7C15))
+    row = _mix64(row ^ names[enc.b])
+    row = _mix64(row ^ (enc.outcome.astype(np.uint64) + np.uint64(1)))
+    stamps = _timestamps(battles)
+    if stamps is not None:
+        # Map every NaN to one bit pattern and -0.0 to 0.0 so equal stamps hash equally.
+        clean = np.where(np.isnan(stamps), np.nan, stamps + 0.0)
+        row = _mix64(row ^ clean.view(np.uint64))
+    digest = hashlib.sha256(b"arena-vote-rows-v1\n")
+    digest.update(f"{enc.n_battles}\n".encode())
+    digest.update(np.sort(row).astype("<u8").tobytes())
+    return digest.hexdigest()
+
+
+def _is_false(value: Any) -> bool:
+    if isinstance(value, bool | np.bool_):
+        return not bool(value)
+    if isinstance(value, str):
+        return value.strip().lower() in {"false", "0", "no"}
+    if isinstance(value, int | float | np.integer | np.floating):
+        return bool(value == 0)
+    return False
+
+
+def drop_non_anonymous(battles: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Leave out battles marked `anony: false`, as FastChat does; no flag counts as anonymous."""
+    if "anony" not in battles.columns:
+        return battles, 0
+    column = battles["anony"]
+    if pd.api.types.is_bool_dtype(column):
+        named = ~column.to_numpy(dtype=bool)
+    else:
+        named = np.fromiter((_is_false(v) for v in column.tolist()), dtype=bool, count=len(column))
+    dropped = int(named.sum())
+    if dropped == 0:
+        return battles, 0
+    return battles.loc[~named].reset_index(drop=True), dropped
+
+
+def _turn_texts(conversation: Any, role: str) -> list[str]:
+    if not isinstance(conversation, list):
+        return []
+    return [
+        str(turn.get("content", ""))
+        for turn in conversation
+        if isinstance(turn, dict) and turn.get("role") == role
+    ]
+
+
+def _add_conversation_columns(battles: pd.DataFrame) -> pd.DataFrame:
+    # FastChat's clean-battle files may carry whole conversations; the category filters read text
+    # columns, so derive them here once.
+    if "conversation_a" not in battles.columns:
+        return battles
+    battles = battles.copy()
+    conv_a = battles["conversation_a"].tolist()
+    if "prompt" not in battles.columns:
+        battles["prompt"] = [next(iter(_turn_texts(c, "user")), "") for c in conv_a]
+    if "answer_a" not in battles.columns:
+        battles["answer_a"] = ["\n".join(_turn_texts(c, "assistant")) for c in conv_a]
+    if "answer_b" not in battles.columns and "conversation_b" in battles.columns:
+        battles["answer_b"] = [
+            "\n".join(_turn_texts(c, "assistant")) for c in battles["conversation_b"].tolist()
+        ]
+    if "turn" not in battles.columns:
+        battles["turn"] = [len(_turn_texts(c, "user")) for c in conv_a]
+    return battles
+
+
+def _read_json_records(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text(encoding="utf-8")
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            records = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise InvalidBattles(f"{path}: not valid JSON ({exc}).") from exc
+    else:
+        records = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise InvalidBattles(
+                    f"{path}, line {number}: not valid JSON Lines ({exc.msg})."
+                ) from exc
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise InvalidBattles(
+            f"{path}: expected a JSON list of battle objects or one object per line (JSON Lines)."
+        )
+    return records
+
+
+def read_battles_file(path: str | Path) -> LoadedBattles:
+    """Read a FastChat clean-battle file (JSON list, JSON Lines, or CSV by its `.csv` suffix).
+
+    Battles marked `anony: false` are left out and counted in `dropped_non_anonymous`; the table is
+    validated, so a bad winner value or a missing column fails here with the row that caused it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidBattles(f"{path}: no such file.")
+    if path.suffix.lower() == ".csv":
+        text_columns = dict.fromkeys(("model_a", "model_b", "winner", "vote_id", "judge"), "string")
+        try:
+            battles = pd.read_csv(path, dtype=text_columns, keep_default_na=False, na_values=[""])
+        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise InvalidBattles(f"{path}: not a readable CSV file ({exc}).") from exc
+    else:
+        battles = pd.DataFrame.from_records(_read_json_records(path))
+    battles = _add_conversation_columns(battles)
+    battles, dropped = drop_non_anonymous(battles)
+    validate_battles(battles)
+    return LoadedBattles(battles=battles, dropped_non_anonymous=dropped)

@@ -1,0 +1,291 @@
+"""Bradley-Terry maximum likelihood on pair counts: existence checks and a batched Newton solver."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+from scipy.special import expit
+
+from arena.ratings.battles import FloatArray, IntArray, PairCounts, aggregate_battles
+from arena.ratings.elo import BASE, INIT_RATING, SCALE
+from arena.ratings.errors import RatingsError, RatingsUndefined
+
+# arena-rank's `min_pair_count`: a pair's weight is 1 / max(its battles, this) when reweighted.
+REWEIGHT_MIN_PAIR_COUNT: Final = 50
+# Newton stops once no strength moves by more than this (natural-log units; 1e-10 is about
+# 2e-8 rating points), by which point the quadratic convergence has reached rounding level.
+NEWTON_TOL: Final = 1e-10
+NEWTON_MAX_ITER: Final = 100
+_MAX_HALVINGS: Final = 40
+_NAMES_SHOWN: Final = 8
+
+
+def pair_weights(counts: PairCounts, *, reweighted: bool) -> FloatArray:
+    """Per-pair likelihood weights: 1, or 1 / max(pair battles, 50) as arena-rank's `reweighted`."""
+    if not reweighted:
+        return np.ones(counts.n_pairs)
+    return 1.0 / np.maximum(counts.totals.astype(np.float64), REWEIGHT_MIN_PAIR_COUNT)
+
+
+def incidence_matrix(lo: IntArray, hi: IntArray, n_models: int) -> sp.csr_matrix:
+    """The pairs x models matrix with +1 at each pair's lo model and -1 at its hi model."""
+    p = lo.shape[0]
+    rows = np.repeat(np.arange(p), 2)
+    cols = np.column_stack([lo, hi]).ravel()
+    signs = np.tile(np.array([1.0, -1.0]), p)
+    return sp.csr_matrix((signs, (rows, cols)), shape=(p, n_models))
+
+
+def _names(models: tuple[str, ...], members: IntArray) -> str:
+    names = [repr(models[int(i)]) for i in members[:_NAMES_SHOWN]]
+    more = len(members) - len(names)
+    return ", ".join(names) + (f" and {more} more" if more > 0 else "")
+
+
+def _graph(counts: PairCounts, lo_beat_hi: IntArray, hi_beat_lo: IntArray) -> sp.csr_matrix:
+    # Edge u -> v when u has beaten v at least once (a tie is half a win each way).
+    m = counts.n_models
+    src = np.concatenate([counts.lo[lo_beat_hi > 0], counts.hi[hi_beat_lo > 0]])
+    dst = np.concatenate([counts.hi[lo_beat_hi > 0], counts.lo[hi_beat_lo > 0]])
+    return sp.csr_matrix((np.ones(src.shape[0]), (src, dst)), shape=(m, m))
+
+
+def ratings_exist(counts: PairCounts, wins_lo: IntArray, ties: IntArray, wins_hi: IntArray) -> bool:
+    """Whether the maximum-likelihood strengths are finite: 'has beaten' is strongly connected."""
+    graph = _graph(counts, wins_lo + ties, wins_hi + ties)
+    n_components, _ = connected_components(graph, directed=True, connection="strong")
+    return bool(n_components == 1)
+
+
+def check_ratings_exist(counts: PairCounts) -> None:
+    """Raise RatingsUndefined naming the models whose ratings would be infinite or incomparable.
+
+    Bradley-Terry strengths are finite exactly when every group of models has beaten some model
+    outside it and lost to some model outside it (Zermelo's condition; a tie is half a win each
+    way).
+    """
+    models = counts.models
+    if counts.n_models < 2:
+        raise RatingsUndefined(
+            f"ratings need battles between at least two models; got {counts.n_models}.",
+            models=models,
+        )
+    met = _graph(counts, counts.totals, counts.totals)
+    n_groups, group = connected_components(met, directed=False)
+    if n_groups > 1:
+        parts = [_names(models, np.flatnonzero(group == g)) for g in range(n_groups)]
+        raise RatingsUndefined(
+            f"the battles fall into {n_groups} groups of models that never met each other: "
+            + "; ".join(f"[{p}]" for p in parts[:_NAMES_SHOWN])
+            + ". Ratings from different groups cannot be compared: add battles between the groups,"
+            " or rate each group on its own.",
+            models=models,
+        )
+    beaten = _graph(counts, counts.wins_lo + counts.ties, counts.wins_hi + counts.ties)
+    n_parts, part = connected_components(beaten, directed=True, connection="strong")
+    if n_parts == 1:
+        return
+    src, dst = beaten.nonzero()
+    crossing = part[src] != part[dst]
+    beats_outsider = np.zeros(n_parts, dtype=bool)
+    loses_to_outsider = np.zeros(n_parts, dtype=bool)
+    beats_outsider[part[src[crossing]]] = True
+    loses_to_outsider[part[dst[crossing]]] = True
+    problems: list[str] = []
+    named: list[str] = []
+    for g in range(n_parts):
+        members = np.flatnonzero(part == g)
+        if not loses_to_outsider[g]:
+            if len(members) == 1:
+                problems.append(f"{_names(models, members)} never lost (rating +infinity)")
+            else:
+                problems.append(
+                    f"[{_names(models, members)}] never lost to a model outside that group"
+                )
+            named.extend(models[int(i)] for i in members)
+        elif not beats_outsider[g]:
+            if len(members) == 1:
+                problems.append(f"{_names(models, members)} never won (rating -infinity)")
+            else:
+                problems.append(
+                    f"[{_names(models, members)}] never beat a model outside that group"
+                )
+            named.extend(models[int(i)] for i in members)
+    raise RatingsUndefined(
+        "Bradley-Terry ratings do not exist for these battles: "
+        + "; ".join(problems)
+        + ". A tie counts as half a win for each side. Add battles for these models or leave them"
+        " out.",
+        models=tuple(named),
+    )
+
+
+def _log_likelihood(d: FloatArray, wins: FloatArray, totals: FloatArray) -> FloatArray:
+    return np.asarray((wins * d - totals * np.logaddexp(0.0, d)).sum(axis=1), dtype=np.float64)
+
+
+def newton_strengths(
+    lo: IntArray,
+    hi: IntArray,
+    wins: FloatArray,
+    totals: FloatArray,
+    start: FloatArray,
+    *,
+    tol: float = NEWTON_TOL,
+    max_iter: int = NEWTON_MAX_ITER,
+) -> tuple[FloatArray, int]:
+    """Maximise sum_k wins_k log s(d_k) + (totals_k - wins_k) log s(-d_k) for many fits at once.
+
+    `wins` and `totals` are (fits x pairs), d_k = theta[lo_k] - theta[hi_k]. Each iteration takes
+    the exact Newton step with the dense Hessian (models x models, the graph Laplacian of
+    totals * p(1-p)), gauge fixed by adding a multiple of the all-ones matrix: the step then solves
+    H step = gradient with sum(step) = 0, so strengths keep the mean of `start`. A step that would
+    lower the likelihood is halved. Returns the strengths and the iterations used; every row must
+    satisfy ratings_exist.
+    """
+    theta = np.array(start, dtype=np.float64, copy=True)
+    n_fits, m = theta.shape
+    incidence = incidence_matrix(lo, hi, m)
+    off_lo_hi = lo * m + hi
+    off_hi_lo = hi * m + lo
+    diagonal = np.arange(m) * (m + 1)
+    absolute = abs(incidence).T.tocsr()
+    incidence_t = incidence.T.tocsr()
+    active = np.arange(n_fits)
+    iterations = 0
+    while active.size and iterations < max_iter:
+        iterations += 1
+        th = theta[active]
+        w = wins[active]
+        n = totals[active]
+        d = np.asarray(incidence @ th.T).T
+        p = expit(d)
+        gradient = np.asarray(incidence_t @ (w - n * p).T).T
+        curvature = n * p * (1.0 - p)
+        hessian = np.zeros((active.size, m * m))
+        hessian[:, off_lo_hi] = -curvature
+        hessian[:, off_hi_lo] = -curvature
+        hessian[:, diagonal] = np.asarray(absolute @ curvature.T).T
+        hessian = hessian.reshape(active.size, m, m)
+        trace = np.trace(hessian, axis1=1, axis2=2)
+        # Any positive multiple of ones*ones^T fixes the gauge; this one keeps the condition number
+        # close to the Laplacian's own.
+        hessian += (np.maximum(trace, 1e-300) / (m * m))[:, None, None]
+        try:
+            step = np.linalg.solve(hessian, gradient[:, :, None])[:, :, 0]
+        except np.linalg.LinAlgError as exc:
+            raise RatingsError(
+                "the Bradley-Terry Hessian is singular; check the battles with check_ratings_exist."
+            ) from exc
+        before = _log_likelihood(d, w, n)
+        scale = np.ones(active.size)
+        for _ in range(_MAX_HALVINGS):
+            d_new = d + scale[:, None] * np.asarray(incidence @ step.T).T
+            after = _log_likelihood(d_new, w, n)
+            worse = after < before - 1e-13 * np.maximum(1.0, np.abs(before))
+            if not worse.any():
+                break
+            scale[worse] *= 0.5
+        moved = scale[:, None] * step
+        theta[active] = th + moved
+        done = np.abs(moved).max(axis=1) < tol
+        active = active[~done]
+    if active.size:
+        raise RatingsError(
+            f"the Bradley-Terry fit did not converge in {max_iter} Newton iterations"
+            f" for {active.size} of {n_fits} fits."
+        )
+    return theta, iterations
+
+
+@dataclass(frozen=True)
+class BradleyTerryFit:
+    """A fitted Bradley-Terry model.
+
+    `strengths` are natural-log strengths with mean zero: P(i beats j) = 1 / (1 + exp(s_j - s_i)).
+    Ratings are init + scale / ln(base) * strengths, i.e. 400 * beta + 1000 for beta in base-10
+    units, so their mean is `init` (the gauge FastChat's and arena-rank's solvers land on).
+    """
+
+    models: tuple[str, ...]
+    strengths: FloatArray
+    scale: float
+    base: float
+    init: float
+    reweighted: bool
+    iterations: int
+
+    @property
+    def points_per_unit(self) -> float:
+        """Rating points per natural-log unit of strength: scale / ln(base)."""
+        return self.scale / math.log(self.base)
+
+    @property
+    def ratings(self) -> FloatArray:
+        return self.init + self.points_per_unit * self.strengths
+
+    def as_series(self) -> pd.Series:
+        return pd.Series(self.ratings, index=pd.Index(self.models, name="model"), name="rating")
+
+
+def pair_wins_totals(counts: PairCounts, weights: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Weighted wins of each pair's lo model (a tie is half a win) and weighted battles."""
+    wins = weights * (counts.wins_lo + 0.5 * counts.ties)
+    totals = weights * counts.totals
+    return wins, totals
+
+
+def fit_bradley_terry(
+    counts: PairCounts,
+    *,
+    reweighted: bool = False,
+    scale: float = SCALE,
+    base: float = BASE,
+    init: float = INIT_RATING,
+) -> BradleyTerryFit:
+    """Maximum-likelihood Bradley-Terry ratings on pair counts, unregularised (DESIGN section 7).
+
+    Maximises sum w_ij log sigmoid(ln(base) * (beta_i - beta_j)) with ties as half a win to each
+    side, optionally with arena-rank's 1 / max(pair count, 50) pair weights, to rounding precision.
+    Raises RatingsUndefined when the maximum does not exist (a model never won or never lost, or the
+    comparison graph is split).
+    """
+    check_ratings_exist(counts)
+    wins, totals = pair_wins_totals(counts, pair_weights(counts, reweighted=reweighted))
+    strengths, iterations = newton_strengths(
+        counts.lo,
+        counts.hi,
+        wins[None, :],
+        totals[None, :],
+        np.zeros((1, counts.n_models)),
+    )
+    return BradleyTerryFit(
+        models=counts.models,
+        strengths=strengths[0],
+        scale=float(scale),
+        base=float(base),
+        init=float(init),
+        reweighted=reweighted,
+        iterations=iterations,
+    )
+
+
+def bradley_terry(
+    battles: pd.DataFrame,
+    *,
+    reweighted: bool = False,
+    scale: float = SCALE,
+    base: float = BASE,
+    init: float = INIT_RATING,
+) -> pd.Series:
+    """Bradley-Terry ratings of a battles table, a Series indexed by model name (mean = init)."""
+    fit = fit_bradley_terry(
+        aggregate_battles(battles), reweighted=reweighted, scale=scale, base=base, init=init
+    )
+    return fit.as_series()

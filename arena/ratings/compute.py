@@ -1,0 +1,276 @@
+"""One call from a battles table to a leaderboard: ratings, intervals, ranks, votes, win rates."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+import numpy as np
+import pandas as pd
+
+from arena.ratings.battles import (
+    FloatArray,
+    battle_order,
+    count_pairs,
+    encode_battles,
+    vote_set_hash,
+)
+from arena.ratings.bradley_terry import fit_bradley_terry
+from arena.ratings.categories import ALL, category_mask
+from arena.ratings.elo import BASE, ELO_K, INIT_RATING, SCALE, online_elo_encoded
+from arena.ratings.errors import InvalidBattles
+from arena.ratings.intervals import (
+    CONFIDENCE,
+    HESSIAN_RIDGE,
+    RatingIntervals,
+    bootstrap_bradley_terry,
+    bootstrap_elo,
+    bootstrap_intervals,
+    rank_upper_bound,
+    sandwich_intervals,
+)
+from arena.ratings.matrices import average_win_rate
+
+Method = Literal["bt", "elo"]
+METHODS: Final[tuple[Method, ...]] = ("bt", "elo")
+Progress = Callable[[int, int], None]
+LEADERBOARD_COLUMNS: Final[tuple[str, ...]] = (
+    "model",
+    "rating",
+    "ci_lower",
+    "ci_upper",
+    "rank",
+    "votes",
+    "win_rate",
+)
+
+
+@dataclass(frozen=True)
+class LeaderboardRow:
+    """One model's line: rating, interval bounds (None without an interval), rank (upper bound)."""
+
+    model: str
+    rating: float
+    ci_lower: float | None
+    ci_upper: float | None
+    rank: int
+    votes: int
+    win_rate: float | None
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    """What compute_leaderboard returns: rows by rating, highest first, and how they were made.
+
+    `params` holds every setting that shaped the numbers (method constants, interval method, rounds,
+    seed, anchor, reweighting, category); `vote_set_hash` identifies the votes that went in.
+    `intervals` keeps the raw bounds and, for a bootstrap, every round's ratings (model order as
+    `models`, that is by name), for plots; it is not part of the JSON.
+    """
+
+    method: Method
+    params: Mapping[str, Any]
+    vote_set_hash: str
+    n_battles: int
+    rows: tuple[LeaderboardRow, ...]
+    models: tuple[str, ...] = ()
+    intervals: RatingIntervals | None = field(default=None, repr=False, compare=False)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """{"method", "params", "vote_set_hash", "n_battles", "models": [{model, rating, ci_lower,
+        ci_upper, rank, votes, win_rate}]}, JSON-ready (NaN becomes null)."""
+        return {
+            "method": self.method,
+            "params": dict(self.params),
+            "vote_set_hash": self.vote_set_hash,
+            "n_battles": self.n_battles,
+            "models": [
+                {
+                    "model": row.model,
+                    "rating": row.rating,
+                    "ci_lower": row.ci_lower,
+                    "ci_upper": row.ci_upper,
+                    "rank": row.rank,
+                    "votes": row.votes,
+                    "win_rate": row.win_rate,
+                }
+                for row in self.rows
+            ],
+        }
+
+    def to_frame(self) -> pd.DataFrame:
+        """The rows as a DataFrame with LEADERBOARD_COLUMNS, in leaderboard order."""
+        frame = pd.DataFrame(
+            [
+                (r.model, r.rating, r.ci_lower, r.ci_upper, r.rank, r.votes, r.win_rate)
+                for r in self.rows
+            ],
+            columns=list(LEADERBOARD_COLUMNS),
+        )
+        for column in ("rating", "ci_lower", "ci_upper", "win_rate"):
+            frame[column] = frame[column].astype("float64")
+        return frame
+
+    def ratings(self) -> pd.Series:
+        """Ratings indexed by model name, in leaderboard order."""
+        return pd.Series(
+            [r.rating for r in self.rows],
+            index=pd.Index([r.model for r in self.rows], name="model"),
+            name="rating",
+        )
+
+
+def _finite_or_none(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def parse_anchor(text: str) -> tuple[str, float]:
+    """'MODEL=RATING' -> (MODEL, RATING); the model name may itself contain '='."""
+    model, sep, rating = text.rpartition("=")
+    try:
+        value = float(rating)
+    except ValueError:
+        value = math.nan
+    if not sep or not model.strip() or not math.isfinite(value):
+        raise InvalidBattles(
+            f"anchor must look like MODEL=RATING, for example mixtral-8x7b-instruct-v0.1=1114;"
+            f" got {text!r}."
+        )
+    return model.strip(), value
+
+
+def _anchor_offset(
+    models: tuple[str, ...], ratings: FloatArray, anchor: tuple[str, float] | None
+) -> float:
+    if anchor is None:
+        return 0.0
+    name, value = anchor
+    if name not in models:
+        shown = ", ".join(models[:10]) + (" ..." if len(models) > 10 else "")
+        raise InvalidBattles(
+            f"anchor model {name!r} is not among the {len(models)} rated models ({shown})."
+        )
+    return float(value - ratings[models.index(name)])
+
+
+def compute_leaderboard(
+    battles: pd.DataFrame,
+    *,
+    method: Method = "bt",
+    bootstrap_rounds: int | None = None,
+    seed: int | None = None,
+    anchor: tuple[str, float] | None = None,
+    reweighted: bool = False,
+    scale: float = SCALE,
+    base: float = BASE,
+    init: float = INIT_RATING,
+    k: float = ELO_K,
+    confidence: float = CONFIDENCE,
+    category: str = ALL,
+    progress: Progress | None = None,
+) -> Leaderboard:
+    """Ratings of every model in `battles`, with intervals, rank upper bounds, votes and win rates.
+
+    Every row of `battles` counts (read_battles_file has already left out non-anonymous ones).
+    method="bt": the exact Bradley-Terry MLE; intervals by the sandwich estimator, or by
+    `bootstrap_rounds` multinomial resamples when given (the rating stays the full-data MLE, as
+    FastChat's). method="elo": online Elo in time order with K=k; no interval unless
+    `bootstrap_rounds` is given, in which case, as FastChat's `elo` system, every round runs online
+    Elo over a resample in random order and the rating is the bootstrap median.
+    An anchor (model, rating) translates the whole table, bounds included, so that model sits at
+    that rating; without one, Bradley-Terry ratings have mean `init`. `bootstrap_rounds` 0 means
+    none. `progress(done, total)` is called as the bootstrap advances. Raises InvalidBattles for a
+    malformed table, an unknown category or anchor, RatingsUndefined when Bradley-Terry ratings
+    would be infinite.
+    """
+    if method not in METHODS:
+        raise InvalidBattles(f"method must be one of {', '.join(METHODS)}; got {method!r}.")
+    if method == "elo" and reweighted:
+        raise InvalidBattles("reweighting applies to Bradley-Terry only; drop it for method 'elo'.")
+    if bootstrap_rounds is not None and bootstrap_rounds < 0:
+        raise InvalidBattles(f"bootstrap rounds must be 0 or more; got {bootstrap_rounds}.")
+    rounds = bootstrap_rounds or None
+    if category != ALL:
+        battles = battles.loc[category_mask(battles, category)].reset_index(drop=True)
+        if len(battles) == 0:
+            raise InvalidBattles(f"category {category!r} has no battles.")
+
+    encoded = encode_battles(battles)
+    counts = count_pairs(encoded)
+    rng = np.random.default_rng(seed)
+    params: dict[str, Any] = {"scale": scale, "base": base, "init": init}
+    intervals: RatingIntervals | None
+    if method == "bt":
+        fit = fit_bradley_terry(counts, reweighted=reweighted, scale=scale, base=base, init=init)
+        ratings = fit.ratings
+        if rounds is None:
+            intervals = sandwich_intervals(counts, fit, confidence=confidence)
+            params["hessian_ridge"] = HESSIAN_RIDGE
+        else:
+            samples, redrawn = bootstrap_bradley_terry(
+                counts, fit, rounds=rounds, rng=rng, progress=progress
+            )
+            intervals = bootstrap_intervals(samples, confidence=confidence, redrawn=redrawn)
+        params["reweighted"] = reweighted
+    else:
+        params["k"] = k
+        if rounds is None:
+            ratings = online_elo_encoded(
+                encoded, battle_order(battles), k=k, scale=scale, base=base, init=init
+            )
+            intervals = None
+        else:
+            samples = bootstrap_elo(
+                encoded,
+                rounds=rounds,
+                rng=rng,
+                k=k,
+                scale=scale,
+                base=base,
+                init=init,
+                progress=progress,
+            )
+            intervals = bootstrap_intervals(samples, confidence=confidence)
+            assert intervals.median is not None
+            ratings = intervals.median
+    params["interval"] = None if intervals is None else intervals.method
+    params["confidence"] = None if intervals is None else confidence
+    params["bootstrap_rounds"] = rounds
+    params["seed"] = seed if rounds is not None else None
+    params["anchor"] = None if anchor is None else {"model": anchor[0], "rating": anchor[1]}
+    params["category"] = category
+
+    offset = _anchor_offset(encoded.models, ratings, anchor)
+    ratings = ratings + offset
+    if intervals is not None:
+        intervals = intervals.shifted(offset)
+        lower, upper = intervals.lower, intervals.upper
+    else:
+        lower, upper = ratings, ratings
+    ranks = rank_upper_bound(lower, upper)
+    votes = counts.votes()
+    win_rate = average_win_rate(counts).to_numpy()
+    order = sorted(range(len(encoded.models)), key=lambda i: (-ratings[i], encoded.models[i]))
+    rows = tuple(
+        LeaderboardRow(
+            model=encoded.models[i],
+            rating=float(ratings[i]),
+            ci_lower=None if intervals is None else float(lower[i]),
+            ci_upper=None if intervals is None else float(upper[i]),
+            rank=int(ranks[i]),
+            votes=int(votes[i]),
+            win_rate=_finite_or_none(float(win_rate[i])),
+        )
+        for i in order
+    )
+    return Leaderboard(
+        method=method,
+        params=params,
+        vote_set_hash=vote_set_hash(battles, encoded),
+        n_battles=encoded.n_battles,
+        rows=rows,
+        models=encoded.models,
+        intervals=intervals,
+    )
