@@ -27,7 +27,7 @@ from arena.ratings.battles import (
 )
 from arena.ratings.bradley_terry import (
     BradleyTerryFit,
-    bradley_terry,
+    bradley_terry_ratings,
     check_ratings_exist,
     fit_bradley_terry,
 )
@@ -93,7 +93,7 @@ __all__ = [
     "available_categories",
     "average_win_rate",
     "battle_count_matrix",
-    "bradley_terry",
+    "bradley_terry_ratings",
     "category_mask",
     "check_ratings_exist",
     "compute_leaderboard",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -50,6 +51,22 @@ class EncodedBattles:
     @property
     def n_battles(self) -> int:
         return int(self.a.shape[0])
+
+    @cached_property
+    def cell(self) -> IntArray:
+        """Each battle's cell as one integer: (model_a * models + model_b) * 4 + outcome."""
+        return (self.a * len(self.models) + self.b) * 4 + self.outcome
+
+    @cached_property
+    def cells(self) -> tuple[IntArray, IntArray]:
+        """The distinct cells that occur, ascending, and how many battles fall in each."""
+        m = len(self.models)
+        if m * m * 4 <= _DENSE_BINS_LIMIT:
+            table = np.bincount(self.cell, minlength=m * m * 4)
+            present = np.flatnonzero(table)
+            return present.astype(np.int64), table[present].astype(np.int64)
+        keys, counts = np.unique(self.cell, return_counts=True)
+        return keys.astype(np.int64), counts.astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -171,32 +188,23 @@ def validate_battles(battles: pd.DataFrame) -> None:
 
 
 def count_pairs(encoded: EncodedBattles) -> PairCounts:
-    """Aggregate coded battles into per-pair win/tie/win counts in one pass over the rows."""
+    """Aggregate coded battles into per-pair win/tie/win counts (one pass over the rows)."""
     m = len(encoded.models)
-    lo = np.minimum(encoded.a, encoded.b)
-    hi = np.maximum(encoded.a, encoded.b)
-    is_tie = encoded.outcome >= 2
-    lo_won = ((encoded.outcome == 0) & (encoded.a == lo)) | (
-        (encoded.outcome == 1) & (encoded.b == lo)
-    )
-    result = np.where(is_tie, 1, np.where(lo_won, 0, 2))
-    key = (lo * m + hi) * 3 + result
-    if m * m * 3 <= _DENSE_BINS_LIMIT:
-        table = np.bincount(key, minlength=m * m * 3).reshape(m * m, 3)
-        cells = np.flatnonzero(table.sum(axis=1))
-        counts = table[cells]
-    else:
-        keys, key_counts = np.unique(key, return_counts=True)
-        cells, pair_of_key = np.unique(keys // 3, return_inverse=True)
-        counts = np.zeros((cells.shape[0], 3), dtype=np.int64)
-        counts[pair_of_key, keys % 3] = key_counts
+    keys, n = encoded.cells
+    a, b, outcome = keys // (4 * m), (keys // 4) % m, keys % 4
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    # Outcome 0 is a side-a win, 1 a side-b win: the lo model won when "a won" and "a is lo" agree.
+    result = np.where(outcome >= 2, 1, np.where((outcome == 0) == (a == lo), 0, 2))
+    pairs, pair_of_cell = np.unique(lo * m + hi, return_inverse=True)
+    counts = np.zeros((pairs.shape[0], 3), dtype=np.int64)
+    np.add.at(counts, (pair_of_cell, result), n)
     return PairCounts(
         models=encoded.models,
-        lo=(cells // m).astype(np.int64),
-        hi=(cells % m).astype(np.int64),
-        wins_lo=counts[:, 0].astype(np.int64),
-        ties=counts[:, 1].astype(np.int64),
-        wins_hi=counts[:, 2].astype(np.int64),
+        lo=(pairs // m).astype(np.int64),
+        hi=(pairs % m).astype(np.int64),
+        wins_lo=counts[:, 0].copy(),
+        ties=counts[:, 1].copy(),
+        wins_hi=counts[:, 2].copy(),
     )
 
 
@@ -248,9 +256,10 @@ def vote_set_hash(battles: pd.DataFrame, encoded: EncodedBattles | None = None) 
     """A SHA-256 hex digest identifying exactly which votes are in the table, whatever their order.
 
     With a `vote_id` column: the digest of the sorted ids, one per line, after the line
-    `arena-vote-ids-v1`. Without: every row (model_a, model_b, winner, tstamp) is scrambled to 64
-    bits, the row values are sorted, and the digest covers `arena-vote-rows-v1`, the row count and
-    those values, so the same multiset of battles gives the same hash in any order.
+    `arena-vote-ids-v1`. Without: every battle (model_a, model_b, winner, tstamp) is scrambled to
+    64 bits, from SHA-256 of the model names, and the digest covers `arena-vote-rows-v1`, the
+    number of battles and the sum of those values modulo 2^64, so the same multiset of battles
+    gives the same hash in any order.
     """
     if "vote_id" in battles.columns:
         ids = sorted(str(v) for v in battles["vote_id"].tolist())
@@ -258,18 +267,29 @@ def vote_set_hash(battles: pd.DataFrame, encoded: EncodedBattles | None = None) 
         digest.update("\n".join(ids).encode())
         return digest.hexdigest()
     enc = encoded if encoded is not None else encode_battles(battles)
+    m = len(enc.models)
+    keys, counts = enc.cells
     names = _name_hashes(enc.models)
-    row = _mix64(names[enc.a] ^ np.uint64(0x9E3779B97F4A7C15))
-    row = _mix64(row ^ names[enc.b])
-    row = _mix64(row ^ (enc.outcome.astype(np.uint64) + np.uint64(1)))
+    cell_hash = _mix64(names[keys // (4 * m)] ^ np.uint64(0x9E3779B97F4A7C15))
+    cell_hash = _mix64(cell_hash ^ names[(keys // 4) % m])
+    cell_hash = _mix64(cell_hash ^ ((keys % 4).astype(np.uint64) + np.uint64(1)))
     stamps = _timestamps(battles)
-    if stamps is not None:
-        # Map every NaN to one bit pattern and -0.0 to 0.0 so equal stamps hash equally.
-        clean = np.where(np.isnan(stamps), np.nan, stamps + 0.0)
-        row = _mix64(row ^ clean.view(np.uint64))
+    if stamps is None:
+        # Battles without a time are equal within a cell: weigh each cell by its count.
+        total = np.sum(cell_hash * counts.astype(np.uint64), dtype=np.uint64)
+    else:
+        bits = stamps + 0.0  # -0.0 becomes 0.0
+        if np.isnan(bits).any():
+            bits[np.isnan(bits)] = np.nan  # one bit pattern for every NaN
+        if m * m * 4 <= _DENSE_BINS_LIMIT:
+            lookup = np.zeros(m * m * 4, dtype=np.uint64)
+            lookup[keys] = cell_hash
+            per_battle = lookup[enc.cell]
+        else:
+            per_battle = cell_hash[np.searchsorted(keys, enc.cell)]
+        total = np.sum(_mix64(per_battle ^ bits.view(np.uint64)), dtype=np.uint64)
     digest = hashlib.sha256(b"arena-vote-rows-v1\n")
-    digest.update(f"{enc.n_battles}\n".encode())
-    digest.update(np.sort(row).astype("<u8").tobytes())
+    digest.update(f"{enc.n_battles} {int(total)}\n".encode())
     return digest.hexdigest()
 
 

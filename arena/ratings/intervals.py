@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -15,9 +18,10 @@ from scipy.stats import norm
 from arena.ratings.battles import EncodedBattles, FloatArray, IntArray, PairCounts
 from arena.ratings.bradley_terry import (
     BradleyTerryFit,
-    newton_strengths,
     pair_weights,
     ratings_exist,
+    refine_strengths,
+    strength_hessian_inverse,
 )
 from arena.ratings.elo import BASE, ELO_K, INIT_RATING, SCALE, bootstrap_online_elo
 from arena.ratings.errors import RatingsUndefined
@@ -178,39 +182,68 @@ def bootstrap_bradley_terry(
     weights = pair_weights(counts, reweighted=fit.reweighted)
     need_lo = counts.wins_lo + counts.ties > 0
     need_hi = counts.wins_hi + counts.ties > 0
-    start = fit.strengths
-    samples: list[FloatArray] = []
-    done = 0
-    draws = 0
-    redrawn = 0
-    while done < rounds:
-        want = min(_BOOTSTRAP_BLOCK, rounds - done)
-        resampled = np.zeros((want, 3 * p))
-        resampled[:, present] = rng.multinomial(n, shares, size=want)
-        draws += want
+    inverse = strength_hessian_inverse(counts.lo, counts.hi, fit.strengths, weights * counts.totals)
+
+    def draw(block_rng: np.random.Generator, size: int) -> FloatArray:
+        resampled = np.zeros((size, 3 * p))
+        resampled[:, present] = block_rng.multinomial(n, shares, size=size)
+        return resampled
+
+    def fit_block(resampled: FloatArray) -> FloatArray:
         wins_lo, ties, wins_hi = resampled[:, :p], resampled[:, p : 2 * p], resampled[:, 2 * p :]
         ok = _quick_exists(need_lo, need_hi, wins_lo, ties, wins_hi)
         for r in np.flatnonzero(~ok):
             ok[r] = ratings_exist(counts, wins_lo[r], ties[r], wins_hi[r])
         keep = np.flatnonzero(ok)
-        redrawn += want - keep.size
-        if keep.size:
-            wins = weights * (wins_lo[keep] + 0.5 * ties[keep])
-            totals = weights * (wins_lo[keep] + ties[keep] + wins_hi[keep])
-            strengths, _ = newton_strengths(
-                counts.lo, counts.hi, wins, totals, np.tile(start, (keep.size, 1))
-            )
-            samples.append(strengths)
-            done += keep.size
+        wins = weights * (wins_lo[keep] + 0.5 * ties[keep])
+        totals = weights * (wins_lo[keep] + ties[keep] + wins_hi[keep])
+        return refine_strengths(
+            counts.lo, counts.hi, wins, totals, np.tile(fit.strengths, (keep.size, 1)), inverse
+        )
+
+    # Each block of rounds has its own generator spawned from `rng`, so the draws depend on the
+    # seed only, not on threads. Worker threads draw the multinomial counts (numpy releases the
+    # GIL there) a few blocks ahead while this thread fits the blocks already drawn.
+    sizes = [min(_BOOTSTRAP_BLOCK, rounds - start) for start in range(0, rounds, _BOOTSTRAP_BLOCK)]
+    block_rngs = rng.spawn(len(sizes))
+    workers = max(1, min(len(sizes), os.cpu_count() or 1))
+    samples: list[FloatArray] = []
+    redrawn = draws = finished = 0
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque[tuple[int, Future[FloatArray]]] = deque()
+        submitted = 0
+        while finished < rounds:
+            while submitted < len(sizes) and len(pending) < 2 * workers:
+                future = pool.submit(draw, block_rngs[submitted], sizes[submitted])
+                pending.append((submitted, future))
+                submitted += 1
+            block, future = pending.popleft()
+            resampled = future.result()
+            draws += sizes[block]
+            strengths = fit_block(resampled)
+            kept = [strengths]
+            missing = sizes[block] - strengths.shape[0]
+            block_draws = sizes[block]
+            while missing:
+                # Rare: resamples without a finite fit are drawn again from the block's generator.
+                if block_draws >= _MAX_DRAWS_PER_ROUND * sizes[block]:
+                    raise RatingsUndefined(
+                        f"the bootstrap gave up: {redrawn + missing} of {draws} resamples left"
+                        " some model without a win or without a loss, so their ratings would be"
+                        " infinite. There are too few battles for bootstrap intervals; use the"
+                        " sandwich intervals instead.",
+                        models=counts.models,
+                    )
+                redrawn += missing
+                draws += missing
+                block_draws += missing
+                extra = fit_block(draw(block_rngs[block], missing))
+                kept.append(extra)
+                missing -= extra.shape[0]
+            samples.extend(kept)
+            finished += sizes[block]
             if progress is not None:
-                progress(done, rounds)
-        if draws > _MAX_DRAWS_PER_ROUND * rounds and done < rounds:
-            raise RatingsUndefined(
-                f"the bootstrap gave up: {redrawn} of {draws} resamples left some model without a"
-                " win or without a loss, so their ratings would be infinite. There are too few"
-                " battles for bootstrap intervals; use the sandwich intervals instead.",
-                models=counts.models,
-            )
+                progress(finished, rounds)
     if redrawn:
         log.warning(
             "bootstrap: %d of %d resamples had no finite fit and were drawn again",

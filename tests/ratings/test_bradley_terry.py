@@ -14,7 +14,7 @@ from scipy.optimize import minimize
 from arena.ratings import (
     RatingsUndefined,
     aggregate_battles,
-    bradley_terry,
+    bradley_terry_ratings,
     compute_leaderboard,
     fit_bradley_terry,
 )
@@ -70,7 +70,7 @@ def test_two_models_closed_form() -> None:
     battles = battles_from(
         [("A", "B", "model_a")] * 2 + [("B", "A", "model_b"), ("B", "A", "model_a")]
     )
-    ratings = bradley_terry(battles)
+    ratings = bradley_terry_ratings(battles)
     assert ratings["A"] - ratings["B"] == pytest.approx(400 * math.log10(3), abs=1e-9)
     assert ratings.mean() == pytest.approx(1000, abs=1e-9)
 
@@ -84,14 +84,14 @@ def test_a_tie_is_half_a_win_for_each_side() -> None:
             ("B", "A", "tie (bothbad)"),
         ]
     )
-    ratings = bradley_terry(with_ties)
+    ratings = bradley_terry_ratings(with_ties)
     assert ratings["A"] - ratings["B"] == pytest.approx(400 * math.log10(3), abs=1e-9)
 
 
 def test_matches_a_per_battle_logistic_regression() -> None:
     rng = np.random.default_rng(11)
     battles = simulate_battles(rng.normal(0, 0.8, 6), 400, rng, tie_share=0.2)
-    ours = bradley_terry(battles)
+    ours = bradley_terry_ratings(battles)
     reference = logistic_regression_ratings(battles)
     assert ours.sort_index().to_numpy() == pytest.approx(reference.to_numpy(), abs=1e-6)
 
@@ -105,27 +105,27 @@ def test_reweighted_matches_a_weighted_logistic_regression() -> None:
     pair = battles[["model_a", "model_b"]].apply(lambda r: tuple(sorted(r)), axis=1)
     pair_count = pair.map(pair.value_counts())
     weights = 1.0 / np.maximum(pair_count.to_numpy(dtype=float), 50)
-    ours = bradley_terry(battles, reweighted=True)
+    ours = bradley_terry_ratings(battles, reweighted=True)
     reference = logistic_regression_ratings(battles, weights)
     assert ours.sort_index().to_numpy() == pytest.approx(reference.to_numpy(), abs=1e-6)
-    assert not np.allclose(ours.sort_index().to_numpy(), bradley_terry(battles).to_numpy())
+    assert not np.allclose(ours.sort_index().to_numpy(), bradley_terry_ratings(battles).to_numpy())
 
 
 def test_scale_base_and_init_are_parameters() -> None:
     battles = battles_from([("A", "B", "model_a")] * 3 + [("A", "B", "model_b")])
-    ratings = bradley_terry(battles, scale=1.0, base=math.e, init=0.0)
+    ratings = bradley_terry_ratings(battles, scale=1.0, base=math.e, init=0.0)
     assert ratings["A"] == pytest.approx(math.log(3) / 2, abs=1e-12)
 
 
 def test_independent_of_battle_order_and_of_sides() -> None:
     rng = np.random.default_rng(5)
     battles = simulate_battles(rng.normal(0, 1, 7), 3000, rng, tie_share=0.15)
-    base = bradley_terry(battles)
+    base = bradley_terry_ratings(battles)
     shuffled = battles.sample(frac=1.0, random_state=3)
     swapped = battles.rename(columns={"model_a": "model_b", "model_b": "model_a"})
     swapped["winner"] = swapped["winner"].replace({"model_a": "model_b", "model_b": "model_a"})
-    assert bradley_terry(shuffled).to_numpy() == pytest.approx(base.to_numpy(), abs=1e-9)
-    assert bradley_terry(swapped).to_numpy() == pytest.approx(base.to_numpy(), abs=1e-9)
+    assert bradley_terry_ratings(shuffled).to_numpy() == pytest.approx(base.to_numpy(), abs=1e-9)
+    assert bradley_terry_ratings(swapped).to_numpy() == pytest.approx(base.to_numpy(), abs=1e-9)
 
 
 def test_recovers_known_strengths() -> None:
@@ -173,7 +173,7 @@ def test_a_model_that_never_lost_is_named() -> None:
         [("A", "B", "model_a"), ("B", "C", "model_a"), ("C", "B", "model_a"), ("C", "A", "model_b")]
     )
     with pytest.raises(RatingsUndefined, match=r"'A' never lost") as caught:
-        bradley_terry(battles)
+        bradley_terry_ratings(battles)
     # With A unbeaten, the others as a group never beat an outsider either: both are named.
     assert "['B', 'C'] never beat a model outside that group" in str(caught.value)
     assert sorted(caught.value.models) == ["A", "B", "C"]
@@ -184,7 +184,7 @@ def test_a_model_that_never_won_is_named() -> None:
         [("A", "B", "model_a"), ("B", "A", "model_a"), ("C", "A", "model_b"), ("B", "C", "model_a")]
     )
     with pytest.raises(RatingsUndefined, match=r"'C' never won"):
-        bradley_terry(battles)
+        bradley_terry_ratings(battles)
 
 
 def test_a_group_that_never_lost_to_outsiders_is_named() -> None:
@@ -198,7 +198,7 @@ def test_a_group_that_never_lost_to_outsiders_is_named() -> None:
         ]
     )
     with pytest.raises(RatingsUndefined, match=r"\['A', 'B'\] never lost to a model outside"):
-        bradley_terry(battles)
+        bradley_terry_ratings(battles)
 
 
 def test_a_split_comparison_graph_is_named() -> None:
@@ -208,11 +208,11 @@ def test_a_split_comparison_graph_is_named() -> None:
     with pytest.raises(
         RatingsUndefined, match=r"2 groups .* never met.*\['A', 'B'\]; \['C', 'D'\]"
     ):
-        bradley_terry(battles)
+        bradley_terry_ratings(battles)
 
 
 def test_ties_alone_make_ratings_exist() -> None:
-    ratings = bradley_terry(battles_from([("A", "B", "tie")]))
+    ratings = bradley_terry_ratings(battles_from([("A", "B", "tie")]))
     assert ratings["A"] == ratings["B"] == 1000
 
 
@@ -239,9 +239,9 @@ def tournaments(draw: st.DrawFn) -> pd.DataFrame:
 @settings(max_examples=60, deadline=None)
 @given(tournaments())
 def test_random_tournaments_ignore_sides_and_match_regression(battles: pd.DataFrame) -> None:
-    ours = bradley_terry(battles)
+    ours = bradley_terry_ratings(battles)
     swapped = battles.rename(columns={"model_a": "model_b", "model_b": "model_a"})
     swapped["winner"] = swapped["winner"].replace({"model_a": "model_b", "model_b": "model_a"})
-    assert bradley_terry(swapped).to_numpy() == pytest.approx(ours.to_numpy(), abs=1e-8)
+    assert bradley_terry_ratings(swapped).to_numpy() == pytest.approx(ours.to_numpy(), abs=1e-8)
     reference = logistic_regression_ratings(battles)
     assert ours.sort_index().to_numpy() == pytest.approx(reference.to_numpy(), abs=1e-5)

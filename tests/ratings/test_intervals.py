@@ -12,7 +12,7 @@ import pytest
 from arena.ratings import (
     RatingsUndefined,
     aggregate_battles,
-    bradley_terry,
+    bradley_terry_ratings,
     compute_leaderboard,
     fit_bradley_terry,
     rank_upper_bound,
@@ -140,7 +140,7 @@ def test_multinomial_counts_resample_like_battle_rows() -> None:
     ours, _ = bootstrap_bradley_terry(counts, fit, rounds=400, rng=np.random.default_rng(1))
     naive = np.array(
         [
-            bradley_terry(battles.sample(frac=1.0, replace=True, random_state=i)).to_numpy()
+            bradley_terry_ratings(battles.sample(frac=1.0, replace=True, random_state=i)).to_numpy()
             for i in range(400)
         ]
     )
