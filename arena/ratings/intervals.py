@@ -34,7 +34,7 @@ CONFIDENCE: Final = 0.95
 # pairs are unweighted (its `reg_factor`), as is when they are reweighted.
 HESSIAN_RIDGE: Final = 1e-5
 # Rounds resampled and refitted together; bounds memory to a few (rounds x models x models) arrays.
-_BOOTSTRAP_BLOCK: Final = 100
+_BOOTSTRAP_BLOCK: Final = 50
 # A resample in which some model never wins or never loses has no finite fit and is drawn again;
 # past this many draws per wanted round the data are too thin for a bootstrap.
 _MAX_DRAWS_PER_ROUND: Final = 10
@@ -140,17 +140,46 @@ def sandwich_intervals(
     )
 
 
-def _quick_exists(
-    need_lo: BoolArray,
-    need_hi: BoolArray,
-    wins_lo: FloatArray,
-    ties: FloatArray,
-    wins_hi: FloatArray,
-) -> BoolArray:
-    # A resample that kept every 'has beaten' edge of the full data is strongly connected like it.
-    beat_lo = (wins_lo + ties > 0) | ~need_lo
-    beat_hi = (wins_hi + ties > 0) | ~need_hi
-    return np.asarray(beat_lo.all(axis=1) & beat_hi.all(axis=1))
+# Above this many models the batched reachability below would hold rounds x models^2 floats.
+_BATCHED_GRAPH_MODELS: Final = 300
+
+
+def _fits_exist(counts: PairCounts, resampled: FloatArray) -> BoolArray:
+    """Per resample (rows of lo wins | ties | hi wins), whether its maximum likelihood is finite.
+
+    A resample that kept every 'has beaten' edge of the full data is strongly connected like it;
+    the others are checked by reachability from the first model along 'has beaten' edges and
+    against them, all resamples at once.
+    """
+    p, m = counts.n_pairs, counts.n_models
+    wins_lo, ties, wins_hi = resampled[:, :p], resampled[:, p : 2 * p], resampled[:, 2 * p :]
+    beat_lo = wins_lo + ties > 0
+    beat_hi = wins_hi + ties > 0
+    need_lo = counts.wins_lo + counts.ties > 0
+    need_hi = counts.wins_hi + counts.ties > 0
+    ok = np.asarray((beat_lo | ~need_lo).all(axis=1) & (beat_hi | ~need_hi).all(axis=1))
+    doubtful = np.flatnonzero(~ok)
+    if not doubtful.size:
+        return ok
+    if m > _BATCHED_GRAPH_MODELS:
+        for r in doubtful:
+            ok[r] = ratings_exist(counts, wins_lo[r], ties[r], wins_hi[r])
+        return ok
+    beaten = np.zeros((doubtful.size, m, m), dtype=np.float32)
+    beaten[:, counts.lo, counts.hi] = beat_lo[doubtful]
+    beaten[:, counts.hi, counts.lo] = beat_hi[doubtful]
+    connected = np.ones(doubtful.size, dtype=bool)
+    for edges in (beaten, beaten.transpose(0, 2, 1)):
+        reached = np.zeros((doubtful.size, 1, m), dtype=np.float32)
+        reached[:, 0, 0] = 1.0
+        for _ in range(m):
+            grown = np.minimum(reached + reached @ edges, 1.0)
+            if np.array_equal(grown, reached):
+                break
+            reached = grown
+        connected &= reached[:, 0, :].all(axis=1)
+    ok[doubtful] = connected
+    return ok
 
 
 def bootstrap_bradley_terry(
@@ -180,8 +209,6 @@ def bootstrap_bradley_terry(
     present = np.flatnonzero(cells)
     shares = cells[present] / n
     weights = pair_weights(counts, reweighted=fit.reweighted)
-    need_lo = counts.wins_lo + counts.ties > 0
-    need_hi = counts.wins_hi + counts.ties > 0
     inverse = strength_hessian_inverse(counts.lo, counts.hi, fit.strengths, weights * counts.totals)
 
     def draw(block_rng: np.random.Generator, size: int) -> FloatArray:
@@ -191,10 +218,7 @@ def bootstrap_bradley_terry(
 
     def fit_block(resampled: FloatArray) -> FloatArray:
         wins_lo, ties, wins_hi = resampled[:, :p], resampled[:, p : 2 * p], resampled[:, 2 * p :]
-        ok = _quick_exists(need_lo, need_hi, wins_lo, ties, wins_hi)
-        for r in np.flatnonzero(~ok):
-            ok[r] = ratings_exist(counts, wins_lo[r], ties[r], wins_hi[r])
-        keep = np.flatnonzero(ok)
+        keep = np.flatnonzero(_fits_exist(counts, resampled))
         wins = weights * (wins_lo[keep] + 0.5 * ties[keep])
         totals = weights * (wins_lo[keep] + ties[keep] + wins_hi[keep])
         return refine_strengths(
