@@ -65,7 +65,7 @@ def timed(fn: Callable[[], T]) -> tuple[T, float]:
 
 
 def newton_distance(counts: PairCounts, ratings: pd.Series) -> float:
-    """Rating points from `ratings` to the exact MLE, by one exact Newton step (gauge: mean zero)."""
+    """Rating points from `ratings` to the exact MLE: one exact Newton step (gauge: mean zero)."""
     theta = ratings.loc[list(counts.models)].to_numpy(dtype=np.float64) / POINTS
     theta -= theta.mean()
     m = counts.n_models
@@ -182,7 +182,8 @@ def main() -> None:
             _, cold = timed(lambda: arena_rank_sandwich(battles))
             theirs, warm = timed(lambda: arena_rank_sandwich(battles))
         print(
-            f"(a) arena-rank PairDataset + fit + sandwich: {cold:.2f} s cold (JIT), {warm:.2f} s warm"
+            f"(a) arena-rank PairDataset + fit + sandwich: {cold:.2f} s cold (JIT),"
+            f" {warm:.2f} s warm"
         )
 
     ours_board, _ = timed(lambda: compute_leaderboard(battles))
