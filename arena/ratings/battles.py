@@ -19,7 +19,8 @@ Winner = Literal["model_a", "model_b", "tie", "tie (bothbad)"]
 WINNERS: Final[tuple[Winner, ...]] = ("model_a", "model_b", "tie", "tie (bothbad)")
 REQUIRED_COLUMNS: Final[tuple[str, ...]] = ("model_a", "model_b", "winner")
 # Read when present: tstamp orders online Elo; vote_id feeds the vote-set hash; the text columns
-# feed the category filters; the rest are FastChat's clean-battle columns, carried through.
+# and the precomputed tag_* flags feed the category filters; the rest are FastChat's
+# clean-battle columns, carried through.
 OPTIONAL_COLUMNS: Final[tuple[str, ...]] = (
     "tstamp",
     "vote_id",
@@ -30,6 +31,8 @@ OPTIONAL_COLUMNS: Final[tuple[str, ...]] = (
     "prompt",
     "answer_a",
     "answer_b",
+    "tag_coding",
+    "tag_long",
 )
 
 IntArray = npt.NDArray[np.int64]

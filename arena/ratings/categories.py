@@ -23,6 +23,8 @@ FIXED_CATEGORIES: Final[tuple[str, ...]] = (ALL, CODING, LONG, MULTI_TURN)
 # The public arena's "longer query" threshold, in tokens of the first prompt.
 LONG_PROMPT_TOKENS: Final = 500
 UNKNOWN_LANGUAGE: Final = "unknown"
+TAG_CODING_COLUMN: Final = "tag_coding"
+TAG_LONG_COLUMN: Final = "tag_long"
 
 # English names as FastChat's clean-battle files spell them; codes not listed are reported as is.
 LANGUAGE_NAMES: Final[dict[str, str]] = {
@@ -106,7 +108,8 @@ def _texts(battles: pd.DataFrame, column: str) -> list[str]:
 def battle_languages(battles: pd.DataFrame) -> pd.Series:
     """Each battle's language: the `language` column when present, else detected from `prompt`."""
     if "language" in battles.columns:
-        return battles["language"].fillna(UNKNOWN_LANGUAGE).astype(str)
+        languages = battles["language"].fillna(UNKNOWN_LANGUAGE).astype(str)
+        return languages.mask(languages.str.strip() == "", UNKNOWN_LANGUAGE)
     if "prompt" not in battles.columns:
         raise InvalidBattles(
             "language categories need a language column or the prompt text (column prompt);"
@@ -132,11 +135,17 @@ def category_mask(battles: pd.DataFrame, category: str) -> BoolArray:
 
     coding: code in the first prompt or in either answer (columns prompt, answer_a, answer_b);
     long: first prompt of at least LONG_PROMPT_TOKENS estimated tokens; multi-turn: turn > 1;
-    language:NAME: the battle's language (name or ISO code, any case) is NAME.
+    language:NAME: the battle's language (name or ISO code, any case) is NAME. Boolean columns
+    tag_coding and tag_long, when present, are those flags computed beforehand (the database
+    stores them per battle) and are used instead of the text.
     """
     n = len(battles)
     if category == ALL:
         return np.ones(n, dtype=bool)
+    if category == CODING and TAG_CODING_COLUMN in battles.columns:
+        return battles[TAG_CODING_COLUMN].fillna(False).to_numpy(dtype=bool)
+    if category == LONG and TAG_LONG_COLUMN in battles.columns:
+        return battles[TAG_LONG_COLUMN].fillna(False).to_numpy(dtype=bool)
     if category == CODING:
         columns = _text_columns(battles, category, ("prompt", "answer_a", "answer_b"))
         mask = np.zeros(n, dtype=bool)

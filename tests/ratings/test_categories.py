@@ -115,3 +115,15 @@ def test_leaderboard_of_a_category() -> None:
     assert board.params["category"] == "multi-turn"
     with pytest.raises(InvalidBattles, match="has no battles"):
         compute_leaderboard(BATTLES, category="language:Japanese")
+
+
+def test_stored_tags_are_used_instead_of_the_text() -> None:
+    tagged = BATTLES[["model_a", "model_b", "winner"]].assign(
+        tag_coding=[True, False, False, False, False],
+        tag_long=[False, False, True, False, False],
+        language=["English", "", None, "French", "English"],
+    )
+    assert category_mask(tagged, "coding").tolist() == [True, False, False, False, False]
+    assert category_mask(tagged, "long").tolist() == [False, False, True, False, False]
+    assert category_mask(tagged, "language:en").tolist() == [True, False, False, False, True]
+    assert "language:unknown" not in available_categories(tagged)
