@@ -18,6 +18,7 @@ from arena.config import Settings
 from arena.db import make_async_engine, make_sessionmaker
 from arena.errors import ArenaError
 from arena.models import Model, ModelStatus
+from arena.ratings_cli import ratings_app
 from arena.registry import service as registry
 from arena.registry.keys import KeyRing
 
@@ -26,6 +27,7 @@ db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 models_app = typer.Typer(help="Model endpoints that compete.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
+app.add_typer(ratings_app, name="ratings")
 
 console = Console()
 err_console = Console(stderr=True)

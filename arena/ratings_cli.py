@@ -1,0 +1,217 @@
+"""`arena ratings compute`: a leaderboard from a battles file or the counted votes."""
+
+from __future__ import annotations
+
+import enum
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from arena.ratings import Leaderboard
+    from arena.ratings.compute import Progress as ProgressCallback
+
+ratings_app = typer.Typer(
+    help="Elo and Bradley-Terry ratings with confidence intervals.", no_args_is_help=True
+)
+err_console = Console(stderr=True)
+
+# Categories whose filters read the battles' text (or the tags stored from it).
+_TEXT_CATEGORIES = ("coding", "long")
+
+
+class OutputFormat(enum.StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class MethodChoice(enum.StrEnum):
+    bt = "bt"
+    elo = "elo"
+
+
+def _database_battles(category: str) -> pd.DataFrame:
+    """The counted votes from the database named by ARENA_DATABASE_URL, read-only."""
+    from sqlalchemy.orm import Session
+
+    from arena.config import Settings
+    from arena.db import make_sync_engine
+    from arena.leaderboard.battles_source import load_counted_battles
+
+    settings = Settings()
+    engine = make_sync_engine(settings.database_url)
+    try:
+        with Session(engine) as session:
+            needs_text = category in _TEXT_CATEGORIES or category.startswith("language:")
+            # Tags worked out here for untagged battles are not kept: this command only reads.
+            battles = load_counted_battles(session, tag_missing=needs_text)
+            session.rollback()
+            return battles
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _progress_bar(enabled: bool) -> Iterator[ProgressCallback | None]:
+    if not enabled:
+        yield None
+        return
+    columns = (
+        TextColumn("bootstrap"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("bootstrap", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield advance
+
+
+def _format_number(value: float | None, digits: int = 1) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _table(board: Leaderboard, source: str) -> Table:
+    params = board.params
+    interval = params.get("interval")
+    caption = (
+        f"{board.method} · {board.n_battles:,} battles from {source} · category"
+        f" {params.get('category')} · intervals {interval or 'none'}"
+        + (f" ({params['bootstrap_rounds']} rounds)" if interval == "bootstrap" else "")
+        + (
+            f" · anchor {params['anchor']['model']} = {params['anchor']['rating']:g}"
+            if params.get("anchor")
+            else ""
+        )
+        + f" · votes {board.vote_set_hash[:12]}"
+    )
+    table = Table(caption=caption, caption_justify="left")
+    table.add_column("Rank", justify="right")
+    table.add_column("Model")
+    table.add_column("Rating", justify="right")
+    confidence = params.get("confidence") or 0.95
+    table.add_column(f"{confidence:.0%} CI", justify="right")
+    table.add_column("Votes", justify="right")
+    table.add_column("Win rate", justify="right")
+    for row in board.rows:
+        interval_text = (
+            ""
+            if row.ci_lower is None or row.ci_upper is None
+            else f"+{row.ci_upper - row.rating:.1f} / -{row.rating - row.ci_lower:.1f}"
+        )
+        table.add_row(
+            str(row.rank),
+            row.model,
+            _format_number(row.rating),
+            interval_text,
+            f"{row.votes:,}",
+            "" if row.win_rate is None else f"{row.win_rate:.1%}",
+        )
+    return table
+
+
+@ratings_app.command("compute")
+def compute(
+    battles_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--battles",
+            help="A FastChat clean-battle file (JSON list, JSON Lines, or CSV by its suffix);"
+            " without it, the counted votes in the database (ARENA_DATABASE_URL).",
+            dir_okay=False,
+        ),
+    ] = None,
+    method: Annotated[
+        MethodChoice, typer.Option(help="bt: Bradley-Terry maximum likelihood; elo: online Elo.")
+    ] = MethodChoice.bt,
+    bootstrap: Annotated[
+        int | None,
+        typer.Option(
+            help="Bootstrap rounds for the intervals. Without it: sandwich intervals for bt,"
+            " none for elo.",
+            min=0,
+        ),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for the bootstrap.")] = None,
+    anchor: Annotated[
+        str | None,
+        typer.Option(
+            help="MODEL=RATING: shift the table so that MODEL sits at RATING"
+            " (FastChat: mixtral-8x7b-instruct-v0.1=1114).",
+        ),
+    ] = None,
+    category: Annotated[
+        str,
+        typer.Option(
+            help="all, coding, long, multi-turn, or language:NAME (e.g. language:English)."
+        ),
+    ] = "all",
+    reweighted: Annotated[
+        bool,
+        typer.Option(
+            "--reweighted", help="Weigh each pair by 1 / max(its battles, 50), as arena-rank can."
+        ),
+    ] = False,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="table, json or csv, on standard output.")
+    ] = OutputFormat.table,
+) -> None:
+    """Compute a leaderboard: ratings, 95% intervals, rank (upper bound), votes, win rate."""
+    # Imported here so that the other `arena` commands start without pandas and scipy.
+    from arena.ratings import RatingsError, compute_leaderboard, parse_anchor, read_battles_file
+
+    try:
+        anchor_pair = parse_anchor(anchor) if anchor is not None else None
+        if battles_file is not None:
+            loaded = read_battles_file(battles_file)
+            battles, source = loaded.battles, str(battles_file)
+            if loaded.dropped_non_anonymous:
+                err_console.print(
+                    f"left out {loaded.dropped_non_anonymous:,} non-anonymous battle(s)"
+                    " (anony: false), as FastChat does"
+                )
+        else:
+            battles, source = _database_battles(category), "the database"
+            if battles.empty:
+                err_console.print(
+                    "[red]error:[/red] the database has no counted votes yet; pass --battles FILE"
+                    " to rate a battles file."
+                )
+                raise typer.Exit(2)
+        show_progress = bootstrap is not None and bootstrap > 0 and sys.stdout.isatty()
+        with _progress_bar(show_progress) as progress:
+            board = compute_leaderboard(
+                battles,
+                method=method.value,
+                bootstrap_rounds=bootstrap,
+                seed=seed,
+                anchor=anchor_pair,
+                reweighted=reweighted,
+                category=category,
+                progress=progress,
+            )
+    except RatingsError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+    if output_format is OutputFormat.json:
+        typer.echo(json.dumps(board.to_json_dict(), indent=2, allow_nan=False))
+    elif output_format is OutputFormat.csv:
+        typer.echo(board.to_frame().to_csv(index=False), nl=False)
+    else:
+        Console().print(_table(board, source))

@@ -1,0 +1,78 @@
+"""`arena ratings compute` on battles files: formats, options and error messages."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from arena.ratings_cli import ratings_app
+from tests.ratings.simulate import simulate_battles
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def battles_file(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    battles = simulate_battles(np.array([0.8, 0.2, 0.0, -0.6]), 1200, rng, tie_share=0.2)
+    battles["anony"] = True
+    battles.loc[:9, "anony"] = False
+    path = tmp_path / "clean_battle.json"
+    path.write_text(battles.to_json(orient="records"))
+    return path
+
+
+def test_json_output_and_dropped_count(battles_file: Path) -> None:
+    result = runner.invoke(ratings_app, ["--battles", str(battles_file), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["n_battles"] == 1190
+    assert data["method"] == "bt" and data["params"]["interval"] == "sandwich"
+    assert [m["model"] for m in data["models"]][0] == "model-00"
+    assert "left out 10 non-anonymous battle(s)" in result.stderr
+
+
+def test_elo_csv_has_empty_intervals(battles_file: Path) -> None:
+    result = runner.invoke(
+        ratings_app, ["--battles", str(battles_file), "--method", "elo", "--format", "csv"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == 4
+    assert set(rows[0]) == {"model", "rating", "ci_lower", "ci_upper", "rank", "votes", "win_rate"}
+    assert all(r["ci_lower"] == "" and r["ci_upper"] == "" for r in rows)
+
+
+def test_bootstrap_anchor_and_table(battles_file: Path) -> None:
+    args = ["--battles", str(battles_file), "--bootstrap", "30", "--seed", "3"]
+    first = runner.invoke(ratings_app, [*args, "--format", "json", "--anchor", "model-02=1114"])
+    second = runner.invoke(ratings_app, [*args, "--format", "json", "--anchor", "model-02=1114"])
+    assert first.exit_code == 0, first.output
+    assert first.stdout == second.stdout
+    data = json.loads(first.stdout)
+    assert data["params"]["bootstrap_rounds"] == 30
+    assert {m["model"]: m["rating"] for m in data["models"]}["model-02"] == pytest.approx(1114)
+    table = runner.invoke(ratings_app, args)
+    assert table.exit_code == 0, table.output
+    words = " ".join(table.stdout.split())
+    assert "model-00" in words and "bootstrap (30 rounds)" in words
+
+
+def test_errors_are_one_clear_line(tmp_path: Path, battles_file: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"model_a": "x", "model_b": "y", "winner": "draw"}\n')
+    result = runner.invoke(ratings_app, ["--battles", str(bad)])
+    assert result.exit_code == 2
+    assert "winner must be one of" in result.stderr
+    result = runner.invoke(ratings_app, ["--battles", str(battles_file), "--anchor", "nobody"])
+    assert result.exit_code == 2
+    assert "MODEL=RATING" in result.stderr
+    result = runner.invoke(ratings_app, ["--battles", str(battles_file), "--category", "coding"])
+    assert result.exit_code == 2
+    assert "needs the text" in result.stderr
