@@ -76,3 +76,63 @@ def test_errors_are_one_clear_line(tmp_path: Path, battles_file: Path) -> None:
     result = runner.invoke(ratings_app, ["--battles", str(battles_file), "--category", "coding"])
     assert result.exit_code == 2
     assert "needs the text" in result.stderr
+
+
+def test_counted_votes_from_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("arena.leaderboard.battles_source")
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy.orm import Session
+
+    from arena.db import make_sync_engine
+    from arena.models import Base, Battle, Message, Model, Side, Vote, Winner
+
+    url = f"sqlite:///{tmp_path / 'arena.db'}"
+    monkeypatch.setenv("ARENA_DATABASE_URL", url)
+    engine = make_sync_engine(url)
+    Base.metadata.create_all(engine)
+    empty = runner.invoke(ratings_app, [])
+    assert empty.exit_code == 2
+    assert "no counted votes" in empty.stderr
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    results = [("alpha", "beta", Winner.model_a), ("beta", "alpha", Winner.model_a)]
+    results += [("alpha", "gamma", Winner.tie), ("gamma", "beta", Winner.model_b)]
+    results += [("gamma", "alpha", Winner.model_a), ("beta", "gamma", Winner.tie_bothbad)]
+    with Session(engine) as session:
+        models = {
+            name: Model(name=name, base_url="http://127.0.0.1:9/v1", upstream_model=name)
+            for name in ("alpha", "beta", "gamma")
+        }
+        session.add_all(models.values())
+        session.flush()
+        for i, (a, b, winner) in enumerate(results):
+            battle_id = f"battle-{i}"
+            session.add(
+                Battle(
+                    id=battle_id,
+                    model_a_id=models[a].id,
+                    model_b_id=models[b].id,
+                    session_hash="s",
+                )
+            )
+            session.flush()
+            session.add(Message(battle_id=battle_id, turn=1, side=Side.user, content="Hello there"))
+            session.add(
+                Vote(
+                    battle_id=battle_id,
+                    winner=winner,
+                    session_hash="s",
+                    created_at=start + timedelta(minutes=i),
+                    counted=i != 5,
+                )
+            )
+        session.commit()
+    engine.dispose()
+
+    result = runner.invoke(ratings_app, ["--method", "elo", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["n_battles"] == 5
+    assert {m["model"] for m in data["models"]} == {"alpha", "beta", "gamma"}
+    assert sum(m["votes"] for m in data["models"]) == 10
