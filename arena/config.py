@@ -50,6 +50,35 @@ class Settings(BaseSettings):
     session_days: int = Field(default=30, ge=1, le=3650)
     cookie_secure: bool = False
 
+    # Vote integrity (DESIGN section 5). Rate limits in the `limits` notation, e.g. "20/minute;200/day";
+    # an empty string switches that limit off.
+    battle_rate_limit: str = "20/minute;300/day"
+    battle_ip_rate_limit: str = "120/minute;3000/day"
+    vote_rate_limit: str = "20/minute;300/day"
+    vote_ip_rate_limit: str = "120/minute;3000/day"
+    # Keys of the rate-limit counters in Redis (ARENA_REDIS_URL) start with this
+    rate_limit_key_prefix: str = "arena"
+    # Extra names by which a model or organisation may give itself away, as JSON keyed by model name
+    # or organisation, e.g. {"OpenAI": ["ChatGPT", "GPT"]}; the name and organisation always count.
+    identity_aliases: dict[str, list[str]] = Field(default_factory=dict)
+    # A normalised prompt seen more than this many times: later battles with it are not counted.
+    duplicate_prompt_limit: int = Field(default=25, ge=1)
+    # Faster than this reading speed (characters of the last answers per second), a vote is too fast.
+    reading_chars_per_second: float = Field(default=100.0, gt=0)
+    min_vote_seconds: float = Field(default=1.0, ge=0)
+    # Long answers are skimmed: the reading time asked for never exceeds this.
+    max_reading_seconds: float = Field(default=20.0, ge=0)
+    # Vote-rigging scan: a session's decisive votes for (or against) one model that are this
+    # improbable under the current ratings (Bonferroni over the models it voted on) flag the session.
+    rigging_alpha: float = Field(default=1e-4, gt=0, lt=1)
+    rigging_min_votes: int = Field(default=8, ge=1)
+    rigging_scan_seconds: float = Field(default=300.0, ge=0)
+
+    # Sampling (DESIGN section 6): models with fewer counted votes than the target are drawn
+    # `new_model_boost` times as often, as FastChat's battle targets do.
+    new_model_vote_target: int = Field(default=300, ge=0)
+    new_model_boost: float = Field(default=4.0, ge=1)
+
     # Ratings
     bootstrap_rounds: int = Field(default=100, ge=0, le=10_000)
     recompute_every_votes: int = Field(default=50, ge=1)

@@ -193,6 +193,10 @@ class Battle(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     stream_started_at: Mapped[datetime | None] = mapped_column(default=None)
     ready_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Why a vote on this battle would not count, known before the vote (identity_leak,
+    # duplicate_prompt), and the length of the latest answers, to tell a read from a blind click.
+    flags: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+    answer_chars: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     model_a: Mapped[Model] = relationship(foreign_keys=[model_a_id])
     model_b: Mapped[Model] = relationship(foreign_keys=[model_b_id])
