@@ -21,6 +21,7 @@ from arena.config import Settings
 from arena.db import make_async_engine, make_sessionmaker
 from arena.errors import install_error_handlers
 from arena.models import Side
+from arena.pages import install_security_headers
 from arena.pages import router as pages_router
 from arena.registry.keys import KeyRing
 from arena.upstream.client import Answer, Limits
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_security_headers(app)
     app.include_router(battles_router)
     app.include_router(pages_router)
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")

@@ -7,6 +7,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,7 +28,7 @@ from arena.registry import service as registry
 from arena.registry.keys import KeyRing
 from tests.servers import ServerThread
 
-pytest_plugins = ["tests.fake_upstream"]
+pytest_plugins = ["tests.fake_upstream", "tests.browser"]
 
 T = TypeVar("T")
 
@@ -127,7 +128,13 @@ def run_db(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> 
         finally:
             await engine.dispose()
 
-    return asyncio.run(run())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run())
+    # Playwright's sync API keeps an event loop running in this thread; asyncio.run needs its own.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, run()).result()
 
 
 # ---------------------------------------------------------------- the arena

@@ -1,0 +1,527 @@
+// The battle page: start a battle, read both answers from one SSE stream, follow-ups, vote, reveal.
+//
+// Model output is untrusted: it only ever reaches the page through renderMarkdown (DOM nodes and
+// textContent) or textContent itself. Nothing in this file assigns innerHTML.
+
+import { renderMarkdown } from "./markdown.js";
+
+const STORAGE_KEY = "arena.battle";
+const SIDES = ["a", "b"];
+const RECONNECT_DELAYS_MS = [500, 1000, 2000, 3000, 5000];
+const RECONNECT_GIVE_UP_MS = 180_000;
+
+const root = document.getElementById("battle");
+const form = document.getElementById("prompt-form");
+const promptBox = document.getElementById("prompt");
+const sendButton = document.getElementById("send");
+const countLabel = document.getElementById("prompt-count");
+const notice = document.getElementById("notice");
+const statusLine = document.getElementById("status");
+const sidesBox = document.getElementById("sides");
+const decideBox = document.getElementById("decide");
+const newBattleButton = document.getElementById("new-battle");
+const voteButtons = [...document.querySelectorAll(".vote-button")];
+const maxPrompt = Number(root.dataset.maxPrompt) || 8000;
+const sideBoxes = Object.fromEntries(SIDES.map((side) => [side, document.getElementById(`side-${side}`)]));
+
+// state: idle | starting | streaming | ready | failed | voting | voted | lost
+const battle = { id: null, state: "idle", turns: [], controller: null, winner: null };
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+// ------------------------------------------------------------------ talking to the API
+
+function detailOf(status, data, response) {
+  let message = "";
+  if (data && typeof data.detail === "string") message = data.detail;
+  else if (data && Array.isArray(data.detail)) message = data.detail.map((d) => d.msg).join("; ");
+  if (!message) message = `The server answered with status ${status}. Please try again.`;
+  const retry = response && response.headers.get("Retry-After");
+  if (status === 429 && retry) message += ` (You can try again in ${retry} s.)`;
+  return message;
+}
+
+async function api(method, path, body, signal) {
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers: body === undefined ? { Accept: "application/json" } : { Accept: "application/json", "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "same-origin",
+      cache: "no-store",
+      signal,
+    });
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw new ApiError(0, "The arena could not be reached. Check your connection and try again.");
+  }
+  const data = await response.json().catch(() => null);
+  if (!response.ok) throw new ApiError(response.status, detailOf(response.status, data, response));
+  return data;
+}
+
+// Reads one turn's SSE stream; says whether the closing "end" event arrived.
+async function readStream(battleId, onEvent, signal) {
+  let response;
+  try {
+    response = await fetch(`/api/battles/${encodeURIComponent(battleId)}/stream`, {
+      headers: { Accept: "text/event-stream" },
+      credentials: "same-origin",
+      cache: "no-store",
+      signal,
+    });
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    return false;
+  }
+  if (!response.ok) {
+    const data = await response.json().catch(() => null);
+    throw new ApiError(response.status, detailOf(response.status, data, response));
+  }
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  let ended = false;
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let boundary;
+      while ((boundary = /\r?\n\r?\n/.exec(buffer))) {
+        const block = buffer.slice(0, boundary.index);
+        buffer = buffer.slice(boundary.index + boundary[0].length);
+        const data = block
+          .split(/\r?\n/)
+          .filter((line) => line.startsWith("data:"))
+          .map((line) => line.slice(line.startsWith("data: ") ? 6 : 5))
+          .join("\n");
+        if (!data) continue;
+        let event;
+        try {
+          event = JSON.parse(data);
+        } catch {
+          continue;
+        }
+        onEvent(event);
+        if (event.type === "end") ended = true;
+      }
+    }
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    return false;
+  }
+  return ended;
+}
+
+// ------------------------------------------------------------------ rendering
+
+function newTurn(prompt) {
+  const turn = { prompt, answers: {} };
+  for (const side of SIDES) {
+    const box = document.createElement("section");
+    box.className = "turn";
+    const asked = document.createElement("div");
+    asked.className = "asked";
+    const who = document.createElement("span");
+    who.className = "asked-label";
+    who.textContent = "You";
+    const words = document.createElement("p");
+    words.className = "asked-text";
+    words.textContent = prompt;
+    asked.append(who, words);
+    const answer = document.createElement("div");
+    answer.className = "answer md";
+    box.append(asked, answer);
+    sideBoxes[side].querySelector(".thread").append(box);
+    turn.answers[side] = { text: "", error: null, finish: null, node: answer, dirty: false };
+  }
+  battle.turns.push(turn);
+  return turn;
+}
+
+let frameRequested = false;
+let renderCost = 0; // how long the last drawing took, in ms
+let lastDrawnAt = 0;
+
+function requestDraw() {
+  if (frameRequested) return;
+  frameRequested = true;
+  requestAnimationFrame(flushRenders);
+}
+
+function markDirty(answer) {
+  answer.dirty = true;
+  // One drawing per frame at most, however many deltas arrive in between.
+  requestDraw();
+}
+
+function renderAnswer(answer) {
+  answer.dirty = false;
+  const content = renderMarkdown(answer.text);
+  if (answer.error) {
+    const failed = document.createElement("p");
+    failed.className = "answer-error";
+    failed.textContent = answer.error;
+    content.append(failed);
+  } else if (answer.finish === "length") {
+    const cut = document.createElement("p");
+    cut.className = "answer-note";
+    cut.textContent = "This answer stopped at its length limit.";
+    content.append(cut);
+  } else if (!answer.text && answer.finish === null) {
+    const waiting = document.createElement("p");
+    waiting.className = "answer-waiting";
+    waiting.textContent = "Waiting for the answer…";
+    content.append(waiting);
+  }
+  answer.node.replaceChildren(content);
+  answer.node.classList.toggle("is-streaming", !answer.error && answer.finish === null);
+}
+
+function flushRenders() {
+  frameRequested = false;
+  // A long answer takes long to redraw: then draw less often, so the page stays responsive.
+  if (performance.now() - lastDrawnAt < renderCost * 4) {
+    requestDraw();
+    return;
+  }
+  const started = performance.now();
+  for (const turn of battle.turns) {
+    for (const side of SIDES) {
+      if (turn.answers[side].dirty) renderAnswer(turn.answers[side]);
+    }
+  }
+  lastDrawnAt = performance.now();
+  renderCost = lastDrawnAt - started;
+}
+
+function renderAllNow() {
+  for (const turn of battle.turns) for (const side of SIDES) renderAnswer(turn.answers[side]);
+}
+
+function showNotice(message) {
+  notice.textContent = message;
+  notice.hidden = !message;
+}
+
+const STATUS_TEXT = {
+  starting: "Starting a battle…",
+  streaming: "The two models are answering…",
+  ready: "Both answers are in. Which one is better? You can also ask a follow-up first.",
+  failed: "One of the answers failed, so this battle cannot be voted on. Start a new battle.",
+  voting: "Recording your vote…",
+  voted: "Thanks! Your vote is recorded. Here is who was behind each side.",
+  lost: "This battle cannot go on. Start a new battle.",
+};
+
+function setState(state) {
+  battle.state = state;
+  root.dataset.state = state;
+  const started = battle.id !== null || battle.turns.length > 0;
+  sidesBox.hidden = !started;
+  decideBox.hidden = !started;
+  document.getElementById("intro").hidden = started;
+  statusLine.textContent = STATUS_TEXT[state] || "";
+  for (const button of voteButtons) button.disabled = state !== "ready";
+  const busy = state === "starting" || state === "streaming" || state === "voting";
+  form.hidden = state === "failed" || state === "voted" || state === "lost";
+  promptBox.disabled = busy;
+  sendButton.disabled = busy;
+  sendButton.textContent = battle.id === null ? "Send" : "Send follow-up";
+  promptBox.placeholder = battle.id === null ? "Ask anything" : "Ask both models a follow-up, or vote above";
+  for (const side of SIDES) {
+    sideBoxes[side].querySelector(".thread").setAttribute("aria-busy", String(state === "streaming"));
+  }
+}
+
+function showReveal(models, winner) {
+  const verdicts = {
+    model_a: { a: "Your pick", b: "" },
+    model_b: { a: "", b: "Your pick" },
+    tie: { a: "Tie", b: "Tie" },
+    "tie (bothbad)": { a: "Both bad", b: "Both bad" },
+  };
+  for (const side of SIDES) {
+    const box = sideBoxes[side];
+    const model = models[`model_${side}`];
+    box.querySelector(".reveal-name").textContent = model.name;
+    box.querySelector(".reveal-org").textContent = model.organization ? ` · ${model.organization}` : "";
+    box.querySelector(".reveal").hidden = false;
+    const verdict = box.querySelector(".verdict");
+    verdict.textContent = (verdicts[winner] || {})[side] || "";
+    verdict.hidden = !verdict.textContent;
+    box.classList.toggle("is-pick", winner === `model_${side}`);
+  }
+  for (const button of voteButtons) {
+    button.classList.toggle("is-chosen", button.dataset.winner === winner);
+    button.setAttribute("aria-pressed", String(button.dataset.winner === winner));
+  }
+}
+
+function clearBattle() {
+  if (battle.controller) battle.controller.abort();
+  battle.controller = null;
+  battle.id = null;
+  battle.turns = [];
+  battle.winner = null;
+  sessionStorage.removeItem(STORAGE_KEY);
+  for (const side of SIDES) {
+    const box = sideBoxes[side];
+    box.querySelector(".thread").replaceChildren();
+    box.querySelector(".reveal").hidden = true;
+    box.querySelector(".reveal-name").textContent = "";
+    box.querySelector(".reveal-org").textContent = "";
+    box.querySelector(".verdict").hidden = true;
+    box.classList.remove("is-pick");
+  }
+  for (const button of voteButtons) {
+    button.classList.remove("is-chosen");
+    button.removeAttribute("aria-pressed");
+  }
+  showNotice("");
+}
+
+// ------------------------------------------------------------------ the flow
+
+function sleep(ms, signal) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+async function streamTurn(turn) {
+  const controller = new AbortController();
+  battle.controller = controller;
+  const battleId = battle.id;
+  setState("streaming");
+  const started = Date.now();
+  for (let attempt = 0; ; attempt += 1) {
+    // A reconnect replays the whole turn, so every attempt starts from empty answers.
+    for (const side of SIDES) Object.assign(turn.answers[side], { text: "", error: null, finish: null });
+    let endStatus = null;
+    const onEvent = (event) => {
+      if (event.type === "end") {
+        endStatus = event.status;
+        return;
+      }
+      const answer = turn.answers[event.side];
+      if (!answer) return;
+      if (event.type === "delta" && typeof event.text === "string") answer.text += event.text;
+      else if (event.type === "done") answer.finish = event.finish_reason || "stop";
+      else if (event.type === "error") answer.error = String(event.message || "This answer failed.");
+      markDirty(answer);
+    };
+    let ended;
+    try {
+      ended = await readStream(battleId, onEvent, controller.signal);
+    } catch (error) {
+      if (controller.signal.aborted) return;
+      // 409: the turn is still running server-side (an earlier connection); wait and replay it.
+      if (!(error instanceof ApiError) || error.status !== 409) {
+        renderAllNow();
+        showNotice(error.message);
+        setState("lost");
+        return;
+      }
+      ended = false;
+    }
+    if (controller.signal.aborted) return;
+    if (ended) {
+      renderAllNow();
+      showNotice("");
+      setState(endStatus === "ready" ? "ready" : "failed");
+      return;
+    }
+    if (Date.now() - started > RECONNECT_GIVE_UP_MS) {
+      renderAllNow();
+      showNotice("The connection to the arena was lost before the answers finished.");
+      setState("lost");
+      return;
+    }
+    showNotice("The connection dropped; picking the answers up again…");
+    await sleep(RECONNECT_DELAYS_MS[Math.min(attempt, RECONNECT_DELAYS_MS.length - 1)], controller.signal);
+    if (controller.signal.aborted) return;
+  }
+}
+
+async function send() {
+  const prompt = promptBox.value;
+  if (!prompt.trim()) {
+    showNotice("Type a prompt first: a question or a task for the two models.");
+    promptBox.focus();
+    return;
+  }
+  if (prompt.length > maxPrompt) {
+    showNotice(`The prompt is too long: ${prompt.length} characters, at most ${maxPrompt}.`);
+    return;
+  }
+  showNotice("");
+  const first = battle.id === null;
+  const previous = battle.state;
+  setState("starting");
+  try {
+    if (first) {
+      const created = await api("POST", "/api/battles", { prompt });
+      battle.id = created.battle_id;
+      sessionStorage.setItem(STORAGE_KEY, battle.id);
+    } else {
+      await api("POST", `/api/battles/${encodeURIComponent(battle.id)}/turns`, { prompt });
+    }
+  } catch (error) {
+    showNotice(error.message);
+    setState(first ? "idle" : previous);
+    promptBox.focus();
+    return;
+  }
+  promptBox.value = "";
+  updateCount();
+  const turn = newTurn(prompt);
+  renderAllNow();
+  await streamTurn(turn);
+}
+
+async function vote(winner) {
+  if (battle.state !== "ready") return;
+  showNotice("");
+  setState("voting");
+  let reveal;
+  try {
+    reveal = await api("POST", `/api/battles/${encodeURIComponent(battle.id)}/vote`, { winner });
+  } catch (error) {
+    showNotice(error.message);
+    if (error.status === 409) await settleFromServer();
+    else setState(error.status === 403 || error.status === 404 ? "lost" : "ready");
+    return;
+  }
+  battle.winner = winner;
+  setState("voted");
+  showReveal(reveal, winner);
+  newBattleButton.focus();
+}
+
+// After a refused vote, the server knows best: voted elsewhere, failed, or still votable.
+async function settleFromServer() {
+  let view;
+  try {
+    view = await api("GET", `/api/battles/${encodeURIComponent(battle.id)}`);
+  } catch {
+    setState("lost");
+    return;
+  }
+  if (view.status === "voted" && view.models) {
+    battle.winner = view.winner;
+    setState("voted");
+    showReveal(view.models, view.winner);
+  } else {
+    setState(view.status === "ready" ? "ready" : "failed");
+  }
+}
+
+// A reload keeps the battle: the server still has it, and the turn may still be running.
+async function restore() {
+  const saved = sessionStorage.getItem(STORAGE_KEY);
+  if (!saved) return;
+  let view;
+  try {
+    view = await api("GET", `/api/battles/${encodeURIComponent(saved)}`);
+  } catch {
+    sessionStorage.removeItem(STORAGE_KEY);
+    return;
+  }
+  battle.id = view.battle_id;
+  const byTurn = new Map();
+  for (const message of view.messages) {
+    if (!byTurn.has(message.turn)) byTurn.set(message.turn, {});
+    byTurn.get(message.turn)[message.side] = message;
+  }
+  let last = null;
+  for (const turnNumber of [...byTurn.keys()].sort((x, y) => x - y)) {
+    const messages = byTurn.get(turnNumber);
+    last = newTurn(messages.user ? messages.user.content : "");
+    for (const side of SIDES) {
+      const message = messages[side];
+      if (!message) continue;
+      Object.assign(last.answers[side], {
+        text: message.content,
+        error: message.error,
+        finish: message.error ? null : message.finish_reason || "stop",
+      });
+    }
+  }
+  renderAllNow();
+  if ((view.status === "pending" || view.status === "streaming") && last) {
+    await streamTurn(last);
+  } else if (view.status === "voted" && view.models) {
+    battle.winner = view.winner;
+    setState("voted");
+    showReveal(view.models, view.winner);
+  } else {
+    setState(view.status === "ready" ? "ready" : "failed");
+  }
+}
+
+function updateCount() {
+  countLabel.textContent = `${promptBox.value.length} / ${maxPrompt}`;
+  countLabel.classList.toggle("is-near-limit", promptBox.value.length > maxPrompt * 0.9);
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (!sendButton.disabled) send();
+});
+
+promptBox.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+    event.preventDefault();
+    if (!sendButton.disabled) send();
+  }
+});
+
+promptBox.addEventListener("input", updateCount);
+
+for (const button of voteButtons) {
+  button.addEventListener("click", () => vote(button.dataset.winner));
+}
+
+newBattleButton.addEventListener("click", () => {
+  clearBattle();
+  setState("idle");
+  promptBox.value = "";
+  updateCount();
+  promptBox.focus();
+});
+
+// Copy buttons live inside rendered answers, which are rebuilt on every frame: delegate.
+sidesBox.addEventListener("click", async (event) => {
+  const button = event.target.closest(".md-copy");
+  if (!button) return;
+  const code = button.closest(".md-code").querySelector("code").textContent;
+  try {
+    await navigator.clipboard.writeText(code);
+    button.textContent = "Copied";
+  } catch {
+    button.textContent = "Copy failed";
+  }
+  setTimeout(() => {
+    button.textContent = "Copy";
+  }, 1500);
+});
+
+if (/Mac|iPhone|iPad/.test(navigator.platform)) {
+  const key = document.querySelector("#prompt-hint kbd");
+  if (key) key.textContent = "⌘";
+}
+
+updateCount();
+setState("idle");
+restore();
