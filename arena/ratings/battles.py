@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -40,6 +41,7 @@ FloatArray = npt.NDArray[np.float64]
 
 # Above this many (model, model, outcome) bins, bincount's dense table would outgrow np.unique.
 _DENSE_BINS_LIMIT: Final = 30_000_000
+_PARALLEL_ROWS: Final = 200_000
 
 
 @dataclass(frozen=True)
@@ -126,15 +128,27 @@ def _first_labels(battles: pd.DataFrame, mask: npt.NDArray[np.bool_], limit: int
     return ", ".join(str(label) for label in labels)
 
 
-def _factorize_models(battles: pd.DataFrame, column: str) -> tuple[npt.NDArray[np.intp], list[str]]:
-    codes, uniques = pd.factorize(battles[column])
+def _factorize(battles: pd.DataFrame) -> list[tuple[npt.NDArray[np.intp], Any]]:
+    def factorize(column: str) -> tuple[npt.NDArray[np.intp], Any]:
+        return pd.factorize(battles[column])
+
+    if len(battles) < _PARALLEL_ROWS:
+        return [factorize(c) for c in REQUIRED_COLUMNS]
+    # Hashing the strings is most of the work; Arrow-backed strings release the GIL while hashing.
+    with ThreadPoolExecutor(max_workers=len(REQUIRED_COLUMNS)) as pool:
+        return list(pool.map(factorize, REQUIRED_COLUMNS))
+
+
+def _model_names(
+    battles: pd.DataFrame, column: str, codes: npt.NDArray[np.intp], uniques: Any
+) -> list[str]:
     missing = codes < 0
     if missing.any():
         raise InvalidBattles(
             f"{column} is empty in {int(missing.sum())} battle(s)"
             f" (rows {_first_labels(battles, missing)}); every battle needs both model names."
         )
-    return codes, [str(name) for name in uniques]
+    return [str(name) for name in uniques]
 
 
 def encode_battles(battles: pd.DataFrame) -> EncodedBattles:
@@ -149,14 +163,14 @@ def encode_battles(battles: pd.DataFrame) -> EncodedBattles:
     if len(battles) == 0:
         raise InvalidBattles("there are no battles to rate.")
 
-    codes_a, names_a = _factorize_models(battles, "model_a")
-    codes_b, names_b = _factorize_models(battles, "model_b")
+    (codes_a, uniques_a), (codes_b, uniques_b), (winner_codes, winner_uniques) = _factorize(battles)
+    names_a = _model_names(battles, "model_a", codes_a, uniques_a)
+    names_b = _model_names(battles, "model_b", codes_b, uniques_b)
     models = tuple(sorted(set(names_a) | set(names_b)))
     position = {name: i for i, name in enumerate(models)}
     a = np.array([position[n] for n in names_a], dtype=np.int64)[codes_a]
     b = np.array([position[n] for n in names_b], dtype=np.int64)[codes_b]
 
-    winner_codes, winner_uniques = pd.factorize(battles["winner"])
     if (winner_codes < 0).any():
         empty = winner_codes < 0
         raise InvalidBattles(
