@@ -103,21 +103,16 @@ def check_ratings_exist(counts: PairCounts) -> None:
     for g in range(n_parts):
         members = np.flatnonzero(part == g)
         if not loses_to_outsider[g]:
-            if len(members) == 1:
-                problems.append(f"{_names(models, members)} never lost (rating +infinity)")
-            else:
-                problems.append(
-                    f"[{_names(models, members)}] never lost to a model outside that group"
-                )
-            named.extend(models[int(i)] for i in members)
+            alone, together = "never lost (rating +infinity)", "never lost to"
         elif not beats_outsider[g]:
-            if len(members) == 1:
-                problems.append(f"{_names(models, members)} never won (rating -infinity)")
-            else:
-                problems.append(
-                    f"[{_names(models, members)}] never beat a model outside that group"
-                )
-            named.extend(models[int(i)] for i in members)
+            alone, together = "never won (rating -infinity)", "never beat"
+        else:
+            continue
+        if len(members) == 1:
+            problems.append(f"{_names(models, members)} {alone}")
+        else:
+            problems.append(f"[{_names(models, members)}] {together} a model outside that group")
+        named.extend(models[int(i)] for i in members)
     raise RatingsUndefined(
         "Bradley-Terry ratings do not exist for these battles: "
         + "; ".join(problems)
