@@ -10,7 +10,7 @@ from alembic.config import Config
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-def _alembic_config(database_url: str) -> Config:
+def alembic_config(database_url: str) -> Config:
     # From a checkout the files sit beside the package; from a wheel they are inside it.
     for root in (_PACKAGE_DIR.parent, _PACKAGE_DIR):
         if (root / "alembic.ini").exists() and (root / "migrations").is_dir():
@@ -22,13 +22,13 @@ def _alembic_config(database_url: str) -> Config:
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
-    command.upgrade(_alembic_config(database_url), revision)
+    command.upgrade(alembic_config(database_url), revision)
 
 
 def check(database_url: str) -> None:
     """Raise if the ORM tables and the migrations disagree."""
-    command.check(_alembic_config(database_url))
+    command.check(alembic_config(database_url))
 
 
 def generate(database_url: str, message: str) -> None:
-    command.revision(_alembic_config(database_url), message=message, autogenerate=True)
+    command.revision(alembic_config(database_url), message=message, autogenerate=True)
