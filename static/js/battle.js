@@ -27,6 +27,24 @@ const sideBoxes = Object.fromEntries(SIDES.map((side) => [side, document.getElem
 // state: idle | starting | streaming | ready | failed | voting | voted | lost
 const battle = { id: null, state: "idle", turns: [], controller: null, winner: null };
 
+// Storage can be switched off (private modes, strict settings): the page then just forgets.
+function remember(battleId) {
+  try {
+    if (battleId) sessionStorage.setItem(STORAGE_KEY, battleId);
+    else sessionStorage.removeItem(STORAGE_KEY);
+  } catch {
+    // nothing to keep the battle in; a reload starts afresh
+  }
+}
+
+function remembered() {
+  try {
+    return sessionStorage.getItem(STORAGE_KEY);
+  } catch {
+    return null;
+  }
+}
+
 class ApiError extends Error {
   constructor(status, message) {
     super(message);
@@ -208,6 +226,7 @@ function renderAllNow() {
 function showNotice(message) {
   notice.textContent = message;
   notice.hidden = !message;
+  if (message) notice.scrollIntoView({ block: "nearest" });
 }
 
 const STATUS_TEXT = {
@@ -270,7 +289,7 @@ function clearBattle() {
   battle.id = null;
   battle.turns = [];
   battle.winner = null;
-  sessionStorage.removeItem(STORAGE_KEY);
+  remember(null);
   for (const side of SIDES) {
     const box = sideBoxes[side];
     box.querySelector(".thread").replaceChildren();
@@ -373,7 +392,7 @@ async function send() {
     if (first) {
       const created = await api("POST", "/api/battles", { prompt });
       battle.id = created.battle_id;
-      sessionStorage.setItem(STORAGE_KEY, battle.id);
+      remember(battle.id);
     } else {
       await api("POST", `/api/battles/${encodeURIComponent(battle.id)}/turns`, { prompt });
     }
@@ -429,13 +448,13 @@ async function settleFromServer() {
 
 // A reload keeps the battle: the server still has it, and the turn may still be running.
 async function restore() {
-  const saved = sessionStorage.getItem(STORAGE_KEY);
+  const saved = remembered();
   if (!saved) return;
   let view;
   try {
     view = await api("GET", `/api/battles/${encodeURIComponent(saved)}`);
   } catch {
-    sessionStorage.removeItem(STORAGE_KEY);
+    remember(null);
     return;
   }
   battle.id = view.battle_id;
