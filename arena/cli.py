@@ -67,9 +67,17 @@ def serve(
 
     settings = Settings()
     if demo or settings.demo:
-        from arena.upstream.demo import start_demo_for_serve
+        from arena.upstream.demo import DEMO_MODELS, demo_base_url, start_demo_for_serve
 
-        start_demo_for_serve(settings)
+        try:
+            start_demo_for_serve(settings)
+        except ArenaError as exc:
+            err_console.print(f"[red]error:[/red] {exc.message}")
+            raise typer.Exit(2) from None
+        console.print(
+            f"demo endpoints at {demo_base_url(settings.demo_port)}: "
+            + ", ".join(m.name for m in DEMO_MODELS)
+        )
     # Workers are separate processes that rebuild the app from ARENA_* variables.
     os.environ.setdefault("ARENA_DATABASE_URL", settings.database_url)
     if demo or settings.demo:
@@ -90,14 +98,20 @@ def serve(
 def demo_upstream(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int | None, typer.Option(help="Port (ARENA_DEMO_PORT)")] = None,
+    seconds_per_word: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=5.0, help="Pause between words (ARENA_DEMO_SECONDS_PER_WORD)"),
+    ] = None,
 ) -> None:
     """Run the built-in OpenAI-compatible server with its deterministic demo models."""
     import uvicorn
 
     from arena.upstream.demo import create_demo_app
 
+    settings = Settings()
+    pace = settings.demo_seconds_per_word if seconds_per_word is None else seconds_per_word
     uvicorn.run(
-        create_demo_app(), host=host, port=port or Settings().demo_port, log_level="warning"
+        create_demo_app(pace), host=host, port=port or settings.demo_port, log_level="warning"
     )
 
 

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     # Demo endpoints (`make run` starts them; their models are registered like any other)
     demo: bool = False
     demo_port: int = Field(default=8001, ge=1, le=65535)
+    # Pause between the demo models' words; 0 streams each answer at once
+    demo_seconds_per_word: float = Field(default=0.03, ge=0, le=5)
     allow_private_endpoints: bool = False
 
     # Battles

@@ -14,6 +14,7 @@
     │   └── NameTaken
     ├── TooManyRequests             429  with Retry-After
     ├── NoModelsAvailable           503  fewer than two active models
+    ├── DemoUnavailable                  the built-in demo endpoints cannot start (CLI only)
     └── EndpointError                    an upstream endpoint misbehaved (never shown verbatim)
         ├── EndpointTimeout
         ├── EndpointStatusError
@@ -113,6 +114,10 @@ class NoModelsAvailable(ArenaError):
             "Fewer than two models are active, so no battle can start. An operator can add "
             "models with `arena models add`."
         )
+
+
+class DemoUnavailable(ArenaError):
+    pass
 
 
 class EndpointError(ArenaError):
