@@ -15,15 +15,23 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from arena.battles import service as battle_service
-from arena.battles.relay import TurnRunner
+from arena.battles.relay import FinishTurn, TurnRunner
 from arena.battles.routes import router as battles_router
 from arena.config import Settings
 from arena.db import make_async_engine, make_sessionmaker
 from arena.errors import install_error_handlers
+from arena.leaderboard.background import RecomputeScheduler
+from arena.leaderboard.cache import PageCache
+from arena.leaderboard.routes import router as leaderboard_router
 from arena.models import Side
 from arena.pages import install_security_headers
 from arena.pages import router as pages_router
+from arena.registry.address_guard import guarded_chat
+from arena.registry.admin_routes import router as admin_router
+from arena.registry.health import HealthMonitor, trip_breakers
 from arena.registry.keys import KeyRing
+from arena.registry.routes import pages_router as owner_pages_router
+from arena.registry.routes import router as owners_router
 from arena.upstream.client import Answer, Limits
 
 log = logging.getLogger(__name__)
@@ -49,10 +57,17 @@ def upstream_limits(settings: Settings) -> Limits:
     )
 
 
-def _finish_turn(sessionmaker: async_sessionmaker[AsyncSession]):  # type: ignore[no-untyped-def]
+def _finish_turn(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> FinishTurn:
     async def finish(plan: battle_service.TurnPlan, answers: dict[Side, Answer]) -> bool:
         async with sessionmaker() as session, session.begin():
-            return await battle_service.finish_turn(session, plan=plan, answers=answers)
+            ok = await battle_service.finish_turn(session, plan=plan, answers=answers)
+            # The circuit breaker: a model failing answer after answer stops being drawn.
+            await trip_breakers(
+                session,
+                threshold=settings.circuit_breaker_failures,
+                model_ids=(plan.a.model_id, plan.b.model_id),
+            )
+            return ok
 
     return finish
 
@@ -77,11 +92,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.http = client
         app.state.turn_runner = TurnRunner(
-            client, upstream_limits(settings), _finish_turn(sessionmaker)
+            client,
+            upstream_limits(settings),
+            _finish_turn(sessionmaker, settings),
+            chat=guarded_chat(allow_private=settings.allow_private_endpoints),
         )
+        health = HealthMonitor(
+            settings=settings, sessionmaker=sessionmaker, client=client, keys=app.state.keys
+        ).start()
+        app.state.leaderboard_cache = PageCache()
+        recompute = RecomputeScheduler(settings, engine)
+        recompute.start()
         try:
             yield
         finally:
+            await health.stop()
+            await recompute.stop()
             await app.state.turn_runner.drain(timeout=10)
             await client.aclose()
             await engine.dispose()
@@ -95,7 +121,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_security_headers(app)
     app.include_router(battles_router)
+    app.include_router(owners_router)
+    app.include_router(admin_router)
+    app.include_router(owner_pages_router)
     app.include_router(pages_router)
+    app.include_router(leaderboard_router)
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
 
     @app.get("/healthz", tags=["health"])

@@ -93,7 +93,16 @@ class Settings(BaseSettings):
     # Owners
     open_signup: bool = True
     auto_approve: bool = False
-
+    invite_days: int = Field(default=14, ge=1, le=3650)
+    signups_per_hour: int = Field(default=20, ge=1, le=100_000)
+    # Wrong owner or admin tokens per client address and minute before answering 429
+    auth_failures_per_minute: int = Field(default=10, ge=1, le=100_000)
+    # Registration probe and health: a short real request with its own deadline
+    probe_timeout: PositiveSeconds = 15.0
+    # Consecutive failed answers before a model is paused automatically (0: never)
+    circuit_breaker_failures: int = Field(default=5, ge=0, le=10_000)
+    # How often automatically paused models are probed to resume them (0: never)
+    health_probe_seconds: float = Field(default=60.0, ge=0, le=86_400)
     # Scale-out
     redis_url: str = ""
 

@@ -2,10 +2,12 @@
 
     ArenaError                      (400 unless a subclass says otherwise)
     ├── InvalidInput                422  a value a person can correct
+    │   └── ProbeFailed                   the endpoint did not pass its test request
     ├── NotFound                    404
     │   └── BattleNotFound
     ├── NotAllowed                  403  the caller may not do this
-    │   └── NotYourBattle
+    │   ├── NotYourBattle
+    │   └── InviteNotValid              a wrong, used or expired owner invite code
     ├── Unauthenticated             401
     ├── Conflict                    409  the state forbids it now
     │   ├── VoteAlreadyCast
@@ -19,7 +21,8 @@
         ├── EndpointTimeout
         ├── EndpointStatusError
         ├── EndpointProtocolError
-        └── EndpointRefused              the URL points where endpoints may not live (SSRF guard)
+        ├── EndpointRefused              the URL points where endpoints may not live (SSRF guard)
+        └── EndpointUnresolvable         the host name does not resolve (DNS)
 
 Messages are written for the person who sees them: what was wrong and what to do instead.
 Upstream failures inside a stream are data (an error event on one side), not exceptions.
@@ -49,6 +52,10 @@ class InvalidInput(ArenaError):
     status_code = 422
 
 
+class ProbeFailed(InvalidInput):
+    pass
+
+
 class NotFound(ArenaError):
     status_code = 404
 
@@ -67,6 +74,14 @@ class NotYourBattle(NotAllowed):
         super().__init__(
             "This battle belongs to another browser session; only the visitor who started it "
             "can continue or vote on it."
+        )
+
+
+class InviteNotValid(NotAllowed):
+    def __init__(self) -> None:
+        super().__init__(
+            "invite_code: this code is not valid for this email (mistyped, used already or "
+            "expired); ask the operator for a new one"
         )
 
 
@@ -137,6 +152,10 @@ class EndpointProtocolError(EndpointError):
 
 
 class EndpointRefused(EndpointError):
+    status_code = 422
+
+
+class EndpointUnresolvable(EndpointError):
     status_code = 422
 
 

@@ -15,6 +15,7 @@ from arena.models import BattleStatus, Message, Side
 from arena.upstream.client import (
     Answer,
     Delta,
+    Endpoint,
     Failed,
     Finished,
     Limits,
@@ -26,6 +27,11 @@ log = logging.getLogger(__name__)
 
 # Called once both sides are over; stores the answers and says whether the battle is votable.
 FinishTurn = Callable[[TurnPlan, dict[Side, Answer]], Awaitable[bool]]
+# One side's upstream call: stream_chat, or stream_chat behind the SSRF guard.
+ChatCall = Callable[
+    [httpx.AsyncClient, Endpoint, list[dict[str, str]], Limits, Callable[[UpstreamEvent], None]],
+    Awaitable[Answer],
+]
 
 _END = object()
 
@@ -54,10 +60,17 @@ class TurnRunner:
     """Runs a turn in a task of its own, so a visitor who leaves mid-stream loses nothing:
     the answers are still stored and the battle can be reloaded and voted on."""
 
-    def __init__(self, client: httpx.AsyncClient, limits: Limits, finish: FinishTurn) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        limits: Limits,
+        finish: FinishTurn,
+        chat: ChatCall = stream_chat,
+    ) -> None:
         self._client = client
         self._limits = limits
         self._finish = finish
+        self._chat = chat
         self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self, plan: TurnPlan) -> asyncio.Queue[object]:
@@ -72,7 +85,7 @@ class TurnRunner:
         try:
             results = await asyncio.gather(
                 *(
-                    stream_chat(
+                    self._chat(
                         self._client,
                         side_plan.endpoint,
                         side_plan.conversation,

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
+import httpx
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from arena.errors import Conflict, InvalidInput, NameTaken, NotFound
-from arena.models import Model, ModelStatus, ModelStatusEvent, utcnow
+from arena.config import Settings
+from arena.errors import Conflict, InvalidInput, NameTaken, NotAllowed, NotFound
+from arena.models import Model, ModelStatus, ModelStatusEvent, Owner, utcnow
 from arena.registry.keys import KeyRing, last4
+from arena.registry.probe import ProbeResult, probe_endpoint
+from arena.upstream.client import Endpoint
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,99}$")
 
@@ -94,6 +100,8 @@ async def add_model(
 
 
 _ALLOWED = {
+    # Back to pending when an approved endpoint changes where it points (re-approval)
+    ModelStatus.pending: {ModelStatus.active, ModelStatus.paused},
     ModelStatus.active: {ModelStatus.pending, ModelStatus.paused},
     ModelStatus.paused: {ModelStatus.active, ModelStatus.pending},
     ModelStatus.retired: {ModelStatus.pending, ModelStatus.active, ModelStatus.paused},
@@ -126,5 +134,234 @@ async def set_status(
     return model
 
 
-async def list_models(session: AsyncSession) -> list[Model]:
-    return list((await session.scalars(select(Model).order_by(Model.name))).all())
+async def list_models(
+    session: AsyncSession, *, status: ModelStatus | None = None, owner_id: int | None = None
+) -> list[Model]:
+    query = select(Model).order_by(Model.name)
+    if status is not None:
+        query = query.where(Model.status == status)
+    if owner_id is not None:
+        query = query.where(Model.owner_id == owner_id)
+    return list((await session.scalars(query)).all())
+
+
+# ------------------------------------------------------------------ owners' own endpoints
+
+OPERATOR_ACTORS = frozenset({"admin", "cli", "operator"})
+BREAKER_ACTOR = "circuit-breaker"
+HEALTH_ACTOR = "health-probe"
+
+
+def owner_actor(owner: Owner) -> str:
+    return f"owner:{owner.id}"
+
+
+def endpoint_of(model: Model, keys: KeyRing) -> Endpoint:
+    return Endpoint(
+        base_url=model.base_url,
+        model=model.upstream_model,
+        api_key=keys.decrypt(model.api_key_encrypted) if model.api_key_encrypted else None,
+        max_tokens=model.max_tokens,
+        temperature=model.temperature,
+        system_prompt=model.system_prompt,
+    )
+
+
+async def owned_model(session: AsyncSession, *, owner: Owner, name: str) -> Model:
+    model = await model_by_name(session, name)
+    if model.owner_id != owner.id:
+        raise NotAllowed(f"Model {name!r} belongs to another owner; you can manage only yours.")
+    return model
+
+
+async def latest_event(session: AsyncSession, model: Model) -> ModelStatusEvent | None:
+    return await session.scalar(
+        select(ModelStatusEvent)
+        .where(ModelStatusEvent.model_id == model.id)
+        .order_by(ModelStatusEvent.created_at.desc(), ModelStatusEvent.id.desc())
+        .limit(1)
+    )
+
+
+async def register_model(
+    session: AsyncSession,
+    *,
+    owner: Owner,
+    new: NewModel,
+    keys: KeyRing,
+    client: httpx.AsyncClient,
+    settings: Settings,
+) -> tuple[Model, ProbeResult]:
+    """Probe the endpoint for real, then store it: pending, or active under ARENA_AUTO_APPROVE."""
+    check_name(new.name)
+    if await session.scalar(select(Model.id).where(Model.name == new.name)) is not None:
+        raise NameTaken(f"name: a model named {new.name!r} exists already; choose another name")
+    endpoint = Endpoint(
+        base_url=new.base_url,
+        model=new.upstream_model,
+        api_key=new.api_key,
+        max_tokens=new.max_tokens,
+        temperature=new.temperature,
+        system_prompt=new.system_prompt,
+    )
+    result = await probe_endpoint(client, endpoint, settings=settings)
+    result.raise_if_failed()
+    status = ModelStatus.active if settings.auto_approve else ModelStatus.pending
+    try:
+        model = await add_model(
+            session, new=new, keys=keys, owner_id=owner.id, status=status, actor=owner_actor(owner)
+        )
+    except IntegrityError:
+        raise NameTaken(f"name: a model named {new.name!r} was registered just now") from None
+    return model, result
+
+
+@dataclass(frozen=True)
+class ModelChanges:
+    """The fields an owner sent, by name; a field absent is unchanged, `api_key` sent as None
+    removes the key."""
+
+    values: dict[str, Any]
+
+    def has(self, field: str) -> bool:
+        return field in self.values
+
+
+async def update_model(
+    session: AsyncSession,
+    *,
+    model: Model,
+    changes: ModelChanges,
+    keys: KeyRing,
+    client: httpx.AsyncClient,
+    settings: Settings,
+    actor: str,
+) -> tuple[Model, ProbeResult | None]:
+    """Apply an owner's changes; a new URL, model id or key is probed before it is kept.
+
+    A new URL or model id points the public name at a possibly different model, so an approved
+    model goes back to pending unless the arena approves automatically."""
+    if model.status == ModelStatus.retired:
+        raise Conflict(f"Model {model.name!r} is retired; a retired model cannot change.")
+    values = changes.values
+    if "base_url" in values:
+        check_base_url(values["base_url"])
+    moved = (
+        values.get("base_url", model.base_url).rstrip("/") != model.base_url
+        or values.get("model", model.upstream_model) != model.upstream_model
+    )
+    result: ProbeResult | None = None
+    if moved or changes.has("api_key"):
+        current = endpoint_of(model, keys)
+        endpoint = Endpoint(
+            base_url=values.get("base_url", current.base_url),
+            model=values.get("model", current.model),
+            api_key=values["api_key"] if changes.has("api_key") else current.api_key,
+            max_tokens=values.get("max_tokens", current.max_tokens),
+            temperature=values.get("temperature", current.temperature),
+            system_prompt=values.get("system_prompt", current.system_prompt),
+        )
+        result = await probe_endpoint(client, endpoint, settings=settings)
+        result.raise_if_failed()
+    for field in ("organization", "license", "description", "max_tokens", "temperature"):
+        if field in values:
+            setattr(model, field, values[field])
+    if "system_prompt" in values:
+        model.system_prompt = values["system_prompt"]
+    if "base_url" in values:
+        model.base_url = values["base_url"].rstrip("/")
+    if "model" in values:
+        model.upstream_model = values["model"]
+    if changes.has("api_key"):
+        key: str | None = values["api_key"]
+        model.api_key_encrypted = keys.encrypt(key) if key else None
+        model.api_key_last4 = last4(key) if key else None
+    if moved and not settings.auto_approve and model.status != ModelStatus.pending:
+        await set_status(
+            session,
+            model=model,
+            status=ModelStatus.pending,
+            reason="the endpoint changed (base URL or model id); waiting for approval again",
+            actor=actor,
+        )
+    await session.flush()
+    return model, result
+
+
+async def owner_pause(session: AsyncSession, *, model: Model, owner: Owner, reason: str) -> Model:
+    if model.status == ModelStatus.paused:
+        return model
+    if model.status != ModelStatus.active:
+        raise Conflict(
+            f"Model {model.name!r} is {model.status.value}; only an active model can be paused."
+        )
+    return await set_status(
+        session,
+        model=model,
+        status=ModelStatus.paused,
+        reason=reason or "paused by its owner",
+        actor=owner_actor(owner),
+    )
+
+
+async def owner_resume(
+    session: AsyncSession,
+    *,
+    model: Model,
+    owner: Owner,
+    keys: KeyRing,
+    client: httpx.AsyncClient,
+    settings: Settings,
+) -> tuple[Model, ProbeResult | None]:
+    """Resume a model its owner (or the circuit breaker) paused; never one the operator paused,
+    and never one not approved yet. After an automatic pause the endpoint must answer first."""
+    if model.status == ModelStatus.active:
+        return model, None
+    if model.status == ModelStatus.pending or (
+        model.status == ModelStatus.paused and model.activated_at is None
+    ):
+        raise Conflict(
+            f"Model {model.name!r} waits for the operator's approval; it starts once approved."
+        )
+    if model.status != ModelStatus.paused:
+        raise Conflict(f"Model {model.name!r} is {model.status.value}; it cannot be resumed.")
+    event = await latest_event(session, model)
+    paused_by = event.actor if event else ""
+    if paused_by in OPERATOR_ACTORS:
+        why = model.status_reason or "no reason given"
+        raise NotAllowed(
+            f"Model {model.name!r} was paused by the operator ({why}); "
+            "only the operator can resume it."
+        )
+    result: ProbeResult | None = None
+    if paused_by == BREAKER_ACTOR:
+        result = await probe_endpoint(client, endpoint_of(model, keys), settings=settings)
+        result.raise_if_failed()
+    model = await set_status(
+        session,
+        model=model,
+        status=ModelStatus.active,
+        reason="resumed by its owner",
+        actor=owner_actor(owner),
+    )
+    return model, result
+
+
+async def owner_retire(session: AsyncSession, *, model: Model, owner: Owner, reason: str) -> Model:
+    return await set_status(
+        session,
+        model=model,
+        status=ModelStatus.retired,
+        reason=reason or "retired by its owner",
+        actor=owner_actor(owner),
+    )
+
+
+async def approve_model(session: AsyncSession, *, model: Model, reason: str, actor: str) -> Model:
+    if model.status != ModelStatus.pending:
+        raise Conflict(
+            f"Model {model.name!r} is {model.status.value}; only a pending model can be approved."
+        )
+    return await set_status(
+        session, model=model, status=ModelStatus.active, reason=reason or "approved", actor=actor
+    )

@@ -1,0 +1,156 @@
+"""The operator's API (ARENA_ADMIN_TOKEN): approve and steer models, manage owners and invites."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi import status as http_status
+from sqlalchemy import select
+
+from arena.config import Settings
+from arena.db import SessionDep
+from arena.models import Model, ModelStatus, Owner
+from arena.registry import owners
+from arena.registry import service as registry
+from arena.registry.auth import require_admin
+from arena.registry.routes import model_out
+from arena.registry.schemas import (
+    InviteIn,
+    InviteOut,
+    ModelOut,
+    ModelStats,
+    OwnerOut,
+    OwnerToken,
+    ReasonIn,
+    RequiredReasonIn,
+)
+from arena.registry.stats import model_stats
+
+router = APIRouter(prefix="/api/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+
+ADMIN_ACTOR = "admin"
+OptionalReason = Annotated[ReasonIn | None, Body()]
+
+
+def _owner_out(owner: Owner, models: int | None = None) -> OwnerOut:
+    return OwnerOut(
+        id=owner.id,
+        name=owner.name,
+        email=owner.email,
+        created_at=owner.created_at,
+        revoked_at=owner.revoked_at,
+        models=models,
+    )
+
+
+async def _with_owner_email(session: SessionDep, model: Model) -> ModelOut:
+    email = (
+        await session.scalar(select(Owner.email).where(Owner.id == model.owner_id))
+        if model.owner_id is not None
+        else None
+    )
+    return model_out(model, owner_email=email)
+
+
+# Model names from `arena models add` may hold a slash, hence `:path` (every route has a suffix).
+
+
+@router.get("/models")
+async def list_models(session: SessionDep, status: ModelStatus | None = None) -> list[ModelOut]:
+    models = await registry.list_models(session, status=status)
+    emails = dict(
+        (await session.execute(select(Owner.id, Owner.email))).tuples().all()  # few owners
+    )
+    return [
+        model_out(m, owner_email=emails.get(m.owner_id) if m.owner_id else None) for m in models
+    ]
+
+
+@router.get("/models/{name:path}/stats")
+async def stats(name: str, request: Request, session: SessionDep) -> ModelStats:
+    settings: Settings = request.app.state.settings
+    return await model_stats(
+        session,
+        model=await registry.model_by_name(session, name),
+        keys=request.app.state.keys,
+        breaker_threshold=settings.circuit_breaker_failures,
+    )
+
+
+@router.post("/models/{name:path}/approve")
+async def approve(name: str, session: SessionDep, body: OptionalReason = None) -> ModelOut:
+    model = await registry.approve_model(
+        session,
+        model=await registry.model_by_name(session, name),
+        reason=body.reason if body else "",
+        actor=ADMIN_ACTOR,
+    )
+    await session.commit()
+    return await _with_owner_email(session, model)
+
+
+async def _set(session: SessionDep, name: str, to: ModelStatus, reason: str) -> ModelOut:
+    model = await registry.set_status(
+        session,
+        model=await registry.model_by_name(session, name),
+        status=to,
+        reason=reason,
+        actor=ADMIN_ACTOR,
+    )
+    await session.commit()
+    return await _with_owner_email(session, model)
+
+
+@router.post("/models/{name:path}/pause")
+async def pause(name: str, body: RequiredReasonIn, session: SessionDep) -> ModelOut:
+    return await _set(session, name, ModelStatus.paused, body.reason)
+
+
+@router.post("/models/{name:path}/resume")
+async def resume(name: str, session: SessionDep, body: OptionalReason = None) -> ModelOut:
+    return await _set(
+        session,
+        name,
+        ModelStatus.active,
+        (body.reason if body else "") or "resumed by the operator",
+    )
+
+
+@router.post("/models/{name:path}/retire")
+async def retire(name: str, body: RequiredReasonIn, session: SessionDep) -> ModelOut:
+    return await _set(session, name, ModelStatus.retired, body.reason)
+
+
+@router.get("/owners")
+async def list_owners(session: SessionDep) -> list[OwnerOut]:
+    return [_owner_out(s.owner, s.models) for s in await owners.list_owners(session)]
+
+
+@router.post("/owners/{ref}/revoke")
+async def revoke_owner(ref: str, session: SessionDep) -> OwnerOut:
+    owner = await owners.revoke_owner(session, owner=await owners.owner_by_ref(session, ref))
+    await session.commit()
+    return _owner_out(owner)
+
+
+@router.post("/owners/{ref}/token")
+async def new_owner_token(ref: str, session: SessionDep) -> OwnerToken:
+    """A new token for an owner (to hand over out of band); the old one stops working."""
+    owner = await owners.owner_by_ref(session, ref)
+    token = await owners.issue_new_token(session, owner=owner)
+    await session.commit()
+    return OwnerToken(owner_id=owner.id, token=token)
+
+
+@router.post("/invites", status_code=http_status.HTTP_201_CREATED)
+async def create_invite(body: InviteIn, request: Request, session: SessionDep) -> InviteOut:
+    settings: Settings = request.app.state.settings
+    invite, code = await owners.create_invite(session, email=body.email)
+    await session.commit()
+    return InviteOut(
+        email=invite.email,
+        code=code,
+        expires_at=invite.created_at + timedelta(days=settings.invite_days),
+    )

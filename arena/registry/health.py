@@ -1,0 +1,185 @@
+"""Endpoint health: the circuit breaker that pauses failing models, the probe that resumes them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import Final
+
+import httpx
+from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from arena.config import Settings
+from arena.models import Battle, Message, Model, ModelStatus, ModelStatusEvent, Side, utcnow
+from arena.registry.keys import KeyRing
+from arena.registry.probe import probe_endpoint
+from arena.registry.service import (
+    BREAKER_ACTOR,
+    HEALTH_ACTOR,
+    endpoint_of,
+    latest_event,
+    set_status,
+)
+from arena.upstream.client import Endpoint
+
+log = logging.getLogger(__name__)
+
+# Probes of auto-paused endpoints running at once, so a long outage list stays polite.
+_CONCURRENT_PROBES: Final = 8
+
+
+def answers_of(model_id: int) -> ColumnElement[bool]:
+    """The condition selecting this model's answers among messages joined with their battle."""
+    return or_(
+        and_(Battle.model_a_id == model_id, Message.side == Side.a),
+        and_(Battle.model_b_id == model_id, Message.side == Side.b),
+    )
+
+
+async def _last_failure_kind(session: AsyncSession, model_id: int) -> str:
+    error = await session.scalar(
+        select(Message.error)
+        .join(Battle, Battle.id == Message.battle_id)
+        .where(Message.error.is_not(None), answers_of(model_id))
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(1)
+    )
+    return (error or "unknown").split(":", 1)[0]
+
+
+async def trip_breakers(
+    session: AsyncSession, *, threshold: int, model_ids: Iterable[int] | None = None
+) -> list[str]:
+    """Pause every active model (of `model_ids`, or all) whose consecutive failed answers reached
+    `threshold`, with the reason kept; the names paused. A threshold of 0 never pauses."""
+    if threshold <= 0:
+        return []
+    query = select(Model.id, Model.name, Model.consecutive_failures).where(
+        Model.status == ModelStatus.active, Model.consecutive_failures >= threshold
+    )
+    if model_ids is not None:
+        query = query.where(Model.id.in_(list(model_ids)))
+    paused = []
+    for model_id, name, failures in (await session.execute(query)).all():
+        kind = await _last_failure_kind(session, model_id)
+        reason = (
+            f"paused automatically after {failures} consecutive failed answers "
+            f"(last failure: {kind}); resumed automatically once the endpoint answers again"
+        )
+        # Conditional: two turns finishing together pause once, with one event.
+        changed = await session.execute(
+            update(Model)
+            .where(Model.id == model_id, Model.status == ModelStatus.active)
+            .values(status=ModelStatus.paused, status_reason=reason, paused_at=utcnow())
+            .execution_options(synchronize_session="fetch")
+        )
+        if changed.rowcount == 1:  # type: ignore[attr-defined]
+            session.add(
+                ModelStatusEvent(
+                    model_id=model_id,
+                    status=ModelStatus.paused,
+                    reason=reason,
+                    actor=BREAKER_ACTOR,
+                )
+            )
+            log.warning("model %s paused by the circuit breaker: %s", name, reason)
+            paused.append(name)
+    await session.flush()
+    return paused
+
+
+async def auto_paused_models(session: AsyncSession) -> list[Model]:
+    """Paused models whose latest status change was the circuit breaker's."""
+    paused = await session.scalars(select(Model).where(Model.status == ModelStatus.paused))
+    found = []
+    for model in paused:
+        event = await latest_event(session, model)
+        if event is not None and event.actor == BREAKER_ACTOR:
+            found.append(model)
+    return found
+
+
+class HealthMonitor:
+    """Every `health_probe_seconds`: pause models over the breaker threshold (a sweep, beside the
+    check after each turn) and probe the automatically paused ones, resuming those that answer.
+
+    Every worker runs one; the changes are conditional, so running twice does no harm."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        client: httpx.AsyncClient,
+        keys: KeyRing,
+    ) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.client = client
+        self.keys = keys
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> HealthMonitor:
+        if self.settings.health_probe_seconds > 0:
+            self._task = asyncio.create_task(self._loop(), name="endpoint-health")
+        return self
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.health_probe_seconds)
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("endpoint health round failed; trying again next round")
+
+    async def run_once(self) -> list[str]:
+        """One round; the names of the models resumed."""
+        candidates: list[tuple[int, str, Endpoint]] = []
+        async with self.sessionmaker() as session, session.begin():
+            await trip_breakers(session, threshold=self.settings.circuit_breaker_failures)
+            for model in await auto_paused_models(session):
+                try:
+                    candidates.append((model.id, model.name, endpoint_of(model, self.keys)))
+                except ValueError:
+                    log.exception("model %s: its API key cannot be decrypted", model.name)
+        gate = asyncio.Semaphore(_CONCURRENT_PROBES)
+
+        async def probe_and_resume(model_id: int, name: str, endpoint: Endpoint) -> str | None:
+            async with gate:
+                result = await probe_endpoint(self.client, endpoint, settings=self.settings)
+            if not result.ok:
+                log.info("model %s still fails its health probe: %s", name, result.reason)
+                return None
+            async with self.sessionmaker() as session, session.begin():
+                model = await session.get(Model, model_id, with_for_update=True)
+                event = await latest_event(session, model) if model else None
+                if model is None or model.status != ModelStatus.paused or event is None:
+                    return None
+                if event.actor != BREAKER_ACTOR:
+                    return None
+                await set_status(
+                    session,
+                    model=model,
+                    status=ModelStatus.active,
+                    reason=(
+                        f"answered the health probe again ({result.latency_ms or 0:.0f} ms); "
+                        "resumed automatically"
+                    ),
+                    actor=HEALTH_ACTOR,
+                )
+            log.info("model %s answers again and was resumed", name)
+            return name
+
+        resumed = await asyncio.gather(*(probe_and_resume(*c) for c in candidates))
+        return [name for name in resumed if name is not None]

@@ -1,0 +1,258 @@
+"""Owner routes: sign-up, endpoint registration and lifecycle, stats, and the /owner page."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import httpx
+from fastapi import APIRouter, Body, Request, status
+from fastapi.responses import HTMLResponse
+
+from arena.config import Settings
+from arena.db import SessionDep
+from arena.errors import InviteNotValid
+from arena.models import Model
+from arena.registry import owners
+from arena.registry import service as registry
+from arena.registry.auth import (
+    OwnerDep,
+    check_not_blocked,
+    client_address,
+    failed_auth_window,
+    signup_window,
+)
+from arena.registry.keys import KeyRing
+from arena.registry.probe import probe_endpoint
+from arena.registry.schemas import (
+    ModelChanged,
+    ModelIn,
+    ModelOut,
+    ModelPatch,
+    ModelRegistered,
+    ModelStats,
+    OwnerCreated,
+    OwnerIn,
+    OwnerOut,
+    OwnerToken,
+    ProbeOut,
+    ReasonIn,
+)
+from arena.registry.stats import model_stats
+from arena.templating import templates
+
+router = APIRouter(prefix="/api", tags=["owners"])
+pages_router = APIRouter(include_in_schema=False)
+
+OptionalReason = Annotated[ReasonIn | None, Body()]
+
+
+def model_out(model: Model, owner_email: str | None = None) -> ModelOut:
+    return ModelOut(
+        id=model.id,
+        name=model.name,
+        organization=model.organization,
+        license=model.license,
+        description=model.description,
+        base_url=model.base_url,
+        model=model.upstream_model,
+        has_api_key=model.api_key_encrypted is not None,
+        api_key_last4=model.api_key_last4,
+        max_tokens=model.max_tokens,
+        temperature=model.temperature,
+        system_prompt=model.system_prompt,
+        status=model.status,
+        status_reason=model.status_reason,
+        sampling_weight=model.sampling_weight,
+        consecutive_failures=model.consecutive_failures,
+        created_at=model.created_at,
+        activated_at=model.activated_at,
+        paused_at=model.paused_at,
+        retired_at=model.retired_at,
+        owner_email=owner_email,
+    )
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _keys(request: Request) -> KeyRing:
+    keys: KeyRing = request.app.state.keys
+    return keys
+
+
+def _http(request: Request) -> httpx.AsyncClient:
+    client: httpx.AsyncClient = request.app.state.http
+    return client
+
+
+@router.post("/owners", status_code=status.HTTP_201_CREATED)
+async def create_owner(body: OwnerIn, request: Request, session: SessionDep) -> OwnerCreated:
+    settings = _settings(request)
+    address = client_address(request)
+    signups = signup_window(request)
+    check_not_blocked(signups, address, "sign-ups")
+    failures = failed_auth_window(request)
+    if body.invite_code:
+        check_not_blocked(failures, address, "failed sign-ins")
+    signups.record(address)
+    try:
+        owner, token = await owners.create_owner(
+            session,
+            name=body.name,
+            email=body.email,
+            invite_code=body.invite_code,
+            open_signup=settings.open_signup,
+            invite_days=settings.invite_days,
+        )
+    except InviteNotValid:
+        failures.record(address)
+        raise
+    await session.commit()
+    return OwnerCreated(owner_id=owner.id, name=owner.name, email=owner.email, token=token)
+
+
+@router.get("/owners/me")
+async def who_am_i(owner: OwnerDep) -> OwnerOut:
+    return OwnerOut(id=owner.id, name=owner.name, email=owner.email, created_at=owner.created_at)
+
+
+@router.post("/owners/me/token")
+async def new_token(owner: OwnerDep, session: SessionDep) -> OwnerToken:
+    """A fresh token; the one used for this call stops working."""
+    token = await owners.issue_new_token(session, owner=owner)
+    await session.commit()
+    return OwnerToken(owner_id=owner.id, token=token)
+
+
+@router.post("/models", status_code=status.HTTP_201_CREATED)
+async def register_model(
+    body: ModelIn, request: Request, session: SessionDep, owner: OwnerDep
+) -> ModelRegistered:
+    new = registry.NewModel(
+        name=body.name,
+        base_url=body.base_url,
+        upstream_model=body.model,
+        api_key=body.api_key,
+        organization=body.organization,
+        license=body.license,
+        description=body.description,
+        max_tokens=body.max_tokens,
+        temperature=body.temperature,
+        system_prompt=body.system_prompt,
+    )
+    model, result = await registry.register_model(
+        session,
+        owner=owner,
+        new=new,
+        keys=_keys(request),
+        client=_http(request),
+        settings=_settings(request),
+    )
+    await session.commit()
+    return ModelRegistered(
+        id=model.id, name=model.name, status=model.status, probe=ProbeOut.of(result)
+    )
+
+
+@router.get("/models/mine")
+async def my_models(session: SessionDep, owner: OwnerDep) -> list[ModelOut]:
+    return [model_out(m) for m in await registry.list_models(session, owner_id=owner.id)]
+
+
+@router.get("/models/{name}")
+async def my_model(name: str, session: SessionDep, owner: OwnerDep) -> ModelOut:
+    return model_out(await registry.owned_model(session, owner=owner, name=name))
+
+
+@router.patch("/models/{name}")
+async def change_model(
+    name: str, body: ModelPatch, request: Request, session: SessionDep, owner: OwnerDep
+) -> ModelChanged:
+    model = await registry.owned_model(session, owner=owner, name=name)
+    model, result = await registry.update_model(
+        session,
+        model=model,
+        changes=registry.ModelChanges(body.model_dump(include=body.model_fields_set)),
+        keys=_keys(request),
+        client=_http(request),
+        settings=_settings(request),
+        actor=registry.owner_actor(owner),
+    )
+    await session.commit()
+    return ModelChanged(
+        model=model_out(model), probe=ProbeOut.of(result) if result is not None else None
+    )
+
+
+@router.post("/models/{name}/test")
+async def test_model(name: str, request: Request, session: SessionDep, owner: OwnerDep) -> ProbeOut:
+    """Probe the endpoint now; a failed probe is an answer (ok false), not an error."""
+    model = await registry.owned_model(session, owner=owner, name=name)
+    endpoint = registry.endpoint_of(model, _keys(request))
+    await session.rollback()  # hold no transaction while the endpoint thinks
+    result = await probe_endpoint(_http(request), endpoint, settings=_settings(request))
+    return ProbeOut.of(result)
+
+
+@router.post("/models/{name}/pause")
+async def pause_model(
+    name: str, session: SessionDep, owner: OwnerDep, body: OptionalReason = None
+) -> ModelOut:
+    model = await registry.owned_model(session, owner=owner, name=name)
+    model = await registry.owner_pause(
+        session, model=model, owner=owner, reason=body.reason if body else ""
+    )
+    await session.commit()
+    return model_out(model)
+
+
+@router.post("/models/{name}/resume")
+async def resume_model(
+    name: str, request: Request, session: SessionDep, owner: OwnerDep
+) -> ModelChanged:
+    model = await registry.owned_model(session, owner=owner, name=name)
+    model, result = await registry.owner_resume(
+        session,
+        model=model,
+        owner=owner,
+        keys=_keys(request),
+        client=_http(request),
+        settings=_settings(request),
+    )
+    await session.commit()
+    return ModelChanged(
+        model=model_out(model), probe=ProbeOut.of(result) if result is not None else None
+    )
+
+
+@router.post("/models/{name}/retire")
+async def retire_model(
+    name: str, session: SessionDep, owner: OwnerDep, body: OptionalReason = None
+) -> ModelOut:
+    model = await registry.owned_model(session, owner=owner, name=name)
+    model = await registry.owner_retire(
+        session, model=model, owner=owner, reason=body.reason if body else ""
+    )
+    await session.commit()
+    return model_out(model)
+
+
+@router.get("/models/{name}/stats")
+async def stats(name: str, request: Request, session: SessionDep, owner: OwnerDep) -> ModelStats:
+    model = await registry.owned_model(session, owner=owner, name=name)
+    return await model_stats(
+        session,
+        model=model,
+        keys=_keys(request),
+        breaker_threshold=_settings(request).circuit_breaker_failures,
+    )
+
+
+@pages_router.get("/owner", response_class=HTMLResponse)
+async def owner_page(request: Request) -> HTMLResponse:
+    settings = _settings(request)
+    return templates.TemplateResponse(
+        request, "owner.html", {"open_signup": settings.open_signup, "nav": "owner"}
+    )

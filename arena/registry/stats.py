@@ -1,0 +1,218 @@
+"""An owner's view of its model: votes, win rate, rating, errors, latency, sampling share."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from datetime import timedelta
+from typing import Any, Final
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from arena.models import (
+    Battle,
+    Message,
+    Model,
+    ModelStatusEvent,
+    RatingSnapshot,
+    Vote,
+    Winner,
+    utcnow,
+)
+from arena.registry.health import answers_of
+from arena.registry.keys import KeyRing
+from arena.registry.probe import scrub_secret
+from arena.registry.schemas import (
+    ModelStats,
+    Percentiles,
+    RatingOut,
+    RecentError,
+    StatusEventOut,
+)
+
+LATENCY_WINDOW: Final = 1000
+EVENTS_SHOWN: Final = 20
+ERRORS_SHOWN: Final = 5
+# The leaderboard's main table: Bradley-Terry over every counted vote (see leaderboard/snapshots).
+RATING_CATEGORY: Final = "all"
+RATING_METHOD: Final = "bt"
+
+
+def percentiles(values: list[float]) -> Percentiles:
+    """Nearest-rank percentiles (the smallest value with at least p% of the values at or below)."""
+    ordered = sorted(values)
+
+    def rank(p: float) -> float | None:
+        if not ordered:
+            return None
+        return round(ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)], 1)
+
+    return Percentiles(samples=len(ordered), p50=rank(50), p90=rank(90), p99=rank(99))
+
+
+async def _rating(session: AsyncSession, name: str) -> RatingOut | None:
+    snapshot = await session.scalar(
+        select(RatingSnapshot)
+        .where(RatingSnapshot.category == RATING_CATEGORY)
+        .order_by(
+            (RatingSnapshot.method == RATING_METHOD).desc(),
+            RatingSnapshot.computed_at.desc(),
+            RatingSnapshot.id.desc(),
+        )
+        .limit(1)
+    )
+    if snapshot is None:
+        return None
+    row: dict[str, Any] | None = next(
+        (r for r in snapshot.rows if isinstance(r, dict) and r.get("model") == name), None
+    )
+    if row is None:
+        return None
+
+    def number(key: str) -> float | None:
+        value = row.get(key)
+        return float(value) if isinstance(value, int | float) else None
+
+    rank = row.get("rank")
+    votes = row.get("votes")
+    return RatingOut(
+        method=snapshot.method,
+        category=snapshot.category,
+        computed_at=snapshot.computed_at,
+        rating=number("rating"),
+        ci_lower=number("ci_lower"),
+        ci_upper=number("ci_upper"),
+        rank=rank if isinstance(rank, int) else None,
+        votes=votes if isinstance(votes, int) else None,
+        win_rate=number("win_rate"),
+    )
+
+
+async def _sampling_share(session: AsyncSession, model_id: int, days: int | None) -> float | None:
+    in_battle = or_(Battle.model_a_id == model_id, Battle.model_b_id == model_id)
+    total = select(func.count(Battle.id))
+    mine = select(func.count(Battle.id)).where(in_battle)
+    if days is not None:
+        since = utcnow() - timedelta(days=days)
+        total = total.where(Battle.created_at >= since)
+        mine = mine.where(Battle.created_at >= since)
+    battles = await session.scalar(total) or 0
+    if not battles:
+        return None
+    return round((await session.scalar(mine) or 0) / (2 * battles), 4)
+
+
+async def model_stats(
+    session: AsyncSession, *, model: Model, keys: KeyRing, breaker_threshold: int
+) -> ModelStats:
+    events = (
+        await session.scalars(
+            select(ModelStatusEvent)
+            .where(ModelStatusEvent.model_id == model.id)
+            .order_by(ModelStatusEvent.created_at.desc(), ModelStatusEvent.id.desc())
+            .limit(EVENTS_SHOWN)
+        )
+    ).all()
+    battles = (
+        await session.scalar(
+            select(func.count(Battle.id)).where(
+                or_(Battle.model_a_id == model.id, Battle.model_b_id == model.id)
+            )
+        )
+        or 0
+    )
+    answers_query = select(Message).join(Battle, Battle.id == Message.battle_id)
+    mine = answers_of(model.id)
+    answers = (
+        await session.scalar(
+            select(func.count(Message.id)).join(Battle, Battle.id == Message.battle_id).where(mine)
+        )
+        or 0
+    )
+    failed = (
+        await session.scalar(
+            select(func.count(Message.id))
+            .join(Battle, Battle.id == Message.battle_id)
+            .where(mine, Message.error.is_not(None))
+        )
+        or 0
+    )
+    try:
+        api_key = keys.decrypt(model.api_key_encrypted) if model.api_key_encrypted else None
+    except ValueError:
+        api_key = None
+    recent_errors = [
+        RecentError(at=m.created_at, error=scrub_secret(m.error or "", api_key)[:300])
+        for m in await session.scalars(
+            answers_query.where(mine, Message.error.is_not(None))
+            .order_by(Message.created_at.desc(), Message.id.desc())
+            .limit(ERRORS_SHOWN)
+        )
+    ]
+    timings = (
+        await session.execute(
+            select(Message.first_token_ms, Message.duration_ms)
+            .join(Battle, Battle.id == Message.battle_id)
+            .where(mine, Message.error.is_(None))
+            .order_by(Message.created_at.desc(), Message.id.desc())
+            .limit(LATENCY_WINDOW)
+        )
+    ).all()
+    votes = (
+        await session.execute(
+            select(Vote.winner, Vote.counted, Vote.flags, Battle.model_a_id)
+            .join(Battle, Battle.id == Vote.battle_id)
+            .where(or_(Battle.model_a_id == model.id, Battle.model_b_id == model.id))
+        )
+    ).all()
+    outcomes: Counter[str] = Counter()
+    flags: Counter[str] = Counter()
+    counted = excluded = 0
+    for winner, is_counted, vote_flags, model_a_id in votes:
+        for flag in vote_flags or []:
+            flags[str(flag)] += 1
+        if not is_counted:
+            excluded += 1
+            continue
+        counted += 1
+        mine_won = Winner.model_a if model_a_id == model.id else Winner.model_b
+        if winner == mine_won:
+            outcomes["win"] += 1
+        elif winner in (Winner.model_a, Winner.model_b):
+            outcomes["loss"] += 1
+        elif winner == Winner.tie:
+            outcomes["tie"] += 1
+        else:
+            outcomes["both_bad"] += 1
+    half_ties = 0.5 * (outcomes["tie"] + outcomes["both_bad"])
+    return ModelStats(
+        name=model.name,
+        status=model.status,
+        status_reason=model.status_reason,
+        events=[
+            StatusEventOut(status=e.status, reason=e.reason, actor=e.actor, at=e.created_at)
+            for e in events
+        ],
+        consecutive_failures=model.consecutive_failures,
+        circuit_breaker_threshold=breaker_threshold,
+        battles=battles,
+        answers=answers,
+        failed_answers=failed,
+        error_rate=round(failed / answers, 4) if answers else None,
+        recent_errors=recent_errors,
+        first_token_ms=percentiles([t for t, _ in timings if t is not None]),
+        answer_ms=percentiles([d for _, d in timings if d is not None]),
+        votes=len(votes),
+        counted_votes=counted,
+        wins=outcomes["win"],
+        losses=outcomes["loss"],
+        ties=outcomes["tie"],
+        both_bad=outcomes["both_bad"],
+        win_rate=round((outcomes["win"] + half_ties) / counted, 4) if counted else None,
+        excluded_votes=excluded,
+        flagged_votes=dict(sorted(flags.items())),
+        sampling_share_7d=await _sampling_share(session, model.id, 7),
+        sampling_share_all=await _sampling_share(session, model.id, None),
+        rating=await _rating(session, model.name),
+    )
