@@ -124,7 +124,7 @@ def tag_battles(session: Session, battle_ids: Sequence[str]) -> dict[str, tuple[
     return found
 
 
-def _has_tag(tag: str) -> Any:
+def has_tag(tag: str) -> Any:
     # JSON lists are stored as text on SQLite and as json on PostgreSQL; both cast to the same text.
     return cast(Battle.category_tags, Text).like(f'%"{tag}"%')
 
@@ -140,8 +140,8 @@ def counted_votes_select() -> Select[Any]:
             Vote.created_at,
             Battle.turns,
             Battle.language,
-            _has_tag(TAG_CODING),
-            _has_tag(TAG_LONG),
+            has_tag(TAG_CODING),
+            has_tag(TAG_LONG),
             Battle.id,
         )
         .join(Battle, Battle.id == Vote.battle_id)

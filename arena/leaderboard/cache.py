@@ -1,0 +1,89 @@
+"""Rendered pages and tables kept per data generation, so a page view costs one small query."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Final
+
+# Facts a model owner can edit without a status event (organisation, licence) show up within this.
+CACHE_SECONDS: Final = 30.0
+MAX_ENTRIES: Final = 512
+# Bodies smaller than this are not worth compressing.
+GZIP_FROM_BYTES: Final = 1024
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A finished response body with its headers; gzip-compressed once, next to the plain body."""
+
+    body: bytes
+    media_type: str
+    status_code: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    etag: str = ""
+    gzipped: bytes | None = None
+
+    @classmethod
+    def make(
+        cls,
+        body: bytes,
+        media_type: str,
+        *,
+        status_code: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> Rendered:
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        packed = (
+            gzip.compress(body, compresslevel=6, mtime=0) if len(body) >= GZIP_FROM_BYTES else None
+        )
+        return cls(body, media_type, status_code, dict(headers or {}), etag, packed)
+
+
+@dataclass
+class _Entry:
+    generation: Hashable
+    expires: float
+    value: Rendered
+
+
+class PageCache:
+    """Keyed by what a response shows; an entry is good while the data generation is unchanged and
+    for at most CACHE_SECONDS. One build per key at a time, however many requests wait for it."""
+
+    def __init__(self, *, seconds: float = CACHE_SECONDS, max_entries: int = MAX_ENTRIES) -> None:
+        self.seconds = seconds
+        self.max_entries = max_entries
+        self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
+        self._locks: dict[Hashable, asyncio.Lock] = {}
+
+    def _fresh(self, key: Hashable, generation: Hashable) -> Rendered | None:
+        entry = self._entries.get(key)
+        if entry is None or entry.generation != generation or entry.expires < time.monotonic():
+            return None
+        self._entries.move_to_end(key)
+        return entry.value
+
+    async def get(
+        self, key: Hashable, generation: Hashable, build: Callable[[], Awaitable[Rendered]]
+    ) -> Rendered:
+        hit = self._fresh(key, generation)
+        if hit is not None:
+            return hit
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            hit = self._fresh(key, generation)
+            if hit is not None:
+                return hit
+            value = await build()
+            self._entries[key] = _Entry(generation, time.monotonic() + self.seconds, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                old, _ = self._entries.popitem(last=False)
+                self._locks.pop(old, None)
+        return value

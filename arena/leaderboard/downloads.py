@@ -1,0 +1,288 @@
+"""Open data: counted votes as FastChat clean battles (CSV, JSON Lines) and DPO preference pairs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
+
+from arena.errors import NotFound
+from arena.leaderboard.battles_source import (
+    TAG_CODING,
+    TAG_LONG,
+    BattleText,
+    battle_text,
+    has_tag,
+    tstamp_of,
+)
+from arena.models import Battle, Message, Model, Side, Vote, Winner
+from arena.visitors import salted_hash
+
+# FastChat's clean-battle columns, then the vote id (the vote-set hash is computed from it) and
+# the two text-derived category flags (the rating engine's coding / long filters read them).
+BATTLE_COLUMNS: Final[tuple[str, ...]] = (
+    "model_a",
+    "model_b",
+    "winner",
+    "judge",
+    "turn",
+    "anony",
+    "language",
+    "tstamp",
+    "vote_id",
+    "tag_coding",
+    "tag_long",
+)
+CSV_TEXT_COLUMNS: Final[tuple[str, ...]] = ("prompt", "answer_a", "answer_b")
+BATCH: Final = 2000
+
+
+class ConversationsNotReleased(NotFound):
+    def __init__(self) -> None:
+        super().__init__(
+            "Preference pairs contain prompts and answers, and this arena does not publish them. "
+            "The operator can enable it with ARENA_RELEASE_CONVERSATIONS=true; the anonymised "
+            "battles without text are at /battles.jsonl and /battles.csv."
+        )
+
+
+@dataclass(frozen=True)
+class ExportedVote:
+    vote_id: int
+    battle_id: str
+    model_a: str
+    model_b: str
+    winner: str
+    judge: str
+    turn: int
+    language: str
+    tstamp: float
+    tag_coding: bool
+    tag_long: bool
+
+
+@dataclass(frozen=True)
+class ExportScope:
+    """Which counted votes an export holds: all of them, or those a snapshot was computed from
+    (voted by its time, without the models it left unrated)."""
+
+    until: datetime | None = None
+    exclude_models: frozenset[str] = frozenset()
+
+
+def judge_of(secret: str, session_hash: str) -> str:
+    """The voter as a salted hash of its (already salted) session hash: stable, not reversible."""
+    return "judge_" + salted_hash(secret, "judge:" + session_hash)[:16]
+
+
+def _export_select(scope: ExportScope) -> Any:
+    model_a = aliased(Model)
+    model_b = aliased(Model)
+    query = (
+        select(
+            Vote.id,
+            Battle.id,
+            model_a.name,
+            model_b.name,
+            Vote.winner,
+            Vote.session_hash,
+            Battle.turns,
+            Battle.language,
+            Vote.created_at,
+            has_tag(TAG_CODING),
+            has_tag(TAG_LONG),
+        )
+        .join(Battle, Battle.id == Vote.battle_id)
+        .join(model_a, model_a.id == Battle.model_a_id)
+        .join(model_b, model_b.id == Battle.model_b_id)
+        .where(Vote.counted.is_(True))
+        # The recompute reads the votes in this order too: online Elo follows it.
+        .order_by(Vote.created_at, Vote.id)
+    )
+    if scope.until is not None:
+        query = query.where(Vote.created_at <= scope.until)
+    if scope.exclude_models:
+        left_out = sorted(scope.exclude_models)
+        query = query.where(model_a.name.not_in(left_out), model_b.name.not_in(left_out))
+    return query
+
+
+async def counted_vote_batches(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    secret: str,
+    scope: ExportScope,
+    decisive_only: bool = False,
+) -> AsyncIterator[list[ExportedVote]]:
+    """Every counted vote, a batch at a time, from one server-side cursor (one consistent read)."""
+    query = _export_select(scope)
+    if decisive_only:
+        query = query.where(Vote.winner.in_([Winner.model_a, Winner.model_b]))
+    async with sessionmaker() as session:
+        result = await session.stream(query.execution_options(yield_per=BATCH))
+        async for partition in result.partitions(BATCH):
+            yield [
+                ExportedVote(
+                    vote_id=int(vote_id),
+                    battle_id=str(battle_id),
+                    model_a=str(name_a),
+                    model_b=str(name_b),
+                    winner=str(winner),
+                    judge=judge_of(secret, str(session_hash)),
+                    turn=int(turns),
+                    language=str(language),
+                    tstamp=tstamp_of(created_at),
+                    tag_coding=bool(coding),
+                    tag_long=bool(long_),
+                )
+                for (
+                    vote_id,
+                    battle_id,
+                    name_a,
+                    name_b,
+                    winner,
+                    session_hash,
+                    turns,
+                    language,
+                    created_at,
+                    coding,
+                    long_,
+                ) in partition
+            ]
+
+
+async def battle_messages(
+    sessionmaker: async_sessionmaker[AsyncSession], battle_ids: Sequence[str]
+) -> dict[str, list[Message]]:
+    found: dict[str, list[Message]] = {battle_id: [] for battle_id in battle_ids}
+    async with sessionmaker() as session:
+        for message in await session.scalars(
+            select(Message)
+            .where(Message.battle_id.in_(list(battle_ids)))
+            .order_by(Message.battle_id, Message.turn, Message.id)
+        ):
+            found[message.battle_id].append(message)
+    return found
+
+
+def conversation(messages: Sequence[Message], side: Side) -> list[dict[str, str]]:
+    """One side's view of the battle as OpenAI-style messages (FastChat's conversation_a/_b)."""
+    return [
+        {"role": "user" if m.side == Side.user else "assistant", "content": m.content}
+        for m in sorted(messages, key=lambda m: (m.turn, m.side != Side.user, m.id))
+        if m.side in (Side.user, side)
+    ]
+
+
+def _record(vote: ExportedVote) -> dict[str, Any]:
+    return {
+        "model_a": vote.model_a,
+        "model_b": vote.model_b,
+        "winner": vote.winner,
+        "judge": vote.judge,
+        "turn": vote.turn,
+        "anony": True,
+        "language": vote.language,
+        "tstamp": vote.tstamp,
+        "vote_id": vote.vote_id,
+        "tag_coding": vote.tag_coding,
+        "tag_long": vote.tag_long,
+    }
+
+
+async def battles_jsonl(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    secret: str,
+    with_conversations: bool,
+    scope: ExportScope,
+) -> AsyncIterator[bytes]:
+    """One JSON object per line per counted vote; conversation_a/_b when conversations are out."""
+    async for batch in counted_vote_batches(sessionmaker, secret=secret, scope=scope):
+        texts = (
+            await battle_messages(sessionmaker, [v.battle_id for v in batch])
+            if with_conversations
+            else {}
+        )
+        lines = []
+        for vote in batch:
+            record = _record(vote)
+            if with_conversations:
+                messages = texts.get(vote.battle_id, [])
+                record["conversation_a"] = conversation(messages, Side.a)
+                record["conversation_b"] = conversation(messages, Side.b)
+            lines.append(json.dumps(record, ensure_ascii=False))
+        yield ("\n".join(lines) + "\n").encode()
+
+
+def _csv_bytes(rows: list[list[Any]]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue().encode()
+
+
+async def battles_csv(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    secret: str,
+    with_conversations: bool,
+    scope: ExportScope,
+) -> AsyncIterator[bytes]:
+    """The same rows as battles_jsonl as plain CSV; texts as prompt / answer_a / answer_b."""
+    header = list(BATTLE_COLUMNS) + (list(CSV_TEXT_COLUMNS) if with_conversations else [])
+    yield _csv_bytes([header])
+    async for batch in counted_vote_batches(sessionmaker, secret=secret, scope=scope):
+        texts = (
+            await battle_messages(sessionmaker, [v.battle_id for v in batch])
+            if with_conversations
+            else {}
+        )
+        rows = []
+        for vote in batch:
+            record = _record(vote)
+            row = [record[c] for c in BATTLE_COLUMNS]
+            row[BATTLE_COLUMNS.index("tstamp")] = repr(vote.tstamp)
+            if with_conversations:
+                text: BattleText = battle_text(texts.get(vote.battle_id, []))
+                row.extend([text.prompt, text.answer_a, text.answer_b])
+            rows.append(row)
+        yield _csv_bytes(rows)
+
+
+async def preferences_jsonl(
+    sessionmaker: async_sessionmaker[AsyncSession], *, secret: str
+) -> AsyncIterator[bytes]:
+    """One line per counted decisive vote, in TRL's conversational preference format.
+
+    {"prompt": [first user message], "chosen": [the winner's reply and any later turns],
+    "rejected": [the same for the loser]}: after the first prompt the two sides' histories differ,
+    so each side's later turns belong to its own completion.
+    """
+    batches = counted_vote_batches(
+        sessionmaker, secret=secret, scope=ExportScope(), decisive_only=True
+    )
+    async for batch in batches:
+        texts = await battle_messages(sessionmaker, [v.battle_id for v in batch])
+        lines = []
+        for vote in batch:
+            messages = texts.get(vote.battle_id, [])
+            side_a, side_b = conversation(messages, Side.a), conversation(messages, Side.b)
+            chosen, rejected = (
+                (side_a, side_b) if vote.winner == Winner.model_a else (side_b, side_a)
+            )
+            lines.append(
+                json.dumps(
+                    {"prompt": chosen[:1], "chosen": chosen[1:], "rejected": rejected[1:]},
+                    ensure_ascii=False,
+                )
+            )
+        if lines:
+            yield ("\n".join(lines) + "\n").encode()

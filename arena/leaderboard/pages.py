@@ -1,0 +1,418 @@
+"""Turning leaderboard views into what is sent: HTML pages, CSV tables and JSON documents."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shlex
+from datetime import datetime
+from typing import Any, Final
+from urllib.parse import quote, urlencode
+
+from markupsafe import Markup
+
+from arena.leaderboard import plots
+from arena.leaderboard.schemas import (
+    HistoryPointOut,
+    LeaderboardOut,
+    LeaderboardRowOut,
+    MatricesOut,
+    ModelOut,
+    OpponentOut,
+    SnapshotOut,
+    StatusChangeOut,
+    UnratedOut,
+)
+from arena.leaderboard.service import BoardRow, BoardView, ModelView, SnapshotInfo, sort_rows
+from arena.leaderboard.snapshots import ALL, BT, ELO, METHOD_LABELS, category_label
+from arena.templating import templates
+
+# Columns whose first click sorts high to low.
+DESCENDING_FIRST: Final = frozenset({"rating", "votes", "win_rate"})
+LEADERBOARD_CSV_COLUMNS: Final[tuple[str, ...]] = (
+    "rank",
+    "model",
+    "rating",
+    "ci_lower",
+    "ci_upper",
+    "votes",
+    "win_rate",
+    "organization",
+    "license",
+    "status",
+    "activated_at",
+    "paused_at",
+    "retired_at",
+)
+TABLE_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
+    ("rank", "Rank (UB)"),
+    ("model", "Model"),
+    ("rating", "Rating"),
+    ("ci", "95% CI"),
+    ("votes", "Votes"),
+    ("win_rate", "Win rate"),
+    ("organization", "Organisation"),
+    ("license", "Licence"),
+    ("status", "Status"),
+)
+
+
+def iso(moment: datetime | None) -> str:
+    return "" if moment is None else moment.isoformat()
+
+
+def day(moment: datetime | None) -> str:
+    return "" if moment is None else moment.strftime("%Y-%m-%d")
+
+
+def when(moment: datetime | None) -> str:
+    return "" if moment is None else moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _csv(rows: list[list[Any]]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
+
+
+def _number(value: float | None) -> str:
+    # repr keeps every digit, so the CSV carries exactly the snapshot's numbers
+    return "" if value is None else repr(float(value))
+
+
+def snapshot_out(info: SnapshotInfo | None) -> SnapshotOut | None:
+    if info is None:
+        return None
+    return SnapshotOut(
+        id=info.id,
+        computed_at=info.computed_at,
+        method=info.method,
+        category=info.category,
+        params=info.params,
+        vote_set_hash=info.vote_set_hash,
+        n_votes=info.n_votes,
+    )
+
+
+def row_out(row: BoardRow) -> LeaderboardRowOut:
+    return LeaderboardRowOut(
+        model=row.model,
+        rating=row.rating,
+        ci_lower=row.ci_lower,
+        ci_upper=row.ci_upper,
+        rank=row.rank,
+        votes=row.votes,
+        win_rate=row.win_rate,
+        organization=row.organization,
+        license=row.license,
+        status=row.status,
+        activated_at=row.activated_at,
+        paused_at=row.paused_at,
+        retired_at=row.retired_at,
+    )
+
+
+def leaderboard_out(view: BoardView) -> LeaderboardOut:
+    snapshot = view.snapshot
+    return LeaderboardOut(
+        method=view.method,
+        category=view.category,
+        params={} if snapshot is None else snapshot.params,
+        vote_set_hash=None if snapshot is None else snapshot.vote_set_hash,
+        n_battles=0 if snapshot is None else snapshot.n_votes,
+        models=[row_out(r) for r in view.rows],
+        unrated=[UnratedOut(**u) for u in view.unrated],
+        snapshot=snapshot_out(snapshot),
+        votes_total=view.votes_total,
+        methods=list(view.methods),
+        categories=view.categories,
+    )
+
+
+def leaderboard_csv(view: BoardView) -> str:
+    lines: list[list[Any]] = [list(LEADERBOARD_CSV_COLUMNS)]
+    for row in view.rows:
+        lines.append(
+            [
+                row.rank,
+                row.model,
+                _number(row.rating),
+                _number(row.ci_lower),
+                _number(row.ci_upper),
+                row.votes,
+                _number(row.win_rate),
+                row.organization,
+                row.license,
+                row.status,
+                iso(row.activated_at),
+                iso(row.paused_at),
+                iso(row.retired_at),
+            ]
+        )
+    return _csv(lines)
+
+
+def matrices_out(view: BoardView) -> MatricesOut:
+    extras = view.extras
+    return MatricesOut(
+        method=view.method,
+        category=view.category,
+        snapshot=snapshot_out(view.snapshot),
+        models=list(extras.get("models", [])),
+        win_fraction=list(extras.get("win_fraction", [])),
+        battle_count=list(extras.get("battle_count", [])),
+        predicted_win=list(extras.get("predicted_win", [])),
+        battles_drawn=dict(extras.get("battles_drawn", {})),
+        sampling_share=dict(extras.get("sampling_share", {})),
+    )
+
+
+def matrix_csv(view: BoardView, table: str) -> str:
+    extras = view.extras
+    if table == "sampling-share":
+        drawn = extras.get("battles_drawn", {})
+        shares = extras.get("sampling_share", {})
+        lines: list[list[Any]] = [["model", "battles_drawn", "sampling_share"]]
+        lines.extend([name, drawn.get(name, 0), _number(shares[name])] for name in sorted(shares))
+        return _csv(lines)
+    key = {
+        "win-fraction": "win_fraction",
+        "battle-count": "battle_count",
+        "predicted-win": "predicted_win",
+    }[table]
+    models = list(extras.get("models", []))
+    lines = [["model", *models]]
+    for name, values in zip(models, extras.get(key, []), strict=False):
+        lines.append([name, *("" if v is None else repr(v) for v in values)])
+    return _csv(lines)
+
+
+def model_out(view: ModelView) -> ModelOut:
+    facts = view.facts
+    return ModelOut(
+        name=facts.name,
+        organization=facts.organization,
+        license=facts.license,
+        description=facts.description,
+        status=facts.status,
+        created_at=facts.created_at,
+        activated_at=facts.activated_at,
+        paused_at=facts.paused_at,
+        retired_at=facts.retired_at,
+        method=view.method,
+        current=None if view.row is None else row_out(view.row),
+        unrated_reason=view.unrated_reason,
+        battles_drawn=view.battles_drawn,
+        sampling_share=view.sampling_share,
+        vote_share=view.vote_share,
+        history=[
+            HistoryPointOut(
+                at=h.at,
+                rating=h.rating,
+                ci_lower=h.ci_lower,
+                ci_upper=h.ci_upper,
+                rank=h.rank,
+                votes=h.votes,
+            )
+            for h in view.history
+        ],
+        opponents=[
+            OpponentOut(
+                model=o.model, battles=o.battles, win_fraction=o.win_fraction, predicted=o.predicted
+            )
+            for o in view.opponents
+        ],
+        status_history=[
+            StatusChangeOut(status=s.status, reason=s.reason, at=s.at) for s in view.status_history
+        ],
+        snapshot=snapshot_out(view.snapshot),
+    )
+
+
+# ------------------------------------------------------------------ HTML
+
+
+def status_dates(status: str, since: datetime | None, activated_at: datetime | None) -> str:
+    """'since 2025-01-02', or for a retired model 'on 2025-03-04, active from 2025-01-02'."""
+    if since is None:
+        return ""
+    if status == "retired":
+        active = f", active from {day(activated_at)}" if activated_at is not None else ""
+        return f"on {day(since)}{active}"
+    return f"since {day(since)}"
+
+
+def _query(**values: str | None) -> str:
+    kept = {k: v for k, v in values.items() if v and not (k == "category" and v == ALL)}
+    kept = {k: v for k, v in kept.items() if not (k == "method" and v == BT)}
+    return ("?" + urlencode(kept)) if kept else ""
+
+
+def model_href(name: str) -> str:
+    return "/models/" + quote(name, safe="")
+
+
+def _ci_text(row: BoardRow) -> tuple[str, str]:
+    if row.ci_lower is None or row.ci_upper is None:
+        return "—", "no interval for this method"
+    plus = row.ci_upper - row.rating
+    minus = row.rating - row.ci_lower
+    return f"+{plus:.1f} / −{minus:.1f}", f"{row.ci_lower:.1f} to {row.ci_upper:.1f}"
+
+
+def reproduce_command(snapshot: SnapshotInfo) -> str:
+    """The `arena ratings compute` call that re-rates this snapshot's download to its numbers."""
+    params = snapshot.params
+    parts = [
+        "arena ratings compute",
+        f"--battles battles-snapshot-{snapshot.id}.jsonl",
+        f"--method {'elo' if snapshot.method == ELO else 'bt'}",
+    ]
+    if params.get("bootstrap_rounds"):
+        parts += [f"--bootstrap {params['bootstrap_rounds']}", f"--seed {params.get('seed')}"]
+    anchor = params.get("anchor")
+    if anchor:
+        parts.append("--anchor " + shlex.quote(f"{anchor['model']}={anchor['rating']}"))
+    if params.get("reweighted"):
+        parts.append("--reweighted")
+    if snapshot.category != ALL:
+        parts.append("--category " + shlex.quote(snapshot.category))
+    parts.append("--format json")
+    return " ".join(parts)
+
+
+def render_leaderboard(view: BoardView, *, sort: str, descending: bool) -> str:
+    snapshot = view.snapshot
+    if sort == "rank":
+        rows = list(reversed(view.rows)) if descending else list(view.rows)
+    else:
+        rows = sort_rows(view.rows, sort, descending)
+    headers = []
+    for key, label in TABLE_COLUMNS:
+        sort_key = {"ci": None}.get(key, key)
+        if sort_key is None:
+            headers.append({"label": label, "href": None, "aria_sort": None, "key": key})
+            continue
+        current = sort_key == sort
+        next_desc = (not descending) if current else sort_key in DESCENDING_FIRST
+        headers.append(
+            {
+                "label": label,
+                "key": key,
+                "href": _query(
+                    category=view.category,
+                    method=view.method,
+                    sort=sort_key,
+                    order="desc" if next_desc else "asc",
+                ),
+                "aria_sort": ("descending" if descending else "ascending") if current else None,
+            }
+        )
+    table = []
+    for row in rows:
+        ci, ci_title = _ci_text(row)
+        table.append(
+            {
+                "row": row,
+                "href": model_href(row.model) + _query(method=view.method),
+                "ci": ci,
+                "ci_title": ci_title,
+                "status_dates": status_dates(row.status, row.status_since, row.activated_at),
+            }
+        )
+    extras = view.extras
+    plot_points = [plots.RatingPoint(r.model, r.rating, r.ci_lower, r.ci_upper) for r in view.rows]
+    models = list(extras.get("models", []))
+    shares = sorted(extras.get("sampling_share", {}).items(), key=lambda item: (-item[1], item[0]))
+    figures = {
+        "ratings": plots.ratings_plot(plot_points, title="Ratings with 95% intervals"),
+        "win_fraction": plots.heatmap(
+            models,
+            extras.get("win_fraction", []),
+            title="Share of decisive battles the row model won against the column model",
+            kind="fraction",
+        ),
+        "battle_count": plots.heatmap(
+            models,
+            extras.get("battle_count", []),
+            title="Battles between each two models",
+            kind="count",
+        ),
+        "sampling_share": plots.share_plot(
+            shares, title="Share of battles each model was drawn into"
+        ),
+    }
+    downloads = [
+        ("Leaderboard CSV", "/leaderboard.csv"),
+        ("Leaderboard JSON", "/api/leaderboard"),
+        ("Plot tables JSON", "/api/leaderboard/matrices"),
+        ("Win fractions CSV", "/leaderboard/win-fraction.csv"),
+        ("Battle counts CSV", "/leaderboard/battle-count.csv"),
+        ("Sampling shares CSV", "/leaderboard/sampling-share.csv"),
+    ]
+    query = _query(category=view.category, method=view.method)
+    return templates.get_template("leaderboard.html").render(
+        reproduce=None if snapshot is None else reproduce_command(snapshot),
+        nav="leaderboard",
+        view=view,
+        snapshot=snapshot,
+        method_label=METHOD_LABELS.get(view.method, view.method),
+        category_name=category_label(view.category),
+        categories=[
+            (c, category_label(c), _query(category=c, method=view.method)) for c in view.categories
+        ],
+        methods=[
+            (m, METHOD_LABELS.get(m, m), _query(category=view.category, method=m))
+            for m in view.methods
+        ],
+        headers=headers,
+        table=table,
+        figures={k: Markup(v) for k, v in figures.items()},
+        heatmap_limit=min(len(models), plots.HEATMAP_MODELS),
+        n_models=len(models),
+        downloads=[(label, href + query) for label, href in downloads],
+        data_downloads=[
+            ("Battles (JSON Lines)", "/battles.jsonl"),
+            ("Battles (CSV)", "/battles.csv"),
+        ],
+        when=when,
+        day=day,
+        model_href=model_href,
+    )
+
+
+def render_model(view: ModelView) -> str:
+    facts = view.facts
+    history = plots.history_plot(
+        [plots.HistoryPoint(h.at, h.rating, h.ci_lower, h.ci_upper) for h in view.history],
+        title=f"Rating of {facts.name} over time",
+    )
+    ci = _ci_text(view.row) if view.row is not None else ("—", "")
+    return templates.get_template("model.html").render(
+        nav="leaderboard",
+        view=view,
+        facts=facts,
+        row=view.row,
+        ci=ci,
+        status=f"{facts.status} "
+        + status_dates(facts.status, facts.status_since, facts.activated_at),
+        method_label=METHOD_LABELS.get(view.method, view.method),
+        methods=[(m, METHOD_LABELS.get(m, m), _query(method=m)) for m in view.methods],
+        history_svg=Markup(history),
+        model_href=model_href,
+        json_href="/api/leaderboard/models/"
+        + quote(facts.name, safe="")
+        + _query(method=view.method),
+        when=when,
+        day=day,
+    )
+
+
+def render_model_missing(name: str) -> str:
+    return templates.get_template("model_missing.html").render(nav="leaderboard", name=name)
+
+
+def render_error(message: str, *, status_code: int) -> str:
+    return templates.get_template("leaderboard_error.html").render(
+        nav="leaderboard", message=message, status_code=status_code
+    )

@@ -1,0 +1,345 @@
+"""Leaderboard pages, model pages and the open-data downloads: thin; reading lives in service.py."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from arena.db import SessionDep
+from arena.errors import InvalidInput
+from arena.leaderboard import downloads, pages, service
+from arena.leaderboard.cache import PageCache, Rendered
+from arena.leaderboard.schemas import LeaderboardOut, MatricesOut, ModelOut
+
+router = APIRouter(tags=["leaderboard"])
+
+CategoryQuery = Annotated[
+    str | None,
+    Query(description="all, coding, long, multi-turn or language:NAME", max_length=64),
+]
+MethodQuery = Annotated[
+    str | None,
+    Query(description="bt (default), bt-bootstrap when configured, or elo", max_length=16),
+]
+SortQuery = Annotated[str | None, Query(max_length=16)]
+OrderQuery = Annotated[str | None, Query(max_length=4)]
+
+CSV_TYPE = "text/csv; charset=utf-8"
+JSONL_TYPE = "application/x-ndjson; charset=utf-8"
+MATRIX_TABLES = ("win-fraction", "battle-count", "predicted-win", "sampling-share")
+
+
+def _cache(request: Request) -> PageCache:
+    cache: PageCache = request.app.state.leaderboard_cache
+    return cache
+
+
+def _bootstrap_rounds(request: Request) -> int:
+    return int(request.app.state.settings.bootstrap_rounds)
+
+
+def _respond(
+    request: Request, rendered: Rendered, *, extra: dict[str, str] | None = None
+) -> Response:
+    headers = {**rendered.headers, **(extra or {})}
+    headers["Vary"] = "Accept-Encoding"
+    if rendered.etag:
+        headers["ETag"] = rendered.etag
+        if request.headers.get("if-none-match") == rendered.etag:
+            return Response(status_code=304, headers=headers)
+    accepts_gzip = "gzip" in request.headers.get("accept-encoding", "")
+    if rendered.gzipped is not None and accepts_gzip:
+        headers["Content-Encoding"] = "gzip"
+        return Response(
+            rendered.gzipped, rendered.status_code, headers=headers, media_type=rendered.media_type
+        )
+    return Response(
+        rendered.body, rendered.status_code, headers=headers, media_type=rendered.media_type
+    )
+
+
+async def _cached(
+    request: Request,
+    session: AsyncSession,
+    key: tuple[Any, ...],
+    build: Callable[[], Awaitable[Rendered]],
+) -> Rendered:
+    generation = await service.data_generation(session)
+    return await _cache(request).get(key, generation, build)
+
+
+def snapshot_headers(view: service.BoardView) -> dict[str, str]:
+    snapshot = view.snapshot
+    headers = {"X-Arena-Method": view.method, "X-Arena-Category": view.category}
+    if snapshot is None:
+        headers["X-Arena-Snapshot"] = "none"
+        return headers
+    headers.update(
+        {
+            "X-Arena-Snapshot-Id": str(snapshot.id),
+            "X-Arena-Snapshot-Time": snapshot.computed_at.isoformat(),
+            "X-Arena-Vote-Set-Hash": snapshot.vote_set_hash,
+            "X-Arena-Votes": str(snapshot.n_votes),
+            "X-Arena-Params": json.dumps(snapshot.params, sort_keys=True, separators=(",", ":")),
+        }
+    )
+    return headers
+
+
+def _file_part(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "table"
+
+
+def _attachment(name: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{name}"'}
+
+
+# ------------------------------------------------------------------ pages
+
+
+@router.get("/leaderboard", response_class=HTMLResponse, include_in_schema=False)
+async def leaderboard_page(
+    request: Request,
+    session: SessionDep,
+    category: CategoryQuery = None,
+    method: MethodQuery = None,
+    sort: SortQuery = None,
+    order: OrderQuery = None,
+) -> Response:
+    sort_key = sort if sort in service.SORT_KEYS else "rank"
+    descending = order == "desc" if order in ("asc", "desc") else sort_key in pages.DESCENDING_FIRST
+
+    async def build() -> Rendered:
+        try:
+            view = await service.board_view(
+                session,
+                method=method,
+                category=category,
+                bootstrap_rounds=_bootstrap_rounds(request),
+            )
+        except InvalidInput as exc:
+            return Rendered.make(
+                pages.render_error(exc.message, status_code=422).encode(),
+                "text/html; charset=utf-8",
+                status_code=422,
+            )
+        html = pages.render_leaderboard(view, sort=sort_key, descending=descending)
+        return Rendered.make(
+            html.encode(), "text/html; charset=utf-8", headers=snapshot_headers(view)
+        )
+
+    key = ("page", category, method, sort_key, descending)
+    return _respond(request, await _cached(request, session, key, build))
+
+
+@router.get("/models/{name:path}", response_class=HTMLResponse, include_in_schema=False)
+async def model_page(
+    name: str, request: Request, session: SessionDep, method: MethodQuery = None
+) -> Response:
+    async def build() -> Rendered:
+        try:
+            view = await service.model_view(
+                session, name=name, method=method, bootstrap_rounds=_bootstrap_rounds(request)
+            )
+        except InvalidInput as exc:
+            return Rendered.make(
+                pages.render_error(exc.message, status_code=422).encode(),
+                "text/html; charset=utf-8",
+                status_code=422,
+            )
+        if view is None:
+            return Rendered.make(
+                pages.render_model_missing(name).encode(),
+                "text/html; charset=utf-8",
+                status_code=404,
+            )
+        return Rendered.make(pages.render_model(view).encode(), "text/html; charset=utf-8")
+
+    return _respond(request, await _cached(request, session, ("model", name, method), build))
+
+
+# ------------------------------------------------------------------ tables
+
+
+@router.get("/api/leaderboard", response_model=LeaderboardOut)
+async def leaderboard_json(
+    request: Request,
+    session: SessionDep,
+    category: CategoryQuery = None,
+    method: MethodQuery = None,
+) -> Response:
+    """The table of /leaderboard as JSON, with the snapshot's time, method, parameters and hash."""
+
+    async def build() -> Rendered:
+        view = await service.board_view(
+            session, method=method, category=category, bootstrap_rounds=_bootstrap_rounds(request)
+        )
+        body = pages.leaderboard_out(view).model_dump_json().encode()
+        return Rendered.make(body, "application/json", headers=snapshot_headers(view))
+
+    return _respond(request, await _cached(request, session, ("json", category, method), build))
+
+
+@router.get("/leaderboard.csv", response_class=Response)
+async def leaderboard_csv(
+    request: Request,
+    session: SessionDep,
+    category: CategoryQuery = None,
+    method: MethodQuery = None,
+) -> Response:
+    """The same rows as plain CSV; the snapshot's metadata is in the X-Arena-* headers."""
+
+    async def build() -> Rendered:
+        view = await service.board_view(
+            session, method=method, category=category, bootstrap_rounds=_bootstrap_rounds(request)
+        )
+        name = f"leaderboard-{_file_part(view.method)}-{_file_part(view.category)}.csv"
+        return Rendered.make(
+            pages.leaderboard_csv(view).encode(),
+            CSV_TYPE,
+            headers={**snapshot_headers(view), **_attachment(name)},
+        )
+
+    return _respond(request, await _cached(request, session, ("csv", category, method), build))
+
+
+@router.get("/api/leaderboard/matrices", response_model=MatricesOut)
+async def matrices_json(
+    request: Request,
+    session: SessionDep,
+    category: CategoryQuery = None,
+    method: MethodQuery = None,
+) -> Response:
+    """The plot tables: win fractions, battle counts, predicted win rates, sampling shares."""
+
+    async def build() -> Rendered:
+        view = await service.board_view(
+            session, method=method, category=category, bootstrap_rounds=_bootstrap_rounds(request)
+        )
+        body = pages.matrices_out(view).model_dump_json().encode()
+        return Rendered.make(body, "application/json", headers=snapshot_headers(view))
+
+    key = ("matrices", category, method)
+    return _respond(request, await _cached(request, session, key, build))
+
+
+@router.get("/leaderboard/{table}.csv", response_class=Response)
+async def matrix_csv(
+    table: str,
+    request: Request,
+    session: SessionDep,
+    category: CategoryQuery = None,
+    method: MethodQuery = None,
+) -> Response:
+    """One plot table as CSV (first column the row model); the twin of /api/leaderboard/matrices."""
+    if table not in MATRIX_TABLES:
+        raise InvalidInput(f"table: {table!r} is not one of {', '.join(MATRIX_TABLES)}")
+
+    async def build() -> Rendered:
+        view = await service.board_view(
+            session, method=method, category=category, bootstrap_rounds=_bootstrap_rounds(request)
+        )
+        name = f"{table}-{_file_part(view.method)}-{_file_part(view.category)}.csv"
+        return Rendered.make(
+            pages.matrix_csv(view, table).encode(),
+            CSV_TYPE,
+            headers={**snapshot_headers(view), **_attachment(name)},
+        )
+
+    key = ("matrix", table, category, method)
+    return _respond(request, await _cached(request, session, key, build))
+
+
+@router.get("/api/leaderboard/models/{name:path}", response_model=ModelOut)
+async def model_json(
+    name: str, request: Request, session: SessionDep, method: MethodQuery = None
+) -> Response:
+    """The data of /models/{name}: current rating, history, opponents, status history."""
+
+    async def build() -> Rendered:
+        view = await service.model_view(
+            session, name=name, method=method, bootstrap_rounds=_bootstrap_rounds(request)
+        )
+        if view is None:
+            body = json.dumps(
+                {"detail": f"No public model named {name!r}; /api/leaderboard lists them."}
+            ).encode()
+            return Rendered.make(body, "application/json", status_code=404)
+        return Rendered.make(pages.model_out(view).model_dump_json().encode(), "application/json")
+
+    return _respond(request, await _cached(request, session, ("model-json", name, method), build))
+
+
+# ------------------------------------------------------------------ open data
+
+
+def _stream(
+    chunks: AsyncIterator[bytes], media_type: str, filename: str, released: bool
+) -> StreamingResponse:
+    headers = {
+        **_attachment(filename),
+        "X-Arena-Conversations-Released": "true" if released else "false",
+        "Cache-Control": "no-store",
+    }
+    return StreamingResponse(chunks, media_type=media_type, headers=headers)
+
+
+def _download_context(request: Request) -> tuple[async_sessionmaker[AsyncSession], str, bool]:
+    state = request.app.state
+    return state.sessionmaker, state.secret_key, bool(state.settings.release_conversations)
+
+
+SnapshotQuery = Annotated[
+    int | None,
+    Query(
+        description="only the votes this snapshot was computed from (to re-rate it exactly)", ge=1
+    ),
+]
+
+
+@router.get("/battles.jsonl", response_class=StreamingResponse)
+async def battles_jsonl(
+    request: Request, session: SessionDep, snapshot: SnapshotQuery = None
+) -> StreamingResponse:
+    """Every counted vote as a FastChat clean-battle record, one JSON object per line."""
+    scope = await service.export_scope(session, snapshot_id=snapshot)
+    await session.close()
+    sessionmaker, secret, released = _download_context(request)
+    chunks = downloads.battles_jsonl(
+        sessionmaker, secret=secret, with_conversations=released, scope=scope
+    )
+    return _stream(chunks, JSONL_TYPE, _export_name("battles", snapshot, "jsonl"), released)
+
+
+@router.get("/battles.csv", response_class=StreamingResponse)
+async def battles_csv(
+    request: Request, session: SessionDep, snapshot: SnapshotQuery = None
+) -> StreamingResponse:
+    """Every counted vote as a CSV row with FastChat's clean-battle columns."""
+    scope = await service.export_scope(session, snapshot_id=snapshot)
+    await session.close()
+    sessionmaker, secret, released = _download_context(request)
+    chunks = downloads.battles_csv(
+        sessionmaker, secret=secret, with_conversations=released, scope=scope
+    )
+    return _stream(chunks, CSV_TYPE, _export_name("battles", snapshot, "csv"), released)
+
+
+def _export_name(stem: str, snapshot: int | None, suffix: str) -> str:
+    return f"{stem}.{suffix}" if snapshot is None else f"{stem}-snapshot-{snapshot}.{suffix}"
+
+
+@router.get("/preferences.jsonl", response_class=StreamingResponse)
+async def preferences_jsonl(request: Request) -> StreamingResponse:
+    """Counted decisive votes as DPO preference pairs; only when conversations are released."""
+    sessionmaker, secret, released = _download_context(request)
+    if not released:
+        raise downloads.ConversationsNotReleased()
+    chunks = downloads.preferences_jsonl(sessionmaker, secret=secret)
+    return _stream(chunks, JSONL_TYPE, "preferences.jsonl", released)

@@ -1,0 +1,114 @@
+"""What the leaderboard's JSON downloads look like."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class SnapshotOut(BaseModel):
+    id: int
+    computed_at: datetime
+    method: str = Field(description="bt (sandwich intervals), bt-bootstrap or elo")
+    category: str
+    params: dict[str, Any] = Field(description="every setting that shaped the numbers")
+    vote_set_hash: str = Field(description="SHA-256 identifying exactly which votes went in")
+    n_votes: int
+
+
+class LeaderboardRowOut(BaseModel):
+    model: str
+    rating: float
+    ci_lower: float | None
+    ci_upper: float | None
+    rank: int = Field(description="rank upper bound: 1 + models whose interval is wholly above")
+    votes: int
+    win_rate: float | None
+    organization: str
+    license: str
+    status: str
+    activated_at: datetime | None
+    paused_at: datetime | None
+    retired_at: datetime | None
+
+
+class UnratedOut(BaseModel):
+    model: str
+    votes: int
+    reason: str
+
+
+class LeaderboardOut(BaseModel):
+    """The same shape as `arena ratings compute --format json`, plus the snapshot it came from."""
+
+    method: str
+    category: str
+    params: dict[str, Any]
+    vote_set_hash: str | None
+    n_battles: int
+    models: list[LeaderboardRowOut]
+    unrated: list[UnratedOut]
+    snapshot: SnapshotOut | None
+    votes_total: int = Field(description="counted votes in the arena, all categories")
+    methods: list[str]
+    categories: list[str]
+
+
+class MatricesOut(BaseModel):
+    """The plot tables of one snapshot; rows and columns follow `models` (leaderboard order)."""
+
+    method: str
+    category: str
+    snapshot: SnapshotOut | None
+    models: list[str]
+    win_fraction: list[list[float | None]]
+    battle_count: list[list[float | None]]
+    predicted_win: list[list[float | None]]
+    battles_drawn: dict[str, int]
+    sampling_share: dict[str, float]
+
+
+class OpponentOut(BaseModel):
+    model: str
+    battles: int
+    win_fraction: float | None
+    predicted: float | None
+
+
+class StatusChangeOut(BaseModel):
+    status: str
+    reason: str
+    at: datetime
+
+
+class HistoryPointOut(BaseModel):
+    at: datetime
+    rating: float
+    ci_lower: float | None
+    ci_upper: float | None
+    rank: int
+    votes: int
+
+
+class ModelOut(BaseModel):
+    name: str
+    organization: str
+    license: str
+    description: str
+    status: str
+    created_at: datetime
+    activated_at: datetime | None
+    paused_at: datetime | None
+    retired_at: datetime | None
+    method: str
+    current: LeaderboardRowOut | None
+    unrated_reason: str | None
+    battles_drawn: int
+    sampling_share: float | None
+    vote_share: float | None
+    history: list[HistoryPointOut]
+    opponents: list[OpponentOut]
+    status_history: list[StatusChangeOut]
+    snapshot: SnapshotOut | None

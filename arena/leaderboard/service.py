@@ -1,0 +1,427 @@
+"""Reading stored snapshots for pages and downloads: latest tables, categories, model facts."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from arena.errors import InvalidInput, NotFound
+from arena.leaderboard.downloads import ExportScope
+from arena.leaderboard.snapshots import (
+    ALL,
+    BT,
+    FIXED_CATEGORIES,
+    LANGUAGE_PREFIX,
+    category_label,
+    snapshot_methods,
+)
+from arena.models import Model, ModelStatus, ModelStatusEvent, RatingSnapshot, Vote
+
+Generation = tuple[int, int]
+SORT_KEYS: Final[tuple[str, ...]] = (
+    "rank",
+    "model",
+    "rating",
+    "votes",
+    "win_rate",
+    "organization",
+    "license",
+    "status",
+)
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    name: str
+    organization: str
+    license: str
+    description: str
+    status: str
+    created_at: datetime
+    activated_at: datetime | None
+    paused_at: datetime | None
+    retired_at: datetime | None
+
+    @property
+    def status_since(self) -> datetime | None:
+        """When the model entered its current status."""
+        if self.status == ModelStatus.retired:
+            return self.retired_at
+        if self.status == ModelStatus.paused:
+            return self.paused_at
+        if self.status == ModelStatus.active:
+            return self.activated_at
+        return self.created_at
+
+
+@dataclass(frozen=True)
+class BoardRow:
+    """One line of the public table: the snapshot's numbers and the model's public facts."""
+
+    rank: int
+    model: str
+    rating: float
+    ci_lower: float | None
+    ci_upper: float | None
+    votes: int
+    win_rate: float | None
+    organization: str
+    license: str
+    status: str
+    activated_at: datetime | None
+    paused_at: datetime | None
+    retired_at: datetime | None
+    status_since: datetime | None
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    id: int
+    computed_at: datetime
+    method: str
+    category: str
+    params: dict[str, Any]
+    vote_set_hash: str
+    n_votes: int
+
+
+@dataclass(frozen=True)
+class BoardView:
+    """Everything /leaderboard, /leaderboard.csv and /api/leaderboard show for one table."""
+
+    method: str
+    category: str
+    snapshot: SnapshotInfo | None
+    rows: list[BoardRow]
+    unrated: list[dict[str, Any]]
+    extras: dict[str, Any]
+    methods: tuple[str, ...]
+    categories: list[str]
+    votes_total: int
+
+
+async def data_generation(session: AsyncSession) -> Generation:
+    """(newest snapshot id, newest status event id): what a cached page depends on, one query."""
+    row = (
+        await session.execute(
+            select(
+                select(func.max(RatingSnapshot.id)).scalar_subquery(),
+                select(func.max(ModelStatusEvent.id)).scalar_subquery(),
+            )
+        )
+    ).one()
+    return int(row[0] or 0), int(row[1] or 0)
+
+
+async def snapshot_categories(session: AsyncSession) -> list[str]:
+    """The fixed categories, then every language that has a stored table, by name."""
+    stored = set((await session.scalars(select(RatingSnapshot.category).distinct())).all())
+    languages = sorted(c for c in stored if c.startswith(LANGUAGE_PREFIX))
+    return [*FIXED_CATEGORIES, *languages]
+
+
+def resolve_method(method: str | None, methods: tuple[str, ...]) -> str:
+    if method is None or method == "":
+        return BT
+    if method not in methods:
+        raise InvalidInput(
+            f"method: {method!r} is not a table here; use one of {', '.join(methods)}"
+        )
+    return method
+
+
+def resolve_category(category: str | None, categories: list[str]) -> str:
+    if category is None or category == "":
+        return ALL
+    wanted = category.strip().casefold()
+    for known in categories:
+        if known.casefold() == wanted or (
+            known.startswith(LANGUAGE_PREFIX) and known[len(LANGUAGE_PREFIX) :].casefold() == wanted
+        ):
+            return known
+    raise InvalidInput(f"category: {category!r} has no table; use one of {', '.join(categories)}")
+
+
+async def latest_snapshot(
+    session: AsyncSession, *, method: str, category: str
+) -> RatingSnapshot | None:
+    return await session.scalar(
+        select(RatingSnapshot)
+        .where(RatingSnapshot.method == method, RatingSnapshot.category == category)
+        .order_by(RatingSnapshot.computed_at.desc(), RatingSnapshot.id.desc())
+        .limit(1)
+    )
+
+
+def _facts(model: Model) -> ModelFacts:
+    return ModelFacts(
+        name=model.name,
+        organization=model.organization,
+        license=model.license,
+        description=model.description,
+        status=model.status.value,
+        created_at=model.created_at,
+        activated_at=model.activated_at,
+        paused_at=model.paused_at,
+        retired_at=model.retired_at,
+    )
+
+
+async def all_model_facts(session: AsyncSession) -> dict[str, ModelFacts]:
+    return {m.name: _facts(m) for m in await session.scalars(select(Model))}
+
+
+async def counted_votes_total(session: AsyncSession) -> int:
+    total = await session.scalar(
+        select(func.count()).select_from(Vote).where(Vote.counted.is_(True))
+    )
+    return int(total or 0)
+
+
+def _info(snapshot: RatingSnapshot) -> SnapshotInfo:
+    return SnapshotInfo(
+        id=snapshot.id,
+        computed_at=snapshot.computed_at,
+        method=snapshot.method,
+        category=snapshot.category,
+        params=dict(snapshot.params),
+        vote_set_hash=snapshot.vote_set_hash,
+        n_votes=snapshot.n_votes,
+    )
+
+
+def board_rows(rows: list[dict[str, Any]], facts: dict[str, ModelFacts]) -> list[BoardRow]:
+    made = []
+    for row in rows:
+        fact = facts.get(str(row["model"]))
+        made.append(
+            BoardRow(
+                rank=int(row["rank"]),
+                model=str(row["model"]),
+                rating=float(row["rating"]),
+                ci_lower=row.get("ci_lower"),
+                ci_upper=row.get("ci_upper"),
+                votes=int(row["votes"]),
+                win_rate=row.get("win_rate"),
+                organization=fact.organization if fact else "",
+                license=fact.license if fact else "",
+                status=fact.status if fact else "",
+                activated_at=fact.activated_at if fact else None,
+                paused_at=fact.paused_at if fact else None,
+                retired_at=fact.retired_at if fact else None,
+                status_since=fact.status_since if fact else None,
+            )
+        )
+    return made
+
+
+def sort_rows(rows: list[BoardRow], key: str, descending: bool) -> list[BoardRow]:
+    """The rows sorted by a column; missing values last whichever the direction."""
+
+    def value(row: BoardRow) -> Any:
+        raw = getattr(row, key)
+        return raw.casefold() if isinstance(raw, str) else raw
+
+    present = [r for r in rows if value(r) is not None and value(r) != ""]
+    missing = [r for r in rows if r not in present]
+    present.sort(key=lambda r: (value(r), r.model), reverse=descending)
+    return present + missing
+
+
+async def board_view(
+    session: AsyncSession, *, method: str | None, category: str | None, bootstrap_rounds: int
+) -> BoardView:
+    """The latest table for (method, category); InvalidInput names the allowed values."""
+    methods = snapshot_methods(bootstrap_rounds)
+    chosen_method = resolve_method(method, methods)
+    categories = await snapshot_categories(session)
+    chosen_category = resolve_category(category, categories)
+    snapshot = await latest_snapshot(session, method=chosen_method, category=chosen_category)
+    facts = await all_model_facts(session)
+    votes_total = (
+        int(snapshot.extras.get("votes_total", snapshot.n_votes))
+        if snapshot is not None and snapshot.extras
+        else await counted_votes_total(session)
+    )
+    return BoardView(
+        method=chosen_method,
+        category=chosen_category,
+        snapshot=None if snapshot is None else _info(snapshot),
+        rows=[] if snapshot is None else board_rows(list(snapshot.rows), facts),
+        unrated=[] if snapshot is None else list(snapshot.extras.get("unrated", [])),
+        extras={} if snapshot is None else dict(snapshot.extras),
+        methods=methods,
+        categories=categories,
+        votes_total=votes_total,
+    )
+
+
+@dataclass(frozen=True)
+class Opponent:
+    model: str
+    battles: int
+    win_fraction: float | None
+    predicted: float | None
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    status: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    at: datetime
+    rating: float
+    ci_lower: float | None
+    ci_upper: float | None
+    rank: int
+    votes: int
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """Everything /models/{name} shows."""
+
+    facts: ModelFacts
+    method: str
+    methods: tuple[str, ...]
+    snapshot: SnapshotInfo | None
+    row: BoardRow | None
+    unrated_reason: str | None
+    unrated_votes: int
+    rated_models: int
+    history: list[HistoryEntry]
+    opponents: list[Opponent]
+    status_history: list[StatusChange]
+    battles_drawn: int
+    sampling_share: float | None
+    vote_share: float | None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def _opponents(extras: dict[str, Any], name: str) -> list[Opponent]:
+    models = list(extras.get("models", []))
+    if name not in models:
+        return []
+    i = models.index(name)
+    fractions = extras.get("win_fraction", [])
+    counts = extras.get("battle_count", [])
+    predicted = extras.get("predicted_win", [])
+    found = []
+    for j, other in enumerate(models):
+        if j == i:
+            continue
+        battles = int(counts[i][j] or 0) if counts else 0
+        found.append(
+            Opponent(
+                model=other,
+                battles=battles,
+                win_fraction=fractions[i][j] if fractions else None,
+                predicted=predicted[i][j] if predicted else None,
+            )
+        )
+    found.sort(key=lambda o: (-o.battles, o.model))
+    return found
+
+
+async def model_view(
+    session: AsyncSession, *, name: str, method: str | None, bootstrap_rounds: int
+) -> ModelView | None:
+    """The model's page, or None when there is no public model of that name (pending ones are
+    not public: they have never been in a battle)."""
+    methods = snapshot_methods(bootstrap_rounds)
+    chosen = resolve_method(method, methods)
+    model = await session.scalar(select(Model).where(Model.name == name))
+    if model is None or model.status == ModelStatus.pending:
+        return None
+    facts = _facts(model)
+    snapshot = await latest_snapshot(session, method=chosen, category=ALL)
+    row = None
+    unrated_reason = None
+    unrated_votes = 0
+    extras: dict[str, Any] = {}
+    if snapshot is not None:
+        extras = dict(snapshot.extras)
+        rows = board_rows([r for r in snapshot.rows if r["model"] == name], {name: facts})
+        row = rows[0] if rows else None
+        for entry in extras.get("unrated", []):
+            if entry.get("model") == name:
+                unrated_reason = str(entry.get("reason", ""))
+                unrated_votes = int(entry.get("votes", 0))
+    history = []
+    for computed_at, rows_json in await session.execute(
+        select(RatingSnapshot.computed_at, RatingSnapshot.rows)
+        .where(RatingSnapshot.method == chosen, RatingSnapshot.category == ALL)
+        .order_by(RatingSnapshot.computed_at)
+    ):
+        for entry in rows_json:
+            if entry.get("model") == name:
+                history.append(
+                    HistoryEntry(
+                        at=computed_at,
+                        rating=float(entry["rating"]),
+                        ci_lower=entry.get("ci_lower"),
+                        ci_upper=entry.get("ci_upper"),
+                        rank=int(entry["rank"]),
+                        votes=int(entry["votes"]),
+                    )
+                )
+                break
+    events = await session.scalars(
+        select(ModelStatusEvent)
+        .where(ModelStatusEvent.model_id == model.id)
+        .order_by(ModelStatusEvent.created_at, ModelStatusEvent.id)
+    )
+    drawn = extras.get("battles_drawn", {})
+    shares = extras.get("sampling_share", {})
+    n_votes = snapshot.n_votes if snapshot is not None else 0
+    vote_share = row.votes / (2 * n_votes) if row is not None and n_votes else None
+    return ModelView(
+        facts=facts,
+        method=chosen,
+        methods=methods,
+        snapshot=None if snapshot is None else _info(snapshot),
+        row=row,
+        unrated_reason=unrated_reason,
+        unrated_votes=unrated_votes,
+        rated_models=0 if snapshot is None else len(snapshot.rows),
+        history=history,
+        opponents=_opponents(extras, name),
+        status_history=[
+            StatusChange(status=e.status.value, reason=e.reason, at=e.created_at) for e in events
+        ],
+        battles_drawn=int(drawn.get(name, 0)),
+        sampling_share=shares.get(name),
+        vote_share=vote_share,
+        extras=extras,
+    )
+
+
+def category_choices(categories: list[str]) -> list[tuple[str, str]]:
+    return [(c, category_label(c)) for c in categories]
+
+
+def finite_or_none(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else value
+
+
+async def export_scope(session: AsyncSession, *, snapshot_id: int | None) -> ExportScope:
+    """All counted votes, or exactly the input of snapshot `snapshot_id` (for re-rating it)."""
+    if snapshot_id is None:
+        return ExportScope()
+    snapshot = await session.get(RatingSnapshot, snapshot_id)
+    if snapshot is None:
+        raise NotFound(
+            f"No snapshot {snapshot_id}: it never existed or was thinned out of the history "
+            "(hourly for two days, daily after that). /api/leaderboard names the current one."
+        )
+    left_out = frozenset(str(u["model"]) for u in snapshot.extras.get("unrated", []))
+    return ExportScope(until=snapshot.computed_at, exclude_models=left_out)

@@ -1,0 +1,441 @@
+"""The recompute job: counted votes -> a rating_snapshot per method and category, off requests."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from sqlalchemy import delete, func, select, union_all
+from sqlalchemy.orm import Session
+
+from arena.config import Settings
+from arena.db import make_sync_engine
+from arena.leaderboard.battles_source import load_counted_battles
+from arena.leaderboard.job_lock import hold_job_lock
+from arena.models import Battle, Model, RatingSnapshot, utcnow
+from arena.ratings import (
+    Leaderboard,
+    aggregate_battles,
+    battle_count_matrix,
+    compute_leaderboard,
+    filter_battles,
+    parse_anchor,
+    predicted_win_matrix,
+    vote_set_hash,
+    win_fraction_matrix,
+)
+
+log = logging.getLogger(__name__)
+
+JOB_NAME: Final = "ratings-recompute"
+# The seed of every bootstrap the job runs; stored in each snapshot's params, so a download can
+# be re-rated to the same numbers.
+SNAPSHOT_SEED: Final = 20240501
+BT: Final = "bt"
+BT_BOOTSTRAP: Final = "bt-bootstrap"
+ELO: Final = "elo"
+METHOD_LABELS: Final[dict[str, str]] = {
+    BT: "Bradley-Terry, sandwich 95% intervals",
+    BT_BOOTSTRAP: "Bradley-Terry, bootstrap 95% intervals",
+    ELO: "Online Elo (K=4), no intervals",
+}
+ALL: Final = "all"
+FIXED_CATEGORIES: Final[tuple[str, ...]] = (ALL, "coding", "long", "multi-turn")
+CATEGORY_LABELS: Final[dict[str, str]] = {
+    ALL: "All",
+    "coding": "Coding",
+    "long": "Long prompts",
+    "multi-turn": "Multi-turn",
+}
+LANGUAGE_PREFIX: Final = "language:"
+# A language gets its own table once this many counted votes are in it; the largest ones first.
+MIN_LANGUAGE_VOTES: Final = 10
+MAX_LANGUAGES: Final = 12
+UNRATED_REASON: Final = (
+    "needs at least one win and one loss against rated models (a tie counts as half of each)"
+)
+DISCONNECTED_REASON: Final = "has not yet both won and lost against the models of the main group"
+# Snapshot history: (within this age, keep the newest of each bucket this wide); one a day after.
+HISTORY_TIERS: Final[tuple[tuple[timedelta, timedelta], ...]] = (
+    (timedelta(hours=2), timedelta(minutes=5)),
+    (timedelta(days=2), timedelta(hours=1)),
+)
+# What a superseded snapshot keeps of its extras (the matrices go): enough to re-rate it.
+KEPT_EXTRAS: Final[tuple[str, ...]] = ("unrated", "category_votes", "votes_total")
+
+
+def category_label(category: str) -> str:
+    if category.startswith(LANGUAGE_PREFIX):
+        return category[len(LANGUAGE_PREFIX) :]
+    return CATEGORY_LABELS.get(category, category)
+
+
+def snapshot_methods(bootstrap_rounds: int) -> tuple[str, ...]:
+    """The tables of each category: BT with sandwich intervals, BT bootstrap if configured, Elo."""
+    return (BT, BT_BOOTSTRAP, ELO) if bootstrap_rounds > 0 else (BT, ELO)
+
+
+@dataclass(frozen=True)
+class RecomputeConfig:
+    """What a recompute needs; plain values, so it crosses into a worker process."""
+
+    database_url: str
+    bootstrap_rounds: int = 0
+    anchor: str = ""
+    seed: int = SNAPSHOT_SEED
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RecomputeConfig:
+        return cls(
+            database_url=settings.database_url,
+            bootstrap_rounds=settings.bootstrap_rounds,
+            anchor=settings.anchor,
+        )
+
+
+@dataclass(frozen=True)
+class RecomputeOutcome:
+    """What one run did: whether it ran (False: another worker held the job), what it stored."""
+
+    ran: bool
+    stored: int = 0
+    n_votes: int = 0
+    failed: tuple[str, ...] = ()
+    seconds: float = 0.0
+    computed_at: datetime | None = None
+
+
+@dataclass
+class NewSnapshot:
+    method: str
+    category: str
+    params: dict[str, Any]
+    vote_set_hash: str
+    n_votes: int
+    rows: list[dict[str, Any]]
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def _finite(value: float, digits: int | None = None) -> float | None:
+    if not math.isfinite(value):
+        return None
+    return round(float(value), digits) if digits is not None else float(value)
+
+
+def _matrix(frame: pd.DataFrame, digits: int | None) -> list[list[float | None]]:
+    return [[_finite(v, digits) for v in row] for row in frame.to_numpy(dtype=np.float64).tolist()]
+
+
+def rateable_battles(battles: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """The battles among the models that can be rated together, and the models left out, why.
+
+    Bradley-Terry ratings are finite exactly when every model can be reached from every other by
+    a chain of "beat" (a tie counts both ways): the "beaten" graph is strongly connected. Rather
+    than hide the whole table while a newcomer has only lost, the largest strongly connected group
+    (by battles) is rated and the other models are listed as not yet rated.
+    """
+    if len(battles) == 0:
+        return battles, []
+    counts = aggregate_battles(battles)
+    m = counts.n_models
+    beat_lo = counts.wins_lo + counts.ties  # lo beat hi (half of a tie each way)
+    beat_hi = counts.wins_hi + counts.ties
+    rows = np.concatenate([counts.lo[beat_lo > 0], counts.hi[beat_hi > 0]])
+    cols = np.concatenate([counts.hi[beat_lo > 0], counts.lo[beat_hi > 0]])
+    graph = coo_matrix((np.ones(rows.shape[0]), (rows, cols)), shape=(m, m))
+    _, group = connected_components(graph, directed=True, connection="strong")
+    votes = counts.votes()
+    weight = np.bincount(group, weights=votes)
+    best = int(np.argmax(weight))
+    members = np.flatnonzero(group == best)
+    if m < 2 or members.shape[0] < 2:
+        members = np.array([], dtype=np.int64)
+    wins = np.bincount(counts.lo, beat_lo, minlength=m) + np.bincount(
+        counts.hi, beat_hi, minlength=m
+    )
+    losses = np.bincount(counts.lo, beat_hi, minlength=m) + np.bincount(
+        counts.hi, beat_lo, minlength=m
+    )
+    kept = {counts.models[i] for i in members}
+    unrated = [
+        {
+            "model": name,
+            "votes": int(votes[i]),
+            "reason": UNRATED_REASON
+            if wins[i] == 0 or losses[i] == 0 or not kept
+            else DISCONNECTED_REASON,
+        }
+        for i, name in enumerate(counts.models)
+        if name not in kept
+    ]
+    keep = (battles["model_a"].isin(kept) & battles["model_b"].isin(kept)).to_numpy()
+    return battles.loc[keep].reset_index(drop=True), unrated
+
+
+def category_subsets(battles: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(category, its battles) for the fixed categories and the largest languages.
+
+    The rating engine's own filters pick the battles, so `arena ratings compute --category C` on
+    a download selects exactly the same ones.
+    """
+    categories = list(FIXED_CATEGORIES)
+    languages = battles["language"].astype(str)
+    counts = languages[~languages.isin(["", "unknown"])].value_counts()
+    categories.extend(
+        f"{LANGUAGE_PREFIX}{language}"
+        for language, n in counts.head(MAX_LANGUAGES).items()
+        if int(n) >= MIN_LANGUAGE_VOTES
+    )
+    return [(category, filter_battles(battles, category)) for category in categories]
+
+
+def _anchor(config: RecomputeConfig, models: Sequence[str]) -> tuple[str, float] | None:
+    if not config.anchor:
+        return None
+    name, rating = parse_anchor(config.anchor)
+    return (name, rating) if name in models else None
+
+
+def _leaderboard(
+    battles: pd.DataFrame,
+    method: str,
+    category: str,
+    config: RecomputeConfig,
+    anchor: tuple[str, float] | None,
+) -> Leaderboard:
+    if method == ELO:
+        return compute_leaderboard(battles, method="elo", anchor=anchor, category=category)
+    if method == BT_BOOTSTRAP:
+        return compute_leaderboard(
+            battles,
+            method="bt",
+            bootstrap_rounds=config.bootstrap_rounds,
+            seed=config.seed,
+            anchor=anchor,
+            category=category,
+        )
+    return compute_leaderboard(battles, method="bt", anchor=anchor, category=category)
+
+
+def category_snapshots(
+    category: str,
+    battles: pd.DataFrame,
+    *,
+    config: RecomputeConfig,
+    shared_extras: dict[str, Any],
+) -> list[NewSnapshot]:
+    """Every method's table for one category's battles (possibly empty tables, never an error for
+    too few votes); RatingsError and other failures propagate to the caller."""
+    rated, unrated = rateable_battles(battles)
+    extras: dict[str, Any] = {
+        "unrated": unrated,
+        "category_votes": len(battles),
+        **shared_extras,
+    }
+    methods = snapshot_methods(config.bootstrap_rounds)
+    if len(rated) == 0:
+        return [
+            NewSnapshot(
+                method=method,
+                category=category,
+                params={"category": category},
+                vote_set_hash=vote_set_hash(rated),
+                n_votes=0,
+                rows=[],
+                extras=extras,
+            )
+            for method in methods
+        ]
+    counts = aggregate_battles(rated)
+    anchor = _anchor(config, counts.models)
+    made = []
+    for method in methods:
+        # `rated` holds this category's battles already; the engine's filter keeps them all and
+        # records the category in the parameters.
+        board = _leaderboard(rated, method, category, config, anchor)
+        params = dict(board.params)
+        order = [row.model for row in board.rows]
+        made.append(
+            NewSnapshot(
+                method=method,
+                category=category,
+                params=params,
+                vote_set_hash=board.vote_set_hash,
+                n_votes=board.n_battles,
+                rows=board.to_json_dict()["models"],
+                extras={
+                    **extras,
+                    "models": order,
+                    "win_fraction": _matrix(win_fraction_matrix(counts, order=order), 4),
+                    "battle_count": _matrix(battle_count_matrix(counts, order=order), None),
+                    "predicted_win": _matrix(
+                        predicted_win_matrix(
+                            board.ratings(), scale=params["scale"], base=params["base"]
+                        ),
+                        4,
+                    ),
+                },
+            )
+        )
+    return made
+
+
+def sampling_shares(session: Session) -> dict[str, Any]:
+    """Battles each model was drawn into (voted or not) and its share of all draws."""
+    sides = union_all(
+        select(Battle.model_a_id.label("model_id")), select(Battle.model_b_id.label("model_id"))
+    ).subquery()
+    drawn = dict(
+        session.execute(
+            select(Model.name, func.count())
+            .select_from(sides)
+            .join(Model, Model.id == sides.c.model_id)
+            .group_by(Model.name)
+        ).all()
+    )
+    total = sum(drawn.values())
+    return {
+        "battles_drawn": {name: int(n) for name, n in sorted(drawn.items())},
+        "sampling_share": {name: n / total for name, n in sorted(drawn.items())} if total else {},
+    }
+
+
+def compute_snapshots(
+    battles: pd.DataFrame, *, config: RecomputeConfig, shares: dict[str, Any]
+) -> tuple[list[NewSnapshot], list[str]]:
+    """Snapshots for every category; a category that fails is logged and named, the rest go on."""
+    made: list[NewSnapshot] = []
+    failed: list[str] = []
+    shared = {"votes_total": len(battles), **shares}
+    for category, subset in category_subsets(battles):
+        try:
+            made.extend(
+                category_snapshots(
+                    category,
+                    subset,
+                    config=config,
+                    shared_extras=shared,
+                )
+            )
+        except Exception:
+            # One broken table must not hold back the others; the reason goes to the log.
+            log.exception(
+                "recompute: category %s failed; its last good snapshot stays in place", category
+            )
+            failed.append(category)
+    return made, failed
+
+
+def kept_snapshot_ids(stamps: Sequence[tuple[int, datetime]], now: datetime) -> set[int]:
+    """Which snapshots of one table to keep: the newest; then the newest of each HISTORY_TIERS
+    bucket (five minutes for two hours, an hour for two days), and of each day before that."""
+    if not stamps:
+        return set()
+    newest_first = sorted(stamps, key=lambda s: (s[1], s[0]), reverse=True)
+    kept = {newest_first[0][0]}
+    seen: set[tuple[float, int]] = set()
+    for snapshot_id, moment in newest_first:
+        age = now - moment
+        width = next((w for within, w in HISTORY_TIERS if age <= within), timedelta(days=1))
+        seconds = width.total_seconds()
+        bucket = (seconds, int(moment.timestamp() // seconds))
+        if bucket not in seen:
+            seen.add(bucket)
+            kept.add(snapshot_id)
+    return kept
+
+
+def store_snapshots(session: Session, made: Sequence[NewSnapshot], *, computed_at: datetime) -> int:
+    """Add the new snapshots; thin each table's history and drop the plot tables of older ones."""
+    for snapshot in made:
+        session.add(
+            RatingSnapshot(
+                computed_at=computed_at,
+                method=snapshot.method,
+                category=snapshot.category,
+                params=snapshot.params,
+                vote_set_hash=snapshot.vote_set_hash,
+                n_votes=snapshot.n_votes,
+                rows=snapshot.rows,
+                extras=snapshot.extras,
+            )
+        )
+    session.flush()
+    for snapshot in made:
+        stamps = [
+            (int(snapshot_id), moment)
+            for snapshot_id, moment in session.execute(
+                select(RatingSnapshot.id, RatingSnapshot.computed_at).where(
+                    RatingSnapshot.method == snapshot.method,
+                    RatingSnapshot.category == snapshot.category,
+                )
+            )
+        ]
+        by_age = sorted(stamps, key=lambda s: (s[1], s[0]), reverse=True)
+        kept = kept_snapshot_ids(stamps, computed_at)
+        dropped = [snapshot_id for snapshot_id, _ in stamps if snapshot_id not in kept]
+        if dropped:
+            session.execute(delete(RatingSnapshot).where(RatingSnapshot.id.in_(dropped)))
+        # The matrices serve the current page only; history keeps the rows and the short facts.
+        # Older snapshots lost theirs when superseded, so only the one just superseded changes.
+        if len(by_age) > 1 and by_age[1][0] in kept:
+            superseded = session.get(RatingSnapshot, by_age[1][0])
+            if superseded is not None and set(superseded.extras) - set(KEPT_EXTRAS):
+                superseded.extras = {k: v for k, v in superseded.extras.items() if k in KEPT_EXTRAS}
+    session.flush()
+    return len(made)
+
+
+def recompute(session: Session, *, config: RecomputeConfig) -> RecomputeOutcome:
+    """Load the counted votes, compute every table and store them; flushes, never commits."""
+    started = time.perf_counter()
+    computed_at = utcnow()
+    battles = load_counted_battles(session)
+    if len(battles) == 0:
+        log.info("recompute: no counted votes yet, nothing to rate")
+        return RecomputeOutcome(ran=True, seconds=time.perf_counter() - started)
+    shares = sampling_shares(session)
+    made, failed = compute_snapshots(battles, config=config, shares=shares)
+    stored = store_snapshots(session, made, computed_at=computed_at)
+    seconds = time.perf_counter() - started
+    log.info(
+        "recompute: %d votes, %d snapshots stored in %.2f s%s",
+        len(battles),
+        stored,
+        seconds,
+        f"; failed categories: {', '.join(failed)}" if failed else "",
+    )
+    return RecomputeOutcome(
+        ran=True,
+        stored=stored,
+        n_votes=len(battles),
+        failed=tuple(failed),
+        seconds=seconds,
+        computed_at=computed_at,
+    )
+
+
+def run_recompute(config: RecomputeConfig) -> RecomputeOutcome:
+    """One recompute under the job lock, committed; returns ran=False if another worker holds it.
+
+    Any failure rolls the whole run back, so the last good snapshots stay, and is logged.
+    """
+    engine = make_sync_engine(config.database_url)
+    try:
+        with hold_job_lock(engine, JOB_NAME) as got:
+            if not got:
+                log.info("recompute: another worker is recomputing; skipped")
+                return RecomputeOutcome(ran=False)
+            with Session(engine) as session, session.begin():
+                return recompute(session, config=config)
+    finally:
+        engine.dispose()

@@ -1,0 +1,193 @@
+"""Open data through real HTTP: leaderboard CSV/JSON, battles exports, preference pairs."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from arena.models import Vote
+from tests.conftest import Arena
+from tests.leaderboard.conftest import (
+    CODE,
+    SeedVote,
+    add_models,
+    recompute,
+    seed_votes,
+)
+
+FASTCHAT_COLUMNS = ["model_a", "model_b", "winner", "judge", "turn", "anony", "language", "tstamp"]
+
+
+def test_leaderboard_csv_and_json_are_twins(rated_arena: Arena) -> None:
+    with rated_arena.client() as client:
+        csv = client.get("/leaderboard.csv", params={"category": "coding"})
+        api = client.get("/api/leaderboard", params={"category": "coding"})
+    assert csv.status_code == 200 and api.status_code == 200
+    assert csv.headers["content-type"] == "text/csv; charset=utf-8"
+    assert csv.headers["content-disposition"] == (
+        'attachment; filename="leaderboard-bt-coding.csv"'
+    )
+    assert api.headers["content-type"] == "application/json"
+    table = pd.read_csv(io.StringIO(csv.text))
+    body = api.json()
+    assert list(table["model"]) == [m["model"] for m in body["models"]]
+    assert list(table["rating"]) == [m["rating"] for m in body["models"]]
+    assert list(table["ci_lower"]) == [m["ci_lower"] for m in body["models"]]
+    assert list(table["votes"]) == [m["votes"] for m in body["models"]]
+    # Metadata: in the JSON, and in the headers of both.
+    snapshot = body["snapshot"]
+    assert body["params"]["category"] == "coding" and body["vote_set_hash"]
+    for response in (csv, api):
+        assert response.headers["x-arena-vote-set-hash"] == snapshot["vote_set_hash"]
+        assert response.headers["x-arena-snapshot-time"] == snapshot["computed_at"].replace(
+            "Z", "+00:00"
+        )
+        assert response.headers["x-arena-method"] == "bt"
+        assert json.loads(response.headers["x-arena-params"]) == body["params"]
+
+
+def test_plot_tables_download(rated_arena: Arena) -> None:
+    with rated_arena.client() as client:
+        matrices = client.get("/api/leaderboard/matrices").json()
+        win_csv = client.get("/leaderboard/win-fraction.csv")
+        share_csv = client.get("/leaderboard/sampling-share.csv")
+        unknown = client.get("/leaderboard/nonsense.csv")
+    models = matrices["models"]
+    assert models == ["alpha-large", "beta-chat", "gamma-7b", "delta-mini"]
+    table = pd.read_csv(io.StringIO(win_csv.text), index_col="model")
+    assert list(table.columns) == models
+    assert table.loc["alpha-large", "beta-chat"] + table.loc["beta-chat", "alpha-large"] == 1
+    shares = pd.read_csv(io.StringIO(share_csv.text))
+    assert abs(shares["sampling_share"].sum() - 1) < 1e-9
+    assert unknown.status_code == 422 and "win-fraction" in unknown.json()["detail"]
+
+
+def _counted_votes(arena: Arena) -> int:
+    async def work(session: AsyncSession) -> int:
+        return len((await session.scalars(select(Vote.id).where(Vote.counted.is_(True)))).all())
+
+    return arena.db(work)
+
+
+def test_battles_exports_are_anonymised_clean_battles(rated_arena: Arena) -> None:
+    with rated_arena.client() as client:
+        jsonl = client.get("/battles.jsonl")
+        csv = client.get("/battles.csv")
+    assert jsonl.status_code == 200 and csv.status_code == 200
+    assert jsonl.headers["content-type"] == "application/x-ndjson; charset=utf-8"
+    assert jsonl.headers["content-disposition"] == 'attachment; filename="battles.jsonl"'
+    assert csv.headers["content-disposition"] == 'attachment; filename="battles.csv"'
+    # Streamed, not sized up front.
+    assert "content-length" not in jsonl.headers
+    records = [json.loads(line) for line in jsonl.text.splitlines()]
+    assert len(records) == _counted_votes(rated_arena) == 402
+    assert list(records[0])[:8] == FASTCHAT_COLUMNS
+    assert all(
+        r["anony"] is True and r["winner"] in {"model_a", "model_b", "tie", "tie (bothbad)"}
+        for r in records
+    )
+    assert [r["tstamp"] for r in records] == sorted(r["tstamp"] for r in records)
+    # No session or IP data; the judge is a salted hash, the same for one visitor's votes.
+    for raw in (jsonl.text, csv.text):
+        assert "session-hash" not in raw and "ip-hash" not in raw and "visitor" not in raw
+    judges = {r["judge"] for r in records}
+    assert 1 < len(judges) <= 18 and all(j.startswith("judge_") for j in judges)
+    # No texts unless the operator releases them.
+    assert "conversation_a" not in records[0] and "Rayleigh" not in jsonl.text
+    assert jsonl.headers["x-arena-conversations-released"] == "false"
+    table = pd.read_csv(io.StringIO(csv.text))
+    assert list(table.columns[:8]) == FASTCHAT_COLUMNS and len(table) == 402
+    assert list(table["vote_id"]) == [r["vote_id"] for r in records]
+    assert list(table["tstamp"]) == [r["tstamp"] for r in records]
+
+
+def test_preferences_need_released_conversations(rated_arena: Arena) -> None:
+    with rated_arena.client() as client:
+        response = client.get("/preferences.jsonl")
+    assert response.status_code == 404
+    assert "ARENA_RELEASE_CONVERSATIONS=true" in response.json()["detail"]
+
+
+def test_released_conversations_and_preference_pairs(
+    arena_factory: Callable[..., Arena],
+) -> None:
+    arena = arena_factory(
+        release_conversations=True, recompute_every_votes=10**9, recompute_every_seconds=3600.0
+    )
+    add_models(arena)
+    seed_votes(
+        arena.settings.database_url,
+        [
+            SeedVote("alpha-large", "beta-chat", "model_a", answer_a="Paris.", answer_b="Lyon."),
+            SeedVote("gamma-7b", "alpha-large", "model_b", prompt=CODE, turns=2),
+            SeedVote("beta-chat", "gamma-7b", "tie"),
+            SeedVote("beta-chat", "delta-mini", "model_b", counted=False),
+        ],
+    )
+    recompute(arena)
+    with arena.client() as client:
+        battles = client.get("/battles.jsonl")
+        csv = client.get("/battles.csv")
+        prefs = client.get("/preferences.jsonl")
+    records = [json.loads(line) for line in battles.text.splitlines()]
+    assert len(records) == 3 and battles.headers["x-arena-conversations-released"] == "true"
+    first = records[0]
+    assert first["conversation_a"] == [
+        {"role": "user", "content": "Explain briefly why the sky looks blue on a clear afternoon."},
+        {"role": "assistant", "content": "Paris. (turn 1)"},
+    ]
+    assert first["conversation_b"][1]["content"] == "Lyon. (turn 1)"
+    assert len(records[1]["conversation_a"]) == 4 and records[1]["tag_coding"] is True
+    table = pd.read_csv(io.StringIO(csv.text))
+    assert table.loc[0, "prompt"].startswith("Explain briefly")
+    assert table.loc[1, "answer_b"].count("(turn") == 2
+
+    assert prefs.status_code == 200
+    assert prefs.headers["content-type"] == "application/x-ndjson; charset=utf-8"
+    assert prefs.headers["content-disposition"] == 'attachment; filename="preferences.jsonl"'
+    pairs = [json.loads(line) for line in prefs.text.splitlines()]
+    # Decisive counted votes only: the tie and the uncounted vote are left out.
+    assert len(pairs) == 2
+    assert pairs[0] == {
+        "prompt": [
+            {
+                "role": "user",
+                "content": "Explain briefly why the sky looks blue on a clear afternoon.",
+            }
+        ],
+        "chosen": [{"role": "assistant", "content": "Paris. (turn 1)"}],
+        "rejected": [{"role": "assistant", "content": "Lyon. (turn 1)"}],
+    }
+    # Model B won the two-turn battle: its whole side of the conversation is the chosen one.
+    assert pairs[1]["prompt"][0]["content"] == CODE
+    assert [m["role"] for m in pairs[1]["chosen"]] == ["assistant", "user", "assistant"]
+    assert pairs[1]["chosen"][0]["content"].startswith("Sunlight scatters")
+    assert pairs[1]["rejected"][0]["content"].startswith("Because of Rayleigh")
+
+
+def test_snapshot_scoped_export(rated_arena: Arena) -> None:
+    with rated_arena.client() as client:
+        snapshot = client.get("/api/leaderboard").json()["snapshot"]
+        seed_votes(
+            rated_arena.settings.database_url,
+            [SeedVote("alpha-large", "beta-chat", "tie")],
+            start=datetime.now(UTC) + timedelta(seconds=5),
+        )
+        everything = client.get("/battles.jsonl").text.splitlines()
+        scoped = client.get("/battles.jsonl", params={"snapshot": snapshot["id"]})
+        gone = client.get("/battles.csv", params={"snapshot": 999_999})
+    lines = scoped.text.splitlines()
+    assert len(everything) == 403
+    # The newer vote and the unrated newcomer's two votes are not part of the snapshot.
+    assert len(lines) == 400 == snapshot["n_votes"]
+    assert not any("newcomer" in line for line in lines)
+    assert scoped.headers["content-disposition"] == (
+        f'attachment; filename="battles-snapshot-{snapshot["id"]}.jsonl"'
+    )
+    assert gone.status_code == 404 and "thinned out" in gone.json()["detail"]

@@ -1,0 +1,182 @@
+"""The recompute job: what it stores, the job lock, failures, history, the background task."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from arena.db import make_sync_engine
+from arena.leaderboard.job_lock import hold_job_lock
+from arena.leaderboard.snapshots import JOB_NAME, kept_snapshot_ids
+from arena.models import Battle, RatingSnapshot, Vote
+from tests.conftest import Arena
+from tests.leaderboard.conftest import (
+    STRENGTHS,
+    SeedVote,
+    add_models,
+    recompute,
+    seed_votes,
+    simulated_votes,
+)
+
+
+def _snapshots(arena: Arena) -> list[RatingSnapshot]:
+    async def work(session: AsyncSession) -> list[RatingSnapshot]:
+        return list(await session.scalars(select(RatingSnapshot).order_by(RatingSnapshot.id)))
+
+    return arena.db(work)
+
+
+def _latest(arena: Arena, method: str, category: str) -> RatingSnapshot:
+    found = [s for s in _snapshots(arena) if s.method == method and s.category == category]
+    assert found, f"no {method}/{category} snapshot"
+    return max(found, key=lambda s: (s.computed_at, s.id))
+
+
+def test_recompute_stores_every_method_and_category(rated_arena: Arena) -> None:
+    tables = {(s.method, s.category) for s in _snapshots(rated_arena)}
+    for method in ("bt", "bt-bootstrap", "elo"):
+        for category in ("all", "coding", "long", "multi-turn", "language:English"):
+            assert (method, category) in tables
+        assert (method, "language:German") in tables
+
+    overall = _latest(rated_arena, "bt", "all")
+    names = [row["model"] for row in overall.rows]
+    # The simulated strengths come out in order, the newcomer (no win) is set aside.
+    assert names == ["alpha-large", "beta-chat", "gamma-7b", "delta-mini"]
+    assert [u["model"] for u in overall.extras["unrated"]] == ["newcomer"]
+    assert overall.n_votes == 400  # the two uncounted votes and the newcomer's two are out
+    assert overall.params["interval"] == "sandwich" and overall.params["category"] == "all"
+    assert all(r["ci_lower"] < r["rating"] < r["ci_upper"] for r in overall.rows)
+    assert len(overall.extras["win_fraction"]) == 4
+    assert abs(sum(overall.extras["sampling_share"].values()) - 1) < 1e-9
+
+    bootstrap = _latest(rated_arena, "bt-bootstrap", "all")
+    assert bootstrap.params["bootstrap_rounds"] == 20 and bootstrap.params["seed"] is not None
+    elo = _latest(rated_arena, "elo", "all")
+    assert all(r["ci_lower"] is None for r in elo.rows)
+
+    coding = _latest(rated_arena, "bt", "coding")
+    german = _latest(rated_arena, "bt", "language:German")
+    long_prompts = _latest(rated_arena, "bt", "long")
+    # One prompt in five of each kind; the categories hold those battles only.
+    assert 60 < coding.extras["category_votes"] < 100
+    assert 60 < german.extras["category_votes"] < 100
+    assert 60 < long_prompts.extras["category_votes"] < 100
+    assert german.params["category"] == "language:German"
+
+
+def test_battles_are_tagged_once_from_their_texts(rated_arena: Arena) -> None:
+    async def tags(session: AsyncSession) -> dict[str, tuple[str, str]]:
+        rows = await session.execute(
+            select(Battle.id, Battle.language, Battle.category_tags)
+            .join(Vote, Vote.battle_id == Battle.id)
+            .where(Vote.counted.is_(True))
+        )
+        return {str(i): (str(lang), ",".join(t)) for i, lang, t in rows}
+
+    tags_before = rated_arena.db(tags)
+    found = list(tags_before.values())
+    assert len(found) == 402
+    assert all(lang for lang, _ in found), "every battle with a counted vote has a language"
+    assert any(lang == "German" for lang, _ in found)
+    assert any("coding" in t for _, t in found) and any("long" in t for _, t in found)
+    assert any("multi-turn" in t for _, t in found)
+    # Nothing new to tag the second time: the stored tags are reused unchanged.
+    recompute(rated_arena)
+    assert rated_arena.db(tags) == tags_before
+
+
+def test_empty_database_stores_nothing(quiet_arena: Arena) -> None:
+    outcome = recompute(quiet_arena)
+    assert outcome.ran and outcome.stored == 0
+    assert _snapshots(quiet_arena) == []
+
+
+def test_too_few_votes_store_empty_tables(quiet_arena: Arena) -> None:
+    add_models(quiet_arena)
+    seed_votes(quiet_arena.settings.database_url, [SeedVote("alpha-large", "beta-chat", "model_a")])
+    recompute(quiet_arena)
+    snapshot = _latest(quiet_arena, "bt", "all")
+    assert snapshot.rows == []
+    assert {u["model"] for u in snapshot.extras["unrated"]} == {"alpha-large", "beta-chat"}
+    assert snapshot.extras["category_votes"] == 1
+
+
+def test_another_worker_holding_the_job_means_skip(rated_arena: Arena) -> None:
+    before = len(_snapshots(rated_arena))
+    engine = make_sync_engine(rated_arena.settings.database_url)
+    try:
+        with hold_job_lock(engine, JOB_NAME) as got:
+            assert got
+            with hold_job_lock(engine, JOB_NAME) as second:
+                assert not second
+            assert not recompute(rated_arena).ran
+        assert len(_snapshots(rated_arena)) == before
+        # Released at the end of the block: the next run goes ahead.
+        assert recompute(rated_arena).ran
+    finally:
+        engine.dispose()
+
+
+def test_failed_recompute_keeps_the_last_good_snapshot(
+    rated_arena: Arena, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = _latest(rated_arena, "bt", "all")
+    seed_votes(
+        rated_arena.settings.database_url,
+        simulated_votes(STRENGTHS, 30, seed=3),
+        start=datetime(2025, 4, 1, tzinfo=UTC),
+    )
+    with caplog.at_level(logging.ERROR, logger="arena.leaderboard.snapshots"):
+        outcome = recompute(rated_arena, anchor="no rating here")
+    assert outcome.ran and "all" in outcome.failed
+    assert "anchor must look like MODEL=RATING" in caplog.text
+    still = _latest(rated_arena, "bt", "all")
+    assert still.id == good.id and still.rows == good.rows
+
+
+def test_history_is_thinned_and_only_the_latest_keeps_its_matrices(rated_arena: Arena) -> None:
+    for _ in range(2):
+        recompute(rated_arena)
+    history = [s for s in _snapshots(rated_arena) if (s.method, s.category) == ("bt", "all")]
+    # Three runs within five minutes: only the newest remains.
+    assert len(history) == 1
+    assert "win_fraction" in history[0].extras
+
+
+def test_kept_snapshot_ids_thin_older_history() -> None:
+    now = datetime(2025, 5, 10, 12, 30, tzinfo=UTC)
+    stamps = [
+        (1, now - timedelta(days=5, hours=3)),
+        (2, now - timedelta(days=5, hours=1)),  # same day as 1, newer: kept
+        (3, now - timedelta(hours=5, minutes=10)),
+        (4, now - timedelta(hours=5, minutes=5)),  # same hour as 3, newer: kept
+        (5, now - timedelta(minutes=21)),
+        (6, now - timedelta(minutes=20, seconds=30)),  # same five minutes as 5: kept
+        (7, now - timedelta(minutes=2)),
+        (8, now),
+    ]
+    assert kept_snapshot_ids(stamps, now) == {2, 4, 6, 7, 8}
+
+
+def test_background_job_recomputes_after_k_votes(arena_factory: Callable[..., Arena]) -> None:
+    arena = arena_factory(recompute_every_votes=5, recompute_every_seconds=1.0, bootstrap_rounds=0)
+    add_models(arena)
+    with arena.client() as client:
+        assert client.get("/api/leaderboard").json()["snapshot"] is None
+        seed_votes(arena.settings.database_url, simulated_votes(STRENGTHS, 60, seed=11))
+        deadline = time.monotonic() + 60
+        body = client.get("/api/leaderboard").json()
+        while body["snapshot"] is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            body = client.get("/api/leaderboard").json()
+    assert body["snapshot"] is not None, "the background job stored no snapshot within 60 s"
+    assert body["n_battles"] == 60
+    assert {m["model"] for m in body["models"]} == set(STRENGTHS)
