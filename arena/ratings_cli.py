@@ -215,3 +215,30 @@ def compute(
         typer.echo(board.to_frame().to_csv(index=False), nl=False)
     else:
         Console().print(_table(board, source))
+
+
+@ratings_app.command("recompute")
+def recompute() -> None:
+    """Store fresh leaderboard snapshots now, as the server's background job does."""
+    from arena.config import Settings
+    from arena.leaderboard.snapshots import RecomputeConfig, run_recompute
+    from arena.ratings import RatingsError
+
+    try:
+        outcome = run_recompute(RecomputeConfig.from_settings(Settings()))
+    except RatingsError as exc:
+        err_console.print(f"[red]error:[/red] {exc} The last good snapshots stay in place.")
+        raise typer.Exit(2) from None
+    if not outcome.ran:
+        err_console.print("another worker is recomputing right now; its snapshots will do")
+        raise typer.Exit(1)
+    Console().print(
+        f"stored {outcome.stored} snapshot(s) from {outcome.n_votes:,} counted votes"
+        f" in {outcome.seconds:.2f} s"
+    )
+    if outcome.failed:
+        err_console.print(
+            f"[red]error:[/red] categories {', '.join(outcome.failed)} failed (see the log);"
+            " their last good snapshots stay in place"
+        )
+        raise typer.Exit(1)

@@ -199,6 +199,7 @@ def category_subsets(battles: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 
 def _anchor(config: RecomputeConfig, models: Sequence[str]) -> tuple[str, float] | None:
+    """The configured anchor when its model is in this table (a table without it is unanchored)."""
     if not config.anchor:
         return None
     name, rating = parse_anchor(config.anchor)
@@ -398,6 +399,8 @@ def store_snapshots(session: Session, made: Sequence[NewSnapshot], *, computed_a
 def recompute(session: Session, *, config: RecomputeConfig) -> RecomputeOutcome:
     """Load the counted votes, compute every table and store them; flushes, never commits."""
     started = time.perf_counter()
+    if config.anchor:
+        parse_anchor(config.anchor)  # a malformed setting fails the whole run, before any work
     computed_at = utcnow()
     battles = load_counted_battles(session)
     if len(battles) == 0:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -15,6 +14,7 @@ from arena.db import make_sync_engine
 from arena.leaderboard.job_lock import hold_job_lock
 from arena.leaderboard.snapshots import JOB_NAME, kept_snapshot_ids
 from arena.models import Battle, RatingSnapshot, Vote
+from arena.ratings import InvalidBattles
 from tests.conftest import Arena
 from tests.leaderboard.conftest import (
     STRENGTHS,
@@ -125,19 +125,15 @@ def test_another_worker_holding_the_job_means_skip(rated_arena: Arena) -> None:
         engine.dispose()
 
 
-def test_failed_recompute_keeps_the_last_good_snapshot(
-    rated_arena: Arena, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_failed_recompute_keeps_the_last_good_snapshot(rated_arena: Arena) -> None:
     good = _latest(rated_arena, "bt", "all")
     seed_votes(
         rated_arena.settings.database_url,
         simulated_votes(STRENGTHS, 30, seed=3),
         start=datetime(2025, 4, 1, tzinfo=UTC),
     )
-    with caplog.at_level(logging.ERROR, logger="arena.leaderboard.snapshots"):
-        outcome = recompute(rated_arena, anchor="no rating here")
-    assert outcome.ran and "all" in outcome.failed
-    assert "anchor must look like MODEL=RATING" in caplog.text
+    with pytest.raises(InvalidBattles, match="anchor must look like MODEL=RATING"):
+        recompute(rated_arena, anchor="no rating here")
     still = _latest(rated_arena, "bt", "all")
     assert still.id == good.id and still.rows == good.rows
 
