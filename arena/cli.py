@@ -19,14 +19,20 @@ from arena.db import make_async_engine, make_sessionmaker
 from arena.errors import ArenaError
 from arena.models import Model, ModelStatus
 from arena.ratings_cli import ratings_app
+from arena.registry import owners
 from arena.registry import service as registry
-from arena.registry.keys import KeyRing
+from arena.registry.keys import KeyRing, generate_key
+from arena.registry.schemas import InviteIn
 
 app = typer.Typer(help="A self-hostable chatbot arena.", no_args_is_help=True)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 models_app = typer.Typer(help="Model endpoints that compete.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
+owners_app = typer.Typer(help="Model owners, their invites and tokens.", no_args_is_help=True)
+keys_app = typer.Typer(help="The keys that encrypt endpoint API keys.", no_args_is_help=True)
+app.add_typer(owners_app, name="owners")
+app.add_typer(keys_app, name="keys")
 app.add_typer(ratings_app, name="ratings")
 
 console = Console()
@@ -176,14 +182,23 @@ def models_add(
 
 
 @models_app.command("list")
-def models_list() -> None:
-    """Every model with its status."""
-    models = _in_session(Settings(), registry.list_models)
-    table = Table("name", "status", "organization", "upstream model", "base URL", "key")
+def models_list(
+    status: Annotated[
+        ModelStatus | None, typer.Option(help="Only models in this status, e.g. pending")
+    ] = None,
+) -> None:
+    """Every model with its status (and why it is in it)."""
+
+    async def work(session: AsyncSession) -> list[Model]:
+        return await registry.list_models(session, status=status)
+
+    models = _in_session(Settings(), work)
+    table = Table("name", "status", "why", "organization", "upstream model", "base URL", "key")
     for m in models:
         table.add_row(
             m.name,
             m.status.value,
+            m.status_reason,
             m.organization,
             m.upstream_model,
             m.base_url,
@@ -203,6 +218,18 @@ def _change_status(name: str, status: ModelStatus, reason: str) -> None:
     console.print(f"{changed.name} is now {changed.status.value}")
 
 
+@models_app.command("approve")
+def models_approve(name: str, reason: Annotated[str, typer.Option()] = "") -> None:
+    """Let a pending model (registered by its owner) compete."""
+
+    async def work(session: AsyncSession) -> Model:
+        model = await registry.model_by_name(session, name)
+        return await registry.approve_model(session, model=model, reason=reason, actor="cli")
+
+    approved = _in_session(Settings(), work)
+    console.print(f"{approved.name} is now {approved.status.value}")
+
+
 @models_app.command("pause")
 def models_pause(name: str, reason: Annotated[str, typer.Option()] = "") -> None:
     """Stop drawing a model into battles for now."""
@@ -219,6 +246,83 @@ def models_resume(name: str, reason: Annotated[str, typer.Option()] = "") -> Non
 def models_retire(name: str, reason: Annotated[str, typer.Option()] = "") -> None:
     """Retire a model for good; it keeps its place and rating on the leaderboard."""
     _change_status(name, ModelStatus.retired, reason)
+
+
+@owners_app.command("invite")
+def owners_invite(email: str) -> None:
+    """Print a one-time sign-up code for EMAIL (needed when ARENA_OPEN_SIGNUP=false)."""
+    try:
+        InviteIn(email=email)
+    except ValueError:
+        err_console.print(f"[red]error:[/red] {email!r} is not an email address")
+        raise typer.Exit(2) from None
+    settings = Settings()
+
+    async def work(session: AsyncSession) -> str:
+        return (await owners.create_invite(session, email=email))[1]
+
+    code = _in_session(settings, work)
+    console.print(f"invite code for {email} (one use, valid {settings.invite_days} days):")
+    console.print(code, markup=False, highlight=False)
+
+
+@owners_app.command("list")
+def owners_list() -> None:
+    """Every owner, its number of models and whether its token is revoked."""
+    summaries = _in_session(Settings(), owners.list_owners)
+    table = Table("id", "name", "email", "models", "created", "revoked")
+    for s in summaries:
+        table.add_row(
+            str(s.owner.id),
+            s.owner.name,
+            s.owner.email,
+            str(s.models),
+            f"{s.owner.created_at:%Y-%m-%d}",
+            f"{s.owner.revoked_at:%Y-%m-%d %H:%M}" if s.owner.revoked_at else "",
+        )
+    console.print(table)
+
+
+@owners_app.command("revoke")
+def owners_revoke(owner: Annotated[str, typer.Argument(help="Owner id or email")]) -> None:
+    """Revoke an owner's token at once; its models keep their status."""
+
+    async def work(session: AsyncSession) -> str:
+        found = await owners.revoke_owner(session, owner=await owners.owner_by_ref(session, owner))
+        return found.email
+
+    console.print(f"the token of {_in_session(Settings(), work)} is revoked")
+
+
+@owners_app.command("new-token")
+def owners_new_token(owner: Annotated[str, typer.Argument(help="Owner id or email")]) -> None:
+    """Issue a new token for an owner (the old one stops working) and print it once."""
+
+    async def work(session: AsyncSession) -> str:
+        found = await owners.owner_by_ref(session, owner)
+        return await owners.issue_new_token(session, owner=found)
+
+    token = _in_session(Settings(), work)
+    console.print(token, markup=False, highlight=False)
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Re-encrypt every stored endpoint key with ARENA_SECRET_KEY; afterwards the keys listed in
+    ARENA_OLD_SECRET_KEYS can be dropped."""
+    settings = Settings()
+    keys = KeyRing.from_settings(settings)
+
+    async def work(session: AsyncSession) -> int:
+        return await registry.rotate_endpoint_keys(session, keys=keys)
+
+    console.print(f"re-encrypted {_in_session(settings, work)} endpoint keys with the newest key")
+
+
+@keys_app.command("generate")
+def keys_generate() -> None:
+    """Print a new key for ARENA_SECRET_KEY (move the current one to ARENA_OLD_SECRET_KEYS)."""
+    console.print(generate_key(), markup=False, highlight=False)
 
 
 def main() -> None:

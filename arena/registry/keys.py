@@ -33,7 +33,18 @@ class KeyRing:
             ) from None
 
     def rotate(self, token: str) -> str:
-        return self._fernet.rotate(token.encode()).decode()
+        """The same secret encrypted with the newest key (MultiFernet.rotate)."""
+        try:
+            return self._fernet.rotate(token.encode()).decode()
+        except InvalidToken:
+            raise ValueError(
+                "an endpoint key could not be decrypted with any listed key; list the key it "
+                "was encrypted with in ARENA_OLD_SECRET_KEYS"
+            ) from None
+
+
+def generate_key() -> str:
+    return Fernet.generate_key().decode()
 
 
 def last4(secret: str) -> str:

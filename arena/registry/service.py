@@ -365,3 +365,22 @@ async def approve_model(session: AsyncSession, *, model: Model, reason: str, act
     return await set_status(
         session, model=model, status=ModelStatus.active, reason=reason or "approved", actor=actor
     )
+
+
+async def rotate_endpoint_keys(session: AsyncSession, *, keys: KeyRing) -> int:
+    """Re-encrypt every stored endpoint key with the newest key; all or nothing."""
+    models = list(await session.scalars(select(Model).where(Model.api_key_encrypted.is_not(None))))
+    unreadable = []
+    for model in models:
+        try:
+            model.api_key_encrypted = keys.rotate(model.api_key_encrypted or "")
+        except ValueError:
+            unreadable.append(model.name)
+    if unreadable:
+        raise InvalidInput(
+            f"The keys of {', '.join(unreadable)} cannot be decrypted with ARENA_SECRET_KEY or "
+            "ARENA_OLD_SECRET_KEYS; list the key they were encrypted with in "
+            "ARENA_OLD_SECRET_KEYS and run again. Nothing was changed."
+        )
+    await session.flush()
+    return len(models)

@@ -237,6 +237,10 @@ async def stream_chat(
     except httpx.HTTPError as exc:
         answer.failure = Failed("protocol", f"connection broke: {exc!r}")
     answer.duration_ms = (loop.time() - started) * 1000
+    if answer.failure is not None and endpoint.api_key:
+        # Some servers echo the key they refused; it must reach neither the log nor the database.
+        detail = answer.failure.detail.replace(endpoint.api_key, "[the endpoint's API key]")
+        answer.failure = Failed(answer.failure.kind, detail)
     if answer.failure is not None:
         log.warning(
             "upstream %s (model %s) failed: %s: %s",
