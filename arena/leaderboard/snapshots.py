@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,8 +25,8 @@ from arena.ratings import (
     Leaderboard,
     aggregate_battles,
     battle_count_matrix,
+    category_mask,
     compute_leaderboard,
-    filter_battles,
     parse_anchor,
     predicted_win_matrix,
     vote_set_hash,
@@ -125,14 +124,14 @@ class NewSnapshot:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def _finite(value: float, digits: int | None = None) -> float | None:
-    if not math.isfinite(value):
-        return None
-    return round(float(value), digits) if digits is not None else float(value)
-
-
 def _matrix(frame: pd.DataFrame, digits: int | None) -> list[list[float | None]]:
-    return [[_finite(v, digits) for v in row] for row in frame.to_numpy(dtype=np.float64).tolist()]
+    """A matrix as JSON-ready nested lists: rounded, NaN as None (null)."""
+    values = frame.to_numpy(dtype=np.float64)
+    shown = np.round(values, digits) if digits is not None else values
+    cells = shown.astype(object)
+    cells[~np.isfinite(values)] = None
+    rows: list[list[float | None]] = cells.tolist()
+    return rows
 
 
 def rateable_battles(battles: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
@@ -181,12 +180,23 @@ def rateable_battles(battles: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str
     return battles.loc[keep].reset_index(drop=True), unrated
 
 
-def category_subsets(battles: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """(category, its battles) for the fixed categories and the largest languages.
+def category_of(battles: pd.DataFrame, category: str) -> pd.DataFrame:
+    """The battles of one category, chosen by the rating engine's own filter, so that
+    `arena ratings compute --category C` on a download selects exactly the same ones.
 
-    The rating engine's own filters pick the battles, so `arena ratings compute --category C` on
-    a download selects exactly the same ones.
+    A language filter looks at one column only: it runs on the distinct languages (a few dozen)
+    and is spread back over the rows, instead of once per battle.
     """
+    if category.startswith(LANGUAGE_PREFIX):
+        codes, distinct = pd.factorize(battles["language"], use_na_sentinel=False)
+        keep = category_mask(pd.DataFrame({"language": distinct}), category)[codes]
+    else:
+        keep = category_mask(battles, category)
+    return battles.loc[keep].reset_index(drop=True)
+
+
+def category_subsets(battles: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(category, its battles) for the fixed categories and the largest languages."""
     categories = list(FIXED_CATEGORIES)
     languages = battles["language"].astype(str)
     counts = languages[~languages.isin(["", "unknown"])].value_counts()
@@ -195,7 +205,7 @@ def category_subsets(battles: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         for language, n in counts.head(MAX_LANGUAGES).items()
         if int(n) >= MIN_LANGUAGE_VOTES
     )
-    return [(category, filter_battles(battles, category)) for category in categories]
+    return [(category, category_of(battles, category)) for category in categories]
 
 
 def _anchor(config: RecomputeConfig, models: Sequence[str]) -> tuple[str, float] | None:
@@ -207,14 +217,10 @@ def _anchor(config: RecomputeConfig, models: Sequence[str]) -> tuple[str, float]
 
 
 def _leaderboard(
-    battles: pd.DataFrame,
-    method: str,
-    category: str,
-    config: RecomputeConfig,
-    anchor: tuple[str, float] | None,
+    battles: pd.DataFrame, method: str, config: RecomputeConfig, anchor: tuple[str, float] | None
 ) -> Leaderboard:
     if method == ELO:
-        return compute_leaderboard(battles, method="elo", anchor=anchor, category=category)
+        return compute_leaderboard(battles, method="elo", anchor=anchor)
     if method == BT_BOOTSTRAP:
         return compute_leaderboard(
             battles,
@@ -222,9 +228,8 @@ def _leaderboard(
             bootstrap_rounds=config.bootstrap_rounds,
             seed=config.seed,
             anchor=anchor,
-            category=category,
         )
-    return compute_leaderboard(battles, method="bt", anchor=anchor, category=category)
+    return compute_leaderboard(battles, method="bt", anchor=anchor)
 
 
 def category_snapshots(
@@ -260,10 +265,10 @@ def category_snapshots(
     anchor = _anchor(config, counts.models)
     made = []
     for method in methods:
-        # `rated` holds this category's battles already; the engine's filter keeps them all and
-        # records the category in the parameters.
-        board = _leaderboard(rated, method, category, config, anchor)
-        params = dict(board.params)
+        board = _leaderboard(rated, method, config, anchor)
+        # `rated` holds this category's battles already (category_of): the same parameters as
+        # `arena ratings compute --category C` on all of them.
+        params = {**board.params, "category": category}
         order = [row.model for row in board.rows]
         made.append(
             NewSnapshot(

@@ -1,0 +1,448 @@
+"""Leaderboard benchmark (issue 3 "Speed"): page cost against /healthz, and one full recompute.
+
+    python bench/leaderboard.py                         # about four minutes on 2 cores
+    python bench/leaderboard.py --votes 200000 --seconds 5
+
+A scratch PostgreSQL database (created here, dropped at the end) gets --models models and --votes
+counted votes with their battles, bulk-loaded with COPY; strengths are drawn at random, winners
+follow Bradley-Terry, one vote in ten is a tie, and the battles carry languages and category tags
+as the recompute job stores them. Then, in one run:
+
+1. one full recompute (`run_recompute`: every method and category, bootstrap included) is timed,
+   after timing the load of the counted votes on its own;
+2. the arena runs under uvicorn in a subprocess (one worker), and a load client in another
+   process (raw asyncio HTTP/1.1 on keep-alive connections, no HTTP library in the way) keeps
+   --concurrency requests in flight for --seconds on each of /healthz, /leaderboard,
+   /leaderboard.csv and /healthz again; it reports requests per second and p50 / p99 latency.
+
+It prints each page's cost relative to /healthz (the mean of both /healthz runs): throughput
+ratio and p99 ratio. The goal: a leaderboard request costs no more than twice /healthz. Only
+127.0.0.1 is contacted; every process stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HOST = "127.0.0.1"
+ADMIN_URL = os.environ.get(
+    "ARENA_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+LANGUAGES = ["English", "Chinese", "German", "Spanish", "French", "Japanese", "Russian"]
+LANGUAGE_SHARES = [0.55, 0.12, 0.09, 0.08, 0.07, 0.05, 0.04]
+
+# ---------------------------------------------------------------- the load client
+
+
+async def _one_connection(
+    port: int, request: bytes, stop_at: float, latencies: list[float], errors: list[str]
+) -> None:
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            status = lines[0].split(b" ", 2)[1]
+            length = -1
+            chunked = False
+            for line in lines[1:]:
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                    chunked = True
+            if chunked:
+                while True:
+                    size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+                    await reader.readexactly(size + 2)
+                    if size == 0:
+                        break
+            elif length > 0:
+                await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            if status != b"200":
+                errors.append(status.decode())
+    finally:
+        writer.close()
+
+
+async def _load(port: int, path: str, concurrency: int, seconds: float) -> dict[str, Any]:
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nAccept-Encoding: gzip\r\n"
+        "User-Agent: arena-bench\r\n\r\n"
+    ).encode()
+    warm: list[float] = []
+    ignored: list[str] = []
+    # Warm-up: open every connection and fill the caches; not counted.
+    await asyncio.gather(
+        *(
+            _one_connection(port, request, time.perf_counter() + 1.0, warm, ignored)
+            for _ in range(concurrency)
+        )
+    )
+    latencies: list[float] = []
+    errors: list[str] = []
+    started = time.perf_counter()
+    await asyncio.gather(
+        *(
+            _one_connection(port, request, started + seconds, latencies, errors)
+            for _ in range(concurrency)
+        )
+    )
+    elapsed = time.perf_counter() - started
+    return {
+        "path": path,
+        "requests": len(latencies),
+        "seconds": elapsed,
+        "errors": len(errors),
+        "p50_ms": float(np.percentile(latencies, 50) * 1000) if latencies else None,
+        "p99_ms": float(np.percentile(latencies, 99) * 1000) if latencies else None,
+    }
+
+
+def run_client(port: int, path: str, concurrency: int, seconds: float) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    print(json.dumps(asyncio.run(_load(port, path, concurrency, seconds))))
+
+
+def measure(port: int, path: str, concurrency: int, seconds: float) -> dict[str, Any]:
+    done = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--client",
+            "--port",
+            str(port),
+            "--path",
+            path,
+            "--concurrency",
+            str(concurrency),
+            "--seconds",
+            str(seconds),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+# ---------------------------------------------------------------- the data
+
+
+@contextmanager
+def scratch_database() -> Iterator[str]:
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from arena.db import make_sync_engine
+
+    name = f"arena_bench_{uuid.uuid4().hex[:10]}"
+    admin = make_sync_engine(ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _full_rows(table: Any, given: dict[str, Any]) -> tuple[list[str], list[Any]]:
+    """Column names and constant values for the columns `given` leaves out (their defaults)."""
+    names, constants = [], []
+    for column in table.columns:
+        if column.name in given or (column.primary_key and column.default is None):
+            continue
+        default = column.default
+        if default is None:
+            if column.nullable:
+                continue
+            raise RuntimeError(f"{table.name}.{column.name} needs a value in the benchmark")
+        value = default.arg(None) if default.is_callable else default.arg
+        names.append(column.name)
+        constants.append(value)
+    return names, constants
+
+
+def _copy_value(value: Any) -> Any:
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    if hasattr(value, "value") and not isinstance(value, str | int | float):
+        return value.value
+    return value
+
+
+def populate(url: str, n_models: int, n_votes: int, seed: int = 1) -> None:
+    """Models, battles and counted votes in bulk; tags as the recompute job would store them."""
+    import psycopg
+    from sqlalchemy import insert
+    from sqlalchemy.engine import make_url
+
+    from arena import migrate
+    from arena.db import make_sync_engine
+    from arena.models import Battle, Model, ModelStatus, Vote
+
+    migrate.upgrade(url)
+    rng = np.random.default_rng(seed)
+    engine = make_sync_engine(url)
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(Model),
+            [
+                {
+                    "name": f"model-{i:03d}",
+                    "organization": f"Org {i % 17}",
+                    "license": ["Apache-2.0", "MIT", "Proprietary"][i % 3],
+                    "base_url": "http://127.0.0.1:9/v1",
+                    "upstream_model": "bench",
+                    "status": ModelStatus.retired if i % 25 == 24 else ModelStatus.active,
+                    "created_at": start,
+                    "activated_at": start,
+                    "retired_at": start + timedelta(days=3) if i % 25 == 24 else None,
+                }
+                for i in range(n_models)
+            ],
+        )
+        ids = [int(i) for (i,) in conn.exec_driver_sql("SELECT id FROM model ORDER BY id")]
+    engine.dispose()
+
+    strengths = rng.normal(0.0, 1.0, n_models)
+    a = rng.integers(0, n_models, n_votes)
+    b = (a + rng.integers(1, n_models, n_votes)) % n_models
+    p_a = 1.0 / (1.0 + np.exp(strengths[b] - strengths[a]))
+    draw = rng.random(n_votes)
+    winner = np.where(
+        draw < 0.05,
+        "tie",
+        np.where(
+            draw < 0.10, "tie (bothbad)", np.where(rng.random(n_votes) < p_a, "model_a", "model_b")
+        ),
+    )
+    language = rng.choice(len(LANGUAGES), n_votes, p=LANGUAGE_SHARES)
+    coding = rng.random(n_votes) < 0.15
+    long_ = rng.random(n_votes) < 0.08
+    turns = np.where(rng.random(n_votes) < 0.1, 2, 1)
+    counted = rng.random(n_votes) >= 0.02
+    battle_ids = [secrets.token_urlsafe(16) for _ in range(n_votes)]
+    session_ids = [f"{i:064x}" for i in rng.integers(0, 2**62, 5000)]
+
+    battle_given = {
+        "id": None, "model_a_id": None, "model_b_id": None, "session_hash": None,
+        "status": None, "turns": None, "language": None, "category_tags": None,
+        "created_at": None, "ready_at": None,
+    }  # fmt: skip
+    vote_given = {
+        "battle_id": None, "winner": None, "session_hash": None, "created_at": None,
+        "counted": None, "flags": None,
+    }  # fmt: skip
+    battle_extra, battle_constants = _full_rows(Battle.__table__, battle_given)
+    vote_extra, vote_constants = _full_rows(Vote.__table__, vote_given)
+    battle_constants = [_copy_value(v) for v in battle_constants]
+    vote_constants = [_copy_value(v) for v in vote_constants]
+    with psycopg.connect(make_url(url).render_as_string(hide_password=False)) as conn:
+        with conn.cursor() as cur:
+            columns = ", ".join([*battle_given, *battle_extra])
+            with cur.copy(f"COPY battle ({columns}) FROM STDIN") as copy:
+                for i in range(n_votes):
+                    at = start + timedelta(seconds=i * 0.5)
+                    tags = [
+                        tag
+                        for tag, on in (
+                            ("coding", coding[i]),
+                            ("long", long_[i]),
+                            ("multi-turn", turns[i] > 1),
+                        )
+                        if on
+                    ]
+                    copy.write_row(
+                        (
+                            battle_ids[i],
+                            ids[a[i]],
+                            ids[b[i]],
+                            session_ids[i % len(session_ids)],
+                            "voted",
+                            int(turns[i]),
+                            LANGUAGES[language[i]],
+                            json.dumps(tags),
+                            at - timedelta(seconds=40),
+                            at - timedelta(seconds=10),
+                            *battle_constants,
+                        )
+                    )
+            columns = ", ".join([*vote_given, *vote_extra])
+            with cur.copy(f"COPY vote ({columns}) FROM STDIN") as copy:
+                for i in range(n_votes):
+                    copy.write_row(
+                        (
+                            battle_ids[i],
+                            str(winner[i]),
+                            session_ids[i % len(session_ids)],
+                            start + timedelta(seconds=i * 0.5),
+                            bool(counted[i]),
+                            "[]" if counted[i] else '["suspicious"]',
+                            *vote_constants,
+                        )
+                    )
+        conn.execute("ANALYZE")
+
+
+# ---------------------------------------------------------------- the arena
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def arena_server(url: str, folder: Path) -> Iterator[int]:
+    import httpx
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "ARENA_DATABASE_URL": url,
+        "ARENA_DATA_DIR": str(folder),
+        "ARENA_RECOMPUTE_EVERY_VOTES": str(10**9),
+        "ARENA_RECOMPUTE_EVERY_SECONDS": "3600",
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "uvicorn", "arena.app:create_app", "--factory",
+            "--host", HOST, "--port", str(port), "--log-level", "warning", "--no-access-log",
+        ],
+        env=env,
+        cwd=folder,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://{HOST}:{port}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the arena did not start")
+            time.sleep(0.2)
+        yield port
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, default=100)
+    parser.add_argument("--votes", type=int, default=1_000_000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--bootstrap", type=int, default=100)
+    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--path", default="/healthz", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.client:
+        run_client(args.port, args.path, args.concurrency, args.seconds)
+        return
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from sqlalchemy.orm import Session
+
+    from arena.db import make_sync_engine
+    from arena.leaderboard.battles_source import load_counted_battles
+    from arena.leaderboard.snapshots import RecomputeConfig, run_recompute
+
+    with scratch_database() as url, tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        populate(url, args.models, args.votes)
+        print(
+            f"data: {args.models} models, {args.votes:,} votes (COPY) in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        engine = make_sync_engine(url)
+        with Session(engine) as session:
+            started = time.perf_counter()
+            battles = load_counted_battles(session)
+            load_seconds = time.perf_counter() - started
+        engine.dispose()
+        config = RecomputeConfig(database_url=url, bootstrap_rounds=args.bootstrap)
+        outcome = run_recompute(config)
+        print(
+            f"recompute: {outcome.n_votes:,} counted votes -> {outcome.stored} snapshots in "
+            f"{outcome.seconds:.2f} s (of which loading the votes: {load_seconds:.2f} s for "
+            f"{len(battles):,} rows; bootstrap {args.bootstrap} rounds)"
+        )
+        del battles
+
+        with arena_server(url, Path(folder)) as port:
+            results = [
+                measure(port, path, args.concurrency, args.seconds)
+                for path in ("/healthz", "/leaderboard", "/leaderboard.csv", "/healthz")
+            ]
+        baseline_rps = (
+            results[0]["requests"] / results[0]["seconds"]
+            + results[3]["requests"] / results[3]["seconds"]
+        ) / 2
+        baseline_p99 = (results[0]["p99_ms"] + results[3]["p99_ms"]) / 2
+        print(
+            f"\n{args.concurrency} concurrent clients, {args.seconds:g} s each, keep-alive, "
+            "Accept-Encoding: gzip"
+        )
+        print(f"{'path':<20}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+        for r in results:
+            rps = r["requests"] / r["seconds"]
+            print(
+                f"{r['path']:<20}{rps:>10.0f}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}{r['errors']:>8}"
+            )
+        print("\ncost relative to /healthz (goal: at most 2x)")
+        for r in results[1:3]:
+            rps = r["requests"] / r["seconds"]
+            print(
+                f"{r['path']:<20} throughput {baseline_rps / rps:.2f}x slower, "
+                f"p99 {r['p99_ms'] / baseline_p99:.2f}x"
+            )
+
+
+if __name__ == "__main__":
+    main()
