@@ -114,12 +114,21 @@ class TurnRunner:
 
 
 async def stream_queue(queue: asyncio.Queue[object]) -> AsyncIterator[str]:
+    """The queued events as SSE; those already waiting leave in one write (it never waits for
+    more), since under load each write's pass through the ASGI layers costs more than the event."""
     while True:
         item = await queue.get()
+        waiting: list[str] = []
+        while item is not _END:
+            assert isinstance(item, dict)
+            waiting.append(sse(item))
+            if queue.empty():
+                break
+            item = queue.get_nowait()
+        if waiting:
+            yield "".join(waiting)
         if item is _END:
             return
-        assert isinstance(item, dict)
-        yield sse(item)
 
 
 async def replay(messages: list[Message], status: BattleStatus) -> AsyncIterator[str]:
