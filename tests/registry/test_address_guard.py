@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 
 import pytest
@@ -18,6 +17,7 @@ from arena.registry.address_guard import (
     pinned_endpoint,
 )
 from arena.upstream.client import Endpoint
+from tests.registry.async_run import run_async
 
 
 class TableResolver:
@@ -39,7 +39,7 @@ def check(
     url: str, *, allow_private: bool = False, resolver: TableResolver | None = None
 ) -> CheckedURL:
     resolve = resolver or TableResolver({})
-    return asyncio.run(check_url(url, allow_private=allow_private, resolve=resolve))
+    return run_async(check_url(url, allow_private=allow_private, resolve=resolve))
 
 
 # ------------------------------------------------------------------ URL forms
@@ -268,8 +268,8 @@ def test_dns_failure_is_its_own_error() -> None:
 
 def test_the_real_resolver_is_used_by_default() -> None:
     with pytest.raises(EndpointRefused):
-        asyncio.run(check_url("http://localhost:8000/v1", allow_private=False))
-    checked = asyncio.run(check_url("http://localhost:8000/v1", allow_private=True))
+        run_async(check_url("http://localhost:8000/v1", allow_private=False))
+    checked = run_async(check_url("http://localhost:8000/v1", allow_private=True))
     assert checked.connect_ip in ("127.0.0.1", "::1")
 
 
@@ -278,10 +278,10 @@ def test_rebinding_between_registration_and_battle_is_caught_at_call_time() -> N
     check refuses it, and a passing check pins the connection to the address it checked."""
     resolver = TableResolver({"rebind.example.com": [["203.0.114.20"], ["127.0.0.1"]]})
     endpoint = Endpoint(base_url="https://rebind.example.com/v1", model="m")
-    pinned = asyncio.run(pinned_endpoint(endpoint, allow_private=False, resolve=resolver))
+    pinned = run_async(pinned_endpoint(endpoint, allow_private=False, resolve=resolver))
     assert pinned.connect_ip == "203.0.114.20" and pinned.base_url == endpoint.base_url
     with pytest.raises(EndpointRefused):
-        asyncio.run(pinned_endpoint(endpoint, allow_private=False, resolve=resolver))
+        run_async(pinned_endpoint(endpoint, allow_private=False, resolve=resolver))
     assert resolver.asked == ["rebind.example.com", "rebind.example.com"]
 
 

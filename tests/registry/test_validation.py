@@ -1,0 +1,187 @@
+"""Owner input: every field bounded and typed, and a 422 that names the field at fault."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import Arena, make_settings, start_arena
+from tests.fake_upstream import FakeUpstream
+from tests.registry.accounts import bearer, registration, sign_up
+
+BASE = "http://127.0.0.1:9/v1"  # never reached: every case fails validation first
+
+
+@pytest.fixture(scope="module")
+def checker(
+    sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Arena, str]]:
+    """One arena and one owner for the table of bad inputs (validation needs no fresh database)."""
+    folder = tmp_path_factory.mktemp("validation")
+    shutil.copyfile(sqlite_template, folder / "arena.db")
+    arena = start_arena(make_settings(f"sqlite:///{folder / 'arena.db'}", folder))
+    with arena.client() as client:
+        token = sign_up(client)
+    yield arena, token
+    arena.server.stop()
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"name": ""}, "name"),
+        ({"name": "a" * 101}, "name"),
+        ({"name": "-leading-dash"}, "name"),
+        ({"name": "has space"}, "name"),
+        ({"name": "slash/name"}, "name"),
+        ({"name": "<script>"}, "name"),
+        ({"name": "mine"}, "name"),
+        ({"name": 7}, "name"),
+        ({"organization": "x" * 101}, "organization"),
+        ({"organization": "two\nlines"}, "organization"),
+        ({"license": "x" * 101}, "license"),
+        ({"description": "x" * 2001}, "description"),
+        ({"system_prompt": "x" * 8001}, "system_prompt"),
+        ({"base_url": ""}, "base_url"),
+        ({"base_url": "http://example.com/" + "a" * 2048}, "base_url"),
+        ({"base_url": None}, "base_url"),
+        ({"model": ""}, "model"),
+        ({"model": "m" * 201}, "model"),
+        ({"model": "bad\r\nX-Injected: 1"}, "model"),
+        ({"api_key": ""}, "api_key"),
+        ({"api_key": "sk key with spaces"}, "api_key"),
+        ({"api_key": "sk-key\r\nX-Injected: 1"}, "api_key"),
+        ({"api_key": "k" * 4097}, "api_key"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"max_tokens": 32769}, "max_tokens"),
+        ({"max_tokens": -5}, "max_tokens"),
+        ({"max_tokens": 1.5}, "max_tokens"),
+        ({"max_tokens": "100"}, "max_tokens"),
+        ({"max_tokens": True}, "max_tokens"),
+        ({"temperature": -0.1}, "temperature"),
+        ({"temperature": 2.01}, "temperature"),
+        ({"temperature": "0.5"}, "temperature"),
+        ({"description": "nul\x00byte"}, "description"),
+        ({"system_prompt": "\x00"}, "system_prompt"),
+        ({"status": "active"}, "status"),
+        ({"owner_id": 1}, "owner_id"),
+    ],
+)
+def test_registration_input_is_validated_naming_the_field(
+    checker: tuple[Arena, str], change: dict[str, Any], field: str
+) -> None:
+    arena, token = checker
+    with arena.client() as client:
+        body = {**registration(BASE), **change}
+        answer = client.post("/api/models", json=body, headers=bearer(token))
+    assert answer.status_code == 422, answer.text
+    fields = [e["field"] for e in answer.json()["errors"]]
+    assert field in fields, answer.json()
+    assert answer.json()["detail"].startswith(f"{field}: ")
+
+
+def test_numbers_outside_json_are_refused(checker: tuple[Arena, str]) -> None:
+    arena, token = checker
+    with arena.client() as client:
+        for literal in ("NaN", "Infinity", "-Infinity", "1e400"):
+            raw = (
+                '{"name": "x", "base_url": "'
+                + BASE
+                + '", "model": "m", "temperature": '
+                + literal
+                + "}"
+            )
+            answer = client.post(
+                "/api/models",
+                content=raw,
+                headers={**bearer(token), "Content-Type": "application/json"},
+            )
+            assert answer.status_code == 422, (literal, answer.text)
+
+
+def test_bounds_are_inclusive(arena: Arena, fake_upstream: FakeUpstream) -> None:
+    with arena.client() as client:
+        token = sign_up(client)
+        for name, values in [
+            ("low", {"max_tokens": 1, "temperature": 0}),
+            ("high", {"max_tokens": 32768, "temperature": 2.0}),
+        ]:
+            body = {**registration(fake_upstream.base_url, name=name), **values}
+            answer = client.post("/api/models", json=body, headers=bearer(token))
+            assert answer.status_code == 201, answer.text
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "", "email": "a@example.org"}, "name"),
+        ({"name": "Ada", "email": "not-an-email"}, "email"),
+        ({"name": "Ada", "email": "a@b"}, "email"),
+        ({"name": "Ada", "email": "x" * 250 + "@example.org"}, "email"),
+        ({"name": "Ada\nInjected", "email": "a@example.org"}, "name"),
+        ({"name": "Ada", "email": "a@example.org", "is_admin": True}, "is_admin"),
+    ],
+)
+def test_sign_up_input_is_validated(
+    checker: tuple[Arena, str], body: dict[str, Any], field: str
+) -> None:
+    arena, _token = checker
+    with arena.client() as client:
+        answer = client.post("/api/owners", json=body)
+    assert answer.status_code == 422, answer.text
+    assert field in [e["field"] for e in answer.json()["errors"]]
+
+
+def test_patch_refuses_nulls_and_empty_changes(arena: Arena, fake_upstream: FakeUpstream) -> None:
+    with arena.client() as client:
+        token = sign_up(client)
+        client.post("/api/models", json=registration(fake_upstream.base_url), headers=bearer(token))
+        for body in ({}, {"temperature": None}, {"name": "renamed"}, {"max_tokens": 0}):
+            answer = client.patch("/api/models/ada-7b", json=body, headers=bearer(token))
+            assert answer.status_code == 422, (body, answer.text)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    overrides=st.dictionaries(
+        st.sampled_from(
+            ["name", "organization", "base_url", "model", "api_key", "max_tokens", "temperature"]
+        ),
+        json_values,
+        max_size=3,
+    )
+)
+def test_no_input_makes_the_server_fail(
+    checker: tuple[Arena, str], overrides: dict[str, Any]
+) -> None:
+    """Whatever the values, the answer is a judgement (4xx), never a crash."""
+    arena, owner_token = checker
+    with httpx.Client(base_url=arena.url, timeout=30) as client:
+        body = {**registration(BASE), **overrides}
+        answer = client.post("/api/models", json=body, headers=bearer(owner_token))
+    assert 400 <= answer.status_code < 500, answer.text
+    assert "detail" in answer.json()
