@@ -1,4 +1,4 @@
-"""Rendered pages and tables kept per data generation, so a page view costs one small query."""
+"""Rendered pages and tables kept per data generation: most page views touch no database at all."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from typing import Final
 
 # Facts a model owner can edit without a status event (organisation, licence) show up within this.
 CACHE_SECONDS: Final = 30.0
+# How often a worker asks the database whether a new snapshot exists; in between, every request
+# is served from memory. A new snapshot reaches the pages within this.
+GENERATION_SECONDS: Final = 1.0
 MAX_ENTRIES: Final = 512
 # Bodies smaller than this are not worth compressing.
 GZIP_FROM_BYTES: Final = 1024
@@ -54,13 +57,34 @@ class _Entry:
 
 class PageCache:
     """Keyed by what a response shows; an entry is good while the data generation is unchanged and
-    for at most CACHE_SECONDS. One build per key at a time, however many requests wait for it."""
+    for at most CACHE_SECONDS. One build per key at a time; while it runs, requests get the
+    previous version if there is one, else they wait for the build."""
 
-    def __init__(self, *, seconds: float = CACHE_SECONDS, max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(
+        self,
+        *,
+        seconds: float = CACHE_SECONDS,
+        generation_seconds: float = GENERATION_SECONDS,
+        max_entries: int = MAX_ENTRIES,
+    ) -> None:
         self.seconds = seconds
+        self.generation_seconds = generation_seconds
         self.max_entries = max_entries
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._locks: dict[Hashable, asyncio.Lock] = {}
+        self._generation: Hashable = None
+        self._generation_checked = -float("inf")
+        self._generation_lock = asyncio.Lock()
+
+    async def generation(self, fetch: Callable[[], Awaitable[Hashable]]) -> Hashable:
+        """The data generation, asked of the database at most once per generation_seconds."""
+        if time.monotonic() - self._generation_checked < self.generation_seconds:
+            return self._generation
+        async with self._generation_lock:
+            if time.monotonic() - self._generation_checked >= self.generation_seconds:
+                self._generation = await fetch()
+                self._generation_checked = time.monotonic()
+        return self._generation
 
     def _fresh(self, key: Hashable, generation: Hashable) -> Rendered | None:
         entry = self._entries.get(key)
@@ -76,6 +100,11 @@ class PageCache:
         if hit is not None:
             return hit
         lock = self._locks.setdefault(key, asyncio.Lock())
+        stale = self._entries.get(key)
+        if stale is not None and lock.locked():
+            # Someone is already rebuilding this: answer with the previous version meanwhile
+            # rather than queue every request behind one render.
+            return stale.value
         async with lock:
             hit = self._fresh(key, generation)
             if hit is not None:

@@ -70,8 +70,9 @@ async def _cached(
     key: tuple[Any, ...],
     build: Callable[[], Awaitable[Rendered]],
 ) -> Rendered:
-    generation = await service.data_generation(session)
-    return await _cache(request).get(key, generation, build)
+    cache = _cache(request)
+    generation = await cache.generation(lambda: service.data_generation(session))
+    return await cache.get(key, generation, build)
 
 
 def snapshot_headers(view: service.BoardView) -> dict[str, str]:

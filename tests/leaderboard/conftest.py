@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from sqlalchemy import insert, select
@@ -166,6 +168,21 @@ def standard_votes() -> list[SeedVote]:
         SeedVote("alpha-large", "delta-mini", "model_b", counted=False),
     ]
     return votes
+
+
+def latest_board(
+    client: httpx.Client, *, newer_than: int | None = None, timeout: float = 10.0
+) -> dict[str, Any]:
+    """/api/leaderboard once it shows a snapshot newer than `newer_than` (pages look for a new
+    snapshot about once a second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body: dict[str, Any] = client.get("/api/leaderboard").json()
+        snapshot = body["snapshot"]
+        fresh = snapshot is not None and (newer_than is None or snapshot["id"] > newer_than)
+        if fresh or time.monotonic() > deadline:
+            return body
+        time.sleep(0.2)
 
 
 def recompute(arena: Arena, **overrides: Any) -> RecomputeOutcome:

@@ -13,6 +13,7 @@ from tests.conftest import Arena
 from tests.leaderboard.conftest import (
     SeedVote,
     add_models,
+    latest_board,
     recompute,
     seed_votes,
 )
@@ -198,7 +199,7 @@ def test_pages_follow_a_new_snapshot(rated_arena: Arena) -> None:
             [SeedVote("gamma-7b", "alpha-large", "model_a")] * 3,
         )
         recompute(rated_arena)
-        after = client.get("/api/leaderboard").json()
+        after = latest_board(client, newer_than=before)
         page = client.get("/leaderboard")
     assert after["snapshot"]["id"] != before and after["n_battles"] == 403
     assert page.headers["x-arena-snapshot-id"] == str(after["snapshot"]["id"])

@@ -11,7 +11,13 @@ from arena.db import make_sync_engine
 from arena.leaderboard.job_lock import hold_job_lock
 from arena.leaderboard.snapshots import JOB_NAME
 from tests.conftest import Arena
-from tests.leaderboard.conftest import STRENGTHS, add_models, seed_votes, simulated_votes
+from tests.leaderboard.conftest import (
+    STRENGTHS,
+    add_models,
+    latest_board,
+    seed_votes,
+    simulated_votes,
+)
 
 ARENA = Path(sys.executable).parent / "arena"
 
@@ -58,5 +64,5 @@ def test_recompute_command(quiet_arena: Arena, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "from 80 counted votes" in done.stdout
     with quiet_arena.client() as client:
-        body = client.get("/api/leaderboard").json()
+        body = latest_board(client)
     assert body["n_battles"] == 80 and len(body["models"]) == 4
