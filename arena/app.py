@@ -14,8 +14,12 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from arena.battles import integrity
 from arena.battles import service as battle_service
+from arena.battles.integrity_admin_routes import router as integrity_admin_router
+from arena.battles.integrity_routes import router as integrity_router
 from arena.battles.relay import FinishTurn, TurnRunner
+from arena.battles.rigging import RiggingScanner
 from arena.battles.routes import router as battles_router
 from arena.config import Settings
 from arena.db import make_async_engine, make_sessionmaker
@@ -26,6 +30,7 @@ from arena.leaderboard.routes import router as leaderboard_router
 from arena.models import Side
 from arena.pages import install_security_headers
 from arena.pages import router as pages_router
+from arena.ratelimit import RateLimiter
 from arena.registry.address_guard import guarded_chat
 from arena.registry.admin_routes import router as admin_router
 from arena.registry.health import HealthMonitor, trip_breakers
@@ -61,6 +66,11 @@ def _finish_turn(sessionmaker: async_sessionmaker[AsyncSession], settings: Setti
     async def finish(plan: battle_service.TurnPlan, answers: dict[Side, Answer]) -> bool:
         async with sessionmaker() as session, session.begin():
             ok = await battle_service.finish_turn(session, plan=plan, answers=answers)
+            if ok:
+                texts = {side: answer.text for side, answer in answers.items()}
+                await integrity.note_turn(
+                    session, battle_id=plan.battle_id, answers=texts, settings=settings
+                )
             # The circuit breaker: a model failing answer after answer stops being drawn.
             await trip_breakers(
                 session,
@@ -100,6 +110,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         health = HealthMonitor(
             settings=settings, sessionmaker=sessionmaker, client=client, keys=app.state.keys
         ).start()
+        app.state.rate_limiter = RateLimiter.from_settings(settings)
+        rigging_scanner = RiggingScanner(settings, sessionmaker)
+        rigging_scanner.start()
         app.state.leaderboard_cache = PageCache()
         recompute = RecomputeScheduler(settings, engine)
         recompute.start()
@@ -108,7 +121,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await health.stop()
             await recompute.stop()
+            await rigging_scanner.stop()
             await app.state.turn_runner.drain(timeout=10)
+            await app.state.rate_limiter.close()
             await client.aclose()
             await engine.dispose()
 
@@ -121,6 +136,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_security_headers(app)
     app.include_router(battles_router)
+    app.include_router(integrity_router)
+    app.include_router(integrity_admin_router)
     app.include_router(owners_router)
     app.include_router(admin_router)
     app.include_router(owner_pages_router)

@@ -52,8 +52,8 @@ class Settings(BaseSettings):
     session_days: int = Field(default=30, ge=1, le=3650)
     cookie_secure: bool = False
 
-    # Vote integrity (DESIGN section 5). Rate limits in the `limits` notation, e.g. "20/minute;200/day";
-    # an empty string switches that limit off.
+    # Vote integrity (DESIGN section 5). Rate limits in the `limits` notation, e.g.
+    # "20/minute;200/day"; an empty string switches that limit off.
     battle_rate_limit: str = "20/minute;300/day"
     battle_ip_rate_limit: str = "120/minute;3000/day"
     vote_rate_limit: str = "20/minute;300/day"
@@ -65,13 +65,13 @@ class Settings(BaseSettings):
     identity_aliases: dict[str, list[str]] = Field(default_factory=dict)
     # A normalised prompt seen more than this many times: later battles with it are not counted.
     duplicate_prompt_limit: int = Field(default=25, ge=1)
-    # Faster than this reading speed (characters of the last answers per second), a vote is too fast.
+    # Faster than this reading speed (characters of the latest answers per second): too fast.
     reading_chars_per_second: float = Field(default=100.0, gt=0)
     min_vote_seconds: float = Field(default=1.0, ge=0)
     # Long answers are skimmed: the reading time asked for never exceeds this.
     max_reading_seconds: float = Field(default=20.0, ge=0)
-    # Vote-rigging scan: a session's decisive votes for (or against) one model that are this
-    # improbable under the current ratings (Bonferroni over the models it voted on) flag the session.
+    # Vote-rigging scan: a session whose decisive votes for (or against) one model are this
+    # improbable under the current ratings (Bonferroni over its models) is flagged.
     rigging_alpha: float = Field(default=1e-4, gt=0, lt=1)
     rigging_min_votes: int = Field(default=8, ge=1)
     rigging_scan_seconds: float = Field(default=300.0, ge=0)
@@ -103,6 +103,7 @@ class Settings(BaseSettings):
     circuit_breaker_failures: int = Field(default=5, ge=0, le=10_000)
     # How often automatically paused models are probed to resume them (0: never)
     health_probe_seconds: float = Field(default=60.0, ge=0, le=86_400)
+
     # Scale-out
     redis_url: str = ""
 

@@ -8,13 +8,18 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+
+_WRITE_OPTION = "arena_write_transaction"
+# Execution options for a transaction that will write (on SQLite it takes the write lock at BEGIN).
+WRITE_TRANSACTION: dict[str, Any] = {_WRITE_OPTION: True}
+_READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def _driver_url(url: str, *, asynchronous: bool) -> URL:
@@ -46,16 +51,32 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_manual_begin(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own BEGIN is always deferred; _begin emits the one each transaction needs.
+    dbapi_connection.isolation_level = None
+
+
+def _begin(connection: Connection) -> None:
+    # A deferred transaction that reads and then writes fails at once with "database is locked"
+    # when another writer committed in between (WAL's stale snapshot; the busy timeout does not
+    # apply). Transactions that will write say so (WRITE_TRANSACTION) and take the write lock at
+    # BEGIN, waiting their turn; readers stay deferred and never wait.
+    immediate = connection.get_execution_options().get(_WRITE_OPTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def make_async_engine(url: str) -> AsyncEngine:
     driver_url = _driver_url(url, asynchronous=True)
     if driver_url.get_backend_name() == "sqlite":
         _prepare_sqlite_file(driver_url)
-        engine = create_async_engine(driver_url, connect_args={"timeout": 10})
+        engine = create_async_engine(driver_url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", _sqlite_manual_begin)
+        event.listen(engine.sync_engine, "begin", _begin)
         return engine
     return create_async_engine(
         driver_url, pool_size=10, max_overflow=20, pool_pre_ping=True, pool_recycle=1800
@@ -76,10 +97,17 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+async def begin_write(session: AsyncSession) -> None:
+    """Declare, before its first statement, that the session's transaction will write."""
+    await session.connection(execution_options=WRITE_TRANSACTION)
+
+
 async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request; the route commits before it returns, never after the response."""
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with sessionmaker() as session:
+        if request.method not in _READ_ONLY_METHODS:
+            await begin_write(session)
         yield session
 
 

@@ -112,6 +112,9 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
         "idle_timeout": 2.0,
         "total_timeout": 10.0,
         "connect_timeout": 2.0,
+        # Test clients vote at machine speed; the reading-time check has tests of its own.
+        "min_vote_seconds": 0.0,
+        "max_reading_seconds": 0.0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -156,7 +156,10 @@ class _Handler:
         prompt: str,
         body: dict[str, Any],
     ) -> bool:
-        option = float(options[0]) if options else None
+        try:
+            option = float(options[0]) if options else None
+        except ValueError:  # "says:TEXT" carries text, not a number
+            option = None
         if name == "normal":
             await self._stream_text(writer, model, answer_for(prompt), option or 0.0)
         elif name == "slow":

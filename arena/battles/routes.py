@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from arena.battles import service
+from arena.battles.integrity import VoteChecks
 from arena.battles.relay import TurnRunner, replay, stream_queue
 from arena.battles.schemas import BattleCreated, BattleOut, PromptIn, Reveal, VoteIn
-from arena.db import SessionDep
+from arena.db import SessionDep, begin_write
+from arena.ratelimit import VoteThrottledDep, limit_battles
 from arena.visitors import VisitorDep
 
 router = APIRouter(prefix="/api/battles", tags=["battles"])
@@ -19,7 +21,7 @@ router = APIRouter(prefix="/api/battles", tags=["battles"])
 _SSE_HEADERS = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[Depends(limit_battles)])
 async def create_battle(
     body: PromptIn, request: Request, session: SessionDep, visitor: VisitorDep
 ) -> BattleCreated:
@@ -40,6 +42,7 @@ async def stream_battle(battle_id: str, request: Request, visitor: VisitorDep) -
     sessionmaker: async_sessionmaker[AsyncSession] = state.sessionmaker
     # A short transaction before the stream; the stream itself holds no database session.
     async with sessionmaker() as session, session.begin():
+        await begin_write(session)  # claiming the turn writes
         battle = await service.owned_battle(session, battle_id, visitor)
         plan = await service.claim_turn(
             session, battle=battle, keys=state.keys, settings=state.settings
@@ -77,9 +80,17 @@ async def get_battle(battle_id: str, session: SessionDep, visitor: VisitorDep) -
 
 
 @router.post("/{battle_id}/vote")
-async def vote(battle_id: str, body: VoteIn, session: SessionDep, visitor: VisitorDep) -> Reveal:
+async def vote(
+    battle_id: str,
+    body: VoteIn,
+    request: Request,
+    session: SessionDep,
+    visitor: VisitorDep,
+    throttled: VoteThrottledDep,
+) -> Reveal:
+    checks = VoteChecks.from_settings(request.app.state.settings, throttled=throttled)
     reveal = await service.cast_vote(
-        session, battle_id=battle_id, winner=body.winner, visitor=visitor
+        session, battle_id=battle_id, winner=body.winner, visitor=visitor, checks=checks
     )
     # Committed before the answer leaves: an acknowledged vote is a durable vote.
     await session.commit()

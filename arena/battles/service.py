@@ -10,7 +10,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from arena.battles.sampling import draw_pair
+from arena.battles import integrity
+from arena.battles.sampling import active_candidates, draw_pair
 from arena.battles.schemas import BattleOut, MessageOut, Reveal, RevealedModel
 from arena.config import Settings
 from arena.errors import (
@@ -27,7 +28,6 @@ from arena.models import (
     BattleStatus,
     Message,
     Model,
-    ModelStatus,
     Side,
     Vote,
     Winner,
@@ -71,12 +71,10 @@ async def create_battle(
     session: AsyncSession, *, prompt: str, visitor: Visitor, settings: Settings
 ) -> Battle:
     _check_prompt(prompt, settings)
-    active = (
-        await session.scalars(
-            select(Model.id).where(Model.status == ModelStatus.active).order_by(Model.id)
-        )
-    ).all()
-    model_a_id, model_b_id = draw_pair(active)
+    candidates = await active_candidates(session, settings=settings)
+    model_a_id, model_b_id = draw_pair(
+        [c.model_id for c in candidates], weights=[c.weight for c in candidates]
+    )
     battle = Battle(
         id=secrets.token_urlsafe(16),
         model_a_id=model_a_id,
@@ -87,6 +85,7 @@ async def create_battle(
         turns=1,
         category_tags=[],
     )
+    battle.flags = await integrity.prompt_flags(session, prompt=prompt, settings=settings)
     session.add(battle)
     session.add(Message(battle_id=battle.id, turn=1, side=Side.user, content=prompt))
     await session.flush()
@@ -249,7 +248,12 @@ async def _reveal(session: AsyncSession, battle: Battle) -> Reveal:
 
 
 async def cast_vote(
-    session: AsyncSession, *, battle_id: str, winner: Winner, visitor: Visitor
+    session: AsyncSession,
+    *,
+    battle_id: str,
+    winner: Winner,
+    visitor: Visitor,
+    checks: integrity.VoteChecks | None = None,
 ) -> Reveal:
     battle = await owned_battle(session, battle_id, visitor)
     if battle.status == BattleStatus.voted:
@@ -267,6 +271,8 @@ async def cast_vote(
         raise VoteAlreadyCast()
     now = datetime.now(UTC)
     ready_at = battle.ready_at
+    # Every vote is stored; the reasons it does not count are kept with it.
+    flags = integrity.vote_flags(battle, now=now, checks=checks)
     session.add(
         Vote(
             battle_id=battle.id,
@@ -275,8 +281,8 @@ async def cast_vote(
             ip_hash=visitor.ip_hash,
             created_at=now,
             seconds_to_vote=(now - ready_at).total_seconds() if ready_at else None,
-            counted=True,
-            flags=[],
+            counted=not flags,
+            flags=flags,
         )
     )
     try:

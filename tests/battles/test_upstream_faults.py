@@ -26,6 +26,8 @@ FAULTS = {
     "invalid-utf8": "protocol",
     "html": "protocol",
     "huge:2000000": "too_large",
+    "huge:10000000": "too_large",  # a 10 MB answer is cut at ARENA_MAX_ANSWER_BYTES
+    "drip:0.2": "timeout",  # a byte every 0.2 s never makes a token before the deadline
 }
 
 

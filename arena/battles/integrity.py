@@ -1,0 +1,319 @@
+"""Which votes count: identity leaks, repeated prompts, blind clicks, throttled sessions, and why.
+
+Every vote is stored. A vote with one or more flags has `counted = False` and keeps its flags, so
+the ratings leave it out and the operator can still see it (DESIGN section 5). Flags known before
+the vote (an answer that names its own model, a prompt seen too often) are kept on the battle and
+copied to its vote; the others are decided when the vote arrives, or later by the rigging scan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final
+
+from sqlalchemy import Text, cast, func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from arena.config import Settings
+from arena.models import Battle, FlaggedSession, Model, PromptCount, Side, Vote, utcnow
+
+IDENTITY_LEAK: Final = "identity_leak"
+DUPLICATE_PROMPT: Final = "duplicate_prompt"
+RATE_LIMITED: Final = "rate_limited"
+TOO_FAST: Final = "too_fast"
+SUSPICIOUS_SESSION: Final = "suspicious_session"
+
+REASONS: Final[dict[str, str]] = {
+    IDENTITY_LEAK: "an answer named its own model or organisation, so the vote was not blind",
+    DUPLICATE_PROMPT: "the prompt had been used more often than the duplicate-prompt limit",
+    RATE_LIMITED: "the session had been refused for going over a rate limit shortly before",
+    TOO_FAST: "cast faster than a person can read the two answers",
+    SUSPICIOUS_SESSION: "the session's votes are improbable under the current ratings",
+}
+
+# Shorter terms (an organisation called "X") would match ordinary text everywhere.
+MIN_TERM_CHARS: Final = 3
+_SEPARATORS = re.compile(r"[\s\-_./:]+")
+
+
+# ---------------------------------------------------------------- identity leaks
+
+
+def identity_terms(name: str, organization: str, aliases: Mapping[str, Sequence[str]]) -> list[str]:
+    """The words by which a model gives itself away: its name, its organisation, their aliases."""
+    terms = [name, organization, *aliases.get(name, ()), *aliases.get(organization, ())]
+    seen: dict[str, str] = {}
+    for term in terms:
+        cleaned = term.strip()
+        if len(cleaned) >= MIN_TERM_CHARS:
+            seen.setdefault(cleaned.casefold(), cleaned)
+    return list(seen.values())
+
+
+def identity_pattern(terms: Iterable[str]) -> re.Pattern[str] | None:
+    """Whole words, any case; separators inside a term match any separator or none, so the
+    model "gpt-4o" is found in "GPT 4o" and "gpt4o" but not in "gpt-4omega"."""
+    alternatives = []
+    for term in terms:
+        parts = [re.escape(part) for part in _SEPARATORS.split(term) if part]
+        if parts:
+            alternatives.append(r"[\s\-_./:]*".join(parts))
+    if not alternatives:
+        return None
+    return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)", re.IGNORECASE)
+
+
+def names_itself(answer: str, terms: Iterable[str]) -> bool:
+    pattern = identity_pattern(terms)
+    return pattern is not None and pattern.search(answer) is not None
+
+
+async def note_turn(
+    session: AsyncSession, *, battle_id: str, answers: Mapping[Side, str], settings: Settings
+) -> None:
+    """After a turn is stored: flag the battle if an answer named its own model or organisation,
+    and keep the length of the latest answers for the reading-time check."""
+    battle = await session.get_one(Battle, battle_id)
+    models = {
+        m.id: m
+        for m in await session.scalars(
+            select(Model).where(Model.id.in_([battle.model_a_id, battle.model_b_id]))
+        )
+    }
+    flags = list(battle.flags)
+    for side, model_id in ((Side.a, battle.model_a_id), (Side.b, battle.model_b_id)):
+        model = models[model_id]
+        terms = identity_terms(model.name, model.organization, settings.identity_aliases)
+        if names_itself(answers.get(side, ""), terms) and IDENTITY_LEAK not in flags:
+            flags.append(IDENTITY_LEAK)
+    battle.flags = flags
+    battle.answer_chars = sum(len(text) for text in answers.values())
+    await session.flush()
+
+
+# ---------------------------------------------------------------- duplicate prompts
+
+
+def normalise_prompt(prompt: str) -> str:
+    """Same prompt, same key: compatibility forms folded, case folded, runs of spaces joined."""
+    return " ".join(unicodedata.normalize("NFKC", prompt).casefold().split())
+
+
+def prompt_hash(prompt: str) -> str:
+    return hashlib.sha256(normalise_prompt(prompt).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+async def prompt_flags(session: AsyncSession, *, prompt: str, settings: Settings) -> list[str]:
+    """Count the prompt (one upsert) and say whether its battle is over the duplicate limit."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = (
+        insert(PromptCount)
+        .values(prompt_hash=prompt_hash(prompt), count=1, first_seen_at=utcnow())
+        .on_conflict_do_update(
+            index_elements=[PromptCount.prompt_hash], set_={"count": PromptCount.count + 1}
+        )
+        .returning(PromptCount.count)
+    )
+    seen = int((await session.execute(statement)).scalar_one())
+    return [DUPLICATE_PROMPT] if seen > settings.duplicate_prompt_limit else []
+
+
+# ---------------------------------------------------------------- at the vote
+
+
+@dataclass(frozen=True)
+class VoteChecks:
+    """What the vote path needs beyond the battle: reading speeds and the rate-limit history."""
+
+    reading_chars_per_second: float
+    min_vote_seconds: float
+    max_reading_seconds: float
+    throttled: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, throttled: bool = False) -> VoteChecks:
+        return cls(
+            reading_chars_per_second=settings.reading_chars_per_second,
+            min_vote_seconds=settings.min_vote_seconds,
+            max_reading_seconds=settings.max_reading_seconds,
+            throttled=throttled,
+        )
+
+
+def reading_seconds(answer_chars: int, checks: VoteChecks) -> float:
+    """The least time a person needs to take in two answers of `answer_chars` characters."""
+    skim = min(checks.max_reading_seconds, answer_chars / checks.reading_chars_per_second)
+    return max(checks.min_vote_seconds, skim)
+
+
+def vote_flags(battle: Battle, *, now: datetime, checks: VoteChecks | None) -> list[str]:
+    flags = [str(flag) for flag in battle.flags]
+    if checks is not None:
+        # The answers are read while they stream, so the clock starts with the stream.
+        shown_at = battle.stream_started_at or battle.ready_at
+        if shown_at is not None:
+            elapsed = (now - shown_at).total_seconds()
+            if elapsed < reading_seconds(battle.answer_chars, checks):
+                flags.append(TOO_FAST)
+        if checks.throttled:
+            flags.append(RATE_LIMITED)
+    return sorted(set(flags))
+
+
+# ---------------------------------------------------------------- what the leaderboard shows
+
+
+@dataclass(frozen=True)
+class VoteCounts:
+    """Votes counted and excluded; a vote excluded for two reasons is under both in `by_reason`."""
+
+    total: int
+    counted: int
+    excluded: int
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+
+def _flag_list(stored: object) -> list[str]:
+    if isinstance(stored, str):
+        try:
+            stored = json.loads(stored)
+        except ValueError:
+            return ["unknown"]
+    return [str(flag) for flag in stored] if isinstance(stored, list) else ["unknown"]
+
+
+async def vote_counts(session: AsyncSession) -> VoteCounts:
+    """How many votes count and how many do not, by reason (for the leaderboard page)."""
+    counted = int(
+        await session.scalar(select(func.count()).select_from(Vote).where(Vote.counted.is_(True)))
+        or 0
+    )
+    # Few distinct flag lists exist, so grouping by their text keeps this one small query.
+    groups = (
+        await session.execute(
+            select(cast(Vote.flags, Text), func.count())
+            .where(Vote.counted.is_(False))
+            .group_by(cast(Vote.flags, Text))
+        )
+    ).all()
+    by_reason: Counter[str] = Counter()
+    excluded = 0
+    for flags_text, n in groups:
+        excluded += int(n)
+        for flag in set(_flag_list(flags_text)) or {"unknown"}:
+            by_reason[flag] += int(n)
+    return VoteCounts(
+        total=counted + excluded,
+        counted=counted,
+        excluded=excluded,
+        by_reason=dict(sorted(by_reason.items())),
+    )
+
+
+# ---------------------------------------------------------------- what the operator reviews
+
+
+@dataclass(frozen=True)
+class FlaggedSessionEntry:
+    session_hash: str
+    reason: str
+    detail: str
+    created_at: datetime
+    votes: int
+
+
+@dataclass(frozen=True)
+class ExcludedVote:
+    vote_id: int
+    battle_id: str
+    created_at: datetime
+    winner: str
+    flags: list[str]
+    session_hash: str
+    seconds_to_vote: float | None
+    model_a: str
+    model_b: str
+
+
+@dataclass(frozen=True)
+class FlagReport:
+    counts: VoteCounts
+    sessions: list[FlaggedSessionEntry]
+    votes: list[ExcludedVote]
+    next_before_id: int | None
+
+
+async def flag_report(
+    session: AsyncSession, *, limit: int = 100, before_id: int | None = None
+) -> FlagReport:
+    """Flagged sessions and excluded votes, newest first; page on with `before_id`."""
+    flagged_rows = (
+        await session.execute(
+            select(
+                FlaggedSession.session_hash,
+                FlaggedSession.reason,
+                FlaggedSession.detail,
+                func.min(FlaggedSession.created_at),
+            )
+            .group_by(FlaggedSession.session_hash, FlaggedSession.reason, FlaggedSession.detail)
+            .order_by(func.min(FlaggedSession.created_at).desc())
+            .limit(limit)
+        )
+    ).all()
+    votes_by_session = {
+        session_hash: int(n)
+        for session_hash, n in await session.execute(
+            select(Vote.session_hash, func.count())
+            .where(Vote.session_hash.in_([row[0] for row in flagged_rows]))
+            .group_by(Vote.session_hash)
+        )
+    }
+    sessions: dict[tuple[str, str], FlaggedSessionEntry] = {}
+    for session_hash, reason, detail, created_at in flagged_rows:
+        # Two workers may record the same verdict at once; show it once.
+        sessions.setdefault(
+            (session_hash, reason),
+            FlaggedSessionEntry(
+                session_hash, reason, detail, created_at, int(votes_by_session.get(session_hash, 0))
+            ),
+        )
+    query = (
+        select(Vote, Battle.model_a_id, Battle.model_b_id)
+        .join(Battle, Battle.id == Vote.battle_id)
+        .where(Vote.counted.is_(False))
+        .order_by(Vote.id.desc())
+        .limit(limit)
+    )
+    if before_id is not None:
+        query = query.where(Vote.id < before_id)
+    names = dict((await session.execute(select(Model.id, Model.name))).all())
+    votes = [
+        ExcludedVote(
+            vote_id=vote.id,
+            battle_id=vote.battle_id,
+            created_at=vote.created_at,
+            winner=vote.winner.value,
+            flags=_flag_list(vote.flags),
+            session_hash=vote.session_hash,
+            seconds_to_vote=vote.seconds_to_vote,
+            model_a=names.get(a_id, ""),
+            model_b=names.get(b_id, ""),
+        )
+        for vote, a_id, b_id in await session.execute(query)
+    ]
+    return FlagReport(
+        counts=await vote_counts(session),
+        sessions=list(sessions.values()),
+        votes=votes,
+        next_before_id=votes[-1].vote_id if len(votes) == limit else None,
+    )

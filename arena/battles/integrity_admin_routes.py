@@ -1,0 +1,39 @@
+"""The operator's review of vote integrity: flagged sessions, excluded votes, a scan on demand."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from arena.battles import integrity, rigging
+from arena.battles.integrity_routes import counts_out
+from arena.battles.integrity_schemas import ExcludedVoteOut, FlaggedSessionOut, FlagsOut, ScanOut
+from arena.db import SessionDep
+from arena.registry.auth import require_admin
+
+router = APIRouter(prefix="/api/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+
+
+@router.get("/flags")
+async def flags(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before_id: Annotated[int | None, Query(ge=1)] = None,
+) -> FlagsOut:
+    """Flagged sessions and excluded votes with their reasons, newest first."""
+    report = await integrity.flag_report(session, limit=limit, before_id=before_id)
+    return FlagsOut(
+        counts=counts_out(report.counts),
+        sessions=[FlaggedSessionOut.model_validate(s) for s in report.sessions],
+        votes=[ExcludedVoteOut.model_validate(v) for v in report.votes],
+        next_before_id=report.next_before_id,
+    )
+
+
+@router.post("/rigging-scan")
+async def rigging_scan(request: Request, session: SessionDep) -> ScanOut:
+    """Test every session against the latest ratings now, rather than at the next interval."""
+    outcome = await rigging.scan_sessions(session, settings=request.app.state.settings)
+    await session.commit()
+    return ScanOut.model_validate(outcome)

@@ -1,0 +1,80 @@
+"""What the sampling, vote-count and admin flag routes answer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from arena.models import ModelStatus
+
+
+class _FromData(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ModelSamplingOut(_FromData):
+    name: str
+    organization: str
+    status: ModelStatus
+    sampling_weight: float
+    boosted: bool
+    expected_share: float | None
+    battles_7d: int
+    share_7d: float | None
+    battles_30d: int
+    share_30d: float | None
+    activated_at: datetime | None
+    paused_at: datetime | None
+    retired_at: datetime | None
+
+
+class SamplingOut(_FromData):
+    computed_at: datetime
+    battles_7d: int
+    battles_30d: int
+    new_model_vote_target: int
+    new_model_boost: float
+    models: list[ModelSamplingOut]
+
+
+class VoteCountsOut(_FromData):
+    total: int
+    counted: int
+    excluded: int
+    by_reason: dict[str, int]
+    # What each reason means, for the people reading the numbers
+    reasons: dict[str, str]
+
+
+class FlaggedSessionOut(_FromData):
+    session_hash: str
+    reason: str
+    detail: str
+    created_at: datetime
+    votes: int
+
+
+class ExcludedVoteOut(_FromData):
+    vote_id: int
+    battle_id: str
+    created_at: datetime
+    winner: str
+    flags: list[str]
+    session_hash: str
+    seconds_to_vote: float | None
+    model_a: str
+    model_b: str
+
+
+class FlagsOut(BaseModel):
+    counts: VoteCountsOut
+    sessions: list[FlaggedSessionOut]
+    votes: list[ExcludedVoteOut]
+    next_before_id: int | None
+
+
+class ScanOut(_FromData):
+    sessions_tested: int
+    sessions_flagged: int
+    votes_excluded: int

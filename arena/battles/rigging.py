@@ -1,0 +1,261 @@
+"""Vote-rigging defence: sessions whose decisive votes are improbable under the current ratings.
+
+The test, per session and per model m the session voted on: under the ratings R, the session's
+decisive battles involving m are independent Bernoulli trials, m winning battle k with
+p_k = 1 / (1 + 10 ** ((R_opponent - R_m) / 400)). The number of wins W of m is then
+Poisson-binomial; a two-sided exact tail probability below alpha / (number of models tested for
+that session) (Bonferroni) flags the session. A voter who always picks a model they recognise,
+or always votes against one, is caught after a handful of votes when the model is not already
+the favourite; honest voters disagree with the ratings in both directions and stay well inside.
+
+Flagged sessions go to `flagged_session` with the evidence, and every vote of theirs (past and
+later ones, at each scan) is kept with the flag `suspicious_session` and no longer counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+import numpy as np
+from sqlalchemy import Text, cast, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from arena.battles.integrity import SUSPICIOUS_SESSION
+from arena.battles.ratings_view import latest_ratings
+from arena.config import Settings
+from arena.db import begin_write
+from arena.models import Battle, FlaggedSession, Model, Vote, Winner, utcnow
+
+log = logging.getLogger(__name__)
+
+# Beyond this many trials the exact distribution costs more than it tells; a normal
+# approximation with continuity correction is accurate there.
+EXACT_UP_TO: Final = 2000
+_BATCH: Final = 500
+
+
+@dataclass(frozen=True)
+class DecisiveVote:
+    session_hash: str
+    winner: str
+    loser: str
+
+
+@dataclass(frozen=True)
+class Suspicion:
+    session_hash: str
+    model: str
+    votes: int
+    wins: int
+    expected_wins: float
+    p_value: float  # two-sided, before the Bonferroni factor
+    tested_models: int
+
+    def detail(self) -> str:
+        return (
+            f"{self.model} won {self.wins} of this session's {self.votes} decisive votes on it, "
+            f"where the ratings expect {self.expected_wins:.1f}; two-sided p = {self.p_value:.2g} "
+            f"over {self.tested_models} model(s) tested"
+        )
+
+
+def win_probability(rating: float, opponent: float) -> float:
+    return float(1.0 / (1.0 + 10.0 ** ((opponent - rating) / 400.0)))
+
+
+def two_sided_p_value(probabilities: Sequence[float], wins: int) -> float:
+    """P(a result at least this far out, either way) when the wins are Poisson-binomial."""
+    ps = np.clip(np.asarray(probabilities, dtype=float), 0.0, 1.0)
+    if len(ps) <= EXACT_UP_TO:
+        pmf = np.ones(1)
+        for p in ps:
+            pmf = np.convolve(pmf, [1.0 - p, p])
+        upper = float(pmf[wins:].sum())
+        lower = float(pmf[: wins + 1].sum())
+    else:
+        mean = float(ps.sum())
+        sd = math.sqrt(max(float((ps * (1 - ps)).sum()), 1e-12))
+        upper = 0.5 * math.erfc((wins - 0.5 - mean) / sd / math.sqrt(2))
+        lower = 0.5 * math.erfc((mean - wins - 0.5) / sd / math.sqrt(2))
+    return min(1.0, 2.0 * min(upper, lower))
+
+
+def session_suspicions(
+    votes: Iterable[DecisiveVote],
+    ratings: Mapping[str, float],
+    *,
+    alpha: float,
+    min_votes: int,
+) -> list[Suspicion]:
+    """The sessions to flag, each with its most improbable model. Votes between models without
+    a rating are left out of the test."""
+    trials: dict[str, dict[str, list[tuple[float, int]]]] = defaultdict(lambda: defaultdict(list))
+    for vote in votes:
+        if vote.winner not in ratings or vote.loser not in ratings:
+            continue
+        p_winner = win_probability(ratings[vote.winner], ratings[vote.loser])
+        by_model = trials[vote.session_hash]
+        by_model[vote.winner].append((p_winner, 1))
+        by_model[vote.loser].append((1.0 - p_winner, 0))
+    found = []
+    for session_hash, by_model in trials.items():
+        tested = {model: t for model, t in by_model.items() if len(t) >= min_votes}
+        worst: Suspicion | None = None
+        for model, model_trials in tested.items():
+            ps = [p for p, _ in model_trials]
+            wins = sum(won for _, won in model_trials)
+            p_value = two_sided_p_value(ps, wins)
+            if p_value * len(tested) < alpha and (worst is None or p_value < worst.p_value):
+                worst = Suspicion(
+                    session_hash, model, len(ps), wins, float(sum(ps)), p_value, len(tested)
+                )
+        if worst is not None:
+            found.append(worst)
+    return found
+
+
+@dataclass(frozen=True)
+class ScanOutcome:
+    sessions_tested: int
+    sessions_flagged: int
+    votes_excluded: int
+
+
+async def _decisive_votes(
+    session: AsyncSession, session_hashes: Sequence[str]
+) -> list[DecisiveVote]:
+    names = dict((await session.execute(select(Model.id, Model.name))).all())
+    found = []
+    for start in range(0, len(session_hashes), _BATCH):
+        rows = await session.execute(
+            select(Vote.session_hash, Vote.winner, Battle.model_a_id, Battle.model_b_id)
+            .join(Battle, Battle.id == Vote.battle_id)
+            .where(
+                Vote.session_hash.in_(session_hashes[start : start + _BATCH]),
+                Vote.winner.in_([Winner.model_a, Winner.model_b]),
+            )
+        )
+        for session_hash, winner, a_id, b_id in rows:
+            a, b = names[a_id], names[b_id]
+            won_a = winner == Winner.model_a
+            found.append(DecisiveVote(session_hash, a if won_a else b, b if won_a else a))
+    return found
+
+
+async def exclude_flagged_votes(session: AsyncSession) -> int:
+    """Keep every vote of a flagged session, marked and no longer counted."""
+    marked = 0
+    votes = await session.scalars(
+        select(Vote).where(
+            Vote.session_hash.in_(
+                select(FlaggedSession.session_hash).where(
+                    FlaggedSession.reason == SUSPICIOUS_SESSION
+                )
+            ),
+            cast(Vote.flags, Text).not_like(f'%"{SUSPICIOUS_SESSION}"%'),
+        )
+    )
+    for vote in votes:
+        vote.flags = sorted({*vote.flags, SUSPICIOUS_SESSION})
+        vote.counted = False
+        marked += 1
+    await session.flush()
+    return marked
+
+
+async def scan_sessions(
+    session: AsyncSession, *, settings: Settings, since: datetime | None = None
+) -> ScanOutcome:
+    """Test the sessions that voted since `since` (all when None) against the latest ratings."""
+    rated = await latest_ratings(session)
+    flagged = 0
+    tested: list[str] = []
+    if rated:
+        recent = select(Vote.session_hash).distinct()
+        if since is not None:
+            recent = recent.where(Vote.created_at >= since)
+        tested = list((await session.scalars(recent)).all())
+        already = set(
+            (
+                await session.scalars(
+                    select(FlaggedSession.session_hash).where(
+                        FlaggedSession.reason == SUSPICIOUS_SESSION
+                    )
+                )
+            ).all()
+        )
+        candidates = [s for s in tested if s not in already]
+        suspicions = session_suspicions(
+            await _decisive_votes(session, candidates),
+            {name: r.rating for name, r in rated.items()},
+            alpha=settings.rigging_alpha,
+            min_votes=settings.rigging_min_votes,
+        )
+        for suspicion in suspicions:
+            session.add(
+                FlaggedSession(
+                    session_hash=suspicion.session_hash,
+                    reason=SUSPICIOUS_SESSION,
+                    detail=suspicion.detail(),
+                    created_at=utcnow(),
+                )
+            )
+            log.warning("rigging scan: flagged a session: %s", suspicion.detail())
+        flagged = len(suspicions)
+        await session.flush()
+    excluded = await exclude_flagged_votes(session)
+    return ScanOutcome(
+        sessions_tested=len(tested), sessions_flagged=flagged, votes_excluded=excluded
+    )
+
+
+class RiggingScanner:
+    """Runs scan_sessions every `rigging_scan_seconds` in the background of a worker.
+
+    Each worker may scan; a scan is idempotent (a session is flagged once, a vote marked once),
+    so two workers at once cost time, not correctness."""
+
+    def __init__(self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.task: asyncio.Task[None] | None = None
+        self.last_scan_started: datetime | None = None
+
+    def start(self) -> None:
+        if self.settings.rigging_scan_seconds > 0:
+            self.task = asyncio.create_task(self._loop(), name="rigging-scan")
+
+    async def scan_once(self) -> ScanOutcome:
+        started = utcnow()
+        async with self.sessionmaker() as session, session.begin():
+            await begin_write(session)
+            outcome = await scan_sessions(
+                session, settings=self.settings, since=self.last_scan_started
+            )
+        self.last_scan_started = started
+        return outcome
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.rigging_scan_seconds)
+            try:
+                outcome = await self.scan_once()
+                if outcome.sessions_flagged or outcome.votes_excluded:
+                    log.info("rigging scan: %s", outcome)
+            except Exception:
+                log.exception("rigging scan failed; it runs again at the next interval")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            try:
+                await self.task
+            except asyncio.CancelledError:
+                pass

@@ -1,0 +1,127 @@
+"""The realised share of battles per model over the last 7 and 30 days, beside the planned share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from sqlalchemy import Integer, case, func, select, union_all
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from arena.battles.sampling import active_candidates, expected_shares
+from arena.config import Settings
+from arena.models import Battle, Model, ModelStatus, utcnow
+
+WINDOWS_DAYS: Final = (7, 30)
+
+
+@dataclass(frozen=True)
+class ModelSampling:
+    """One model's draws; shares are of all model slots in the window (two per battle), so
+    they sum to 1 over the models, and a model in every battle has share 0.5."""
+
+    name: str
+    organization: str
+    status: ModelStatus
+    sampling_weight: float
+    boosted: bool
+    expected_share: float | None  # None unless active
+    battles_7d: int
+    share_7d: float | None
+    battles_30d: int
+    share_30d: float | None
+    activated_at: datetime | None
+    paused_at: datetime | None
+    retired_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SamplingReport:
+    computed_at: datetime
+    battles_7d: int
+    battles_30d: int
+    new_model_vote_target: int
+    new_model_boost: float
+    models: list[ModelSampling]
+
+
+async def sampling_report(
+    session: AsyncSession, *, settings: Settings, now: datetime | None = None
+) -> SamplingReport:
+    """Every model that was ever approved (paused and retired ones too, with their dates)."""
+    now = now or utcnow()
+    week_ago, month_ago = now - timedelta(days=7), now - timedelta(days=30)
+    recent = select(Battle.model_a_id, Battle.model_b_id, Battle.created_at).where(
+        Battle.created_at >= month_ago
+    )
+    recent_sub = recent.subquery()
+    slots = union_all(
+        select(recent_sub.c.model_a_id.label("model_id"), recent_sub.c.created_at),
+        select(recent_sub.c.model_b_id.label("model_id"), recent_sub.c.created_at),
+    ).subquery()
+    counts = {
+        model_id: (int(week or 0), int(month or 0))
+        for model_id, week, month in await session.execute(
+            select(
+                slots.c.model_id,
+                func.sum(case((slots.c.created_at >= week_ago, 1), else_=0).cast(Integer)),
+                func.count(),
+            ).group_by(slots.c.model_id)
+        )
+    }
+    battles = {
+        days: int(
+            await session.scalar(
+                select(func.count())
+                .select_from(Battle)
+                .where(Battle.created_at >= now - timedelta(days=days))
+            )
+            or 0
+        )
+        for days in WINDOWS_DAYS
+    }
+    candidates = await active_candidates(session, settings=settings)
+    planned = dict(
+        zip(
+            [c.model_id for c in candidates],
+            expected_shares([c.weight for c in candidates]),
+            strict=True,
+        )
+    )
+    boosted = {c.model_id for c in candidates if c.boosted}
+    models = (
+        await session.scalars(
+            select(Model)
+            .where((Model.status != ModelStatus.pending) | Model.id.in_(list(counts)))
+            .order_by(Model.name)
+        )
+    ).all()
+    rows = []
+    for model in models:
+        week, month = counts.get(model.id, (0, 0))
+        rows.append(
+            ModelSampling(
+                name=model.name,
+                organization=model.organization,
+                status=model.status,
+                sampling_weight=model.sampling_weight,
+                boosted=model.id in boosted,
+                expected_share=planned.get(model.id),
+                battles_7d=week,
+                share_7d=week / (2 * battles[7]) if battles[7] else None,
+                battles_30d=month,
+                share_30d=month / (2 * battles[30]) if battles[30] else None,
+                activated_at=model.activated_at,
+                paused_at=model.paused_at,
+                retired_at=model.retired_at,
+            )
+        )
+    return SamplingReport(
+        computed_at=now,
+        battles_7d=battles[7],
+        battles_30d=battles[30],
+        new_model_vote_target=settings.new_model_vote_target,
+        new_model_boost=settings.new_model_boost,
+        models=rows,
+    )

@@ -1,0 +1,111 @@
+"""The operator's review: flagged sessions and excluded votes, behind the admin token."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from arena.models import Battle, BattleStatus, FlaggedSession, RatingSnapshot, Vote, Winner, utcnow
+from tests.conftest import Arena
+from tests.fake_upstream import FakeUpstream
+
+ADMIN = {"Authorization": "Bearer admin-token-for-tests-0123456789"}
+
+
+def test_flags_need_the_admin_token(arena: Arena) -> None:
+    with arena.client() as client:
+        assert client.get("/api/admin/flags").status_code == 401
+        wrong = client.get("/api/admin/flags", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        assert client.post("/api/admin/rigging-scan").status_code == 401
+        empty = client.get("/api/admin/flags", headers=ADMIN)
+    assert empty.status_code == 200
+    assert empty.json() == {
+        "counts": {
+            "total": 0,
+            "counted": 0,
+            "excluded": 0,
+            "by_reason": {},
+            "reasons": empty.json()["counts"]["reasons"],
+        },
+        "sessions": [],
+        "votes": [],
+        "next_before_id": None,
+    }
+
+
+def test_a_rigging_session_is_flagged_and_its_votes_excluded(
+    arena_factory: Callable[..., Arena], fake_upstream: FakeUpstream
+) -> None:
+    arena = arena_factory(rigging_min_votes=8, rigging_alpha=1e-4)
+    ids = {
+        name: arena.add_model(name, fake_upstream.base_url, "normal", organization="Org")
+        for name in ("strong", "middle", "weak")
+    }
+    now = utcnow()
+
+    async def seed(session: AsyncSession) -> None:
+        session.add(
+            RatingSnapshot(
+                method="bt",
+                category="all",
+                vote_set_hash="x",
+                n_votes=1000,
+                rows=[
+                    {"model": "strong", "rating": 1200.0, "votes": 400},
+                    {"model": "middle", "rating": 1000.0, "votes": 400},
+                    {"model": "weak", "rating": 800.0, "votes": 400},
+                ],
+            )
+        )
+        # "rigger" picks "weak" in all of its 12 battles; "honest" follows the ratings.
+        votes = [("rigger", "weak", opponent) for opponent in ["strong", "middle"] * 6]
+        votes += [("honest", "strong", "weak"), ("honest", "middle", "weak")] * 6
+        for n, (voter, winner, loser) in enumerate(votes):
+            battle_id = f"seeded-{n}"
+            session.add(
+                Battle(
+                    id=battle_id,
+                    model_a_id=ids[winner] if n % 2 else ids[loser],
+                    model_b_id=ids[loser] if n % 2 else ids[winner],
+                    session_hash=voter,
+                    status=BattleStatus.voted,
+                )
+            )
+            session.add(
+                Vote(
+                    battle_id=battle_id,
+                    winner=Winner.model_a if n % 2 else Winner.model_b,
+                    session_hash=voter,
+                    created_at=now,
+                    counted=True,
+                    flags=[],
+                )
+            )
+
+    arena.db(seed)
+    with arena.client() as client:
+        scan = client.post("/api/admin/rigging-scan", headers=ADMIN)
+        assert scan.status_code == 200, scan.text
+        assert scan.json() == {"sessions_tested": 2, "sessions_flagged": 1, "votes_excluded": 12}
+        again = client.post("/api/admin/rigging-scan", headers=ADMIN).json()
+        assert again["sessions_flagged"] == 0 and again["votes_excluded"] == 0
+        report = client.get("/api/admin/flags", headers=ADMIN, params={"limit": 5}).json()
+        public = client.get("/api/votes/counts").json()
+
+    assert [s["session_hash"] for s in report["sessions"]] == ["rigger"]
+    assert report["sessions"][0]["votes"] == 12
+    assert "weak won 12 of" in report["sessions"][0]["detail"]
+    assert len(report["votes"]) == 5 and report["next_before_id"] == report["votes"][-1]["vote_id"]
+    assert all(v["flags"] == ["suspicious_session"] for v in report["votes"])
+    assert public["counted"] == 12 and public["by_reason"] == {"suspicious_session": 12}
+
+    async def stored(session: AsyncSession) -> tuple[int, int, int]:
+        votes = list(await session.scalars(select(Vote)))
+        flagged = list(await session.scalars(select(FlaggedSession)))
+        return len(votes), sum(v.counted for v in votes), len(flagged)
+
+    # Nothing deleted: all 24 votes are still there, 12 counted, one flagged session.
+    assert arena.db(stored) == (24, 12, 1)

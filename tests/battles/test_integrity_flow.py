@@ -1,0 +1,131 @@
+"""Integrity through real HTTP: every vote is stored, flagged votes are kept but not counted."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from arena.models import Vote
+from tests.conftest import Arena
+from tests.fake_upstream import FakeUpstream
+from tests.sse import read_stream, start_battle
+
+
+def _battle_and_vote(visitor: httpx.Client, prompt: str = "Tell me a fact") -> httpx.Response:
+    battle_id = start_battle(visitor, prompt)
+    assert read_stream(visitor, battle_id).end["status"] == "ready"
+    return visitor.post(f"/api/battles/{battle_id}/vote", json={"winner": "model_a"})
+
+
+def _votes(arena: Arena) -> list[tuple[bool, list[str]]]:
+    async def work(session: AsyncSession) -> list[tuple[bool, list[str]]]:
+        rows = await session.scalars(select(Vote).order_by(Vote.id))
+        return [(v.counted, list(v.flags)) for v in rows]
+
+    return arena.db(work)
+
+
+def test_an_answer_naming_its_own_model_is_stored_but_not_counted(
+    arena_factory: Callable[..., Arena], fake_upstream: FakeUpstream
+) -> None:
+    arena = arena_factory(identity_aliases={"Alpha Labs": ["AlphaBot"]})
+    arena.add_model(
+        "alpha-7b", fake_upstream.base_url, "says:Hi, AlphaBot here.", organization="Alpha Labs"
+    )
+    arena.add_model("beta-13b", fake_upstream.base_url, "normal", organization="Beta Inc")
+    with arena.client() as visitor:
+        vote = _battle_and_vote(visitor)
+        # The visitor still gets the reveal: the exclusion is the operator's business.
+        assert vote.status_code == 200, vote.text
+        counts = visitor.get("/api/votes/counts").json()
+    assert _votes(arena) == [(False, ["identity_leak"])]
+    assert counts["total"] == 1 and counts["counted"] == 0 and counts["excluded"] == 1
+    assert counts["by_reason"] == {"identity_leak": 1}
+    assert "own model" in counts["reasons"]["identity_leak"]
+
+
+def test_a_prompt_past_the_duplicate_limit_is_not_counted(
+    arena_factory: Callable[..., Arena], fake_upstream: FakeUpstream
+) -> None:
+    arena = arena_factory(duplicate_prompt_limit=2)
+    arena.add_model("alpha", fake_upstream.base_url, "normal", organization="A")
+    arena.add_model("beta", fake_upstream.base_url, "normal", organization="B")
+    with arena.client() as visitor:
+        for prompt in ["Hi there", "hi   THERE", "Something else", " HI there\n"]:
+            assert _battle_and_vote(visitor, prompt).status_code == 200
+    assert _votes(arena) == [
+        (True, []),
+        (True, []),
+        (True, []),
+        (False, ["duplicate_prompt"]),
+    ]
+
+
+def test_a_vote_faster_than_reading_is_not_counted(
+    arena_factory: Callable[..., Arena], fake_upstream: FakeUpstream
+) -> None:
+    arena = arena_factory(min_vote_seconds=30.0, max_reading_seconds=60.0)
+    arena.add_model("alpha", fake_upstream.base_url, "normal", organization="A")
+    arena.add_model("beta", fake_upstream.base_url, "normal", organization="B")
+    with arena.client() as visitor:
+        assert _battle_and_vote(visitor).status_code == 200
+
+    async def seconds(session: AsyncSession) -> float | None:
+        vote = await session.scalar(select(Vote))
+        assert vote is not None
+        return vote.seconds_to_vote
+
+    assert _votes(arena) == [(False, ["too_fast"])]
+    taken = arena.db(seconds)
+    assert taken is not None and 0 <= taken < 30
+
+
+def test_rate_limits_answer_429_with_retry_after_and_flag_later_votes(
+    arena_factory: Callable[..., Arena], fake_upstream: FakeUpstream
+) -> None:
+    arena = arena_factory(battle_rate_limit="2/minute", vote_rate_limit="5/minute")
+    arena.add_model("alpha", fake_upstream.base_url, "normal", organization="A")
+    arena.add_model("beta", fake_upstream.base_url, "normal", organization="B")
+    with arena.client() as visitor, arena.client() as other:
+        first = start_battle(visitor, "one")
+        second = start_battle(visitor, "two")
+        refused = visitor.post("/api/battles", json={"prompt": "three"})
+        assert refused.status_code == 429
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        assert "Too many new battles from this browser session" in refused.json()["detail"]
+        assert "alpha" not in refused.text and "beta" not in refused.text
+        # Another session is not held back by this one.
+        assert _battle_and_vote(other).status_code == 200
+        read_stream(visitor, first)
+        read_stream(visitor, second)
+        # The refused session may still vote, but its votes in the next hour do not count.
+        assert visitor.post(f"/api/battles/{first}/vote", json={"winner": "tie"}).is_success
+    assert _votes(arena) == [(True, []), (False, ["rate_limited"])]
+
+
+def test_votes_and_addresses_have_limits_too(
+    arena_factory: Callable[..., Arena], fake_upstream: FakeUpstream
+) -> None:
+    arena = arena_factory(
+        battle_rate_limit="", battle_ip_rate_limit="3/minute", vote_rate_limit="1/minute"
+    )
+    arena.add_model("alpha", fake_upstream.base_url, "normal", organization="A")
+    arena.add_model("beta", fake_upstream.base_url, "normal", organization="B")
+    with arena.client() as visitor:
+        ids = [start_battle(visitor, f"question {i}") for i in range(3)]
+        for battle_id in ids[:2]:
+            read_stream(visitor, battle_id)
+        assert visitor.post(f"/api/battles/{ids[0]}/vote", json={"winner": "tie"}).is_success
+        again = visitor.post(f"/api/battles/{ids[1]}/vote", json={"winner": "tie"})
+        assert again.status_code == 429 and "Too many votes" in again.json()["detail"]
+        assert int(again.headers["retry-after"]) >= 1
+    with arena.client() as newcomer:
+        # Every test client shares 127.0.0.1: the address limit holds for a new session too.
+        blocked = newcomer.post("/api/battles", json={"prompt": "hello"})
+        assert blocked.status_code == 429
+        assert "your network address" in blocked.json()["detail"]
+    # Nothing was stored for the refused vote; the battle can still be voted on later.
+    assert len(_votes(arena)) == 1
