@@ -17,6 +17,8 @@ FailureKind = Literal["connect", "timeout", "status", "protocol", "too_large"]
 
 # Garbage that never produces text (empty events, keep-alives) is bounded too.
 _WIRE_BYTES_PER_ANSWER_BYTE = 40
+# How long the end of the body may take to follow [DONE] before the connection is dropped
+_DRAIN_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -284,11 +286,13 @@ async def _read_answer(
         )
     wire_cap = limits.max_answer_bytes * _WIRE_BYTES_PER_ANSWER_BYTE
     wire_bytes = 0
-    async for data in _sse_data(response):
+    events = _sse_data(response)
+    async for data in events:
         wire_bytes += len(data)
         if wire_bytes > wire_cap:
             raise _UpstreamFailure("too_large", f"stream exceeded {wire_cap} bytes on the wire")
         if data.strip() == "[DONE]":
+            await _drain(events)
             break
         try:
             payload = json.loads(data)
@@ -304,6 +308,18 @@ async def _read_answer(
             raise _UpstreamFailure("protocol", "stream ended before the answer finished")
     if answer.chunks == 0 and not answer.text:
         raise _UpstreamFailure("protocol", "the endpoint answered with no text")
+
+
+async def _drain(events: AsyncIterator[str]) -> None:
+    """Read what follows [DONE], normally only the end of the body: a response closed before its
+    end takes its connection with it, and the next call to the endpoint would pay a new TCP
+    (and TLS) handshake. A server that keeps the body open past a short grace loses it instead."""
+    try:
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for _ in events:
+                pass
+    except (TimeoutError, _UpstreamFailure, httpx.HTTPError):
+        pass
 
 
 async def _read_capped(response: httpx.Response, cap: int) -> bytes:

@@ -1,0 +1,90 @@
+"""Keep-alive to endpoints: a finished streamed answer hands its connection back to the pool."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+
+from arena.upstream.client import Answer, Endpoint, Limits, stream_chat
+
+
+def _chunk(payload: bytes) -> bytes:
+    return f"{len(payload):x}\r\n".encode() + payload + b"\r\n"
+
+
+def _event(text: str) -> bytes:
+    delta = {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+    return _chunk(f"data: {json.dumps(delta)}\n\n".encode())
+
+
+class CountingUpstream:
+    """Streams "hello world" then [DONE]; `linger` keeps the body open after [DONE]."""
+
+    def __init__(self, *, linger: bool) -> None:
+        self.linger = linger
+        self.connections = 0
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                await reader.readexactly(length)
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n"
+                    + _event("hello ")
+                    + _event("world")
+                    + _chunk(b"data: [DONE]\n\n")
+                )
+                if self.linger:
+                    await writer.drain()
+                    await asyncio.sleep(30)
+                writer.write(b"0\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+async def _three_answers(upstream: CountingUpstream) -> tuple[list[Answer], float]:
+    server = await asyncio.start_server(upstream, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    endpoint = Endpoint(base_url=f"http://127.0.0.1:{port}/v1", model="m")
+    started = time.perf_counter()
+    try:
+        async with httpx.AsyncClient() as client:
+            answers = [
+                await stream_chat(
+                    client, endpoint, [{"role": "user", "content": "hi"}], Limits(), lambda _: None
+                )
+                for _ in range(3)
+            ]
+    finally:
+        server.close()
+    return answers, time.perf_counter() - started
+
+
+def test_one_connection_serves_answer_after_answer() -> None:
+    upstream = CountingUpstream(linger=False)
+    answers, _ = asyncio.run(_three_answers(upstream))
+    assert [a.text for a in answers] == ["hello world"] * 3
+    assert all(a.ok for a in answers)
+    assert upstream.connections == 1
+
+
+def test_a_body_left_open_after_done_neither_fails_nor_stalls_the_answer() -> None:
+    upstream = CountingUpstream(linger=True)
+    answers, elapsed = asyncio.run(_three_answers(upstream))
+    assert [(a.text, a.ok) for a in answers] == [("hello world", True)] * 3
+    assert elapsed < 3 * 0.25 + 2  # the grace after [DONE], not the idle timeout
+    assert upstream.connections == 3
