@@ -45,6 +45,15 @@ def require(condition: bool, why: str) -> None:
     pytest.skip(why)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests last: once Playwright's sync API has started, it keeps an event loop running
+    in the main thread, and tests that run a loop of their own (asyncio.run) must come before."""
+    for item in items:
+        if "chromium" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+    items.sort(key=lambda item: "chromium" in getattr(item, "fixturenames", ()))
+
+
 # ---------------------------------------------------------------- databases
 
 
