@@ -136,5 +136,6 @@ def seed_ready_battles(
     return made
 
 
-def cookie_for(session_id: str) -> dict[str, str]:
-    return {SESSION_COOKIE: session_id}
+def cookie_header(session_id: str) -> dict[str, str]:
+    """The session cookie as a request header (httpx deprecates per-request cookie jars)."""
+    return {"Cookie": f"{SESSION_COOKIE}={session_id}"}
