@@ -11,6 +11,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from arena.leaderboard.downloads import ExportedVote, _json_line, _record
 from arena.models import Vote
 from tests.conftest import Arena
 from tests.leaderboard.conftest import (
@@ -191,3 +192,25 @@ def test_snapshot_scoped_export(rated_arena: Arena) -> None:
         f'attachment; filename="battles-snapshot-{snapshot["id"]}.jsonl"'
     )
     assert gone.status_code == 404 and "thinned out" in gone.json()["detail"]
+
+
+def test_json_lines_are_what_json_dumps_writes() -> None:
+    for vote in (
+        ExportedVote(
+            1, "b1", "alpha", "beta", "model_a", "judge_00ff", 1, "English", 1.5, True, False
+        ),
+        ExportedVote(
+            2,
+            "b2",
+            "a/b:c+d",
+            "x.y_z",
+            "tie (bothbad)",
+            "judge_1",
+            3,
+            '中文 "q" \\',
+            1.7e9 + 1e-6,
+            False,
+            True,
+        ),
+    ):
+        assert _json_line(vote) == json.dumps(_record(vote), ensure_ascii=False)
