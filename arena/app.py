@@ -23,6 +23,7 @@ from arena.battles.rigging import RiggingScanner
 from arena.battles.routes import router as battles_router
 from arena.config import Settings
 from arena.db import make_async_engine, make_sessionmaker
+from arena.error_responses import ERROR_RESPONSES
 from arena.errors import install_error_handlers
 from arena.leaderboard.background import RecomputeScheduler
 from arena.leaderboard.cache import PageCache
@@ -115,7 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         rigging_scanner.start()
         app.state.leaderboard_cache = PageCache()
         recompute = RecomputeScheduler(settings, engine)
-        recompute.start()
+        await recompute.start()
         try:
             yield
         finally:
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Anonymous battles between chat models, votes, ratings and open data.",
         version="0.1.0",
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,
     )
     install_error_handlers(app)
     install_security_headers(app)

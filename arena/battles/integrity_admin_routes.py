@@ -19,7 +19,7 @@ router = APIRouter(prefix="/api/admin", tags=["admin"], dependencies=[Depends(re
 async def flags(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> FlagsOut:
     """Flagged sessions and excluded votes with their reasons, newest first."""
     report = await integrity.flag_report(session, limit=limit, before_id=before_id)

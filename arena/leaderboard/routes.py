@@ -299,7 +299,9 @@ def _download_context(request: Request) -> tuple[async_sessionmaker[AsyncSession
 SnapshotQuery = Annotated[
     int | None,
     Query(
-        description="only the votes this snapshot was computed from (to re-rate it exactly)", ge=1
+        description="only the votes this snapshot was computed from (to re-rate it exactly)",
+        ge=1,
+        le=2**31 - 1,  # ids are 32-bit integers in PostgreSQL; a larger one is no snapshot
     ),
 ]
 
