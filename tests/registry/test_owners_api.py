@@ -58,7 +58,10 @@ def test_one_account_per_email(arena: Arena) -> None:
         "Bearer arena_not-a-real-token",
     ],
 )
-def test_owner_routes_need_a_valid_bearer_token(arena: Arena, header: str | None) -> None:
+def test_owner_routes_need_a_valid_bearer_token(
+    shared_arena_factory: Callable[..., Arena], header: str | None
+) -> None:
+    arena = shared_arena_factory(auth_failures_per_minute=1000)
     headers = {} if header is None else {"Authorization": header}
     with arena.client() as client:
         for method, path in [

@@ -92,15 +92,16 @@ def test_auto_approve_makes_registrations_active(
     ],
 )
 def test_a_failing_endpoint_is_refused_with_the_reason(
-    arena_factory: Callable[..., Arena],
+    shared_arena_factory: Callable[..., Arena],
     fake_upstream: FakeUpstream,
     upstream_model: str,
     field: str,
     words: str,
 ) -> None:
-    arena = arena_factory(probe_timeout=1.0)
+    arena = shared_arena_factory(probe_timeout=1.0, signups_per_hour=1000)
     with arena.client() as client:
-        answer = register(client, sign_up(client), fake_upstream.base_url, model=upstream_model)
+        token = sign_up(client, email=f"{upstream_model}@example.org")
+        answer = register(client, token, fake_upstream.base_url, model=upstream_model)
     assert answer.status_code == 422, answer.text
     detail = answer.json()["detail"]
     assert detail.startswith(f"{field}: ") and words in detail, detail

@@ -41,12 +41,16 @@ from tests.sse import read_stream, start_battle
     ],
 )
 def test_registration_refuses_internal_addresses(
-    arena_factory: Callable[..., Arena], fake_upstream: FakeUpstream, base_url: str, words: str
+    shared_arena_factory: Callable[..., Arena],
+    fake_upstream: FakeUpstream,
+    base_url: str,
+    words: str,
 ) -> None:
-    arena = arena_factory(allow_private_endpoints=False)
+    arena = shared_arena_factory(allow_private_endpoints=False, signups_per_hour=1000)
     before = len(fake_upstream.received)
     with arena.client() as client:
-        answer = register(client, sign_up(client), base_url.format(port=fake_upstream.port))
+        token = sign_up(client, email=f"{abs(hash(base_url))}@example.org")
+        answer = register(client, token, base_url.format(port=fake_upstream.port))
     assert answer.status_code == 422, answer.text
     detail = answer.json()["detail"]
     assert detail.startswith("base_url: ") and words in detail, detail

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -12,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Arena, make_settings, start_arena
+from tests.conftest import Arena
 from tests.fake_upstream import FakeUpstream
 from tests.registry.accounts import bearer, registration, sign_up
 
@@ -20,17 +18,11 @@ BASE = "http://127.0.0.1:9/v1"  # never reached: every case fails validation fir
 
 
 @pytest.fixture(scope="module")
-def checker(
-    sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Arena, str]]:
-    """One arena and one owner for the table of bad inputs (validation needs no fresh database)."""
-    folder = tmp_path_factory.mktemp("validation")
-    shutil.copyfile(sqlite_template, folder / "arena.db")
-    arena = start_arena(make_settings(f"sqlite:///{folder / 'arena.db'}", folder))
+def checker(shared_arena_factory: Callable[..., Arena]) -> tuple[Arena, str]:
+    """One arena and one owner for the tables of bad inputs."""
+    arena = shared_arena_factory(signups_per_hour=1000)
     with arena.client() as client:
-        token = sign_up(client)
-    yield arena, token
-    arena.server.stop()
+        return arena, sign_up(client, email="checker@example.org")
 
 
 @pytest.mark.parametrize(
