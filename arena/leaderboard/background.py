@@ -44,9 +44,16 @@ class RecomputeScheduler:
         self.last_seen_computed: datetime | None = None
         self.executor: ProcessPoolExecutor | None = None
         self.task: asyncio.Task[None] | None = None
+        self.first_due = False
         self.runs = 0
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Look at the votes once (so the counting starts from what exists now), then watch."""
+        try:
+            self.first_due = await self._due()
+        except Exception:
+            log.exception("recompute: the database did not answer at startup; checking again soon")
+            self.first_due = False
         self.task = asyncio.create_task(self._loop(), name="ratings-recompute")
 
     async def stop(self) -> None:
@@ -61,14 +68,16 @@ class RecomputeScheduler:
             await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=True)
 
     async def _loop(self) -> None:
+        due = self.first_due
         while True:
             try:
-                if await self._due():
+                if due or await self._due():
                     await self._recompute()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("recompute: the scheduler's check failed; trying again shortly")
+            due = False
             await asyncio.sleep(self.poll_seconds)
 
     async def _due(self) -> bool:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import delete, insert, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -78,10 +78,3 @@ def hold_job_lock(
     else:
         with _lease_row(engine, name, lease) as got:
             yield got
-
-
-def lease_holder(engine: Engine, name: str) -> str | None:
-    """Who holds the lease row of `name`, if anyone (for operators and tests)."""
-    with engine.connect() as conn:
-        holder = conn.scalar(select(JobLock.holder).where(JobLock.name == name))
-    return None if holder is None else str(holder)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -17,7 +16,6 @@ from arena.leaderboard.snapshots import (
     BT,
     FIXED_CATEGORIES,
     LANGUAGE_PREFIX,
-    category_label,
     snapshot_methods,
 )
 from arena.models import Model, ModelStatus, ModelStatusEvent, RatingSnapshot, Vote
@@ -403,14 +401,6 @@ async def model_view(
         vote_share=vote_share,
         extras=extras,
     )
-
-
-def category_choices(categories: list[str]) -> list[tuple[str, str]]:
-    return [(c, category_label(c)) for c in categories]
-
-
-def finite_or_none(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else value
 
 
 async def export_scope(session: AsyncSession, *, snapshot_id: int | None) -> ExportScope:
