@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 
 HOST = "127.0.0.1"
 
@@ -243,7 +244,12 @@ async def _load(mode: str, port: int, slots: int, battles: int, spread: float) -
                     sample = await _arena_battle(conns[0], cookie, prompt)
                 else:
                     sample = await _direct_battle(conns, prompt)
-            except (RuntimeError, OSError, ValueError, asyncio.IncompleteReadError) as exc:
+            except (
+                RuntimeError,
+                OSError,
+                ValueError,
+                asyncio.IncompleteReadError,
+            ) as exc:
                 failures.append(f"{type(exc).__name__}: {exc}"[:300])
                 for conn in conns:
                     conn.close()
@@ -314,6 +320,32 @@ def _process(
             process.wait()
 
 
+@contextmanager
+def _database(postgresql: str | None, folder: Path) -> Iterator[str]:
+    """A SQLite file in `folder`, or a throwaway database on the given PostgreSQL server."""
+    if not postgresql:
+        yield f"sqlite:///{folder / 'arena.db'}"
+        return
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from arena.db import make_sync_engine
+
+    server = make_url(postgresql)
+    if server.host not in (HOST, "localhost"):
+        raise SystemExit("--postgresql: this benchmark only talks to 127.0.0.1")
+    name = f"arena_bench_{os.getpid()}"
+    admin = make_sync_engine(postgresql).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def _register_models(database_url: str, secret_key: str, upstream_port: int) -> None:
     from arena import migrate
     from arena.config import Settings
@@ -343,7 +375,15 @@ def _register_models(database_url: str, secret_key: str, upstream_port: int) -> 
 
 
 def _client(mode: str, port: int, slots: int, battles: int, spread: float) -> dict[str, Any]:
-    args = [sys.executable, __file__, "client", mode, str(port), str(slots), str(battles)]
+    args = [
+        sys.executable,
+        __file__,
+        "client",
+        mode,
+        str(port),
+        str(slots),
+        str(battles),
+    ]
     done = subprocess.run([*args, str(spread)], capture_output=True, check=False, timeout=900)
     if done.returncode != 0:
         raise SystemExit(f"the {mode} client failed:\n{done.stderr.decode()[-3000:]}")
@@ -365,6 +405,12 @@ def main() -> None:
     parser.add_argument(
         "--battles-alone", type=int, default=40, help="counted battles at concurrency 1"
     )
+    parser.add_argument(
+        "--postgresql",
+        metavar="URL",
+        help="a PostgreSQL server on 127.0.0.1 (e.g. postgresql://postgres@127.0.0.1:5432/postgres)"
+        " to use instead of SQLite; a throwaway database is created on it and dropped",
+    )
     options = parser.parse_args()
     levels = [int(x) for x in options.levels.split(",")]
     pace = options.pace_ms / 1000
@@ -372,8 +418,10 @@ def main() -> None:
 
     from cryptography.fernet import Fernet
 
-    with tempfile.TemporaryDirectory(prefix="arena-bench-") as folder:
-        database_url = f"sqlite:///{Path(folder) / 'arena.db'}"
+    with (
+        tempfile.TemporaryDirectory(prefix="arena-bench-") as folder,
+        _database(options.postgresql, Path(folder)) as database_url,
+    ):
         secret_key = Fernet.generate_key().decode()
         upstream_port, arena_port = free_port(), free_port()
         _register_models(database_url, secret_key, upstream_port)
@@ -390,10 +438,16 @@ def main() -> None:
             "ARENA_BATTLE_IP_RATE_LIMIT": "",
         }
         upstream_args = [sys.executable, __file__, "upstream", str(upstream_port)]
-        arena_args = [sys.executable, "-c", "from arena.cli import main; main()", "serve"]
+        arena_args = [
+            sys.executable,
+            "-c",
+            "from arena.cli import main; main()",
+            "serve",
+        ]
         with (
             _process(
-                [*upstream_args, str(options.tokens), str(pace)], Path(folder) / "upstream.log"
+                [*upstream_args, str(options.tokens), str(pace)],
+                Path(folder) / "upstream.log",
             ) as upstream,
             _process(arena_args, Path(folder) / "arena.log", env=env) as arena,
         ):
@@ -401,7 +455,8 @@ def main() -> None:
             _wait_listening(arena_port, arena, "the arena")
             print(
                 f"upstream: {options.tokens} tokens, {options.pace_ms:g} ms apart "
-                f"(first after {options.pace_ms:g} ms); arena: one uvicorn worker, SQLite"
+                f"(first after {options.pace_ms:g} ms); arena: one uvicorn worker, "
+                + ("PostgreSQL" if options.postgresql else "SQLite")
             )
             header = (
                 f"{'battles':>7} {'n':>5}  {'':5} {'direct p50':>10} {'arena p50':>9} "
@@ -410,11 +465,26 @@ def main() -> None:
             )
             print(header)
             verdict = None
+            arena_process = psutil.Process(arena.pid)
+            notes: list[str] = []
             for level in levels:
                 battles = options.battles_alone if level == 1 else options.battles
                 spread = answer_seconds
                 direct = _client("direct", upstream_port, level, battles, spread)
+                cpu_before, wall_before = arena_process.cpu_times(), time.monotonic()
                 through = _client("arena", arena_port, level, battles, spread)
+                cpu_after, wall = (
+                    arena_process.cpu_times(),
+                    time.monotonic() - wall_before,
+                )
+                busy = cpu_after.user + cpu_after.system - cpu_before.user - cpu_before.system
+                done = len(through["first_ms"]) + level  # with the warm-up battles
+                notes.append(
+                    f"{level:>4} battles: arena worker busy {busy / wall:.0%} of one core, "
+                    f"{busy / done * 1000:.0f} ms CPU per battle; failed battles: "
+                    f"arena {len(through['failures'])}, direct {len(direct['failures'])}"
+                    + (f" (first: {through['failures'][0]})" if through["failures"] else "")
+                )
                 for key, label in (("first_ms", "first"), ("last_ms", "last")):
                     d50, d99 = _percentiles(direct[key])
                     a50, a99 = _percentiles(through[key])
@@ -426,6 +496,8 @@ def main() -> None:
                     if level == 200 and key == "first_ms":
                         verdict = a99 - d99
             print("(ms; added = arena - direct at the same percentile; ratio = arena / direct)")
+            for note in notes:
+                print(note)
             if verdict is not None:
                 met = "met" if verdict <= 5 else "MISSED"
                 print(
