@@ -51,37 +51,45 @@ LANGUAGE_SHARES = [0.55, 0.12, 0.09, 0.08, 0.07, 0.05, 0.04]
 # ---------------------------------------------------------------- the load client
 
 
+async def _read_response(reader: asyncio.StreamReader) -> bytes:
+    """Read one response (Content-Length or chunked body); return its status code, as bytes."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = lines[0].split(b" ", 2)[1]
+    length = -1
+    chunked = False
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+    if chunked:
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            await reader.readexactly(size + 2)
+            if size == 0:
+                break
+    elif length > 0:
+        await reader.readexactly(length)
+    return status
+
+
 async def _one_connection(
-    port: int, request: bytes, stop_at: float, latencies: list[float], errors: list[str]
-) -> None:
+    port: int, request: bytes, warm_until: float, stop_at: float, latencies: list[float],
+    errors: list[str],
+) -> None:  # fmt: skip
+    """Requests back to back on one keep-alive connection; only those after warm_until count."""
     reader, writer = await asyncio.open_connection(HOST, port)
     try:
-        while time.perf_counter() < stop_at:
-            started = time.perf_counter()
+        while (started := time.perf_counter()) < stop_at:
             writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.split(b"\r\n")
-            status = lines[0].split(b" ", 2)[1]
-            length = -1
-            chunked = False
-            for line in lines[1:]:
-                name, _, value = line.partition(b":")
-                name = name.strip().lower()
-                if name == b"content-length":
-                    length = int(value)
-                elif name == b"transfer-encoding" and b"chunked" in value.lower():
-                    chunked = True
-            if chunked:
-                while True:
-                    size = int((await reader.readuntil(b"\r\n")).strip(), 16)
-                    await reader.readexactly(size + 2)
-                    if size == 0:
-                        break
-            elif length > 0:
-                await reader.readexactly(length)
-            latencies.append(time.perf_counter() - started)
-            if status != b"200":
-                errors.append(status.decode())
+            status = await _read_response(reader)
+            if started >= warm_until:
+                latencies.append(time.perf_counter() - started)
+                if status != b"200":
+                    errors.append(status.decode())
     finally:
         writer.close()
 
@@ -91,32 +99,25 @@ async def _load(port: int, path: str, concurrency: int, seconds: float) -> dict[
         f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nAccept-Encoding: gzip\r\n"
         "User-Agent: arena-bench\r\n\r\n"
     ).encode()
-    warm: list[float] = []
-    ignored: list[str] = []
-    # Warm-up: open every connection and fill the caches; not counted.
-    await asyncio.gather(
-        *(
-            _one_connection(port, request, time.perf_counter() + 1.0, warm, ignored)
-            for _ in range(concurrency)
-        )
-    )
     latencies: list[float] = []
     errors: list[str] = []
-    started = time.perf_counter()
+    # The first two seconds open the connections and fill the caches; they are not counted.
+    warm_until = time.perf_counter() + 2.0
+    stop_at = warm_until + seconds
     await asyncio.gather(
         *(
-            _one_connection(port, request, started + seconds, latencies, errors)
+            _one_connection(port, request, warm_until, stop_at, latencies, errors)
             for _ in range(concurrency)
         )
     )
-    elapsed = time.perf_counter() - started
     return {
         "path": path,
         "requests": len(latencies),
-        "seconds": elapsed,
+        "seconds": time.perf_counter() - warm_until,
         "errors": len(errors),
         "p50_ms": float(np.percentile(latencies, 50) * 1000) if latencies else None,
         "p99_ms": float(np.percentile(latencies, 99) * 1000) if latencies else None,
+        "max_ms": float(max(latencies) * 1000) if latencies else None,
     }
 
 

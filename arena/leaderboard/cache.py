@@ -75,15 +75,33 @@ class PageCache:
         self._generation: Hashable = None
         self._generation_checked = -float("inf")
         self._generation_lock = asyncio.Lock()
+        self._generation_known = False
+        self._generation_refreshing = False
 
     async def generation(self, fetch: Callable[[], Awaitable[Hashable]]) -> Hashable:
-        """The data generation, asked of the database at most once per generation_seconds."""
+        """The data generation, asked of the database at most once per generation_seconds.
+
+        While one request asks, the others go on with the generation known so far: queueing them
+        all behind a lock would serialise every request of the worker, one per loop turn, and
+        the queue refills faster than it drains under load (a lock convoy).
+        """
         if time.monotonic() - self._generation_checked < self.generation_seconds:
             return self._generation
-        async with self._generation_lock:
-            if time.monotonic() - self._generation_checked >= self.generation_seconds:
-                self._generation = await fetch()
-                self._generation_checked = time.monotonic()
+        if not self._generation_known:
+            async with self._generation_lock:  # only until the very first answer
+                if not self._generation_known:
+                    self._generation = await fetch()
+                    self._generation_checked = time.monotonic()
+                    self._generation_known = True
+            return self._generation
+        if self._generation_refreshing:
+            return self._generation
+        self._generation_refreshing = True
+        try:
+            self._generation = await fetch()
+            self._generation_checked = time.monotonic()
+        finally:
+            self._generation_refreshing = False
         return self._generation
 
     def _fresh(self, key: Hashable, generation: Hashable) -> Rendered | None:
