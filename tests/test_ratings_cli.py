@@ -29,7 +29,7 @@ def battles_file(tmp_path: Path) -> Path:
 
 
 def test_json_output_and_dropped_count(battles_file: Path) -> None:
-    result = runner.invoke(ratings_app, ["--battles", str(battles_file), "--format", "json"])
+    result = runner.invoke(ratings_app, ["compute", "--battles", str(battles_file), "--format", "json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["n_battles"] == 1190
@@ -40,7 +40,7 @@ def test_json_output_and_dropped_count(battles_file: Path) -> None:
 
 def test_elo_csv_has_empty_intervals(battles_file: Path) -> None:
     result = runner.invoke(
-        ratings_app, ["--battles", str(battles_file), "--method", "elo", "--format", "csv"]
+        ratings_app, ["compute", "--battles", str(battles_file), "--method", "elo", "--format", "csv"]
     )
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
@@ -50,7 +50,7 @@ def test_elo_csv_has_empty_intervals(battles_file: Path) -> None:
 
 
 def test_bootstrap_anchor_and_table(battles_file: Path) -> None:
-    args = ["--battles", str(battles_file), "--bootstrap", "30", "--seed", "3"]
+    args = ["compute", "--battles", str(battles_file), "--bootstrap", "30", "--seed", "3"]
     first = runner.invoke(ratings_app, [*args, "--format", "json", "--anchor", "model-02=1114"])
     second = runner.invoke(ratings_app, [*args, "--format", "json", "--anchor", "model-02=1114"])
     assert first.exit_code == 0, first.output
@@ -67,13 +67,13 @@ def test_bootstrap_anchor_and_table(battles_file: Path) -> None:
 def test_errors_are_one_clear_line(tmp_path: Path, battles_file: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"model_a": "x", "model_b": "y", "winner": "draw"}\n')
-    result = runner.invoke(ratings_app, ["--battles", str(bad)])
+    result = runner.invoke(ratings_app, ["compute", "--battles", str(bad)])
     assert result.exit_code == 2
     assert "winner must be one of" in result.stderr
-    result = runner.invoke(ratings_app, ["--battles", str(battles_file), "--anchor", "nobody"])
+    result = runner.invoke(ratings_app, ["compute", "--battles", str(battles_file), "--anchor", "nobody"])
     assert result.exit_code == 2
     assert "MODEL=RATING" in result.stderr
-    result = runner.invoke(ratings_app, ["--battles", str(battles_file), "--category", "coding"])
+    result = runner.invoke(ratings_app, ["compute", "--battles", str(battles_file), "--category", "coding"])
     assert result.exit_code == 2
     assert "needs the text" in result.stderr
 
@@ -91,7 +91,7 @@ def test_counted_votes_from_the_database(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("ARENA_DATABASE_URL", url)
     engine = make_sync_engine(url)
     Base.metadata.create_all(engine)
-    empty = runner.invoke(ratings_app, [])
+    empty = runner.invoke(ratings_app, ["compute"])
     assert empty.exit_code == 2
     assert "no counted votes" in empty.stderr
 
@@ -130,7 +130,7 @@ def test_counted_votes_from_the_database(tmp_path: Path, monkeypatch: pytest.Mon
         session.commit()
     engine.dispose()
 
-    result = runner.invoke(ratings_app, ["--method", "elo", "--format", "json"])
+    result = runner.invoke(ratings_app, ["compute", "--method", "elo", "--format", "json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["n_battles"] == 5

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final
+from typing import Any, Final, Protocol
 
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -156,7 +156,28 @@ def reading_seconds(answer_chars: int, checks: VoteChecks) -> float:
     return max(checks.min_vote_seconds, skim)
 
 
-def vote_flags(battle: Battle, *, now: datetime, checks: VoteChecks | None) -> list[str]:
+class VotedBattle(Protocol):
+    """What the vote-time checks read of a battle (a Battle row, or BattleTiming)."""
+
+    @property
+    def flags(self) -> list[Any]: ...
+    @property
+    def answer_chars(self) -> int: ...
+    @property
+    def stream_started_at(self) -> datetime | None: ...
+    @property
+    def ready_at(self) -> datetime | None: ...
+
+
+@dataclass(frozen=True)
+class BattleTiming:
+    flags: list[Any]
+    answer_chars: int
+    stream_started_at: datetime | None
+    ready_at: datetime | None
+
+
+def vote_flags(battle: VotedBattle, *, now: datetime, checks: VoteChecks | None) -> list[str]:
     flags = [str(flag) for flag in battle.flags]
     if checks is not None:
         # The answers are read while they stream, so the clock starts with the stream.

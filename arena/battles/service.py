@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +15,7 @@ from arena.battles.sampling import active_candidates, draw_pair
 from arena.battles.schemas import BattleOut, MessageOut, Reveal, RevealedModel
 from arena.config import Settings
 from arena.errors import (
+    ArenaError,
     BattleFailed,
     BattleNotFound,
     BattleNotReady,
@@ -238,13 +239,30 @@ async def finish_turn(
     return ok
 
 
+async def _reveal_models(session: AsyncSession, model_a_id: int, model_b_id: int) -> Reveal:
+    # One query for both sides: the vote path counts its round trips.
+    found = {
+        model_id: RevealedModel(name=name, organization=organization)
+        for model_id, name, organization in await session.execute(
+            select(Model.id, Model.name, Model.organization).where(
+                Model.id.in_([model_a_id, model_b_id])
+            )
+        )
+    }
+    return Reveal(model_a=found[model_a_id], model_b=found[model_b_id])
+
+
 async def _reveal(session: AsyncSession, battle: Battle) -> Reveal:
-    a = await session.get_one(Model, battle.model_a_id)
-    b = await session.get_one(Model, battle.model_b_id)
-    return Reveal(
-        model_a=RevealedModel(name=a.name, organization=a.organization),
-        model_b=RevealedModel(name=b.name, organization=b.organization),
-    )
+    return await _reveal_models(session, battle.model_a_id, battle.model_b_id)
+
+
+async def _why_not_votable(session: AsyncSession, battle_id: str, visitor: Visitor) -> ArenaError:
+    battle = await owned_battle(session, battle_id, visitor)
+    if battle.status == BattleStatus.failed:
+        return BattleFailed()
+    if battle.status in (BattleStatus.pending, BattleStatus.streaming):
+        return BattleNotReady("Wait until both answers have finished, then vote.")
+    return VoteAlreadyCast()
 
 
 async def cast_vote(
@@ -255,41 +273,54 @@ async def cast_vote(
     visitor: Visitor,
     checks: integrity.VoteChecks | None = None,
 ) -> Reveal:
-    battle = await owned_battle(session, battle_id, visitor)
-    if battle.status == BattleStatus.voted:
-        raise VoteAlreadyCast()
-    if battle.status == BattleStatus.failed:
-        raise BattleFailed()
-    if battle.status != BattleStatus.ready:
-        raise BattleNotReady("Wait until both answers have finished, then vote.")
-    settled = await session.execute(
-        update(Battle)
-        .where(Battle.id == battle.id, Battle.status == BattleStatus.ready)
-        .values(status=BattleStatus.voted)
-    )
-    if settled.rowcount != 1:  # type: ignore[attr-defined]
-        raise VoteAlreadyCast()
-    now = datetime.now(UTC)
-    ready_at = battle.ready_at
-    # Every vote is stored; the reasons it does not count are kept with it.
-    flags = integrity.vote_flags(battle, now=now, checks=checks)
-    session.add(
-        Vote(
-            battle_id=battle.id,
-            winner=winner,
-            session_hash=visitor.session_hash,
-            ip_hash=visitor.ip_hash,
-            created_at=now,
-            seconds_to_vote=(now - ready_at).total_seconds() if ready_at else None,
-            counted=not flags,
-            flags=flags,
+    # The common case in one statement: settle the battle if it is this visitor's and ready.
+    # Only when that fails is the battle read again, to say why.
+    settled = (
+        await session.execute(
+            update(Battle)
+            .where(
+                Battle.id == battle_id,
+                Battle.session_hash == visitor.session_hash,
+                Battle.status == BattleStatus.ready,
+            )
+            .values(status=BattleStatus.voted)
+            .returning(
+                Battle.model_a_id,
+                Battle.model_b_id,
+                Battle.flags,
+                Battle.answer_chars,
+                Battle.stream_started_at,
+                Battle.ready_at,
+            )
+            .execution_options(synchronize_session=False)
         )
+    ).one_or_none()
+    if settled is None:
+        raise await _why_not_votable(session, battle_id, visitor)
+    model_a_id, model_b_id, battle_flags, answer_chars, stream_started_at, ready_at = settled
+    now = datetime.now(UTC)
+    # Every vote is stored; the reasons it does not count are kept with it.
+    flags = integrity.vote_flags(
+        integrity.BattleTiming(battle_flags, answer_chars, stream_started_at, ready_at),
+        now=now,
+        checks=checks,
     )
     try:
-        await session.flush()
+        await session.execute(
+            insert(Vote).values(
+                battle_id=battle_id,
+                winner=winner,
+                session_hash=visitor.session_hash,
+                ip_hash=visitor.ip_hash,
+                created_at=now,
+                seconds_to_vote=(now - ready_at).total_seconds() if ready_at else None,
+                counted=not flags,
+                flags=flags,
+            )
+        )
     except IntegrityError:
         raise VoteAlreadyCast() from None
-    return await _reveal(session, battle)
+    return await _reveal_models(session, model_a_id, model_b_id)
 
 
 async def battle_view(session: AsyncSession, *, battle_id: str, visitor: Visitor) -> BattleOut:

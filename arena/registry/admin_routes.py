@@ -60,9 +60,8 @@ async def _with_owner_email(session: SessionDep, model: Model) -> ModelOut:
 @router.get("/models")
 async def list_models(session: SessionDep, status: ModelStatus | None = None) -> list[ModelOut]:
     models = await registry.list_models(session, status=status)
-    emails = {
-        owner_id: email
-        for owner_id, email in (await session.execute(select(Owner.id, Owner.email))).all()
+    emails: dict[int, str] = {
+        row.id: row.email for row in await session.execute(select(Owner.id, Owner.email))
     }
     return [
         model_out(m, owner_email=emails.get(m.owner_id) if m.owner_id else None) for m in models
