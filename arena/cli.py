@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,6 +40,19 @@ console = Console()
 err_console = Console(stderr=True)
 
 T = TypeVar("T")
+
+
+@app.callback()
+def check_settings() -> None:
+    """A self-hostable chatbot arena."""
+    # Every command reads the settings; a bad one is named once, before any work starts.
+    try:
+        Settings()
+    except ValidationError as exc:
+        for problem in exc.errors():
+            name = "ARENA_" + "_".join(str(part) for part in problem["loc"]).upper()
+            err_console.print(f"[red]error:[/red] {name}: {problem['msg']}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 def _in_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
