@@ -205,27 +205,42 @@ async def finish_turn(
     session: AsyncSession, *, plan: TurnPlan, answers: dict[Side, Answer]
 ) -> bool:
     """Store both answers and settle the battle: ready if both answered, failed otherwise."""
+    rows = []
+    outcomes: list[tuple[int, bool]] = []
     for side, side_plan in ((Side.a, plan.a), (Side.b, plan.b)):
         answer = answers[side]
         failure = answer.failure
-        session.add(
-            Message(
-                battle_id=plan.battle_id,
-                turn=plan.turn,
-                side=side,
-                content=answer.text,
-                finish_reason=answer.finish_reason if failure is None else None,
-                error=None if failure is None else f"{failure.kind}: {failure.detail}"[:10_000],
-                first_token_ms=answer.first_token_ms,
-                duration_ms=answer.duration_ms,
-                output_chunks=answer.chunks,
+        rows.append(
+            {
+                "battle_id": plan.battle_id,
+                "turn": plan.turn,
+                "side": side,
+                "content": answer.text,
+                "finish_reason": answer.finish_reason if failure is None else None,
+                "error": None if failure is None else f"{failure.kind}: {failure.detail}"[:10_000],
+                "first_token_ms": answer.first_token_ms,
+                "duration_ms": answer.duration_ms,
+                "output_chunks": answer.chunks,
+            }
+        )
+        outcomes.append((side_plan.model_id, failure is None))
+    await session.execute(insert(Message), rows)
+    # A model's row is written only when its count of consecutive failures changes, and the
+    # rows in ascending id order: two battles of the same pair on opposite sides, finishing
+    # together, once took the two row locks in opposite orders and deadlocked on PostgreSQL.
+    for model_id, answered in sorted(outcomes):
+        if answered:
+            reset = update(Model).where(Model.id == model_id, Model.consecutive_failures != 0)
+            await session.execute(
+                reset.values(consecutive_failures=0).execution_options(synchronize_session=False)
             )
-        )
-        await session.execute(
-            update(Model)
-            .where(Model.id == side_plan.model_id)
-            .values(consecutive_failures=0 if failure is None else Model.consecutive_failures + 1)
-        )
+        else:
+            await session.execute(
+                update(Model)
+                .where(Model.id == model_id)
+                .values(consecutive_failures=Model.consecutive_failures + 1)
+                .execution_options(synchronize_session=False)
+            )
     ok = all(answer.ok for answer in answers.values())
     await session.execute(
         update(Battle)
@@ -234,8 +249,8 @@ async def finish_turn(
             status=BattleStatus.ready if ok else BattleStatus.failed,
             ready_at=utcnow() if ok else None,
         )
+        .execution_options(synchronize_session=False)
     )
-    await session.flush()
     return ok
 
 
