@@ -221,11 +221,23 @@ def models_list(
     console.print(table)
 
 
+# What the owner reads in its stats when the operator gave no --reason
+_DEFAULT_REASONS = {
+    ModelStatus.paused: "paused by the operator",
+    ModelStatus.active: "resumed by the operator",
+    ModelStatus.retired: "retired by the operator",
+}
+
+
 def _change_status(name: str, status: ModelStatus, reason: str) -> None:
     async def work(session: AsyncSession) -> Model:
         model = await registry.model_by_name(session, name)
         return await registry.set_status(
-            session, model=model, status=status, reason=reason, actor="cli"
+            session,
+            model=model,
+            status=status,
+            reason=reason or _DEFAULT_REASONS.get(status, ""),
+            actor="cli",
         )
 
     changed = _in_session(Settings(), work)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from html import unescape
 
+import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from arena.models import ModelStatus
+from arena.models import ModelStatus, RatingSnapshot
 from arena.registry import service as registry
 from tests.conftest import Arena
 from tests.leaderboard.conftest import (
@@ -203,3 +206,55 @@ def test_pages_follow_a_new_snapshot(rated_arena: Arena) -> None:
         page = client.get("/leaderboard")
     assert after["snapshot"]["id"] != before and after["n_battles"] == 403
     assert page.headers["x-arena-snapshot-id"] == str(after["snapshot"]["id"])
+
+
+def test_model_page_draws_the_rating_over_time(rated_arena: Arena) -> None:
+    """An older snapshot (a day back, beyond the thinning of recent history) and the current
+    one: the model page draws the line between them."""
+
+    async def older(session: AsyncSession) -> None:
+        current = await session.scalar(
+            select(RatingSnapshot)
+            .where(RatingSnapshot.method == "bt", RatingSnapshot.category == "all")
+            .order_by(RatingSnapshot.computed_at.desc())
+            .limit(1)
+        )
+        assert current is not None
+        rows = [{**r, "rating": r["rating"] - 25.0} for r in current.rows]
+        session.add(
+            RatingSnapshot(
+                computed_at=current.computed_at - timedelta(days=1),
+                method="bt",
+                category="all",
+                params=current.params,
+                vote_set_hash="an-older-vote-set",
+                n_votes=current.n_votes - 50,
+                rows=rows,
+            )
+        )
+
+    rated_arena.db(older)
+    with rated_arena.client() as client:
+        page = client.get("/models/gamma-7b").text
+        history = client.get("/api/leaderboard/models/gamma-7b").json()["history"]
+    assert len(history) == 2 and history[0]["at"] < history[1]["at"]
+    assert history[1]["rating"] - history[0]["rating"] == pytest.approx(25.0)
+    assert "Rating over time" in _text(page)
+    assert re.search(r'id="plot-history">.*?<svg[^>]*role="img"', page, re.S)
+
+
+def test_paused_models_show_since_when(rated_arena: Arena) -> None:
+    async def pause(session: AsyncSession) -> None:
+        model = await registry.model_by_name(session, "beta-chat")
+        await registry.set_status(
+            session, model=model, status=ModelStatus.paused, reason="maintenance", actor="test"
+        )
+
+    rated_arena.db(pause)
+    with rated_arena.client() as client:
+        text = _text(client.get("/leaderboard").text)
+        row = next(
+            m for m in client.get("/api/leaderboard").json()["models"] if m["model"] == "beta-chat"
+        )
+    assert row["status"] == "paused" and row["paused_at"]
+    assert re.search(r"beta-chat .*? paused since \d{4}-\d\d-\d\d", text)

@@ -129,11 +129,35 @@ def test_operator_cli(
     with arena.client() as client:
         assert client.get("/api/owners/me", headers=bearer(fresh)).status_code == 200
 
+    # Pause, resume and retire from the CLI: each reason is kept and shown to the owner, and a
+    # model the operator paused stays paused until the operator resumes it.
+    assert "ada-7b is now paused" in _cli(
+        ["models", "pause", "ada-7b", "--reason", "answers in Klingon"], arena, tmp_path
+    )
+    with arena.client() as client:
+        mine = client.get("/api/models/ada-7b", headers=bearer(fresh)).json()
+        assert mine["status_reason"] == "answers in Klingon"
+        refused = client.post("/api/models/ada-7b/resume", headers=bearer(fresh))
+        assert refused.status_code == 403 and "answers in Klingon" in refused.json()["detail"]
+    assert "ada-7b is now active" in _cli(["models", "resume", "ada-7b"], arena, tmp_path)
+    assert "ada-7b is now retired" in _cli(
+        ["models", "retire", "ada-7b", "--reason", "superseded by ada-8b"], arena, tmp_path
+    )
+    with arena.client() as client:
+        events = client.get("/api/models/ada-7b/stats", headers=bearer(fresh)).json()["events"]
+    assert [(e["status"], e["actor"], e["reason"]) for e in events[:4]] == [
+        ("retired", "cli", "superseded by ada-8b"),
+        ("active", "cli", "resumed by the operator"),
+        ("paused", "cli", "answers in Klingon"),
+        ("active", "cli", "looks good"),
+    ]
+    assert "retired" in _cli(["models", "list"], arena, tmp_path)
+
     wrong = CliRunner().invoke(
         cli,
         ["models", "approve", "ada-7b"],
         env={"ARENA_DATABASE_URL": arena.settings.database_url},
     )
-    assert wrong.exit_code == 2 and "only a pending model" in wrong.output
+    assert wrong.exit_code == 2 and "only a pending model" in wrong.output, wrong.output
     bad_email = CliRunner().invoke(cli, ["owners", "invite", "not-an-email"])
     assert bad_email.exit_code == 2

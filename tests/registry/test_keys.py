@@ -26,6 +26,7 @@ from tests.servers import ServerThread
 from tests.sse import read_stream, start_battle
 
 SECRET = "sk-live-ThisIsTheOwnersSecretKey-7Qx9"
+OTHER_SECRET = "sk-live-TheOwnersSecondKeyAfterRotation-k2Zp"
 
 
 def _stored_key_columns(arena: Arena) -> list[tuple[str | None, str | None]]:
@@ -52,7 +53,11 @@ def _database_dump(arena: Arena) -> str:
 
 
 def test_keys_are_encrypted_at_rest_and_never_returned(
-    arena: Arena, fake_upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
+    arena: Arena,
+    fake_upstream: FakeUpstream,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     seen: list[str] = []
@@ -79,15 +84,51 @@ def test_keys_are_encrypted_at_rest_and_never_returned(
             seen.append(client.get(path, headers=ADMIN).text)
         seen.append(client.get("/owner").text)
         seen.append(client.get("/openapi.json").text)
+        # The public side: pages, their data and the open downloads.
+        for path in [
+            "/",
+            "/leaderboard",
+            "/api/leaderboard",
+            "/leaderboard.csv",
+            "/models/ada-7b",
+            "/api/leaderboard/models/ada-7b",
+            "/battles.jsonl",
+            "/battles.csv",
+            "/api/sampling",
+        ]:
+            answer = client.get(path)
+            assert answer.status_code == 200, (path, answer.text)
+            seen.append(answer.text)
+        # A new key is answered with its last four characters only, like the first one.
+        rekeyed = client.patch(
+            "/api/models/ada-7b", json={"api_key": OTHER_SECRET}, headers=bearer(token)
+        )
+        assert rekeyed.status_code == 200 and rekeyed.json()["model"]["api_key_last4"] == "k2Zp"
+        seen.append(rekeyed.text)
+        seen.append(client.get("/api/admin/models", headers=ADMIN).text)
+    # The operator's CLI lists keys by their last four characters too.
+    monkeypatch.chdir(tmp_path)
+    listed = _run_cli(
+        ["models", "list"],
+        {
+            "ARENA_DATABASE_URL": arena.settings.database_url,
+            "ARENA_DATA_DIR": str(tmp_path),
+            "ARENA_SECRET_KEY": arena.settings.resolved_secret_key(),
+        },
+    )
+    assert "k2Zp" in listed
+    seen.append(listed)
     everything = "\n".join(seen)
+    assert OTHER_SECRET not in everything and OTHER_SECRET[:-4] not in everything
     assert SECRET not in everything and SECRET[:-4] not in everything
     assert '"api_key_last4":"7Qx9"' in everything
-    assert SECRET not in caplog.text
+    assert SECRET not in caplog.text and OTHER_SECRET not in caplog.text
 
     [(encrypted, last4)] = _stored_key_columns(arena)
-    assert last4 == "7Qx9" and encrypted is not None
-    assert SECRET not in _database_dump(arena)
-    assert KeyRing.from_settings(arena.settings).decrypt(encrypted) == SECRET
+    assert last4 == "k2Zp" and encrypted is not None
+    dump = _database_dump(arena)
+    assert SECRET not in dump and OTHER_SECRET not in dump
+    assert KeyRing.from_settings(arena.settings).decrypt(encrypted) == OTHER_SECRET
 
 
 def _echoing_upstream() -> ServerThread:

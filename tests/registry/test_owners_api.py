@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from arena.models import Owner
 from tests.conftest import Arena
 from tests.fake_upstream import FakeUpstream
-from tests.registry.accounts import ADMIN, ADMIN_TOKEN, bearer, register, sign_up
+from tests.registry.accounts import ADMIN, ADMIN_TOKEN, bearer, owner_with_model, register, sign_up
 
 
 def test_sign_up_shows_the_token_once_and_stores_only_its_hash(arena: Arena) -> None:
@@ -291,3 +291,47 @@ def test_owner_lifecycle_pause_resume_retire(arena: Arena, fake_upstream: FakeUp
             ).status_code
             == 409
         )
+
+
+def test_owner_calls_are_safe_from_cross_site_requests(
+    arena: Arena, fake_upstream: FakeUpstream
+) -> None:
+    """Only the Authorization header signs an owner in, and browsers never add it on their own:
+    a forged form post carries the visitor's cookies and the token in every other place a page
+    could put it, and still changes nothing."""
+    token = owner_with_model(arena, fake_upstream.base_url)
+    foreign = {"Origin": "https://evil.example", "Referer": "https://evil.example/form"}
+    with arena.client() as browser:
+        browser.get("/")  # whatever cookies the arena gives a visitor
+        browser.cookies.set("token", token)
+        browser.cookies.set("authorization", f"Bearer {token}")
+        for path in (
+            "/api/models/ada-7b/pause",
+            "/api/models/ada-7b/retire",
+            "/api/owners/me/token",
+        ):
+            for forged in (
+                browser.post(path, data={"token": token, "reason": "x"}, headers=foreign),
+                browser.post(f"{path}?token={token}&access_token={token}", headers=foreign),
+            ):
+                assert forged.status_code == 401, (path, forged.text)
+                assert "access-control-allow-origin" not in forged.headers
+        # No CORS: a foreign page cannot preflight an Authorization header, nor read answers.
+        preflight = browser.options(
+            "/api/models/ada-7b/pause",
+            headers={
+                **foreign,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        )
+        assert "access-control-allow-origin" not in preflight.headers
+        assert "access-control-allow-headers" not in preflight.headers
+        # The page cannot be framed (no clickjacking of its buttons) and loads only our scripts.
+        page = browser.get("/owner")
+        assert page.headers["x-frame-options"] == "DENY"
+        policy = page.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy
+        assert token not in page.text
+        model = browser.get("/api/models/ada-7b", headers=bearer(token)).json()
+    assert model["status"] == "active"

@@ -16,7 +16,7 @@ from arena.registry.address_guard import guarded_chat
 from arena.upstream.client import Endpoint, Limits, UpstreamEvent
 from tests.conftest import Arena
 from tests.fake_upstream import FakeUpstream, answer_for
-from tests.registry.accounts import register, sign_up
+from tests.registry.accounts import bearer, owner_with_model, register, sign_up
 from tests.registry.async_run import run_async
 from tests.servers import ServerThread
 from tests.sse import read_stream, start_battle
@@ -68,6 +68,51 @@ def test_private_endpoints_allowed_by_the_operator(
         # Metadata stays refused whatever the setting.
         metadata = register(client, token, "http://169.254.169.254/v1", name="meta")
         assert metadata.status_code == 422 and "metadata" in metadata.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://169.254.169.254/latest/meta-data",
+        "http://[fe80::1]/v1",
+        "http://2852039166/v1",
+        "http://[::ffff:169.254.169.254]/v1",
+        "file:///etc/passwd",
+    ],
+)
+def test_patch_to_an_internal_address_is_refused_and_changes_nothing(
+    arena: Arena, fake_upstream: FakeUpstream, base_url: str
+) -> None:
+    """A registered endpoint cannot be moved where registration would not have let it go
+    (these stay refused even with private endpoints allowed, as this arena has them)."""
+    token = owner_with_model(arena, fake_upstream.base_url)
+    before = len(fake_upstream.received)
+    with arena.client() as client:
+        moved = client.patch(
+            "/api/models/ada-7b", json={"base_url": base_url}, headers=bearer(token)
+        )
+        assert moved.status_code == 422, moved.text
+        assert moved.json()["detail"].startswith("base_url: ")
+        kept = client.get("/api/models/ada-7b", headers=bearer(token)).json()
+    assert kept["base_url"] == fake_upstream.base_url and kept["status"] == "active"
+    assert len(fake_upstream.received) == before
+
+
+def test_the_test_probe_rechecks_the_address(
+    arena_factory: Callable[..., Arena], fake_upstream: FakeUpstream
+) -> None:
+    """An endpoint registered while private addresses were allowed is refused by the probe
+    once the operator turns them off: nothing is sent to it."""
+    token = owner_with_model(arena_factory(allow_private_endpoints=True), fake_upstream.base_url)
+    closed = arena_factory(allow_private_endpoints=False)
+    before = len(fake_upstream.received)
+    with closed.client() as client:
+        probe = client.post("/api/models/ada-7b/test", headers=bearer(token))
+    assert probe.status_code == 200, probe.text
+    body = probe.json()
+    assert body["ok"] is False and body["kind"] == "refused_address"
+    assert body["field"] == "base_url" and "loopback" in body["reason"]
+    assert len(fake_upstream.received) == before
 
 
 def test_battles_recheck_the_address_at_call_time(
