@@ -128,6 +128,7 @@ def test_released_conversations_and_preference_pairs(
             SeedVote("alpha-large", "beta-chat", "model_a", answer_a="Paris.", answer_b="Lyon."),
             SeedVote("gamma-7b", "alpha-large", "model_b", prompt=CODE, turns=2),
             SeedVote("beta-chat", "gamma-7b", "tie"),
+            SeedVote("delta-mini", "gamma-7b", "tie (bothbad)"),
             SeedVote("beta-chat", "delta-mini", "model_b", counted=False),
         ],
     )
@@ -137,7 +138,7 @@ def test_released_conversations_and_preference_pairs(
         csv = client.get("/battles.csv")
         prefs = client.get("/preferences.jsonl")
     records = [json.loads(line) for line in battles.text.splitlines()]
-    assert len(records) == 3 and battles.headers["x-arena-conversations-released"] == "true"
+    assert len(records) == 4 and battles.headers["x-arena-conversations-released"] == "true"
     first = records[0]
     assert first["conversation_a"] == [
         {"role": "user", "content": "Explain briefly why the sky looks blue on a clear afternoon."},
@@ -153,7 +154,7 @@ def test_released_conversations_and_preference_pairs(
     assert prefs.headers["content-type"] == "application/x-ndjson; charset=utf-8"
     assert prefs.headers["content-disposition"] == 'attachment; filename="preferences.jsonl"'
     pairs = [json.loads(line) for line in prefs.text.splitlines()]
-    # Decisive counted votes only: the tie and the uncounted vote are left out.
+    # Decisive counted votes only: the tie, the both-bad and the uncounted vote are left out.
     assert len(pairs) == 2
     assert pairs[0] == {
         "prompt": [
