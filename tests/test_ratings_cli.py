@@ -29,7 +29,9 @@ def battles_file(tmp_path: Path) -> Path:
 
 
 def test_json_output_and_dropped_count(battles_file: Path) -> None:
-    result = runner.invoke(ratings_app, ["compute", "--battles", str(battles_file), "--format", "json"])
+    result = runner.invoke(
+        ratings_app, ["compute", "--battles", str(battles_file), "--format", "json"]
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["n_battles"] == 1190
@@ -40,7 +42,8 @@ def test_json_output_and_dropped_count(battles_file: Path) -> None:
 
 def test_elo_csv_has_empty_intervals(battles_file: Path) -> None:
     result = runner.invoke(
-        ratings_app, ["compute", "--battles", str(battles_file), "--method", "elo", "--format", "csv"]
+        ratings_app,
+        ["compute", "--battles", str(battles_file), "--method", "elo", "--format", "csv"],
     )
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
@@ -70,10 +73,14 @@ def test_errors_are_one_clear_line(tmp_path: Path, battles_file: Path) -> None:
     result = runner.invoke(ratings_app, ["compute", "--battles", str(bad)])
     assert result.exit_code == 2
     assert "winner must be one of" in result.stderr
-    result = runner.invoke(ratings_app, ["compute", "--battles", str(battles_file), "--anchor", "nobody"])
+    result = runner.invoke(
+        ratings_app, ["compute", "--battles", str(battles_file), "--anchor", "nobody"]
+    )
     assert result.exit_code == 2
     assert "MODEL=RATING" in result.stderr
-    result = runner.invoke(ratings_app, ["compute", "--battles", str(battles_file), "--category", "coding"])
+    result = runner.invoke(
+        ratings_app, ["compute", "--battles", str(battles_file), "--category", "coding"]
+    )
     assert result.exit_code == 2
     assert "needs the text" in result.stderr
 

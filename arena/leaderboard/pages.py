@@ -11,6 +11,8 @@ from urllib.parse import quote, urlencode
 
 from markupsafe import Markup
 
+from arena.battles.integrity import REASONS, VoteCounts
+from arena.battles.sampling_stats import SamplingReport
 from arena.leaderboard import plots
 from arena.leaderboard.schemas import (
     HistoryPointOut,
@@ -281,7 +283,14 @@ def reproduce_command(snapshot: SnapshotInfo) -> str:
     return " ".join(parts)
 
 
-def render_leaderboard(view: BoardView, *, sort: str, descending: bool) -> str:
+def render_leaderboard(
+    view: BoardView,
+    *,
+    sort: str,
+    descending: bool,
+    vote_counts: VoteCounts | None = None,
+    sampling: SamplingReport | None = None,
+) -> str:
     snapshot = view.snapshot
     if sort == "rank":
         rows = list(reversed(view.rows)) if descending else list(view.rows)
@@ -375,6 +384,9 @@ def render_leaderboard(view: BoardView, *, sort: str, descending: bool) -> str:
             ("Battles (JSON Lines)", "/battles.jsonl"),
             ("Battles (CSV)", "/battles.csv"),
         ],
+        vote_counts=vote_counts,
+        reasons=REASONS,
+        sampling=sampling,
         when=when,
         day=day,
         model_href=model_href,

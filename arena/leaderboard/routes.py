@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from arena.battles import integrity, sampling_stats
 from arena.db import SessionDep
 from arena.errors import InvalidInput
 from arena.leaderboard import downloads, pages, service
@@ -130,7 +131,16 @@ async def leaderboard_page(
                 "text/html; charset=utf-8",
                 status_code=422,
             )
-        html = pages.render_leaderboard(view, sort=sort_key, descending=descending)
+        # Read once per rebuilt page, not per request: the page says when.
+        html = pages.render_leaderboard(
+            view,
+            sort=sort_key,
+            descending=descending,
+            vote_counts=await integrity.vote_counts(session),
+            sampling=await sampling_stats.sampling_report(
+                session, settings=request.app.state.settings
+            ),
+        )
         return Rendered.make(
             html.encode(), "text/html; charset=utf-8", headers=snapshot_headers(view)
         )

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from sqlalchemy import insert, select
 
+from arena.battles.integrity import SUSPICIOUS_SESSION
 from arena.db import make_sync_engine
 from arena.leaderboard.snapshots import RecomputeConfig, RecomputeOutcome, run_recompute
 from arena.models import Battle, BattleStatus, Message, Model, Side, Vote
@@ -94,7 +95,7 @@ def seed_votes(database_url: str, votes: Sequence[SeedVote], *, start: datetime 
                         "ip_hash": f"ip-hash-{vote.session}",
                         "created_at": at,
                         "counted": vote.counted,
-                        "flags": [] if vote.counted else ["suspicious"],
+                        "flags": [] if vote.counted else [SUSPICIOUS_SESSION],
                     }
                 )
             conn.execute(insert(Battle), battles)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from html import unescape
 
 import pytest
@@ -258,3 +258,23 @@ def test_paused_models_show_since_when(rated_arena: Arena) -> None:
         )
     assert row["status"] == "paused" and row["paused_at"]
     assert re.search(r"beta-chat .*? paused since \d{4}-\d\d-\d\d", text)
+
+
+def test_page_counts_excluded_votes_by_reason_and_shows_sampling(quiet_arena: Arena) -> None:
+    add_models(quiet_arena)
+    recent = datetime.now(UTC) - timedelta(days=2)
+    votes = [SeedVote("alpha-large", "beta-chat", "model_a", at=recent)] * 3
+    votes += [SeedVote("gamma-7b", "beta-chat", "model_b", counted=False, at=recent)] * 2
+    seed_votes(quiet_arena.settings.database_url, votes)
+    recompute(quiet_arena)
+    with quiet_arena.client() as client:
+        html = client.get("/leaderboard").text
+    text = re.sub(r" ([,.)])", r"\1", _text(html))
+    assert "5 votes cast: 3 counted, 2 excluded and kept for review" in text
+    excluded = html.split('id="excluded-votes"', 1)[1].split("</table>", 1)[0]
+    assert "suspicious_session" in excluded and "improbable under the current ratings" in excluded
+    sampling = _text(html.split('id="sampling-table"', 1)[1].split("</table>", 1)[0])
+    # Five battles, ten places: beta-chat sat in all of them (50%), alpha in 3, gamma in 2.
+    assert "beta-chat active" in sampling and "50.0% (5) 50.0% (5)" in sampling
+    assert "alpha-large" in sampling and "30.0% (3)" in sampling
+    assert "gamma-7b" in sampling and "20.0% (2)" in sampling
