@@ -130,6 +130,10 @@ class RequiredReasonIn(StrictIn):
     reason: Reason = Field(min_length=1)
 
 
+def _tenths(milliseconds: float | None) -> float | None:
+    return None if milliseconds is None else round(milliseconds, 1)
+
+
 class ProbeOut(BaseModel):
     ok: bool
     kind: str
@@ -146,8 +150,8 @@ class ProbeOut(BaseModel):
             kind=result.kind,
             field=result.field,
             reason=result.reason,
-            latency_ms=result.latency_ms,
-            first_token_ms=result.first_token_ms,
+            latency_ms=_tenths(result.latency_ms),
+            first_token_ms=_tenths(result.first_token_ms),
             sample=result.sample,
         )
 

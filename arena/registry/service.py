@@ -149,6 +149,7 @@ async def list_models(
 
 OPERATOR_ACTORS = frozenset({"admin", "cli", "operator"})
 BREAKER_ACTOR = "circuit-breaker"
+PENDING_REASON = "waiting for the operator's approval"
 HEALTH_ACTOR = "health-probe"
 
 
@@ -213,6 +214,9 @@ async def register_model(
         )
     except IntegrityError:
         raise NameTaken(f"name: a model named {new.name!r} was registered just now") from None
+    if status == ModelStatus.pending:
+        model.status_reason = PENDING_REASON
+        await session.flush()
     return model, result
 
 

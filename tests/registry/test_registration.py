@@ -50,6 +50,7 @@ def test_register_probes_then_stores_pending(arena: Arena, fake_upstream: FakeUp
         assert [m["name"] for m in mine] == ["ada-7b"]
         assert mine[0]["api_key_last4"] == "9876" and mine[0]["has_api_key"] is True
         assert mine[0]["status"] == "pending"
+        assert mine[0]["status_reason"] == "waiting for the operator's approval"
     assert _models(arena) == [("ada-7b", "pending")]
 
 
