@@ -272,6 +272,28 @@ def run_client(mode: str, port: int, slots: int, battles: int, spread: float) ->
     sys.stdout.write(json.dumps(result))
 
 
+# ---------------------------------------------------------------- the arena
+
+
+def run_arena(profile: str | None) -> None:
+    """`arena serve`, under pyinstrument (not a dependency of the arena) when a report is asked."""
+    from arena.cli import main as arena_main
+
+    sys.argv = ["arena", "serve"]
+    if profile is None:
+        arena_main()
+        return
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.0005, async_mode="disabled")
+    profiler.start()
+    try:
+        arena_main()
+    finally:
+        profiler.stop()
+        Path(profile).write_text(profiler.output_text(unicode=True, show_all=False))
+
+
 # ---------------------------------------------------------------- orchestration
 
 
@@ -406,6 +428,11 @@ def main() -> None:
         "--battles-alone", type=int, default=40, help="counted battles at concurrency 1"
     )
     parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="run the arena under pyinstrument (pip install pyinstrument) and write its report to FILE",
+    )
+    parser.add_argument(
         "--postgresql",
         metavar="URL",
         help="a PostgreSQL server on 127.0.0.1 (e.g. postgresql://postgres@127.0.0.1:5432/postgres)"
@@ -438,12 +465,9 @@ def main() -> None:
             "ARENA_BATTLE_IP_RATE_LIMIT": "",
         }
         upstream_args = [sys.executable, __file__, "upstream", str(upstream_port)]
-        arena_args = [
-            sys.executable,
-            "-c",
-            "from arena.cli import main; main()",
-            "serve",
-        ]
+        arena_args = [sys.executable, __file__, "arena"]
+        if options.profile:
+            arena_args.append(str(Path(options.profile).resolve()))
         with (
             _process(
                 [*upstream_args, str(options.tokens), str(pace)],
@@ -512,6 +536,8 @@ if __name__ == "__main__":
             run_upstream(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
         except KeyboardInterrupt:
             pass  # the benchmark is over
+    elif len(sys.argv) > 1 and sys.argv[1] == "arena":
+        run_arena(sys.argv[2] if len(sys.argv) > 2 else None)
     elif len(sys.argv) > 1 and sys.argv[1] == "client":
         mode, port, slots, battles, spread = sys.argv[2:7]
         run_client(mode, int(port), int(slots), int(battles), float(spread))

@@ -35,6 +35,12 @@ ChatCall = Callable[
 
 _END = object()
 
+# httpcore's pool scans its connections on every request and response, with a pass that is
+# quadratic in the idle ones: one pool for a few hundred concurrent streams spends more CPU there
+# than on the tokens. Calls are spread over several small pools instead.
+_POOLS = 16
+_POOL_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=32)
+
 
 def sse(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False, separators=(',', ':'))}\n\n"
@@ -67,7 +73,15 @@ class TurnRunner:
         finish: FinishTurn,
         chat: ChatCall = stream_chat,
     ) -> None:
-        self._client = client
+        # The app's client is one of the pools; the others are the runner's own.
+        tls = httpx.create_ssl_context()  # loading the CA bundle once, not once per pool
+        self._clients = [client] + [
+            httpx.AsyncClient(
+                limits=_POOL_LIMITS, verify=tls, follow_redirects=False, trust_env=False
+            )
+            for _ in range(_POOLS - 1)
+        ]
+        self._next_client = 0
         self._limits = limits
         self._finish = finish
         self._chat = chat
@@ -82,11 +96,13 @@ class TurnRunner:
 
     async def _run(self, plan: TurnPlan, queue: asyncio.Queue[object]) -> None:
         status = BattleStatus.failed
+        client = self._clients[self._next_client]
+        self._next_client = (self._next_client + 1) % len(self._clients)
         try:
             results = await asyncio.gather(
                 *(
                     self._chat(
-                        self._client,
+                        client,
                         side_plan.endpoint,
                         side_plan.conversation,
                         self._limits,
@@ -105,19 +121,25 @@ class TurnRunner:
             queue.put_nowait(_END)
 
     async def drain(self, timeout: float) -> None:
-        """Let running turns finish (shutdown), then cancel what is left."""
-        if not self._tasks:
-            return
-        _done, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
-        for task in pending:
-            task.cancel()
+        """Let running turns finish (shutdown), then cancel what is left and close the runner's
+        own pools (the app closes its client)."""
+        if self._tasks:
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for client in self._clients[1:]:
+            await client.aclose()
 
 
 async def stream_queue(queue: asyncio.Queue[object]) -> AsyncIterator[str]:
-    """The queued events as SSE; those already waiting leave in one write (it never waits for
-    more), since under load each write's pass through the ASGI layers costs more than the event."""
+    """The queued events as SSE, several to a write: under load each write's pass through the
+    ASGI layers costs more than the event. After the first event of a write, one turn of the
+    event loop lets what is already on its way (often the other side's token) join it."""
     while True:
         item = await queue.get()
+        if queue.empty() and item is not _END:
+            await asyncio.sleep(0)
         waiting: list[str] = []
         while item is not _END:
             assert isinstance(item, dict)

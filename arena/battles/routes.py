@@ -25,11 +25,11 @@ _SSE_HEADERS = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"
 async def create_battle(
     body: PromptIn, request: Request, session: SessionDep, visitor: VisitorDep
 ) -> BattleCreated:
-    battle = await service.create_battle(
+    battle_id = await service.create_battle(
         session, prompt=body.prompt, visitor=visitor, settings=request.app.state.settings
     )
     await session.commit()
-    return BattleCreated(battle_id=battle.id)
+    return BattleCreated(battle_id=battle_id)
 
 
 @router.get(
@@ -43,19 +43,15 @@ async def stream_battle(battle_id: str, request: Request, visitor: VisitorDep) -
     # A short transaction before the stream; the stream itself holds no database session.
     async with sessionmaker() as session, session.begin():
         await begin_write(session)  # claiming the turn writes
-        battle = await service.owned_battle(session, battle_id, visitor)
-        plan = await service.claim_turn(
-            session, battle=battle, keys=state.keys, settings=state.settings
+        claimed = await service.claim_turn(
+            session, battle_id=battle_id, visitor=visitor, keys=state.keys, settings=state.settings
         )
-        if plan is None:
-            past = await service.stored_turn(session, battle=battle)
-            battle_status = battle.status
     events: AsyncIterator[str]
-    if plan is None:
-        events = replay(past, battle_status)
+    if isinstance(claimed, service.PastTurn):
+        events = replay(claimed.messages, claimed.status)
     else:
         runner: TurnRunner = state.turn_runner
-        events = stream_queue(runner.start(plan))
+        events = stream_queue(runner.start(claimed))
     return StreamingResponse(events, media_type="text/event-stream", headers=_SSE_HEADERS)
 
 

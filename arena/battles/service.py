@@ -69,29 +69,41 @@ def _check_prompt(prompt: str, settings: Settings) -> None:
         )
 
 
+_INSERT_BATTLE = insert(Battle)
+_INSERT_MESSAGE = insert(Message)
+
+
 async def create_battle(
     session: AsyncSession, *, prompt: str, visitor: Visitor, settings: Settings
-) -> Battle:
+) -> str:
+    """Draw a pair and store the battle and its first prompt; the battle's id."""
     _check_prompt(prompt, settings)
     candidates = await active_candidates(session, settings=settings)
     model_a_id, model_b_id = draw_pair(
         [c.model_id for c in candidates], weights=[c.weight for c in candidates]
     )
-    battle = Battle(
-        id=secrets.token_urlsafe(16),
-        model_a_id=model_a_id,
-        model_b_id=model_b_id,
-        session_hash=visitor.session_hash,
-        ip_hash=visitor.ip_hash,
-        status=BattleStatus.pending,
-        turns=1,
-        category_tags=[],
+    battle_id = secrets.token_urlsafe(16)
+    flags = await integrity.prompt_flags(session, prompt=prompt, settings=settings)
+    # Core statements, not ORM objects: this is the hot path of every battle.
+    connection = await session.connection()
+    await connection.execute(
+        _INSERT_BATTLE,
+        {
+            "id": battle_id,
+            "model_a_id": model_a_id,
+            "model_b_id": model_b_id,
+            "session_hash": visitor.session_hash,
+            "ip_hash": visitor.ip_hash,
+            "status": BattleStatus.pending,
+            "turns": 1,
+            "category_tags": [],
+            "flags": flags,
+        },
     )
-    battle.flags = await integrity.prompt_flags(session, prompt=prompt, settings=settings)
-    session.add(battle)
-    session.add(Message(battle_id=battle.id, turn=1, side=Side.user, content=prompt))
-    await session.flush()
-    return battle
+    await connection.execute(
+        _INSERT_MESSAGE, {"battle_id": battle_id, "turn": 1, "side": Side.user, "content": prompt}
+    )
+    return battle_id
 
 
 async def owned_battle(session: AsyncSession, battle_id: str, visitor: Visitor) -> Battle:
@@ -133,73 +145,127 @@ async def add_turn(
     return battle
 
 
-def _endpoint(model: Model, keys: KeyRing) -> Endpoint:
-    return Endpoint(
-        base_url=model.base_url,
-        model=model.upstream_model,
-        api_key=keys.decrypt(model.api_key_encrypted) if model.api_key_encrypted else None,
-        max_tokens=model.max_tokens,
-        temperature=model.temperature,
-        system_prompt=model.system_prompt,
+@dataclass(frozen=True)
+class PastTurn:
+    """A turn that already streamed (or never will): what a reload replays."""
+
+    messages: list[Message]
+    status: BattleStatus
+
+
+# Claim the waiting turn of a battle that is the visitor's, in one statement.
+_CLAIM = (
+    update(Battle)
+    .where(
+        Battle.id == bindparam("claimed_id"),
+        Battle.session_hash == bindparam("claimed_by"),
+        Battle.status == BattleStatus.pending,
     )
+    .values(status=BattleStatus.streaming, stream_started_at=bindparam("started_at"))
+    .returning(Battle.model_a_id, Battle.model_b_id, Battle.turns)
+)
+_ENDPOINTS = select(
+    Model.id,
+    Model.base_url,
+    Model.upstream_model,
+    Model.api_key_encrypted,
+    Model.max_tokens,
+    Model.temperature,
+    Model.system_prompt,
+).where(Model.id.in_(bindparam("model_ids", expanding=True)))
+_CONVERSATION = (
+    select(Message.side, Message.content)
+    .where(Message.battle_id == bindparam("conversation_of"))
+    .order_by(Message.turn, Message.id)
+)
 
 
-def _conversation(messages: list[Message], side: Side) -> list[dict[str, str]]:
+def _conversation(messages: list[tuple[Side, str]], side: Side) -> list[dict[str, str]]:
+    # Within a turn the prompt comes first: it is stored before the answers.
     conversation = []
-    for message in sorted(messages, key=lambda m: (m.turn, m.side != Side.user)):
-        if message.side == Side.user:
-            conversation.append({"role": "user", "content": message.content})
-        elif message.side == side:
-            conversation.append({"role": "assistant", "content": message.content})
+    for message_side, content in messages:
+        if message_side == Side.user:
+            conversation.append({"role": "user", "content": content})
+        elif message_side == side:
+            conversation.append({"role": "assistant", "content": content})
     return conversation
 
 
 async def claim_turn(
-    session: AsyncSession, *, battle: Battle, keys: KeyRing, settings: Settings
-) -> TurnPlan | None:
-    """Take the waiting turn for streaming; None when it was already streamed (then replay it)."""
+    session: AsyncSession, *, battle_id: str, visitor: Visitor, keys: KeyRing, settings: Settings
+) -> TurnPlan | PastTurn:
+    """Take the visitor's waiting turn for streaming; a PastTurn when it was already streamed
+    (then replay it). The common case costs one UPDATE ... RETURNING and two reads."""
+    connection = await session.connection()
+    claimed = (
+        await connection.execute(
+            _CLAIM,
+            {"claimed_id": battle_id, "claimed_by": visitor.session_hash, "started_at": utcnow()},
+        )
+    ).one_or_none()
+    if claimed is None:
+        return await _unclaimable(session, battle_id=battle_id, visitor=visitor, settings=settings)
+    model_a_id, model_b_id, turn = claimed
+    endpoints = {}
+    for row in await connection.execute(_ENDPOINTS, {"model_ids": [model_a_id, model_b_id]}):
+        model_id, base_url, upstream_model, api_key, max_tokens, temperature, system_prompt = row
+        endpoints[model_id] = Endpoint(
+            base_url=base_url,
+            model=upstream_model,
+            api_key=keys.decrypt(api_key) if api_key else None,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            system_prompt=system_prompt,
+        )
+    messages = [
+        (side, content)
+        for side, content in await connection.execute(_CONVERSATION, {"conversation_of": battle_id})
+    ]
+    return TurnPlan(
+        battle_id=battle_id,
+        turn=turn,
+        a=SidePlan(model_a_id, endpoints[model_a_id], _conversation(messages, Side.a)),
+        b=SidePlan(model_b_id, endpoints[model_b_id], _conversation(messages, Side.b)),
+    )
+
+
+async def _unclaimable(
+    session: AsyncSession, *, battle_id: str, visitor: Visitor, settings: Settings
+) -> PastTurn:
+    """Why the turn could not be claimed: not found, not the visitor's, streaming elsewhere, or
+    already streamed (its stored answers then)."""
+    battle = await owned_battle(session, battle_id, visitor)
+    if battle.status == BattleStatus.pending:  # claimed and given back in between: rare
+        raise Conflict("This battle is already streaming in another tab or request.")
     if battle.status == BattleStatus.streaming and battle.stream_started_at is not None:
         stale_after = timedelta(seconds=settings.total_timeout + 30)
-        if utcnow() - battle.stream_started_at > stale_after:
-            # The worker streaming it died: end the turn as failed rather than hang forever.
-            await session.execute(
-                update(Battle)
-                .where(Battle.id == battle.id, Battle.status == BattleStatus.streaming)
-                .values(status=BattleStatus.failed)
-            )
-            await session.refresh(battle)
-            return None
-        raise Conflict("This battle is already streaming in another tab or request.")
-    if battle.status != BattleStatus.pending:
-        return None
-    claimed = await session.execute(
-        update(Battle)
-        .where(Battle.id == battle.id, Battle.status == BattleStatus.pending)
-        .values(status=BattleStatus.streaming, stream_started_at=utcnow())
-    )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
-        raise Conflict("This battle is already streaming in another tab or request.")
-    models = {
-        m.id: m
-        for m in await session.scalars(
-            select(Model).where(Model.id.in_([battle.model_a_id, battle.model_b_id]))
+        if utcnow() - battle.stream_started_at <= stale_after:
+            raise Conflict("This battle is already streaming in another tab or request.")
+        # The worker streaming it died: end the turn as failed rather than hang forever.
+        await session.execute(
+            update(Battle)
+            .where(Battle.id == battle.id, Battle.status == BattleStatus.streaming)
+            .values(status=BattleStatus.failed)
         )
-    }
-    messages = list(await session.scalars(select(Message).where(Message.battle_id == battle.id)))
-    return TurnPlan(
-        battle_id=battle.id,
-        turn=battle.turns,
-        a=SidePlan(
-            battle.model_a_id,
-            _endpoint(models[battle.model_a_id], keys),
-            _conversation(messages, Side.a),
-        ),
-        b=SidePlan(
-            battle.model_b_id,
-            _endpoint(models[battle.model_b_id], keys),
-            _conversation(messages, Side.b),
-        ),
-    )
+        await session.refresh(battle)
+    return PastTurn(await stored_turn(session, battle=battle), battle.status)
+
+
+_RESET_FAILURES = (
+    update(Model)
+    .where(Model.id.in_(bindparam("answered_ids", expanding=True)), Model.consecutive_failures != 0)
+    .values(consecutive_failures=0)
+)
+_COUNT_FAILURE = (
+    update(Model)
+    .where(Model.id == bindparam("failing_id"))
+    .values(consecutive_failures=Model.consecutive_failures + 1)
+)
+_SETTLE_TURN = (
+    update(Battle)
+    .where(Battle.id == bindparam("settled_id"))
+    .values(status=bindparam("settled_status"), ready_at=bindparam("settled_at"))
+)
 
 
 async def finish_turn(
@@ -225,32 +291,28 @@ async def finish_turn(
             }
         )
         outcomes.append((side_plan.model_id, failure is None))
-    await session.execute(insert(Message), rows)
-    # A model's row is written only when its count of consecutive failures changes, and the
-    # rows in ascending id order: two battles of the same pair on opposite sides, finishing
-    # together, once took the two row locks in opposite orders and deadlocked on PostgreSQL.
-    for model_id, answered in sorted(outcomes):
-        if answered:
-            reset = update(Model).where(Model.id == model_id, Model.consecutive_failures != 0)
-            await session.execute(
-                reset.values(consecutive_failures=0).execution_options(synchronize_session=False)
-            )
-        else:
-            await session.execute(
-                update(Model)
-                .where(Model.id == model_id)
-                .values(consecutive_failures=Model.consecutive_failures + 1)
-                .execution_options(synchronize_session=False)
-            )
+    connection = await session.connection()
+    await connection.execute(_INSERT_MESSAGE, rows)
+    # A model's row is written only when its count of consecutive failures changes (the reset
+    # skips rows already at 0, the common case), and rows are taken in ascending id order: two
+    # battles of the same pair on opposite sides, finishing together, once took the two row
+    # locks in opposite orders and deadlocked on PostgreSQL.
+    if all(answered for _, answered in outcomes):
+        await connection.execute(_RESET_FAILURES, {"answered_ids": sorted(m for m, _ in outcomes)})
+    else:
+        for model_id, answered in sorted(outcomes):
+            if answered:
+                await connection.execute(_RESET_FAILURES, {"answered_ids": [model_id]})
+            else:
+                await connection.execute(_COUNT_FAILURE, {"failing_id": model_id})
     ok = all(answer.ok for answer in answers.values())
-    await session.execute(
-        update(Battle)
-        .where(Battle.id == plan.battle_id)
-        .values(
-            status=BattleStatus.ready if ok else BattleStatus.failed,
-            ready_at=utcnow() if ok else None,
-        )
-        .execution_options(synchronize_session=False)
+    await connection.execute(
+        _SETTLE_TURN,
+        {
+            "settled_id": plan.battle_id,
+            "settled_status": BattleStatus.ready if ok else BattleStatus.failed,
+            "settled_at": utcnow() if ok else None,
+        },
     )
     return ok
 
@@ -406,6 +468,7 @@ async def stored_turn(session: AsyncSession, *, battle: Battle) -> list[Message]
 
 __all__ = [
     "NEUTRAL_ERROR",
+    "PastTurn",
     "TurnPlan",
     "add_turn",
     "battle_view",

@@ -288,9 +288,23 @@ ChatCall = Callable[
 ]
 
 
-def guarded_chat(*, allow_private: bool, resolve: Resolver = system_resolve) -> ChatCall:
+# How long a battle reuses an address check of the same base URL: a host that turns to an
+# internal address is refused within this time, while a busy endpoint is not resolved and
+# checked for every call. The connection still goes to the address that was checked.
+RECHECK_SECONDS: Final = 5.0
+_CHECKS_KEPT: Final = 4096
+
+
+def guarded_chat(
+    *,
+    allow_private: bool,
+    resolve: Resolver = system_resolve,
+    recheck_seconds: float = RECHECK_SECONDS,
+) -> ChatCall:
     """`stream_chat` behind the guard, for the battle relay: a refused or unresolvable endpoint
     ends that side as a failed answer (data, like any upstream failure), never as an exception."""
+    # base URL -> (loop time until which the check holds, the checked address)
+    checked: dict[str, tuple[float, str]] = {}
 
     async def chat(
         client: httpx.AsyncClient,
@@ -299,13 +313,24 @@ def guarded_chat(*, allow_private: bool, resolve: Resolver = system_resolve) -> 
         limits: Limits,
         emit: Callable[[UpstreamEvent], None],
     ) -> Answer:
+        now = asyncio.get_running_loop().time()
+        known = checked.get(endpoint.base_url)
+        if known is not None and known[0] > now:
+            return await stream_chat(
+                client, replace(endpoint, connect_ip=known[1]), messages, limits, emit
+            )
         try:
             pinned = await pinned_endpoint(endpoint, allow_private=allow_private, resolve=resolve)
         except (InvalidInput, EndpointRefused, EndpointUnresolvable) as exc:
+            checked.pop(endpoint.base_url, None)
             log.warning("endpoint of model %s not called: %s", endpoint.model, exc.message)
             failure = Failed("connect", f"refused by the address guard: {exc.message}")
             emit(failure)
             return Answer(failure=failure)
+        if recheck_seconds > 0 and pinned.connect_ip is not None:
+            if len(checked) >= _CHECKS_KEPT:
+                checked.clear()
+            checked[endpoint.base_url] = (now + recheck_seconds, pinned.connect_ip)
         return await stream_chat(client, pinned, messages, limits, emit)
 
     return chat
