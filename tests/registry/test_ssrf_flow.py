@@ -12,7 +12,7 @@ from starlette.responses import RedirectResponse
 from starlette.routing import Route
 
 from arena.battles.service import NEUTRAL_ERROR
-from arena.registry.address_guard import guarded_chat
+from arena.registry.address_guard import ChatCall, guarded_chat
 from arena.upstream.client import Endpoint, Limits, UpstreamEvent
 from tests.conftest import Arena
 from tests.fake_upstream import FakeUpstream, answer_for
@@ -203,3 +203,44 @@ def test_redirects_are_not_followed(arena: Arena, fake_upstream: FakeUpstream) -
     assert answer.status_code == 422
     assert "redirect (HTTP 307)" in answer.json()["detail"]
     assert len(fake_upstream.received) == before
+
+
+def test_battles_reuse_an_address_check_for_a_few_seconds_only(
+    fake_upstream: FakeUpstream,
+) -> None:
+    """Within `recheck_seconds` the relay calls the address it checked without resolving again;
+    after that, or once the host resolves somewhere refused, it checks anew and refuses."""
+    answers = ["127.0.0.1"]
+    asked: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return list(answers)
+
+    endpoint = Endpoint(base_url=f"http://upstream.test:{fake_upstream.port}/v1", model="normal")
+
+    async def calls(chat: ChatCall, n: int) -> list[bool]:
+        results = []
+        async with httpx.AsyncClient(trust_env=False) as client:
+            for _ in range(n):
+                answer = await chat(
+                    client, endpoint, [{"role": "user", "content": "x"}], Limits(), lambda e: None
+                )
+                results.append(answer.ok)
+        return results
+
+    kept = guarded_chat(allow_private=True, resolve=resolve, recheck_seconds=60)
+    assert run_async(calls(kept, 3)) == [True, True, True]
+    assert asked == ["upstream.test"]
+
+    asked.clear()
+    every_time = guarded_chat(allow_private=True, resolve=resolve, recheck_seconds=0)
+    assert run_async(calls(every_time, 2)) == [True, True]
+    assert asked == ["upstream.test", "upstream.test"]
+
+    # A refusal is never kept: each call asks again, and each is refused.
+    asked.clear()
+    answers[:] = ["169.254.169.254"]
+    refusing = guarded_chat(allow_private=True, resolve=resolve, recheck_seconds=60)
+    assert run_async(calls(refusing, 2)) == [False, False]
+    assert asked == ["upstream.test", "upstream.test"]
