@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from arena.config import Settings
 from arena.db import SessionDep
+from arena.errors import InvalidInput
 from arena.models import Model, ModelStatus, Owner
 from arena.registry import owners
 from arena.registry import service as registry
@@ -32,6 +33,7 @@ router = APIRouter(prefix="/api/admin", tags=["admin"], dependencies=[Depends(re
 
 ADMIN_ACTOR = "admin"
 OptionalReason = Annotated[ReasonIn | None, Body()]
+RequiredReason = Annotated[RequiredReasonIn | None, Body()]
 
 
 def _owner_out(owner: Owner, models: int | None = None) -> OwnerOut:
@@ -103,9 +105,19 @@ async def _set(session: SessionDep, name: str, to: ModelStatus, reason: str) -> 
     return await _with_owner_email(session, model)
 
 
+def _required_reason(body: RequiredReasonIn | None, action: str) -> str:
+    # A missing body would otherwise be reported against the request, not the field to send.
+    if body is None:
+        raise InvalidInput(
+            f'reason: send {{"reason": "..."}}; to {action} a model the operator gives a reason, '
+            "kept with the change and shown to the owner"
+        )
+    return body.reason
+
+
 @router.post("/models/{name:path}/pause")
-async def pause(name: str, body: RequiredReasonIn, session: SessionDep) -> ModelOut:
-    return await _set(session, name, ModelStatus.paused, body.reason)
+async def pause(name: str, session: SessionDep, body: RequiredReason = None) -> ModelOut:
+    return await _set(session, name, ModelStatus.paused, _required_reason(body, "pause"))
 
 
 @router.post("/models/{name:path}/resume")
@@ -119,8 +131,8 @@ async def resume(name: str, session: SessionDep, body: OptionalReason = None) ->
 
 
 @router.post("/models/{name:path}/retire")
-async def retire(name: str, body: RequiredReasonIn, session: SessionDep) -> ModelOut:
-    return await _set(session, name, ModelStatus.retired, body.reason)
+async def retire(name: str, session: SessionDep, body: RequiredReason = None) -> ModelOut:
+    return await _set(session, name, ModelStatus.retired, _required_reason(body, "retire"))
 
 
 @router.get("/owners")

@@ -37,6 +37,14 @@ def test_admin_lists_pending_and_steers_models_with_kept_reasons(
 
         no_reason = client.post("/api/admin/models/ada-7b/pause", json={}, headers=ADMIN)
         assert no_reason.status_code == 422 and "reason" in no_reason.json()["detail"]
+        for action in ("pause", "retire"):
+            no_body = client.post(f"/api/admin/models/ada-7b/{action}", headers=ADMIN)
+            assert no_body.status_code == 422, no_body.text
+            assert no_body.json()["detail"].startswith("reason: ")
+            empty = client.post(
+                f"/api/admin/models/ada-7b/{action}", json={"reason": ""}, headers=ADMIN
+            )
+            assert empty.status_code == 422 and "reason" in empty.json()["detail"]
         paused = client.post(
             "/api/admin/models/ada-7b/pause", json={"reason": "answers in Klingon"}, headers=ADMIN
         )
