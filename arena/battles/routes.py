@@ -22,13 +22,18 @@ _SSE_HEADERS = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, dependencies=[Depends(limit_battles)])
-async def create_battle(
-    body: PromptIn, request: Request, session: SessionDep, visitor: VisitorDep
-) -> BattleCreated:
-    battle_id = await service.create_battle(
-        session, prompt=body.prompt, visitor=visitor, settings=request.app.state.settings
-    )
-    await session.commit()
+async def create_battle(body: PromptIn, request: Request, visitor: VisitorDep) -> BattleCreated:
+    state = request.app.state
+    sessionmaker: async_sessionmaker[AsyncSession] = state.sessionmaker
+    # The reads first, in a transaction of their own: on SQLite the write transaction holds the
+    # database's one write lock, and under load every statement in it waits a turn of the loop.
+    async with sessionmaker() as session:
+        pair = await service.draw_battle_pair(session, prompt=body.prompt, settings=state.settings)
+    async with sessionmaker() as session, session.begin():
+        await begin_write(session)
+        battle_id = await service.create_battle(
+            session, pair=pair, prompt=body.prompt, visitor=visitor, settings=state.settings
+        )
     return BattleCreated(battle_id=battle_id)
 
 
@@ -40,18 +45,28 @@ async def create_battle(
 async def stream_battle(battle_id: str, request: Request, visitor: VisitorDep) -> StreamingResponse:
     state = request.app.state
     sessionmaker: async_sessionmaker[AsyncSession] = state.sessionmaker
-    # A short transaction before the stream; the stream itself holds no database session.
+    # Short transactions before the stream (the claim, then the reads it allows); the stream
+    # itself holds no database session.
     async with sessionmaker() as session, session.begin():
         await begin_write(session)  # claiming the turn writes
         claimed = await service.claim_turn(
-            session, battle_id=battle_id, visitor=visitor, keys=state.keys, settings=state.settings
+            session, battle_id=battle_id, visitor=visitor, settings=state.settings
         )
     events: AsyncIterator[str]
     if isinstance(claimed, service.PastTurn):
         events = replay(claimed.messages, claimed.status)
     else:
+        try:
+            async with sessionmaker() as session:
+                plan = await service.plan_turn(session, claimed=claimed, keys=state.keys)
+        except Exception:
+            # The claim is committed: end the turn as failed rather than leave it streaming.
+            async with sessionmaker() as session, session.begin():
+                await begin_write(session)
+                await service.abandon_turn(session, claimed=claimed)
+            raise
         runner: TurnRunner = state.turn_runner
-        events = stream_queue(runner.start(claimed))
+        events = stream_queue(runner.start(plan))
     return StreamingResponse(events, media_type="text/event-stream", headers=_SSE_HEADERS)
 
 

@@ -73,15 +73,26 @@ _INSERT_BATTLE = insert(Battle)
 _INSERT_MESSAGE = insert(Message)
 
 
-async def create_battle(
-    session: AsyncSession, *, prompt: str, visitor: Visitor, settings: Settings
-) -> str:
-    """Draw a pair and store the battle and its first prompt; the battle's id."""
+async def draw_battle_pair(
+    session: AsyncSession, *, prompt: str, settings: Settings
+) -> tuple[int, int]:
+    """Check the prompt and draw the pair (side A, side B): reads only, so that on SQLite the
+    write lock is not held while they run."""
     _check_prompt(prompt, settings)
     candidates = await active_candidates(session, settings=settings)
-    model_a_id, model_b_id = draw_pair(
-        [c.model_id for c in candidates], weights=[c.weight for c in candidates]
-    )
+    return draw_pair([c.model_id for c in candidates], weights=[c.weight for c in candidates])
+
+
+async def create_battle(
+    session: AsyncSession,
+    *,
+    pair: tuple[int, int],
+    prompt: str,
+    visitor: Visitor,
+    settings: Settings,
+) -> str:
+    """Store the battle between the drawn pair and its first prompt; the battle's id."""
+    model_a_id, model_b_id = pair
     battle_id = secrets.token_urlsafe(16)
     flags = await integrity.prompt_flags(session, prompt=prompt, settings=settings)
     # Core statements, not ORM objects: this is the hot path of every battle.
@@ -191,11 +202,19 @@ def _conversation(messages: list[tuple[Side, str]], side: Side) -> list[dict[str
     return conversation
 
 
+@dataclass(frozen=True)
+class ClaimedTurn:
+    battle_id: str
+    turn: int
+    model_a_id: int
+    model_b_id: int
+
+
 async def claim_turn(
-    session: AsyncSession, *, battle_id: str, visitor: Visitor, keys: KeyRing, settings: Settings
-) -> TurnPlan | PastTurn:
-    """Take the visitor's waiting turn for streaming; a PastTurn when it was already streamed
-    (then replay it). The common case costs one UPDATE ... RETURNING and two reads."""
+    session: AsyncSession, *, battle_id: str, visitor: Visitor, settings: Settings
+) -> ClaimedTurn | PastTurn:
+    """Take the visitor's waiting turn for streaming (one UPDATE ... RETURNING); a PastTurn when
+    it was already streamed (then replay it)."""
     connection = await session.connection()
     claimed = (
         await connection.execute(
@@ -206,8 +225,16 @@ async def claim_turn(
     if claimed is None:
         return await _unclaimable(session, battle_id=battle_id, visitor=visitor, settings=settings)
     model_a_id, model_b_id, turn = claimed
+    return ClaimedTurn(battle_id, turn, model_a_id, model_b_id)
+
+
+async def plan_turn(session: AsyncSession, *, claimed: ClaimedTurn, keys: KeyRing) -> TurnPlan:
+    """What both upstream calls of a claimed turn send. Reads only, after the claim is
+    committed: the claimed turn's messages and models no longer change."""
+    connection = await session.connection()
+    model_ids = [claimed.model_a_id, claimed.model_b_id]
     endpoints = {}
-    for row in await connection.execute(_ENDPOINTS, {"model_ids": [model_a_id, model_b_id]}):
+    for row in await connection.execute(_ENDPOINTS, {"model_ids": model_ids}):
         model_id, base_url, upstream_model, api_key, max_tokens, temperature, system_prompt = row
         endpoints[model_id] = Endpoint(
             base_url=base_url,
@@ -219,13 +246,29 @@ async def claim_turn(
         )
     messages = [
         (side, content)
-        for side, content in await connection.execute(_CONVERSATION, {"conversation_of": battle_id})
+        for side, content in await connection.execute(
+            _CONVERSATION, {"conversation_of": claimed.battle_id}
+        )
     ]
     return TurnPlan(
-        battle_id=battle_id,
-        turn=turn,
-        a=SidePlan(model_a_id, endpoints[model_a_id], _conversation(messages, Side.a)),
-        b=SidePlan(model_b_id, endpoints[model_b_id], _conversation(messages, Side.b)),
+        battle_id=claimed.battle_id,
+        turn=claimed.turn,
+        a=SidePlan(
+            claimed.model_a_id, endpoints[claimed.model_a_id], _conversation(messages, Side.a)
+        ),
+        b=SidePlan(
+            claimed.model_b_id, endpoints[claimed.model_b_id], _conversation(messages, Side.b)
+        ),
+    )
+
+
+async def abandon_turn(session: AsyncSession, *, claimed: ClaimedTurn) -> None:
+    """A claimed turn that cannot be run: failed, as when its worker dies."""
+    await session.execute(
+        update(Battle)
+        .where(Battle.id == claimed.battle_id, Battle.status == BattleStatus.streaming)
+        .values(status=BattleStatus.failed)
+        .execution_options(synchronize_session=False)
     )
 
 
@@ -468,14 +511,18 @@ async def stored_turn(session: AsyncSession, *, battle: Battle) -> list[Message]
 
 __all__ = [
     "NEUTRAL_ERROR",
+    "ClaimedTurn",
     "PastTurn",
     "TurnPlan",
+    "abandon_turn",
     "add_turn",
     "battle_view",
     "cast_vote",
     "claim_turn",
     "create_battle",
+    "draw_battle_pair",
     "finish_turn",
     "owned_battle",
+    "plan_turn",
     "stored_turn",
 ]
