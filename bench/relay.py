@@ -430,7 +430,8 @@ def main() -> None:
     parser.add_argument(
         "--profile",
         metavar="FILE",
-        help="run the arena under pyinstrument (pip install pyinstrument) and write its report to FILE",
+        help="run the arena under pyinstrument (pip install pyinstrument; not a dependency) "
+        "and write its report to FILE",
     )
     parser.add_argument(
         "--postgresql",
