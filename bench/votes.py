@@ -16,8 +16,10 @@ For each database:
    one vote per battle, each connection taking the next battle;
 4. every vote answered 200 is looked up in the database afterwards: found must equal acknowledged.
 
-It prints requests per second, p50 / p99 latency, the ratio votes/s : /healthz req/s, and the
-acknowledged and found counts. Traffic goes to 127.0.0.1 only; every phase stops by itself.
+It prints requests per second, p50 / p99 latency, the arena's CPU time per request (all its
+processes, read from /proc at the start and end of each phase: less sensitive than throughput to
+other load on the machine), the ratios to /healthz, and the acknowledged and found counts.
+Traffic goes to 127.0.0.1 only; every phase stops by itself.
 """
 
 from __future__ import annotations
@@ -112,8 +114,26 @@ async def _vote_connection(
         writer.close()
 
 
-def _summary(latencies: list[float], seconds: float, errors: list[str]) -> dict[str, Any]:
+def arena_cpu_seconds(server_pid: int) -> float:
+    """CPU time used so far by the arena: the uvicorn process and its workers."""
+    import psutil
+
+    root = psutil.Process(server_pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def _summary(
+    latencies: list[float], seconds: float, errors: list[str], cpu_seconds: float
+) -> dict[str, Any]:
     return {
+        "cpu_ms_per_request": 1000 * cpu_seconds / len(latencies) if latencies else None,
         "requests": len(latencies),
         "per_second": len(latencies) / seconds,
         "p50_ms": float(np.percentile(latencies, 50) * 1000) if latencies else None,
@@ -124,7 +144,12 @@ def _summary(latencies: list[float], seconds: float, errors: list[str]) -> dict[
 
 
 async def _client(
-    port: int, concurrency: int, seconds: float, battles_file: str, acked_file: str
+    port: int,
+    server_pid: int,
+    concurrency: int,
+    seconds: float,
+    battles_file: str,
+    acked_file: str,
 ) -> dict[str, Any]:
     # Warm-up: open connections, let every worker load its code paths; not counted.
     ignored: list[float] = []
@@ -136,6 +161,7 @@ async def _client(
     )
     latencies: list[float] = []
     errors: list[str] = []
+    cpu = arena_cpu_seconds(server_pid)
     started = time.perf_counter()
     await asyncio.gather(
         *(
@@ -143,11 +169,15 @@ async def _client(
             for _ in range(concurrency)
         )
     )
-    healthz = _summary(latencies, time.perf_counter() - started, errors)
+    healthz = _summary(
+        latencies, time.perf_counter() - started, errors, arena_cpu_seconds(server_pid) - cpu
+    )
 
     battles = [tuple(line.split()) for line in Path(battles_file).read_text().splitlines()]
     pending: list[tuple[str, str]] = [(b, c) for b, c in battles]
-    latencies, errors, acknowledged = [], [], []
+    latencies, errors = [], []
+    acknowledged: list[str] = []
+    cpu = arena_cpu_seconds(server_pid)
     started = time.perf_counter()
     await asyncio.gather(
         *(
@@ -155,7 +185,9 @@ async def _client(
             for _ in range(concurrency)
         )
     )
-    votes = _summary(latencies, time.perf_counter() - started, errors)
+    votes = _summary(
+        latencies, time.perf_counter() - started, errors, arena_cpu_seconds(server_pid) - cpu
+    )
     votes["battles_left"] = len(pending)
     Path(acked_file).write_text("\n".join(acknowledged))
     return {"healthz": healthz, "votes": votes}
@@ -166,7 +198,14 @@ def run_client(args: argparse.Namespace) -> None:
 
     uvloop.install()
     result = asyncio.run(
-        _client(args.port, args.concurrency, args.seconds, args.battles_file, args.acked_file)
+        _client(
+            args.port,
+            args.server_pid,
+            args.concurrency,
+            args.seconds,
+            args.battles_file,
+            args.acked_file,
+        )
     )
     print(json.dumps(result))
 
@@ -291,7 +330,7 @@ def free_port() -> int:
 @contextmanager
 def arena_server(
     url: str, secret: str, workers: int, folder: Path, redis_url: str
-) -> Iterator[int]:
+) -> Iterator[tuple[int, int]]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARENA_")}
     env.update(
@@ -346,7 +385,7 @@ def arena_server(
                 raise TimeoutError("the arena did not start within 60 s")
             time.sleep(0.1)
         time.sleep(1.0 if workers > 1 else 0.2)  # let every worker finish its start-up
-        yield port
+        yield port, process.pid
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -366,7 +405,7 @@ def measure(backend: str, workers: int, args: argparse.Namespace) -> dict[str, A
         battles_file, acked_file = folder / "battles.txt", folder / "acked.txt"
         with scratch_database(backend, folder) as url:
             populate(url, secret, args.battles, battles_file)
-            with arena_server(url, secret, workers, folder, args.redis_url) as port:
+            with arena_server(url, secret, workers, folder, args.redis_url) as (port, pid):
                 done = subprocess.run(
                     [
                         sys.executable,
@@ -374,6 +413,8 @@ def measure(backend: str, workers: int, args: argparse.Namespace) -> dict[str, A
                         "--client",
                         "--port",
                         str(port),
+                        "--server-pid",
+                        str(pid),
                         "--concurrency",
                         str(args.concurrency),
                         "--seconds",
@@ -413,13 +454,19 @@ def report(result: dict[str, Any]) -> None:
     )
     print(
         f"  /healthz  {healthz['per_second']:8.0f} req/s   p50 {healthz['p50_ms']:6.1f} ms"
-        f"   p99 {healthz['p99_ms']:6.1f} ms   errors {healthz['error_count']}"
+        f"   p99 {healthz['p99_ms']:6.1f} ms   arena CPU {healthz['cpu_ms_per_request']:.2f} ms"
+        f"/request   errors {healthz['error_count']}"
     )
     print(
         f"  votes     {votes['per_second']:8.0f} req/s   p50 {votes['p50_ms']:6.1f} ms"
-        f"   p99 {votes['p99_ms']:6.1f} ms   errors {votes['error_count']} {votes['errors']}"
+        f"   p99 {votes['p99_ms']:6.1f} ms   arena CPU {votes['cpu_ms_per_request']:.2f} ms"
+        f"/request   errors {votes['error_count']} {votes['errors']}"
     )
-    print(f"  ratio votes/s : /healthz req/s = {ratio:.2f}")
+    cpu_ratio = votes["cpu_ms_per_request"] / healthz["cpu_ms_per_request"]
+    print(
+        f"  ratio votes/s : /healthz req/s = {ratio:.2f}; arena CPU per vote : per /healthz"
+        f" = {cpu_ratio:.2f}"
+    )
     same = result["found"] == result["acknowledged"] == result["stored"]
     print(
         f"  acknowledged {result['acknowledged']}, in the database {result['stored']} "
@@ -437,6 +484,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--server-pid", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--battles-file", default="", help=argparse.SUPPRESS)
     parser.add_argument("--acked-file", default="", help=argparse.SUPPRESS)
     parser.add_argument("--backends", default="postgresql,sqlite")
