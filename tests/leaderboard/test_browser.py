@@ -57,6 +57,11 @@ def test_leaderboard_and_model_page_in_a_browser(
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0
     browser_page.screenshot("leaderboard-phone.png")
+    page.goto(f"{rated_arena.url}/models/beta-chat")
+    expect(page.locator("#opponents-table tbody tr").first).to_be_visible()
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0
+    browser_page.screenshot("leaderboard-model-phone.png")
 
     outside = [url for url in requested if not url.startswith(rated_arena.url + "/")]
     assert outside == [] and all(url.startswith("http://127.0.0.1:") for url in requested)
