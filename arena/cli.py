@@ -110,7 +110,8 @@ def serve(
         port=port or settings.port,
         workers=workers or settings.workers,
         log_level="info",
-        proxy_headers=False,
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
     )
 
 
