@@ -1,6 +1,6 @@
 """Vote rigging (issue 5): how far an attacker moves a model's rank, with and without the defences.
 
-    python bench/rigging.py                  # about a minute on 2 cores
+    python bench/rigging.py                  # about fifteen seconds
     python bench/rigging.py --models 30 --honest-votes 100000 --seed 7
 
 Simulated traffic, judged by the real checks:
