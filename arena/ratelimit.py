@@ -4,6 +4,10 @@ Counters live in this process's memory for one worker, and in Redis when ARENA_R
 so that every worker and host shares them (the `limits` package, sliding-window counters). A
 session that was refused is remembered for an hour: its votes in that hour are stored but not
 counted (flag `rate_limited`), since a client that hammers the limits is not a person reading.
+
+When Redis cannot be reached the limits are not enforced (the request goes on and the log says
+so): an outage of the counters must not turn away every visitor or lose their votes, and the
+other checks on a vote (reading time, rigging scan) still run.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from fastapi import Depends, Request
 from limits import RateLimitItem, RateLimitItemPerHour, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.errors import StorageError
 
 from arena.config import Settings
 from arena.errors import InvalidInput, TooManyRequests
@@ -28,6 +33,9 @@ log = logging.getLogger(__name__)
 Action = Literal["battle", "vote"]
 _THROTTLED: Final = RateLimitItemPerHour(1)
 _WHAT: Final[dict[Action, str]] = {"battle": "new battles", "vote": "votes"}
+# A Redis that does not answer must fail fast: every battle and vote waits on it.
+_REDIS_TIMEOUT_SECONDS: Final = 0.5
+_OUTAGE_LOG_SECONDS: Final = 30.0
 
 
 def parse_limits(text: str, setting: str) -> list[RateLimitItem]:
@@ -61,6 +69,13 @@ class RateLimiter:
         self.strategy = SlidingWindowCounterRateLimiter(storage)
         self.limits = limits
         self.prefix = prefix
+        self._outage_logged_at = -math.inf
+
+    def _storage_failed(self, exc: StorageError) -> None:
+        now = time.monotonic()
+        if now - self._outage_logged_at >= _OUTAGE_LOG_SECONDS:
+            self._outage_logged_at = now
+            log.error("rate limits not enforced: their storage does not answer (%s)", exc)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimiter:
@@ -78,8 +93,11 @@ class RateLimiter:
         if settings.redis_url:
             storage = RedisStorage(
                 redis_storage_uri(settings.redis_url),
+                wrap_exceptions=True,
                 implementation="redispy",
                 key_prefix=settings.rate_limit_key_prefix,
+                socket_connect_timeout=_REDIS_TIMEOUT_SECONDS,
+                socket_timeout=_REDIS_TIMEOUT_SECONDS,
             )
         else:
             storage = MemoryStorage()
@@ -87,6 +105,12 @@ class RateLimiter:
 
     async def check(self, action: Action, visitor: Visitor) -> None:
         """Count this request, or raise TooManyRequests with the seconds until it would pass."""
+        try:
+            await self._check(action, visitor)
+        except StorageError as exc:
+            self._storage_failed(exc)
+
+    async def _check(self, action: Action, visitor: Visitor) -> None:
         limits = self.limits[action]
         checks = [(item, "session", visitor.session_hash) for item in limits.session] + [
             (item, "ip", visitor.ip_hash) for item in limits.ip
@@ -105,9 +129,13 @@ class RateLimiter:
 
     async def recently_throttled(self, visitor: Visitor) -> bool:
         """Whether this session was refused for a rate limit within the last hour."""
-        return not await self.strategy.test(
-            _THROTTLED, self.prefix, "throttled", visitor.session_hash
-        )
+        try:
+            return not await self.strategy.test(
+                _THROTTLED, self.prefix, "throttled", visitor.session_hash
+            )
+        except StorageError as exc:
+            self._storage_failed(exc)
+            return False
 
     async def close(self) -> None:
         # `limits` has no public close; its redis-py client is reached through the bridge.

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import time
 import uuid
 
 import pytest
@@ -14,6 +16,7 @@ from arena.errors import InvalidInput, TooManyRequests
 from arena.ratelimit import RateLimiter, parse_limits, redis_storage_uri
 from arena.visitors import Visitor
 from tests.conftest import require
+from tests.servers import free_port
 
 REDIS_URL = os.environ.get("ARENA_TEST_REDIS_URL", "")
 
@@ -94,3 +97,25 @@ def test_redis_counters_are_shared_between_workers() -> None:
             await worker_2.close()
 
     asyncio.run(run())
+
+
+def test_an_unreachable_redis_lets_requests_through_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def run() -> None:
+        # A port nobody listens on: the counters' storage is down.
+        settings = _settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+        limiter = RateLimiter.from_settings(settings)
+        try:
+            started = time.monotonic()
+            await limiter.check("vote", ALICE)
+            await limiter.check("battle", ALICE)
+            assert not await limiter.recently_throttled(ALICE)
+            assert time.monotonic() - started < 5
+        finally:
+            await limiter.close()
+
+    with caplog.at_level(logging.ERROR, logger="arena.ratelimit"):
+        asyncio.run(run())
+    outage = [r for r in caplog.records if "rate limits not enforced" in r.getMessage()]
+    assert len(outage) == 1  # logged once, not once per request
