@@ -1,4 +1,5 @@
-"""Parsing upstream answers: SSE framing, JSON answers, error shapes, caps and address pinning."""
+"""Parsing upstream answers from a real loopback server: SSE framing, JSON answers, error shapes,
+caps, address pinning."""
 
 from __future__ import annotations
 
@@ -27,22 +28,59 @@ def _chunk(text: str | None, finish: str | None = None) -> str:
     return json.dumps({"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
 
 
+_FRAMING = ("content-length", "transfer-encoding")
+
+
+async def _serve_once(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    handler: Callable[[httpx.Request], httpx.Response],
+) -> None:
+    """Answer one HTTP/1.1 request on a real socket with what `handler` makes of it."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    method, target, _ = head[0].split(" ", 2)
+    headers = [tuple(line.split(": ", 1)) for line in head[1:] if line]
+    by_name = {k.lower(): v for k, v in headers}
+    body = await reader.readexactly(int(by_name.get("content-length", "0")))
+    host = by_name["host"]
+    request = httpx.Request(method, f"http://{host}{target}", headers=headers, content=body)
+    response = handler(request)
+    lines = [f"HTTP/1.1 {response.status_code} {response.reason_phrase}"]
+    lines += [f"{k}: {v}" for k, v in response.headers.items() if k.lower() not in _FRAMING]
+    lines += ["transfer-encoding: chunked", "connection: close"]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    async for piece in response.stream:  # type: ignore[union-attr]
+        if piece:
+            writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            await writer.drain()
+    writer.write(b"0\r\n\r\n")
+    await writer.drain()
+    writer.close()
+
+
 def _run(
     handler: Callable[[httpx.Request], httpx.Response],
-    endpoint: Endpoint | None = None,
+    endpoint: Callable[[str], Endpoint] | None = None,
     limits: Limits | None = None,
 ) -> tuple[Answer, list[UpstreamEvent]]:
+    """Call `stream_chat` against a real loopback server; `endpoint` gets its `127.0.0.1:port`."""
     events: list[UpstreamEvent] = []
 
     async def go() -> Answer:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            return await stream_chat(
-                client,
-                endpoint or Endpoint(base_url="http://upstream.test/v1", model="m"),
-                [{"role": "user", "content": "hi"}],
-                limits or Limits(),
-                events.append,
-            )
+        server = await asyncio.start_server(lambda r, w: _serve_once(r, w, handler), "127.0.0.1", 0)
+        address = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        try:
+            async with httpx.AsyncClient() as client:
+                return await stream_chat(
+                    client,
+                    endpoint(address) if endpoint else Endpoint(f"http://{address}/v1", "m"),
+                    [{"role": "user", "content": "hi"}],
+                    limits or Limits(),
+                    events.append,
+                )
+        finally:
+            server.close()
+            await server.wait_closed()
 
     return asyncio.run(go()), events
 
@@ -136,40 +174,44 @@ def test_request_carries_key_system_prompt_and_params() -> None:
         seen.append(request)
         return _sse(f"data: {_chunk('ok', 'stop')}\n\n".encode())(request)
 
-    endpoint = Endpoint(
-        base_url="https://api.example.test/v1/",
-        model="gpt-x",
-        api_key="sk-secret",
-        max_tokens=77,
-        temperature=0.2,
-        system_prompt="Be brief.",
-    )
+    def endpoint(address: str) -> Endpoint:
+        return Endpoint(
+            base_url=f"http://{address}/v1/",
+            model="gpt-x",
+            api_key="sk-secret",
+            max_tokens=77,
+            temperature=0.2,
+            system_prompt="Be brief.",
+        )
+
     answer, _ = _run(handler, endpoint)
     assert answer.ok
     request = seen[0]
-    assert str(request.url) == "https://api.example.test/v1/chat/completions"
+    assert request.method == "POST" and request.url.path == "/v1/chat/completions"
     assert request.headers["authorization"] == "Bearer sk-secret"
     body = json.loads(request.content)
-    assert body == request_body(endpoint, [{"role": "user", "content": "hi"}])
+    assert body == request_body(endpoint("x"), [{"role": "user", "content": "hi"}])
     assert body["messages"][0] == {"role": "system", "content": "Be brief."}
     assert body["stream"] is True and body["max_tokens"] == 77 and body["temperature"] == 0.2
 
 
-def test_pinned_address_keeps_host_and_sni() -> None:
+def test_pinned_address_is_called_with_the_endpoints_host_name() -> None:
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         return _sse(f"data: {_chunk('ok', 'stop')}\n\n".encode())(request)
 
-    endpoint = Endpoint(
-        base_url="https://models.example.test:8443/v1", model="m", connect_ip="203.0.113.7"
-    )
-    _run(handler, endpoint)
-    request = seen[0]
-    assert request.url.host == "203.0.113.7" and request.url.port == 8443
-    assert request.headers["host"] == "models.example.test:8443"
-    assert request.extensions["sni_hostname"] == "models.example.test"
+    def endpoint(address: str) -> Endpoint:
+        # The name does not resolve: only the pinned address can reach the server.
+        port = address.rsplit(":", 1)[1]
+        return Endpoint(
+            base_url=f"http://models.example.invalid:{port}/v1", model="m", connect_ip="127.0.0.1"
+        )
+
+    answer, _ = _run(handler, endpoint)
+    assert answer.ok
+    assert seen[0].headers["host"] == f"models.example.invalid:{seen[0].url.port}"
 
 
 def test_redirects_are_not_followed() -> None:
