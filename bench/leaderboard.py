@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scratch import scratch_database
 
 HOST = "127.0.0.1"
 ADMIN_URL = os.environ.get(
@@ -156,25 +156,6 @@ def measure(port: int, path: str, concurrency: int, seconds: float) -> dict[str,
 
 
 # ---------------------------------------------------------------- the data
-
-
-@contextmanager
-def scratch_database() -> Iterator[str]:
-    from sqlalchemy import text
-    from sqlalchemy.engine import make_url
-
-    from arena.db import make_sync_engine
-
-    name = f"arena_bench_{uuid.uuid4().hex[:10]}"
-    admin = make_sync_engine(ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _full_rows(table: Any, given: dict[str, Any]) -> tuple[list[str], list[Any]]:
@@ -394,7 +375,10 @@ def main() -> None:
     from arena.leaderboard.battles_source import load_counted_battles
     from arena.leaderboard.snapshots import RecomputeConfig, run_recompute
 
-    with scratch_database() as url, tempfile.TemporaryDirectory() as folder:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        scratch_database(ADMIN_URL, Path(folder)) as url,
+    ):
         started = time.perf_counter()
         populate(url, args.models, args.votes)
         print(

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 import psutil
+from scratch import scratch_database
 
 HOST = "127.0.0.1"
 
@@ -342,32 +343,6 @@ def _process(
             process.wait()
 
 
-@contextmanager
-def _database(postgresql: str | None, folder: Path) -> Iterator[str]:
-    """A SQLite file in `folder`, or a throwaway database on the given PostgreSQL server."""
-    if not postgresql:
-        yield f"sqlite:///{folder / 'arena.db'}"
-        return
-    from sqlalchemy import text
-    from sqlalchemy.engine import make_url
-
-    from arena.db import make_sync_engine
-
-    server = make_url(postgresql)
-    if server.host not in (HOST, "localhost"):
-        raise SystemExit("--postgresql: this benchmark only talks to 127.0.0.1")
-    name = f"arena_bench_{os.getpid()}"
-    admin = make_sync_engine(postgresql).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def _register_models(database_url: str, secret_key: str, upstream_port: int) -> None:
     from arena import migrate
     from arena.config import Settings
@@ -448,7 +423,7 @@ def main() -> None:
 
     with (
         tempfile.TemporaryDirectory(prefix="arena-bench-") as folder,
-        _database(options.postgresql, Path(folder)) as database_url,
+        scratch_database(options.postgresql, Path(folder)) as database_url,
     ):
         secret_key = Fernet.generate_key().decode()
         upstream_port, arena_port = free_port(), free_port()

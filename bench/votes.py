@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scratch import scratch_database
 
 HOST = "127.0.0.1"
 ADMIN_URL = os.environ.get(
@@ -213,28 +214,6 @@ def run_client(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------- the database
 
 
-@contextmanager
-def scratch_database(backend: str, folder: Path) -> Iterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite:///{folder / 'arena.db'}"
-        return
-    from sqlalchemy import text
-    from sqlalchemy.engine import make_url
-
-    from arena.db import make_sync_engine
-
-    name = f"arena_bench_{uuid.uuid4().hex[:10]}"
-    admin = make_sync_engine(ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def populate(url: str, secret: str, n_battles: int, battles_file: Path) -> None:
     """Two models and `n_battles` ready battles, each owned by a session of its own."""
     from sqlalchemy import insert
@@ -403,7 +382,7 @@ def measure(backend: str, workers: int, args: argparse.Namespace) -> dict[str, A
     with tempfile.TemporaryDirectory(prefix="arena-votes-") as tmp:
         folder = Path(tmp)
         battles_file, acked_file = folder / "battles.txt", folder / "acked.txt"
-        with scratch_database(backend, folder) as url:
+        with scratch_database(ADMIN_URL if backend == "postgresql" else None, folder) as url:
             populate(url, secret, args.battles, battles_file)
             with arena_server(url, secret, workers, folder, args.redis_url) as (port, pid):
                 done = subprocess.run(

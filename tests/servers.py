@@ -1,15 +1,23 @@
-"""Real servers on loopback for the tests: any ASGI app under uvicorn in a thread of its own."""
+"""Real servers on loopback for the tests: any ASGI app under uvicorn in a thread of its own, and
+the `arena serve` command in a process of its own."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
+
+ARENA_COMMAND = [sys.executable, "-c", "from arena.cli import main; main()"]
 
 
 def free_port() -> int:
@@ -65,3 +73,35 @@ class ServerThread:
         """Run a coroutine factory on the server's own loop (for direct database checks)."""
         assert self.loop is not None
         return asyncio.run_coroutine_threadsafe(work(), self.loop).result(timeout=30)
+
+
+@contextmanager
+def arena_serve(cwd: Path, env: dict[str, str], *args: str) -> Iterator[str]:
+    """`arena db upgrade`, then `arena serve ARGS` on env's ARENA_PORT; yields its base URL."""
+    subprocess.run([*ARENA_COMMAND, "db", "upgrade"], env=env, cwd=cwd, check=True)
+    server = subprocess.Popen(
+        [*ARENA_COMMAND, "serve", *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{env['ARENA_PORT']}"
+    try:
+        # Generous: a cold start imports the whole app, slow on a busy two-core machine.
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, server.communicate()[0].decode()
+            assert time.monotonic() < deadline, f"arena serve {' '.join(args)} did not come up"
+            time.sleep(0.1)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+        if server.stdout is not None:
+            server.stdout.close()

@@ -3,48 +3,20 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.servers import free_port
-
-ARENA = [sys.executable, "-c", "from arena.cli import main; main()"]
+from tests.servers import arena_serve, free_port
 
 
-@contextmanager
-def arena_serve(tmp_path: Path, **settings: str) -> Iterator[str]:
+def _serve(tmp_path: Path, **settings: str) -> AbstractContextManager[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARENA_")}
     env |= {"ARENA_DATA_DIR": str(tmp_path / "data"), "ARENA_PORT": str(port)} | settings
-    subprocess.run([*ARENA, "db", "upgrade"], env=env, cwd=tmp_path, check=True)
-    server = subprocess.Popen(
-        [*ARENA, "serve"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120  # a cold start on a busy two-core machine
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.communicate()[0].decode()
-            assert time.monotonic() < deadline, "arena serve did not come up"
-            time.sleep(0.1)
-        yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
-        if server.stdout is not None:
-            server.stdout.close()
+    return arena_serve(tmp_path, env)
 
 
 def _statuses(base: str, forwarded_for: str, n: int) -> list[int]:
@@ -56,7 +28,7 @@ def _statuses(base: str, forwarded_for: str, n: int) -> list[int]:
 def test_forwarded_addresses_count_only_behind_a_trusted_proxy(
     tmp_path: Path, trusted: str
 ) -> None:
-    with arena_serve(
+    with _serve(
         tmp_path, ARENA_TRUSTED_PROXIES=trusted, ARENA_AUTH_FAILURES_PER_MINUTE="2"
     ) as base:
         assert _statuses(base, "203.0.113.7", 3) == [401, 401, 429]

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +30,7 @@ from arena.upstream.demo import (
 from arena.upstream.demo_answers import Conversation
 from tests.conftest import Arena, run_db
 from tests.fake_upstream import FakeUpstream
-from tests.servers import ServerThread, free_port
+from tests.servers import ServerThread, arena_serve, free_port
 from tests.sse import read_stream, start_battle
 
 NAMES = [m.name for m in DEMO_MODELS]
@@ -289,36 +287,10 @@ def test_arena_serve_demo_runs_a_battle(tmp_path: Path) -> None:
         "ARENA_DEMO_SECONDS_PER_WORD": "0.001",
     }
     env.pop("ARENA_DATABASE_URL", None)
-    arena_command = [sys.executable, "-c", "from arena.cli import main; main()"]
-    subprocess.run([*arena_command, "db", "upgrade"], env=env, cwd=tmp_path, check=True)
-    server = subprocess.Popen(
-        [*arena_command, "serve", "--demo"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        # Generous: a cold start imports the whole app, slow on a busy two-core machine.
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.communicate()[0].decode()
-            assert time.monotonic() < deadline, "arena serve --demo did not come up"
-            time.sleep(0.1)
+    with arena_serve(tmp_path, env, "--demo") as base:
         with httpx.Client(base_url=base, timeout=30) as visitor:
             battle_id = start_battle(visitor, "Tell me about tea")
             stream = read_stream(visitor, battle_id)
             assert stream.end == {"type": "end", "status": "ready"}, stream.events
             vote = visitor.post(f"/api/battles/{battle_id}/vote", json={"winner": "model_a"})
             assert vote.json()["model_a"]["name"] in NAMES
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
-        if server.stdout is not None:
-            server.stdout.close()
