@@ -83,35 +83,11 @@ def _number(value: float | None) -> str:
 
 
 def snapshot_out(info: SnapshotInfo | None) -> SnapshotOut | None:
-    if info is None:
-        return None
-    return SnapshotOut(
-        id=info.id,
-        computed_at=info.computed_at,
-        method=info.method,
-        category=info.category,
-        params=info.params,
-        vote_set_hash=info.vote_set_hash,
-        n_votes=info.n_votes,
-    )
+    return None if info is None else SnapshotOut.model_validate(info)
 
 
 def row_out(row: BoardRow) -> LeaderboardRowOut:
-    return LeaderboardRowOut(
-        model=row.model,
-        rating=row.rating,
-        ci_lower=row.ci_lower,
-        ci_upper=row.ci_upper,
-        rank=row.rank,
-        votes=row.votes,
-        win_rate=row.win_rate,
-        organization=row.organization,
-        license=row.license,
-        status=row.status,
-        activated_at=row.activated_at,
-        paused_at=row.paused_at,
-        retired_at=row.retired_at,
-    )
+    return LeaderboardRowOut.model_validate(row)
 
 
 def leaderboard_out(view: BoardView) -> LeaderboardOut:
@@ -207,26 +183,9 @@ def model_out(view: ModelView) -> ModelOut:
         battles_drawn=view.battles_drawn,
         sampling_share=view.sampling_share,
         vote_share=view.vote_share,
-        history=[
-            HistoryPointOut(
-                at=h.at,
-                rating=h.rating,
-                ci_lower=h.ci_lower,
-                ci_upper=h.ci_upper,
-                rank=h.rank,
-                votes=h.votes,
-            )
-            for h in view.history
-        ],
-        opponents=[
-            OpponentOut(
-                model=o.model, battles=o.battles, win_fraction=o.win_fraction, predicted=o.predicted
-            )
-            for o in view.opponents
-        ],
-        status_history=[
-            StatusChangeOut(status=s.status, reason=s.reason, at=s.at) for s in view.status_history
-        ],
+        history=[HistoryPointOut.model_validate(h) for h in view.history],
+        opponents=[OpponentOut.model_validate(o) for o in view.opponents],
+        status_history=[StatusChangeOut.model_validate(s) for s in view.status_history],
         snapshot=snapshot_out(view.snapshot),
     )
 

@@ -94,6 +94,14 @@ def snapshot_headers(view: service.BoardView) -> dict[str, str]:
     return headers
 
 
+async def _board_view(
+    request: Request, session: AsyncSession, method: str | None, category: str | None
+) -> service.BoardView:
+    return await service.board_view(
+        session, method=method, category=category, bootstrap_rounds=_bootstrap_rounds(request)
+    )
+
+
 def _file_part(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "table"
 
@@ -119,12 +127,7 @@ async def leaderboard_page(
 
     async def build() -> Rendered:
         try:
-            view = await service.board_view(
-                session,
-                method=method,
-                category=category,
-                bootstrap_rounds=_bootstrap_rounds(request),
-            )
+            view = await _board_view(request, session, method, category)
         except InvalidInput as exc:
             return Rendered.make(
                 pages.render_error(exc.message, status_code=422).encode(),
@@ -188,9 +191,7 @@ async def leaderboard_json(
     """The table of /leaderboard as JSON, with the snapshot's time, method, parameters and hash."""
 
     async def build() -> Rendered:
-        view = await service.board_view(
-            session, method=method, category=category, bootstrap_rounds=_bootstrap_rounds(request)
-        )
+        view = await _board_view(request, session, method, category)
         body = pages.leaderboard_out(view).model_dump_json().encode()
         return Rendered.make(body, "application/json", headers=snapshot_headers(view))
 
@@ -207,9 +208,7 @@ async def leaderboard_csv(
     """The same rows as plain CSV; the snapshot's metadata is in the X-Arena-* headers."""
 
     async def build() -> Rendered:
-        view = await service.board_view(
-            session, method=method, category=category, bootstrap_rounds=_bootstrap_rounds(request)
-        )
+        view = await _board_view(request, session, method, category)
         name = f"leaderboard-{_file_part(view.method)}-{_file_part(view.category)}.csv"
         return Rendered.make(
             pages.leaderboard_csv(view).encode(),
@@ -230,9 +229,7 @@ async def matrices_json(
     """The plot tables: win fractions, battle counts, predicted win rates, sampling shares."""
 
     async def build() -> Rendered:
-        view = await service.board_view(
-            session, method=method, category=category, bootstrap_rounds=_bootstrap_rounds(request)
-        )
+        view = await _board_view(request, session, method, category)
         body = pages.matrices_out(view).model_dump_json().encode()
         return Rendered.make(body, "application/json", headers=snapshot_headers(view))
 
@@ -253,9 +250,7 @@ async def matrix_csv(
         raise InvalidInput(f"table: {table!r} is not one of {', '.join(MATRIX_TABLES)}")
 
     async def build() -> Rendered:
-        view = await service.board_view(
-            session, method=method, category=category, bootstrap_rounds=_bootstrap_rounds(request)
-        )
+        view = await _board_view(request, session, method, category)
         name = f"{table}-{_file_part(view.method)}-{_file_part(view.category)}.csv"
         return Rendered.make(
             pages.matrix_csv(view, table).encode(),

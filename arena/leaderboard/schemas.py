@@ -5,10 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
-class SnapshotOut(BaseModel):
+class _FromAttributes(BaseModel):
+    """Read from the service's dataclasses by attribute name; their extra fields are left out."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class SnapshotOut(_FromAttributes):
     id: int
     computed_at: datetime
     method: str = Field(description="bt (sandwich intervals), bt-bootstrap or elo")
@@ -18,7 +24,7 @@ class SnapshotOut(BaseModel):
     n_votes: int
 
 
-class LeaderboardRowOut(BaseModel):
+class LeaderboardRowOut(_FromAttributes):
     model: str
     rating: float
     ci_lower: float | None
@@ -70,20 +76,20 @@ class MatricesOut(BaseModel):
     sampling_share: dict[str, float]
 
 
-class OpponentOut(BaseModel):
+class OpponentOut(_FromAttributes):
     model: str
     battles: int
     win_fraction: float | None
     predicted: float | None
 
 
-class StatusChangeOut(BaseModel):
+class StatusChangeOut(_FromAttributes):
     status: str
     reason: str
     at: datetime
 
 
-class HistoryPointOut(BaseModel):
+class HistoryPointOut(_FromAttributes):
     at: datetime
     rating: float
     ci_lower: float | None
