@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -9,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -69,18 +71,34 @@ def _begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def make_async_engine(url: str) -> AsyncEngine:
+def _discard_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """pool_pre_ping's work without its round trip to the server on every checkout.
+
+    An idle pooled connection has nothing to read. When PostgreSQL ends it (a restart, a
+    terminated backend, an idle timeout) it sends its farewell and closes the socket, which then
+    reads as ready: the pool throws that connection away and opens a new one, so the request
+    after a database restart still succeeds."""
+    connection = dbapi_connection.driver_connection
+    if connection.closed or connection.broken:
+        raise DisconnectionError("the pooled connection is closed")
+    readable, _, _ = select.select([connection.pgconn.socket], [], [], 0)
+    if readable:
+        raise DisconnectionError("the database server closed the pooled connection")
+
+
+def make_async_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> AsyncEngine:
     driver_url = _driver_url(url, asynchronous=True)
+    pool = {"pool_size": pool_size, "max_overflow": max_overflow}
     if driver_url.get_backend_name() == "sqlite":
         _prepare_sqlite_file(driver_url)
-        engine = create_async_engine(driver_url, connect_args={"timeout": 30})
+        engine = create_async_engine(driver_url, connect_args={"timeout": 30}, **pool)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "connect", _sqlite_manual_begin)
         event.listen(engine.sync_engine, "begin", _begin)
         return engine
-    return create_async_engine(
-        driver_url, pool_size=10, max_overflow=20, pool_pre_ping=True, pool_recycle=1800
-    )
+    engine = create_async_engine(driver_url, pool_recycle=1800, **pool)
+    event.listen(engine.sync_engine, "checkout", _discard_if_closed_by_server)
+    return engine
 
 
 def make_sync_engine(url: str) -> Engine:

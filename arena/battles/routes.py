@@ -95,14 +95,15 @@ async def vote(
     battle_id: str,
     body: VoteIn,
     request: Request,
-    session: SessionDep,
     visitor: VisitorDep,
     throttled: VoteThrottledDep,
 ) -> Reveal:
     checks = VoteChecks.from_settings(request.app.state.settings, throttled=throttled)
-    reveal = await service.cast_vote(
-        session, battle_id=battle_id, winner=body.winner, visitor=visitor, checks=checks
-    )
     # Committed before the answer leaves: an acknowledged vote is a durable vote.
-    await session.commit()
-    return reveal
+    return await service.cast_vote(
+        request.app.state.engine,
+        battle_id=battle_id,
+        winner=body.winner,
+        visitor=visitor,
+        checks=checks,
+    )

@@ -9,12 +9,13 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from arena.battles import integrity
 from arena.battles.sampling import active_candidates, draw_pair
 from arena.battles.schemas import BattleOut, MessageOut, Reveal, RevealedModel
 from arena.config import Settings
+from arena.db import WRITE_TRANSACTION
 from arena.errors import (
     ArenaError,
     BattleFailed,
@@ -377,8 +378,11 @@ async def _reveal(session: AsyncSession, battle: Battle) -> Reveal:
     return await _reveal_models(session, battle.model_a_id, battle.model_b_id)
 
 
-async def _why_not_votable(session: AsyncSession, battle_id: str, visitor: Visitor) -> ArenaError:
-    battle = await owned_battle(session, battle_id, visitor)
+async def _why_not_votable(
+    connection: AsyncConnection, battle_id: str, visitor: Visitor
+) -> ArenaError:
+    async with AsyncSession(bind=connection) as session:
+        battle = await owned_battle(session, battle_id, visitor)
     if battle.status == BattleStatus.failed:
         return BattleFailed()
     if battle.status in (BattleStatus.pending, BattleStatus.streaming):
@@ -391,73 +395,116 @@ def _model_column(column: Any, battle_side: Any) -> Any:
 
 
 # Built once rather than per vote: the vote path is the hottest write.
-_SETTLE_VOTE = (
-    update(Battle)
-    .where(
-        Battle.id == bindparam("voted_battle_id"),
-        Battle.session_hash == bindparam("voter_session_hash"),
-        Battle.status == BattleStatus.ready,
-    )
-    .values(status=BattleStatus.voted)
-    .returning(
-        _model_column(Model.name, Battle.model_a_id),
-        _model_column(Model.organization, Battle.model_a_id),
-        _model_column(Model.name, Battle.model_b_id),
-        _model_column(Model.organization, Battle.model_b_id),
-        Battle.flags,
-        Battle.answer_chars,
-        Battle.stream_started_at,
-        Battle.ready_at,
-    )
+_VOTABLE = select(
+    _model_column(Model.name, Battle.model_a_id),
+    _model_column(Model.organization, Battle.model_a_id),
+    _model_column(Model.name, Battle.model_b_id),
+    _model_column(Model.organization, Battle.model_b_id),
+    Battle.flags,
+    Battle.answer_chars,
+    Battle.stream_started_at,
+    Battle.ready_at,
+).where(
+    Battle.id == bindparam("voted_battle_id"),
+    Battle.session_hash == bindparam("voter_session_hash"),
+    Battle.status == BattleStatus.ready,
 )
+# The status guard makes settling the battle the one winner of racing votes.
+_SETTLE_BATTLE = (
+    update(Battle)
+    .where(Battle.id == bindparam("voted_battle_id"), Battle.status == BattleStatus.ready)
+    .values(status=BattleStatus.voted)
+)
+_VOTE_COLUMNS = (
+    "winner",
+    "session_hash",
+    "ip_hash",
+    "created_at",
+    "seconds_to_vote",
+    "counted",
+    "flags",
+)
+
+
+def _vote_value(column: str) -> Any:
+    # Not the column's own name: an UPDATE takes a parameter named like one of its table's
+    # columns as a value to SET, and battle has columns named like vote's.
+    return bindparam("vote_" + column, type_=Vote.__table__.c[column].type)
+
+
 # Every column given at each vote, so that the one compiled form serves them all.
-_STORE_VOTE = insert(Vote)
+_STORE_VOTE = insert(Vote).values(
+    battle_id=bindparam("voted_battle_id"),
+    **{name: _vote_value(name) for name in _VOTE_COLUMNS},
+)
+# PostgreSQL settles the battle and stores the vote in one statement, atomic on its own: one
+# round trip, no transaction to open and commit (SQLite has no UPDATE inside a WITH).
+_SETTLED = _SETTLE_BATTLE.returning(Battle.id).cte("settled")
+_SETTLE_AND_STORE_VOTE = (
+    insert(Vote)
+    .from_select(
+        ["battle_id", *_VOTE_COLUMNS],
+        select(_SETTLED.c.id, *(_vote_value(name) for name in _VOTE_COLUMNS)),
+    )
+    .returning(Vote.id)  # a row when the vote is stored (rowcount is not kept for an INSERT)
+)
 
 
 async def cast_vote(
-    session: AsyncSession,
+    engine: AsyncEngine,
     *,
     battle_id: str,
     winner: Winner,
     visitor: Visitor,
     checks: integrity.VoteChecks | None = None,
 ) -> Reveal:
-    # The common case in one statement: settle the battle if it is this visitor's and ready,
-    # and read what the reveal shows. Only when that fails is the battle read again, to say why.
-    # Core statements on the session's connection: the ORM adds nothing to these two, and its
-    # bookkeeping showed in the vote path's profile. Same transaction, committed by the route.
-    connection = await session.connection()
-    settled = (
-        await connection.execute(
-            _SETTLE_VOTE, {"voted_battle_id": battle_id, "voter_session_hash": visitor.session_hash}
+    """Store the vote and settle the battle, or raise why this visitor cannot vote on it.
+
+    Returns once the vote is committed: an acknowledged vote is a durable vote."""
+    # Core statements: the ORM adds nothing to these, and its bookkeeping showed in the vote
+    # path's profile. The read takes no lock; the write checks again that the battle is ready.
+    keys = {"voted_battle_id": battle_id, "voter_session_hash": visitor.session_hash}
+    on_postgresql = engine.dialect.name == "postgresql"
+    async with engine.connect() as connection:
+        if on_postgresql:
+            # Each statement its own transaction: no BEGIN, COMMIT or ROLLBACK round trips.
+            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        votable = (await connection.execute(_VOTABLE, keys)).one_or_none()
+        if votable is None:
+            raise await _why_not_votable(connection, battle_id, visitor)
+        name_a, org_a, name_b, org_b, battle_flags, answer_chars, shown_at, ready_at = votable
+        now = datetime.now(UTC)
+        # Every vote is stored; the reasons it does not count are kept with it.
+        flags = integrity.vote_flags(
+            integrity.BattleTiming(battle_flags, answer_chars, shown_at, ready_at),
+            now=now,
+            checks=checks,
         )
-    ).one_or_none()
-    if settled is None:
-        raise await _why_not_votable(session, battle_id, visitor)
-    name_a, org_a, name_b, org_b, battle_flags, answer_chars, stream_started_at, ready_at = settled
-    now = datetime.now(UTC)
-    # Every vote is stored; the reasons it does not count are kept with it.
-    flags = integrity.vote_flags(
-        integrity.BattleTiming(battle_flags, answer_chars, stream_started_at, ready_at),
-        now=now,
-        checks=checks,
-    )
-    try:
-        await connection.execute(
-            _STORE_VOTE,
-            {
-                "battle_id": battle_id,
-                "winner": winner,
-                "session_hash": visitor.session_hash,
-                "ip_hash": visitor.ip_hash,
-                "created_at": now,
-                "seconds_to_vote": (now - ready_at).total_seconds() if ready_at else None,
-                "counted": not flags,
-                "flags": flags,
-            },
-        )
-    except IntegrityError:
-        raise VoteAlreadyCast() from None
+        vote = {
+            **keys,
+            "vote_winner": winner,
+            "vote_session_hash": visitor.session_hash,
+            "vote_ip_hash": visitor.ip_hash,
+            "vote_created_at": now,
+            "vote_seconds_to_vote": (now - ready_at).total_seconds() if ready_at else None,
+            "vote_counted": not flags,
+            "vote_flags": flags,
+        }
+        try:
+            if on_postgresql:
+                inserted = await connection.execute(_SETTLE_AND_STORE_VOTE, vote)
+                stored = inserted.first() is not None
+            else:
+                await connection.rollback()  # the read's transaction; the write takes the lock
+                write = await connection.execution_options(**WRITE_TRANSACTION)
+                async with write.begin():
+                    stored = (await write.execute(_SETTLE_BATTLE, keys)).rowcount == 1
+                    if stored:
+                        await write.execute(_STORE_VOTE, vote)
+        except IntegrityError:
+            raise VoteAlreadyCast() from None
+        if not stored:  # another request settled the battle since the read
+            raise await _why_not_votable(connection, battle_id, visitor)
     return Reveal(
         model_a=RevealedModel(name=name_a, organization=org_a),
         model_b=RevealedModel(name=name_b, organization=org_b),

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
+import httpx
 import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from arena.models import Vote
 from tests.conftest import Arena
 from tests.fake_upstream import FakeUpstream
 from tests.sse import read_stream, start_battle
@@ -92,6 +97,37 @@ def test_vote_rules(ready_arena: Arena) -> None:
         after = visitor.post(f"/api/battles/{battle_id}/turns", json={"prompt": "more"})
         assert after.status_code == 409
         assert visitor.get(f"/api/battles/{battle_id}").json()["winner"] == "tie (bothbad)"
+
+
+def test_racing_votes_store_exactly_one(ready_arena: Arena) -> None:
+    """Votes sent at once on one battle: one is taken, the rest answer 409, one row is stored."""
+    with ready_arena.client() as visitor:
+        battle_id = start_battle(visitor)
+        read_stream(visitor, battle_id)
+        cookies = dict(visitor.cookies)
+
+    async def race() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=ready_arena.url, cookies=cookies) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(f"/api/battles/{battle_id}/vote", json={"winner": winner})
+                    for winner in ["model_a", "model_b", "tie"] * 4
+                )
+            )
+
+    responses = asyncio.run(race())
+    assert sorted(r.status_code for r in responses) == [200] + [409] * 11
+    assert all("already has a vote" in r.json()["detail"] for r in responses if r.is_error)
+
+    async def stored(session: AsyncSession) -> list[Vote]:
+        return list(await session.scalars(select(Vote).where(Vote.battle_id == battle_id)))
+
+    votes = ready_arena.db(stored)
+    assert len(votes) == 1
+    taken = next(r for r in responses if r.status_code == 200)
+    assert set(taken.json()) == {"model_a", "model_b"}
+    with ready_arena.client(cookies=cookies) as visitor:
+        assert visitor.get(f"/api/battles/{battle_id}").json()["winner"] == votes[0].winner
 
 
 def test_turn_limit(arena_factory: Callable[..., Arena], fake_upstream: FakeUpstream) -> None:
