@@ -1,9 +1,13 @@
 """Rate limits per visitor session and per IP hash on battles and votes: 429 with Retry-After.
 
-Counters live in this process's memory for one worker, and in Redis when ARENA_REDIS_URL is set,
-so that every worker and host shares them (the `limits` package, sliding-window counters). A
-session that was refused is remembered for an hour: its votes in that hour are stored but not
-counted (flag `rate_limited`), since a client that hammers the limits is not a person reading.
+Counters are sliding windows: the count of the current fixed window plus the previous window's
+count, weighted by how much of it still lies inside the sliding window. They live in this
+process's memory for one worker, and in Redis when ARENA_REDIS_URL is set, so that every worker
+and host shares them. With Redis a request costs one round trip: one script checks every limit
+of the action, counts the request against all of them only when all allow it, and answers
+whether the session was refused within the last hour. A refused session is remembered for an
+hour: its votes in that hour are stored but not counted (flag `rate_limited`), since a client
+that hammers the limits is not a person reading.
 
 When Redis cannot be reached the limits are not enforced (the request goes on and the log says
 so): an outage of the counters must not turn away every visitor or lose their votes, and the
@@ -16,13 +20,12 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, Protocol
 
+import redis.asyncio as redis
 from fastapi import Depends, Request
-from limits import RateLimitItem, RateLimitItemPerHour, parse_many
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
-from limits.errors import StorageError
+from limits import RateLimitItem, parse_many
+from redis.exceptions import RedisError
 
 from arena.config import Settings
 from arena.errors import InvalidInput, TooManyRequests
@@ -31,8 +34,9 @@ from arena.visitors import Visitor, VisitorDep
 log = logging.getLogger(__name__)
 
 Action = Literal["battle", "vote"]
-_THROTTLED: Final = RateLimitItemPerHour(1)
 _WHAT: Final[dict[Action, str]] = {"battle": "new battles", "vote": "votes"}
+# How long a refused session's votes are not counted.
+THROTTLED_SECONDS: Final = 3600
 # A Redis that does not answer must fail fast: every battle and vote waits on it.
 _REDIS_TIMEOUT_SECONDS: Final = 0.5
 _OUTAGE_LOG_SECONDS: Final = 30.0
@@ -50,9 +54,156 @@ def parse_limits(text: str, setting: str) -> list[RateLimitItem]:
         ) from None
 
 
-def redis_storage_uri(url: str) -> str:
-    """`redis://host:6379/0` as people write it, in the scheme the async storage expects."""
-    return url if url.startswith("async+") else "async+" + url
+@dataclass(frozen=True)
+class Window:
+    """One limit at one moment: its two counters and how far the current window has run."""
+
+    previous_key: str
+    current_key: str
+    allowance: int
+    seconds: int
+    elapsed: float  # fraction of the current window gone, in [0, 1)
+
+
+def windows_now(base: str, items: list[RateLimitItem], now: float) -> list[Window]:
+    windows = []
+    for item in items:
+        seconds = item.get_expiry()
+        index, position = divmod(now, seconds)
+        windows.append(
+            Window(
+                previous_key=f"{base}:{item.key_for()}:{int(index) - 1}",
+                current_key=f"{base}:{item.key_for()}:{int(index)}",
+                allowance=item.amount,
+                seconds=seconds,
+                elapsed=position / seconds,
+            )
+        )
+    return windows
+
+
+def weighted_count(previous: int, current: int, elapsed: float) -> int:
+    return math.floor(previous * (1 - elapsed)) + current
+
+
+def seconds_until_allowed(window: Window, previous: int, current: int) -> float:
+    """How long until one more request fits in `window`, given its two counts now."""
+    room = window.allowance - 1  # the weighted count must fall to this
+    if current <= room:
+        # Within this window, as the previous window's share fades.
+        fade_to = 1 - (room - current + 1) / previous
+        return max(0.0, (fade_to - window.elapsed) * window.seconds)
+    # Not before the next window, where this window's count becomes the fading share.
+    fade_to = max(0.0, 1 - window.allowance / current)
+    return (1 - window.elapsed + fade_to) * window.seconds
+
+
+@dataclass(frozen=True)
+class Outcome:
+    refused: int | None  # index of the window that refused the request; None when counted
+    previous: int = 0  # that window's counts, to say when to come back
+    current: int = 0
+    throttled: bool = False  # the session was refused within the last hour
+
+
+class Counters(Protocol):
+    async def count(self, windows: list[Window], throttle_key: str) -> Outcome:
+        """Count a request in every window if all allow it; else mark the session throttled."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryCounters:
+    """The counters of one worker process."""
+
+    _PURGE_SECONDS: Final = 60.0
+
+    def __init__(self) -> None:
+        self._counts: dict[str, tuple[int, float]] = {}  # key: (count, monotonic expiry)
+        self._next_purge = time.monotonic() + self._PURGE_SECONDS
+
+    def _get(self, key: str, now: float) -> int:
+        count, expires_at = self._counts.get(key, (0, 0.0))
+        return count if expires_at > now else 0
+
+    async def count(self, windows: list[Window], throttle_key: str) -> Outcome:
+        now = time.monotonic()
+        if now >= self._next_purge:
+            self._counts = {k: v for k, v in self._counts.items() if v[1] > now}
+            self._next_purge = now + self._PURGE_SECONDS
+        for index, window in enumerate(windows):
+            previous = self._get(window.previous_key, now)
+            current = self._get(window.current_key, now)
+            if weighted_count(previous, current, window.elapsed) + 1 > window.allowance:
+                self._counts[throttle_key] = (1, now + THROTTLED_SECONDS)
+                return Outcome(index, previous, current, throttled=True)
+        for window in windows:
+            count = self._get(window.current_key, now) + 1
+            self._counts[window.current_key] = (count, now + 2 * window.seconds)
+        return Outcome(None, throttled=self._get(throttle_key, now) > 0)
+
+    async def close(self) -> None:
+        self._counts.clear()
+
+
+# The same steps as MemoryCounters.count, atomic inside Redis.
+# KEYS: each window's previous and current counter, then the session's throttled mark.
+# ARGV: the number of windows, each window's allowance, seconds and elapsed fraction, then how
+# long a refusal is remembered.
+_COUNT_SCRIPT = """
+local n = tonumber(ARGV[1])
+local mark = KEYS[2 * n + 1]
+for i = 1, n do
+  local allowance = tonumber(ARGV[3 * i - 1])
+  local elapsed = tonumber(ARGV[3 * i + 1])
+  local previous = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')
+  local current = tonumber(redis.call('GET', KEYS[2 * i]) or '0')
+  if math.floor(previous * (1 - elapsed)) + current + 1 > allowance then
+    redis.call('SET', mark, '1', 'EX', tonumber(ARGV[3 * n + 2]))
+    return {i, previous, current, 1}
+  end
+end
+for i = 1, n do
+  redis.call('INCR', KEYS[2 * i])
+  redis.call('EXPIRE', KEYS[2 * i], 2 * tonumber(ARGV[3 * i]))
+end
+return {0, 0, 0, redis.call('EXISTS', mark)}
+"""
+
+
+class RedisCounters:
+    """Counters shared by every worker and host, one round trip per request."""
+
+    def __init__(self, url: str) -> None:
+        self._client = redis.Redis.from_url(
+            url,
+            socket_connect_timeout=_REDIS_TIMEOUT_SECONDS,
+            socket_timeout=_REDIS_TIMEOUT_SECONDS,
+        )
+        self._script = self._client.register_script(_COUNT_SCRIPT)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._client.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def count(self, windows: list[Window], throttle_key: str) -> Outcome:
+        keys = [key for w in windows for key in (w.previous_key, w.current_key)]
+        args: list[float | int] = [len(windows)]
+        for w in windows:
+            args += [w.allowance, w.seconds, w.elapsed]
+        args.append(THROTTLED_SECONDS)
+        refused, previous, current, throttled = await self._script(
+            keys=[*keys, throttle_key], args=args
+        )
+        return Outcome(
+            int(refused) - 1 if refused else None, int(previous), int(current), bool(throttled)
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()
 
 
 @dataclass(frozen=True)
@@ -64,18 +215,11 @@ class Limits:
 class RateLimiter:
     """Checks and counts one request against the session's and the IP's limits for an action."""
 
-    def __init__(self, storage: Storage, limits: dict[Action, Limits], prefix: str) -> None:
-        self.storage = storage
-        self.strategy = SlidingWindowCounterRateLimiter(storage)
+    def __init__(self, counters: Counters, limits: dict[Action, Limits], prefix: str) -> None:
+        self.counters = counters
         self.limits = limits
         self.prefix = prefix
         self._outage_logged_at = -math.inf
-
-    def _storage_failed(self, exc: StorageError) -> None:
-        now = time.monotonic()
-        if now - self._outage_logged_at >= _OUTAGE_LOG_SECONDS:
-            self._outage_logged_at = now
-            log.error("rate limits not enforced: their storage does not answer (%s)", exc)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimiter:
@@ -89,60 +233,49 @@ class RateLimiter:
                 parse_limits(settings.vote_ip_rate_limit, "ARENA_VOTE_IP_RATE_LIMIT"),
             ),
         }
-        storage: Storage
-        if settings.redis_url:
-            storage = RedisStorage(
-                redis_storage_uri(settings.redis_url),
-                wrap_exceptions=True,
-                implementation="redispy",
-                key_prefix=settings.rate_limit_key_prefix,
-                socket_connect_timeout=_REDIS_TIMEOUT_SECONDS,
-                socket_timeout=_REDIS_TIMEOUT_SECONDS,
-            )
-        else:
-            storage = MemoryStorage()
-        return cls(storage, limits, settings.rate_limit_key_prefix)
+        counters: Counters = (
+            RedisCounters(settings.redis_url) if settings.redis_url else MemoryCounters()
+        )
+        return cls(counters, limits, settings.rate_limit_key_prefix)
 
-    async def check(self, action: Action, visitor: Visitor) -> None:
-        """Count this request, or raise TooManyRequests with the seconds until it would pass."""
-        try:
-            await self._check(action, visitor)
-        except StorageError as exc:
-            self._storage_failed(exc)
+    def _storage_failed(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._outage_logged_at >= _OUTAGE_LOG_SECONDS:
+            self._outage_logged_at = now
+            log.error("rate limits not enforced: their storage does not answer (%s)", exc)
 
-    async def _check(self, action: Action, visitor: Visitor) -> None:
+    async def check(self, action: Action, visitor: Visitor) -> bool:
+        """Count this request, or raise TooManyRequests with the seconds until it would pass.
+
+        Returns whether the session was refused for a rate limit within the last hour."""
         limits = self.limits[action]
-        checks = [(item, "session", visitor.session_hash) for item in limits.session] + [
-            (item, "ip", visitor.ip_hash) for item in limits.ip
-        ]
-        for item, scope, key in checks:
-            if await self.strategy.hit(item, self.prefix, action, scope, key):
-                continue
-            stats = await self.strategy.get_window_stats(item, self.prefix, action, scope, key)
-            wait = max(1, math.ceil(stats.reset_time - time.time()))
-            await self.strategy.hit(_THROTTLED, self.prefix, "throttled", visitor.session_hash)
-            who = "this browser session" if scope == "session" else "your network address"
-            raise TooManyRequests(
-                f"Too many {_WHAT[action]} from {who} (limit {item}); try again in {wait} s.",
-                wait,
-            )
-
-    async def recently_throttled(self, visitor: Visitor) -> bool:
-        """Whether this session was refused for a rate limit within the last hour."""
+        scopes = [("session", visitor.session_hash, limits.session)]
+        scopes.append(("ip", visitor.ip_hash, limits.ip))
+        now = time.time()
+        windows: list[Window] = []
+        owners: list[tuple[str, RateLimitItem]] = []
+        for scope, key, items in scopes:
+            windows += windows_now(f"{self.prefix}:{action}:{scope}:{key}", items, now)
+            owners += [(scope, item) for item in items]
+        throttle_key = f"{self.prefix}:throttled:{visitor.session_hash}"
         try:
-            return not await self.strategy.test(
-                _THROTTLED, self.prefix, "throttled", visitor.session_hash
-            )
-        except StorageError as exc:
+            outcome = await self.counters.count(windows, throttle_key)
+        except (RedisError, OSError) as exc:
             self._storage_failed(exc)
             return False
+        if outcome.refused is None:
+            return outcome.throttled
+        scope, item = owners[outcome.refused]
+        wait = seconds_until_allowed(windows[outcome.refused], outcome.previous, outcome.current)
+        retry_after = max(1, math.ceil(wait))
+        who = "this browser session" if scope == "session" else "your network address"
+        raise TooManyRequests(
+            f"Too many {_WHAT[action]} from {who} (limit {item}); try again in {retry_after} s.",
+            retry_after,
+        )
 
     async def close(self) -> None:
-        # `limits` has no public close; its redis-py client is reached through the bridge.
-        client = getattr(getattr(self.storage, "bridge", None), "storage", None)
-        closer = getattr(client, "aclose", None)
-        if closer is not None:
-            await closer()
+        await self.counters.close()
 
 
 def _limiter(request: Request) -> RateLimiter:
@@ -156,9 +289,7 @@ async def limit_battles(request: Request, visitor: VisitorDep) -> None:
 
 async def limit_votes(request: Request, visitor: VisitorDep) -> bool:
     """Count the vote against the limits; True when the session was throttled recently."""
-    limiter = _limiter(request)
-    await limiter.check("vote", visitor)
-    return await limiter.recently_throttled(visitor)
+    return await _limiter(request).check("vote", visitor)
 
 
 VoteThrottledDep = Annotated[bool, Depends(limit_votes)]

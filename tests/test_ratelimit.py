@@ -13,7 +13,17 @@ from cryptography.fernet import Fernet
 
 from arena.config import Settings
 from arena.errors import InvalidInput, TooManyRequests
-from arena.ratelimit import RateLimiter, parse_limits, redis_storage_uri
+from arena.ratelimit import (
+    Counters,
+    MemoryCounters,
+    RateLimiter,
+    RedisCounters,
+    Window,
+    parse_limits,
+    seconds_until_allowed,
+    weighted_count,
+    windows_now,
+)
 from arena.visitors import Visitor
 from tests.conftest import require
 from tests.servers import free_port
@@ -48,7 +58,6 @@ def test_parse_limits() -> None:
     assert parse_limits("  ", "X") == []
     with pytest.raises(InvalidInput, match="ARENA_VOTE_RATE_LIMIT: 'lots' is not a rate limit"):
         parse_limits("lots", "ARENA_VOTE_RATE_LIMIT")
-    assert redis_storage_uri("redis://h:1/0") == "async+redis://h:1/0"
 
 
 def test_memory_limits_per_session_and_per_address() -> None:
@@ -56,16 +65,16 @@ def test_memory_limits_per_session_and_per_address() -> None:
         limiter = RateLimiter.from_settings(
             _settings(vote_rate_limit="3/minute", vote_ip_rate_limit="5/minute")
         )
-        assert await _allowed(limiter, ALICE, 10) == 3
-        assert await limiter.recently_throttled(ALICE)
-        assert not await limiter.recently_throttled(BOB)
+        assert not await limiter.check("vote", ALICE)
+        assert await _allowed(limiter, ALICE, 10) == 2
         # Bob has his own session allowance but shares the address with Alice.
-        assert await _allowed(limiter, BOB, 10) == 2
+        assert not await limiter.check("vote", BOB)
+        assert await _allowed(limiter, BOB, 10) == 1
         with pytest.raises(TooManyRequests) as refused:
             await limiter.check("vote", BOB)
         assert 1 <= refused.value.retry_after <= 60
-        # Battles have limits of their own.
-        await limiter.check("battle", ALICE)
+        # Battles have limits of their own; the refusal is remembered for the votes.
+        assert await limiter.check("battle", ALICE)
         await limiter.close()
 
     asyncio.run(run())
@@ -86,12 +95,17 @@ def test_redis_counters_are_shared_between_workers() -> None:
             RateLimiter.from_settings(settings),
         )
         try:
-            reachable = await worker_1.storage.check()
+            assert isinstance(worker_1.counters, RedisCounters)
+            reachable = await worker_1.counters.ping()
             require(reachable, f"Redis at ARENA_TEST_REDIS_URL ({REDIS_URL}) does not answer")
             assert await _allowed(worker_1, ALICE, 3) == 3
             # The second worker sees the first one's count: one left, then refused.
             assert await _allowed(worker_2, ALICE, 3) == 1
-            assert await worker_1.recently_throttled(ALICE)
+            # ... and the refusal by the second is remembered by the first, for the same session.
+            with pytest.raises(TooManyRequests):
+                await worker_1.check("vote", ALICE)
+            assert await worker_1.check("battle", ALICE)
+            assert not await worker_2.check("battle", BOB)
         finally:
             await worker_1.close()
             await worker_2.close()
@@ -108,9 +122,8 @@ def test_an_unreachable_redis_lets_requests_through_and_says_so(
         limiter = RateLimiter.from_settings(settings)
         try:
             started = time.monotonic()
-            await limiter.check("vote", ALICE)
-            await limiter.check("battle", ALICE)
-            assert not await limiter.recently_throttled(ALICE)
+            assert not await limiter.check("vote", ALICE)
+            assert not await limiter.check("battle", ALICE)
             assert time.monotonic() - started < 5
         finally:
             await limiter.close()
@@ -119,3 +132,57 @@ def test_an_unreachable_redis_lets_requests_through_and_says_so(
         asyncio.run(run())
     outage = [r for r in caplog.records if "rate limits not enforced" in r.getMessage()]
     assert len(outage) == 1  # logged once, not once per request
+
+
+def test_sliding_window_weights_the_previous_window() -> None:
+    assert weighted_count(previous=10, current=3, elapsed=0.25) == 7 + 3
+    assert weighted_count(previous=10, current=3, elapsed=0.95) == 0 + 3
+    window = Window("p", "c", allowance=6, seconds=60, elapsed=0.5)
+    # 10 * 0.5 + 2 = 7 is over; one more fits once the previous share is 3: elapsed > 0.6.
+    assert seconds_until_allowed(window, previous=10, current=2) == pytest.approx(6.0)
+    window = Window("p", "c", allowance=10, seconds=60, elapsed=0.5)
+    # This window alone is over the limit: the next one, once 12 * (1 - e) < 10.
+    assert seconds_until_allowed(window, previous=0, current=12) == pytest.approx(30 + 10)
+
+
+def _counters(kind: str) -> Counters:
+    if kind == "memory":
+        return MemoryCounters()
+    require(bool(REDIS_URL), "Redis tests need ARENA_TEST_REDIS_URL")
+    return RedisCounters(REDIS_URL)
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_counters_refuse_without_counting_and_free_up_as_the_window_slides(kind: str) -> None:
+    minute, day = parse_limits("3/minute", "X"), parse_limits("100/day", "X")
+    base, mark = f"test-{uuid.uuid4().hex}", f"mark-{uuid.uuid4().hex}"
+    started = 6_000_020.0  # 20 s into a minute window
+
+    async def run() -> None:
+        counters = _counters(kind)
+        try:
+            for n in range(3):
+                counted = await counters.count(windows_now(base, minute + day, started + n), mark)
+                assert counted.refused is None and not counted.throttled
+            refused = await counters.count(windows_now(base, minute + day, started + 3), mark)
+            assert (refused.refused, refused.previous, refused.current) == (0, 0, 3)
+            # The refusal counted against neither limit, and the session is marked.
+            day_only = await counters.count(windows_now(base, day, started + 4), mark)
+            assert day_only.refused is None and day_only.throttled
+            assert (
+                await counters.count(windows_now(base, minute, started + 39), mark)
+            ).refused == 0
+
+            async def refused_at(offset: float) -> bool:
+                outcome = await counters.count(windows_now(base, minute, started + offset), mark)
+                return outcome.refused is not None
+
+            # The next minute: the 3 weigh 3 * (1 - elapsed), rounded down, beside the new count.
+            assert await refused_at(40)  # 3 + 0 + 1 > 3
+            assert not await refused_at(41)  # 2 + 0 + 1
+            assert await refused_at(42)  # 2 + 1 + 1
+            assert not await refused_at(61)  # 1 + 1 + 1
+        finally:
+            await counters.close()
+
+    asyncio.run(run())
