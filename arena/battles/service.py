@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.orm import aliased
 
 from arena.battles import integrity
 from arena.battles.sampling import active_candidates, draw_pair
@@ -390,24 +391,26 @@ async def _why_not_votable(
     return VoteAlreadyCast()
 
 
-def _model_column(column: Any, battle_side: Any) -> Any:
-    return select(column).where(Model.id == battle_side).scalar_subquery()
-
-
+_MODEL_A, _MODEL_B = aliased(Model), aliased(Model)
 # Built once rather than per vote: the vote path is the hottest write.
-_VOTABLE = select(
-    _model_column(Model.name, Battle.model_a_id),
-    _model_column(Model.organization, Battle.model_a_id),
-    _model_column(Model.name, Battle.model_b_id),
-    _model_column(Model.organization, Battle.model_b_id),
-    Battle.flags,
-    Battle.answer_chars,
-    Battle.stream_started_at,
-    Battle.ready_at,
-).where(
-    Battle.id == bindparam("voted_battle_id"),
-    Battle.session_hash == bindparam("voter_session_hash"),
-    Battle.status == BattleStatus.ready,
+_VOTABLE = (
+    select(
+        _MODEL_A.name,
+        _MODEL_A.organization,
+        _MODEL_B.name,
+        _MODEL_B.organization,
+        Battle.flags,
+        Battle.answer_chars,
+        Battle.stream_started_at,
+        Battle.ready_at,
+    )
+    .join(_MODEL_A, _MODEL_A.id == Battle.model_a_id)
+    .join(_MODEL_B, _MODEL_B.id == Battle.model_b_id)
+    .where(
+        Battle.id == bindparam("voted_battle_id"),
+        Battle.session_hash == bindparam("voter_session_hash"),
+        Battle.status == BattleStatus.ready,
+    )
 )
 # The status guard makes settling the battle the one winner of racing votes.
 _SETTLE_BATTLE = (
