@@ -18,7 +18,8 @@ For each database:
 
 It prints requests per second, p50 / p99 latency, the arena's CPU time per request (all its
 processes, read from /proc at the start and end of each phase: less sensitive than throughput to
-other load on the machine), the ratios to /healthz, and the acknowledged and found counts.
+other load on the machine), the ratios to /healthz, how busy the whole machine was (the database,
+Redis and the load client share its cores with the arena), and the acknowledged and found counts.
 Traffic goes to 127.0.0.1 only; every phase stops by itself.
 """
 
@@ -130,10 +131,26 @@ def arena_cpu_seconds(server_pid: int) -> float:
     return total
 
 
+def machine_busy_seconds() -> float:
+    """CPU time spent by every process on the machine so far (all cores, from /proc/stat)."""
+    import psutil
+
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
 def _summary(
-    latencies: list[float], seconds: float, errors: list[str], cpu_seconds: float
+    latencies: list[float],
+    seconds: float,
+    errors: list[str],
+    cpu_seconds: float,
+    machine_seconds: float,
 ) -> dict[str, Any]:
     return {
+        "machine_cores_busy": machine_seconds / seconds,
+        "machine_cpu_ms_per_request": 1000 * machine_seconds / len(latencies)
+        if latencies
+        else None,
         "cpu_ms_per_request": 1000 * cpu_seconds / len(latencies) if latencies else None,
         "requests": len(latencies),
         "per_second": len(latencies) / seconds,
@@ -162,7 +179,7 @@ async def _client(
     )
     latencies: list[float] = []
     errors: list[str] = []
-    cpu = arena_cpu_seconds(server_pid)
+    cpu, machine = arena_cpu_seconds(server_pid), machine_busy_seconds()
     started = time.perf_counter()
     await asyncio.gather(
         *(
@@ -171,14 +188,18 @@ async def _client(
         )
     )
     healthz = _summary(
-        latencies, time.perf_counter() - started, errors, arena_cpu_seconds(server_pid) - cpu
+        latencies,
+        time.perf_counter() - started,
+        errors,
+        arena_cpu_seconds(server_pid) - cpu,
+        machine_busy_seconds() - machine,
     )
 
     battles = [tuple(line.split()) for line in Path(battles_file).read_text().splitlines()]
     pending: list[tuple[str, str]] = [(b, c) for b, c in battles]
     latencies, errors = [], []
     acknowledged: list[str] = []
-    cpu = arena_cpu_seconds(server_pid)
+    cpu, machine = arena_cpu_seconds(server_pid), machine_busy_seconds()
     started = time.perf_counter()
     await asyncio.gather(
         *(
@@ -187,7 +208,11 @@ async def _client(
         )
     )
     votes = _summary(
-        latencies, time.perf_counter() - started, errors, arena_cpu_seconds(server_pid) - cpu
+        latencies,
+        time.perf_counter() - started,
+        errors,
+        arena_cpu_seconds(server_pid) - cpu,
+        machine_busy_seconds() - machine,
     )
     votes["battles_left"] = len(pending)
     Path(acked_file).write_text("\n".join(acknowledged))
@@ -445,6 +470,13 @@ def report(result: dict[str, Any]) -> None:
     print(
         f"  ratio votes/s : /healthz req/s = {ratio:.2f}; arena CPU per vote : per /healthz"
         f" = {cpu_ratio:.2f}"
+    )
+    machine_ms = votes["machine_cpu_ms_per_request"]
+    print(
+        "  whole machine (arena, database, Redis, load client): "
+        f"{healthz['machine_cores_busy']:.2f} of {os.cpu_count()} cores busy for /healthz, "
+        f"{votes['machine_cores_busy']:.2f} for votes; {machine_ms:.2f} ms CPU per vote "
+        f"({machine_ms - votes['cpu_ms_per_request']:.2f} ms outside the arena)"
     )
     same = result["found"] == result["acknowledged"] == result["stored"]
     print(
