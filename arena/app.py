@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -40,6 +39,7 @@ from arena.registry.keys import KeyRing
 from arena.registry.routes import pages_router as owner_pages_router
 from arena.registry.routes import router as owners_router
 from arena.upstream.client import Answer, Limits
+from arena.upstream.http import upstream_client
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.secret_key = settings.resolved_secret_key()
         app.state.keys = KeyRing.from_settings(settings)
         # One pooled client for every upstream call: keep-alive saves a handshake per battle.
-        client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=2000, max_keepalive_connections=500),
-            follow_redirects=False,
-            trust_env=False,
-        )
+        client = upstream_client()
         app.state.http = client
         app.state.turn_runner = TurnRunner(
             client,

@@ -35,12 +35,6 @@ ChatCall = Callable[
 
 _END = object()
 
-# httpcore's pool scans its connections on every request and response, with a pass that is
-# quadratic in the idle ones: one pool for a few hundred concurrent streams spends more CPU there
-# than on the tokens. Calls are spread over several small pools instead.
-_POOLS = 16
-_POOL_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=32)
-
 
 def sse(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False, separators=(',', ':'))}\n\n"
@@ -73,15 +67,7 @@ class TurnRunner:
         finish: FinishTurn,
         chat: ChatCall = stream_chat,
     ) -> None:
-        # The app's client is one of the pools; the others are the runner's own.
-        tls = httpx.create_ssl_context()  # loading the CA bundle once, not once per pool
-        self._clients = [client] + [
-            httpx.AsyncClient(
-                limits=_POOL_LIMITS, verify=tls, follow_redirects=False, trust_env=False
-            )
-            for _ in range(_POOLS - 1)
-        ]
-        self._next_client = 0
+        self._client = client
         self._limits = limits
         self._finish = finish
         self._chat = chat
@@ -96,13 +82,11 @@ class TurnRunner:
 
     async def _run(self, plan: TurnPlan, queue: asyncio.Queue[object]) -> None:
         status = BattleStatus.failed
-        client = self._clients[self._next_client]
-        self._next_client = (self._next_client + 1) % len(self._clients)
         try:
             results = await asyncio.gather(
                 *(
                     self._chat(
-                        client,
+                        self._client,
                         side_plan.endpoint,
                         side_plan.conversation,
                         self._limits,
@@ -121,15 +105,13 @@ class TurnRunner:
             queue.put_nowait(_END)
 
     async def drain(self, timeout: float) -> None:
-        """Let running turns finish (shutdown), then cancel what is left and close the runner's
-        own pools (the app closes its client)."""
+        """Let running turns finish (shutdown), then cancel what is left (the app closes its
+        client)."""
         if self._tasks:
             _done, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        for client in self._clients[1:]:
-            await client.aclose()
 
 
 async def stream_queue(queue: asyncio.Queue[object]) -> AsyncIterator[str]:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import aiohttp
 import httpx
 
 log = logging.getLogger(__name__)
@@ -206,6 +207,7 @@ async def stream_chat(
 
     url, headers, extensions = _request_target(endpoint)
     timeout = httpx.Timeout(connect=limits.connect, read=None, write=limits.connect, pool=None)
+    responded = False
     try:
         first_deadline = min(started + limits.first_token, total_deadline)
         async with asyncio.timeout_at(first_deadline) as deadline:
@@ -218,6 +220,7 @@ async def stream_chat(
                 extensions=extensions,
             )
             response = await client.send(request, stream=True, follow_redirects=False)
+            responded = True
             try:
                 await _read_answer(response, answer, limits, on_text, deadline)
             finally:
@@ -232,12 +235,8 @@ async def stream_chat(
         else:
             detail = f"no new token within the idle timeout of {limits.idle}s"
         answer.failure = Failed("timeout", detail)
-    except httpx.ConnectTimeout as exc:
-        answer.failure = Failed("timeout", f"connect timeout: {exc!r}")
-    except (httpx.ConnectError, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-        answer.failure = Failed("connect", f"could not connect: {exc!r}")
-    except httpx.HTTPError as exc:
-        answer.failure = Failed("protocol", f"connection broke: {exc!r}")
+    except (httpx.HTTPError, aiohttp.ClientError) as exc:
+        answer.failure = _transport_failure(exc, responded=responded)
     answer.duration_ms = (loop.time() - started) * 1000
     if answer.failure is not None and endpoint.api_key:
         # Some servers echo the key they refused; it must reach neither the log nor the database.
@@ -257,6 +256,24 @@ async def stream_chat(
     answer.text = "".join(answer.chunk_texts)
     answer.chunk_texts = []
     return answer
+
+
+def _transport_failure(exc: Exception, *, responded: bool) -> Failed:
+    """Before the response began the endpoint could not be reached (or not in time); after,
+    the connection broke. Judged by when, since the transport names some errors loosely (a
+    refused connection arrives as httpx.ConnectTimeout caused by aiohttp's connector error)."""
+    if responded:
+        return Failed("protocol", f"connection broke: {exc!r}")
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    timed_out = isinstance(cause, TimeoutError) or (
+        isinstance(exc, httpx.TimeoutException) and not isinstance(cause, aiohttp.ClientError)
+    )
+    if timed_out:
+        return Failed("timeout", f"connect timeout: {cause!r}")
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        # The socket's own error: the connector's text names its TLS setting on every failure.
+        return Failed("connect", f"could not connect: {cause.os_error!r}")
+    return Failed("connect", f"could not connect: {cause!r}")
 
 
 async def _read_answer(
@@ -318,7 +335,7 @@ async def _drain(events: AsyncIterator[str]) -> None:
         async with asyncio.timeout(_DRAIN_SECONDS):
             async for _ in events:
                 pass
-    except (TimeoutError, _UpstreamFailure, httpx.HTTPError):
+    except (TimeoutError, _UpstreamFailure, httpx.HTTPError, aiohttp.ClientError):
         pass
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -14,6 +13,7 @@ from starlette.routing import Route
 from arena.battles.service import NEUTRAL_ERROR
 from arena.registry.address_guard import ChatCall, guarded_chat
 from arena.upstream.client import Endpoint, Limits, UpstreamEvent
+from arena.upstream.http import upstream_client
 from tests.conftest import Arena
 from tests.fake_upstream import FakeUpstream, answer_for
 from tests.registry.accounts import bearer, owner_with_model, register, sign_up
@@ -164,7 +164,7 @@ def test_the_connection_goes_to_the_checked_address_whatever_the_name_resolves_t
     events: list[UpstreamEvent] = []
 
     async def call() -> str:
-        async with httpx.AsyncClient(trust_env=False) as client:
+        async with upstream_client() as client:
             answer = await chat(
                 client, endpoint, [{"role": "user", "content": "pinned"}], Limits(), events.append
             )
@@ -179,7 +179,7 @@ def test_the_connection_goes_to_the_checked_address_whatever_the_name_resolves_t
     strict = guarded_chat(allow_private=False, resolve=resolve)
 
     async def refused_call() -> None:
-        async with httpx.AsyncClient(trust_env=False) as client:
+        async with upstream_client() as client:
             answer = await strict(client, endpoint, [], Limits(), refused.append)
         assert answer.failure is not None and answer.failure.kind == "connect"
 
@@ -221,7 +221,7 @@ def test_battles_reuse_an_address_check_for_a_few_seconds_only(
 
     async def calls(chat: ChatCall, n: int) -> list[bool]:
         results = []
-        async with httpx.AsyncClient(trust_env=False) as client:
+        async with upstream_client() as client:
             for _ in range(n):
                 answer = await chat(
                     client, endpoint, [{"role": "user", "content": "x"}], Limits(), lambda e: None

@@ -21,6 +21,7 @@ from arena.upstream.client import (
     request_body,
     stream_chat,
 )
+from arena.upstream.http import upstream_client
 
 
 def _chunk(text: str | None, finish: str | None = None) -> str:
@@ -70,7 +71,7 @@ def _run(
         server = await asyncio.start_server(lambda r, w: _serve_once(r, w, handler), "127.0.0.1", 0)
         address = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
         try:
-            async with httpx.AsyncClient() as client:
+            async with upstream_client() as client:
                 return await stream_chat(
                     client,
                     endpoint(address) if endpoint else Endpoint(f"http://{address}/v1", "m"),

@@ -6,9 +6,8 @@ import asyncio
 import json
 import time
 
-import httpx
-
 from arena.upstream.client import Answer, Endpoint, Limits, stream_chat
+from arena.upstream.http import upstream_client
 
 
 def _chunk(payload: bytes) -> bytes:
@@ -62,7 +61,7 @@ async def _three_answers(upstream: CountingUpstream) -> tuple[list[Answer], floa
     endpoint = Endpoint(base_url=f"http://127.0.0.1:{port}/v1", model="m")
     started = time.perf_counter()
     try:
-        async with httpx.AsyncClient() as client:
+        async with upstream_client() as client:
             answers = [
                 await stream_chat(
                     client, endpoint, [{"role": "user", "content": "hi"}], Limits(), lambda _: None
