@@ -87,16 +87,19 @@ def _discard_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: An
 
 
 def make_async_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> AsyncEngine:
+    """`pool_size` and `max_overflow` size PostgreSQL's pool. SQLite keeps a small one: it has one
+    writer, and more connections waiting for it wait longer (its busy handler sleeps)."""
     driver_url = _driver_url(url, asynchronous=True)
-    pool = {"pool_size": pool_size, "max_overflow": max_overflow}
     if driver_url.get_backend_name() == "sqlite":
         _prepare_sqlite_file(driver_url)
-        engine = create_async_engine(driver_url, connect_args={"timeout": 30}, **pool)
+        engine = create_async_engine(driver_url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "connect", _sqlite_manual_begin)
         event.listen(engine.sync_engine, "begin", _begin)
         return engine
-    engine = create_async_engine(driver_url, pool_recycle=1800, **pool)
+    engine = create_async_engine(
+        driver_url, pool_size=pool_size, max_overflow=max_overflow, pool_recycle=1800
+    )
     event.listen(engine.sync_engine, "checkout", _discard_if_closed_by_server)
     return engine
 
