@@ -14,7 +14,6 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from arena.battles import integrity
 from arena.battles import service as battle_service
 from arena.battles.integrity_admin_routes import router as integrity_admin_router
 from arena.battles.integrity_routes import router as integrity_router
@@ -22,7 +21,7 @@ from arena.battles.relay import FinishTurn, TurnRunner
 from arena.battles.rigging import RiggingScanner
 from arena.battles.routes import router as battles_router
 from arena.config import Settings
-from arena.db import make_async_engine, make_sessionmaker
+from arena.db import make_async_engine, make_sessionmaker, write_session
 from arena.error_responses import ERROR_RESPONSES
 from arena.errors import install_error_handlers
 from arena.leaderboard.background import RecomputeScheduler
@@ -66,19 +65,18 @@ def upstream_limits(settings: Settings) -> Limits:
 
 def _finish_turn(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> FinishTurn:
     async def finish(plan: battle_service.TurnPlan, answers: dict[Side, Answer]) -> bool:
-        async with sessionmaker() as session, session.begin():
-            ok = await battle_service.finish_turn(session, plan=plan, answers=answers)
-            if ok:
-                texts = {side: answer.text for side, answer in answers.items()}
-                await integrity.note_turn(
-                    session, battle_id=plan.battle_id, answers=texts, settings=settings
-                )
-            # The circuit breaker: a model failing answer after answer stops being drawn.
-            await trip_breakers(
-                session,
-                threshold=settings.circuit_breaker_failures,
-                model_ids=(plan.a.model_id, plan.b.model_id),
+        async with write_session(sessionmaker) as session:
+            ok = await battle_service.finish_turn(
+                session, plan=plan, answers=answers, identity_aliases=settings.identity_aliases
             )
+            if not ok:
+                # The circuit breaker: a model failing answer after answer stops being drawn.
+                # Only after a failure: a turn both answered has just set both counts to 0.
+                await trip_breakers(
+                    session,
+                    threshold=settings.circuit_breaker_failures,
+                    model_ids=(plan.a.model_id, plan.b.model_id),
+                )
             return ok
 
     return finish

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
 
-from sqlalchemy import Text, cast, func, select
+from sqlalchemy import Text, bindparam, cast, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -77,27 +77,35 @@ def names_itself(answer: str, terms: Iterable[str]) -> bool:
     return pattern is not None and pattern.search(answer) is not None
 
 
-async def note_turn(
-    session: AsyncSession, *, battle_id: str, answers: Mapping[Side, str], settings: Settings
-) -> None:
-    """After a turn is stored: flag the battle if an answer named its own model or organisation,
-    and keep the length of the latest answers for the reading-time check."""
-    battle = await session.get_one(Battle, battle_id)
-    models = {
-        m.id: m
-        for m in await session.scalars(
-            select(Model).where(Model.id.in_([battle.model_a_id, battle.model_b_id]))
+def answers_name_themselves(
+    answers: Mapping[Side, str],
+    models: Mapping[Side, tuple[str, str]],
+    aliases: Mapping[str, Sequence[str]],
+) -> bool:
+    """Whether an answer names its own model or organisation (`models`: side -> name and
+    organisation of the model behind it)."""
+    for side, (name, organization) in models.items():
+        if names_itself(answers.get(side, ""), identity_terms(name, organization, aliases)):
+            return True
+    return False
+
+
+_BATTLE_FLAGS = select(Battle.flags).where(Battle.id == bindparam("flagged_id"))
+_SET_BATTLE_FLAGS = (
+    update(Battle)
+    .where(Battle.id == bindparam("flagged_id"))
+    .values(flags=bindparam("flags", type_=Battle.__table__.c.flags.type))
+)
+
+
+async def flag_battle(session: AsyncSession, *, battle_id: str, flag: str) -> None:
+    """Add `flag` to the battle's flags (kept once), in the caller's write transaction."""
+    connection = await session.connection()
+    flags = list((await connection.execute(_BATTLE_FLAGS, {"flagged_id": battle_id})).scalar_one())
+    if flag not in flags:
+        await connection.execute(
+            _SET_BATTLE_FLAGS, {"flagged_id": battle_id, "flags": [*flags, flag]}
         )
-    }
-    flags = list(battle.flags)
-    for side, model_id in ((Side.a, battle.model_a_id), (Side.b, battle.model_b_id)):
-        model = models[model_id]
-        terms = identity_terms(model.name, model.organization, settings.identity_aliases)
-        if names_itself(answers.get(side, ""), terms) and IDENTITY_LEAK not in flags:
-            flags.append(IDENTITY_LEAK)
-    battle.flags = flags
-    battle.answer_chars = sum(len(text) for text in answers.values())
-    await session.flush()
 
 
 # ---------------------------------------------------------------- duplicate prompts

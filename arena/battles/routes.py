@@ -12,7 +12,7 @@ from arena.battles import service
 from arena.battles.integrity import VoteChecks
 from arena.battles.relay import TurnRunner, replay, stream_queue
 from arena.battles.schemas import BattleCreated, BattleOut, PromptIn, Reveal, VoteIn
-from arena.db import SessionDep, begin_write
+from arena.db import SessionDep, write_session
 from arena.ratelimit import VoteThrottledDep, limit_battles
 from arena.visitors import VisitorDep
 
@@ -29,8 +29,7 @@ async def create_battle(body: PromptIn, request: Request, visitor: VisitorDep) -
     # database's one write lock, and under load every statement in it waits a turn of the loop.
     async with sessionmaker() as session:
         pair = await service.draw_battle_pair(session, prompt=body.prompt, settings=state.settings)
-    async with sessionmaker() as session, session.begin():
-        await begin_write(session)
+    async with write_session(sessionmaker) as session:
         battle_id = await service.create_battle(
             session, pair=pair, prompt=body.prompt, visitor=visitor, settings=state.settings
         )
@@ -45,10 +44,9 @@ async def create_battle(body: PromptIn, request: Request, visitor: VisitorDep) -
 async def stream_battle(battle_id: str, request: Request, visitor: VisitorDep) -> StreamingResponse:
     state = request.app.state
     sessionmaker: async_sessionmaker[AsyncSession] = state.sessionmaker
-    # Short transactions before the stream (the claim, then the reads it allows); the stream
+    # One short transaction before the stream (the claim, and the reads it allows); the stream
     # itself holds no database session.
-    async with sessionmaker() as session, session.begin():
-        await begin_write(session)  # claiming the turn writes
+    async with write_session(sessionmaker) as session:
         claimed = await service.claim_turn(
             session, battle_id=battle_id, visitor=visitor, settings=state.settings
         )
@@ -57,12 +55,10 @@ async def stream_battle(battle_id: str, request: Request, visitor: VisitorDep) -
         events = replay(claimed.messages, claimed.status)
     else:
         try:
-            async with sessionmaker() as session:
-                plan = await service.plan_turn(session, claimed=claimed, keys=state.keys)
+            plan = service.plan_turn(claimed, keys=state.keys)
         except Exception:
             # The claim is committed: end the turn as failed rather than leave it streaming.
-            async with sessionmaker() as session, session.begin():
-                await begin_write(session)
+            async with write_session(sessionmaker) as session:
                 await service.abandon_turn(session, claimed=claimed)
             raise
         runner: TurnRunner = state.turn_runner

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -53,6 +54,9 @@ class SidePlan:
     model_id: int
     endpoint: Endpoint
     conversation: list[dict[str, str]]
+    # For the identity-leak check once the answer is in; never sent to the visitor.
+    name: str = ""
+    organization: str = ""
 
 
 @dataclass(frozen=True)
@@ -179,6 +183,8 @@ _CLAIM = (
 )
 _ENDPOINTS = select(
     Model.id,
+    Model.name,
+    Model.organization,
     Model.base_url,
     Model.upstream_model,
     Model.api_key_encrypted,
@@ -206,17 +212,22 @@ def _conversation(messages: list[tuple[Side, str]], side: Side) -> list[dict[str
 
 @dataclass(frozen=True)
 class ClaimedTurn:
+    """A turn taken for streaming, with what its plan is made of (read in the claim's
+    transaction: one transaction fewer per battle)."""
+
     battle_id: str
     turn: int
     model_a_id: int
     model_b_id: int
+    endpoints: list[Any]  # rows of _ENDPOINTS
+    messages: list[tuple[Side, str]]
 
 
 async def claim_turn(
     session: AsyncSession, *, battle_id: str, visitor: Visitor, settings: Settings
 ) -> ClaimedTurn | PastTurn:
-    """Take the visitor's waiting turn for streaming (one UPDATE ... RETURNING); a PastTurn when
-    it was already streamed (then replay it)."""
+    """Take the visitor's waiting turn for streaming (one UPDATE ... RETURNING) and read what
+    both upstream calls need; a PastTurn when it was already streamed (then replay it)."""
     connection = await session.connection()
     claimed = (
         await connection.execute(
@@ -227,18 +238,31 @@ async def claim_turn(
     if claimed is None:
         return await _unclaimable(session, battle_id=battle_id, visitor=visitor, settings=settings)
     model_a_id, model_b_id, turn = claimed
-    return ClaimedTurn(battle_id, turn, model_a_id, model_b_id)
+    endpoints = list(await connection.execute(_ENDPOINTS, {"model_ids": [model_a_id, model_b_id]}))
+    messages = [
+        (side, content)
+        for side, content in await connection.execute(_CONVERSATION, {"conversation_of": battle_id})
+    ]
+    return ClaimedTurn(battle_id, turn, model_a_id, model_b_id, endpoints, messages)
 
 
-async def plan_turn(session: AsyncSession, *, claimed: ClaimedTurn, keys: KeyRing) -> TurnPlan:
-    """What both upstream calls of a claimed turn send. Reads only, after the claim is
-    committed: the claimed turn's messages and models no longer change."""
-    connection = await session.connection()
-    model_ids = [claimed.model_a_id, claimed.model_b_id]
-    endpoints = {}
-    for row in await connection.execute(_ENDPOINTS, {"model_ids": model_ids}):
-        model_id, base_url, upstream_model, api_key, max_tokens, temperature, system_prompt = row
-        endpoints[model_id] = Endpoint(
+def plan_turn(claimed: ClaimedTurn, *, keys: KeyRing) -> TurnPlan:
+    """What both upstream calls of a claimed turn send. Outside the claim's transaction: on
+    SQLite the write lock is not held while keys are decrypted."""
+    sides = {}
+    for row in claimed.endpoints:
+        (
+            model_id,
+            name,
+            organization,
+            base_url,
+            upstream_model,
+            api_key,
+            max_tokens,
+            temperature,
+            system_prompt,
+        ) = row
+        endpoint = Endpoint(
             base_url=base_url,
             model=upstream_model,
             api_key=keys.decrypt(api_key) if api_key else None,
@@ -246,21 +270,18 @@ async def plan_turn(session: AsyncSession, *, claimed: ClaimedTurn, keys: KeyRin
             temperature=temperature,
             system_prompt=system_prompt,
         )
-    messages = [
-        (side, content)
-        for side, content in await connection.execute(
-            _CONVERSATION, {"conversation_of": claimed.battle_id}
-        )
-    ]
+        sides[model_id] = (endpoint, name, organization)
+
+    def side_plan(model_id: int, side: Side) -> SidePlan:
+        endpoint, name, organization = sides[model_id]
+        conversation = _conversation(claimed.messages, side)
+        return SidePlan(model_id, endpoint, conversation, name, organization)
+
     return TurnPlan(
         battle_id=claimed.battle_id,
         turn=claimed.turn,
-        a=SidePlan(
-            claimed.model_a_id, endpoints[claimed.model_a_id], _conversation(messages, Side.a)
-        ),
-        b=SidePlan(
-            claimed.model_b_id, endpoints[claimed.model_b_id], _conversation(messages, Side.b)
-        ),
+        a=side_plan(claimed.model_a_id, Side.a),
+        b=side_plan(claimed.model_b_id, Side.b),
     )
 
 
@@ -306,17 +327,33 @@ _COUNT_FAILURE = (
     .where(Model.id == bindparam("failing_id"))
     .values(consecutive_failures=Model.consecutive_failures + 1)
 )
-_SETTLE_TURN = (
+_SETTLE_READY = (
     update(Battle)
     .where(Battle.id == bindparam("settled_id"))
-    .values(status=bindparam("settled_status"), ready_at=bindparam("settled_at"))
+    .values(
+        status=BattleStatus.ready,
+        ready_at=bindparam("settled_at"),
+        answer_chars=bindparam("settled_chars"),
+    )
+)
+_SETTLE_FAILED = (
+    update(Battle)
+    .where(Battle.id == bindparam("settled_id"))
+    .values(status=BattleStatus.failed, ready_at=None)
 )
 
 
 async def finish_turn(
-    session: AsyncSession, *, plan: TurnPlan, answers: dict[Side, Answer]
+    session: AsyncSession,
+    *,
+    plan: TurnPlan,
+    answers: dict[Side, Answer],
+    identity_aliases: Mapping[str, Sequence[str]],
 ) -> bool:
-    """Store both answers and settle the battle: ready if both answered, failed otherwise."""
+    """Store both answers and settle the battle: ready if both answered, failed otherwise.
+
+    A ready battle keeps the length of the latest answers (for the reading-time check at the
+    vote) and is flagged when an answer names its own model or organisation."""
     rows = []
     outcomes: list[tuple[int, bool]] = []
     for side, side_plan in ((Side.a, plan.a), (Side.b, plan.b)):
@@ -350,16 +387,25 @@ async def finish_turn(
                 await connection.execute(_RESET_FAILURES, {"answered_ids": [model_id]})
             else:
                 await connection.execute(_COUNT_FAILURE, {"failing_id": model_id})
-    ok = all(answer.ok for answer in answers.values())
+    if not all(answer.ok for answer in answers.values()):
+        await connection.execute(_SETTLE_FAILED, {"settled_id": plan.battle_id})
+        return False
+    texts = {side: answer.text for side, answer in answers.items()}
     await connection.execute(
-        _SETTLE_TURN,
+        _SETTLE_READY,
         {
             "settled_id": plan.battle_id,
-            "settled_status": BattleStatus.ready if ok else BattleStatus.failed,
-            "settled_at": utcnow() if ok else None,
+            "settled_at": utcnow(),
+            "settled_chars": sum(len(text) for text in texts.values()),
         },
     )
-    return ok
+    models = {
+        Side.a: (plan.a.name, plan.a.organization),
+        Side.b: (plan.b.name, plan.b.organization),
+    }
+    if integrity.answers_name_themselves(texts, models, identity_aliases):
+        await integrity.flag_battle(session, battle_id=plan.battle_id, flag=integrity.IDENTITY_LEAK)
+    return True
 
 
 async def _reveal_models(session: AsyncSession, model_a_id: int, model_b_id: int) -> Reveal:
