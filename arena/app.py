@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -21,7 +22,7 @@ from arena.battles.relay import FinishTurn, TurnRunner
 from arena.battles.rigging import RiggingScanner
 from arena.battles.routes import router as battles_router
 from arena.config import Settings
-from arena.db import make_async_engine, make_sessionmaker, write_session
+from arena.db import Transactions, make_async_engine, make_sessionmaker, write_session
 from arena.error_responses import ERROR_RESPONSES
 from arena.errors import install_error_handlers
 from arena.leaderboard.background import RecomputeScheduler
@@ -63,21 +64,27 @@ def upstream_limits(settings: Settings) -> Limits:
     )
 
 
-def _finish_turn(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> FinishTurn:
+def _finish_turn(
+    transactions: Transactions, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> FinishTurn:
     async def finish(plan: battle_service.TurnPlan, answers: dict[Side, Answer]) -> bool:
-        async with write_session(sessionmaker) as session:
-            ok = await battle_service.finish_turn(
-                session, plan=plan, answers=answers, identity_aliases=settings.identity_aliases
+        ok = await transactions.write(
+            lambda connection: battle_service.finish_turn(
+                connection, plan=plan, answers=answers, identity_aliases=settings.identity_aliases
             )
-            if not ok:
-                # The circuit breaker: a model failing answer after answer stops being drawn.
-                # Only after a failure: a turn both answered has just set both counts to 0.
+        )
+        if not ok:
+            # The circuit breaker: a model failing answer after answer stops being drawn. Only
+            # after a failure (a turn both answered has just set both counts to 0), and in a
+            # transaction of its own: should the worker die in between, the health monitor's
+            # sweep pauses the model instead.
+            async with write_session(sessionmaker) as session:
                 await trip_breakers(
                     session,
                     threshold=settings.circuit_breaker_failures,
                     model_ids=(plan.a.model_id, plan.b.model_id),
                 )
-            return ok
+        return ok
 
     return finish
 
@@ -96,6 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker
+        transactions = Transactions(engine)
+        app.state.transactions = transactions
         app.state.secret_key = settings.resolved_secret_key()
         app.state.keys = KeyRing.from_settings(settings)
         # One pooled client for every upstream call: keep-alive saves a handshake per battle.
@@ -104,7 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.turn_runner = TurnRunner(
             client,
             upstream_limits(settings),
-            _finish_turn(sessionmaker, settings),
+            _finish_turn(transactions, sessionmaker, settings),
             chat=guarded_chat(allow_private=settings.allow_private_endpoints),
         )
         health = HealthMonitor(
@@ -127,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await recompute.stop()
             await rigging_scanner.stop()
             await app.state.turn_runner.drain(timeout=10)
+            await asyncio.to_thread(transactions.close)
             await app.state.rate_limiter.close()
             await client.aclose()
             await engine.dispose()

@@ -21,6 +21,7 @@ from typing import Any, Final, Protocol
 from sqlalchemy import Text, bindparam, cast, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.config import Settings
@@ -98,14 +99,11 @@ _SET_BATTLE_FLAGS = (
 )
 
 
-async def flag_battle(session: AsyncSession, *, battle_id: str, flag: str) -> None:
+def flag_battle(connection: Connection, *, battle_id: str, flag: str) -> None:
     """Add `flag` to the battle's flags (kept once), in the caller's write transaction."""
-    connection = await session.connection()
-    flags = list((await connection.execute(_BATTLE_FLAGS, {"flagged_id": battle_id})).scalar_one())
+    flags = list(connection.execute(_BATTLE_FLAGS, {"flagged_id": battle_id}).scalar_one())
     if flag not in flags:
-        await connection.execute(
-            _SET_BATTLE_FLAGS, {"flagged_id": battle_id, "flags": [*flags, flag]}
-        )
+        connection.execute(_SET_BATTLE_FLAGS, {"flagged_id": battle_id, "flags": [*flags, flag]})
 
 
 # ---------------------------------------------------------------- duplicate prompts
@@ -120,10 +118,9 @@ def prompt_hash(prompt: str) -> str:
     return hashlib.sha256(normalise_prompt(prompt).encode("utf-8", "surrogatepass")).hexdigest()
 
 
-async def prompt_flags(session: AsyncSession, *, prompt: str, settings: Settings) -> list[str]:
+def prompt_flags(connection: Connection, *, prompt: str, settings: Settings) -> list[str]:
     """Count the prompt (one upsert) and say whether its battle is over the duplicate limit."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
     statement = (
         insert(PromptCount)
         .values(prompt_hash=prompt_hash(prompt), count=1, first_seen_at=utcnow())
@@ -132,7 +129,7 @@ async def prompt_flags(session: AsyncSession, *, prompt: str, settings: Settings
         )
         .returning(PromptCount.count)
     )
-    seen = int((await session.execute(statement)).scalar_one())
+    seen = int(connection.execute(statement).scalar_one())
     return [DUPLICATE_PROMPT] if seen > settings.duplicate_prompt_limit else []
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.models import RatingSnapshot
@@ -34,12 +35,19 @@ def rated_models(rows: list[Any]) -> dict[str, RatedModel]:
     return rated
 
 
-async def latest_ratings(session: AsyncSession) -> dict[str, RatedModel]:
+_LATEST_ROWS = (
+    select(RatingSnapshot.rows)
+    .where(RatingSnapshot.method == METHOD, RatingSnapshot.category == CATEGORY)
+    .order_by(RatingSnapshot.computed_at.desc(), RatingSnapshot.id.desc())
+    .limit(1)
+)
+
+
+def read_latest_ratings(connection: Connection) -> dict[str, RatedModel]:
     """Empty until the first snapshot is stored."""
-    rows = await session.scalar(
-        select(RatingSnapshot.rows)
-        .where(RatingSnapshot.method == METHOD, RatingSnapshot.category == CATEGORY)
-        .order_by(RatingSnapshot.computed_at.desc(), RatingSnapshot.id.desc())
-        .limit(1)
-    )
+    rows = connection.execute(_LATEST_ROWS).scalar()
     return rated_models(rows) if isinstance(rows, list) else {}
+
+
+async def latest_ratings(session: AsyncSession) -> dict[str, RatedModel]:
+    return await session.run_sync(lambda sync: read_latest_ratings(sync.connection()))

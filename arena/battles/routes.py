@@ -6,13 +6,12 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import StreamingResponse
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from arena.battles import service
 from arena.battles.integrity import VoteChecks
 from arena.battles.relay import TurnRunner, replay, stream_queue
 from arena.battles.schemas import BattleCreated, BattleOut, PromptIn, Reveal, VoteIn
-from arena.db import SessionDep, write_session
+from arena.db import SessionDep, Transactions, write_session
 from arena.ratelimit import VoteThrottledDep, limit_battles
 from arena.visitors import VisitorDep
 
@@ -24,15 +23,20 @@ _SSE_HEADERS = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"
 @router.post("", status_code=status.HTTP_201_CREATED, dependencies=[Depends(limit_battles)])
 async def create_battle(body: PromptIn, request: Request, visitor: VisitorDep) -> BattleCreated:
     state = request.app.state
-    sessionmaker: async_sessionmaker[AsyncSession] = state.sessionmaker
+    transactions: Transactions = state.transactions
+    settings = state.settings
     # The reads first, in a transaction of their own: on SQLite the write transaction holds the
-    # database's one write lock, and under load every statement in it waits a turn of the loop.
-    async with sessionmaker() as session:
-        pair = await service.draw_battle_pair(session, prompt=body.prompt, settings=state.settings)
-    async with write_session(sessionmaker) as session:
-        battle_id = await service.create_battle(
-            session, pair=pair, prompt=body.prompt, visitor=visitor, settings=state.settings
+    # database's one write lock.
+    pair = await transactions.read(
+        lambda connection: service.draw_battle_pair(
+            connection, prompt=body.prompt, settings=settings
         )
+    )
+    battle_id = await transactions.write(
+        lambda connection: service.create_battle(
+            connection, pair=pair, prompt=body.prompt, visitor=visitor, settings=settings
+        )
+    )
     return BattleCreated(battle_id=battle_id)
 
 
@@ -43,23 +47,29 @@ async def create_battle(body: PromptIn, request: Request, visitor: VisitorDep) -
 )
 async def stream_battle(battle_id: str, request: Request, visitor: VisitorDep) -> StreamingResponse:
     state = request.app.state
-    sessionmaker: async_sessionmaker[AsyncSession] = state.sessionmaker
+    transactions: Transactions = state.transactions
     # One short transaction before the stream (the claim, and the reads it allows); the stream
     # itself holds no database session.
-    async with write_session(sessionmaker) as session:
-        claimed = await service.claim_turn(
-            session, battle_id=battle_id, visitor=visitor, settings=state.settings
-        )
+    claimed = await transactions.write(
+        lambda connection: service.claim_turn(connection, battle_id=battle_id, visitor=visitor)
+    )
     events: AsyncIterator[str]
-    if isinstance(claimed, service.PastTurn):
-        events = replay(claimed.messages, claimed.status)
+    if claimed is None:
+        # Rare: a reload, a second tab, someone else's battle. The ORM path, as a write: a turn
+        # whose worker died is ended there.
+        async with write_session(state.sessionmaker) as session:
+            past = await service.unclaimable_turn(
+                session, battle_id=battle_id, visitor=visitor, settings=state.settings
+            )
+        events = replay(past.messages, past.status)
     else:
         try:
             plan = service.plan_turn(claimed, keys=state.keys)
         except Exception:
             # The claim is committed: end the turn as failed rather than leave it streaming.
-            async with write_session(sessionmaker) as session:
-                await service.abandon_turn(session, claimed=claimed)
+            await transactions.write(
+                lambda connection: service.abandon_turn(connection, claimed=claimed)
+            )
             raise
         runner: TurnRunner = state.turn_runner
         events = stream_queue(runner.start(plan))

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from arena.battles.ratings_view import RatedModel, latest_ratings
+from arena.battles.ratings_view import RatedModel, read_latest_ratings
 from arena.config import Settings
 from arena.errors import NoModelsAvailable
 from arena.models import Model, ModelStatus
@@ -82,18 +83,25 @@ def candidates_from(
     return made
 
 
-async def active_candidates(session: AsyncSession, *, settings: Settings) -> list[Candidate]:
+_ACTIVE_MODELS = (
+    select(Model.id, Model.name, Model.sampling_weight)
+    .where(Model.status == ModelStatus.active)
+    .order_by(Model.id)
+)
+
+
+def read_candidates(connection: Connection, *, settings: Settings) -> list[Candidate]:
     """Active models with their weights; counted votes come from the latest rating snapshot,
     so a new model (absent from it) is boosted from its first battle."""
-    models = (
-        await session.execute(
-            select(Model.id, Model.name, Model.sampling_weight)
-            .where(Model.status == ModelStatus.active)
-            .order_by(Model.id)
-        )
-    ).all()
-    rated = await latest_ratings(session) if settings.new_model_vote_target > 0 else {}
+    models = connection.execute(_ACTIVE_MODELS).all()
+    rated = read_latest_ratings(connection) if settings.new_model_vote_target > 0 else {}
     return candidates_from([(m.id, m.name, m.sampling_weight) for m in models], rated, settings)
+
+
+async def active_candidates(session: AsyncSession, *, settings: Settings) -> list[Candidate]:
+    return await session.run_sync(
+        lambda sync: read_candidates(sync.connection(), settings=settings)
+    )
 
 
 def expected_shares(weights: Sequence[float]) -> list[float]:

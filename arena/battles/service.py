@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import aliased
 
 from arena.battles import integrity
-from arena.battles.sampling import active_candidates, draw_pair
+from arena.battles.sampling import draw_pair, read_candidates
 from arena.battles.schemas import BattleOut, MessageOut, Reveal, RevealedModel
 from arena.config import Settings
 from arena.db import WRITE_TRANSACTION
@@ -79,18 +80,16 @@ _INSERT_BATTLE = insert(Battle)
 _INSERT_MESSAGE = insert(Message)
 
 
-async def draw_battle_pair(
-    session: AsyncSession, *, prompt: str, settings: Settings
-) -> tuple[int, int]:
+def draw_battle_pair(connection: Connection, *, prompt: str, settings: Settings) -> tuple[int, int]:
     """Check the prompt and draw the pair (side A, side B): reads only, so that on SQLite the
     write lock is not held while they run."""
     _check_prompt(prompt, settings)
-    candidates = await active_candidates(session, settings=settings)
+    candidates = read_candidates(connection, settings=settings)
     return draw_pair([c.model_id for c in candidates], weights=[c.weight for c in candidates])
 
 
-async def create_battle(
-    session: AsyncSession,
+def create_battle(
+    connection: Connection,
     *,
     pair: tuple[int, int],
     prompt: str,
@@ -100,10 +99,9 @@ async def create_battle(
     """Store the battle between the drawn pair and its first prompt; the battle's id."""
     model_a_id, model_b_id = pair
     battle_id = secrets.token_urlsafe(16)
-    flags = await integrity.prompt_flags(session, prompt=prompt, settings=settings)
+    flags = integrity.prompt_flags(connection, prompt=prompt, settings=settings)
     # Core statements, not ORM objects: this is the hot path of every battle.
-    connection = await session.connection()
-    await connection.execute(
+    connection.execute(
         _INSERT_BATTLE,
         {
             "id": battle_id,
@@ -117,7 +115,7 @@ async def create_battle(
             "flags": flags,
         },
     )
-    await connection.execute(
+    connection.execute(
         _INSERT_MESSAGE, {"battle_id": battle_id, "turn": 1, "side": Side.user, "content": prompt}
     )
     return battle_id
@@ -223,25 +221,20 @@ class ClaimedTurn:
     messages: list[tuple[Side, str]]
 
 
-async def claim_turn(
-    session: AsyncSession, *, battle_id: str, visitor: Visitor, settings: Settings
-) -> ClaimedTurn | PastTurn:
+def claim_turn(connection: Connection, *, battle_id: str, visitor: Visitor) -> ClaimedTurn | None:
     """Take the visitor's waiting turn for streaming (one UPDATE ... RETURNING) and read what
-    both upstream calls need; a PastTurn when it was already streamed (then replay it)."""
-    connection = await session.connection()
-    claimed = (
-        await connection.execute(
-            _CLAIM,
-            {"claimed_id": battle_id, "claimed_by": visitor.session_hash, "started_at": utcnow()},
-        )
+    both upstream calls need; None when there is no such turn (see `unclaimable_turn`)."""
+    claimed = connection.execute(
+        _CLAIM,
+        {"claimed_id": battle_id, "claimed_by": visitor.session_hash, "started_at": utcnow()},
     ).one_or_none()
     if claimed is None:
-        return await _unclaimable(session, battle_id=battle_id, visitor=visitor, settings=settings)
+        return None
     model_a_id, model_b_id, turn = claimed
-    endpoints = list(await connection.execute(_ENDPOINTS, {"model_ids": [model_a_id, model_b_id]}))
+    endpoints = list(connection.execute(_ENDPOINTS, {"model_ids": [model_a_id, model_b_id]}))
     messages = [
         (side, content)
-        for side, content in await connection.execute(_CONVERSATION, {"conversation_of": battle_id})
+        for side, content in connection.execute(_CONVERSATION, {"conversation_of": battle_id})
     ]
     return ClaimedTurn(battle_id, turn, model_a_id, model_b_id, endpoints, messages)
 
@@ -285,21 +278,21 @@ def plan_turn(claimed: ClaimedTurn, *, keys: KeyRing) -> TurnPlan:
     )
 
 
-async def abandon_turn(session: AsyncSession, *, claimed: ClaimedTurn) -> None:
+def abandon_turn(connection: Connection, *, claimed: ClaimedTurn) -> None:
     """A claimed turn that cannot be run: failed, as when its worker dies."""
-    await session.execute(
+    connection.execute(
         update(Battle)
         .where(Battle.id == claimed.battle_id, Battle.status == BattleStatus.streaming)
         .values(status=BattleStatus.failed)
-        .execution_options(synchronize_session=False)
     )
 
 
-async def _unclaimable(
+async def unclaimable_turn(
     session: AsyncSession, *, battle_id: str, visitor: Visitor, settings: Settings
 ) -> PastTurn:
-    """Why the turn could not be claimed: not found, not the visitor's, streaming elsewhere, or
-    already streamed (its stored answers then)."""
+    """Why a turn could not be claimed: not found, not the visitor's, streaming elsewhere, or
+    already streamed (its stored answers then, to replay). In a write transaction: a turn whose
+    worker died is ended here."""
     battle = await owned_battle(session, battle_id, visitor)
     if battle.status == BattleStatus.pending:  # claimed and given back in between: rare
         raise Conflict("This battle is already streaming in another tab or request.")
@@ -343,8 +336,8 @@ _SETTLE_FAILED = (
 )
 
 
-async def finish_turn(
-    session: AsyncSession,
+def finish_turn(
+    connection: Connection,
     *,
     plan: TurnPlan,
     answers: dict[Side, Answer],
@@ -373,25 +366,24 @@ async def finish_turn(
             }
         )
         outcomes.append((side_plan.model_id, failure is None))
-    connection = await session.connection()
-    await connection.execute(_INSERT_MESSAGE, rows)
+    connection.execute(_INSERT_MESSAGE, rows)
     # A model's row is written only when its count of consecutive failures changes (the reset
     # skips rows already at 0, the common case), and rows are taken in ascending id order: two
     # battles of the same pair on opposite sides, finishing together, once took the two row
     # locks in opposite orders and deadlocked on PostgreSQL.
     if all(answered for _, answered in outcomes):
-        await connection.execute(_RESET_FAILURES, {"answered_ids": sorted(m for m, _ in outcomes)})
+        connection.execute(_RESET_FAILURES, {"answered_ids": sorted(m for m, _ in outcomes)})
     else:
         for model_id, answered in sorted(outcomes):
             if answered:
-                await connection.execute(_RESET_FAILURES, {"answered_ids": [model_id]})
+                connection.execute(_RESET_FAILURES, {"answered_ids": [model_id]})
             else:
-                await connection.execute(_COUNT_FAILURE, {"failing_id": model_id})
+                connection.execute(_COUNT_FAILURE, {"failing_id": model_id})
     if not all(answer.ok for answer in answers.values()):
-        await connection.execute(_SETTLE_FAILED, {"settled_id": plan.battle_id})
+        connection.execute(_SETTLE_FAILED, {"settled_id": plan.battle_id})
         return False
     texts = {side: answer.text for side, answer in answers.items()}
-    await connection.execute(
+    connection.execute(
         _SETTLE_READY,
         {
             "settled_id": plan.battle_id,
@@ -404,7 +396,7 @@ async def finish_turn(
         Side.b: (plan.b.name, plan.b.organization),
     }
     if integrity.answers_name_themselves(texts, models, identity_aliases):
-        await integrity.flag_battle(session, battle_id=plan.battle_id, flag=integrity.IDENTITY_LEAK)
+        integrity.flag_battle(connection, battle_id=plan.battle_id, flag=integrity.IDENTITY_LEAK)
     return True
 
 
@@ -621,4 +613,5 @@ __all__ = [
     "owned_battle",
     "plan_turn",
     "stored_turn",
+    "unclaimable_turn",
 ]
