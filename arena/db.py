@@ -196,13 +196,18 @@ class Transactions:
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="arena-sqlite-writer")
             self._reader = ThreadPoolExecutor(1, thread_name_prefix="arena-sqlite-reader")
 
-    async def write(self, work: Callable[[Connection], T]) -> T:
-        """`work` in a write transaction, committed before this returns."""
+    async def write(self, work: Callable[[Connection], T], *, to_disk: bool = True) -> T:
+        """`work` in a write transaction, committed before this returns.
+
+        `to_disk=False` is for writes that may be lost to a power cut (not to a crash of the
+        process): on SQLite the commit then skips its fsync, which is most of its time. Such a
+        write is made durable by the next synced commit of any connection (the WAL is one
+        sequence of frames), and it must never be acknowledged to anyone on its own."""
         if self._sqlite is None or self._writer is None:
             async with self._engine.begin() as connection:
                 return await connection.run_sync(work)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, self._run, work, True)
+        return await loop.run_in_executor(self._writer, self._run, work, True, to_disk)
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         """`work` in a read-only transaction."""
@@ -210,15 +215,25 @@ class Transactions:
             async with self._engine.connect() as connection:
                 return await connection.run_sync(work)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._reader, self._run, work, False)
+        return await loop.run_in_executor(self._reader, self._run, work, False, True)
 
-    def _run(self, work: Callable[[Connection], T], write: bool) -> T:
+    def _run(self, work: Callable[[Connection], T], write: bool, to_disk: bool) -> T:
         assert self._sqlite is not None
         with self._sqlite.connect() as connection:
             if write:
                 connection = connection.execution_options(**WRITE_TRANSACTION)
-            with connection.begin():
-                return work(connection)
+            if to_disk:
+                with connection.begin():
+                    return work(connection)
+            # The safety level cannot change inside a transaction: around it, on the driver's
+            # connection (autocommit, as _sqlite_manual_begin leaves it).
+            driver: Any = connection.connection.driver_connection
+            driver.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with connection.begin():
+                    return work(connection)
+            finally:
+                driver.execute("PRAGMA synchronous=FULL")
 
     def close(self) -> None:
         """Wait for the transactions under way, then close the connections."""
