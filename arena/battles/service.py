@@ -18,7 +18,7 @@ from arena.battles import integrity
 from arena.battles.sampling import draw_pair, read_candidates
 from arena.battles.schemas import BattleOut, MessageOut, Reveal, RevealedModel
 from arena.config import Settings
-from arena.db import WRITE_TRANSACTION
+from arena.db import WRITE_TRANSACTION, writer_turn
 from arena.errors import (
     ArenaError,
     BattleFailed,
@@ -491,6 +491,23 @@ _SETTLE_AND_STORE_VOTE = (
 )
 
 
+async def _settle_and_store_on_sqlite(
+    engine: AsyncEngine, keys: dict[str, str], vote: dict[str, Any]
+) -> bool:
+    """False when another request settled the battle since the read."""
+    # After this process's earlier writers, holding no connection while it waits (writer_turn).
+    async with writer_turn(engine), engine.connect() as connection:
+        write = await connection.execution_options(**WRITE_TRANSACTION)
+        try:
+            async with write.begin():
+                if (await write.execute(_SETTLE_BATTLE, keys)).rowcount != 1:
+                    return False
+                await write.execute(_STORE_VOTE, vote)
+        except IntegrityError:
+            raise VoteAlreadyCast() from None
+    return True
+
+
 async def cast_vote(
     engine: AsyncEngine,
     *,
@@ -531,20 +548,15 @@ async def cast_vote(
             "vote_counted": not flags,
             "vote_flags": flags,
         }
-        try:
-            if on_postgresql:
-                inserted = await connection.execute(_SETTLE_AND_STORE_VOTE, vote)
-                stored = inserted.first() is not None
-            else:
-                await connection.rollback()  # the read's transaction; the write takes the lock
-                write = await connection.execution_options(**WRITE_TRANSACTION)
-                async with write.begin():
-                    stored = (await write.execute(_SETTLE_BATTLE, keys)).rowcount == 1
-                    if stored:
-                        await write.execute(_STORE_VOTE, vote)
-        except IntegrityError:
-            raise VoteAlreadyCast() from None
-        if not stored:  # another request settled the battle since the read
+        if on_postgresql:
+            try:
+                stored = (await connection.execute(_SETTLE_AND_STORE_VOTE, vote)).first()
+            except IntegrityError:
+                raise VoteAlreadyCast() from None
+            if stored is None:  # another request settled the battle since the read
+                raise await _why_not_votable(connection, battle_id, visitor)
+    if not on_postgresql and not await _settle_and_store_on_sqlite(engine, keys, vote):
+        async with engine.connect() as connection:
             raise await _why_not_votable(connection, battle_id, visitor)
     return Reveal(
         model_a=RevealedModel(name=name_a, organization=org_a),
