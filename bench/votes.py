@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -161,6 +161,27 @@ def _summary(
     }
 
 
+async def _phase(
+    server_pid: int,
+    connection: Callable[[float], Awaitable[None]],
+    concurrency: int,
+    seconds: float,
+    latencies: list[float],
+    errors: list[str],
+) -> dict[str, Any]:
+    """`concurrency` connections for `seconds`, with the CPU the arena and the machine spent."""
+    cpu, machine = arena_cpu_seconds(server_pid), machine_busy_seconds()
+    started = time.perf_counter()
+    await asyncio.gather(*(connection(started + seconds) for _ in range(concurrency)))
+    return _summary(
+        latencies,
+        time.perf_counter() - started,
+        errors,
+        arena_cpu_seconds(server_pid) - cpu,
+        machine_busy_seconds() - machine,
+    )
+
+
 async def _client(
     port: int,
     server_pid: int,
@@ -179,40 +200,26 @@ async def _client(
     )
     latencies: list[float] = []
     errors: list[str] = []
-    cpu, machine = arena_cpu_seconds(server_pid), machine_busy_seconds()
-    started = time.perf_counter()
-    await asyncio.gather(
-        *(
-            _healthz_connection(port, started + seconds, latencies, errors)
-            for _ in range(concurrency)
-        )
-    )
-    healthz = _summary(
+    healthz = await _phase(
+        server_pid,
+        lambda stop_at: _healthz_connection(port, stop_at, latencies, errors),
+        concurrency,
+        seconds,
         latencies,
-        time.perf_counter() - started,
         errors,
-        arena_cpu_seconds(server_pid) - cpu,
-        machine_busy_seconds() - machine,
     )
 
     battles = [tuple(line.split()) for line in Path(battles_file).read_text().splitlines()]
     pending: list[tuple[str, str]] = [(b, c) for b, c in battles]
     latencies, errors = [], []
     acknowledged: list[str] = []
-    cpu, machine = arena_cpu_seconds(server_pid), machine_busy_seconds()
-    started = time.perf_counter()
-    await asyncio.gather(
-        *(
-            _vote_connection(port, pending, started + seconds, latencies, acknowledged, errors)
-            for _ in range(concurrency)
-        )
-    )
-    votes = _summary(
+    votes = await _phase(
+        server_pid,
+        lambda stop_at: _vote_connection(port, pending, stop_at, latencies, acknowledged, errors),
+        concurrency,
+        seconds,
         latencies,
-        time.perf_counter() - started,
         errors,
-        arena_cpu_seconds(server_pid) - cpu,
-        machine_busy_seconds() - machine,
     )
     votes["battles_left"] = len(pending)
     Path(acked_file).write_text("\n".join(acknowledged))
