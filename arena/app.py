@@ -14,8 +14,10 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.types import ASGIApp
 
 from arena.battles import service as battle_service
+from arena.battles.fast_lane import BattleFastLane
 from arena.battles.integrity_admin_routes import router as integrity_admin_router
 from arena.battles.integrity_routes import router as integrity_router
 from arena.battles.relay import FinishTurn, TurnRunner
@@ -89,6 +91,12 @@ def _finish_turn(
     return finish
 
 
+class _ArenaApp(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        # Outside every middleware: see arena/battles/fast_lane.py.
+        return BattleFastLane(super().build_middleware_stack(), self)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -141,7 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await client.aclose()
             await engine.dispose()
 
-    app = FastAPI(
+    app = _ArenaApp(
         title="arena",
         summary="Anonymous battles between chat models, votes, ratings and open data.",
         version="0.1.0",

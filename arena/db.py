@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import select
+import threading
 import weakref
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -77,6 +78,14 @@ def _begin(connection: Connection) -> None:
     # BEGIN, waiting their turn; readers stay deferred and never wait.
     immediate = connection.get_execution_options().get(_WRITE_OPTION, False)
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _begin_on_driver(connection: Connection) -> None:
+    # _begin for a plain sqlite3 connection, straight to the driver: SQLAlchemy's statement
+    # machinery cost more than SQLite's BEGIN.
+    immediate = connection.get_execution_options().get(_WRITE_OPTION, False)
+    driver: Any = connection.connection.driver_connection
+    driver.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _discard_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
@@ -191,8 +200,11 @@ class Transactions:
             )
             event.listen(sqlite, "connect", _sqlite_pragmas)
             event.listen(sqlite, "connect", _sqlite_manual_begin)
-            event.listen(sqlite, "begin", _begin)
+            event.listen(sqlite, "begin", _begin_on_driver)
             self._sqlite = sqlite
+            # Each of the two threads keeps its connection: a checkout and check-in of the pool
+            # per transaction cost about as much as the transaction.
+            self._thread_connection = threading.local()
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="arena-sqlite-writer")
             self._reader = ThreadPoolExecutor(1, thread_name_prefix="arena-sqlite-reader")
 
@@ -217,28 +229,43 @@ class Transactions:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._reader, self._run, work, False, True)
 
-    def _run(self, work: Callable[[Connection], T], write: bool, to_disk: bool) -> T:
-        assert self._sqlite is not None
-        with self._sqlite.connect() as connection:
+    def _connection(self, write: bool) -> Connection:
+        connection: Connection | None = getattr(self._thread_connection, "connection", None)
+        if connection is None or connection.closed or connection.invalidated:
+            assert self._sqlite is not None
+            connection = self._sqlite.connect()
             if write:
-                connection = connection.execution_options(**WRITE_TRANSACTION)
-            if to_disk:
-                with connection.begin():
-                    return work(connection)
-            # The safety level cannot change inside a transaction: around it, on the driver's
-            # connection (autocommit, as _sqlite_manual_begin leaves it).
-            driver: Any = connection.connection.driver_connection
-            driver.execute("PRAGMA synchronous=NORMAL")
-            try:
-                with connection.begin():
-                    return work(connection)
-            finally:
-                driver.execute("PRAGMA synchronous=FULL")
+                connection.execution_options(**WRITE_TRANSACTION)
+            self._thread_connection.connection = connection
+        return connection
+
+    def _run(self, work: Callable[[Connection], T], write: bool, to_disk: bool) -> T:
+        connection = self._connection(write)
+        if to_disk:
+            with connection.begin():
+                return work(connection)
+        # The safety level cannot change inside a transaction: around it, on the driver's
+        # connection (autocommit, as _sqlite_manual_begin leaves it).
+        driver: Any = connection.connection.driver_connection
+        driver.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with connection.begin():
+                return work(connection)
+        finally:
+            driver.execute("PRAGMA synchronous=FULL")
+
+    def _close_connection(self) -> None:
+        connection: Connection | None = getattr(self._thread_connection, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._thread_connection.connection = None
 
     def close(self) -> None:
         """Wait for the transactions under way, then close the connections."""
         for executor in (self._writer, self._reader):
             if executor is not None:
+                # In the executor's own thread, after what is queued (thread-local connection).
+                executor.submit(self._close_connection).result()
                 executor.shutdown(wait=True)
         if self._sqlite is not None:
             self._sqlite.dispose()

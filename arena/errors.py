@@ -167,13 +167,25 @@ def _field_message(error: dict[str, object]) -> str:
     return f"{field}: {error.get('msg', 'invalid value')}"
 
 
+def arena_error_response(exc: ArenaError) -> JSONResponse:
+    headers = {}
+    if isinstance(exc, TooManyRequests):
+        headers["Retry-After"] = str(exc.retry_after)
+    return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
+
+
+def unexpected_error_response(exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return JSONResponse(
+        {"detail": "Something went wrong on our side; it has been logged. Please try again."},
+        status_code=500,
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ArenaError)
     async def _arena_error(_request: Request, exc: ArenaError) -> JSONResponse:
-        headers = {}
-        if isinstance(exc, TooManyRequests):
-            headers["Retry-After"] = str(exc.retry_after)
-        return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
+        return arena_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -193,8 +205,4 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return JSONResponse(
-            {"detail": "Something went wrong on our side; it has been logged. Please try again."},
-            status_code=500,
-        )
+        return unexpected_error_response(exc)

@@ -10,6 +10,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Response
 
+from arena.config import Settings
+
 SESSION_COOKIE = "arena_session"
 
 
@@ -23,8 +25,26 @@ def salted_hash(secret: str, value: str) -> str:
     return hmac.new(secret.encode(), value.encode(), hashlib.sha256).hexdigest()
 
 
-def _client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+def is_session_id(value: str) -> bool:
+    return 20 <= len(value) <= 64 and value.replace("-", "").replace("_", "").isalnum()
+
+
+def visitor_of(secret: str, session_id: str, client_host: str | None) -> Visitor:
+    return Visitor(
+        session_hash=salted_hash(secret, "session:" + session_id),
+        ip_hash=salted_hash(secret, "ip:" + (client_host or "unknown")),
+    )
+
+
+def set_session_cookie(response: Response, session_id: str, settings: Settings) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_id,
+        max_age=settings.session_days * 86400,
+        httponly=True,
+        samesite="lax",
+        secure=settings.cookie_secure,
+    )
 
 
 async def current_visitor(request: Request, response: Response) -> Visitor:
@@ -32,23 +52,12 @@ async def current_visitor(request: Request, response: Response) -> Visitor:
 
     Async although it never awaits: FastAPI runs a plain `def` dependency in a worker thread,
     and that hand-off cost more than the two HMACs on every request."""
-    secret: str = request.app.state.secret_key
     session_id = request.cookies.get(SESSION_COOKIE, "")
-    if not (20 <= len(session_id) <= 64 and session_id.replace("-", "").replace("_", "").isalnum()):
+    if not is_session_id(session_id):
         session_id = secrets.token_urlsafe(24)
-        settings = request.app.state.settings
-        response.set_cookie(
-            SESSION_COOKIE,
-            session_id,
-            max_age=settings.session_days * 86400,
-            httponly=True,
-            samesite="lax",
-            secure=settings.cookie_secure,
-        )
-    return Visitor(
-        session_hash=salted_hash(secret, "session:" + session_id),
-        ip_hash=salted_hash(secret, "ip:" + _client_ip(request)),
-    )
+        set_session_cookie(response, session_id, request.app.state.settings)
+    client_host = request.client.host if request.client else None
+    return visitor_of(request.app.state.secret_key, session_id, client_host)
 
 
 VisitorDep = Annotated[Visitor, Depends(current_visitor)]

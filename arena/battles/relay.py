@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Any
 
-import httpx
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from arena.battles.service import NEUTRAL_ERROR, TurnPlan
 from arena.models import BattleStatus, Message, Side
@@ -22,6 +24,7 @@ from arena.upstream.client import (
     UpstreamEvent,
     stream_chat,
 )
+from arena.upstream.http import UpstreamClient
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +32,47 @@ log = logging.getLogger(__name__)
 FinishTurn = Callable[[TurnPlan, dict[Side, Answer]], Awaitable[bool]]
 # One side's upstream call: stream_chat, or stream_chat behind the SSRF guard.
 ChatCall = Callable[
-    [httpx.AsyncClient, Endpoint, list[dict[str, str]], Limits, Callable[[UpstreamEvent], None]],
+    [UpstreamClient, Endpoint, list[dict[str, str]], Limits, Callable[[UpstreamEvent], None]],
     Awaitable[Answer],
 ]
 
 _END = object()
+
+
+class EventStreamResponse(StreamingResponse):
+    """A `text/event-stream` answer written straight to the server: StreamingResponse watches
+    for the visitor leaving through an anyio task group, which cost more per battle than the
+    events themselves. Here one plain task waits for the disconnect, and the loop stops at the
+    next event after it (the turn itself runs to its end in a task of its own either way)."""
+
+    def __init__(self, events: AsyncGenerator[str, None], headers: dict[str, str]) -> None:
+        super().__init__(events, media_type="text/event-stream", headers=headers)
+        self._events = events
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        left = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            async with aclosing(self._events) as events:
+                async for chunk in events:
+                    if left.done():
+                        return
+                    body = chunk.encode()
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            left.cancel()
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def sse(payload: dict[str, Any]) -> str:
@@ -62,7 +101,7 @@ class TurnRunner:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: UpstreamClient,
         limits: Limits,
         finish: FinishTurn,
         chat: ChatCall = stream_chat,
@@ -114,7 +153,7 @@ class TurnRunner:
             await asyncio.gather(*pending, return_exceptions=True)
 
 
-async def stream_queue(queue: asyncio.Queue[object]) -> AsyncIterator[str]:
+async def stream_queue(queue: asyncio.Queue[object]) -> AsyncGenerator[str, None]:
     """The queued events as SSE, several to a write: under load each write's pass through the
     ASGI layers costs more than the event. After the first event of a write, one turn of the
     event loop lets what is already on its way (often the other side's token) join it."""
@@ -135,7 +174,7 @@ async def stream_queue(queue: asyncio.Queue[object]) -> AsyncIterator[str]:
             return
 
 
-async def replay(messages: list[Message], status: BattleStatus) -> AsyncIterator[str]:
+async def replay(messages: list[Message], status: BattleStatus) -> AsyncGenerator[str, None]:
     """The events of a turn that already ran, for a reload or a second tab."""
     for message in messages:
         side = message.side.value

@@ -2,51 +2,46 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from fastapi import APIRouter, Depends, Request, Response, status
-from fastapi.responses import StreamingResponse
+from starlette.datastructures import State
 
 from arena.battles import service
 from arena.battles.integrity import VoteChecks
-from arena.battles.relay import TurnRunner, replay, stream_queue
+from arena.battles.relay import EventStreamResponse, TurnRunner, replay, stream_queue
 from arena.battles.schemas import BattleCreated, BattleOut, PromptIn, Reveal, VoteIn
 from arena.db import SessionDep, Transactions, write_session
 from arena.ratelimit import VoteThrottledDep, limit_battles
-from arena.visitors import VisitorDep
+from arena.visitors import Visitor, VisitorDep
 
 router = APIRouter(prefix="/api/battles", tags=["battles"])
 
-_SSE_HEADERS = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
+SSE_HEADERS = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[Depends(limit_battles)])
-async def create_battle(body: PromptIn, request: Request, visitor: VisitorDep) -> BattleCreated:
-    state = request.app.state
+async def open_battle(state: State, prompt: str, visitor: Visitor) -> str:
+    """Draw the pair and store the battle; its id."""
     transactions: Transactions = state.transactions
     settings = state.settings
     # The reads first, in a transaction of their own: on SQLite the write transaction holds the
     # database's one write lock.
     pair = await transactions.read(
-        lambda connection: service.draw_battle_pair(
-            connection, prompt=body.prompt, settings=settings
-        )
+        lambda connection: service.draw_battle_pair(connection, prompt=prompt, settings=settings)
     )
-    battle_id = await transactions.write(
+    battle_id: str = await transactions.write(
         lambda connection: service.create_battle(
-            connection, pair=pair, prompt=body.prompt, visitor=visitor, settings=settings
+            connection, pair=pair, prompt=prompt, visitor=visitor, settings=settings
         )
     )
-    return BattleCreated(battle_id=battle_id)
+    return battle_id
 
 
-@router.get(
-    "/{battle_id}/stream",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
-)
-async def stream_battle(battle_id: str, request: Request, visitor: VisitorDep) -> StreamingResponse:
-    state = request.app.state
+async def start_turn(
+    state: State, battle_id: str, visitor: Visitor
+) -> AsyncGenerator[str, None] | None:
+    """Claim the battle's pending turn and start it: its events as SSE. None when there is no
+    turn this visitor may start (a reload, a second tab, someone else's battle)."""
     transactions: Transactions = state.transactions
     # One short transaction before the stream (the claim, and the reads it allows); the stream
     # itself holds no database session. The claim need not survive a power cut (the turn would
@@ -56,8 +51,37 @@ async def stream_battle(battle_id: str, request: Request, visitor: VisitorDep) -
         lambda connection: service.claim_turn(connection, battle_id=battle_id, visitor=visitor),
         to_disk=False,
     )
-    events: AsyncIterator[str]
     if claimed is None:
+        return None
+    try:
+        plan = service.plan_turn(claimed, keys=state.keys)
+    except Exception:
+        # The claim is committed: end the turn as failed rather than leave it streaming.
+        await transactions.write(
+            lambda connection: service.abandon_turn(connection, claimed=claimed)
+        )
+        raise
+    runner: TurnRunner = state.turn_runner
+    return stream_queue(runner.start(plan))
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[Depends(limit_battles)])
+async def create_battle(body: PromptIn, request: Request, visitor: VisitorDep) -> BattleCreated:
+    return BattleCreated(battle_id=await open_battle(request.app.state, body.prompt, visitor))
+
+
+@router.get(
+    "/{battle_id}/stream",
+    response_class=EventStreamResponse,
+    status_code=status.HTTP_200_OK,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stream_battle(
+    battle_id: str, request: Request, visitor: VisitorDep
+) -> EventStreamResponse:
+    state = request.app.state
+    events = await start_turn(state, battle_id, visitor)
+    if events is None:
         # Rare: a reload, a second tab, someone else's battle. The ORM path, as a write: a turn
         # whose worker died is ended there.
         async with write_session(state.sessionmaker) as session:
@@ -65,18 +89,7 @@ async def stream_battle(battle_id: str, request: Request, visitor: VisitorDep) -
                 session, battle_id=battle_id, visitor=visitor, settings=state.settings
             )
         events = replay(past.messages, past.status)
-    else:
-        try:
-            plan = service.plan_turn(claimed, keys=state.keys)
-        except Exception:
-            # The claim is committed: end the turn as failed rather than leave it streaming.
-            await transactions.write(
-                lambda connection: service.abandon_turn(connection, claimed=claimed)
-            )
-            raise
-        runner: TurnRunner = state.turn_runner
-        events = stream_queue(runner.start(plan))
-    return StreamingResponse(events, media_type="text/event-stream", headers=_SSE_HEADERS)
+    return EventStreamResponse(events, headers=SSE_HEADERS)
 
 
 @router.post("/{battle_id}/turns", status_code=status.HTTP_201_CREATED)

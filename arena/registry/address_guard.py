@@ -22,6 +22,7 @@ import httpx
 
 from arena.errors import EndpointRefused, EndpointUnresolvable, InvalidInput
 from arena.upstream.client import Answer, Endpoint, Failed, Limits, UpstreamEvent, stream_chat
+from arena.upstream.http import UpstreamClient
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +284,7 @@ async def pinned_endpoint(
 
 
 ChatCall = Callable[
-    [httpx.AsyncClient, Endpoint, list[dict[str, str]], Limits, Callable[[UpstreamEvent], None]],
+    [UpstreamClient, Endpoint, list[dict[str, str]], Limits, Callable[[UpstreamEvent], None]],
     Awaitable[Answer],
 ]
 
@@ -307,7 +308,7 @@ def guarded_chat(
     checked: dict[str, tuple[float, str]] = {}
 
     async def chat(
-        client: httpx.AsyncClient,
+        client: UpstreamClient,
         endpoint: Endpoint,
         messages: list[dict[str, str]],
         limits: Limits,

@@ -8,7 +8,6 @@ import logging
 from collections.abc import Iterable
 from typing import Final
 
-import httpx
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,6 +23,7 @@ from arena.registry.service import (
     set_status,
 )
 from arena.upstream.client import Endpoint
+from arena.upstream.http import UpstreamClient
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class HealthMonitor:
         *,
         settings: Settings,
         sessionmaker: async_sessionmaker[AsyncSession],
-        client: httpx.AsyncClient,
+        client: UpstreamClient,
         keys: KeyRing,
     ) -> None:
         self.settings = settings

@@ -6,12 +6,11 @@ import re
 from dataclasses import dataclass, replace
 from typing import Final, Literal
 
-import httpx
-
 from arena.config import Settings
 from arena.errors import EndpointRefused, EndpointUnresolvable, InvalidInput, ProbeFailed
 from arena.registry.address_guard import Resolver, pinned_endpoint, system_resolve
 from arena.upstream.client import Endpoint, Failed, Limits, UpstreamEvent, stream_chat
+from arena.upstream.http import UpstreamClient
 
 PROBE_PROMPT: Final = "Reply with one short sentence to say that you are ready."
 # Enough for a first sentence; the probe checks the protocol, not the quality.
@@ -118,7 +117,7 @@ def _explain(failed: Failed, endpoint: Endpoint, limits: Limits) -> tuple[ProbeK
 
 
 async def probe_endpoint(
-    client: httpx.AsyncClient,
+    client: UpstreamClient,
     endpoint: Endpoint,
     *,
     settings: Settings,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import httpx
 from fastapi import APIRouter, Body, Request, status
 from fastapi.responses import HTMLResponse
 
@@ -39,6 +38,7 @@ from arena.registry.schemas import (
 )
 from arena.registry.stats import model_stats
 from arena.templating import templates
+from arena.upstream.http import UpstreamClient
 
 router = APIRouter(prefix="/api", tags=["owners"])
 pages_router = APIRouter(include_in_schema=False)
@@ -82,8 +82,8 @@ def _keys(request: Request) -> KeyRing:
     return keys
 
 
-def _http(request: Request) -> httpx.AsyncClient:
-    client: httpx.AsyncClient = request.app.state.http
+def _http(request: Request) -> UpstreamClient:
+    client: UpstreamClient = request.app.state.http
     return client
 
 

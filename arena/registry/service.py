@@ -6,7 +6,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +16,7 @@ from arena.models import Model, ModelStatus, ModelStatusEvent, Owner, utcnow
 from arena.registry.keys import KeyRing, last4
 from arena.registry.probe import ProbeResult, probe_endpoint
 from arena.upstream.client import Endpoint
+from arena.upstream.http import UpstreamClient
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,99}$")
 
@@ -190,7 +190,7 @@ async def register_model(
     owner: Owner,
     new: NewModel,
     keys: KeyRing,
-    client: httpx.AsyncClient,
+    client: UpstreamClient,
     settings: Settings,
 ) -> tuple[Model, ProbeResult]:
     """Probe the endpoint for real, then store it: pending, or active under ARENA_AUTO_APPROVE."""
@@ -237,7 +237,7 @@ async def update_model(
     model: Model,
     changes: ModelChanges,
     keys: KeyRing,
-    client: httpx.AsyncClient,
+    client: UpstreamClient,
     settings: Settings,
     actor: str,
 ) -> tuple[Model, ProbeResult | None]:
@@ -314,7 +314,7 @@ async def owner_resume(
     model: Model,
     owner: Owner,
     keys: KeyRing,
-    client: httpx.AsyncClient,
+    client: UpstreamClient,
     settings: Settings,
 ) -> tuple[Model, ProbeResult | None]:
     """Resume a model its owner (or the circuit breaker) paused; never one the operator paused,

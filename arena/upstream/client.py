@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import aiohttp
 import httpx
+
+from arena.upstream.http import Response, Target, UpstreamClient, UpstreamHTTPError
 
 log = logging.getLogger(__name__)
 
@@ -102,45 +104,55 @@ def request_body(endpoint: Endpoint, messages: list[dict[str, str]]) -> dict[str
     }
 
 
-def _request_target(endpoint: Endpoint) -> tuple[httpx.URL, dict[str, str], dict[str, Any]]:
-    url = httpx.URL(endpoint.base_url.rstrip("/") + "/chat/completions")
-    # An uncompressed body is read as it comes off the wire (see _body_chunks); compressing a
-    # stream of small events saves little anyway.
-    headers = {"Accept": "text/event-stream, application/json", "Accept-Encoding": "identity"}
+@functools.lru_cache(maxsize=1024)
+def _target(base_url: str, connect_ip: str | None) -> Target:
+    # Cached: parsing the URL (httpx, pure Python) cost more than sending the request.
+    url = httpx.URL(base_url.rstrip("/") + "/chat/completions")
+    return Target(
+        scheme=url.scheme,
+        host=url.host,
+        port=url.port or (443 if url.scheme == "https" else 80),
+        # Connect to the address the SSRF guard checked, while TLS and Host still name the host.
+        connect_host=connect_ip or url.host,
+        path=url.raw_path.decode("ascii"),
+    )
+
+
+def _request_target(endpoint: Endpoint) -> tuple[Target, dict[str, str]]:
+    # An uncompressed body is parsed as it comes off the wire; compressing a stream of small
+    # events saves little anyway.
+    headers = {
+        "Accept": "text/event-stream, application/json",
+        "Accept-Encoding": "identity",
+        "Content-Type": "application/json",
+        "User-Agent": "arena",
+    }
     if endpoint.api_key:
         headers["Authorization"] = f"Bearer {endpoint.api_key}"
-    extensions: dict[str, Any] = {}
-    if endpoint.connect_ip and endpoint.connect_ip != url.host:
-        # Connect to the address the SSRF guard checked, while TLS and Host still name the host.
-        headers["Host"] = url.netloc.decode("ascii")
-        extensions["sni_hostname"] = url.host
-        ip = endpoint.connect_ip
-        url = url.copy_with(host=f"[{ip}]" if ":" in ip else ip)
-    return url, headers, extensions
+    return _target(endpoint.base_url, endpoint.connect_ip), headers
 
 
-def _body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
-    """The body as it arrives: raw when the server did not encode it (as asked), which skips a
-    layer of httpx's per-chunk machinery; decoded when it compressed it anyway."""
-    encoding = response.headers.get("content-encoding", "").strip().lower()
-    if encoding in ("", "identity"):
-        return response.aiter_raw()
-    return response.aiter_bytes()
+class _SseData:
+    """Splits a body into the `data` of each server-sent event as the pieces arrive; each line
+    is decoded as strict UTF-8 (garbage is an error)."""
 
+    def __init__(self, on_data: Callable[[str], None]) -> None:
+        self._on_data = on_data
+        self._buffer = b""
+        self._data_lines: list[str] = []
 
-async def _sse_data(response: httpx.Response) -> AsyncIterator[str]:
-    """The `data` of each server-sent event, decoded as strict UTF-8 (garbage is an error)."""
-    buffer = b""
-    data_lines: list[str] = []
-    async for chunk in _body_chunks(response):
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
+    def feed(self, piece: bytes) -> None:
+        buffer = self._buffer + piece
+        if b"\n" not in piece:
+            self._buffer = buffer
+            return
+        *lines, self._buffer = buffer.split(b"\n")
         for raw in lines:
             line = raw.rstrip(b"\r")
             if not line:
-                if data_lines:
-                    yield "\n".join(data_lines)
-                    data_lines = []
+                if self._data_lines:
+                    data, self._data_lines = "\n".join(self._data_lines), []
+                    self._on_data(data)
                 continue
             if line.startswith(b":"):
                 continue
@@ -150,9 +162,15 @@ async def _sse_data(response: httpx.Response) -> AsyncIterator[str]:
                 raise _UpstreamFailure("protocol", f"invalid UTF-8 in stream: {exc}") from None
             name, _, value = text.partition(":")
             if name == "data":
-                data_lines.append(value[1:] if value.startswith(" ") else value)
-    if data_lines:
-        yield "\n".join(data_lines)
+                self._data_lines.append(value[1:] if value.startswith(" ") else value)
+
+    def end(self) -> None:
+        """The body is over: a last event without its blank line still counts."""
+        if self._buffer.strip():
+            self.feed(b"\n")
+        if self._data_lines:
+            data, self._data_lines = "\n".join(self._data_lines), []
+            self._on_data(data)
 
 
 def _choice(payload: Any) -> dict[str, Any]:
@@ -185,7 +203,7 @@ def _text_of(container: Any) -> str:
 
 
 async def stream_chat(
-    client: httpx.AsyncClient,
+    client: UpstreamClient,
     endpoint: Endpoint,
     messages: list[dict[str, str]],
     limits: Limits,
@@ -225,26 +243,16 @@ async def stream_chat(
         if when is None or not soonest <= when <= soonest + limits.idle * (_IDLE_SLACK - 1):
             deadline.reschedule(min(now + limits.idle * _IDLE_SLACK, total_deadline))
 
-    url, headers, extensions = _request_target(endpoint)
-    timeout = httpx.Timeout(connect=limits.connect, read=None, write=limits.connect, pool=None)
-    responded = False
+    target, headers = _request_target(endpoint)
+    body = json.dumps(request_body(endpoint, messages), ensure_ascii=False).encode("utf-8")
     try:
         first_deadline = min(started + limits.first_token, total_deadline)
         async with asyncio.timeout_at(first_deadline) as deadline:
-            request = client.build_request(
-                "POST",
-                url,
-                json=request_body(endpoint, messages),
-                headers=headers,
-                timeout=timeout,
-                extensions=extensions,
-            )
-            response = await client.send(request, stream=True, follow_redirects=False)
-            responded = True
+            response = await client.post(target, headers, body, connect_timeout=limits.connect)
             try:
                 await _read_answer(response, answer, limits, on_text, deadline)
             finally:
-                await response.aclose()
+                response.close()
     except _UpstreamFailure as failure:
         answer.failure = Failed(failure.kind, failure.detail)
     except TimeoutError:
@@ -255,8 +263,8 @@ async def stream_chat(
         else:
             detail = f"no new token within the idle timeout of {limits.idle}s"
         answer.failure = Failed("timeout", detail)
-    except (httpx.HTTPError, aiohttp.ClientError) as exc:
-        answer.failure = _transport_failure(exc, responded=responded)
+    except UpstreamHTTPError as exc:
+        answer.failure = _transport_failure(exc)
     answer.duration_ms = (loop.time() - started) * 1000
     if answer.failure is not None and endpoint.api_key:
         # Some servers echo the key they refused; it must reach neither the log nor the database.
@@ -278,37 +286,33 @@ async def stream_chat(
     return answer
 
 
-def _transport_failure(exc: Exception, *, responded: bool) -> Failed:
-    """Before the response began the endpoint could not be reached (or not in time); after,
-    the connection broke. Judged by when, since the transport names some errors loosely (a
-    refused connection arrives as httpx.ConnectTimeout caused by aiohttp's connector error)."""
-    if responded:
-        return Failed("protocol", f"connection broke: {exc!r}")
-    cause = exc.__cause__ if exc.__cause__ is not None else exc
-    timed_out = isinstance(cause, TimeoutError) or (
-        isinstance(exc, httpx.TimeoutException) and not isinstance(cause, aiohttp.ClientError)
-    )
-    if timed_out:
-        return Failed("timeout", f"connect timeout: {cause!r}")
-    if isinstance(cause, aiohttp.ClientConnectorError):
-        # The socket's own error: the connector's text names its TLS setting on every failure.
-        return Failed("connect", f"could not connect: {cause.os_error!r}")
-    return Failed("connect", f"could not connect: {cause!r}")
+def _transport_failure(exc: UpstreamHTTPError) -> Failed:
+    """Before the request reached a server the endpoint could not be reached (or not in time);
+    after, the connection broke or the server spoke no HTTP."""
+    if exc.timed_out:
+        return Failed("timeout", str(exc))
+    if not exc.connected:
+        return Failed("connect", str(exc))
+    return Failed("protocol", f"connection broke: {exc}")
 
 
 async def _read_answer(
-    response: httpx.Response,
+    response: Response,
     answer: Answer,
     limits: Limits,
     on_text: Callable[[str, asyncio.Timeout], None],
     deadline: asyncio.Timeout,
 ) -> None:
-    if response.status_code >= 300:
-        body = (await _read_capped(response, 4096)).decode("utf-8", "replace")
-        raise _UpstreamFailure("status", f"HTTP {response.status_code}: {body[:2000]}")
+    if response.status >= 300:
+        raw, _more = await response.read(4096)
+        body = raw.decode("utf-8", "replace")
+        raise _UpstreamFailure("status", f"HTTP {response.status}: {body[:2000]}")
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
-        raw = await _read_capped(response, limits.max_answer_bytes * 4 + 65_536)
+        cap = limits.max_answer_bytes * 4 + 65_536
+        raw, more = await response.read(cap)
+        if more:
+            raise _UpstreamFailure("too_large", f"answer body exceeded {cap} bytes")
         try:
             payload = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -323,14 +327,19 @@ async def _read_answer(
         )
     wire_cap = limits.max_answer_bytes * _WIRE_BYTES_PER_ANSWER_BYTE
     wire_bytes = 0
-    events = _sse_data(response)
-    async for data in events:
+    done = asyncio.get_running_loop().create_future()
+
+    def on_data(data: str) -> None:
+        # Runs in the connection's read callback, as each event arrives.
+        nonlocal wire_bytes
+        if done.done():
+            return
         wire_bytes += len(data)
         if wire_bytes > wire_cap:
             raise _UpstreamFailure("too_large", f"stream exceeded {wire_cap} bytes on the wire")
         if data.strip() == "[DONE]":
-            await _drain(events)
-            break
+            done.set_result(None)
+            return
         try:
             payload = json.loads(data)
         except ValueError:
@@ -339,32 +348,24 @@ async def _read_answer(
         on_text(_text_of(choice.get("delta")), deadline)
         if choice.get("finish_reason"):
             answer.finish_reason = str(choice["finish_reason"])
+
+    events = _SseData(on_data)
+    response.stream(events.feed)
+    ended = response.ended
+    await asyncio.wait([ended, done], return_when=asyncio.FIRST_COMPLETED)
+    if done.done():
+        # What follows [DONE] is normally only the end of the body: a response closed before its
+        # end takes its connection with it, and the next call to the endpoint would pay a new
+        # TCP (and TLS) handshake. A server that keeps the body open past a short grace loses
+        # it instead.
+        await asyncio.wait([ended], timeout=_DRAIN_SECONDS)
     else:
-        # The stream closed without [DONE]: fine if a finish reason came, a broken stream if not.
-        if answer.finish_reason is None:
+        broken = ended.exception()
+        if broken is not None:
+            raise broken
+        events.end()
+        if not done.done() and answer.finish_reason is None:
+            # Closed without [DONE]: fine if a finish reason came, a broken stream if not.
             raise _UpstreamFailure("protocol", "stream ended before the answer finished")
     if answer.chunks == 0 and not answer.text:
         raise _UpstreamFailure("protocol", "the endpoint answered with no text")
-
-
-async def _drain(events: AsyncIterator[str]) -> None:
-    """Read what follows [DONE], normally only the end of the body: a response closed before its
-    end takes its connection with it, and the next call to the endpoint would pay a new TCP
-    (and TLS) handshake. A server that keeps the body open past a short grace loses it instead."""
-    try:
-        async with asyncio.timeout(_DRAIN_SECONDS):
-            async for _ in events:
-                pass
-    except (TimeoutError, _UpstreamFailure, httpx.HTTPError, aiohttp.ClientError):
-        pass
-
-
-async def _read_capped(response: httpx.Response, cap: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in _body_chunks(response):
-        size += len(chunk)
-        if size > cap:
-            raise _UpstreamFailure("too_large", f"answer body exceeded {cap} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -1,34 +1,375 @@
-"""The HTTP client every upstream call goes through: httpx's interface on aiohttp's connections.
+"""The HTTP client every upstream call goes through: keep-alive HTTP/1.1 connections to model
+endpoints, each response parsed by httptools (llhttp, in C) inside the event loop's read callback
+and handed to the caller's callback there, chunk by chunk.
 
-httpx's own transport (httpcore over h11, both pure Python) cost about 100 µs of CPU for each
-streamed chunk and a few ms for each request in the relay benchmark, more than everything else
-a battle does; aiohttp parses HTTP in C and keeps one pool for thousands of connections. The
-code above it (the chat client, the probe, the address guard) sees an ordinary httpx.AsyncClient.
+Why not httpx or aiohttp: a streamed answer is dozens of small chunks, and in the relay benchmark
+what it cost to carry each one from the socket to the chat client decided how many battles one
+worker could run. httpx's own transport (h11, pure Python) cost about 100 µs of CPU per chunk;
+httpx on aiohttp's connections about 95 µs; aiohttp alone about 55 µs, mostly async iterators
+and task wake-ups per chunk. Parsing in the read callback costs about 26 µs per chunk, the
+request included (bench/relay.py, and the measurements in the README).
+
+What it does not do, on purpose: redirects (an endpoint that redirects fails; the address guard
+checked the address it was given), proxies, cookies, HTTP/2. It asks for an uncompressed body and
+still reads gzip and deflate.
 """
 
 from __future__ import annotations
 
-import aiohttp
-import httpx
-from httpx_aiohttp import AiohttpTransport
+import asyncio
+import ssl
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import certifi
+import httptools
 
 # How long an idle upstream connection is kept for the next call to the same endpoint.
 _KEEPALIVE_SECONDS = 30.0
+# Idle connections kept per endpoint address; more are closed when they come back.
+_IDLE_PER_ADDRESS = 1024
 
 
-def upstream_client(max_connections: int = 2000) -> httpx.AsyncClient:
-    tls = httpx.create_ssl_context()  # httpx's certificate bundle, the same as without aiohttp
+class UpstreamHTTPError(Exception):
+    """The exchange failed below HTTP's meaning: `connected` says whether the request reached a
+    server (and so whether the endpoint could not be reached or broke off its answer)."""
 
-    def session() -> aiohttp.ClientSession:
-        # Made at the first request, inside the running event loop, as aiohttp requires.
-        connector = aiohttp.TCPConnector(
-            limit=max_connections,
-            limit_per_host=0,
-            ssl=tls,
-            keepalive_timeout=_KEEPALIVE_SECONDS,
-        )
-        return aiohttp.ClientSession(connector=connector, trust_env=False)
+    def __init__(self, message: str, *, connected: bool, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.connected = connected
+        self.timed_out = timed_out
 
-    return httpx.AsyncClient(
-        transport=AiohttpTransport(client=session), follow_redirects=False, trust_env=False
-    )
+
+@dataclass(frozen=True)
+class Target:
+    """Where a request goes: `connect_host` is the address dialled (a pinned IP, or the host),
+    while `host` names the server in the Host header and in TLS."""
+
+    scheme: str
+    host: str
+    port: int
+    connect_host: str
+    path: str
+
+    @property
+    def host_header(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+_Key = tuple[str, str, int, str]
+BodySink = Callable[[bytes], None]
+
+
+class Response:
+    """One response as it arrives. Until `stream` names a sink, body bytes wait in a list."""
+
+    def __init__(self, connection: _Connection, loop: asyncio.AbstractEventLoop) -> None:
+        self._connection = connection
+        self._parser = httptools.HttpResponseParser(self)
+        self._head: asyncio.Future[None] = loop.create_future()
+        self._done: asyncio.Future[None] = loop.create_future()
+        self._header_list: list[tuple[bytes, bytes]] = []
+        self._pending: list[bytes] = []
+        self._sink: BodySink | None = None
+        self._decompress: Any = None
+        self._close_delimited = False
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.received = False  # any byte of the response
+
+    # -- what the connection feeds in
+
+    def feed(self, data: bytes) -> None:
+        self.received = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            self._fail(exc.__context__ or exc)
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamHTTPError(f"invalid HTTP from the endpoint: {exc}", connected=True))
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._done.done():
+            return
+        if self._close_delimited and exc is None and self._head.done():
+            self.on_message_complete()  # a body without length ends with the connection
+            return
+        reason = f": {exc!r}" if exc is not None else ""
+        self._fail(UpstreamHTTPError(f"connection closed by the endpoint{reason}", connected=True))
+
+    @property
+    def failed(self) -> bool:
+        return self._done.done() and self._done.exception() is not None
+
+    def _fail(self, exc: BaseException) -> None:
+        for future in (self._head, self._done):
+            if not future.done():
+                future.set_exception(exc)
+        # Retrieved here so that a failure nobody awaits is not reported as never retrieved.
+        self._done.exception()
+        if not self._head.cancelled():
+            self._head.exception()
+
+    # -- httptools callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_list.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.status = self._parser.get_status_code()
+        headers: dict[str, str] = {}
+        for name, value in self._header_list:
+            key = name.decode("latin-1").lower()
+            text = value.decode("latin-1").strip()
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        self.headers = headers
+        framed = "content-length" in headers or "chunked" in headers.get("transfer-encoding", "")
+        self._close_delimited = not framed and self.status not in (204, 304)
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        if encoding == "gzip":
+            self._decompress = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            self._decompress = zlib.decompressobj()
+        elif encoding not in ("", "identity"):
+            self._fail(
+                UpstreamHTTPError(f"unsupported content-encoding {encoding!r}", connected=True)
+            )
+            return
+        if not self._head.done():
+            self._head.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        if self._done.done():
+            return
+        if self._decompress is not None:
+            try:
+                body = self._decompress.decompress(body)
+            except zlib.error as exc:
+                self._fail(UpstreamHTTPError(f"undecodable body: {exc}", connected=True))
+                return
+        if self._sink is None:
+            self._pending.append(body)
+            return
+        try:
+            self._sink(body)
+        except Exception as exc:  # the consumer's verdict on the body (garbage, too large)
+            self._fail(exc)
+
+    def on_message_complete(self) -> None:
+        if not self._done.done():
+            self._done.set_result(None)
+            self._connection.exchange_over(self, reusable=self._parser.should_keep_alive())
+
+    # -- what the caller uses
+
+    def stream(self, sink: BodySink) -> None:
+        """From now on each piece of the body goes to `sink` as it arrives, in the read
+        callback; an exception from `sink` ends the response with that exception (raised here
+        for what had already arrived)."""
+        pending, self._pending = self._pending, []
+        self._sink = sink
+        for piece in pending:
+            try:
+                sink(piece)
+            except Exception as exc:
+                self._fail(exc)
+                raise
+
+    @property
+    def ended(self) -> asyncio.Future[None]:
+        """Done at the end of the body, or failed with what ended it early. Not to be
+        cancelled: wait on it with asyncio.wait, or await `finished`."""
+        return self._done
+
+    async def finished(self) -> None:
+        """Wait for the end of the body; raises what ended it early."""
+        await asyncio.shield(self._done)
+
+    async def read(self, cap: int) -> tuple[bytes, bool]:
+        """The body up to `cap` bytes, and whether there was more (then the rest is dropped)."""
+        pieces: list[bytes] = []
+        size = 0
+        too_long = asyncio.get_running_loop().create_future()
+
+        def keep(piece: bytes) -> None:
+            nonlocal size
+            size += len(piece)
+            pieces.append(piece)
+            if size > cap and not too_long.done():
+                too_long.set_result(None)
+
+        self.stream(keep)
+        await asyncio.wait([self._done, too_long], return_when=asyncio.FIRST_COMPLETED)
+        if too_long.done():
+            return b"".join(pieces)[:cap], True
+        too_long.cancel()
+        await self.finished()
+        return b"".join(pieces), False
+
+    def close(self) -> None:
+        """Done with it: a finished response has already given its connection back; one whose
+        body is still coming takes its connection with it."""
+        if not self._done.done():
+            self._fail(UpstreamHTTPError("response abandoned", connected=True))
+            self._connection.abort()
+        elif self.failed:
+            self._connection.abort()
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, client: UpstreamClient, key: _Key) -> None:
+        self.client = client
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self.response: Response | None = None
+        self.closed = False
+        self.idle_since = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        response = self.response
+        if response is None:  # nothing was asked: a server talking out of turn is not reused
+            self.abort()
+            return
+        response.feed(data)
+        if response.failed:
+            self.abort()
+
+    def eof_received(self) -> bool:
+        return False  # close our side too; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.client._open.discard(self)
+        if self.response is not None:
+            self.response.connection_lost(exc)
+            self.response = None
+
+    def exchange_over(self, response: Response, *, reusable: bool) -> None:
+        if self.response is response:
+            self.response = None
+            if reusable and not self.closed:
+                self.client._release(self)
+            else:
+                self.abort()
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class UpstreamClient:
+    """Pooled keep-alive connections per endpoint address; one per worker, shared by every call."""
+
+    def __init__(self, *, tls: ssl.SSLContext | None = None) -> None:
+        self._tls = tls
+        self._idle: dict[_Key, list[_Connection]] = {}
+        self._open: set[_Connection] = set()
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            self._tls = ssl.create_default_context(cafile=certifi.where())
+        return self._tls
+
+    async def __aenter__(self) -> UpstreamClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        for connection in list(self._open):
+            connection.abort()
+        self._open.clear()
+        self._idle.clear()
+
+    async def post(
+        self, target: Target, headers: dict[str, str], body: bytes, *, connect_timeout: float
+    ) -> Response:
+        """Send the request and wait for the response's head. A kept-alive connection that turns
+        out to have been closed by the server before it read the request is replaced once."""
+        head = self._request_head(target, headers, len(body)) + body
+        for attempt in (0, 1):
+            connection = self._idle_connection(target) if attempt == 0 else None
+            reused = connection is not None
+            if connection is None:
+                connection = await self._connect(target, connect_timeout)
+            loop = asyncio.get_running_loop()
+            response = Response(connection, loop)
+            connection.response = response
+            assert connection.transport is not None
+            connection.transport.write(head)
+            try:
+                await asyncio.shield(response._head)
+            except UpstreamHTTPError:
+                if reused and not response.received:
+                    continue
+                raise
+            except BaseException:
+                response.close()
+                raise
+            return response
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _request_head(target: Target, headers: dict[str, str], length: int) -> bytes:
+        lines = [f"POST {target.path} HTTP/1.1", f"Host: {target.host_header}"]
+        lines += [f"{name}: {value}" for name, value in headers.items() if name.lower() != "host"]
+        lines += [f"Content-Length: {length}", "", ""]
+        return "\r\n".join(lines).encode("latin-1")
+
+    def _idle_connection(self, target: Target) -> _Connection | None:
+        key = (target.scheme, target.connect_host, target.port, target.host)
+        idle = self._idle.get(key)
+        now = asyncio.get_running_loop().time()
+        while idle:
+            connection = idle.pop()
+            if not connection.closed and now - connection.idle_since < _KEEPALIVE_SECONDS:
+                return connection
+            connection.abort()
+            self._open.discard(connection)
+        return None
+
+    async def _connect(self, target: Target, timeout: float) -> _Connection:
+        key = (target.scheme, target.connect_host, target.port, target.host)
+        loop = asyncio.get_running_loop()
+        tls = self._tls_context() if target.scheme == "https" else None
+        connection = _Connection(self, key)
+        try:
+            async with asyncio.timeout(timeout):
+                await loop.create_connection(
+                    lambda: connection,
+                    target.connect_host,
+                    target.port,
+                    ssl=tls,
+                    server_hostname=target.host if tls is not None else None,
+                )
+        except TimeoutError:
+            raise UpstreamHTTPError(
+                f"connect timeout after {timeout}s", connected=False, timed_out=True
+            ) from None
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise UpstreamHTTPError(f"could not connect: {exc!r}", connected=False) from None
+        self._open.add(connection)
+        return connection
+
+    def _release(self, connection: _Connection) -> None:
+        idle = self._idle.setdefault(connection.key, [])
+        if len(idle) >= _IDLE_PER_ADDRESS:
+            connection.abort()
+            self._open.discard(connection)
+            return
+        connection.idle_since = asyncio.get_running_loop().time()
+        idle.append(connection)
+
+
+def upstream_client() -> UpstreamClient:
+    return UpstreamClient()

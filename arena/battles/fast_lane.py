@@ -1,0 +1,158 @@
+"""The two requests every battle makes, served beneath FastAPI when nothing is wrong with them.
+
+`POST /api/battles` and `GET /api/battles/{id}/stream` come once per battle each. Under load,
+FastAPI's middleware, routing and dependency solving for them, and the middleware's wrapping of
+every event sent, cost a worker more CPU than the battle's own work (bench/relay.py). This layer
+sits outside the app's middleware and serves them with the same functions as the routes in
+routes.py, the same headers and the same cookie.
+
+A request it cannot serve as it stands goes to the app unchanged, before anything was counted
+or stored: a body that is not a valid prompt (the app's 422 names the field), a stream request
+without a session cookie or for a turn that cannot be started now (the app replays the turn or
+says why not). Past that point its errors are the app's own answers: ArenaError as the app's
+handler renders it, anything else as the logged 500.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from pydantic import ValidationError
+from starlette._utils import get_route_path
+from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from arena.battles.relay import EventStreamResponse
+from arena.battles.routes import SSE_HEADERS, open_battle, start_turn
+from arena.battles.schemas import PromptIn
+from arena.errors import ArenaError, arena_error_response, unexpected_error_response
+from arena.pages import ALWAYS
+from arena.visitors import SESSION_COOKIE, is_session_id, set_session_cookie, visitor_of
+
+_CREATE_PATH = "/api/battles"
+_STREAM_PREFIX, _STREAM_SUFFIX = "/api/battles/", "/stream"
+# A prompt body longer than this goes to the app, whose limits and messages apply.
+_MAX_BODY_BYTES = 1_000_000
+
+
+class BattleFastLane:
+    def __init__(self, app: ASGIApp, state_of: Any) -> None:
+        self.app = app
+        self.state_of = state_of  # the application whose state the routes use
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            method = scope["method"]
+            if method == "POST" or method == "GET":
+                path = get_route_path(scope)
+                if method == "POST" and path == _CREATE_PATH:
+                    await self._create(scope, receive, send)
+                    return
+                if method == "GET" and path.startswith(_STREAM_PREFIX):
+                    battle_id = path[len(_STREAM_PREFIX) : -len(_STREAM_SUFFIX)]
+                    if path.endswith(_STREAM_SUFFIX) and battle_id and "/" not in battle_id:
+                        await self._stream(scope, receive, send, battle_id)
+                        return
+        await self.app(scope, receive, send)
+
+    async def _create(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope)
+        body, complete = await _read_body(receive)
+        replay_receive = _replaying(body, complete, receive)
+        if not complete or not _is_json(headers.get("content-type", "")):
+            await self.app(scope, replay_receive, send)
+            return
+        try:
+            prompt = PromptIn.model_validate_json(body).prompt
+        except ValidationError:
+            await self.app(scope, replay_receive, send)
+            return
+        state = self.state_of.state
+        session_id = cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE, "")
+        new_session = not is_session_id(session_id)
+        if new_session:
+            session_id = secrets.token_urlsafe(24)
+        client = scope.get("client")
+        visitor = visitor_of(state.secret_key, session_id, client[0] if client else None)
+        response: Response
+        try:
+            await state.rate_limiter.check("battle", visitor)
+            battle_id = await open_battle(state, prompt, visitor)
+        except ArenaError as exc:
+            response = arena_error_response(exc)
+        except Exception as exc:
+            response = unexpected_error_response(exc)
+        else:
+            response = JSONResponse({"battle_id": battle_id}, status_code=201)
+            if new_session:  # as the app does: the cookie comes with a battle, not an error
+                set_session_cookie(response, session_id, state.settings)
+        _add_security_headers(response)
+        await response(scope, receive, send)
+
+    async def _stream(self, scope: Scope, receive: Receive, send: Send, battle_id: str) -> None:
+        headers = Headers(scope=scope)
+        session_id = cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE, "")
+        if not is_session_id(session_id):
+            await self.app(scope, receive, send)
+            return
+        state = self.state_of.state
+        client = scope.get("client")
+        visitor = visitor_of(state.secret_key, session_id, client[0] if client else None)
+        response: Response
+        try:
+            events = await start_turn(state, battle_id, visitor)
+        except ArenaError as exc:
+            response = arena_error_response(exc)
+        except Exception as exc:
+            response = unexpected_error_response(exc)
+        else:
+            if events is None:
+                await self.app(scope, receive, send)
+                return
+            response = EventStreamResponse(events, headers=SSE_HEADERS)
+        _add_security_headers(response)
+        await response(scope, receive, send)
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json"
+
+
+def _add_security_headers(response: Response) -> None:
+    for name, value in ALWAYS.items():
+        response.headers.setdefault(name, value)
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+    """The request body, or as much of it as the fast lane takes; whether that was all of it."""
+    pieces: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(pieces), False
+        piece = message.get("body", b"")
+        pieces.append(piece)
+        size += len(piece)
+        if not message.get("more_body", False):
+            return b"".join(pieces), True
+        if size > _MAX_BODY_BYTES:
+            return b"".join(pieces), False
+
+
+def _replaying(body: bytes, complete: bool, receive: Receive) -> Receive:
+    """`receive` for the app: what the fast lane read first, then the rest from the server."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": not complete}
+        return await receive()
+
+    return replay
