@@ -110,6 +110,7 @@ def serve(
         port=port or settings.port,
         workers=workers or settings.workers,
         log_level="info",
+        access_log=settings.access_log,
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=settings.trusted_proxies or None,
     )

@@ -481,7 +481,7 @@ def main() -> None:
                 done = len(through["first_ms"]) + level  # with the warm-up battles
                 notes.append(
                     f"{level:>4} battles: arena worker busy {busy / wall:.0%} of one core, "
-                    f"{busy / done * 1000:.0f} ms CPU per battle; failed battles: "
+                    f"{busy / done * 1000:.1f} ms CPU per battle; failed battles: "
                     f"arena {len(through['failures'])}, direct {len(direct['failures'])}"
                     + (f" (first: {through['failures'][0]})" if through["failures"] else "")
                 )
