@@ -30,7 +30,13 @@ from arena.battles.routes import SSE_HEADERS, open_battle, start_turn
 from arena.battles.schemas import PromptIn
 from arena.errors import ArenaError, arena_error_response, unexpected_error_response
 from arena.pages import ALWAYS
-from arena.visitors import SESSION_COOKIE, is_session_id, set_session_cookie, visitor_of
+from arena.visitors import (
+    SESSION_COOKIE,
+    Visitor,
+    is_session_id,
+    set_session_cookie,
+    visitor_of,
+)
 
 _CREATE_PATH = "/api/battles"
 _STREAM_PREFIX, _STREAM_SUFFIX = "/api/battles/", "/stream"
@@ -75,22 +81,18 @@ class BattleFastLane:
         new_session = not is_session_id(session_id)
         if new_session:
             session_id = secrets.token_urlsafe(24)
-        client = scope.get("client")
-        visitor = visitor_of(state.secret_key, session_id, client[0] if client else None)
+        visitor = _visitor(scope, state.secret_key, session_id)
         response: Response
         try:
             await state.rate_limiter.check("battle", visitor)
             battle_id = await open_battle(state, prompt, visitor)
-        except ArenaError as exc:
-            response = arena_error_response(exc)
         except Exception as exc:
-            response = unexpected_error_response(exc)
+            response = _error_response(exc)
         else:
             response = JSONResponse({"battle_id": battle_id}, status_code=201)
             if new_session:  # as the app does: the cookie comes with a battle, not an error
                 set_session_cookie(response, session_id, state.settings)
-        _add_security_headers(response)
-        await response(scope, receive, send)
+        await _send(response, scope, receive, send)
 
     async def _stream(self, scope: Scope, receive: Receive, send: Send, battle_id: str) -> None:
         headers = Headers(scope=scope)
@@ -99,22 +101,18 @@ class BattleFastLane:
             await self.app(scope, receive, send)
             return
         state = self.state_of.state
-        client = scope.get("client")
-        visitor = visitor_of(state.secret_key, session_id, client[0] if client else None)
+        visitor = _visitor(scope, state.secret_key, session_id)
         response: Response
         try:
             events = await start_turn(state, battle_id, visitor)
-        except ArenaError as exc:
-            response = arena_error_response(exc)
         except Exception as exc:
-            response = unexpected_error_response(exc)
+            response = _error_response(exc)
         else:
             if events is None:
                 await self.app(scope, receive, send)
                 return
             response = EventStreamResponse(events, headers=SSE_HEADERS)
-        _add_security_headers(response)
-        await response(scope, receive, send)
+        await _send(response, scope, receive, send)
 
 
 def _is_json(content_type: str) -> bool:
@@ -122,9 +120,22 @@ def _is_json(content_type: str) -> bool:
     return media_type == "application/json"
 
 
-def _add_security_headers(response: Response) -> None:
-    for name, value in ALWAYS.items():
+def _visitor(scope: Scope, secret_key: str, session_id: str) -> Visitor:
+    client = scope.get("client")
+    return visitor_of(secret_key, session_id, client[0] if client else None)
+
+
+def _error_response(exc: Exception) -> Response:
+    """What the app's handlers answer: ArenaError as it says, anything else as the logged 500."""
+    if isinstance(exc, ArenaError):
+        return arena_error_response(exc)
+    return unexpected_error_response(exc)
+
+
+async def _send(response: Response, scope: Scope, receive: Receive, send: Send) -> None:
+    for name, value in ALWAYS.items():  # what the app's SecurityHeaders adds to every answer
         response.headers.setdefault(name, value)
+    await response(scope, receive, send)
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:

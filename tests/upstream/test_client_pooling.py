@@ -8,6 +8,7 @@ import time
 
 from arena.upstream.client import Answer, Endpoint, Limits, stream_chat
 from arena.upstream.http import upstream_client
+from tests.servers import read_request
 
 
 def _chunk(payload: bytes) -> bytes:
@@ -30,13 +31,7 @@ class CountingUpstream:
         self.connections += 1
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next(
-                    int(line.split(b":")[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length:")
-                )
-                await reader.readexactly(length)
+                await read_request(reader)
                 writer.write(
                     b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                     b"Transfer-Encoding: chunked\r\n\r\n"

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from arena.upstream.client import Answer, Endpoint, Limits, stream_chat
 from arena.upstream.http import upstream_client
+from tests.servers import read_request
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -20,16 +21,6 @@ def _events(*texts: str) -> bytes:
         delta = {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
         wire += f"data: {json.dumps(delta)}\n\n".encode()
     return wire + b"data: [DONE]\n\n"
-
-
-async def _read_request(reader: asyncio.StreamReader) -> None:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = next(
-        int(line.split(b":")[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    await reader.readexactly(length)
 
 
 def _closing(handler: Handler) -> Handler:
@@ -75,7 +66,7 @@ def _one(handler: Handler) -> Answer:
 
 def test_a_gzip_body_is_read_though_an_uncompressed_one_was_asked() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
+        await read_request(reader)
         body = gzip.compress(_events("packed ", "answer"))
         writer.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Encoding: gzip\r\n"
@@ -91,7 +82,7 @@ def test_a_gzip_body_is_read_though_an_uncompressed_one_was_asked() -> None:
 
 def test_a_body_without_length_ends_with_the_connection() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
+        await read_request(reader)
         writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\n")
         for piece in (_events("one ", "two")[:30], _events("one ", "two")[30:]):
             writer.write(piece)
@@ -110,7 +101,7 @@ def test_a_kept_connection_the_server_closed_is_replaced() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal connections
         connections += 1
-        await _read_request(reader)
+        await read_request(reader)
         body = _events("fresh")
         writer.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
@@ -136,13 +127,13 @@ def test_a_request_a_kept_connection_drops_unanswered_is_sent_again_once() -> No
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
             b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
         )
-        await _read_request(reader)
+        await read_request(reader)
         writer.write(answer)
         await writer.drain()
         if connections == 1:
             # The next request on this connection is read, then dropped without an answer,
             # as a server does that times the connection out at that moment.
-            await _read_request(reader)
+            await read_request(reader)
         else:
             await asyncio.sleep(5)
         writer.close()
@@ -154,7 +145,7 @@ def test_a_request_a_kept_connection_drops_unanswered_is_sent_again_once() -> No
 
 def test_an_answer_that_is_not_http_is_a_protocol_failure() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
+        await read_request(reader)
         writer.write(b"\x00\x01 this is no HTTP server \xff\r\n\r\n")
         await writer.drain()
         await asyncio.sleep(1)
@@ -167,7 +158,7 @@ def test_an_answer_that_is_not_http_is_a_protocol_failure() -> None:
 
 def test_an_encoding_the_client_cannot_read_is_a_protocol_failure() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
+        await read_request(reader)
         writer.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Encoding: br\r\n"
             b"Content-Length: 4\r\n\r\nabcd"
