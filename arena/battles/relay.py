@@ -66,8 +66,13 @@ class EventStreamResponse(StreamingResponse):
                     body = chunk.encode()
                     await send({"type": "http.response.body", "body": body, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+            # The server answers the pending receive with a disconnect once the response is
+            # complete, and the task ends by itself: cancelled, it would leave an exception and
+            # its traceback for the cycle collector, once per battle.
+            await asyncio.sleep(0)
         finally:
-            left.cancel()
+            if not left.done():
+                left.cancel()
 
 
 async def _disconnected(receive: Receive) -> None:

@@ -69,7 +69,9 @@ class Response:
 
     def __init__(self, connection: _Connection, loop: asyncio.AbstractEventLoop) -> None:
         self._connection = connection
-        self._parser = httptools.HttpResponseParser(self)
+        # The parser holds this response's callbacks and the response holds the parser: the
+        # response drops it when it is over, so that neither waits for the cycle collector.
+        self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self._head: asyncio.Future[None] = loop.create_future()
         self._done: asyncio.Future[None] = loop.create_future()
         self._header_list: list[tuple[bytes, bytes]] = []
@@ -85,8 +87,11 @@ class Response:
 
     def feed(self, data: bytes) -> None:
         self.received = True
+        parser = self._parser
+        if parser is None:
+            return
         try:
-            self._parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
             self._fail(exc.__context__ or exc)
         except httptools.HttpParserError as exc:
@@ -106,6 +111,7 @@ class Response:
         return self._done.done() and self._done.exception() is not None
 
     def _fail(self, exc: BaseException) -> None:
+        self._parser = None
         for future in (self._head, self._done):
             if not future.done():
                 future.set_exception(exc)
@@ -120,6 +126,7 @@ class Response:
         self._header_list.append((name, value))
 
     def on_headers_complete(self) -> None:
+        assert self._parser is not None
         self.status = self._parser.get_status_code()
         headers: dict[str, str] = {}
         for name, value in self._header_list:
@@ -161,8 +168,10 @@ class Response:
 
     def on_message_complete(self) -> None:
         if not self._done.done():
+            reusable = self._parser is not None and self._parser.should_keep_alive()
+            self._parser = None
             self._done.set_result(None)
-            self._connection.exchange_over(self, reusable=self._parser.should_keep_alive())
+            self._connection.exchange_over(self, reusable=reusable)
 
     # -- what the caller uses
 
@@ -332,7 +341,9 @@ class UpstreamClient:
         now = asyncio.get_running_loop().time()
         while idle:
             connection = idle.pop()
-            if not connection.closed and now - connection.idle_since < _KEEPALIVE_SECONDS:
+            transport = connection.transport
+            usable = not connection.closed and transport is not None and not transport.is_closing()
+            if usable and now - connection.idle_since < _KEEPALIVE_SECONDS:
                 return connection
             connection.abort()
             self._open.discard(connection)
