@@ -37,6 +37,8 @@ ChatCall = Callable[
 ]
 
 _END = object()
+# One encoder for every event: json.dumps with options builds a new one on each call.
+_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 class EventStreamResponse(StreamingResponse):
@@ -81,7 +83,7 @@ async def _disconnected(receive: Receive) -> None:
 
 
 def sse(payload: dict[str, Any]) -> str:
-    return f"data: {json.dumps(payload, ensure_ascii=False, separators=(',', ':'))}\n\n"
+    return f"data: {_to_json(payload)}\n\n"
 
 
 def _event(side: Side, event: UpstreamEvent) -> dict[str, Any]:

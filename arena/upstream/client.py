@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 FailureKind = Literal["connect", "timeout", "status", "protocol", "too_large"]
 
+# One encoder for every request: json.dumps with options builds a new one on each call.
+_to_json = json.JSONEncoder(ensure_ascii=False).encode
 # Garbage that never produces text (empty events, keep-alives) is bounded too.
 _WIRE_BYTES_PER_ANSWER_BYTE = 40
 # The idle deadline is moved ahead by this factor of the idle timeout, so not on every token.
@@ -244,7 +246,7 @@ async def stream_chat(
             deadline.reschedule(min(now + limits.idle * _IDLE_SLACK, total_deadline))
 
     target, headers = _request_target(endpoint)
-    body = json.dumps(request_body(endpoint, messages), ensure_ascii=False).encode("utf-8")
+    body = _to_json(request_body(endpoint, messages)).encode("utf-8")
     try:
         first_deadline = min(started + limits.first_token, total_deadline)
         async with asyncio.timeout_at(first_deadline) as deadline:
