@@ -71,21 +71,24 @@ def _sqlite_manual_begin(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
 
 
-def _begin(connection: Connection) -> None:
+def _begin_statement(connection: Connection) -> str:
     # A deferred transaction that reads and then writes fails at once with "database is locked"
     # when another writer committed in between (WAL's stale snapshot; the busy timeout does not
     # apply). Transactions that will write say so (WRITE_TRANSACTION) and take the write lock at
     # BEGIN, waiting their turn; readers stay deferred and never wait.
     immediate = connection.get_execution_options().get(_WRITE_OPTION, False)
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    return "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+
+def _begin(connection: Connection) -> None:
+    connection.exec_driver_sql(_begin_statement(connection))
 
 
 def _begin_on_driver(connection: Connection) -> None:
     # _begin for a plain sqlite3 connection, straight to the driver: SQLAlchemy's statement
     # machinery cost more than SQLite's BEGIN.
-    immediate = connection.get_execution_options().get(_WRITE_OPTION, False)
     driver: Any = connection.connection.driver_connection
-    driver.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    driver.execute(_begin_statement(connection))
 
 
 def _discard_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:

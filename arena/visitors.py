@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -25,8 +26,16 @@ def salted_hash(secret: str, value: str) -> str:
     return hmac.new(secret.encode(), value.encode(), hashlib.sha256).hexdigest()
 
 
-def is_session_id(value: str) -> bool:
+def _is_session_id(value: str) -> bool:
     return 20 <= len(value) <= 64 and value.replace("-", "").replace("_", "").isalnum()
+
+
+def session_of(cookies: Mapping[str, str]) -> tuple[str, bool]:
+    """The session id the request's cookies carry, or a new one; whether it is new."""
+    session_id = cookies.get(SESSION_COOKIE, "")
+    if _is_session_id(session_id):
+        return session_id, False
+    return secrets.token_urlsafe(24), True
 
 
 def visitor_of(secret: str, session_id: str, client_host: str | None) -> Visitor:
@@ -52,9 +61,8 @@ async def current_visitor(request: Request, response: Response) -> Visitor:
 
     Async although it never awaits: FastAPI runs a plain `def` dependency in a worker thread,
     and that hand-off cost more than the two HMACs on every request."""
-    session_id = request.cookies.get(SESSION_COOKIE, "")
-    if not is_session_id(session_id):
-        session_id = secrets.token_urlsafe(24)
+    session_id, new = session_of(request.cookies)
+    if new:
         set_session_cookie(response, session_id, request.app.state.settings)
     client_host = request.client.host if request.client else None
     return visitor_of(request.app.state.secret_key, session_id, client_host)

@@ -15,7 +15,6 @@ handler renders it, anything else as the logged 500.
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from pydantic import ValidationError
@@ -30,13 +29,7 @@ from arena.battles.routes import SSE_HEADERS, open_battle, start_turn
 from arena.battles.schemas import PromptIn
 from arena.errors import ArenaError, arena_error_response, unexpected_error_response
 from arena.pages import ALWAYS
-from arena.visitors import (
-    SESSION_COOKIE,
-    Visitor,
-    is_session_id,
-    set_session_cookie,
-    visitor_of,
-)
+from arena.visitors import Visitor, session_of, set_session_cookie, visitor_of
 
 _CREATE_PATH = "/api/battles"
 _STREAM_PREFIX, _STREAM_SUFFIX = "/api/battles/", "/stream"
@@ -77,10 +70,7 @@ class BattleFastLane:
             await self.app(scope, replay_receive, send)
             return
         state = self.state_of.state
-        session_id = cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE, "")
-        new_session = not is_session_id(session_id)
-        if new_session:
-            session_id = secrets.token_urlsafe(24)
+        session_id, new_session = session_of(cookie_parser(headers.get("cookie", "")))
         visitor = _visitor(scope, state.secret_key, session_id)
         response: Response
         try:
@@ -95,9 +85,8 @@ class BattleFastLane:
         await _send(response, scope, receive, send)
 
     async def _stream(self, scope: Scope, receive: Receive, send: Send, battle_id: str) -> None:
-        headers = Headers(scope=scope)
-        session_id = cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE, "")
-        if not is_session_id(session_id):
+        session_id, new_session = session_of(cookie_parser(Headers(scope=scope).get("cookie", "")))
+        if new_session:  # no battle of its own to stream: the app says why
             await self.app(scope, receive, send)
             return
         state = self.state_of.state

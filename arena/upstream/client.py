@@ -152,9 +152,7 @@ class _SseData:
         for raw in lines:
             line = raw.rstrip(b"\r")
             if not line:
-                if self._data_lines:
-                    data, self._data_lines = "\n".join(self._data_lines), []
-                    self._on_data(data)
+                self._dispatch()
                 continue
             if line.startswith(b":"):
                 continue
@@ -170,6 +168,9 @@ class _SseData:
         """The body is over: a last event without its blank line still counts."""
         if self._buffer.strip():
             self.feed(b"\n")
+        self._dispatch()
+
+    def _dispatch(self) -> None:
         if self._data_lines:
             data, self._data_lines = "\n".join(self._data_lines), []
             self._on_data(data)

@@ -42,6 +42,9 @@ class UpstreamHTTPError(Exception):
         self.timed_out = timed_out
 
 
+_Key = tuple[str, str, int, str]
+
+
 @dataclass(frozen=True)
 class Target:
     """Where a request goes: `connect_host` is the address dialled (a pinned IP, or the host),
@@ -54,13 +57,17 @@ class Target:
     path: str
 
     @property
+    def address(self) -> _Key:
+        """What a kept connection can serve: the same scheme, address dialled and server name."""
+        return (self.scheme, self.connect_host, self.port, self.host)
+
+    @property
     def host_header(self) -> str:
         default = 443 if self.scheme == "https" else 80
         host = f"[{self.host}]" if ":" in self.host else self.host
         return host if self.port == default else f"{host}:{self.port}"
 
 
-_Key = tuple[str, str, int, str]
 BodySink = Callable[[bytes], None]
 
 
@@ -306,12 +313,12 @@ class UpstreamClient:
         """Send the request and wait for the response's head. A kept-alive connection that turns
         out to have been closed by the server before it read the request is replaced once."""
         head = self._request_head(target, headers, len(body)) + body
+        loop = asyncio.get_running_loop()
         for attempt in (0, 1):
             connection = self._idle_connection(target) if attempt == 0 else None
             reused = connection is not None
             if connection is None:
                 connection = await self._connect(target, connect_timeout)
-            loop = asyncio.get_running_loop()
             response = Response(connection, loop)
             connection.response = response
             assert connection.transport is not None
@@ -336,8 +343,7 @@ class UpstreamClient:
         return "\r\n".join(lines).encode("latin-1")
 
     def _idle_connection(self, target: Target) -> _Connection | None:
-        key = (target.scheme, target.connect_host, target.port, target.host)
-        idle = self._idle.get(key)
+        idle = self._idle.get(target.address)
         now = asyncio.get_running_loop().time()
         while idle:
             connection = idle.pop()
@@ -350,10 +356,9 @@ class UpstreamClient:
         return None
 
     async def _connect(self, target: Target, timeout: float) -> _Connection:
-        key = (target.scheme, target.connect_host, target.port, target.host)
         loop = asyncio.get_running_loop()
         tls = self._tls_context() if target.scheme == "https" else None
-        connection = _Connection(self, key)
+        connection = _Connection(self, target.address)
         try:
             async with asyncio.timeout(timeout):
                 await loop.create_connection(

@@ -4,10 +4,20 @@ client receives must not depend on which way a request went."""
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.conftest import Arena
 from tests.fake_upstream import FakeUpstream
 from tests.sse import read_stream
+
+
+@pytest.fixture
+def arena(arena: Arena, fake_upstream: FakeUpstream) -> Arena:
+    """The arena with two fast models to battle."""
+    arena.add_model("alpha", fake_upstream.base_url, "normal:0.001")
+    arena.add_model("beta", fake_upstream.base_url, "normal:0.001")
+    return arena
+
 
 # Varies from answer to answer by nature.
 _VARYING = {"date", "content-length", "set-cookie"}
@@ -22,9 +32,7 @@ def _comparable(response: httpx.Response) -> dict[str, str]:
     return {k: v for k, v in response.headers.items() if k.lower() not in _VARYING}
 
 
-def test_a_new_battle_answers_alike_both_ways(arena: Arena, fake_upstream: FakeUpstream) -> None:
-    arena.add_model("alpha", fake_upstream.base_url, "normal:0.001")
-    arena.add_model("beta", fake_upstream.base_url, "normal:0.001")
+def test_a_new_battle_answers_alike_both_ways(arena: Arena) -> None:
     body = b'{"prompt": "Which way did I come?"}'
     # application/json takes the fast lane; FastAPI also reads JSON sent as application/*+json,
     # which the fast lane leaves to the app.
@@ -42,11 +50,7 @@ def test_a_new_battle_answers_alike_both_ways(arena: Arena, fake_upstream: FakeU
     assert "HttpOnly" in _cookie_attributes(fast)
 
 
-def test_the_stream_and_its_replay_carry_the_same_headers(
-    arena: Arena, fake_upstream: FakeUpstream
-) -> None:
-    arena.add_model("alpha", fake_upstream.base_url, "normal:0.001")
-    arena.add_model("beta", fake_upstream.base_url, "normal:0.001")
+def test_the_stream_and_its_replay_carry_the_same_headers(arena: Arena) -> None:
     with arena.client() as visitor:
         battle_id = visitor.post("/api/battles", json={"prompt": "Twice"}).json()["battle_id"]
         live = read_stream(visitor, battle_id)  # the fast lane: the turn starts here
@@ -60,9 +64,7 @@ def test_the_stream_and_its_replay_carry_the_same_headers(
     }
 
 
-def test_bad_requests_get_the_apps_own_answers(arena: Arena, fake_upstream: FakeUpstream) -> None:
-    arena.add_model("alpha", fake_upstream.base_url, "normal:0.001")
-    arena.add_model("beta", fake_upstream.base_url, "normal:0.001")
+def test_bad_requests_get_the_apps_own_answers(arena: Arena) -> None:
     with arena.client() as visitor:
         blank = visitor.post("/api/battles", json={"prompt": "   "})
         assert blank.status_code == 422
