@@ -177,6 +177,27 @@ def make_sync_engine(url: str) -> Engine:
     return create_engine(driver_url, pool_pre_ping=True)
 
 
+@dataclass(frozen=True)
+class _QueuedWrite:
+    work: Callable[[Connection], Any]
+    to_disk: bool
+    done: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+def _settle(
+    batch: list[_QueuedWrite], outcomes: list[tuple[bool, Any]], loop: asyncio.AbstractEventLoop
+) -> None:
+    """In `loop`: hand each of its writes its result or error (one wake-up for the batch)."""
+    for queued, (ok, value) in zip(batch, outcomes, strict=True):
+        if queued.loop is not loop or queued.done.cancelled():
+            continue
+        if ok:
+            queued.done.set_result(value)
+        else:
+            queued.done.set_exception(value)
+
+
 class Transactions:
     """Short transactions of the battle hot path, each a plain function over a sync
     `Connection` (Core statements), run in one piece.
@@ -186,7 +207,8 @@ class Transactions:
     hand-off, twenty times what SQLite spends on the statement. Here a whole transaction is one
     hand-off, to a thread of ours holding a plain sqlite3 connection: one thread for writers, so
     that they queue in arrival order rather than in SQLite's busy handler, and one for readers,
-    which WAL lets run beside the writer. On PostgreSQL the function runs on the async engine
+    which WAL lets run beside the writer. Writes that queue while the writer is busy share a
+    transaction and its commit (see `_drain`). On PostgreSQL the function runs on the async engine
     through `run_sync` (psycopg is async; no threads)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -209,6 +231,9 @@ class Transactions:
             # per transaction cost about as much as the transaction.
             self._thread_connection = threading.local()
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="arena-sqlite-writer")
+            self._queue: list[_QueuedWrite] = []
+            self._queue_lock = threading.Lock()
+            self._draining = False
             self._reader = ThreadPoolExecutor(1, thread_name_prefix="arena-sqlite-reader")
 
     async def write(self, work: Callable[[Connection], T], *, to_disk: bool = True) -> T:
@@ -222,7 +247,14 @@ class Transactions:
             async with self._engine.begin() as connection:
                 return await connection.run_sync(work)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, self._run, work, True, to_disk)
+        queued = _QueuedWrite(work, to_disk, loop.create_future(), loop)
+        with self._queue_lock:
+            self._queue.append(queued)
+            idle, self._draining = not self._draining, True
+        if idle:
+            self._writer.submit(self._drain)
+        result: T = await queued.done
+        return result
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         """`work` in a read-only transaction."""
@@ -243,19 +275,61 @@ class Transactions:
         return connection
 
     def _run(self, work: Callable[[Connection], T], write: bool, to_disk: bool) -> T:
+        return self._run_in_one([work], write=write, to_disk=to_disk)[0]
+
+    def _run_in_one(
+        self, works: list[Callable[[Connection], T]], *, write: bool, to_disk: bool
+    ) -> list[T]:
+        """Each of `works` in turn, in one transaction."""
         connection = self._connection(write)
         if to_disk:
             with connection.begin():
-                return work(connection)
+                return [work(connection) for work in works]
         # The safety level cannot change inside a transaction: around it, on the driver's
         # connection (autocommit, as _sqlite_manual_begin leaves it).
         driver: Any = connection.connection.driver_connection
         driver.execute("PRAGMA synchronous=NORMAL")
         try:
             with connection.begin():
-                return work(connection)
+                return [work(connection) for work in works]
         finally:
             driver.execute("PRAGMA synchronous=FULL")
+
+    def _drain(self) -> None:
+        """The writer thread's loop: the writes queued meanwhile, together, until none is left.
+
+        Writes that queued while the thread was busy share one transaction, so one commit (and
+        one wait for the disk) serves them all: a group commit. Should one of them fail, the
+        transaction is rolled back and each runs again in a transaction of its own, so that it
+        alone fails. A write is never acknowledged before the commit that holds it."""
+        while True:
+            with self._queue_lock:
+                batch, self._queue = self._queue, []
+                if not batch:
+                    self._draining = False
+                    return
+            to_disk = any(queued.to_disk for queued in batch)
+            outcomes: list[tuple[bool, Any]]
+            try:
+                results = self._run_in_one(
+                    [queued.work for queued in batch], write=True, to_disk=to_disk
+                )
+                outcomes = [(True, result) for result in results]
+            except Exception as error:
+                if len(batch) == 1:
+                    outcomes = [(False, error)]
+                else:
+                    outcomes = [self._outcome(queued) for queued in batch]
+            loops = {queued.loop for queued in batch}
+            for loop in loops:
+                with contextlib.suppress(RuntimeError):  # a loop closed meanwhile
+                    loop.call_soon_threadsafe(_settle, batch, outcomes, loop)
+
+    def _outcome(self, queued: _QueuedWrite) -> tuple[bool, Any]:
+        try:
+            return True, self._run(queued.work, True, queued.to_disk)
+        except Exception as error:
+            return False, error
 
     def _close_connection(self) -> None:
         connection: Connection | None = getattr(self._thread_connection, "connection", None)

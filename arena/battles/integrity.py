@@ -118,19 +118,35 @@ def prompt_hash(prompt: str) -> str:
     return hashlib.sha256(normalise_prompt(prompt).encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def prompt_flags(connection: Connection, *, prompt: str, settings: Settings) -> list[str]:
-    """Count the prompt (one upsert) and say whether its battle is over the duplicate limit."""
-    insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
-    statement = (
+def _count_prompt(insert: Any) -> Any:
+    return (
         insert(PromptCount)
-        .values(prompt_hash=prompt_hash(prompt), count=1, first_seen_at=utcnow())
+        .values(
+            prompt_hash=bindparam("counted_hash"),
+            count=1,
+            first_seen_at=bindparam("counted_at", type_=PromptCount.__table__.c.first_seen_at.type),
+        )
         .on_conflict_do_update(
             index_elements=[PromptCount.prompt_hash], set_={"count": PromptCount.count + 1}
         )
         .returning(PromptCount.count)
     )
-    seen = int(connection.execute(statement).scalar_one())
-    return [DUPLICATE_PROMPT] if seen > settings.duplicate_prompt_limit else []
+
+
+# Built once per dialect: every battle runs it, and building it cost more than running it.
+_COUNT_PROMPT = {
+    "postgresql": _count_prompt(postgresql_insert),
+    "sqlite": _count_prompt(sqlite_insert),
+}
+
+
+def prompt_flags(connection: Connection, *, prompt: str, settings: Settings) -> list[str]:
+    """Count the prompt (one upsert) and say whether its battle is over the duplicate limit."""
+    seen = connection.execute(
+        _COUNT_PROMPT[connection.dialect.name],
+        {"counted_hash": prompt_hash(prompt), "counted_at": utcnow()},
+    ).scalar_one()
+    return [DUPLICATE_PROMPT] if int(seen) > settings.duplicate_prompt_limit else []
 
 
 # ---------------------------------------------------------------- at the vote

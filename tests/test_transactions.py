@@ -1,0 +1,157 @@
+"""The hot path's short transactions on SQLite: writes queued together share one commit, and a
+failing write fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from arena.db import Transactions, make_async_engine
+
+WAITING = 5
+
+
+def _database(tmp_path: Path) -> Path:
+    path = tmp_path / "transactions.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE item (name TEXT PRIMARY KEY)")
+    return path
+
+
+def _committed(path: Path) -> list[str]:
+    """The rows another connection sees: only what is committed."""
+    with sqlite3.connect(path) as connection:
+        return [name for (name,) in connection.execute("SELECT name FROM item ORDER BY name")]
+
+
+def _insert(
+    name: str, seen: list[list[str]] | None = None, path: Path | None = None
+) -> Callable[[Connection], str]:
+    def work(connection: Connection) -> str:
+        connection.execute(text("INSERT INTO item (name) VALUES (:name)"), {"name": name})
+        if seen is not None and path is not None:
+            seen.append(_committed(path))
+        return name
+
+    return work
+
+
+async def _with_writer_busy(
+    transactions: Transactions,
+    queue: Callable[[], list[asyncio.Task[str]]],
+    meanwhile: Callable[[list[asyncio.Task[str]]], object] = lambda tasks: None,
+) -> tuple[str, list[asyncio.Task[str]]]:
+    """Hold the writer thread in a first write while `queue` queues more behind it, then
+    `meanwhile` runs."""
+    release = threading.Event()
+
+    def first(connection: Connection) -> str:
+        connection.execute(text("INSERT INTO item (name) VALUES ('first')"))
+        release.wait(10)
+        return "first"
+
+    first_task = asyncio.create_task(transactions.write(first))
+    await asyncio.sleep(0.05)  # the writer thread is inside `first` now
+    tasks = queue()
+    await asyncio.sleep(0.05)  # every write of `queue` waits in line
+    meanwhile(tasks)
+    await asyncio.sleep(0)
+    release.set()
+    return await first_task, tasks
+
+
+def test_writes_queued_together_share_one_transaction(tmp_path: Path) -> None:
+    path = _database(tmp_path)
+    seen: list[list[str]] = []
+
+    async def run() -> list[str]:
+        engine = make_async_engine(f"sqlite:///{path}")
+        transactions = Transactions(engine)
+        try:
+            names = [f"queued-{i}" for i in range(WAITING)]
+            first, tasks = await _with_writer_busy(
+                transactions,
+                lambda: [
+                    asyncio.create_task(transactions.write(_insert(name, seen, path)))
+                    for name in names
+                ],
+            )
+            assert first == "first"
+            return list(await asyncio.gather(*tasks))
+        finally:
+            await asyncio.to_thread(transactions.close)
+            await engine.dispose()
+
+    names = asyncio.run(run())
+    assert names == [f"queued-{i}" for i in range(WAITING)]
+    # Inside the shared transaction, nothing of the queued writes was committed yet...
+    assert seen == [["first"]] * WAITING
+    # ...and once each write returned, all of them were.
+    assert _committed(path) == sorted(["first", *names])
+
+
+def test_a_failing_write_fails_alone(tmp_path: Path) -> None:
+    path = _database(tmp_path)
+
+    def failing(connection: Connection) -> str:
+        connection.execute(text("INSERT INTO item (name) VALUES ('failing')"))
+        raise ValueError("this write fails")
+
+    async def run() -> list[str | BaseException]:
+        engine = make_async_engine(f"sqlite:///{path}")
+        transactions = Transactions(engine)
+        try:
+            _, tasks = await _with_writer_busy(
+                transactions,
+                lambda: [
+                    asyncio.create_task(transactions.write(_insert("before"))),
+                    asyncio.create_task(transactions.write(failing)),
+                    asyncio.create_task(transactions.write(_insert("after"))),
+                    # A duplicate key: the database refuses it, and only it.
+                    asyncio.create_task(transactions.write(_insert("before"))),
+                ],
+            )
+            return list(await asyncio.gather(*tasks, return_exceptions=True))
+        finally:
+            await asyncio.to_thread(transactions.close)
+            await engine.dispose()
+
+    before, failed, after, duplicate = asyncio.run(run())
+    assert (before, after) == ("before", "after")
+    assert isinstance(failed, ValueError)
+    assert "UNIQUE constraint failed" in str(duplicate)
+    assert _committed(path) == ["after", "before", "first"]
+
+
+def test_a_cancelled_caller_does_not_stop_the_others(tmp_path: Path) -> None:
+    path = _database(tmp_path)
+
+    async def run() -> str:
+        engine = make_async_engine(f"sqlite:///{path}")
+        transactions = Transactions(engine)
+        try:
+            _, tasks = await _with_writer_busy(
+                transactions,
+                lambda: [
+                    asyncio.create_task(transactions.write(_insert("abandoned"))),
+                    asyncio.create_task(transactions.write(_insert("awaited"))),
+                ],
+                meanwhile=lambda tasks: tasks[0].cancel(),
+            )
+            with pytest.raises(asyncio.CancelledError):
+                await tasks[0]
+            return await tasks[1]
+        finally:
+            await asyncio.to_thread(transactions.close)
+            await engine.dispose()
+
+    assert asyncio.run(run()) == "awaited"
+    # The write was queued: cancelling the wait for it does not take it back.
+    assert _committed(path) == ["abandoned", "awaited", "first"]
