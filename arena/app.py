@@ -20,6 +20,7 @@ from arena.battles import service as battle_service
 from arena.battles.fast_lane import BattleFastLane
 from arena.battles.integrity_admin_routes import router as integrity_admin_router
 from arena.battles.integrity_routes import router as integrity_router
+from arena.battles.planned import PlannedTurns
 from arena.battles.relay import FinishTurn, TurnRunner
 from arena.battles.rigging import RiggingScanner
 from arena.battles.routes import router as battles_router
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # One pooled client for every upstream call: keep-alive saves a handshake per battle.
         client = upstream_client()
         app.state.http = client
+        app.state.planned_turns = PlannedTurns()
         app.state.turn_runner = TurnRunner(
             client,
             upstream_limits(settings),

@@ -119,34 +119,47 @@ class TurnRunner:
         self._chat = chat
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def start(self, plan: TurnPlan) -> asyncio.Queue[object]:
+    def start(
+        self, plan: TurnPlan, claim: asyncio.Future[bool] | None = None
+    ) -> asyncio.Queue[object]:
+        """Both upstream calls of `plan`, now; their events come on the queue. With `claim`,
+        the turn is not yet the caller's: should the claim come out false (or fail), the calls
+        are cancelled and nothing is stored."""
         queue: asyncio.Queue[object] = asyncio.Queue()
-        task = asyncio.create_task(self._run(plan, queue), name=f"battle-{plan.battle_id}")
+        task = asyncio.create_task(self._run(plan, queue, claim), name=f"battle-{plan.battle_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return queue
 
-    async def _run(self, plan: TurnPlan, queue: asyncio.Queue[object]) -> None:
+    async def _run(
+        self, plan: TurnPlan, queue: asyncio.Queue[object], claim: asyncio.Future[bool] | None
+    ) -> None:
         status = BattleStatus.failed
-        try:
-            results = await asyncio.gather(
-                *(
-                    self._chat(
-                        self._client,
-                        side_plan.endpoint,
-                        side_plan.conversation,
-                        self._limits,
-                        _emitter(queue, side),
-                    )
-                    for side, side_plan in ((Side.a, plan.a), (Side.b, plan.b))
+        chats = asyncio.gather(
+            *(
+                self._chat(
+                    self._client,
+                    side_plan.endpoint,
+                    side_plan.conversation,
+                    self._limits,
+                    _emitter(queue, side),
                 )
+                for side, side_plan in ((Side.a, plan.a), (Side.b, plan.b))
             )
+        )
+        try:
+            if claim is not None and not await _claimed(claim):
+                chats.cancel()
+                await asyncio.gather(chats, return_exceptions=True)
+                return
+            results = await chats
             answers = {Side.a: results[0], Side.b: results[1]}
             if await self._finish(plan, answers):
                 status = BattleStatus.ready
         except Exception:
             log.exception("battle %s: turn %d could not be settled", plan.battle_id, plan.turn)
         finally:
+            chats.cancel()  # a no-op once they are over; else this task itself was cancelled
             queue.put_nowait({"type": "end", "status": status.value})
             queue.put_nowait(_END)
 
@@ -158,6 +171,14 @@ class TurnRunner:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _claimed(claim: asyncio.Future[bool]) -> bool:
+    # The claim's own request reports its error; here it only means the turn is not ours.
+    try:
+        return await asyncio.shield(claim)
+    except Exception:
+        return False
 
 
 async def stream_queue(queue: asyncio.Queue[object]) -> AsyncGenerator[str, None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 
 from fastapi import APIRouter, Depends, Request, Response, status
@@ -9,6 +10,7 @@ from starlette.datastructures import State
 
 from arena.battles import service
 from arena.battles.integrity import VoteChecks
+from arena.battles.planned import PlannedTurns
 from arena.battles.relay import EventStreamResponse, TurnRunner, replay, stream_queue
 from arena.battles.schemas import BattleCreated, BattleOut, PromptIn, Reveal, VoteIn
 from arena.db import SessionDep, Transactions, write_session
@@ -21,7 +23,8 @@ SSE_HEADERS = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
 
 
 async def open_battle(state: State, prompt: str, visitor: Visitor) -> str:
-    """Draw the pair and store the battle; its id."""
+    """Draw the pair and store the battle; its id. The first turn's plan waits on this worker
+    for the visitor's stream request (planned.py)."""
     transactions: Transactions = state.transactions
     settings = state.settings
     # The reads first, in a transaction of their own: on SQLite the write transaction holds the
@@ -34,6 +37,14 @@ async def open_battle(state: State, prompt: str, visitor: Visitor) -> str:
             connection, pair=pair, prompt=prompt, visitor=visitor, settings=settings
         )
     )
+    try:
+        plan = service.plan_turn(service.first_turn(battle_id, pair, prompt), keys=state.keys)
+    except Exception:
+        # An endpoint key that cannot be read: the stream request plans the turn the usual way
+        # and reports it there, where the turn is ended as failed.
+        return battle_id
+    planned: PlannedTurns = state.planned_turns
+    planned.put(visitor.session_hash, plan)
     return battle_id
 
 
@@ -43,10 +54,14 @@ async def start_turn(
     """Claim the battle's pending turn and start it: its events as SSE. None when there is no
     turn this visitor may start (a reload, a second tab, someone else's battle)."""
     transactions: Transactions = state.transactions
+    runner: TurnRunner = state.turn_runner
+    planned: PlannedTurns = state.planned_turns
     # One short transaction before the stream (the claim, and the reads it allows); the stream
     # itself holds no database session. The claim need not survive a power cut (the turn would
-    # be pending again, and streamed on the next request), so it does not wait for the disk:
-    # that wait was the largest part of the arena's time before the first token.
+    # be pending again, and streamed on the next request), so it does not wait for the disk.
+    plan = planned.take(battle_id, visitor.session_hash)
+    if plan is not None:
+        return await _start_planned_turn(state, plan, visitor)
     claimed = await transactions.write(
         lambda connection: service.claim_turn(connection, battle_id=battle_id, visitor=visitor),
         to_disk=False,
@@ -61,8 +76,27 @@ async def start_turn(
             lambda connection: service.abandon_turn(connection, claimed=claimed)
         )
         raise
-    runner: TurnRunner = state.turn_runner
     return stream_queue(runner.start(plan))
+
+
+async def _start_planned_turn(
+    state: State, plan: service.TurnPlan, visitor: Visitor
+) -> AsyncGenerator[str, None] | None:
+    """A turn planned when its battle was created: both upstream calls start now, while the
+    claim queues with the worker's other writes; they stand only if it succeeds. The claim goes
+    on even if this request is cancelled, so a turn it took is always run and stored."""
+    transactions: Transactions = state.transactions
+    runner: TurnRunner = state.turn_runner
+    claim = asyncio.ensure_future(
+        transactions.write(
+            lambda connection: service.claim_planned_turn(connection, plan=plan, visitor=visitor),
+            to_disk=False,
+        )
+    )
+    queue = runner.start(plan, claim=claim)
+    if not await asyncio.shield(claim):
+        return None
+    return stream_queue(queue)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, dependencies=[Depends(limit_battles)])

@@ -80,24 +80,34 @@ _INSERT_BATTLE = insert(Battle)
 _INSERT_MESSAGE = insert(Message)
 
 
-def draw_battle_pair(connection: Connection, *, prompt: str, settings: Settings) -> tuple[int, int]:
-    """Check the prompt and draw the pair (side A, side B): reads only, so that on SQLite the
-    write lock is not held while they run."""
+@dataclass(frozen=True)
+class DrawnPair:
+    model_a_id: int
+    model_b_id: int
+    endpoints: list[Any]  # rows of _ENDPOINTS, for planning the first turn
+
+
+def draw_battle_pair(connection: Connection, *, prompt: str, settings: Settings) -> DrawnPair:
+    """Check the prompt, draw the pair (side A, side B) and read their endpoints: reads only,
+    so that on SQLite the write lock is not held while they run."""
     _check_prompt(prompt, settings)
     candidates = read_candidates(connection, settings=settings)
-    return draw_pair([c.model_id for c in candidates], weights=[c.weight for c in candidates])
+    model_a_id, model_b_id = draw_pair(
+        [c.model_id for c in candidates], weights=[c.weight for c in candidates]
+    )
+    return DrawnPair(model_a_id, model_b_id, _read_endpoints(connection, model_a_id, model_b_id))
 
 
 def create_battle(
     connection: Connection,
     *,
-    pair: tuple[int, int],
+    pair: DrawnPair,
     prompt: str,
     visitor: Visitor,
     settings: Settings,
 ) -> str:
     """Store the battle between the drawn pair and its first prompt; the battle's id."""
-    model_a_id, model_b_id = pair
+    model_a_id, model_b_id = pair.model_a_id, pair.model_b_id
     battle_id = secrets.token_urlsafe(16)
     flags = integrity.prompt_flags(connection, prompt=prompt, settings=settings)
     # Core statements, not ORM objects: this is the hot path of every battle.
@@ -197,6 +207,10 @@ _CONVERSATION = (
 )
 
 
+def _read_endpoints(connection: Connection, model_a_id: int, model_b_id: int) -> list[Any]:
+    return list(connection.execute(_ENDPOINTS, {"model_ids": [model_a_id, model_b_id]}))
+
+
 def _conversation(messages: list[tuple[Side, str]], side: Side) -> list[dict[str, str]]:
     # Within a turn the prompt comes first: it is stored before the answers.
     conversation = []
@@ -210,8 +224,8 @@ def _conversation(messages: list[tuple[Side, str]], side: Side) -> list[dict[str
 
 @dataclass(frozen=True)
 class ClaimedTurn:
-    """A turn taken for streaming, with what its plan is made of (read in the claim's
-    transaction: one transaction fewer per battle)."""
+    """A turn to stream, with what its plan is made of: read in the claim's transaction (one
+    transaction fewer per battle), or known when the battle was created (`first_turn`)."""
 
     battle_id: str
     turn: int
@@ -231,12 +245,33 @@ def claim_turn(connection: Connection, *, battle_id: str, visitor: Visitor) -> C
     if claimed is None:
         return None
     model_a_id, model_b_id, turn = claimed
-    endpoints = list(connection.execute(_ENDPOINTS, {"model_ids": [model_a_id, model_b_id]}))
+    endpoints = _read_endpoints(connection, model_a_id, model_b_id)
     messages = [
         (side, content)
         for side, content in connection.execute(_CONVERSATION, {"conversation_of": battle_id})
     ]
     return ClaimedTurn(battle_id, turn, model_a_id, model_b_id, endpoints, messages)
+
+
+def first_turn(battle_id: str, pair: DrawnPair, prompt: str) -> ClaimedTurn:
+    """What the first turn of a battle just created is made of, as its claim would read it."""
+    return ClaimedTurn(
+        battle_id, 1, pair.model_a_id, pair.model_b_id, pair.endpoints, [(Side.user, prompt)]
+    )
+
+
+def claim_planned_turn(connection: Connection, *, plan: TurnPlan, visitor: Visitor) -> bool:
+    """Take the turn `plan` was made for (see planned.py) for streaming; False when it is not
+    the visitor's waiting turn any more (another request took it)."""
+    claimed = connection.execute(
+        _CLAIM,
+        {"claimed_id": plan.battle_id, "claimed_by": visitor.session_hash, "started_at": utcnow()},
+    ).one_or_none()
+    if claimed is None:
+        return False
+    # A battle's turns advance only once the waiting one has streamed.
+    assert claimed.turns == plan.turn, "a planned turn was overtaken"
+    return True
 
 
 def plan_turn(claimed: ClaimedTurn, *, keys: KeyRing) -> TurnPlan:

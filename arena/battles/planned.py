@@ -1,0 +1,62 @@
+"""First turns planned when their battle is created, waiting on this worker for the visitor's
+stream request.
+
+With the plan at hand, the stream request starts both upstream calls at once and writes its
+claim on the turn meanwhile; the claim still decides (see `routes.start_turn`). Without it, the
+calls would wait for the claim's transaction, which queues behind the other writes of a busy
+worker. A stream request that reaches another worker, or comes after the plan expired, claims
+and plans the turn from the database as before.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from arena.battles.service import TurnPlan
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    session_hash: str
+    plan: TurnPlan
+    expires: float
+
+
+class PlannedTurns:
+    """Plans by battle id, for the session that created the battle only. Bounded in number and
+    in age: a plan holds the endpoints' keys in clear, and a battle whose stream is never asked
+    for must not keep it."""
+
+    def __init__(self, *, seconds: float = 60.0, capacity: int = 10_000) -> None:
+        self._seconds = seconds
+        self._capacity = capacity
+        self._waiting: OrderedDict[str, _Waiting] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def put(self, session_hash: str, plan: TurnPlan) -> None:
+        now = time.monotonic()
+        self._drop_expired(now)
+        while len(self._waiting) >= self._capacity:
+            self._waiting.popitem(last=False)
+        self._waiting[plan.battle_id] = _Waiting(session_hash, plan, now + self._seconds)
+
+    def take(self, battle_id: str, session_hash: str) -> TurnPlan | None:
+        """The battle's plan, once, if `session_hash` created it and it has not expired."""
+        waiting = self._waiting.get(battle_id)
+        if waiting is None or not secrets.compare_digest(waiting.session_hash, session_hash):
+            return None
+        del self._waiting[battle_id]
+        return waiting.plan if time.monotonic() < waiting.expires else None
+
+    def _drop_expired(self, now: float) -> None:
+        # Oldest first, all with the same lifetime: stop at the first one still valid.
+        while self._waiting:
+            oldest = next(iter(self._waiting.values()))
+            if oldest.expires > now:
+                return
+            self._waiting.popitem(last=False)
