@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,17 @@ def _database(tmp_path: Path) -> Path:
     with sqlite3.connect(path) as connection:
         connection.execute("CREATE TABLE item (name TEXT PRIMARY KEY)")
     return path
+
+
+@asynccontextmanager
+async def _transactions(path: Path) -> AsyncIterator[Transactions]:
+    engine = make_async_engine(f"sqlite:///{path}")
+    transactions = Transactions(engine)
+    try:
+        yield transactions
+    finally:
+        await asyncio.to_thread(transactions.close)
+        await engine.dispose()
 
 
 def _committed(path: Path) -> list[str]:
@@ -72,9 +84,7 @@ def test_writes_queued_together_share_one_transaction(tmp_path: Path) -> None:
     seen: list[list[str]] = []
 
     async def run() -> list[str]:
-        engine = make_async_engine(f"sqlite:///{path}")
-        transactions = Transactions(engine)
-        try:
+        async with _transactions(path) as transactions:
             names = [f"queued-{i}" for i in range(WAITING)]
             first, tasks = await _with_writer_busy(
                 transactions,
@@ -85,9 +95,6 @@ def test_writes_queued_together_share_one_transaction(tmp_path: Path) -> None:
             )
             assert first == "first"
             return list(await asyncio.gather(*tasks))
-        finally:
-            await asyncio.to_thread(transactions.close)
-            await engine.dispose()
 
     names = asyncio.run(run())
     assert names == [f"queued-{i}" for i in range(WAITING)]
@@ -105,9 +112,7 @@ def test_a_failing_write_fails_alone(tmp_path: Path) -> None:
         raise ValueError("this write fails")
 
     async def run() -> list[str | BaseException]:
-        engine = make_async_engine(f"sqlite:///{path}")
-        transactions = Transactions(engine)
-        try:
+        async with _transactions(path) as transactions:
             _, tasks = await _with_writer_busy(
                 transactions,
                 lambda: [
@@ -119,9 +124,6 @@ def test_a_failing_write_fails_alone(tmp_path: Path) -> None:
                 ],
             )
             return list(await asyncio.gather(*tasks, return_exceptions=True))
-        finally:
-            await asyncio.to_thread(transactions.close)
-            await engine.dispose()
 
     before, failed, after, duplicate = asyncio.run(run())
     assert (before, after) == ("before", "after")
@@ -134,9 +136,7 @@ def test_a_cancelled_caller_does_not_stop_the_others(tmp_path: Path) -> None:
     path = _database(tmp_path)
 
     async def run() -> str:
-        engine = make_async_engine(f"sqlite:///{path}")
-        transactions = Transactions(engine)
-        try:
+        async with _transactions(path) as transactions:
             _, tasks = await _with_writer_busy(
                 transactions,
                 lambda: [
@@ -148,9 +148,6 @@ def test_a_cancelled_caller_does_not_stop_the_others(tmp_path: Path) -> None:
             with pytest.raises(asyncio.CancelledError):
                 await tasks[0]
             return await tasks[1]
-        finally:
-            await asyncio.to_thread(transactions.close)
-            await engine.dispose()
 
     assert asyncio.run(run()) == "awaited"
     # The write was queued: cancelling the wait for it does not take it back.
