@@ -20,6 +20,15 @@ async def _statuses(url: str, path: str) -> list[int]:
     return [response.status_code for response in responses]
 
 
+async def _battle_statuses(url: str) -> list[int]:
+    """New battles: their short transactions have a pool of their own (db.Transactions)."""
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        responses = await asyncio.gather(
+            *(client.post("/api/battles", json={"prompt": "hi"}) for _ in range(CONCURRENCY))
+        )
+    return [response.status_code for response in responses]
+
+
 def _terminate_other_backends(url: str) -> int:
     """What a database restart does to every pooled connection; waits until they are gone."""
     engine = make_sync_engine(url)
@@ -44,8 +53,11 @@ def test_requests_after_the_server_closed_pooled_connections_succeed(
     try:
         # Several requests at once leave several connections in the pool.
         assert asyncio.run(_statuses(arena.url, "/healthz")) == [200] * CONCURRENCY
+        # No model is registered: each battle is refused (503), after reading the candidates.
+        assert asyncio.run(_battle_statuses(arena.url)) == [503] * CONCURRENCY
         assert _terminate_other_backends(postgres_database) >= 2
         assert asyncio.run(_statuses(arena.url, "/healthz")) == [200] * CONCURRENCY
         assert asyncio.run(_statuses(arena.url, "/api/votes/counts")) == [200] * CONCURRENCY
+        assert asyncio.run(_battle_statuses(arena.url)) == [503] * CONCURRENCY
     finally:
         arena.server.stop()
