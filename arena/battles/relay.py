@@ -149,7 +149,7 @@ class TurnRunner:
         )
         try:
             if claim is not None and not await _claimed(claim):
-                chats.cancel()
+                chats.cancel()  # nothing of a turn not ours is stored
                 await asyncio.gather(chats, return_exceptions=True)
                 return
             results = await chats

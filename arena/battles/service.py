@@ -207,6 +207,14 @@ _CONVERSATION = (
 )
 
 
+def _claim(connection: Connection, battle_id: str, visitor: Visitor) -> Any:
+    """The claimed battle's pair and turn count, or None (see `_CLAIM`)."""
+    return connection.execute(
+        _CLAIM,
+        {"claimed_id": battle_id, "claimed_by": visitor.session_hash, "started_at": utcnow()},
+    ).one_or_none()
+
+
 def _read_endpoints(connection: Connection, model_a_id: int, model_b_id: int) -> list[Any]:
     return list(connection.execute(_ENDPOINTS, {"model_ids": [model_a_id, model_b_id]}))
 
@@ -238,10 +246,7 @@ class ClaimedTurn:
 def claim_turn(connection: Connection, *, battle_id: str, visitor: Visitor) -> ClaimedTurn | None:
     """Take the visitor's waiting turn for streaming (one UPDATE ... RETURNING) and read what
     both upstream calls need; None when there is no such turn (see `unclaimable_turn`)."""
-    claimed = connection.execute(
-        _CLAIM,
-        {"claimed_id": battle_id, "claimed_by": visitor.session_hash, "started_at": utcnow()},
-    ).one_or_none()
+    claimed = _claim(connection, battle_id, visitor)
     if claimed is None:
         return None
     model_a_id, model_b_id, turn = claimed
@@ -263,10 +268,7 @@ def first_turn(battle_id: str, pair: DrawnPair, prompt: str) -> ClaimedTurn:
 def claim_planned_turn(connection: Connection, *, plan: TurnPlan, visitor: Visitor) -> bool:
     """Take the turn `plan` was made for (see planned.py) for streaming; False when it is not
     the visitor's waiting turn any more (another request took it)."""
-    claimed = connection.execute(
-        _CLAIM,
-        {"claimed_id": plan.battle_id, "claimed_by": visitor.session_hash, "started_at": utcnow()},
-    ).one_or_none()
+    claimed = _claim(connection, plan.battle_id, visitor)
     if claimed is None:
         return False
     # A battle's turns advance only once the waiting one has streamed.
