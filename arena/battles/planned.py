@@ -1,15 +1,16 @@
 """First turns planned when their battle is created, waiting on this worker for the visitor's
 stream request.
 
-With the plan at hand, the stream request starts both upstream calls at once and writes its
-claim on the turn meanwhile; the claim still decides (see `routes.start_turn`). Without it, the
-calls would wait for the claim's transaction, which queues behind the other writes of a busy
-worker. A stream request that reaches another worker, or comes after the plan expired, claims
-and plans the turn from the database as before.
+With the plan at hand, the stream request starts both upstream calls at once and relays their
+tokens while its claim on the turn is written; the claim still decides (see `routes.start_turn`).
+Without it, the first token would wait for the claim's transaction, which queues behind the
+other writes of a busy worker. A stream request that reaches another worker, or comes after the
+plan expired, claims and plans the turn from the database as before.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections import OrderedDict
@@ -34,6 +35,7 @@ class PlannedTurns:
         self._seconds = seconds
         self._capacity = capacity
         self._waiting: OrderedDict[str, _Waiting] = OrderedDict()
+        self._claims: dict[str, asyncio.Future[bool]] = {}
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -52,6 +54,19 @@ class PlannedTurns:
             return None
         del self._waiting[battle_id]
         return waiting.plan if time.monotonic() < waiting.expires else None
+
+    def claiming(self, battle_id: str, claim: asyncio.Future[bool]) -> None:
+        """Note the claim written for a planned turn until it is settled."""
+        self._claims[battle_id] = claim
+        claim.add_done_callback(lambda _: self._claims.pop(battle_id, None))
+
+    async def claim_settled(self, battle_id: str) -> None:
+        """Wait for this worker's claim on the battle's planned turn, if one is being written:
+        another request for the turn (a quick reload, a second tab) then finds it taken, rather
+        than taking it first from under a stream already relaying its tokens."""
+        claim = self._claims.get(battle_id)
+        if claim is not None:
+            await asyncio.wait([claim])
 
     def _drop_expired(self, now: float) -> None:
         # Oldest first, all with the same lifetime: stop at the first one still valid.

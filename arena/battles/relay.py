@@ -123,8 +123,10 @@ class TurnRunner:
         self, plan: TurnPlan, claim: asyncio.Future[bool] | None = None
     ) -> asyncio.Queue[object]:
         """Both upstream calls of `plan`, now; their events come on the queue. With `claim`,
-        the turn is not yet the caller's: should the claim come out false (or fail), the calls
-        are cancelled and nothing is stored."""
+        the turn is not yet the caller's, though its events come on the queue at once: should
+        the claim come out false (or fail), the calls are cancelled, nothing is stored, and the
+        queue ends without an "end" event: to the visitor, a stream cut short, which they ask
+        for again and are answered from the database."""
         queue: asyncio.Queue[object] = asyncio.Queue()
         task = asyncio.create_task(self._run(plan, queue, claim), name=f"battle-{plan.battle_id}")
         self._tasks.add(task)
@@ -134,7 +136,7 @@ class TurnRunner:
     async def _run(
         self, plan: TurnPlan, queue: asyncio.Queue[object], claim: asyncio.Future[bool] | None
     ) -> None:
-        status = BattleStatus.failed
+        status: BattleStatus | None = BattleStatus.failed
         chats = asyncio.gather(
             *(
                 self._chat(
@@ -148,7 +150,8 @@ class TurnRunner:
             )
         )
         try:
-            if claim is not None and not await _claimed(claim):
+            if claim is not None and not await _claimed(claim, plan.battle_id):
+                status = None
                 chats.cancel()  # nothing of a turn not ours is stored
                 await asyncio.gather(chats, return_exceptions=True)
                 return
@@ -160,7 +163,8 @@ class TurnRunner:
             log.exception("battle %s: turn %d could not be settled", plan.battle_id, plan.turn)
         finally:
             chats.cancel()  # a no-op once they are over; else this task itself was cancelled
-            queue.put_nowait({"type": "end", "status": status.value})
+            if status is not None:
+                queue.put_nowait({"type": "end", "status": status.value})
             queue.put_nowait(_END)
 
     async def drain(self, timeout: float) -> None:
@@ -173,11 +177,12 @@ class TurnRunner:
             await asyncio.gather(*pending, return_exceptions=True)
 
 
-async def _claimed(claim: asyncio.Future[bool]) -> bool:
-    # The claim's own request reports its error; here it only means the turn is not ours.
+async def _claimed(claim: asyncio.Future[bool], battle_id: str) -> bool:
     try:
         return await asyncio.shield(claim)
     except Exception:
+        # The turn stays pending: the visitor's next request for it claims it again.
+        log.exception("battle %s: the claim on its planned turn failed", battle_id)
         return False
 
 

@@ -61,7 +61,8 @@ async def start_turn(
     # be pending again, and streamed on the next request), so it does not wait for the disk.
     plan = planned.take(battle_id, visitor.session_hash)
     if plan is not None:
-        return await _start_planned_turn(state, plan, visitor)
+        return _start_planned_turn(state, plan, visitor)
+    await planned.claim_settled(battle_id)
     claimed = await transactions.write(
         lambda connection: service.claim_turn(connection, battle_id=battle_id, visitor=visitor),
         to_disk=False,
@@ -79,24 +80,24 @@ async def start_turn(
     return stream_queue(runner.start(plan))
 
 
-async def _start_planned_turn(
+def _start_planned_turn(
     state: State, plan: service.TurnPlan, visitor: Visitor
-) -> AsyncGenerator[str, None] | None:
-    """A turn planned when its battle was created: both upstream calls start now, while the
-    claim queues with the worker's other writes; they stand only if it succeeds. The claim goes
-    on even if this request is cancelled, so a turn it took is always run and stored."""
+) -> AsyncGenerator[str, None]:
+    """A turn planned when its battle was created: both upstream calls start now and their
+    tokens are relayed while the claim queues with the worker's other writes; the turn stands
+    only if the claim succeeds (else the stream is cut short, see `TurnRunner.start`). The claim
+    goes on even if this request is cancelled, so a turn it took is always run and stored."""
     transactions: Transactions = state.transactions
     runner: TurnRunner = state.turn_runner
+    planned: PlannedTurns = state.planned_turns
     claim = asyncio.ensure_future(
         transactions.write(
             lambda connection: service.claim_planned_turn(connection, plan=plan, visitor=visitor),
             to_disk=False,
         )
     )
-    queue = runner.start(plan, claim=claim)
-    if not await asyncio.shield(claim):
-        return None
-    return stream_queue(queue)
+    planned.claiming(plan.battle_id, claim)
+    return stream_queue(runner.start(plan, claim=claim))
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, dependencies=[Depends(limit_battles)])

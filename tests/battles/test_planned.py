@@ -1,20 +1,24 @@
 """First turns planned at a battle's creation: kept for the session that created the battle,
-once, for a while; and only the claim decides whether they run."""
+once, for a while; relayed at once, and only the claim decides whether they stand."""
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.battles.planned import PlannedTurns
 from arena.battles.service import SidePlan, TurnPlan
+from arena.db import make_sync_engine
 from arena.models import Battle, BattleStatus, Message, Side, utcnow
 from arena.upstream.client import Endpoint
 from tests.conftest import Arena
 from tests.fake_upstream import FakeUpstream
-from tests.sse import start_battle
+from tests.sse import read_stream, start_battle
 
 
 def _plan(battle_id: str) -> TurnPlan:
@@ -46,12 +50,13 @@ def test_plans_expire_and_are_bounded_in_number() -> None:
     assert planned.take("third", "s") is not None
 
 
-def test_a_planned_turn_another_request_took_is_not_run(
+def test_a_planned_turn_another_request_took_is_cut_short_and_not_stored(
     arena: Arena, fake_upstream: FakeUpstream
 ) -> None:
-    """The stream request starts the planned calls before its claim is written; when the claim
-    finds the turn taken (by a request on another worker, here the test), the calls are dropped
-    and nothing of them is stored."""
+    """The stream request relays the planned calls before its claim is written; when the claim
+    finds the turn taken (by a request on another worker, here the test), the calls are dropped,
+    nothing of them is stored, and the stream ends without its "end" event: a stream cut short,
+    which the visitor's page asks for again and is answered from the database."""
     arena.add_model("alpha", fake_upstream.base_url, "slow:0.02")
     arena.add_model("beta", fake_upstream.base_url, "slow:0.02")
     with arena.client() as visitor:
@@ -66,14 +71,59 @@ def test_a_planned_turn_another_request_took_is_not_run(
             await session.commit()
 
         arena.db(taken_elsewhere)
-        response = visitor.get(f"/api/battles/{battle_id}/stream")
-        assert response.status_code == 409, response.text
-        assert "already streaming" in response.json()["detail"]
+        cut_short = read_stream(visitor, battle_id)
+        assert all(event["type"] != "end" for event in cut_short.events), cut_short.events
+        again = visitor.get(f"/api/battles/{battle_id}/stream")
+        assert again.status_code == 409, again.text
+        assert "already streaming" in again.json()["detail"]
 
     time.sleep(1.0)  # well past the time both answers would have taken
+    assert arena.db(_stored(battle_id)) == ([Side.user], BattleStatus.streaming)
 
+
+def test_a_busy_database_does_not_hold_back_the_first_token(
+    arena: Arena, fake_upstream: FakeUpstream
+) -> None:
+    """With the battle's row locked by another transaction, the claim waits, but the planned
+    turn's tokens are relayed meanwhile; once the lock goes, the claim succeeds and the turn is
+    stored and votable as usual."""
+    arena.add_model("alpha", fake_upstream.base_url, "slow:0.02")
+    arena.add_model("beta", fake_upstream.base_url, "slow:0.02")
+    engine = make_sync_engine(arena.settings.database_url)
+    try:
+        with arena.client() as visitor:
+            battle_id = start_battle(visitor, "Busy database?")
+            events: list[dict[str, Any]] = []
+            with engine.connect() as blocker:
+                # On SQLite this takes the database's write lock, on PostgreSQL the row's.
+                blocker.execute(
+                    update(Battle).where(Battle.id == battle_id).values(turns=Battle.turns)
+                )
+                stream = visitor.stream("GET", f"/api/battles/{battle_id}/stream", timeout=5.0)
+                with stream as response:
+                    assert response.status_code == 200
+                    lines = response.iter_lines()
+                    for line in lines:
+                        if line.startswith("data: "):
+                            events.append(json.loads(line[6:]))
+                            break
+                    assert events[0]["type"] == "delta", events  # the claim still waits
+                    blocker.rollback()
+                    events += [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
+            assert events[-1] == {"type": "end", "status": "ready"}
+            vote = visitor.post(f"/api/battles/{battle_id}/vote", json={"winner": "tie"})
+            assert vote.status_code == 200, vote.text
+    finally:
+        engine.dispose()
+    sides, status = arena.db(_stored(battle_id))
+    assert sorted(sides) == sorted([Side.user, Side.a, Side.b]) and status == BattleStatus.voted
+
+
+def _stored(
+    battle_id: str,
+) -> Callable[[AsyncSession], Awaitable[tuple[list[Side], BattleStatus]]]:
     async def stored(session: AsyncSession) -> tuple[list[Side], BattleStatus]:
         sides = await session.scalars(select(Message.side).where(Message.battle_id == battle_id))
         return list(sides), (await session.get_one(Battle, battle_id)).status
 
-    assert arena.db(stored) == ([Side.user], BattleStatus.streaming)
+    return stored
