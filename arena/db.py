@@ -92,18 +92,21 @@ def _begin_on_driver(connection: Connection) -> None:
 
 
 def _discard_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-    """pool_pre_ping's work without its round trip to the server on every checkout.
-
-    An idle pooled connection has nothing to read. When PostgreSQL ends it (a restart, a
-    terminated backend, an idle timeout) it sends its farewell and closes the socket, which then
-    reads as ready: the pool throws that connection away and opens a new one, so the request
-    after a database restart still succeeds."""
-    connection = dbapi_connection.driver_connection
-    if connection.closed or connection.broken:
-        raise DisconnectionError("the pooled connection is closed")
-    readable, _, _ = select.select([connection.pgconn.socket], [], [], 0)
-    if readable:
+    """pool_pre_ping's work without its round trip to the server on every checkout: a
+    connection the server closed goes, and the pool opens a new one, so the request after a
+    database restart still succeeds."""
+    if _closed_by_server(dbapi_connection.driver_connection):
         raise DisconnectionError("the database server closed the pooled connection")
+
+
+def _closed_by_server(connection: Any) -> bool:
+    """Whether PostgreSQL ended this idle psycopg connection (a restart, a terminated backend,
+    an idle timeout): it sends its farewell and closes the socket, which then reads as ready,
+    while an idle connection in good health has nothing to read."""
+    if connection.closed or connection.broken:
+        return True
+    readable, _, _ = select.select([connection.pgconn.socket], [], [], 0)
+    return bool(readable)
 
 
 @dataclass
@@ -177,6 +180,22 @@ def make_sync_engine(url: str) -> Engine:
     return create_engine(driver_url, pool_pre_ping=True)
 
 
+def _sync_engine_for_threads(async_url: URL) -> Engine:
+    """The blocking-driver engine behind `Transactions`: two connections, one per thread."""
+    if async_url.get_backend_name() == "sqlite":
+        # Each connection serves one thread at a time, but not always the thread that opened it.
+        engine = create_engine(
+            async_url.set(drivername="sqlite"),
+            connect_args={"timeout": 30, "check_same_thread": False},
+            pool_size=2,
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_manual_begin)
+        event.listen(engine, "begin", _begin_on_driver)
+        return engine
+    return create_engine(async_url, pool_size=2, pool_recycle=1800)
+
+
 @dataclass(frozen=True)
 class _QueuedWrite:
     work: Callable[[Connection], Any]
@@ -200,41 +219,39 @@ def _settle(
 
 class Transactions:
     """Short transactions of the battle hot path, each a plain function over a sync
-    `Connection` (Core statements), run in one piece.
+    `Connection` (Core statements), run in one piece in a thread of ours, on a connection that
+    thread keeps: one thread for writers, one for readers.
 
-    On SQLite, aiosqlite hands every driver call to its thread and back (a cursor, execute,
-    fetch and close for each statement, with BEGIN and COMMIT besides), about 60 µs of CPU a
-    hand-off, twenty times what SQLite spends on the statement. Here a whole transaction is one
-    hand-off, to a thread of ours holding a plain sqlite3 connection: one thread for writers, so
-    that they queue in arrival order rather than in SQLite's busy handler, and one for readers,
-    which WAL lets run beside the writer. Writes that queue while the writer is busy share a
-    transaction and its commit (see `_drain`). On PostgreSQL the function runs on the async engine
-    through `run_sync` (psycopg is async; no threads)."""
+    The async drivers cost more than the statements. On SQLite, aiosqlite hands every driver
+    call to its thread and back (a cursor, execute, fetch and close for each statement, with
+    BEGIN and COMMIT besides), about 60 µs of CPU a hand-off, twenty times what SQLite spends on
+    the statement; here a whole transaction is one hand-off. On PostgreSQL, psycopg's async
+    connection wakes the event loop for each statement's answer, and SQLAlchemy's async layer
+    switches greenlets around each: under load the event loop, which relays the answers, is the
+    scarce thing. The blocking driver waits for the server without holding the interpreter.
+
+    One writer thread also means that the writers of a worker queue in arrival order (rather
+    than in SQLite's busy handler), and writes that queue while it is busy share a transaction
+    and its commit (see `_drain`). Readers run beside it (WAL on SQLite). An in-memory SQLite
+    database (a connection of its own per thread) runs on the async engine instead."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._sqlite: Engine | None = None
+        self._sync: Engine | None = None
         self._writer: ThreadPoolExecutor | None = None
         self._reader: ThreadPoolExecutor | None = None
-        if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-            url = engine.url.set(drivername="sqlite")
-            # Each connection serves one thread at a time (the pool's checkout), but not always
-            # the thread that opened it.
-            sqlite = create_engine(
-                url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=2
-            )
-            event.listen(sqlite, "connect", _sqlite_pragmas)
-            event.listen(sqlite, "connect", _sqlite_manual_begin)
-            event.listen(sqlite, "begin", _begin_on_driver)
-            self._sqlite = sqlite
-            # Each of the two threads keeps its connection: a checkout and check-in of the pool
-            # per transaction cost about as much as the transaction.
-            self._thread_connection = threading.local()
-            self._writer = ThreadPoolExecutor(1, thread_name_prefix="arena-sqlite-writer")
-            self._queue: list[_QueuedWrite] = []
-            self._queue_lock = threading.Lock()
-            self._draining = False
-            self._reader = ThreadPoolExecutor(1, thread_name_prefix="arena-sqlite-reader")
+        self._is_sqlite = engine.dialect.name == "sqlite"
+        if self._is_sqlite and engine.url.database in (None, "", ":memory:"):
+            return
+        self._sync = _sync_engine_for_threads(engine.url)
+        # Each of the two threads keeps its connection: a checkout and check-in of the pool per
+        # transaction cost about as much as the transaction.
+        self._thread_connection = threading.local()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="arena-db-writer")
+        self._queue: list[_QueuedWrite] = []
+        self._queue_lock = threading.Lock()
+        self._draining = False
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="arena-db-reader")
 
     async def write(self, work: Callable[[Connection], T], *, to_disk: bool = True) -> T:
         """`work` in a write transaction, committed before this returns.
@@ -243,7 +260,7 @@ class Transactions:
         process): on SQLite the commit then skips its fsync, which is most of its time. Such a
         write is made durable by the next synced commit of any connection (the WAL is one
         sequence of frames), and it must never be acknowledged to anyone on its own."""
-        if self._sqlite is None or self._writer is None:
+        if self._writer is None:
             async with self._engine.begin() as connection:
                 return await connection.run_sync(work)
         loop = asyncio.get_running_loop()
@@ -258,7 +275,7 @@ class Transactions:
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         """`work` in a read-only transaction."""
-        if self._sqlite is None or self._reader is None:
+        if self._reader is None:
             async with self._engine.connect() as connection:
                 return await connection.run_sync(work)
         loop = asyncio.get_running_loop()
@@ -266,9 +283,18 @@ class Transactions:
 
     def _connection(self, write: bool) -> Connection:
         connection: Connection | None = getattr(self._thread_connection, "connection", None)
+        if (
+            connection is not None
+            and not self._is_sqlite
+            and _closed_by_server(connection.connection.driver_connection)
+        ):
+            # What the pool checks at checkout, which a kept connection does not go through.
+            connection.invalidate()
+            connection.close()
+            connection = None
         if connection is None or connection.closed or connection.invalidated:
-            assert self._sqlite is not None
-            connection = self._sqlite.connect()
+            assert self._sync is not None
+            connection = self._sync.connect()
             if write:
                 connection.execution_options(**WRITE_TRANSACTION)
             self._thread_connection.connection = connection
@@ -282,7 +308,7 @@ class Transactions:
     ) -> list[T]:
         """Each of `works` in turn, in one transaction."""
         connection = self._connection(write)
-        if to_disk:
+        if to_disk or not self._is_sqlite:
             with connection.begin():
                 return [work(connection) for work in works]
         # The safety level cannot change inside a transaction: around it, on the driver's
@@ -344,8 +370,8 @@ class Transactions:
                 # In the executor's own thread, after what is queued (thread-local connection).
                 executor.submit(self._close_connection).result()
                 executor.shutdown(wait=True)
-        if self._sqlite is not None:
-            self._sqlite.dispose()
+        if self._sync is not None:
+            self._sync.dispose()
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

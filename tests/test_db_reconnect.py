@@ -21,7 +21,7 @@ async def _statuses(url: str, path: str) -> list[int]:
 
 
 async def _battle_statuses(url: str) -> list[int]:
-    """New battles: their short transactions have a pool of their own (db.Transactions)."""
+    """New battles: their short transactions have connections of their own (db.Transactions)."""
     async with httpx.AsyncClient(base_url=url, timeout=10) as client:
         responses = await asyncio.gather(
             *(client.post("/api/battles", json={"prompt": "hi"}) for _ in range(CONCURRENCY))
@@ -59,5 +59,11 @@ def test_requests_after_the_server_closed_pooled_connections_succeed(
         assert asyncio.run(_statuses(arena.url, "/healthz")) == [200] * CONCURRENCY
         assert asyncio.run(_statuses(arena.url, "/api/votes/counts")) == [200] * CONCURRENCY
         assert asyncio.run(_battle_statuses(arena.url)) == [503] * CONCURRENCY
+        # With models, each battle is also written: the writer's connection is checked too.
+        arena.add_model("alpha", "http://127.0.0.1:9/v1", "normal")
+        arena.add_model("beta", "http://127.0.0.1:9/v1", "normal")
+        assert asyncio.run(_battle_statuses(arena.url)) == [201] * CONCURRENCY
+        assert _terminate_other_backends(postgres_database) >= 2
+        assert asyncio.run(_battle_statuses(arena.url)) == [201] * CONCURRENCY
     finally:
         arena.server.stop()

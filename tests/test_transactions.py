@@ -1,12 +1,11 @@
-"""The hot path's short transactions on SQLite: writes queued together share one commit, and a
-failing write fails alone."""
+"""The hot path's short transactions, on SQLite and on PostgreSQL: writes queued together share
+one commit, and a failing write fails alone."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -14,21 +13,30 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from arena.db import Transactions, make_async_engine
+from arena.db import Transactions, make_async_engine, make_sync_engine
 
 WAITING = 5
 
 
-def _database(tmp_path: Path) -> Path:
-    path = tmp_path / "transactions.db"
-    with sqlite3.connect(path) as connection:
-        connection.execute("CREATE TABLE item (name TEXT PRIMARY KEY)")
-    return path
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database with one table of its own, `item`."""
+    url = f"sqlite:///{tmp_path / 'transactions.db'}"
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_database")
+    engine = make_sync_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS item"))
+        connection.execute(text("CREATE TABLE item (name TEXT PRIMARY KEY)"))
+    yield url
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE item"))
+    engine.dispose()
 
 
 @asynccontextmanager
-async def _transactions(path: Path) -> AsyncIterator[Transactions]:
-    engine = make_async_engine(f"sqlite:///{path}")
+async def _transactions(url: str) -> AsyncIterator[Transactions]:
+    engine = make_async_engine(url)
     transactions = Transactions(engine)
     try:
         yield transactions
@@ -37,19 +45,23 @@ async def _transactions(path: Path) -> AsyncIterator[Transactions]:
         await engine.dispose()
 
 
-def _committed(path: Path) -> list[str]:
+def _committed(url: str) -> list[str]:
     """The rows another connection sees: only what is committed."""
-    with sqlite3.connect(path) as connection:
-        return [name for (name,) in connection.execute("SELECT name FROM item ORDER BY name")]
+    engine = make_sync_engine(url)
+    try:
+        with engine.connect() as connection:
+            return list(connection.scalars(text("SELECT name FROM item ORDER BY name")))
+    finally:
+        engine.dispose()
 
 
 def _insert(
-    name: str, seen: list[list[str]] | None = None, path: Path | None = None
+    name: str, seen: list[list[str]] | None = None, url: str | None = None
 ) -> Callable[[Connection], str]:
     def work(connection: Connection) -> str:
         connection.execute(text("INSERT INTO item (name) VALUES (:name)"), {"name": name})
-        if seen is not None and path is not None:
-            seen.append(_committed(path))
+        if seen is not None and url is not None:
+            seen.append(_committed(url))
         return name
 
     return work
@@ -79,17 +91,16 @@ async def _with_writer_busy(
     return await first_task, tasks
 
 
-def test_writes_queued_together_share_one_transaction(tmp_path: Path) -> None:
-    path = _database(tmp_path)
+def test_writes_queued_together_share_one_transaction(url: str) -> None:
     seen: list[list[str]] = []
 
     async def run() -> list[str]:
-        async with _transactions(path) as transactions:
+        async with _transactions(url) as transactions:
             names = [f"queued-{i}" for i in range(WAITING)]
             first, tasks = await _with_writer_busy(
                 transactions,
                 lambda: [
-                    asyncio.create_task(transactions.write(_insert(name, seen, path)))
+                    asyncio.create_task(transactions.write(_insert(name, seen, url)))
                     for name in names
                 ],
             )
@@ -101,18 +112,17 @@ def test_writes_queued_together_share_one_transaction(tmp_path: Path) -> None:
     # Inside the shared transaction, nothing of the queued writes was committed yet...
     assert seen == [["first"]] * WAITING
     # ...and once each write returned, all of them were.
-    assert _committed(path) == sorted(["first", *names])
+    assert _committed(url) == sorted(["first", *names])
 
 
-def test_a_failing_write_fails_alone(tmp_path: Path) -> None:
-    path = _database(tmp_path)
+def test_a_failing_write_fails_alone(url: str) -> None:
 
     def failing(connection: Connection) -> str:
         connection.execute(text("INSERT INTO item (name) VALUES ('failing')"))
         raise ValueError("this write fails")
 
     async def run() -> list[str | BaseException]:
-        async with _transactions(path) as transactions:
+        async with _transactions(url) as transactions:
             _, tasks = await _with_writer_busy(
                 transactions,
                 lambda: [
@@ -128,15 +138,14 @@ def test_a_failing_write_fails_alone(tmp_path: Path) -> None:
     before, failed, after, duplicate = asyncio.run(run())
     assert (before, after) == ("before", "after")
     assert isinstance(failed, ValueError)
-    assert "UNIQUE constraint failed" in str(duplicate)
-    assert _committed(path) == ["after", "before", "first"]
+    assert "UNIQUE constraint failed" in str(duplicate) or "duplicate key" in str(duplicate)
+    assert _committed(url) == ["after", "before", "first"]
 
 
-def test_a_cancelled_caller_does_not_stop_the_others(tmp_path: Path) -> None:
-    path = _database(tmp_path)
+def test_a_cancelled_caller_does_not_stop_the_others(url: str) -> None:
 
     async def run() -> str:
-        async with _transactions(path) as transactions:
+        async with _transactions(url) as transactions:
             _, tasks = await _with_writer_busy(
                 transactions,
                 lambda: [
@@ -151,4 +160,4 @@ def test_a_cancelled_caller_does_not_stop_the_others(tmp_path: Path) -> None:
 
     assert asyncio.run(run()) == "awaited"
     # The write was queued: cancelling the wait for it does not take it back.
-    assert _committed(path) == ["abandoned", "awaited", "first"]
+    assert _committed(url) == ["abandoned", "awaited", "first"]
