@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import select, update
@@ -85,8 +86,9 @@ def test_a_busy_database_does_not_hold_back_the_first_token(
     arena: Arena, fake_upstream: FakeUpstream
 ) -> None:
     """With the battle's row locked by another transaction, the claim waits, but the planned
-    turn's tokens are relayed meanwhile; once the lock goes, the claim succeeds and the turn is
-    stored and votable as usual."""
+    turn's tokens are relayed meanwhile; a second request for the turn (a second tab) waits for
+    that claim rather than racing it. Once the lock goes, the claim succeeds, the second request
+    is told the turn is streaming (or replays it), and the turn is stored and votable as usual."""
     arena.add_model("alpha", fake_upstream.base_url, "slow:0.02")
     arena.add_model("beta", fake_upstream.base_url, "slow:0.02")
     engine = make_sync_engine(arena.settings.database_url)
@@ -108,9 +110,23 @@ def test_a_busy_database_does_not_hold_back_the_first_token(
                             events.append(json.loads(line[6:]))
                             break
                     assert events[0]["type"] == "delta", events  # the claim still waits
-                    blocker.rollback()
-                    events += [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
+                    with (
+                        arena.client(cookies=visitor.cookies) as second_tab,
+                        ThreadPoolExecutor(1) as pool,
+                    ):
+                        second = pool.submit(second_tab.get, f"/api/battles/{battle_id}/stream")
+                        time.sleep(0.3)
+                        assert not second.done()
+                        blocker.rollback()
+                        events += [
+                            json.loads(line[6:]) for line in lines if line.startswith("data: ")
+                        ]
+                        again = second.result(timeout=10)
             assert events[-1] == {"type": "end", "status": "ready"}
+            if again.status_code == 200:  # the turn was over before the request got its answer
+                assert again.text.rstrip().endswith('data: {"type":"end","status":"ready"}')
+            else:
+                assert again.status_code == 409 and "already streaming" in again.text
             vote = visitor.post(f"/api/battles/{battle_id}/vote", json={"winner": "tie"})
             assert vote.status_code == 200, vote.text
     finally:
