@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,7 +28,9 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     engine = make_sync_engine(url)
     with engine.begin() as connection:
         connection.execute(text("DROP TABLE IF EXISTS item"))
-        connection.execute(text("CREATE TABLE item (name TEXT PRIMARY KEY)"))
+        connection.execute(
+            text("CREATE TABLE item (name TEXT PRIMARY KEY, hits INTEGER NOT NULL DEFAULT 0)")
+        )
     yield url
     with engine.begin() as connection:
         connection.execute(text("DROP TABLE item"))
@@ -161,3 +164,56 @@ def test_a_cancelled_caller_does_not_stop_the_others(url: str) -> None:
     assert asyncio.run(run()) == "awaited"
     # The write was queued: cancelling the wait for it does not take it back.
     assert _committed(url) == ["abandoned", "awaited", "first"]
+
+
+def test_two_workers_writing_the_same_rows_in_opposite_orders_lose_nothing(url: str) -> None:
+    """Two workers' shared transactions that update the same two rows in opposite orders: on
+    PostgreSQL they deadlock and the server aborts one; its writes then run again one by one,
+    and every write is applied once. (On SQLite the second waits for the first's lock.)"""
+    for name in ("x", "y"):
+        asyncio.run(_write_once(url, _insert(name)))
+
+    def bump(name: str) -> Callable[[Connection], str]:
+        def work(connection: Connection) -> str:
+            connection.execute(
+                text("UPDATE item SET hits = hits + 1 WHERE name = :name"), {"name": name}
+            )
+            time.sleep(0.2)  # both shared transactions hold their first row before the second
+            return name
+
+        return work
+
+    release = threading.Event()
+
+    def hold(connection: Connection) -> str:
+        release.wait(10)
+        return "held"
+
+    async def run() -> list[str]:
+        async with _transactions(url) as first, _transactions(url) as second:
+            holds = [asyncio.create_task(worker.write(hold)) for worker in (first, second)]
+            await asyncio.sleep(0.05)  # both writer threads are inside `hold` now
+            crossing = [
+                asyncio.create_task(first.write(bump("x"))),
+                asyncio.create_task(second.write(bump("y"))),
+                asyncio.create_task(first.write(bump("y"))),
+                asyncio.create_task(second.write(bump("x"))),
+            ]
+            await asyncio.sleep(0.05)
+            release.set()
+            await asyncio.gather(*holds)
+            return list(await asyncio.gather(*crossing))
+
+    assert asyncio.run(run()) == ["x", "y", "y", "x"]
+    engine = make_sync_engine(url)
+    try:
+        with engine.connect() as connection:
+            hits = dict(connection.execute(text("SELECT name, hits FROM item")).all())
+    finally:
+        engine.dispose()
+    assert hits == {"x": 2, "y": 2}
+
+
+async def _write_once(url: str, work: Callable[[Connection], str]) -> str:
+    async with _transactions(url) as transactions:
+        return await transactions.write(work)
