@@ -3,6 +3,7 @@ upstream called directly, in one run.
 
     python bench/relay.py                      # about two minutes on 2 cores
     python bench/relay.py --levels 1,50 --battles 3
+    python bench/relay.py --levels 200 --runs 5   # the verdict on the median of five runs
 
 Four processes, so that the load does not starve what it measures: this one (orchestration), a
 local upstream (raw asyncio on uvloop) streaming --tokens tokens, one every --pace-ms ms after a
@@ -403,6 +404,13 @@ def main() -> None:
         "--battles-alone", type=int, default=40, help="counted battles at concurrency 1"
     )
     parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="measure each level this many times (every run printed); with more than one, the"
+        " verdict is on the median of the runs' p99 at 200",
+    )
+    parser.add_argument(
         "--profile",
         metavar="FILE",
         help="run the arena under pyinstrument (pip install pyinstrument; not a dependency) "
@@ -464,10 +472,10 @@ def main() -> None:
                 f"{'added':>7} {'ratio':>6}"
             )
             print(header)
-            verdict = None
+            verdicts: list[float] = []
             arena_process = psutil.Process(arena.pid)
             notes: list[str] = []
-            for level in levels:
+            for level in [level for level in levels for _ in range(options.runs)]:
                 battles = options.battles_alone if level == 1 else options.battles
                 spread = answer_seconds
                 direct = _client("direct", upstream_port, level, battles, spread)
@@ -494,15 +502,22 @@ def main() -> None:
                         f"{a99 - d99:>7.1f} {a99 / d99:>6.3f}"
                     )
                     if level == 200 and key == "first_ms":
-                        verdict = a99 - d99
+                        verdicts.append(a99 - d99)
             print("(ms; added = arena - direct at the same percentile; ratio = arena / direct)")
             for note in notes:
                 print(note)
-            if verdict is not None:
+            if verdicts:
+                verdict = float(np.median(verdicts))
                 met = "met" if verdict <= 5 else "MISSED"
+                over = (
+                    ""
+                    if len(verdicts) == 1
+                    else f", the median of {len(verdicts)} runs: "
+                    + ", ".join(f"{v:.1f}" for v in verdicts)
+                )
                 print(
                     f"goal, at most 5 ms added at p99 to the first token at 200: {met} "
-                    f"({verdict:.1f} ms)"
+                    f"({verdict:.1f} ms{over})"
                 )
 
 
