@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import select
 import threading
 import weakref
@@ -26,6 +27,11 @@ from sqlalchemy.ext.asyncio import (
 )
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+# How long a shared transaction on PostgreSQL waits for a row lock (see `Transactions._drain`).
+_SHARED_LOCK_TIMEOUT = "SET LOCAL lock_timeout = '100ms'"
 
 _WRITE_OPTION = "arena_write_transaction"
 # Execution options for a transaction that will write (on SQLite it takes the write lock at BEGIN).
@@ -304,11 +310,21 @@ class Transactions:
         return self._run_in_one([work], write=write, to_disk=to_disk)[0]
 
     def _run_in_one(
-        self, works: list[Callable[[Connection], T]], *, write: bool, to_disk: bool
+        self,
+        works: list[Callable[[Connection], T]],
+        *,
+        write: bool,
+        to_disk: bool,
+        shared: bool = False,
     ) -> list[T]:
-        """Each of `works` in turn, in one transaction."""
+        """Each of `works` in turn, in one transaction (`shared` by several callers)."""
         connection = self._connection(write)
-        if to_disk or not self._is_sqlite:
+        if not self._is_sqlite:
+            with connection.begin():
+                if shared:
+                    connection.exec_driver_sql(_SHARED_LOCK_TIMEOUT)
+                return [work(connection) for work in works]
+        if to_disk:
             with connection.begin():
                 return [work(connection) for work in works]
         # The safety level cannot change inside a transaction: around it, on the driver's
@@ -327,7 +343,13 @@ class Transactions:
         Writes that queued while the thread was busy share one transaction, so one commit (and
         one wait for the disk) serves them all: a group commit. Should one of them fail, the
         transaction is rolled back and each runs again in a transaction of its own, so that it
-        alone fails. A write is never acknowledged before the commit that holds it."""
+        alone fails. A write is never acknowledged before the commit that holds it.
+
+        On PostgreSQL, the shared transactions of two workers that take the same rows in
+        opposite orders (two popular prompts' duplicate counts) would deadlock, and wait for the
+        server's `deadlock_timeout` (1 s by default) before it aborts one. A shared transaction
+        waits for a row lock 100 ms at the most instead, then runs again write by write, each
+        waiting as long as it must."""
         while True:
             with self._queue_lock:
                 batch, self._queue = self._queue, []
@@ -338,13 +360,21 @@ class Transactions:
             outcomes: list[tuple[bool, Any]]
             try:
                 results = self._run_in_one(
-                    [queued.work for queued in batch], write=True, to_disk=to_disk
+                    [queued.work for queued in batch],
+                    write=True,
+                    to_disk=to_disk,
+                    shared=len(batch) > 1,
                 )
                 outcomes = [(True, result) for result in results]
             except Exception as error:
                 if len(batch) == 1:
                     outcomes = [(False, error)]
                 else:
+                    log.info(
+                        "a transaction shared by %d writes failed (%s); running each alone",
+                        len(batch),
+                        type(getattr(error, "orig", None) or error).__name__,
+                    )
                     outcomes = [self._outcome(queued) for queued in batch]
             loops = {queued.loop for queued in batch}
             for loop in loops:
