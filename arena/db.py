@@ -319,23 +319,21 @@ class Transactions:
     ) -> list[T]:
         """Each of `works` in turn, in one transaction (`shared` by several callers)."""
         connection = self._connection(write)
-        if not self._is_sqlite:
-            with connection.begin():
-                if shared:
-                    connection.exec_driver_sql(_SHARED_LOCK_TIMEOUT)
-                return [work(connection) for work in works]
-        if to_disk:
-            with connection.begin():
-                return [work(connection) for work in works]
-        # The safety level cannot change inside a transaction: around it, on the driver's
-        # connection (autocommit, as _sqlite_manual_begin leaves it).
+        # On SQLite a write that may wait for the disk skips its fsync. The safety level cannot
+        # change inside a transaction: around it, on the driver's connection (autocommit, as
+        # _sqlite_manual_begin leaves it).
+        relaxed = self._is_sqlite and not to_disk
         driver: Any = connection.connection.driver_connection
-        driver.execute("PRAGMA synchronous=NORMAL")
+        if relaxed:
+            driver.execute("PRAGMA synchronous=NORMAL")
         try:
             with connection.begin():
+                if shared and not self._is_sqlite:
+                    connection.exec_driver_sql(_SHARED_LOCK_TIMEOUT)
                 return [work(connection) for work in works]
         finally:
-            driver.execute("PRAGMA synchronous=FULL")
+            if relaxed:
+                driver.execute("PRAGMA synchronous=FULL")
 
     def _drain(self) -> None:
         """The writer thread's loop: the writes queued meanwhile, together, until none is left.

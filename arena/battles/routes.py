@@ -56,13 +56,13 @@ async def start_turn(
     transactions: Transactions = state.transactions
     runner: TurnRunner = state.turn_runner
     planned: PlannedTurns = state.planned_turns
-    # One short transaction before the stream (the claim, and the reads it allows); the stream
-    # itself holds no database session. The claim need not survive a power cut (the turn would
-    # be pending again, and streamed on the next request), so it does not wait for the disk.
     plan = planned.take(battle_id, visitor.session_hash)
     if plan is not None:
         return _start_planned_turn(state, plan, visitor)
     await planned.claim_settled(battle_id)
+    # One short transaction before the stream (the claim, and the reads it allows); the stream
+    # itself holds no database session. The claim need not survive a power cut (the turn would
+    # be pending again, and streamed on the next request), so it does not wait for the disk.
     claimed = await transactions.write(
         lambda connection: service.claim_turn(connection, battle_id=battle_id, visitor=visitor),
         to_disk=False,
