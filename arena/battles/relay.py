@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from contextlib import aclosing
 from typing import Any
 
@@ -36,7 +36,6 @@ ChatCall = Callable[
     Awaitable[Answer],
 ]
 
-_END = object()
 # One encoder for every event: json.dumps with options builds a new one on each call.
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -44,12 +43,22 @@ _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 class EventStreamResponse(StreamingResponse):
     """A `text/event-stream` answer written straight to the server: StreamingResponse watches
     for the visitor leaving through an anyio task group, which cost more per battle than the
-    events themselves. Here one plain task waits for the disconnect, and the loop stops at the
-    next event after it (the turn itself runs to its end in a task of its own either way)."""
+    events themselves. Here one plain task waits for the disconnect.
 
-    def __init__(self, events: AsyncGenerator[str, None], headers: dict[str, str]) -> None:
-        super().__init__(events, media_type="text/event-stream", headers=headers)
-        self._events = events
+    The events are a live turn's (`TurnEvents`, written from the upstream calls' callbacks as
+    they come) or any other source's (an async generator, written as it yields). Either way the
+    turn itself runs to its end in a task of its own, whether the visitor stays or not."""
+
+    def __init__(
+        self, events: AsyncGenerator[str, None] | TurnEvents, headers: dict[str, str]
+    ) -> None:
+        if isinstance(events, TurnEvents):
+            self._live: TurnEvents | None = events
+            content: AsyncGenerator[str, None] = _nothing()
+        else:
+            self._live, content = None, events
+        super().__init__(content, media_type="text/event-stream", headers=headers)
+        self._events = content
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         left = asyncio.ensure_future(_disconnected(receive))
@@ -61,12 +70,16 @@ class EventStreamResponse(StreamingResponse):
                     "headers": self.raw_headers,
                 }
             )
-            async with aclosing(self._events) as events:
-                async for chunk in events:
-                    if left.done():
-                        return
-                    body = chunk.encode()
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
+            if self._live is not None:
+                if not await self._relay(self._live, send, left):
+                    return
+            else:
+                async with aclosing(self._events) as events:
+                    async for chunk in events:
+                        if left.done():
+                            return
+                        body = chunk.encode()
+                        await send({"type": "http.response.body", "body": body, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             # The server answers the pending receive with a disconnect once the response is
             # complete, and the task ends by itself: cancelled, it would leave an exception and
@@ -75,6 +88,103 @@ class EventStreamResponse(StreamingResponse):
         finally:
             if not left.done():
                 left.cancel()
+
+    @staticmethod
+    async def _relay(live: TurnEvents, send: Send, left: asyncio.Future[None]) -> bool:
+        """Write the turn's events as they come, until its last; False if the visitor left."""
+        writer = PushedBody(send)
+        live.attach(writer.write)
+        ends: list[asyncio.Future[Any]] = [live.over, writer.broken, left]
+        try:
+            await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            live.detach()
+        if writer.broken.done():
+            raise writer.broken.result()
+        if left.done():
+            return False
+        await writer.flushed()
+        return True
+
+
+async def _nothing() -> AsyncGenerator[str, None]:
+    return
+    yield  # an async generator that yields nothing
+
+
+class PushedBody:
+    """Writes body pieces through an ASGI `send` from plain callbacks, in order, without waiting
+    for a task to be woken: each `send` is run at once and finishes there unless the server
+    makes it wait (flow control, when the visitor reads slowly). Then it goes on in a task and
+    what comes meanwhile waits for it. A failed send ends the writing; `broken` holds why."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._backlog: list[bytes] = []
+        self._waiting: asyncio.Task[None] | None = None
+        self.broken: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+
+    def write(self, body: bytes) -> None:
+        if self.broken.done():
+            return
+        if self._waiting is not None:
+            self._backlog.append(body)
+            return
+        self._start(body)
+
+    def _start(self, body: bytes) -> None:
+        sending = _coroutine(
+            self._send({"type": "http.response.body", "body": body, "more_body": True})
+        )
+        try:
+            awaited = sending.send(None)
+        except StopIteration:
+            return
+        except (Exception, asyncio.CancelledError) as exc:
+            self.broken.set_result(exc)
+            return
+        self._waiting = asyncio.ensure_future(self._finish(sending, awaited))
+
+    async def _finish(self, sending: Coroutine[Any, Any, None], awaited: Any) -> None:
+        """Go on with a send that had to wait, as a task would have, then with the backlog."""
+        try:
+            while True:
+                try:
+                    if awaited is None:  # a bare yield: one turn of the loop
+                        await asyncio.sleep(0)
+                    else:
+                        await asyncio.wait([awaited])
+                except asyncio.CancelledError:
+                    sending.close()
+                    raise
+                try:
+                    awaited = sending.send(None)
+                except StopIteration:
+                    break
+                except (Exception, asyncio.CancelledError) as exc:  # the server's, not ours
+                    self.broken.set_result(exc)
+                    return
+        finally:
+            self._waiting = None
+        if self._backlog:  # what came meanwhile, in one piece
+            body = b"".join(self._backlog)
+            self._backlog.clear()
+            self._start(body)
+
+    async def flushed(self) -> None:
+        """Wait until every piece written so far has been sent (or the writing broke)."""
+        while self._waiting is not None and not self.broken.done():
+            await asyncio.wait([self._waiting])
+
+
+def _coroutine(awaitable: Awaitable[None]) -> Coroutine[Any, Any, None]:
+    if isinstance(awaitable, Coroutine):
+        return awaitable
+
+    async def awaiting() -> None:
+        await awaitable
+
+    return awaiting()
 
 
 async def _disconnected(receive: Receive) -> None:
@@ -95,9 +205,61 @@ def _event(side: Side, event: UpstreamEvent) -> dict[str, Any]:
     return {"side": side.value, "type": "error", "message": NEUTRAL_ERROR}
 
 
-def _emitter(queue: asyncio.Queue[object], side: Side) -> Callable[[UpstreamEvent], None]:
+class TurnEvents:
+    """A live turn's events on their way to the visitor. The upstream calls put them here from
+    their read callbacks. Until a response takes them they wait; then the turn's first write
+    goes out at once, in the callback that brought it, and later events are gathered for one
+    turn of the event loop, so that tokens of both sides arriving together go in one write."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._waiting: list[str] = []
+        self._write: Callable[[bytes], None] | None = None
+        self._written = False
+        self._flush_soon: asyncio.Handle | None = None
+        # Done after the last event: with it, or without it when the turn was cut short.
+        self.over: asyncio.Future[None] = self._loop.create_future()
+
+    def put(self, payload: dict[str, Any]) -> None:
+        if self.over.done():
+            return
+        self._waiting.append(sse(payload))
+        if self._write is None or self._flush_soon is not None:
+            return
+        if self._written:
+            self._flush_soon = self._loop.call_soon(self._flush)
+        else:
+            self._flush()
+
+    def close(self) -> None:
+        """No more events; those waiting go out now."""
+        if not self.over.done():
+            self._flush()
+            self.over.set_result(None)
+
+    def attach(self, write: Callable[[bytes], None]) -> None:
+        self._write = write
+        self._flush()
+
+    def detach(self) -> None:
+        self._write = None
+        if self._flush_soon is not None:
+            self._flush_soon.cancel()
+            self._flush_soon = None
+
+    def _flush(self) -> None:
+        self._flush_soon = None
+        if self._write is None or not self._waiting:
+            return
+        body = "".join(self._waiting).encode()
+        self._waiting.clear()
+        self._written = True
+        self._write(body)
+
+
+def _emitter(events: TurnEvents, side: Side) -> Callable[[UpstreamEvent], None]:
     def emit(event: UpstreamEvent) -> None:
-        queue.put_nowait(_event(side, event))
+        events.put(_event(side, event))
 
     return emit
 
@@ -119,24 +281,16 @@ class TurnRunner:
         self._chat = chat
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def start(
-        self, plan: TurnPlan, claim: asyncio.Future[bool] | None = None
-    ) -> asyncio.Queue[object]:
-        """Both upstream calls of `plan`, now; their events come on the queue. With `claim`,
-        the turn is not yet the caller's, though its events come on the queue at once: should
-        the claim come out false (or fail), the calls are cancelled, nothing is stored, and the
-        queue ends without an "end" event: to the visitor, a stream cut short, which they ask
-        for again and are answered from the database."""
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        task = asyncio.create_task(self._run(plan, queue, claim), name=f"battle-{plan.battle_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return queue
-
-    async def _run(
-        self, plan: TurnPlan, queue: asyncio.Queue[object], claim: asyncio.Future[bool] | None
-    ) -> None:
-        status: BattleStatus | None = BattleStatus.failed
+    def start(self, plan: TurnPlan, claim: asyncio.Future[bool] | None = None) -> TurnEvents:
+        """Both upstream calls of `plan`, now (their requests are written before this returns,
+        on kept-alive connections); their events come through what it returns. With `claim`,
+        the turn is not yet the caller's, though its events come at once: should the claim come
+        out false (or fail), the calls are cancelled, nothing is stored, and the events end
+        without an "end" event: to the visitor, a stream cut short, which they ask for again
+        and are answered from the database."""
+        events = TurnEvents()
+        # The calls' tasks are made before the turn's, so they are under way (and clean up
+        # after themselves) before the turn can cancel them.
         chats = asyncio.gather(
             *(
                 self._chat(
@@ -144,11 +298,34 @@ class TurnRunner:
                     side_plan.endpoint,
                     side_plan.conversation,
                     self._limits,
-                    _emitter(queue, side),
+                    _emitter(events, side),
                 )
                 for side, side_plan in ((Side.a, plan.a), (Side.b, plan.b))
             )
         )
+        task = asyncio.create_task(
+            self._run(plan, events, chats, claim), name=f"battle-{plan.battle_id}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+        # Even if the turn's task is cancelled before it first runs: no call outlives it, and
+        # the events end.
+        def settled(_task: asyncio.Task[None]) -> None:
+            chats.cancel()
+            events.close()
+
+        task.add_done_callback(settled)
+        return events
+
+    async def _run(
+        self,
+        plan: TurnPlan,
+        events: TurnEvents,
+        chats: asyncio.Future[list[Answer]],
+        claim: asyncio.Future[bool] | None,
+    ) -> None:
+        status: BattleStatus | None = BattleStatus.failed
         try:
             if claim is not None and not await _claimed(claim, plan.battle_id):
                 status = None
@@ -164,8 +341,8 @@ class TurnRunner:
         finally:
             chats.cancel()  # a no-op once they are over; else this task itself was cancelled
             if status is not None:
-                queue.put_nowait({"type": "end", "status": status.value})
-            queue.put_nowait(_END)
+                events.put({"type": "end", "status": status.value})
+            events.close()
 
     async def drain(self, timeout: float) -> None:
         """Let running turns finish (shutdown), then cancel what is left (the app closes its
@@ -184,27 +361,6 @@ async def _claimed(claim: asyncio.Future[bool], battle_id: str) -> bool:
         # The turn stays pending: the visitor's next request for it claims it again.
         log.exception("battle %s: the claim on its planned turn failed", battle_id)
         return False
-
-
-async def stream_queue(queue: asyncio.Queue[object]) -> AsyncGenerator[str, None]:
-    """The queued events as SSE, several to a write: under load each write's pass through the
-    ASGI layers costs more than the event. After the first event of a write, one turn of the
-    event loop lets what is already on its way (often the other side's token) join it."""
-    while True:
-        item = await queue.get()
-        if queue.empty() and item is not _END:
-            await asyncio.sleep(0)
-        waiting: list[str] = []
-        while item is not _END:
-            assert isinstance(item, dict)
-            waiting.append(sse(item))
-            if queue.empty():
-                break
-            item = queue.get_nowait()
-        if waiting:
-            yield "".join(waiting)
-        if item is _END:
-            return
 
 
 async def replay(messages: list[Message], status: BattleStatus) -> AsyncGenerator[str, None]:

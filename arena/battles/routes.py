@@ -11,7 +11,7 @@ from starlette.datastructures import State
 from arena.battles import service
 from arena.battles.integrity import VoteChecks
 from arena.battles.planned import PlannedTurns
-from arena.battles.relay import EventStreamResponse, TurnRunner, replay, stream_queue
+from arena.battles.relay import EventStreamResponse, TurnEvents, TurnRunner, replay
 from arena.battles.schemas import BattleCreated, BattleOut, PromptIn, Reveal, VoteIn
 from arena.db import SessionDep, Transactions, write_session
 from arena.ratelimit import VoteThrottledDep, limit_battles
@@ -48,11 +48,9 @@ async def open_battle(state: State, prompt: str, visitor: Visitor) -> str:
     return battle_id
 
 
-async def start_turn(
-    state: State, battle_id: str, visitor: Visitor
-) -> AsyncGenerator[str, None] | None:
-    """Claim the battle's pending turn and start it: its events as SSE. None when there is no
-    turn this visitor may start (a reload, a second tab, someone else's battle)."""
+async def start_turn(state: State, battle_id: str, visitor: Visitor) -> TurnEvents | None:
+    """Claim the battle's pending turn and start it: its events. None when there is no turn
+    this visitor may start (a reload, a second tab, someone else's battle)."""
     transactions: Transactions = state.transactions
     runner: TurnRunner = state.turn_runner
     planned: PlannedTurns = state.planned_turns
@@ -77,12 +75,10 @@ async def start_turn(
             lambda connection: service.abandon_turn(connection, claimed=claimed)
         )
         raise
-    return stream_queue(runner.start(plan))
+    return runner.start(plan)
 
 
-def _start_planned_turn(
-    state: State, plan: service.TurnPlan, visitor: Visitor
-) -> AsyncGenerator[str, None]:
+def _start_planned_turn(state: State, plan: service.TurnPlan, visitor: Visitor) -> TurnEvents:
     """A turn planned when its battle was created: both upstream calls start now and their
     tokens are relayed while the claim queues with the worker's other writes; the turn stands
     only if the claim succeeds (else the stream is cut short, see `TurnRunner.start`). The claim
@@ -97,7 +93,7 @@ def _start_planned_turn(
         )
     )
     planned.claiming(plan.battle_id, claim)
-    return stream_queue(runner.start(plan, claim=claim))
+    return runner.start(plan, claim=claim)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, dependencies=[Depends(limit_battles)])
@@ -115,7 +111,9 @@ async def stream_battle(
     battle_id: str, request: Request, visitor: VisitorDep
 ) -> EventStreamResponse:
     state = request.app.state
-    events = await start_turn(state, battle_id, visitor)
+    events: TurnEvents | AsyncGenerator[str, None] | None = await start_turn(
+        state, battle_id, visitor
+    )
     if events is None:
         # Rare: a reload, a second tab, someone else's battle. The ORM path, as a write: a turn
         # whose worker died is ended there.

@@ -307,19 +307,27 @@ def guarded_chat(
     # base URL -> (loop time until which the check holds, the checked address)
     checked: dict[str, tuple[float, str]] = {}
 
-    async def chat(
+    def chat(
+        client: UpstreamClient,
+        endpoint: Endpoint,
+        messages: list[dict[str, str]],
+        limits: Limits,
+        emit: Callable[[UpstreamEvent], None],
+    ) -> Awaitable[Answer]:
+        # A checked address still valid: the call starts now, as stream_chat's do.
+        known = checked.get(endpoint.base_url)
+        if known is not None and known[0] > asyncio.get_running_loop().time():
+            pinned = replace(endpoint, connect_ip=known[1])
+            return stream_chat(client, pinned, messages, limits, emit)
+        return check_then_chat(client, endpoint, messages, limits, emit)
+
+    async def check_then_chat(
         client: UpstreamClient,
         endpoint: Endpoint,
         messages: list[dict[str, str]],
         limits: Limits,
         emit: Callable[[UpstreamEvent], None],
     ) -> Answer:
-        now = asyncio.get_running_loop().time()
-        known = checked.get(endpoint.base_url)
-        if known is not None and known[0] > now:
-            return await stream_chat(
-                client, replace(endpoint, connect_ip=known[1]), messages, limits, emit
-            )
         try:
             pinned = await pinned_endpoint(endpoint, allow_private=allow_private, resolve=resolve)
         except (InvalidInput, EndpointRefused, EndpointUnresolvable) as exc:
@@ -331,6 +339,7 @@ def guarded_chat(
         if recheck_seconds > 0 and pinned.connect_ip is not None:
             if len(checked) >= _CHECKS_KEPT:
                 checked.clear()
+            now = asyncio.get_running_loop().time()
             checked[endpoint.base_url] = (now + recheck_seconds, pinned.connect_ip)
         return await stream_chat(client, pinned, messages, limits, emit)
 

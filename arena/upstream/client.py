@@ -6,13 +6,13 @@ import asyncio
 import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
 
-from arena.upstream.http import Response, Target, UpstreamClient, UpstreamHTTPError
+from arena.upstream.http import Post, Response, Target, UpstreamClient, UpstreamHTTPError
 
 log = logging.getLogger(__name__)
 
@@ -205,20 +205,35 @@ def _text_of(container: Any) -> str:
     return content
 
 
-async def stream_chat(
+def stream_chat(
     client: UpstreamClient,
     endpoint: Endpoint,
     messages: list[dict[str, str]],
     limits: Limits,
     emit: Callable[[UpstreamEvent], None],
-) -> Answer:
+) -> Coroutine[Any, Any, Answer]:
     """Call the endpoint and `emit` each piece as it arrives; failures end as one `Failed` event.
 
-    The deadline is a single timer, moved after every chunk: the first-token timeout until the
-    first text, then the idle timeout, never past the total timeout.
+    The request is written before this returns when a kept-alive connection to the endpoint is
+    idle (a task would start it one turn of the event loop later); the rest runs when the
+    coroutine returned is awaited, which it must be, soon. The deadline is a single timer,
+    moved after every chunk: the first-token timeout until the first text, then the idle
+    timeout, never past the total timeout.
     """
+    started = asyncio.get_running_loop().time()
+    target, headers = _request_target(endpoint)
+    body = _to_json(request_body(endpoint, messages)).encode("utf-8")
+    return _answer(client.post(target, headers, body), endpoint, limits, emit, started)
+
+
+async def _answer(
+    post: Post,
+    endpoint: Endpoint,
+    limits: Limits,
+    emit: Callable[[UpstreamEvent], None],
+    started: float,
+) -> Answer:
     loop = asyncio.get_running_loop()
-    started = loop.time()
     answer = Answer()
     total_deadline = started + limits.total
     phase = "first_token"
@@ -246,12 +261,10 @@ async def stream_chat(
         if when is None or not soonest <= when <= soonest + limits.idle * (_IDLE_SLACK - 1):
             deadline.reschedule(min(now + limits.idle * _IDLE_SLACK, total_deadline))
 
-    target, headers = _request_target(endpoint)
-    body = _to_json(request_body(endpoint, messages)).encode("utf-8")
     try:
         first_deadline = min(started + limits.first_token, total_deadline)
         async with asyncio.timeout_at(first_deadline) as deadline:
-            response = await client.post(target, headers, body, connect_timeout=limits.connect)
+            response = await post.response(connect_timeout=limits.connect)
             try:
                 await _read_answer(response, answer, limits, on_text, deadline)
             finally:

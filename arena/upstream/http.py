@@ -307,33 +307,20 @@ class UpstreamClient:
         self._open.clear()
         self._idle.clear()
 
-    async def post(
-        self, target: Target, headers: dict[str, str], body: bytes, *, connect_timeout: float
-    ) -> Response:
-        """Send the request and wait for the response's head. A kept-alive connection that turns
-        out to have been closed by the server before it read the request is replaced once."""
-        head = self._request_head(target, headers, len(body)) + body
-        loop = asyncio.get_running_loop()
-        for attempt in (0, 1):
-            connection = self._idle_connection(target) if attempt == 0 else None
-            reused = connection is not None
-            if connection is None:
-                connection = await self._connect(target, connect_timeout)
-            response = Response(connection, loop)
-            connection.response = response
-            assert connection.transport is not None
-            connection.transport.write(head)
-            try:
-                await asyncio.shield(response._head)
-            except UpstreamHTTPError:
-                if reused and not response.received:
-                    continue
-                raise
-            except BaseException:
-                response.close()
-                raise
-            return response
-        raise AssertionError("unreachable")
+    def post(self, target: Target, headers: dict[str, str], body: bytes) -> Post:
+        """Start a request: on a kept-alive connection to the endpoint it is written now, before
+        this returns; else it waits for `Post.response` to connect."""
+        request = self._request_head(target, headers, len(body)) + body
+        connection = self._idle_connection(target)
+        sent = None if connection is None else self._send(connection, request)
+        return Post(self, target, request, sent)
+
+    def _send(self, connection: _Connection, request: bytes) -> Response:
+        response = Response(connection, asyncio.get_running_loop())
+        connection.response = response
+        assert connection.transport is not None
+        connection.transport.write(request)
+        return response
 
     @staticmethod
     def _request_head(target: Target, headers: dict[str, str], length: int) -> bytes:
@@ -385,6 +372,40 @@ class UpstreamClient:
             return
         connection.idle_since = asyncio.get_running_loop().time()
         idle.append(connection)
+
+
+class Post:
+    """A request on its way; `response` waits for the head of its answer."""
+
+    def __init__(
+        self, client: UpstreamClient, target: Target, request: bytes, sent: Response | None
+    ) -> None:
+        self._client = client
+        self._target = target
+        self._request = request
+        self._sent = sent
+
+    async def response(self, *, connect_timeout: float) -> Response:
+        """The response, once its head is in. A request written on a kept-alive connection that
+        the server had closed before reading it is sent again once, on a new connection."""
+        response, self._sent = self._sent, None
+        for _attempt in (0, 1):
+            reused = response is not None
+            if response is None:
+                connection = await self._client._connect(self._target, connect_timeout)
+                response = self._client._send(connection, self._request)
+            try:
+                await asyncio.shield(response._head)
+            except UpstreamHTTPError:
+                if reused and not response.received:
+                    response = None
+                    continue
+                raise
+            except BaseException:
+                response.close()
+                raise
+            return response
+        raise AssertionError("unreachable")
 
 
 def upstream_client() -> UpstreamClient:

@@ -8,6 +8,7 @@ import time
 
 from arena.upstream.client import Answer, Endpoint, Limits, stream_chat
 from arena.upstream.http import upstream_client
+from tests.fake_upstream import FakeUpstream
 from tests.servers import read_request
 
 
@@ -82,3 +83,48 @@ def test_a_body_left_open_after_done_neither_fails_nor_stalls_the_answer() -> No
     assert [(a.text, a.ok) for a in answers] == [("hello world", True)] * 3
     assert elapsed < 3 * 0.25 + 2  # the grace after [DONE], not the idle timeout
     assert upstream.connections == 3
+
+
+def test_a_call_on_a_kept_connection_is_sent_before_it_is_awaited(
+    fake_upstream: FakeUpstream,
+) -> None:
+    """The relay starts both calls of a turn without waiting for a task to run them: on a
+    kept-alive connection the request is on the wire when stream_chat returns."""
+    endpoint = Endpoint(base_url=fake_upstream.base_url, model="normal")
+
+    def asked(prompt: str) -> bool:
+        return any(
+            r.body.get("messages", [{}])[-1].get("content") == prompt
+            for r in fake_upstream.received
+        )
+
+    async def go() -> tuple[bool, bool, Answer]:
+        async with upstream_client() as client:
+            await stream_chat(
+                client, endpoint, [{"role": "user", "content": "warm up"}], Limits(), lambda _: None
+            )
+            call = stream_chat(
+                client, endpoint, [{"role": "user", "content": "early"}], Limits(), lambda _: None
+            )
+            # This loop does not run meanwhile: only a request already written reaches the server.
+            deadline = time.monotonic() + 5
+            while not asked("early") and time.monotonic() < deadline:
+                time.sleep(0.01)
+            sent_early = asked("early")
+            cold = stream_chat(
+                client,
+                Endpoint(base_url=fake_upstream.base_url, model="normal:cold"),
+                [{"role": "user", "content": "cold"}],
+                Limits(),
+                lambda _: None,
+            )
+            time.sleep(0.2)
+            cold_sent_early = asked("cold")  # a new connection waits for the loop
+            answer = await call
+            await cold
+            return sent_early, cold_sent_early, answer
+
+    sent_early, cold_sent_early, answer = asyncio.run(go())
+    assert sent_early
+    assert not cold_sent_early
+    assert answer.ok and answer.text
