@@ -293,13 +293,7 @@ class TurnRunner:
         # after themselves) before the turn can cancel them.
         chats = asyncio.gather(
             *(
-                self._chat(
-                    self._client,
-                    side_plan.endpoint,
-                    side_plan.conversation,
-                    self._limits,
-                    _emitter(events, side),
-                )
+                self._call(side_plan.endpoint, side_plan.conversation, _emitter(events, side))
                 for side, side_plan in ((Side.a, plan.a), (Side.b, plan.b))
             )
         )
@@ -317,6 +311,17 @@ class TurnRunner:
 
         task.add_done_callback(settled)
         return events
+
+    def _call(
+        self,
+        endpoint: Endpoint,
+        conversation: list[dict[str, str]],
+        emit: Callable[[UpstreamEvent], None],
+    ) -> Awaitable[Answer]:
+        try:
+            return self._chat(self._client, endpoint, conversation, self._limits, emit)
+        except Exception as exc:  # raised where the turn's task settles it, as it always was
+            return _raising(exc)
 
     async def _run(
         self,
@@ -352,6 +357,10 @@ class TurnRunner:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _raising(exc: Exception) -> Answer:
+    raise exc
 
 
 async def _claimed(claim: asyncio.Future[bool], battle_id: str) -> bool:

@@ -13,7 +13,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from arena.battles.relay import PushedBody, TurnEvents
+from arena.battles.relay import PushedBody, TurnEvents, TurnRunner
+from arena.battles.service import SidePlan, TurnPlan
+from arena.upstream.client import Answer, Endpoint, Limits, UpstreamEvent
+from arena.upstream.http import UpstreamClient
 from tests.conftest import Arena
 from tests.fake_upstream import FakeUpstream
 from tests.sse import start_battle
@@ -131,6 +134,48 @@ def test_the_first_event_is_written_at_once_and_later_ones_together() -> None:
         b'data: {"side":"b","type":"delta","text":"y"}\n\n'
     )
     assert everything[2] == b'data: {"type":"end","status":"ready"}\n\n'
+
+
+def test_a_call_that_breaks_as_it_starts_fails_the_turn_not_the_request() -> None:
+    """A side whose call raises before it is under way: the stream request still gets its
+    events, and the turn ends failed, as if the call had broken in its task."""
+
+    def chat(
+        client: UpstreamClient,
+        endpoint: Endpoint,
+        messages: list[dict[str, str]],
+        limits: Limits,
+        emit: Callable[[UpstreamEvent], None],
+    ) -> Any:
+        if endpoint.model == "breaks":
+            raise RuntimeError("broken before it began")
+
+        async def answer() -> Answer:
+            return Answer(text="fine", finish_reason="stop")
+
+        return answer()
+
+    finished: list[TurnPlan] = []
+
+    async def finish(plan: TurnPlan, answers: dict[Any, Answer]) -> bool:
+        finished.append(plan)
+        return True
+
+    def side(model: str) -> SidePlan:
+        endpoint = Endpoint(base_url="http://127.0.0.1:9/v1", model=model)
+        return SidePlan(model_id=1, endpoint=endpoint, conversation=[])
+
+    async def go() -> list[bytes]:
+        server = Server()
+        runner = TurnRunner(UpstreamClient(), Limits(), finish, chat=chat)
+        events = runner.start(TurnPlan("battle", 1, side("works"), side("breaks")))
+        events.attach(PushedBody(server.send).write)
+        await asyncio.wait_for(events.over, 5)
+        return server.bodies
+
+    bodies = asyncio.run(go())
+    assert bodies == [b'data: {"type":"end","status":"failed"}\n\n']
+    assert finished == []
 
 
 def _chunked_body(sock: socket.socket) -> list[bytes]:
