@@ -178,6 +178,7 @@ class PushedBody:
 
 
 def _coroutine(awaitable: Awaitable[None]) -> Coroutine[Any, Any, None]:
+    """The awaitable an ASGI `send` returned, as a coroutine that can be run step by step."""
     if isinstance(awaitable, Coroutine):
         return awaitable
 
