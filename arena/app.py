@@ -31,6 +31,7 @@ from arena.errors import install_error_handlers
 from arena.leaderboard.background import RecomputeScheduler
 from arena.leaderboard.cache import PageCache
 from arena.leaderboard.routes import router as leaderboard_router
+from arena.log_writing import LogWritingThread
 from arena.models import Side
 from arena.pages import install_security_headers
 from arena.pages import router as pages_router
@@ -135,6 +136,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.leaderboard_cache = PageCache()
         recompute = RecomputeScheduler(settings, engine)
         await recompute.start()
+        # Two lines a battle: written by a thread, they cost the event loop only their record.
+        access_log = LogWritingThread(logging.getLogger("uvicorn.access")).start()
         # What exists now (modules, the app) lives as long as the app: keep it out of the
         # collector's full passes, which otherwise stall every request for a few hundred ms.
         gc.freeze()
@@ -150,6 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.rate_limiter.close()
             await client.aclose()
             await engine.dispose()
+            await asyncio.to_thread(access_log.stop)
 
     app = _ArenaApp(
         title="arena",

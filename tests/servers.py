@@ -90,14 +90,18 @@ class ServerThread:
 
 
 @contextmanager
-def arena_serve(cwd: Path, env: dict[str, str], *args: str) -> Iterator[str]:
-    """`arena db upgrade`, then `arena serve ARGS` on env's ARENA_PORT; yields its base URL."""
+def arena_serve(
+    cwd: Path, env: dict[str, str], *args: str, output: Path | None = None
+) -> Iterator[str]:
+    """`arena db upgrade`, then `arena serve ARGS` on env's ARENA_PORT; yields its base URL.
+    What it prints goes to `output` when given."""
     subprocess.run([*ARENA_COMMAND, "db", "upgrade"], env=env, cwd=cwd, check=True)
+    written = None if output is None else output.open("wb")
     server = subprocess.Popen(
         [*ARENA_COMMAND, "serve", *args],
         env=env,
         cwd=cwd,
-        stdout=subprocess.PIPE,
+        stdout=subprocess.PIPE if written is None else written,
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{env['ARENA_PORT']}"
@@ -119,3 +123,5 @@ def arena_serve(cwd: Path, env: dict[str, str], *args: str) -> Iterator[str]:
         server.wait(timeout=15)
         if server.stdout is not None:
             server.stdout.close()
+        if written is not None:
+            written.close()
