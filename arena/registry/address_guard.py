@@ -314,18 +314,18 @@ def guarded_chat(
         limits: Limits,
         emit: Callable[[UpstreamEvent], None],
     ) -> Awaitable[Answer]:
+        def call(pinned: Endpoint) -> Awaitable[Answer]:
+            return stream_chat(client, pinned, messages, limits, emit)
+
         # A checked address still valid: the call starts now, as stream_chat's do.
         known = checked.get(endpoint.base_url)
         if known is not None and known[0] > asyncio.get_running_loop().time():
-            pinned = replace(endpoint, connect_ip=known[1])
-            return stream_chat(client, pinned, messages, limits, emit)
-        return check_then_chat(client, endpoint, messages, limits, emit)
+            return call(replace(endpoint, connect_ip=known[1]))
+        return check_then_call(endpoint, call, emit)
 
-    async def check_then_chat(
-        client: UpstreamClient,
+    async def check_then_call(
         endpoint: Endpoint,
-        messages: list[dict[str, str]],
-        limits: Limits,
+        call: Callable[[Endpoint], Awaitable[Answer]],
         emit: Callable[[UpstreamEvent], None],
     ) -> Answer:
         try:
@@ -341,6 +341,6 @@ def guarded_chat(
                 checked.clear()
             now = asyncio.get_running_loop().time()
             checked[endpoint.base_url] = (now + recheck_seconds, pinned.connect_ip)
-        return await stream_chat(client, pinned, messages, limits, emit)
+        return await call(pinned)
 
     return chat
