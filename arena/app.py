@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +23,7 @@ from arena.battles.planned import PlannedTurns
 from arena.battles.relay import FinishTurn, TurnRunner
 from arena.battles.rigging import RiggingScanner
 from arena.battles.routes import router as battles_router
+from arena.collector import serving_collector
 from arena.config import Settings
 from arena.db import Transactions, make_async_engine, make_sessionmaker, write_session
 from arena.error_responses import ERROR_RESPONSES
@@ -138,13 +138,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await recompute.start()
         # Two lines a battle: written by a thread, they cost the event loop only their record.
         access_log = LogWritingThread(logging.getLogger("uvicorn.access")).start()
-        # What exists now (modules, the app) lives as long as the app: keep it out of the
-        # collector's full passes, which otherwise stall every request for a few hundred ms.
-        gc.freeze()
         try:
-            yield
+            with serving_collector():
+                yield
         finally:
-            gc.unfreeze()
             await health.stop()
             await recompute.stop()
             await rigging_scanner.stop()
