@@ -93,6 +93,13 @@ def _truncate_all(url: str) -> None:
     engine.dispose()
 
 
+@pytest.fixture
+def empty_postgres_database(postgres_database: str) -> str:
+    """The PostgreSQL test database with nothing left in it by the tests before."""
+    _truncate_all(postgres_database)
+    return postgres_database
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Each test that needs a database runs once on a fresh SQLite file, once on PostgreSQL."""
@@ -100,8 +107,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         path = tmp_path / "arena.db"
         shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
-    url: str = request.getfixturevalue("postgres_database")
-    _truncate_all(url)
+    url: str = request.getfixturevalue("empty_postgres_database")
     return url
 
 

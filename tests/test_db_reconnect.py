@@ -47,15 +47,15 @@ def _terminate_other_backends(url: str) -> int:
 
 
 def test_requests_after_the_server_closed_pooled_connections_succeed(
-    postgres_database: str, tmp_path: Path
+    empty_postgres_database: str, tmp_path: Path
 ) -> None:
-    arena = start_arena(make_settings(postgres_database, tmp_path))
+    arena = start_arena(make_settings(empty_postgres_database, tmp_path))
     try:
         # Several requests at once leave several connections in the pool.
         assert asyncio.run(_statuses(arena.url, "/healthz")) == [200] * CONCURRENCY
         # No model is registered: each battle is refused (503), after reading the candidates.
         assert asyncio.run(_battle_statuses(arena.url)) == [503] * CONCURRENCY
-        assert _terminate_other_backends(postgres_database) >= 2
+        assert _terminate_other_backends(empty_postgres_database) >= 2
         assert asyncio.run(_statuses(arena.url, "/healthz")) == [200] * CONCURRENCY
         assert asyncio.run(_statuses(arena.url, "/api/votes/counts")) == [200] * CONCURRENCY
         assert asyncio.run(_battle_statuses(arena.url)) == [503] * CONCURRENCY
@@ -63,7 +63,7 @@ def test_requests_after_the_server_closed_pooled_connections_succeed(
         arena.add_model("alpha", "http://127.0.0.1:9/v1", "normal")
         arena.add_model("beta", "http://127.0.0.1:9/v1", "normal")
         assert asyncio.run(_battle_statuses(arena.url)) == [201] * CONCURRENCY
-        assert _terminate_other_backends(postgres_database) >= 2
+        assert _terminate_other_backends(empty_postgres_database) >= 2
         assert asyncio.run(_battle_statuses(arena.url)) == [201] * CONCURRENCY
     finally:
         arena.server.stop()
