@@ -18,7 +18,7 @@ from arena.upstream.http import (
     Target,
     UpstreamClient,
     UpstreamHTTPError,
-    without_history,
+    drop_history,
 )
 
 log = logging.getLogger(__name__)
@@ -276,20 +276,20 @@ async def _answer(
                 await _read_answer(response, answer, limits, on_text, deadline)
             finally:
                 response.close()
-    except (_UpstreamFailure, TimeoutError, UpstreamHTTPError) as exc:
-        if isinstance(exc, _UpstreamFailure):
-            answer.failure = Failed(exc.kind, exc.detail)
-        elif isinstance(exc, UpstreamHTTPError):
-            answer.failure = _transport_failure(exc)
-        elif loop.time() >= total_deadline - 0.001:
+    except _UpstreamFailure as failure:
+        answer.failure = Failed(failure.kind, failure.detail)
+        drop_history(failure)  # raised again from the response's future, it has a traceback again
+    except TimeoutError:
+        if loop.time() >= total_deadline - 0.001:
             detail = f"no complete answer within the total timeout of {limits.total}s"
-            answer.failure = Failed("timeout", detail)
         elif phase == "first_token":
-            answer.failure = Failed("timeout", f"no first token within {limits.first_token}s")
+            detail = f"no first token within {limits.first_token}s"
         else:
             detail = f"no new token within the idle timeout of {limits.idle}s"
-            answer.failure = Failed("timeout", detail)
-        without_history(exc)  # raised again from the response, it has a traceback again
+        answer.failure = Failed("timeout", detail)
+    except UpstreamHTTPError as exc:
+        answer.failure = _transport_failure(exc)
+        drop_history(exc)
     answer.duration_ms = (loop.time() - started) * 1000
     if answer.failure is not None and endpoint.api_key:
         # Some servers echo the key they refused; it must reach neither the log nor the database.

@@ -21,7 +21,7 @@ import ssl
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import certifi
 import httptools
@@ -31,18 +31,15 @@ _KEEPALIVE_SECONDS = 30.0
 # Idle connections kept per endpoint address; more are closed when they come back.
 _IDLE_PER_ADDRESS = 1024
 
-_E = TypeVar("_E", bound=BaseException)
 
-
-def without_history(exc: _E) -> _E:
-    """`exc` without its traceback and the exceptions it replaced: a response keeps the failure
+def drop_history(exc: BaseException) -> None:
+    """Forget `exc`'s traceback and the exceptions it replaced: a response keeps the failure
     that ended it on its futures, and the frames of a traceback hold the response (a future
     keeps the traceback it was failed with, too), so either would make a reference cycle that
     keeps a failed call's objects until the cycle collector passes, which is seldom while the
     app serves (arena/collector.py). Failures are reported by their text only."""
     exc.__traceback__ = None
     exc.__context__ = exc.__cause__ = None
-    return exc
 
 
 class UpstreamHTTPError(Exception):
@@ -132,7 +129,7 @@ class Response:
 
     def _fail(self, exc: BaseException) -> None:
         self._parser = None
-        exc = without_history(exc)
+        drop_history(exc)
         for future in (self._head, self._done):
             if not future.done():
                 future.set_exception(exc)
