@@ -146,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await recompute.stop()
             await rigging_scanner.stop()
             await app.state.turn_runner.drain(timeout=10)
+            app.state.planned_turns.close()
             await asyncio.to_thread(transactions.close)
             await app.state.rate_limiter.close()
             await client.aclose()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -78,17 +77,19 @@ async def _with_writer_busy(
 ) -> tuple[str, list[asyncio.Task[str]]]:
     """Hold the writer thread in a first write while `queue` queues more behind it, then
     `meanwhile` runs."""
-    release = threading.Event()
+    entered, release = threading.Event(), threading.Event()
 
     def first(connection: Connection) -> str:
         connection.execute(text("INSERT INTO item (name) VALUES ('first')"))
+        entered.set()
         release.wait(10)
         return "first"
 
     first_task = asyncio.create_task(transactions.write(first))
-    await asyncio.sleep(0.05)  # the writer thread is inside `first` now
+    assert await asyncio.to_thread(entered.wait, 10), "the writer thread never ran `first`"
     tasks = queue()
-    await asyncio.sleep(0.05)  # every write of `queue` waits in line
+    # Each task queues its write when it first runs, which is before this one runs again.
+    await asyncio.sleep(0)
     meanwhile(tasks)
     await asyncio.sleep(0)
     release.set()
@@ -179,33 +180,44 @@ def test_two_workers_writing_the_same_rows_in_opposite_orders_lose_nothing(
     for name in ("x", "y"):
         asyncio.run(_write_once(url, _insert(name)))
 
-    def bump(name: str) -> Callable[[Connection], str]:
+    # On PostgreSQL both shared transactions hold their first row before either asks for its
+    # second; on SQLite the second worker waits for the first's lock, so nothing can meet.
+    both_hold_a_row = threading.Barrier(2) if url.startswith("postgresql") else None
+    met: set[str] = set()
+
+    def bump(name: str, worker: str) -> Callable[[Connection], str]:
         def work(connection: Connection) -> str:
             connection.execute(
                 text("UPDATE item SET hits = hits + 1 WHERE name = :name"), {"name": name}
             )
-            time.sleep(0.2)  # both shared transactions hold their first row before the second
+            if both_hold_a_row is not None and worker not in met:
+                met.add(worker)
+                both_hold_a_row.wait(10)
             return name
 
         return work
 
     release = threading.Event()
+    holding = threading.Semaphore(0)
 
     def hold(connection: Connection) -> str:
+        holding.release()
         release.wait(10)
         return "held"
 
     async def run() -> list[str]:
         async with _transactions(url) as first, _transactions(url) as second:
             holds = [asyncio.create_task(worker.write(hold)) for worker in (first, second)]
-            await asyncio.sleep(0.05)  # both writer threads are inside `hold` now
+            # On SQLite the second `hold` waits for the first's lock before it can begin.
+            for _ in holds if both_hold_a_row is not None else holds[:1]:
+                assert await asyncio.to_thread(holding.acquire, True, 10), "a writer never held"
             crossing = [
-                asyncio.create_task(first.write(bump("x"))),
-                asyncio.create_task(second.write(bump("y"))),
-                asyncio.create_task(first.write(bump("y"))),
-                asyncio.create_task(second.write(bump("x"))),
+                asyncio.create_task(first.write(bump("x", "first"))),
+                asyncio.create_task(second.write(bump("y", "second"))),
+                asyncio.create_task(first.write(bump("y", "first"))),
+                asyncio.create_task(second.write(bump("x", "second"))),
             ]
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0)  # all four are queued, two behind each writer's `hold`
             release.set()
             await asyncio.gather(*holds)
             return list(await asyncio.gather(*crossing))

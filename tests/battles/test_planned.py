@@ -3,8 +3,10 @@ once, for a while; relayed at once, and only the claim decides whether they stan
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -29,26 +31,66 @@ def _plan(battle_id: str) -> TurnPlan:
 
 
 def test_a_plan_goes_once_to_the_session_that_made_it() -> None:
-    planned = PlannedTurns()
-    planned.put("session-1", _plan("battle-1"))
-    assert planned.take("battle-1", "session-2") is None  # someone else's battle
-    assert planned.take("missing", "session-1") is None
-    plan = planned.take("battle-1", "session-1")
-    assert plan is not None and plan.battle_id == "battle-1"
-    assert planned.take("battle-1", "session-1") is None  # a reload claims from the database
-    assert len(planned) == 0
+    async def scenario() -> None:
+        planned = PlannedTurns()
+        planned.put("session-1", _plan("battle-1"))
+        assert planned.take("battle-1", "session-2") is None  # someone else's battle
+        assert planned.take("missing", "session-1") is None
+        plan = planned.take("battle-1", "session-1")
+        assert plan is not None and plan.battle_id == "battle-1"
+        assert planned.take("battle-1", "session-1") is None  # a reload claims from the database
+        assert len(planned) == 0
+        planned.close()
+
+    asyncio.run(scenario())
 
 
-def test_plans_expire_and_are_bounded_in_number() -> None:
-    planned = PlannedTurns(seconds=0.05, capacity=2)
-    planned.put("s", _plan("old"))
-    time.sleep(0.1)
-    assert planned.take("old", "s") is None
-    for battle_id in ("first", "second", "third"):
-        planned.put("s", _plan(battle_id))
-    assert len(planned) == 2
-    assert planned.take("first", "s") is None  # the oldest made room
-    assert planned.take("third", "s") is not None
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_plans_expire_on_every_access_and_are_bounded_in_number() -> None:
+    async def scenario() -> None:
+        clock = _Clock()
+        planned = PlannedTurns(seconds=60, capacity=2, clock=clock)
+        planned.put("s", _plan("old"))
+        clock.now += 59.9
+        assert len(planned) == 1
+        clock.now += 0.2
+        assert len(planned) == 0  # no new plan was put: the access alone drops it
+        planned.put("s", _plan("taken late"))
+        clock.now += 61
+        assert planned.take("taken late", "s") is None
+        for battle_id in ("first", "second", "third"):
+            planned.put("s", _plan(battle_id))
+        assert len(planned) == 2
+        assert planned.take("first", "s") is None  # the oldest made room
+        assert planned.take("third", "s") is not None
+        planned.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_timer_drops_expired_plans_and_their_keys_with_no_access_at_all() -> None:
+    """Nothing asks for the plan after it was put: the timer alone lets the plan (and the
+    endpoint keys in it) go. The loop runs timers in the order they are due, so the sleep,
+    due later, wakes after the timer's check."""
+
+    async def scenario() -> None:
+        planned = PlannedTurns(seconds=0.01, timer_slack=0.0)
+        plan = _plan("forgotten")
+        kept = weakref.ref(plan.a.endpoint)
+        planned.put("s", plan)
+        del plan
+        await asyncio.sleep(0.05)
+        assert kept() is None, "the expired plan is still held"
+        planned.close()
+
+    asyncio.run(scenario())
 
 
 def test_a_planned_turn_another_request_took_is_cut_short_and_not_stored(
