@@ -299,7 +299,8 @@ class Transactions:
             connection.close()
             connection = None
         if connection is None or connection.closed or connection.invalidated:
-            assert self._sync is not None
+            if self._sync is None:
+                raise RuntimeError("an in-memory SQLite database has no transaction threads")
             connection = self._sync.connect()
             if write:
                 connection.execution_options(**WRITE_TRANSACTION)

@@ -202,8 +202,9 @@ def _event(side: Side, event: UpstreamEvent) -> dict[str, Any]:
         return {"side": side.value, "type": "delta", "text": event.text}
     if isinstance(event, Finished):
         return {"side": side.value, "type": "done", "finish_reason": event.finish_reason}
-    assert isinstance(event, Failed)
-    return {"side": side.value, "type": "error", "message": NEUTRAL_ERROR}
+    if isinstance(event, Failed):
+        return {"side": side.value, "type": "error", "message": NEUTRAL_ERROR}
+    raise TypeError(f"not an upstream event: {event!r}")
 
 
 class TurnEvents:

@@ -272,7 +272,11 @@ def claim_planned_turn(connection: Connection, *, plan: TurnPlan, visitor: Visit
     if claimed is None:
         return False
     # A battle's turns advance only once the waiting one has streamed.
-    assert claimed.turns == plan.turn, "a planned turn was overtaken"
+    if claimed.turns != plan.turn:
+        raise RuntimeError(
+            f"battle {plan.battle_id}: turn {plan.turn} was planned, the claim found turn "
+            f"{claimed.turns} waiting"
+        )
     return True
 
 

@@ -189,7 +189,8 @@ def _raw_counted_votes(session: Session) -> pd.DataFrame:
         connection.exec_driver_sql("SET LOCAL work_mem = '256MB'")
         connection.exec_driver_sql("SET LOCAL jit = off")
         driver = connection.connection.driver_connection
-        assert driver is not None
+        if driver is None:
+            raise RuntimeError("the PostgreSQL connection has no driver connection to COPY with")
         buffer = io.BytesIO()
         with driver.cursor() as cursor, cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)") as copy:
             for chunk in copy:

@@ -233,7 +233,8 @@ def compute_leaderboard(
                 progress=progress,
             )
             intervals = bootstrap_intervals(samples, confidence=confidence)
-            assert intervals.median is not None
+            if intervals.median is None:
+                raise ValueError("the bootstrap gave no median ratings")
             ratings = intervals.median
     params["interval"] = None if intervals is None else intervals.method
     params["confidence"] = None if intervals is None else confidence
