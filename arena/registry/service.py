@@ -19,6 +19,8 @@ from arena.upstream.client import Endpoint
 from arena.upstream.http import UpstreamClient
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+-]{0,99}$")
+_BASE_URL_PATTERN = re.compile(r"^https?://[^\s/\x00-\x1f\x7f-\x9f]+[^\s\x00-\x1f\x7f-\x9f]*\Z")
+_API_KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,4096}")
 
 
 @dataclass(frozen=True)
@@ -45,9 +47,19 @@ def check_name(name: str) -> None:
 
 
 def check_base_url(url: str) -> None:
-    if not re.match(r"^https?://[^\s/]+", url) or len(url) > 2048:
+    if not _BASE_URL_PATTERN.match(url) or len(url) > 2048:
         raise InvalidInput(
-            f"base_url: {url[:100]!r} is not an http(s) URL such as http://host:8000/v1"
+            f"base_url: {url[:100]!r} is not an http(s) URL such as http://host:8000/v1 "
+            "(no spaces or control characters)"
+        )
+
+
+def check_api_key(key: str | None) -> None:
+    """The key is sent in a request header: a CR or LF in it would start a header of its own."""
+    if key and not _API_KEY_PATTERN.fullmatch(key):
+        raise InvalidInput(
+            "api_key: use printable ASCII only, without spaces or line breaks "
+            "(the key as the endpoint's provider shows it)"
         )
 
 
@@ -69,6 +81,7 @@ async def add_model(
 ) -> Model:
     check_name(new.name)
     check_base_url(new.base_url)
+    check_api_key(new.api_key)
     if await session.scalar(select(Model.id).where(Model.name == new.name)) is not None:
         raise NameTaken(f"A model named {new.name!r} exists already; choose another name.")
     now = utcnow()
@@ -250,6 +263,8 @@ async def update_model(
     values = changes.values
     if "base_url" in values:
         check_base_url(values["base_url"])
+    if changes.has("api_key"):
+        check_api_key(values["api_key"])
     moved = (
         values.get("base_url", model.base_url).rstrip("/") != model.base_url
         or values.get("model", model.upstream_model) != model.upstream_model

@@ -17,6 +17,7 @@ still reads gzip and deflate.
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import zlib
 from collections.abc import Callable
@@ -30,6 +31,8 @@ import httptools
 _KEEPALIVE_SECONDS = 30.0
 # Idle connections kept per endpoint address; more are closed when they come back.
 _IDLE_PER_ADDRESS = 1024
+# Control characters but the tab (which RFC 9110 allows inside a field value).
+_UNSAFE_IN_HEAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def drop_history(exc: BaseException) -> None:
@@ -144,8 +147,10 @@ class Response:
         self._header_list.append((name, value))
 
     def on_headers_complete(self) -> None:
-        assert self._parser is not None
-        self.status = self._parser.get_status_code()
+        parser = self._parser
+        if parser is None:  # failed while the parser was still at work
+            return
+        self.status = parser.get_status_code()
         headers: dict[str, str] = {}
         for name, value in self._header_list:
             key = name.decode("latin-1").lower()
@@ -321,7 +326,10 @@ class UpstreamClient:
     def post(self, target: Target, headers: dict[str, str], body: bytes) -> Post:
         """Start a request: on a kept-alive connection to the endpoint it is written now, before
         this returns; else it waits for `Post.response` to connect."""
-        request = self._request_head(target, headers, len(body)) + body
+        try:
+            request = self._request_head(target, headers, len(body)) + body
+        except UpstreamHTTPError as refused:
+            return Post(self, target, b"", None, refused=refused)
         connection = self._idle_connection(target)
         sent = None if connection is None else self._send(connection, request)
         return Post(self, target, request, sent)
@@ -329,7 +337,8 @@ class UpstreamClient:
     def _send(self, connection: _Connection, request: bytes) -> Response:
         response = Response(connection, asyncio.get_running_loop())
         connection.response = response
-        assert connection.transport is not None
+        if connection.transport is None:
+            raise UpstreamHTTPError("the connection was never made", connected=False)
         connection.transport.write(request)
         return response
 
@@ -337,8 +346,22 @@ class UpstreamClient:
     def _request_head(target: Target, headers: dict[str, str], length: int) -> bytes:
         lines = [f"POST {target.path} HTTP/1.1", f"Host: {target.host_header}"]
         lines += [f"{name}: {value}" for name, value in headers.items() if name.lower() != "host"]
+        for line in lines:
+            # The last line of defence: registration refuses such values, but a CR or LF here
+            # would let a stored value write headers (or a request) of its own.
+            if _UNSAFE_IN_HEAD.search(line):
+                raise UpstreamHTTPError(
+                    f"refused to send a request head line with a control character: "
+                    f"{line.split(':', 1)[0][:40]!r}",
+                    connected=False,
+                )
         lines += [f"Content-Length: {length}", "", ""]
-        return "\r\n".join(lines).encode("latin-1")
+        try:
+            return "\r\n".join(lines).encode("latin-1")
+        except UnicodeEncodeError:
+            raise UpstreamHTTPError(
+                "refused to send a request head with characters outside Latin-1", connected=False
+            ) from None
 
     def _idle_connection(self, target: Target) -> _Connection | None:
         idle = self._idle.get(target.address)
@@ -389,16 +412,25 @@ class Post:
     """A request on its way; `response` waits for the head of its answer."""
 
     def __init__(
-        self, client: UpstreamClient, target: Target, request: bytes, sent: Response | None
+        self,
+        client: UpstreamClient,
+        target: Target,
+        request: bytes,
+        sent: Response | None,
+        *,
+        refused: UpstreamHTTPError | None = None,
     ) -> None:
         self._client = client
         self._target = target
         self._request = request
         self._sent = sent
+        self._refused = refused
 
     async def response(self, *, connect_timeout: float) -> Response:
         """The response, once its head is in. A request written on a kept-alive connection that
         the server had closed before reading it is sent again once, on a new connection."""
+        if self._refused is not None:
+            raise self._refused
         response, self._sent = self._sent, None
         for _attempt in (0, 1):
             reused = response is not None
