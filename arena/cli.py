@@ -87,7 +87,8 @@ def serve(
 
     settings = Settings()
     if demo or settings.demo:
-        from arena.upstream.demo import DEMO_MODELS, demo_base_url, start_demo_for_serve
+        from arena.registry.demo_models import start_demo_for_serve
+        from arena.upstream.demo import DEMO_MODELS, demo_base_url
 
         try:
             start_demo_for_serve(settings)

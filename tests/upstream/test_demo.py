@@ -20,13 +20,8 @@ from arena.config import Settings
 from arena.errors import DemoUnavailable
 from arena.models import Model, ModelStatus
 from arena.registry import service as registry
-from arena.upstream.demo import (
-    DEMO_MODELS,
-    DEMO_ORGANIZATION,
-    DemoServer,
-    create_demo_app,
-    start_demo_for_serve,
-)
+from arena.registry.demo_models import start_demo_for_serve
+from arena.upstream.demo import DEMO_MODELS, DEMO_ORGANIZATION, DemoServer, create_demo_app
 from arena.upstream.demo_answers import Conversation
 from tests.conftest import Arena, run_db
 from tests.fake_upstream import FakeUpstream

@@ -1,0 +1,92 @@
+"""The demo models in the registry: started and registered by `arena serve --demo`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from arena.config import Settings
+from arena.db import make_async_engine, make_sessionmaker
+from arena.errors import DemoUnavailable
+from arena.models import Model
+from arena.registry import service as registry
+from arena.registry.keys import KeyRing
+from arena.upstream.demo import (
+    DEMO_MODELS,
+    DEMO_ORGANIZATION,
+    DemoServer,
+    demo_already_serving,
+    demo_base_url,
+)
+
+log = logging.getLogger(__name__)
+
+
+async def register_demo_models(session: AsyncSession, *, keys: KeyRing, base_url: str) -> list[str]:
+    """Register the demo models that are not registered yet; the names of those added.
+
+    A demo model registered earlier on another port is pointed at this one, since only the
+    demo server can answer for it; its status (an operator may have paused it) is kept.
+    """
+    existing = {
+        model.name: model
+        for model in await session.scalars(
+            select(Model).where(Model.name.in_([demo.name for demo in DEMO_MODELS]))
+        )
+    }
+    added: list[str] = []
+    for demo in DEMO_MODELS:
+        known = existing.get(demo.name)
+        if known is not None:
+            if known.organization == DEMO_ORGANIZATION and known.base_url != base_url:
+                log.info("demo model %s now at %s (was %s)", demo.name, base_url, known.base_url)
+                known.base_url = base_url
+            continue
+        await registry.add_model(
+            session,
+            new=registry.NewModel(
+                name=demo.name,
+                base_url=base_url,
+                upstream_model=demo.name,
+                organization=DEMO_ORGANIZATION,
+                license="Apache-2.0",
+                description=demo.description,
+                temperature=0.0,
+            ),
+            keys=keys,
+            actor="demo",
+        )
+        added.append(demo.name)
+    await session.flush()
+    return added
+
+
+def start_demo_for_serve(settings: Settings) -> None:
+    """Serve the demo endpoints on 127.0.0.1:ARENA_DEMO_PORT (or reuse a demo server already
+    there) and make sure their models are registered."""
+    port = settings.demo_port
+    if not demo_already_serving(port):
+        DemoServer(port, settings.demo_seconds_per_word).start()
+    keys = KeyRing.from_settings(settings)
+
+    async def register() -> list[str]:
+        engine = make_async_engine(settings.database_url)
+        try:
+            async with make_sessionmaker(engine)() as session, session.begin():
+                return await register_demo_models(session, keys=keys, base_url=demo_base_url(port))
+        finally:
+            await engine.dispose()
+
+    try:
+        added = asyncio.run(register())
+    except DBAPIError as exc:
+        raise DemoUnavailable(
+            "The demo models could not be registered because the database is not ready "
+            f"({type(exc.orig).__name__}: {exc.orig}); run `arena db upgrade` first."
+        ) from None
+    if added:
+        log.info("registered the demo models %s", ", ".join(added))
