@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -32,6 +33,7 @@ SortQuery = Annotated[str | None, Query(max_length=16)]
 OrderQuery = Annotated[str | None, Query(max_length=4)]
 
 CSV_TYPE = "text/csv; charset=utf-8"
+JSON_TYPE = "application/json"
 JSONL_TYPE = "application/x-ndjson; charset=utf-8"
 MATRIX_TABLES = ("win-fraction", "battle-count", "predicted-win", "sampling-share")
 
@@ -181,6 +183,40 @@ async def model_page(
 # ------------------------------------------------------------------ tables
 
 
+@dataclass(frozen=True)
+class _Table:
+    """One download of the current board: its body, its type, and a file name if an attachment."""
+
+    body: bytes
+    media_type: str
+    filename: str | None = None
+
+
+async def _board_table(
+    request: Request,
+    session: AsyncSession,
+    key: tuple[Any, ...],
+    category: str | None,
+    method: str | None,
+    render: Callable[[service.BoardView], _Table],
+) -> Response:
+    """A table of the board, rendered once per data generation, with the snapshot's headers."""
+
+    async def build() -> Rendered:
+        view = await _board_view(request, session, method, category)
+        table = render(view)
+        headers = snapshot_headers(view)
+        if table.filename is not None:
+            headers.update(_attachment(table.filename))
+        return Rendered.make(table.body, table.media_type, headers=headers)
+
+    return _respond(request, await _cached(request, session, (*key, category, method), build))
+
+
+def _csv_name(stem: str, view: service.BoardView) -> str:
+    return f"{stem}-{_file_part(view.method)}-{_file_part(view.category)}.csv"
+
+
 @router.get("/api/leaderboard", response_model=LeaderboardOut)
 async def leaderboard_json(
     request: Request,
@@ -189,13 +225,14 @@ async def leaderboard_json(
     method: MethodQuery = None,
 ) -> Response:
     """The table of /leaderboard as JSON, with the snapshot's time, method, parameters and hash."""
-
-    async def build() -> Rendered:
-        view = await _board_view(request, session, method, category)
-        body = pages.leaderboard_out(view).model_dump_json().encode()
-        return Rendered.make(body, "application/json", headers=snapshot_headers(view))
-
-    return _respond(request, await _cached(request, session, ("json", category, method), build))
+    return await _board_table(
+        request,
+        session,
+        ("json",),
+        category,
+        method,
+        lambda view: _Table(pages.leaderboard_out(view).model_dump_json().encode(), JSON_TYPE),
+    )
 
 
 @router.get("/leaderboard.csv", response_class=Response)
@@ -206,17 +243,16 @@ async def leaderboard_csv(
     method: MethodQuery = None,
 ) -> Response:
     """The same rows as plain CSV; the snapshot's metadata is in the X-Arena-* headers."""
-
-    async def build() -> Rendered:
-        view = await _board_view(request, session, method, category)
-        name = f"leaderboard-{_file_part(view.method)}-{_file_part(view.category)}.csv"
-        return Rendered.make(
-            pages.leaderboard_csv(view).encode(),
-            CSV_TYPE,
-            headers={**snapshot_headers(view), **_attachment(name)},
-        )
-
-    return _respond(request, await _cached(request, session, ("csv", category, method), build))
+    return await _board_table(
+        request,
+        session,
+        ("csv",),
+        category,
+        method,
+        lambda view: _Table(
+            pages.leaderboard_csv(view).encode(), CSV_TYPE, _csv_name("leaderboard", view)
+        ),
+    )
 
 
 @router.get("/api/leaderboard/matrices", response_model=MatricesOut)
@@ -227,14 +263,14 @@ async def matrices_json(
     method: MethodQuery = None,
 ) -> Response:
     """The plot tables: win fractions, battle counts, predicted win rates, sampling shares."""
-
-    async def build() -> Rendered:
-        view = await _board_view(request, session, method, category)
-        body = pages.matrices_out(view).model_dump_json().encode()
-        return Rendered.make(body, "application/json", headers=snapshot_headers(view))
-
-    key = ("matrices", category, method)
-    return _respond(request, await _cached(request, session, key, build))
+    return await _board_table(
+        request,
+        session,
+        ("matrices",),
+        category,
+        method,
+        lambda view: _Table(pages.matrices_out(view).model_dump_json().encode(), JSON_TYPE),
+    )
 
 
 @router.get("/leaderboard/{table}.csv", response_class=Response)
@@ -248,18 +284,16 @@ async def matrix_csv(
     """One plot table as CSV (first column the row model); the twin of /api/leaderboard/matrices."""
     if table not in MATRIX_TABLES:
         raise InvalidInput(f"table: {table!r} is not one of {', '.join(MATRIX_TABLES)}")
-
-    async def build() -> Rendered:
-        view = await _board_view(request, session, method, category)
-        name = f"{table}-{_file_part(view.method)}-{_file_part(view.category)}.csv"
-        return Rendered.make(
-            pages.matrix_csv(view, table).encode(),
-            CSV_TYPE,
-            headers={**snapshot_headers(view), **_attachment(name)},
-        )
-
-    key = ("matrix", table, category, method)
-    return _respond(request, await _cached(request, session, key, build))
+    return await _board_table(
+        request,
+        session,
+        ("matrix", table),
+        category,
+        method,
+        lambda view: _Table(
+            pages.matrix_csv(view, table).encode(), CSV_TYPE, _csv_name(table, view)
+        ),
+    )
 
 
 @router.get("/api/leaderboard/models/{name:path}", response_model=ModelOut)

@@ -27,7 +27,6 @@ from arena.errors import DemoUnavailable
 from arena.upstream import demo_answers
 from arena.upstream.demo_answers import Composer, Conversation
 
-
 DEMO_ORGANIZATION = "arena demo"
 DEFAULT_SECONDS_PER_WORD = 0.03
 
