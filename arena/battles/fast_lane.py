@@ -18,14 +18,13 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
-from starlette._utils import get_route_path
 from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from arena.battles.relay import EventStreamResponse
-from arena.battles.routes import SSE_HEADERS, open_battle, start_turn
+from arena.battles.routes import SSE_HEADERS, TURN_NOT_STARTABLE, open_battle, start_turn
 from arena.battles.schemas import PromptIn
 from arena.errors import ArenaError, arena_error_response, unexpected_error_response
 from arena.pages import ALWAYS
@@ -46,7 +45,7 @@ class BattleFastLane:
         if scope["type"] == "http":
             method = scope["method"]
             if method == "POST" or method == "GET":
-                path = get_route_path(scope)
+                path = _route_path(scope)
                 if method == "POST" and path == _CREATE_PATH:
                     await self._create(scope, receive, send)
                     return
@@ -98,10 +97,26 @@ class BattleFastLane:
             response = _error_response(exc)
         else:
             if events is None:
+                # The claim was tried and found no turn: the route replays or says why, without
+                # trying it again.
+                scope[TURN_NOT_STARTABLE] = True
                 await self.app(scope, receive, send)
                 return
             response = EventStreamResponse(events, headers=SSE_HEADERS)
         await _send(response, scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path as the app's routes match it: without the root path the app is mounted at."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if (
+        root_path
+        and path.startswith(root_path)
+        and path[len(root_path) : len(root_path) + 1] in ("/", "")
+    ):
+        return path[len(root_path) :]
+    return path
 
 
 def _is_json(content_type: str) -> bool:

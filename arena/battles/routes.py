@@ -20,6 +20,9 @@ from arena.visitors import Visitor, VisitorDep
 router = APIRouter(prefix="/api/battles", tags=["battles"])
 
 SSE_HEADERS = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
+# Set in the request's scope by the fast lane when it found no turn to start: the route then
+# replays or explains at once instead of claiming a second time.
+TURN_NOT_STARTABLE = "arena.turn_not_startable"
 
 
 async def open_battle(state: State, prompt: str, visitor: Visitor) -> str:
@@ -111,9 +114,9 @@ async def stream_battle(
     battle_id: str, request: Request, visitor: VisitorDep
 ) -> EventStreamResponse:
     state = request.app.state
-    events: TurnEvents | AsyncGenerator[str, None] | None = await start_turn(
-        state, battle_id, visitor
-    )
+    events: TurnEvents | AsyncGenerator[str, None] | None = None
+    if not request.scope.get(TURN_NOT_STARTABLE):
+        events = await start_turn(state, battle_id, visitor)
     if events is None:
         # Rare: a reload, a second tab, someone else's battle. The ORM path, as a write: a turn
         # whose worker died is ended there.
