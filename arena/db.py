@@ -210,7 +210,7 @@ class _QueuedWrite:
     loop: asyncio.AbstractEventLoop
 
 
-def _settle(
+def _deliver_outcomes(
     batch: list[_QueuedWrite], outcomes: list[tuple[bool, Any]], loop: asyncio.AbstractEventLoop
 ) -> None:
     """In `loop`: hand each of its writes its result or error (one wake-up for the batch)."""
@@ -378,7 +378,7 @@ class Transactions:
             loops = {queued.loop for queued in batch}
             for loop in loops:
                 with contextlib.suppress(RuntimeError):  # a loop closed meanwhile
-                    loop.call_soon_threadsafe(_settle, batch, outcomes, loop)
+                    loop.call_soon_threadsafe(_deliver_outcomes, batch, outcomes, loop)
 
     def _outcome(self, queued: _QueuedWrite) -> tuple[bool, Any]:
         try:

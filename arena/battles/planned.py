@@ -108,7 +108,7 @@ class PlannedTurns:
         self._claims[battle_id] = claim
         claim.add_done_callback(lambda _: self._claims.pop(battle_id, None))
 
-    async def claim_settled(self, battle_id: str) -> None:
+    async def wait_for_claim(self, battle_id: str) -> None:
         """Wait for this worker's claim on the battle's planned turn, if one is being written:
         another request for the turn (a quick reload, a second tab) then finds it taken, rather
         than taking it first from under a stream already relaying its tokens."""

@@ -60,7 +60,7 @@ async def start_turn(state: State, battle_id: str, visitor: Visitor) -> TurnEven
     plan = planned.take(battle_id, visitor.session_hash)
     if plan is not None:
         return _start_planned_turn(state, plan, visitor)
-    await planned.claim_settled(battle_id)
+    await planned.wait_for_claim(battle_id)
     # One short transaction before the stream (the claim, and the reads it allows); the stream
     # itself holds no database session. The claim need not survive a power cut (the turn would
     # be pending again, and streamed on the next request), so it does not wait for the disk.

@@ -112,8 +112,9 @@ async def add_model(
     return model
 
 
-_ALLOWED = {
-    # Back to pending when an approved endpoint changes where it points (re-approval)
+# By the status a model moves to: the statuses it may move from. Back to pending when an
+# approved endpoint changes where it points (re-approval).
+_MAY_COME_FROM = {
     ModelStatus.pending: {ModelStatus.active, ModelStatus.paused},
     ModelStatus.active: {ModelStatus.pending, ModelStatus.paused},
     ModelStatus.paused: {ModelStatus.active, ModelStatus.pending},
@@ -127,7 +128,7 @@ async def set_status(
     """Move a model along its lifecycle; every change is kept as an event with its reason."""
     if model.status == status:
         return model
-    if model.status not in _ALLOWED.get(status, set()):
+    if model.status not in _MAY_COME_FROM.get(status, set()):
         raise Conflict(
             f"Model {model.name!r} is {model.status.value}; it cannot become {status.value}."
             + (" A retired model stays retired." if model.status == ModelStatus.retired else "")
