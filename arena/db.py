@@ -262,6 +262,12 @@ class Transactions:
     async def write(self, work: Callable[[Connection], T], *, to_disk: bool = True) -> T:
         """`work` in a write transaction, committed before this returns.
 
+        `work` must be safe to run twice: when a transaction shared with other writes fails, it
+        is rolled back and each of its writes runs again in a transaction of its own. So a work
+        function changes nothing but the database through `connection` (no appending to a
+        caller's list, no counter moved, no future set), and returns what it read or wrote, so
+        that the second run's result stands and the first run leaves no trace.
+
         `to_disk=False` is for writes that may be lost to a power cut (not to a crash of the
         process): on SQLite the commit then skips its fsync, which is most of its time. Such a
         write is made durable by the next synced commit of any connection (the WAL is one

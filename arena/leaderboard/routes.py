@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from arena.battles import integrity, sampling_stats
@@ -183,6 +184,17 @@ async def model_page(
 # ------------------------------------------------------------------ tables
 
 
+@dataclass
+class BoardQuery:
+    """Which board a table is of: the query parameters every table download takes."""
+
+    category: CategoryQuery = None
+    method: MethodQuery = None
+
+
+BoardDep = Annotated[BoardQuery, Depends()]
+
+
 @dataclass(frozen=True)
 class _Table:
     """One download of the current board: its body, its type, and a file name if an attachment."""
@@ -195,105 +207,66 @@ class _Table:
 async def _board_table(
     request: Request,
     session: AsyncSession,
+    board: BoardQuery,
     key: tuple[Any, ...],
-    category: str | None,
-    method: str | None,
     render: Callable[[service.BoardView], _Table],
 ) -> Response:
     """A table of the board, rendered once per data generation, with the snapshot's headers."""
 
     async def build() -> Rendered:
-        view = await _board_view(request, session, method, category)
+        view = await _board_view(request, session, board.method, board.category)
         table = render(view)
         headers = snapshot_headers(view)
         if table.filename is not None:
             headers.update(_attachment(table.filename))
         return Rendered.make(table.body, table.media_type, headers=headers)
 
-    return _respond(request, await _cached(request, session, (*key, category, method), build))
+    cache_key = (*key, board.category, board.method)
+    return _respond(request, await _cached(request, session, cache_key, build))
 
 
-def _csv_name(stem: str, view: service.BoardView) -> str:
-    return f"{stem}-{_file_part(view.method)}-{_file_part(view.category)}.csv"
+def _json(out: Callable[[service.BoardView], BaseModel]) -> Callable[[service.BoardView], _Table]:
+    return lambda view: _Table(out(view).model_dump_json().encode(), JSON_TYPE)
+
+
+def _csv(
+    stem: str, text: Callable[[service.BoardView], str]
+) -> Callable[[service.BoardView], _Table]:
+    def render(view: service.BoardView) -> _Table:
+        name = f"{stem}-{_file_part(view.method)}-{_file_part(view.category)}.csv"
+        return _Table(text(view).encode(), CSV_TYPE, name)
+
+    return render
 
 
 @router.get("/api/leaderboard", response_model=LeaderboardOut)
-async def leaderboard_json(
-    request: Request,
-    session: SessionDep,
-    category: CategoryQuery = None,
-    method: MethodQuery = None,
-) -> Response:
+async def leaderboard_json(request: Request, session: SessionDep, board: BoardDep) -> Response:
     """The table of /leaderboard as JSON, with the snapshot's time, method, parameters and hash."""
-    return await _board_table(
-        request,
-        session,
-        ("json",),
-        category,
-        method,
-        lambda view: _Table(pages.leaderboard_out(view).model_dump_json().encode(), JSON_TYPE),
-    )
+    return await _board_table(request, session, board, ("json",), _json(pages.leaderboard_out))
 
 
 @router.get("/leaderboard.csv", response_class=Response)
-async def leaderboard_csv(
-    request: Request,
-    session: SessionDep,
-    category: CategoryQuery = None,
-    method: MethodQuery = None,
-) -> Response:
+async def leaderboard_csv(request: Request, session: SessionDep, board: BoardDep) -> Response:
     """The same rows as plain CSV; the snapshot's metadata is in the X-Arena-* headers."""
-    return await _board_table(
-        request,
-        session,
-        ("csv",),
-        category,
-        method,
-        lambda view: _Table(
-            pages.leaderboard_csv(view).encode(), CSV_TYPE, _csv_name("leaderboard", view)
-        ),
-    )
+    render = _csv("leaderboard", pages.leaderboard_csv)
+    return await _board_table(request, session, board, ("csv",), render)
 
 
 @router.get("/api/leaderboard/matrices", response_model=MatricesOut)
-async def matrices_json(
-    request: Request,
-    session: SessionDep,
-    category: CategoryQuery = None,
-    method: MethodQuery = None,
-) -> Response:
+async def matrices_json(request: Request, session: SessionDep, board: BoardDep) -> Response:
     """The plot tables: win fractions, battle counts, predicted win rates, sampling shares."""
-    return await _board_table(
-        request,
-        session,
-        ("matrices",),
-        category,
-        method,
-        lambda view: _Table(pages.matrices_out(view).model_dump_json().encode(), JSON_TYPE),
-    )
+    return await _board_table(request, session, board, ("matrices",), _json(pages.matrices_out))
 
 
 @router.get("/leaderboard/{table}.csv", response_class=Response)
 async def matrix_csv(
-    table: str,
-    request: Request,
-    session: SessionDep,
-    category: CategoryQuery = None,
-    method: MethodQuery = None,
+    table: str, request: Request, session: SessionDep, board: BoardDep
 ) -> Response:
     """One plot table as CSV (first column the row model); the twin of /api/leaderboard/matrices."""
     if table not in MATRIX_TABLES:
         raise InvalidInput(f"table: {table!r} is not one of {', '.join(MATRIX_TABLES)}")
-    return await _board_table(
-        request,
-        session,
-        ("matrix", table),
-        category,
-        method,
-        lambda view: _Table(
-            pages.matrix_csv(view, table).encode(), CSV_TYPE, _csv_name(table, view)
-        ),
-    )
+    render = _csv(table, lambda view: pages.matrix_csv(view, table))
+    return await _board_table(request, session, board, ("matrix", table), render)
 
 
 @router.get("/api/leaderboard/models/{name:path}", response_model=ModelOut)
@@ -345,18 +318,30 @@ SnapshotQuery = Annotated[
 ]
 
 
+async def _battles_export(
+    request: Request,
+    session: AsyncSession,
+    snapshot: int | None,
+    export: Callable[..., AsyncIterator[bytes]],
+    media_type: str,
+    suffix: str,
+) -> StreamingResponse:
+    """The counted votes (of one snapshot, or all), streamed as `export` writes them."""
+    scope = await service.export_scope(session, snapshot_id=snapshot)
+    await session.close()  # the export reads in sessions of its own, as it streams
+    sessionmaker, secret, released = _download_context(request)
+    chunks = export(sessionmaker, secret=secret, with_conversations=released, scope=scope)
+    return _stream(chunks, media_type, _export_name("battles", snapshot, suffix), released)
+
+
 @router.get("/battles.jsonl", response_class=StreamingResponse)
 async def battles_jsonl(
     request: Request, session: SessionDep, snapshot: SnapshotQuery = None
 ) -> StreamingResponse:
     """Every counted vote as a FastChat clean-battle record, one JSON object per line."""
-    scope = await service.export_scope(session, snapshot_id=snapshot)
-    await session.close()
-    sessionmaker, secret, released = _download_context(request)
-    chunks = downloads.battles_jsonl(
-        sessionmaker, secret=secret, with_conversations=released, scope=scope
+    return await _battles_export(
+        request, session, snapshot, downloads.battles_jsonl, JSONL_TYPE, "jsonl"
     )
-    return _stream(chunks, JSONL_TYPE, _export_name("battles", snapshot, "jsonl"), released)
 
 
 @router.get("/battles.csv", response_class=StreamingResponse)
@@ -364,13 +349,7 @@ async def battles_csv(
     request: Request, session: SessionDep, snapshot: SnapshotQuery = None
 ) -> StreamingResponse:
     """Every counted vote as a CSV row with FastChat's clean-battle columns."""
-    scope = await service.export_scope(session, snapshot_id=snapshot)
-    await session.close()
-    sessionmaker, secret, released = _download_context(request)
-    chunks = downloads.battles_csv(
-        sessionmaker, secret=secret, with_conversations=released, scope=scope
-    )
-    return _stream(chunks, CSV_TYPE, _export_name("battles", snapshot, "csv"), released)
+    return await _battles_export(request, session, snapshot, downloads.battles_csv, CSV_TYPE, "csv")
 
 
 def _export_name(stem: str, snapshot: int | None, suffix: str) -> str:
