@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Request, status
+from fastapi import APIRouter, Body, Depends, Request, status
 from fastapi.responses import HTMLResponse
 
 from arena.config import Settings
@@ -21,7 +21,7 @@ from arena.registry.auth import (
     signup_window,
 )
 from arena.registry.keys import KeyRing
-from arena.registry.probe import probe_endpoint
+from arena.registry.probe import ProbeResult, probe_endpoint
 from arena.registry.schemas import (
     ModelChanged,
     ModelIn,
@@ -161,16 +161,29 @@ async def my_models(session: SessionDep, owner: OwnerDep) -> list[ModelOut]:
     return [model_out(m) for m in await registry.list_models(session, owner_id=owner.id)]
 
 
+async def _owned_model(name: str, session: SessionDep, owner: OwnerDep) -> Model:
+    """The owner's model by its public name: 404 if none, 403 if another owner's."""
+    return await registry.owned_model(session, owner=owner, name=name)
+
+
+OwnedModelDep = Annotated[Model, Depends(_owned_model)]
+
+
+def _changed(model: Model, result: ProbeResult | None) -> ModelChanged:
+    return ModelChanged(
+        model=model_out(model), probe=ProbeOut.of(result) if result is not None else None
+    )
+
+
 @router.get("/models/{name}")
-async def my_model(name: str, session: SessionDep, owner: OwnerDep) -> ModelOut:
-    return model_out(await registry.owned_model(session, owner=owner, name=name))
+async def my_model(model: OwnedModelDep) -> ModelOut:
+    return model_out(model)
 
 
 @router.patch("/models/{name}")
 async def change_model(
-    name: str, body: ModelPatch, request: Request, session: SessionDep, owner: OwnerDep
+    model: OwnedModelDep, body: ModelPatch, request: Request, session: SessionDep, owner: OwnerDep
 ) -> ModelChanged:
-    model = await registry.owned_model(session, owner=owner, name=name)
     model, result = await registry.update_model(
         session,
         model=model,
@@ -181,15 +194,12 @@ async def change_model(
         actor=registry.owner_actor(owner),
     )
     await session.commit()
-    return ModelChanged(
-        model=model_out(model), probe=ProbeOut.of(result) if result is not None else None
-    )
+    return _changed(model, result)
 
 
 @router.post("/models/{name}/test")
-async def test_model(name: str, request: Request, session: SessionDep, owner: OwnerDep) -> ProbeOut:
+async def test_model(model: OwnedModelDep, request: Request, session: SessionDep) -> ProbeOut:
     """Probe the endpoint now; a failed probe is an answer (ok false), not an error."""
-    model = await registry.owned_model(session, owner=owner, name=name)
     endpoint = registry.endpoint_of(model, _keys(request))
     await session.rollback()  # hold no transaction while the endpoint thinks
     result = await probe_endpoint(_http(request), endpoint, settings=_settings(request))
@@ -198,21 +208,18 @@ async def test_model(name: str, request: Request, session: SessionDep, owner: Ow
 
 @router.post("/models/{name}/pause")
 async def pause_model(
-    name: str, session: SessionDep, owner: OwnerDep, body: OptionalReason = None
+    model: OwnedModelDep, session: SessionDep, owner: OwnerDep, body: OptionalReason = None
 ) -> ModelOut:
-    model = await registry.owned_model(session, owner=owner, name=name)
-    model = await registry.owner_pause(
-        session, model=model, owner=owner, reason=body.reason if body else ""
-    )
+    reason = body.reason if body else ""
+    model = await registry.owner_pause(session, model=model, owner=owner, reason=reason)
     await session.commit()
     return model_out(model)
 
 
 @router.post("/models/{name}/resume")
 async def resume_model(
-    name: str, request: Request, session: SessionDep, owner: OwnerDep
+    model: OwnedModelDep, request: Request, session: SessionDep, owner: OwnerDep
 ) -> ModelChanged:
-    model = await registry.owned_model(session, owner=owner, name=name)
     model, result = await registry.owner_resume(
         session,
         model=model,
@@ -222,26 +229,21 @@ async def resume_model(
         settings=_settings(request),
     )
     await session.commit()
-    return ModelChanged(
-        model=model_out(model), probe=ProbeOut.of(result) if result is not None else None
-    )
+    return _changed(model, result)
 
 
 @router.post("/models/{name}/retire")
 async def retire_model(
-    name: str, session: SessionDep, owner: OwnerDep, body: OptionalReason = None
+    model: OwnedModelDep, session: SessionDep, owner: OwnerDep, body: OptionalReason = None
 ) -> ModelOut:
-    model = await registry.owned_model(session, owner=owner, name=name)
-    model = await registry.owner_retire(
-        session, model=model, owner=owner, reason=body.reason if body else ""
-    )
+    reason = body.reason if body else ""
+    model = await registry.owner_retire(session, model=model, owner=owner, reason=reason)
     await session.commit()
     return model_out(model)
 
 
 @router.get("/models/{name}/stats")
-async def stats(name: str, request: Request, session: SessionDep, owner: OwnerDep) -> ModelStats:
-    model = await registry.owned_model(session, owner=owner, name=name)
+async def stats(model: OwnedModelDep, request: Request, session: SessionDep) -> ModelStats:
     return await model_stats(
         session,
         model=model,
