@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena import migrate
 from arena.config import Settings
-from arena.db import make_async_engine, make_sessionmaker
+from arena.db import in_one_transaction
 from arena.errors import ArenaError
 from arena.models import Model, ModelStatus
 from arena.ratings_cli import ratings_app
@@ -58,16 +58,8 @@ def check_settings() -> None:
 def _in_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """Run one unit of work in one transaction, turning arena errors into a clean exit."""
 
-    async def run() -> T:
-        engine = make_async_engine(settings.database_url)
-        try:
-            async with make_sessionmaker(engine)() as session, session.begin():
-                return await work(session)
-        finally:
-            await engine.dispose()
-
     try:
-        return asyncio.run(run())
+        return asyncio.run(in_one_transaction(settings.database_url, work))
     except ArenaError as exc:
         err_console.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(2) from None

@@ -8,7 +8,7 @@ import logging
 import select
 import threading
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -411,6 +411,17 @@ class Transactions:
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def in_one_transaction(url: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """`work` in one committed transaction on an engine of its own, for the CLI and start-up
+    steps that run outside the app (which keeps one engine for its lifetime)."""
+    engine = make_async_engine(url)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            return await work(session)
+    finally:
+        await engine.dispose()
 
 
 async def begin_write(session: AsyncSession) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from arena import migrate
 from arena.app import create_app
 from arena.config import Settings
-from arena.db import make_async_engine, make_sessionmaker, make_sync_engine
+from arena.db import in_one_transaction, make_sync_engine
 from arena.models import Base, Model, ModelStatus
 from arena.registry import service as registry
 from arena.registry.keys import KeyRing
@@ -138,21 +138,13 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
 def run_db(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """Run `work` in one committed transaction against the test database."""
 
-    async def run() -> T:
-        engine = make_async_engine(settings.database_url)
-        try:
-            async with make_sessionmaker(engine)() as session, session.begin():
-                return await work(session)
-        finally:
-            await engine.dispose()
-
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(run())
+        return asyncio.run(in_one_transaction(settings.database_url, work))
     # Playwright's sync API keeps an event loop running in this thread; asyncio.run needs its own.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, run()).result()
+        return pool.submit(asyncio.run, in_one_transaction(settings.database_url, work)).result()
 
 
 # ---------------------------------------------------------------- the arena

@@ -10,7 +10,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.config import Settings
-from arena.db import make_async_engine, make_sessionmaker
+from arena.db import in_one_transaction
 from arena.errors import DemoUnavailable
 from arena.models import Model
 from arena.registry import service as registry
@@ -73,16 +73,11 @@ def start_demo_for_serve(settings: Settings) -> None:
         DemoServer(port, settings.demo_seconds_per_word).start()
     keys = KeyRing.from_settings(settings)
 
-    async def register() -> list[str]:
-        engine = make_async_engine(settings.database_url)
-        try:
-            async with make_sessionmaker(engine)() as session, session.begin():
-                return await register_demo_models(session, keys=keys, base_url=demo_base_url(port))
-        finally:
-            await engine.dispose()
+    async def register(session: AsyncSession) -> list[str]:
+        return await register_demo_models(session, keys=keys, base_url=demo_base_url(port))
 
     try:
-        added = asyncio.run(register())
+        added = asyncio.run(in_one_transaction(settings.database_url, register))
     except DBAPIError as exc:
         raise DemoUnavailable(
             "The demo models could not be registered because the database is not ready "
