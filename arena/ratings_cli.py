@@ -86,6 +86,18 @@ def _format_number(value: float | None, digits: int = 1) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
+def _csv(board: Leaderboard) -> str:
+    from arena.ratings import LEADERBOARD_COLUMNS
+    from arena.spreadsheet_csv import Cell, csv_text
+
+    # Model names come from whatever battles file was given, so they are text a spreadsheet
+    # could run; numbers go in as numbers (a missing interval bound as an empty cell).
+    models: list[dict[str, Cell]] = board.to_json_dict()["models"]
+    return csv_text(
+        [list(LEADERBOARD_COLUMNS), *([m[c] for c in LEADERBOARD_COLUMNS] for m in models)]
+    )
+
+
 def _table(board: Leaderboard, source: str) -> Table:
     params = board.params
     interval = params.get("interval")
@@ -212,7 +224,7 @@ def compute(
     if output_format is OutputFormat.json:
         typer.echo(json.dumps(board.to_json_dict(), indent=2, allow_nan=False))
     elif output_format is OutputFormat.csv:
-        typer.echo(board.to_frame().to_csv(index=False), nl=False)
+        typer.echo(_csv(board), nl=False)
     else:
         Console().print(_table(board, source))
 

@@ -52,6 +52,34 @@ def test_elo_csv_has_empty_intervals(battles_file: Path) -> None:
     assert all(r["ci_lower"] == "" and r["ci_upper"] == "" for r in rows)
 
 
+def test_csv_output_neutralises_model_names_and_keeps_negative_ratings_numbers(
+    tmp_path: Path, battles_file: Path
+) -> None:
+    # A battles file from elsewhere may name its models anything, formulas included.
+    renamed = {
+        "model-00": '=HYPERLINK("http://evil.example")',
+        "model-01": "-minus",
+        "model-02": "@at",
+    }
+    records = json.loads(battles_file.read_text())
+    for record in records:
+        record["model_a"] = renamed.get(record["model_a"], record["model_a"])
+        record["model_b"] = renamed.get(record["model_b"], record["model_b"])
+    hostile = tmp_path / "hostile.json"
+    hostile.write_text(json.dumps(records))
+    args = ["compute", "--battles", str(hostile), "--format", "csv", "--anchor", "@at=-12.5"]
+    result = runner.invoke(ratings_app, args)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout, newline="")))
+    assert {r["model"] for r in rows} == {"'" + name for name in renamed.values()} | {"model-03"}
+    ratings = {r["model"]: float(r["rating"]) for r in rows}
+    assert ratings["'@at"] == pytest.approx(-12.5)
+    assert sum(rating < 0 for rating in ratings.values()) >= 2
+    for row in rows:
+        float(row["ci_lower"]), float(row["ci_upper"]), float(row["win_rate"])
+        assert not row["rating"].startswith("'")
+
+
 def test_bootstrap_anchor_and_table(battles_file: Path) -> None:
     args = ["compute", "--battles", str(battles_file), "--bootstrap", "30", "--seed", "3"]
     first = runner.invoke(ratings_app, [*args, "--format", "json", "--anchor", "model-02=1114"])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from arena.leaderboard.battles_source import (
     tstamp_of,
 )
 from arena.models import Battle, Message, Model, Side, Vote, Winner
+from arena.spreadsheet_csv import Cell, csv_text
 from arena.visitors import salted_hash
 
 # FastChat's clean-battle columns, then the vote id (the vote-set hash is computed from it) and
@@ -260,10 +259,8 @@ async def battles_jsonl(
         yield ("\n".join(lines) + "\n").encode()
 
 
-def _csv_bytes(rows: list[list[Any]]) -> bytes:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    return buffer.getvalue().encode()
+def _csv_bytes(rows: list[list[Cell]]) -> bytes:
+    return csv_text(rows).encode()
 
 
 async def battles_csv(
@@ -274,7 +271,7 @@ async def battles_csv(
     scope: ExportScope,
 ) -> AsyncIterator[bytes]:
     """The same rows as battles_jsonl as plain CSV; texts as prompt / answer_a / answer_b."""
-    header = list(BATTLE_COLUMNS) + (list(CSV_TEXT_COLUMNS) if with_conversations else [])
+    header: list[Cell] = [*BATTLE_COLUMNS, *(CSV_TEXT_COLUMNS if with_conversations else ())]
     yield _csv_bytes([header])
     async for batch in counted_vote_batches(sessionmaker, secret=secret, scope=scope):
         texts = (
@@ -285,8 +282,7 @@ async def battles_csv(
         rows = []
         for vote in batch:
             record = _record(vote)
-            row = [record[c] for c in BATTLE_COLUMNS]
-            row[BATTLE_COLUMNS.index("tstamp")] = repr(vote.tstamp)
+            row: list[Cell] = [record[c] for c in BATTLE_COLUMNS]
             if with_conversations:
                 text: BattleText = battle_text(texts.get(vote.battle_id, []))
                 row.extend([text.prompt, text.answer_a, text.answer_b])

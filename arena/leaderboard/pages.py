@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import shlex
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 from urllib.parse import quote, urlencode
 
 from markupsafe import Markup
@@ -27,6 +25,7 @@ from arena.leaderboard.schemas import (
 )
 from arena.leaderboard.service import BoardRow, BoardView, ModelView, SnapshotInfo, sort_rows
 from arena.leaderboard.snapshots import ALL, BT, ELO, METHOD_LABELS, category_label
+from arena.spreadsheet_csv import Cell, csv_text
 from arena.templating import templates
 
 # Columns whose first click sorts high to low.
@@ -71,15 +70,9 @@ def when(moment: datetime | None) -> str:
     return "" if moment is None else moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _csv(rows: list[list[Any]]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    return buffer.getvalue()
-
-
-def _number(value: float | None) -> str:
-    # repr keeps every digit, so the CSV carries exactly the snapshot's numbers
-    return "" if value is None else repr(float(value))
+def _number(value: float | None) -> float | None:
+    # A float, not its text: the CSV writer keeps every digit and leaves numbers unquoted
+    return None if value is None else float(value)
 
 
 def snapshot_out(info: SnapshotInfo | None) -> SnapshotOut | None:
@@ -108,7 +101,7 @@ def leaderboard_out(view: BoardView) -> LeaderboardOut:
 
 
 def leaderboard_csv(view: BoardView) -> str:
-    lines: list[list[Any]] = [list(LEADERBOARD_CSV_COLUMNS)]
+    lines: list[list[Cell]] = [list(LEADERBOARD_CSV_COLUMNS)]
     for row in view.rows:
         lines.append(
             [
@@ -127,7 +120,7 @@ def leaderboard_csv(view: BoardView) -> str:
                 iso(row.retired_at),
             ]
         )
-    return _csv(lines)
+    return csv_text(lines)
 
 
 def matrices_out(view: BoardView) -> MatricesOut:
@@ -150,9 +143,9 @@ def matrix_csv(view: BoardView, table: str) -> str:
     if table == "sampling-share":
         drawn = extras.get("battles_drawn", {})
         shares = extras.get("sampling_share", {})
-        lines: list[list[Any]] = [["model", "battles_drawn", "sampling_share"]]
+        lines: list[list[Cell]] = [["model", "battles_drawn", "sampling_share"]]
         lines.extend([name, drawn.get(name, 0), _number(shares[name])] for name in sorted(shares))
-        return _csv(lines)
+        return csv_text(lines)
     key = {
         "win-fraction": "win_fraction",
         "battle-count": "battle_count",
@@ -161,8 +154,8 @@ def matrix_csv(view: BoardView, table: str) -> str:
     models = list(extras.get("models", []))
     lines = [["model", *models]]
     for name, values in zip(models, extras.get(key, []), strict=False):
-        lines.append([name, *("" if v is None else repr(v) for v in values)])
-    return _csv(lines)
+        lines.append([name, *values])
+    return csv_text(lines)
 
 
 def model_out(view: ModelView) -> ModelOut:
