@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, ClassVar, Final
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from arena.models import ModelStatus
 from arena.registry.probe import ProbeResult
@@ -16,33 +24,68 @@ RESERVED_NAMES: Final = frozenset({"mine"})
 EMAIL_PATTERN: Final = r"^[^@\s\x00-\x1f]{1,64}@[A-Za-z0-9.-]+\.[A-Za-z0-9-]{2,}$"
 # An API key goes into an HTTP header: visible ASCII only, so no header can be smuggled in.
 API_KEY_PATTERN: Final = r"^[\x21-\x7e]+$"
-SINGLE_LINE_PATTERN: Final = r"^[^\x00-\x1f\x7f]*$"
+# C0 controls (tab, line feed and carriage return among them), DEL, C1 controls, and Unicode's
+# line and paragraph separators. What an owner types is shown on pages, logged, written to CSV
+# and compared with answers; none of that has a use for them, and a line break or a tab in an
+# organisation breaks a log line or hides the start of a spreadsheet cell.
+ONE_LINE_REFUSED: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Text that is naturally several lines (the system prompt) keeps tab, line feed, carriage return
+# and the Unicode separators, and refuses the other controls.
+MULTI_LINE_REFUSED: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_CONTROL_NAMES: Final = {
+    "\x00": "a NUL character",
+    "\t": "a tab",
+    "\n": "a line break",
+    "\r": "a carriage return",
+    "\u2028": "a line separator",
+    "\u2029": "a paragraph separator",
+}
 
 MaxTokens = Annotated[int, Field(strict=True, ge=1, le=32768)]
 Temperature = Annotated[float, Field(strict=True, ge=0.0, le=2.0, allow_inf_nan=False)]
-ShortText = Annotated[str, Field(max_length=100, pattern=SINGLE_LINE_PATTERN)]
+ShortText = Annotated[str, Field(max_length=100)]
 Description = Annotated[str, Field(max_length=2000)]
 SystemPrompt = Annotated[str, Field(max_length=8000)]
 BaseUrl = Annotated[str, Field(min_length=1, max_length=2048)]
-UpstreamModel = Annotated[str, Field(min_length=1, max_length=200, pattern=SINGLE_LINE_PATTERN)]
+UpstreamModel = Annotated[str, Field(min_length=1, max_length=200)]
 ApiKey = Annotated[str, Field(min_length=1, max_length=4096, pattern=API_KEY_PATTERN)]
-Reason = Annotated[str, Field(max_length=500, pattern=SINGLE_LINE_PATTERN)]
+Reason = Annotated[str, Field(max_length=500)]
+
+
+def refuse_control_characters(text: str, *, multi_line: bool) -> None:
+    """Raise ValueError naming the first control character in `text` and where it is."""
+    found = (MULTI_LINE_REFUSED if multi_line else ONE_LINE_REFUSED).search(text)
+    if found is None:
+        return
+    char = found.group()
+    what = _CONTROL_NAMES.get(char, "a control character")
+    allowed = (
+        "only tabs and line breaks may stand between the printable characters"
+        if multi_line
+        else "write it on one line, with printable characters only"
+    )
+    raise ValueError(
+        f"contains {what} (U+{ord(char):04X}) at character {found.start() + 1}; {allowed}"
+    )
 
 
 class StrictIn(BaseModel):
+    """Every text field is refused with a control character in it (PostgreSQL cannot even store
+    NUL); those listed in `multi_line_fields` may hold tabs and line breaks."""
+
     model_config = ConfigDict(extra="forbid")
+    multi_line_fields: ClassVar[frozenset[str]] = frozenset()
 
     @field_validator("*", mode="after")
     @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        # PostgreSQL cannot store NUL in text; say so instead of failing on insert.
-        if isinstance(value, str) and "\x00" in value:
-            raise ValueError("contains a NUL character")
+    def _printable(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str):
+            refuse_control_characters(value, multi_line=info.field_name in cls.multi_line_fields)
         return value
 
 
 class OwnerIn(StrictIn):
-    name: str = Field(min_length=1, max_length=100, pattern=SINGLE_LINE_PATTERN)
+    name: str = Field(min_length=1, max_length=100)
     email: str = Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN)
     invite_code: str | None = Field(default=None, min_length=1, max_length=100)
 
@@ -80,6 +123,9 @@ class InviteOut(BaseModel):
 
 
 class ModelIn(StrictIn):
+    # Sent to the endpoint only, inside a JSON body: paragraphs and indented examples are usual.
+    multi_line_fields: ClassVar[frozenset[str]] = frozenset({"system_prompt"})
+
     name: str = Field(pattern=MODEL_NAME_PATTERN)
     organization: ShortText = ""
     license: ShortText = ""
@@ -101,6 +147,8 @@ class ModelIn(StrictIn):
 
 class ModelPatch(StrictIn):
     """Only the fields sent change; `api_key: null` removes the key."""
+
+    multi_line_fields: ClassVar[frozenset[str]] = frozenset({"system_prompt"})
 
     organization: ShortText | None = None
     license: ShortText | None = None

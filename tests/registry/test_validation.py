@@ -79,6 +79,79 @@ def test_registration_input_is_validated_naming_the_field(
     assert answer.json()["detail"].startswith(f"{field}: ")
 
 
+CONTROL_CHARACTERS = {
+    "tab": "\t",
+    "line feed": "\n",
+    "carriage return": "\r",
+    "escape": "\x1b",
+    "delete": "\x7f",
+    "next line (C1)": "\x85",
+    "C1 string terminator": "\x9c",
+    "line separator": "\u2028",
+}
+ONE_LINE_FIELDS = ("organization", "license", "description", "model", "base_url")
+
+
+@pytest.mark.parametrize("field", ONE_LINE_FIELDS)
+@pytest.mark.parametrize("char", CONTROL_CHARACTERS.values(), ids=CONTROL_CHARACTERS.keys())
+def test_control_characters_in_owner_text_are_refused_naming_the_field(
+    checker: tuple[Arena, str], field: str, char: str
+) -> None:
+    arena, token = checker
+    value = {"base_url": f"{BASE}/x{char}y", "model": f"m{char}1"}.get(field, f"Org{char}Labs")
+    with arena.client() as client:
+        body = {**registration(BASE), field: value}
+        answer = client.post("/api/models", json=body, headers=bearer(token))
+        patch = client.patch("/api/models/ada-7b", json={field: f"{char}x"}, headers=bearer(token))
+    assert answer.status_code == 422, answer.text
+    assert [e["field"] for e in answer.json()["errors"]] == [field]
+    detail = answer.json()["detail"]
+    assert detail.startswith(f"{field}: ") and f"U+{ord(char):04X}" in detail, detail
+    assert patch.status_code == 422 and patch.json()["errors"][0]["field"] == field, patch.text
+
+
+@pytest.mark.parametrize("char", CONTROL_CHARACTERS.values(), ids=CONTROL_CHARACTERS.keys())
+def test_control_characters_in_owner_names_and_reasons_are_refused(
+    checker: tuple[Arena, str], char: str
+) -> None:
+    arena, token = checker
+    with arena.client() as client:
+        owner = client.post("/api/owners", json={"name": f"Ada{char}", "email": "b@example.org"})
+        reason = client.post(
+            "/api/models/ada-7b/pause", json={"reason": f"{char}=cmd"}, headers=bearer(token)
+        )
+    for answer, field in ((owner, "name"), (reason, "reason")):
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["errors"][0]["field"] == field
+        assert f"U+{ord(char):04X}" in answer.json()["detail"]
+
+
+def test_the_system_prompt_keeps_its_lines_and_refuses_other_controls(
+    arena: Arena, fake_upstream: FakeUpstream
+) -> None:
+    prompt = "You are terse.\r\nExamples:\n\t- one\n\t- two\u2028end"
+    with arena.client() as client:
+        token = sign_up(client)
+        made = client.post(
+            "/api/models",
+            json=registration(fake_upstream.base_url, system_prompt=prompt),
+            headers=bearer(token),
+        )
+        assert made.status_code == 201, made.text
+        mine = client.get("/api/models/mine", headers=bearer(token)).json()
+        refused = [
+            client.patch(
+                "/api/models/ada-7b", json={"system_prompt": f"a{char}b"}, headers=bearer(token)
+            )
+            for char in ("\x00", "\x1b", "\x7f", "\x85")
+        ]
+    assert [m["system_prompt"] for m in mine] == [prompt]
+    for answer in refused:
+        assert answer.status_code == 422, answer.text
+        detail = answer.json()["detail"]
+        assert detail.startswith("system_prompt: ") and "at character 2" in detail, detail
+
+
 def test_numbers_outside_json_are_refused(checker: tuple[Arena, str]) -> None:
     arena, token = checker
     with arena.client() as client:
