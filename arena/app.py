@@ -19,6 +19,7 @@ from arena.battles import service as battle_service
 from arena.battles.fast_lane import BattleFastLane
 from arena.battles.integrity_admin_routes import router as integrity_admin_router
 from arena.battles.integrity_routes import router as integrity_router
+from arena.battles.lookalikes import folding_table
 from arena.battles.planned import PlannedTurns
 from arena.battles.relay import FinishTurn, TurnRunner
 from arena.battles.rigging import RiggingScanner
@@ -117,6 +118,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.transactions = transactions
         app.state.secret_key = settings.resolved_secret_key()
         app.state.keys = KeyRing.from_settings(settings)
+        # Built here, not in the first battle's write transaction: a few tenths of a second.
+        await asyncio.to_thread(folding_table)
         # One pooled client for every upstream call: keep-alive saves a handshake per battle.
         client = upstream_client()
         app.state.http = client

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from arena.battles.lookalikes import fold_lookalikes
 from arena.config import Settings
 from arena.models import Battle, FlaggedSession, Model, PromptCount, Side, Vote, utcnow
 
@@ -50,32 +51,50 @@ _SEPARATORS = re.compile(r"[\s\-_./:]+")
 
 
 def identity_terms(name: str, organization: str, aliases: Mapping[str, Sequence[str]]) -> list[str]:
-    """The words by which a model gives itself away: its name, its organisation, their aliases."""
+    """The words by which a model gives itself away: its name, its organisation, their aliases.
+
+    A term counts by what a person reads (fold_lookalikes): "Meta" and "ＭＥＴＡ" are one term, and
+    an organisation padded with invisible characters to three is still too short."""
     terms = [name, organization, *aliases.get(name, ()), *aliases.get(organization, ())]
     seen: dict[str, str] = {}
     for term in terms:
-        cleaned = term.strip()
-        if len(cleaned) >= MIN_TERM_CHARS:
-            seen.setdefault(cleaned.casefold(), cleaned)
+        key = fold_lookalikes(term).strip()
+        if len(key) >= MIN_TERM_CHARS:
+            seen.setdefault(key, term.strip())
     return list(seen.values())
 
 
+def _term_parts(term: str) -> list[str]:
+    return [part for part in _SEPARATORS.split(fold_lookalikes(term)) if part]
+
+
 def identity_pattern(terms: Iterable[str]) -> re.Pattern[str] | None:
-    """Whole words, any case; separators inside a term match any separator or none, so the
-    model "gpt-4o" is found in "GPT 4o" and "gpt4o" but not in "gpt-4omega"."""
+    """Whole words of folded text (see fold_lookalikes); separators inside a term match any
+    separator or none, so the model "gpt-4o" is found in "GPT 4o" and "gpt4o" but not in
+    "gpt-4omega"."""
     alternatives = []
     for term in terms:
-        parts = [re.escape(part) for part in _SEPARATORS.split(term) if part]
+        parts = [re.escape(part) for part in _term_parts(term)]
         if parts:
-            alternatives.append(r"[\s\-_./:]*".join(parts))
+            # Possessive: a part never starts with a separator, so giving some back cannot help,
+            # and a long run of separators is then crossed once, not once per length.
+            alternatives.append(r"[\s\-_./:]*+".join(parts))
     if not alternatives:
         return None
-    return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)", re.IGNORECASE)
+    return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)")
 
 
 def names_itself(answer: str, terms: Iterable[str]) -> bool:
+    """Whether `answer` names a term as a person reads it: invisible characters, compatibility
+    forms, look-alike letters from other scripts and case make no difference."""
+    terms = list(terms)
+    folded = fold_lookalikes(answer)
+    # Most answers hold no term at all: looking for each term's first word as a substring
+    # settles them fast, where the pattern tries every position of the answer in turn.
+    if not any(parts and parts[0] in folded for parts in map(_term_parts, terms)):
+        return False
     pattern = identity_pattern(terms)
-    return pattern is not None and pattern.search(answer) is not None
+    return pattern is not None and pattern.search(folded) is not None
 
 
 def answers_name_themselves(

@@ -47,6 +47,48 @@ def test_an_answer_naming_its_own_model_is_stored_but_not_counted(
     assert "own model" in counts["reasons"]["identity_leak"]
 
 
+def test_a_name_disguised_with_invisible_or_lookalike_letters_is_still_a_leak(
+    arena_factory: Callable[..., Arena], fake_upstream: FakeUpstream
+) -> None:
+    arena = arena_factory()
+    # A zero-width space inside the name on one side, a Cyrillic "а" in the organisation and a
+    # soft hyphen on the other: each reads as the plain word to the visitor.
+    arena.add_model("zwleak", fake_upstream.base_url, "says:Hello, I am zw\u200bleak.")
+    arena.add_model(
+        "quiet-7b",
+        fake_upstream.base_url,
+        "says:Trained by Bl\u0430ck Sw\u00adan Labs, at your service.",
+        organization="Black Swan Labs",
+    )
+    with arena.client() as visitor:
+        vote = _battle_and_vote(visitor)
+        assert vote.status_code == 200, vote.text
+        counts = visitor.get("/api/votes/counts").json()
+    assert _votes(arena) == [(False, ["identity_leak"])]
+    assert counts["counted"] == 0 and counts["by_reason"] == {"identity_leak": 1}
+
+
+def test_answers_that_only_share_a_common_word_are_counted(
+    arena_factory: Callable[..., Arena], fake_upstream: FakeUpstream
+) -> None:
+    arena = arena_factory()
+    arena.add_model(
+        "meta-chat",
+        fake_upstream.base_url,
+        "says:Metadata is data about data.",
+        organization="Meta",
+    )
+    arena.add_model(
+        "parrot-1",
+        fake_upstream.base_url,
+        "says:Open the parrot's cage.",
+        organization="Open Parrot",
+    )
+    with arena.client() as visitor:
+        assert _battle_and_vote(visitor).status_code == 200
+    assert _votes(arena) == [(True, [])]
+
+
 def test_a_prompt_past_the_duplicate_limit_is_not_counted(
     arena_factory: Callable[..., Arena], fake_upstream: FakeUpstream
 ) -> None:
