@@ -162,7 +162,8 @@ async def my_models(session: SessionDep, owner: OwnerDep) -> list[ModelOut]:
 
 
 async def _owned_model(name: str, session: SessionDep, owner: OwnerDep) -> Model:
-    """The owner's model by its public name: 404 if none, 403 if another owner's."""
+    """The owner's model by its public name: 404 if none, 403 if another owner's. Routes with a
+    body load the model themselves, so that a bad body is a 422 whatever the name."""
     return await registry.owned_model(session, owner=owner, name=name)
 
 
@@ -182,8 +183,9 @@ async def my_model(model: OwnedModelDep) -> ModelOut:
 
 @router.patch("/models/{name}")
 async def change_model(
-    model: OwnedModelDep, body: ModelPatch, request: Request, session: SessionDep, owner: OwnerDep
+    name: str, body: ModelPatch, request: Request, session: SessionDep, owner: OwnerDep
 ) -> ModelChanged:
+    model = await _owned_model(name, session, owner)
     model, result = await registry.update_model(
         session,
         model=model,
@@ -208,8 +210,9 @@ async def test_model(model: OwnedModelDep, request: Request, session: SessionDep
 
 @router.post("/models/{name}/pause")
 async def pause_model(
-    model: OwnedModelDep, session: SessionDep, owner: OwnerDep, body: OptionalReason = None
+    name: str, session: SessionDep, owner: OwnerDep, body: OptionalReason = None
 ) -> ModelOut:
+    model = await _owned_model(name, session, owner)
     reason = body.reason if body else ""
     model = await registry.owner_pause(session, model=model, owner=owner, reason=reason)
     await session.commit()
@@ -234,8 +237,9 @@ async def resume_model(
 
 @router.post("/models/{name}/retire")
 async def retire_model(
-    model: OwnedModelDep, session: SessionDep, owner: OwnerDep, body: OptionalReason = None
+    name: str, session: SessionDep, owner: OwnerDep, body: OptionalReason = None
 ) -> ModelOut:
+    model = await _owned_model(name, session, owner)
     reason = body.reason if body else ""
     model = await registry.owner_retire(session, model=model, owner=owner, reason=reason)
     await session.commit()

@@ -124,7 +124,7 @@ class InviteOut(BaseModel):
 
 class ModelIn(StrictIn):
     # Sent to the endpoint only, inside a JSON body: paragraphs and indented examples are usual.
-    multi_line_fields: ClassVar[frozenset[str]] = frozenset({"system_prompt"})
+    multi_line_fields: ClassVar[frozenset[str]] = frozenset({"description", "system_prompt"})
 
     name: str = Field(pattern=MODEL_NAME_PATTERN)
     organization: ShortText = ""
@@ -148,7 +148,7 @@ class ModelIn(StrictIn):
 class ModelPatch(StrictIn):
     """Only the fields sent change; `api_key: null` removes the key."""
 
-    multi_line_fields: ClassVar[frozenset[str]] = frozenset({"system_prompt"})
+    multi_line_fields: ClassVar[frozenset[str]] = frozenset({"description", "system_prompt"})
 
     organization: ShortText | None = None
     license: ShortText | None = None

@@ -89,7 +89,7 @@ CONTROL_CHARACTERS = {
     "C1 string terminator": "\x9c",
     "line separator": "\u2028",
 }
-ONE_LINE_FIELDS = ("organization", "license", "description", "model", "base_url")
+ONE_LINE_FIELDS = ("organization", "license", "model", "base_url")
 
 
 @pytest.mark.parametrize("field", ONE_LINE_FIELDS)
@@ -126,30 +126,30 @@ def test_control_characters_in_owner_names_and_reasons_are_refused(
         assert f"U+{ord(char):04X}" in answer.json()["detail"]
 
 
-def test_the_system_prompt_keeps_its_lines_and_refuses_other_controls(
-    arena: Arena, fake_upstream: FakeUpstream
+@pytest.mark.parametrize("field", ["system_prompt", "description"])
+def test_text_of_several_lines_keeps_its_lines_and_refuses_other_controls(
+    arena: Arena, fake_upstream: FakeUpstream, field: str
 ) -> None:
-    prompt = "You are terse.\r\nExamples:\n\t- one\n\t- two\u2028end"
+    """The system prompt and the description (a text area on the owner page) have paragraphs."""
+    text = "You are terse.\r\nExamples:\n\t- one\n\t- two\u2028end"
     with arena.client() as client:
         token = sign_up(client)
         made = client.post(
             "/api/models",
-            json=registration(fake_upstream.base_url, system_prompt=prompt),
+            json=registration(fake_upstream.base_url, **{field: text}),
             headers=bearer(token),
         )
         assert made.status_code == 201, made.text
         mine = client.get("/api/models/mine", headers=bearer(token)).json()
         refused = [
-            client.patch(
-                "/api/models/ada-7b", json={"system_prompt": f"a{char}b"}, headers=bearer(token)
-            )
+            client.patch("/api/models/ada-7b", json={field: f"a{char}b"}, headers=bearer(token))
             for char in ("\x00", "\x1b", "\x7f", "\x85")
         ]
-    assert [m["system_prompt"] for m in mine] == [prompt]
+    assert [m[field] for m in mine] == [text]
     for answer in refused:
         assert answer.status_code == 422, answer.text
         detail = answer.json()["detail"]
-        assert detail.startswith("system_prompt: ") and "at character 2" in detail, detail
+        assert detail.startswith(f"{field}: ") and "at character 2" in detail, detail
 
 
 def test_numbers_outside_json_are_refused(checker: tuple[Arena, str]) -> None:
