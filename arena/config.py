@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Final
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
+DEFAULT_VOTE_WINDOW_SECONDS: Final = 3600.0
 
 
 class Settings(BaseSettings):
@@ -59,6 +60,10 @@ class Settings(BaseSettings):
     idle_timeout: PositiveSeconds = 20.0
     total_timeout: PositiveSeconds = 180.0
     max_answer_bytes: int = Field(default=65_536, ge=256, le=10_000_000)
+    # How long after it started a battle takes a vote or a follow-up. Past it the battle is over
+    # whatever its status, and only then do the public and owner figures count it unvoted:
+    # counting it while it can still be voted on would name its pair (battles/settled.py).
+    vote_window_seconds: float = Field(default=DEFAULT_VOTE_WINDOW_SECONDS, gt=0, le=30 * 86_400)
     # Session cookie lifetime
     session_days: int = Field(default=30, ge=1, le=3650)
     cookie_secure: bool = False

@@ -13,6 +13,7 @@
     │   ├── VoteAlreadyCast
     │   ├── BattleNotReady
     │   ├── BattleFailed
+    │   ├── BattleClosed                past its vote window: no vote, no follow-up
     │   └── NameTaken
     ├── TooManyRequests             429  with Retry-After
     ├── NoModelsAvailable           503  fewer than two active models
@@ -31,6 +32,7 @@ Upstream failures inside a stream are data (an error event on one side), not exc
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -106,6 +108,23 @@ class BattleFailed(Conflict):
     def __init__(self) -> None:
         super().__init__(
             "One of the answers failed, so this battle cannot be voted on. Start a new battle."
+        )
+
+
+def _duration(window: timedelta) -> str:
+    seconds = round(window.total_seconds())
+    for unit, size in (("day", 86_400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+class BattleClosed(Conflict):
+    def __init__(self, window: timedelta) -> None:
+        super().__init__(
+            f"This battle closed {_duration(window)} after it started and takes no more votes "
+            "or follow-ups. Start a new battle."
         )
 
 

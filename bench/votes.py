@@ -257,7 +257,8 @@ def populate(url: str, secret: str, n_battles: int, battles_file: Path) -> None:
 
     migrate.upgrade(url)
     engine = make_sync_engine(url)
-    shown = datetime.now(UTC) - timedelta(hours=1)
+    # Read long ago, but still inside the vote window.
+    shown = datetime.now(UTC) - timedelta(minutes=10)
     with engine.begin() as conn:
         model_ids = [
             conn.execute(

@@ -105,9 +105,10 @@ def seed_ready_battles(
     settings: Settings, model_ids: tuple[int, int], count: int, **battle: Any
 ) -> list[tuple[str, str]]:
     """`count` battles that are ready to be voted on, each owned by its own session:
-    (battle id, session cookie). The answers were shown an hour ago."""
+    (battle id, session cookie). The answers were shown ten minutes ago: long enough to have
+    been read, well inside the vote window."""
     secret = settings.resolved_secret_key()
-    shown = utcnow() - timedelta(hours=1)
+    shown = utcnow() - timedelta(minutes=10)
     made = [(f"ready-{i:06d}-{os.urandom(4).hex()}", os.urandom(18).hex()) for i in range(count)]
 
     async def work(session: AsyncSession) -> None:

@@ -13,6 +13,7 @@ from arena.battles.integrity import VoteChecks
 from arena.battles.planned import PlannedTurns
 from arena.battles.relay import EventStreamResponse, TurnEvents, TurnRunner, replay
 from arena.battles.schemas import BattleCreated, BattleOut, PromptIn, Reveal, VoteIn
+from arena.battles.settled import vote_window
 from arena.db import SessionDep, Transactions, write_session
 from arena.ratelimit import VoteThrottledDep, limit_battles
 from arena.visitors import Visitor, VisitorDep
@@ -156,13 +157,15 @@ async def vote(
     visitor: VisitorDep,
     throttled: VoteThrottledDep,
 ) -> Response:
-    checks = VoteChecks.from_settings(request.app.state.settings, throttled=throttled)
+    settings = request.app.state.settings
+    checks = VoteChecks.from_settings(settings, throttled=throttled)
     # Committed before the answer leaves: an acknowledged vote is a durable vote.
     reveal = await service.cast_vote(
         request.app.state.engine,
         battle_id=battle_id,
         winner=body.winner,
         visitor=visitor,
+        window=vote_window(settings),
         checks=checks,
     )
     # Serialised here: the service built it from the schema, and the hottest route should not

@@ -17,10 +17,12 @@ from sqlalchemy.orm import aliased
 from arena.battles import integrity
 from arena.battles.sampling import draw_pair, read_candidates
 from arena.battles.schemas import BattleOut, MessageOut, Reveal, RevealedModel
+from arena.battles.settled import closed_for_votes, vote_window, votes_closed_for
 from arena.config import Settings
 from arena.db import WRITE_TRANSACTION, writer_turn
 from arena.errors import (
     ArenaError,
+    BattleClosed,
     BattleFailed,
     BattleNotFound,
     BattleNotReady,
@@ -151,6 +153,10 @@ async def add_turn(
         raise BattleFailed()
     if battle.status != BattleStatus.ready:
         raise BattleNotReady("Both answers must finish before you send a follow-up.")
+    window = vote_window(settings)
+    if closed_for_votes(battle.created_at, now=utcnow(), window=window):
+        # Over, and counted as such (settled.py): a follow-up would reopen it.
+        raise BattleClosed(window)
     if battle.turns >= settings.max_turns:
         raise Conflict(
             f"This battle reached its limit of {settings.max_turns} turns; vote or start anew."
@@ -459,12 +465,21 @@ async def _reveal(session: AsyncSession, battle: Battle) -> Reveal:
 
 
 async def _why_not_votable(
-    connection: AsyncConnection, battle_id: str, visitor: Visitor
+    connection: AsyncConnection,
+    battle_id: str,
+    visitor: Visitor,
+    *,
+    now: datetime,
+    window: timedelta,
 ) -> ArenaError:
     async with AsyncSession(bind=connection) as session:
         battle = await owned_battle(session, battle_id, visitor)
     if battle.status == BattleStatus.failed:
         return BattleFailed()
+    if battle.status == BattleStatus.voted:
+        return VoteAlreadyCast()
+    if closed_for_votes(battle.created_at, now=now, window=window):
+        return BattleClosed(window)
     if battle.status in (BattleStatus.pending, BattleStatus.streaming):
         return BattleNotReady("Wait until both answers have finished, then vote.")
     return VoteAlreadyCast()
@@ -489,6 +504,9 @@ _VOTABLE = (
         Battle.id == bindparam("voted_battle_id"),
         Battle.session_hash == bindparam("voter_session_hash"),
         Battle.status == BattleStatus.ready,
+        # Inside its vote window: past it the battle counts as settled (settled.py), and the
+        # figures that count it name its pair.
+        Battle.created_at > bindparam("votes_closed_for", type_=Battle.__table__.c.created_at.type),
     )
 )
 # The status guard makes settling the battle the one winner of racing votes.
@@ -555,22 +573,31 @@ async def cast_vote(
     battle_id: str,
     winner: Winner,
     visitor: Visitor,
+    window: timedelta,
     checks: integrity.VoteChecks | None = None,
 ) -> Reveal:
-    """Store the vote and settle the battle, or raise why this visitor cannot vote on it.
+    """Store the vote and settle the battle, or raise why this visitor cannot vote on it (a
+    battle takes its vote within `window` of its start).
 
     Returns once the vote is committed: an acknowledged vote is a durable vote."""
     # Core statements: the ORM adds nothing to these, and its bookkeeping showed in the vote
     # path's profile. The read takes no lock; the write checks again that the battle is ready.
     keys = {"voted_battle_id": battle_id, "voter_session_hash": visitor.session_hash}
     on_postgresql = engine.dialect.name == "postgresql"
+    asked_at = datetime.now(UTC)
     async with engine.connect() as connection:
         if on_postgresql:
             # Each statement its own transaction: no BEGIN, COMMIT or ROLLBACK round trips.
             connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-        votable = (await connection.execute(_VOTABLE, keys)).one_or_none()
+        votable = (
+            await connection.execute(
+                _VOTABLE, {**keys, "votes_closed_for": votes_closed_for(asked_at, window)}
+            )
+        ).one_or_none()
         if votable is None:
-            raise await _why_not_votable(connection, battle_id, visitor)
+            raise await _why_not_votable(
+                connection, battle_id, visitor, now=asked_at, window=window
+            )
         name_a, org_a, name_b, org_b, battle_flags, answer_chars, shown_at, ready_at = votable
         now = datetime.now(UTC)
         # Every vote is stored; the reasons it does not count are kept with it.
@@ -595,10 +622,14 @@ async def cast_vote(
             except IntegrityError:
                 raise VoteAlreadyCast() from None
             if stored is None:  # another request settled the battle since the read
-                raise await _why_not_votable(connection, battle_id, visitor)
+                raise await _why_not_votable(
+                    connection, battle_id, visitor, now=asked_at, window=window
+                )
     if not on_postgresql and not await _settle_and_store_on_sqlite(engine, keys, vote):
         async with engine.connect() as connection:
-            raise await _why_not_votable(connection, battle_id, visitor)
+            raise await _why_not_votable(
+                connection, battle_id, visitor, now=asked_at, window=window
+            )
     return Reveal(
         model_a=RevealedModel(name=name_a, organization=org_a),
         model_b=RevealedModel(name=name_b, organization=org_b),
