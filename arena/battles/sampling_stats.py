@@ -1,4 +1,11 @@
-"""The realised share of battles per model over the last 7 and 30 days, beside the planned share."""
+"""The realised share of battles per model over the last 7 and 30 days, beside the planned share.
+
+The realised share is what the sampler actually did, over settled battles only (settled.py):
+of the battles started in the window that are over by now (voted, failed, or past their vote
+window), the fraction of their model seats (two per battle) that went to the model. A battle
+still open counts nowhere, so nothing here moves when a battle starts or answers; it joins
+the figures when its vote is cast, when it fails, or when its vote window closes.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ from sqlalchemy import Integer, case, func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.battles.sampling import active_candidates, expected_shares
+from arena.battles.settled import settled, vote_window
 from arena.config import Settings
 from arena.models import Battle, Model, ModelStatus, utcnow
 
@@ -18,8 +26,9 @@ WINDOWS_DAYS: Final = (7, 30)
 
 @dataclass(frozen=True)
 class ModelSampling:
-    """One model's draws; shares are of all model slots in the window (two per battle), so
-    they sum to 1 over the models, and a model in every battle has share 0.5."""
+    """One model's draws among the settled battles of each window; shares are of all their model
+    slots (two per battle), so they sum to 1 over the models, and a model in every battle has
+    share 0.5."""
 
     name: str
     organization: str
@@ -38,7 +47,7 @@ class ModelSampling:
 
 @dataclass(frozen=True)
 class SamplingReport:
-    computed_at: datetime
+    computed_at: datetime  # the windows end here, and the battles counted were settled by then
     battles_7d: int
     battles_30d: int
     new_model_vote_target: int
@@ -52,8 +61,9 @@ async def sampling_report(
     """Every model that was ever approved (paused and retired ones too, with their dates)."""
     now = now or utcnow()
     week_ago, month_ago = now - timedelta(days=7), now - timedelta(days=30)
+    over = settled(now=now, window=vote_window(settings))
     recent = select(Battle.model_a_id, Battle.model_b_id, Battle.created_at).where(
-        Battle.created_at >= month_ago
+        Battle.created_at >= month_ago, over
     )
     recent_sub = recent.subquery()
     slots = union_all(
@@ -75,7 +85,7 @@ async def sampling_report(
             await session.scalar(
                 select(func.count())
                 .select_from(Battle)
-                .where(Battle.created_at >= now - timedelta(days=days))
+                .where(Battle.created_at >= now - timedelta(days=days), over)
             )
             or 0
         )

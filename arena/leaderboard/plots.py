@@ -209,7 +209,7 @@ def heatmap(
 
 
 def share_plot(shares: Sequence[tuple[str, float]], *, title: str) -> str:
-    """Horizontal bars: each model's share of the battles drawn."""
+    """Horizontal bars: each model's share of the (settled) battles drawn."""
     if not shares:
         return ""
     left, right = _label_width([m for m, _ in shares]), WIDTH - MARGIN - 50

@@ -72,6 +72,8 @@ class MatricesOut(BaseModel):
     win_fraction: list[list[float | None]]
     battle_count: list[list[float | None]]
     predicted_win: list[list[float | None]]
+    # Settled battles (voted, failed, or past their vote window) each model was drawn into when
+    # the snapshot was taken, and its share of their seats
     battles_drawn: dict[str, int]
     sampling_share: dict[str, float]
 
@@ -111,6 +113,7 @@ class ModelOut(BaseModel):
     method: str
     current: LeaderboardRowOut | None
     unrated_reason: str | None
+    # As in MatricesOut: settled battles only
     battles_drawn: int
     sampling_share: float | None
     vote_share: float | None

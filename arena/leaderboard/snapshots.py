@@ -16,7 +16,8 @@ from scipy.sparse.csgraph import connected_components
 from sqlalchemy import delete, func, select, union_all
 from sqlalchemy.orm import Session
 
-from arena.config import Settings
+from arena.battles.settled import settled
+from arena.config import DEFAULT_VOTE_WINDOW_SECONDS, Settings
 from arena.db import make_sync_engine
 from arena.leaderboard.battles_source import load_counted_battles
 from arena.leaderboard.job_lock import hold_job_lock
@@ -91,6 +92,7 @@ class RecomputeConfig:
     bootstrap_rounds: int = 0
     anchor: str = ""
     seed: int = SNAPSHOT_SEED
+    vote_window_seconds: float = DEFAULT_VOTE_WINDOW_SECONDS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RecomputeConfig:
@@ -98,6 +100,7 @@ class RecomputeConfig:
             database_url=settings.database_url,
             bootstrap_rounds=settings.bootstrap_rounds,
             anchor=settings.anchor,
+            vote_window_seconds=settings.vote_window_seconds,
         )
 
 
@@ -295,10 +298,14 @@ def category_snapshots(
     return made
 
 
-def sampling_shares(session: Session) -> dict[str, Any]:
-    """Battles each model was drawn into (voted or not) and its share of all draws."""
+def sampling_shares(session: Session, *, now: datetime, window: timedelta) -> dict[str, Any]:
+    """Settled battles (settled.py) each model was drawn into, voted or not, and its share of
+    their model seats (two per battle; the shares sum to 1). Open battles are left out, so a
+    snapshot taken while a battle runs does not name its pair."""
+    over = settled(now=now, window=window)
     sides = union_all(
-        select(Battle.model_a_id.label("model_id")), select(Battle.model_b_id.label("model_id"))
+        select(Battle.model_a_id.label("model_id")).where(over),
+        select(Battle.model_b_id.label("model_id")).where(over),
     ).subquery()
     drawn = dict(
         session.execute(
@@ -411,7 +418,9 @@ def recompute(session: Session, *, config: RecomputeConfig) -> RecomputeOutcome:
     if len(battles) == 0:
         log.info("recompute: no counted votes yet, nothing to rate")
         return RecomputeOutcome(ran=True, seconds=time.perf_counter() - started)
-    shares = sampling_shares(session)
+    shares = sampling_shares(
+        session, now=computed_at, window=timedelta(seconds=config.vote_window_seconds)
+    )
     made, failed = compute_snapshots(battles, config=config, shares=shares)
     stored = store_snapshots(session, made, computed_at=computed_at)
     seconds = time.perf_counter() - started

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi import status as http_status
 from sqlalchemy import select
 
+from arena.battles.settled import vote_window
 from arena.config import Settings
 from arena.db import SessionDep
 from arena.errors import InvalidInput
@@ -16,7 +17,6 @@ from arena.models import Model, ModelStatus, Owner
 from arena.registry import owners
 from arena.registry import service as registry
 from arena.registry.auth import require_admin
-from arena.registry.routes import model_out
 from arena.registry.schemas import (
     InviteIn,
     InviteOut,
@@ -27,7 +27,7 @@ from arena.registry.schemas import (
     ReasonIn,
     RequiredReasonIn,
 )
-from arena.registry.stats import model_stats
+from arena.registry.stats import model_out, model_stats
 
 router = APIRouter(prefix="/api/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
@@ -47,42 +47,61 @@ def _owner_out(owner: Owner, models: int | None = None) -> OwnerOut:
     )
 
 
-async def _with_owner_email(session: SessionDep, model: Model) -> ModelOut:
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def _with_owner_email(request: Request, session: SessionDep, model: Model) -> ModelOut:
     email = (
         await session.scalar(select(Owner.email).where(Owner.id == model.owner_id))
         if model.owner_id is not None
         else None
     )
-    return model_out(model, owner_email=email)
+    return await model_out(
+        session, model=model, window=vote_window(_settings(request)), owner_email=email
+    )
 
 
 # Model names from `arena models add` may hold a slash, hence `:path` (every route has a suffix).
 
 
 @router.get("/models")
-async def list_models(session: SessionDep, status: ModelStatus | None = None) -> list[ModelOut]:
+async def list_models(
+    request: Request, session: SessionDep, status: ModelStatus | None = None
+) -> list[ModelOut]:
     models = await registry.list_models(session, status=status)
     emails: dict[int, str] = {
         row.id: row.email for row in await session.execute(select(Owner.id, Owner.email))
     }
+    window = vote_window(_settings(request))
     return [
-        model_out(m, owner_email=emails.get(m.owner_id) if m.owner_id else None) for m in models
+        await model_out(
+            session,
+            model=m,
+            window=window,
+            owner_email=emails.get(m.owner_id) if m.owner_id else None,
+        )
+        for m in models
     ]
 
 
 @router.get("/models/{name:path}/stats")
 async def stats(name: str, request: Request, session: SessionDep) -> ModelStats:
-    settings: Settings = request.app.state.settings
+    settings = _settings(request)
     return await model_stats(
         session,
         model=await registry.model_by_name(session, name),
         keys=request.app.state.keys,
         breaker_threshold=settings.circuit_breaker_failures,
+        window=vote_window(settings),
     )
 
 
 @router.post("/models/{name:path}/approve")
-async def approve(name: str, session: SessionDep, body: OptionalReason = None) -> ModelOut:
+async def approve(
+    name: str, request: Request, session: SessionDep, body: OptionalReason = None
+) -> ModelOut:
     model = await registry.approve_model(
         session,
         model=await registry.model_by_name(session, name),
@@ -90,10 +109,12 @@ async def approve(name: str, session: SessionDep, body: OptionalReason = None) -
         actor=ADMIN_ACTOR,
     )
     await session.commit()
-    return await _with_owner_email(session, model)
+    return await _with_owner_email(request, session, model)
 
 
-async def _set(session: SessionDep, name: str, to: ModelStatus, reason: str) -> ModelOut:
+async def _set(
+    request: Request, session: SessionDep, name: str, to: ModelStatus, reason: str
+) -> ModelOut:
     model = await registry.set_status(
         session,
         model=await registry.model_by_name(session, name),
@@ -102,7 +123,7 @@ async def _set(session: SessionDep, name: str, to: ModelStatus, reason: str) -> 
         actor=ADMIN_ACTOR,
     )
     await session.commit()
-    return await _with_owner_email(session, model)
+    return await _with_owner_email(request, session, model)
 
 
 def _required_reason(body: RequiredReasonIn | None, action: str) -> str:
@@ -116,13 +137,18 @@ def _required_reason(body: RequiredReasonIn | None, action: str) -> str:
 
 
 @router.post("/models/{name:path}/pause")
-async def pause(name: str, session: SessionDep, body: RequiredReason = None) -> ModelOut:
-    return await _set(session, name, ModelStatus.paused, _required_reason(body, "pause"))
+async def pause(
+    name: str, request: Request, session: SessionDep, body: RequiredReason = None
+) -> ModelOut:
+    return await _set(request, session, name, ModelStatus.paused, _required_reason(body, "pause"))
 
 
 @router.post("/models/{name:path}/resume")
-async def resume(name: str, session: SessionDep, body: OptionalReason = None) -> ModelOut:
+async def resume(
+    name: str, request: Request, session: SessionDep, body: OptionalReason = None
+) -> ModelOut:
     return await _set(
+        request,
         session,
         name,
         ModelStatus.active,
@@ -131,8 +157,10 @@ async def resume(name: str, session: SessionDep, body: OptionalReason = None) ->
 
 
 @router.post("/models/{name:path}/retire")
-async def retire(name: str, session: SessionDep, body: RequiredReason = None) -> ModelOut:
-    return await _set(session, name, ModelStatus.retired, _required_reason(body, "retire"))
+async def retire(
+    name: str, request: Request, session: SessionDep, body: RequiredReason = None
+) -> ModelOut:
+    return await _set(request, session, name, ModelStatus.retired, _required_reason(body, "retire"))
 
 
 @router.get("/owners")

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Request, status
 from fastapi.responses import HTMLResponse
 
+from arena.battles.settled import vote_window
 from arena.config import Settings
 from arena.db import SessionDep
 from arena.errors import InviteNotValid
@@ -36,7 +37,7 @@ from arena.registry.schemas import (
     ProbeOut,
     ReasonIn,
 )
-from arena.registry.stats import model_stats
+from arena.registry.stats import model_out, model_stats
 from arena.templating import templates
 from arena.upstream.http import UpstreamClient
 
@@ -46,35 +47,13 @@ pages_router = APIRouter(include_in_schema=False)
 OptionalReason = Annotated[ReasonIn | None, Body()]
 
 
-def model_out(model: Model, owner_email: str | None = None) -> ModelOut:
-    return ModelOut(
-        id=model.id,
-        name=model.name,
-        organization=model.organization,
-        license=model.license,
-        description=model.description,
-        base_url=model.base_url,
-        model=model.upstream_model,
-        has_api_key=model.api_key_encrypted is not None,
-        api_key_last4=model.api_key_last4,
-        max_tokens=model.max_tokens,
-        temperature=model.temperature,
-        system_prompt=model.system_prompt,
-        status=model.status,
-        status_reason=model.status_reason,
-        sampling_weight=model.sampling_weight,
-        consecutive_failures=model.consecutive_failures,
-        created_at=model.created_at,
-        activated_at=model.activated_at,
-        paused_at=model.paused_at,
-        retired_at=model.retired_at,
-        owner_email=owner_email,
-    )
-
-
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+async def _model_out(request: Request, session: SessionDep, model: Model) -> ModelOut:
+    return await model_out(session, model=model, window=vote_window(_settings(request)))
 
 
 def _keys(request: Request) -> KeyRing:
@@ -157,8 +136,11 @@ async def register_model(
 
 
 @router.get("/models/mine")
-async def my_models(session: SessionDep, owner: OwnerDep) -> list[ModelOut]:
-    return [model_out(m) for m in await registry.list_models(session, owner_id=owner.id)]
+async def my_models(request: Request, session: SessionDep, owner: OwnerDep) -> list[ModelOut]:
+    return [
+        await _model_out(request, session, m)
+        for m in await registry.list_models(session, owner_id=owner.id)
+    ]
 
 
 async def _owned_model(name: str, session: SessionDep, owner: OwnerDep) -> Model:
@@ -170,15 +152,18 @@ async def _owned_model(name: str, session: SessionDep, owner: OwnerDep) -> Model
 OwnedModelDep = Annotated[Model, Depends(_owned_model)]
 
 
-def _changed(model: Model, result: ProbeResult | None) -> ModelChanged:
+async def _changed(
+    request: Request, session: SessionDep, model: Model, result: ProbeResult | None
+) -> ModelChanged:
     return ModelChanged(
-        model=model_out(model), probe=ProbeOut.of(result) if result is not None else None
+        model=await _model_out(request, session, model),
+        probe=ProbeOut.of(result) if result is not None else None,
     )
 
 
 @router.get("/models/{name}")
-async def my_model(model: OwnedModelDep) -> ModelOut:
-    return model_out(model)
+async def my_model(model: OwnedModelDep, request: Request, session: SessionDep) -> ModelOut:
+    return await _model_out(request, session, model)
 
 
 @router.patch("/models/{name}")
@@ -196,7 +181,7 @@ async def change_model(
         actor=registry.owner_actor(owner),
     )
     await session.commit()
-    return _changed(model, result)
+    return await _changed(request, session, model, result)
 
 
 @router.post("/models/{name}/test")
@@ -210,13 +195,17 @@ async def test_model(model: OwnedModelDep, request: Request, session: SessionDep
 
 @router.post("/models/{name}/pause")
 async def pause_model(
-    name: str, session: SessionDep, owner: OwnerDep, body: OptionalReason = None
+    name: str,
+    request: Request,
+    session: SessionDep,
+    owner: OwnerDep,
+    body: OptionalReason = None,
 ) -> ModelOut:
     model = await _owned_model(name, session, owner)
     reason = body.reason if body else ""
     model = await registry.owner_pause(session, model=model, owner=owner, reason=reason)
     await session.commit()
-    return model_out(model)
+    return await _model_out(request, session, model)
 
 
 @router.post("/models/{name}/resume")
@@ -232,27 +221,33 @@ async def resume_model(
         settings=_settings(request),
     )
     await session.commit()
-    return _changed(model, result)
+    return await _changed(request, session, model, result)
 
 
 @router.post("/models/{name}/retire")
 async def retire_model(
-    name: str, session: SessionDep, owner: OwnerDep, body: OptionalReason = None
+    name: str,
+    request: Request,
+    session: SessionDep,
+    owner: OwnerDep,
+    body: OptionalReason = None,
 ) -> ModelOut:
     model = await _owned_model(name, session, owner)
     reason = body.reason if body else ""
     model = await registry.owner_retire(session, model=model, owner=owner, reason=reason)
     await session.commit()
-    return model_out(model)
+    return await _model_out(request, session, model)
 
 
 @router.get("/models/{name}/stats")
 async def stats(model: OwnedModelDep, request: Request, session: SessionDep) -> ModelStats:
+    settings = _settings(request)
     return await model_stats(
         session,
         model=model,
         keys=_keys(request),
-        breaker_threshold=_settings(request).circuit_breaker_failures,
+        breaker_threshold=settings.circuit_breaker_failures,
+        window=vote_window(settings),
     )
 
 

@@ -1,19 +1,26 @@
-"""An owner's view of its model: votes, win rate, rating, errors, latency, sampling share."""
+"""An owner's view of its model: votes, win rate, rating, errors, latency, sampling share.
+
+Every figure drawn from battles counts settled battles only (battles/settled.py): an owner who
+read its stats before and after someone's battle started, or answered, must not learn that its
+model is in it while the battle can still be voted on.
+"""
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from arena.battles.settled import settled
 from arena.models import (
     Battle,
     Message,
     Model,
+    ModelStatus,
     ModelStatusEvent,
     RatingSnapshot,
     Vote,
@@ -24,6 +31,7 @@ from arena.registry.health import answers_of
 from arena.registry.keys import KeyRing
 from arena.registry.probe import scrub_secret
 from arena.registry.schemas import (
+    ModelOut,
     ModelStats,
     Percentiles,
     RatingOut,
@@ -89,12 +97,21 @@ async def _rating(session: AsyncSession, name: str) -> RatingOut | None:
     )
 
 
-async def _sampling_share(session: AsyncSession, model_id: int, days: int | None) -> float | None:
+async def _sampling_share(
+    session: AsyncSession,
+    model_id: int,
+    days: int | None,
+    *,
+    now: datetime,
+    over: ColumnElement[bool],
+) -> float | None:
+    """The model's share of the seats (two per battle) in the settled battles started in the
+    last `days` days (all of them with None): the realised share of /api/sampling."""
     in_battle = or_(Battle.model_a_id == model_id, Battle.model_b_id == model_id)
-    total = select(func.count(Battle.id))
-    mine = select(func.count(Battle.id)).where(in_battle)
+    total = select(func.count(Battle.id)).where(over)
+    mine = select(func.count(Battle.id)).where(in_battle, over)
     if days is not None:
-        since = utcnow() - timedelta(days=days)
+        since = now - timedelta(days=days)
         total = total.where(Battle.created_at >= since)
         mine = mine.where(Battle.created_at >= since)
     battles = await session.scalar(total) or 0
@@ -103,9 +120,76 @@ async def _sampling_share(session: AsyncSession, model_id: int, days: int | None
     return round((await session.scalar(mine) or 0) / (2 * battles), 4)
 
 
+async def failure_streak(session: AsyncSession, model_id: int, *, over: ColumnElement[bool]) -> int:
+    """The model's failed answers in a row among settled battles: those since its latest answer
+    there and its latest activation, the two things that reset the circuit breaker's count
+    (health.py). The breaker's own count also resets on an answer in a battle still open, and
+    an owner who saw that reset would know its model is in that battle; this one waits for the
+    battle to settle."""
+    mine = and_(answers_of(model_id), over)
+    answered_at = await session.scalar(
+        select(func.max(Message.created_at))
+        .join(Battle, Battle.id == Message.battle_id)
+        .where(mine, Message.error.is_(None))
+    )
+    activated_at = await session.scalar(
+        select(func.max(ModelStatusEvent.created_at)).where(
+            ModelStatusEvent.model_id == model_id, ModelStatusEvent.status == ModelStatus.active
+        )
+    )
+    failures = (
+        select(func.count(Message.id))
+        .join(Battle, Battle.id == Message.battle_id)
+        .where(mine, Message.error.is_not(None))
+    )
+    resets = [moment for moment in (answered_at, activated_at) if moment is not None]
+    if resets:
+        failures = failures.where(Message.created_at > max(resets))
+    return int(await session.scalar(failures) or 0)
+
+
+async def model_out(
+    session: AsyncSession, *, model: Model, window: timedelta, owner_email: str | None = None
+) -> ModelOut:
+    """An endpoint as its owner (or the operator) sees it; its run of failures as of the
+    settled battles (`failure_streak`)."""
+    streak = await failure_streak(session, model.id, over=settled(now=utcnow(), window=window))
+    return ModelOut(
+        id=model.id,
+        name=model.name,
+        organization=model.organization,
+        license=model.license,
+        description=model.description,
+        base_url=model.base_url,
+        model=model.upstream_model,
+        has_api_key=model.api_key_encrypted is not None,
+        api_key_last4=model.api_key_last4,
+        max_tokens=model.max_tokens,
+        temperature=model.temperature,
+        system_prompt=model.system_prompt,
+        status=model.status,
+        status_reason=model.status_reason,
+        sampling_weight=model.sampling_weight,
+        consecutive_failures=streak,
+        created_at=model.created_at,
+        activated_at=model.activated_at,
+        paused_at=model.paused_at,
+        retired_at=model.retired_at,
+        owner_email=owner_email,
+    )
+
+
 async def model_stats(
-    session: AsyncSession, *, model: Model, keys: KeyRing, breaker_threshold: int
+    session: AsyncSession,
+    *,
+    model: Model,
+    keys: KeyRing,
+    breaker_threshold: int,
+    window: timedelta,
 ) -> ModelStats:
+    """What the owner's stats page shows; `window` is the vote window (settled.py)."""
+    now = utcnow()
+    over = settled(now=now, window=window)
     events = (
         await session.scalars(
             select(ModelStatusEvent)
@@ -117,13 +201,13 @@ async def model_stats(
     battles = (
         await session.scalar(
             select(func.count(Battle.id)).where(
-                or_(Battle.model_a_id == model.id, Battle.model_b_id == model.id)
+                or_(Battle.model_a_id == model.id, Battle.model_b_id == model.id), over
             )
         )
         or 0
     )
     answers_query = select(Message).join(Battle, Battle.id == Message.battle_id)
-    mine = answers_of(model.id)
+    mine = and_(answers_of(model.id), over)
     answers = (
         await session.scalar(
             select(func.count(Message.id)).join(Battle, Battle.id == Message.battle_id).where(mine)
@@ -163,7 +247,7 @@ async def model_stats(
         await session.execute(
             select(Vote.winner, Vote.counted, Vote.flags, Battle.model_a_id)
             .join(Battle, Battle.id == Vote.battle_id)
-            .where(or_(Battle.model_a_id == model.id, Battle.model_b_id == model.id))
+            .where(or_(Battle.model_a_id == model.id, Battle.model_b_id == model.id), over)
         )
     ).all()
     outcomes: Counter[str] = Counter()
@@ -194,7 +278,7 @@ async def model_stats(
             StatusEventOut(status=e.status, reason=e.reason, actor=e.actor, at=e.created_at)
             for e in events
         ],
-        consecutive_failures=model.consecutive_failures,
+        consecutive_failures=await failure_streak(session, model.id, over=over),
         circuit_breaker_threshold=breaker_threshold,
         battles=battles,
         answers=answers,
@@ -212,7 +296,7 @@ async def model_stats(
         win_rate=round((outcomes["win"] + half_ties) / counted, 4) if counted else None,
         excluded_votes=excluded,
         flagged_votes=dict(sorted(flags.items())),
-        sampling_share_7d=await _sampling_share(session, model.id, 7),
-        sampling_share_all=await _sampling_share(session, model.id, None),
+        sampling_share_7d=await _sampling_share(session, model.id, 7, now=now, over=over),
+        sampling_share_all=await _sampling_share(session, model.id, None, now=now, over=over),
         rating=await _rating(session, model.name),
     )

@@ -60,10 +60,15 @@ def switchable() -> Iterator[SwitchableUpstream]:
     upstream.server.stop()
 
 
-def _battle(arena: Arena) -> str:
+def _battle(arena: Arena, *, vote: bool = False) -> str:
+    """A battle streamed to its end (and voted on when it can be, with `vote`); its status."""
     with arena.client() as visitor:
         battle_id = start_battle(visitor)
-        return str(read_stream(visitor, battle_id).end["status"])
+        status = str(read_stream(visitor, battle_id).end["status"])
+        if vote and status == "ready":
+            voted = visitor.post(f"/api/battles/{battle_id}/vote", json={"winner": "tie"})
+            assert voted.status_code == 200, voted.text
+        return status
 
 
 def _status(arena: Arena, token: str, name: str) -> dict[str, object]:
@@ -132,7 +137,8 @@ def test_a_success_resets_the_count(
     token = owner_with_model(arena, switchable.base_url, name="flaky")
     for healthy in (False, True, False, True, False):
         switchable.healthy = healthy
-        _battle(arena)
+        # Voted: an owner's count waits for the battles that reset it to settle.
+        _battle(arena, vote=True)
     stats = _status(arena, token, "flaky")
     assert stats["status"] == "active" and stats["consecutive_failures"] == 1
 

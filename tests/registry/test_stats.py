@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from arena.models import Battle, Model, RatingSnapshot, Vote, Winner, utcnow
+from arena.models import Battle, BattleStatus, Model, RatingSnapshot, Vote, Winner, utcnow
 from arena.registry.stats import percentiles
 from tests.conftest import Arena
 from tests.fake_upstream import FakeUpstream
@@ -50,6 +50,10 @@ def test_stats_count_what_happened(arena: Arena, fake_upstream: FakeUpstream) ->
             (ready[1], Winner(other[sides[ready[1]]]), True, []),  # ada loses
             (ready[2], Winner.tie_bothbad, False, ["identity_leak", "rate_limited"]),
         ]
+        # Voted as the vote route does: the vote stored, the battle settled.
+        await session.execute(
+            update(Battle).where(Battle.id.in_(ready)).values(status=BattleStatus.voted)
+        )
         for battle_id, winner, counted, flags in votes:
             session.add(
                 Vote(
