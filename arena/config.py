@@ -69,7 +69,8 @@ class Settings(BaseSettings):
     cookie_secure: bool = False
 
     # Vote integrity (DESIGN section 5). Rate limits in the `limits` notation, e.g.
-    # "20/minute;200/day"; an empty string switches that limit off.
+    # "20/minute;200/day"; an empty string switches that limit off. The battle limits count
+    # follow-up turns too: each calls both endpoints, as a new battle does.
     battle_rate_limit: str = "20/minute;300/day"
     battle_ip_rate_limit: str = "120/minute;3000/day"
     vote_rate_limit: str = "20/minute;300/day"

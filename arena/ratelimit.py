@@ -1,5 +1,9 @@
 """Rate limits per visitor session and per IP hash on battles and votes: 429 with Retry-After.
 
+A follow-up turn costs what a new battle costs (a call to each of two endpoints), so it counts
+against the same "battle" limits: a session or address refused new battles cannot keep the
+endpoints busy with follow-ups instead.
+
 Counters are sliding windows: the count of the current fixed window plus the previous window's
 count, weighted by how much of it still lies inside the sliding window. They live in this
 process's memory for one worker, and in Redis when ARENA_REDIS_URL is set, so that every worker
@@ -34,7 +38,7 @@ from arena.visitors import Visitor, VisitorDep
 log = logging.getLogger(__name__)
 
 Action = Literal["battle", "vote"]
-_WHAT: Final[dict[Action, str]] = {"battle": "new battles", "vote": "votes"}
+_WHAT: Final[dict[Action, str]] = {"battle": "new battles and follow-ups", "vote": "votes"}
 # How long a refused session's votes are not counted.
 THROTTLED_SECONDS: Final = 3600
 # A Redis that does not answer must fail fast: every battle and vote waits on it.
@@ -284,6 +288,7 @@ def _limiter(request: Request) -> RateLimiter:
 
 
 async def limit_battles(request: Request, visitor: VisitorDep) -> None:
+    """Count a new battle or a follow-up turn: both start two upstream calls."""
     await _limiter(request).check("battle", visitor)
 
 

@@ -129,7 +129,11 @@ async def stream_battle(
     return EventStreamResponse(events, headers=SSE_HEADERS)
 
 
-@router.post("/{battle_id}/turns", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/{battle_id}/turns",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(limit_battles)],
+)
 async def add_turn(
     battle_id: str, body: PromptIn, request: Request, session: SessionDep, visitor: VisitorDep
 ) -> BattleCreated:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable
 
 import httpx
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.models import Vote
-from tests.conftest import Arena
+from tests.conftest import Arena, require
 from tests.fake_upstream import FakeUpstream
 from tests.sse import read_stream, start_battle
 
@@ -137,7 +140,8 @@ def test_rate_limits_answer_429_with_retry_after_and_flag_later_votes(
         refused = visitor.post("/api/battles", json={"prompt": "three"})
         assert refused.status_code == 429
         assert 1 <= int(refused.headers["retry-after"]) <= 60
-        assert "Too many new battles from this browser session" in refused.json()["detail"]
+        detail = refused.json()["detail"]
+        assert "Too many new battles and follow-ups from this browser session" in detail
         assert "alpha" not in refused.text and "beta" not in refused.text
         # Another session is not held back by this one.
         assert _battle_and_vote(other).status_code == 200
@@ -171,3 +175,47 @@ def test_votes_and_addresses_have_limits_too(
         assert "your network address" in blocked.json()["detail"]
     # Nothing was stored for the refused vote; the battle can still be voted on later.
     assert len(_votes(arena)) == 1
+
+
+@pytest.mark.parametrize("counters", ["memory", "redis"])
+@pytest.mark.parametrize(
+    ("limits", "who"),
+    [
+        ({"battle_rate_limit": "1/minute", "battle_ip_rate_limit": ""}, "this browser session"),
+        ({"battle_rate_limit": "", "battle_ip_rate_limit": "1/minute"}, "your network address"),
+    ],
+    ids=["session", "address"],
+)
+def test_a_follow_up_costs_from_the_battle_budget(
+    arena_factory: Callable[..., Arena],
+    fake_upstream: FakeUpstream,
+    counters: str,
+    limits: dict[str, str],
+    who: str,
+) -> None:
+    redis_url = ""
+    if counters == "redis":
+        redis_url = os.environ.get("ARENA_TEST_REDIS_URL", "")
+        require(bool(redis_url), "Redis tests need ARENA_TEST_REDIS_URL")
+    arena = arena_factory(
+        redis_url=redis_url, rate_limit_key_prefix=f"arena-test-{uuid.uuid4().hex}", **limits
+    )
+    arena.add_model("alpha", fake_upstream.base_url, "normal", organization="A")
+    arena.add_model("beta", fake_upstream.base_url, "normal", organization="B")
+    with arena.client() as visitor:
+        battle_id = start_battle(visitor, "first question")
+        assert read_stream(visitor, battle_id).end["status"] == "ready"
+        refused = visitor.post("/api/battles", json={"prompt": "another battle"})
+        assert refused.status_code == 429, refused.text
+        calls = len(fake_upstream.received)
+
+        follow_up = visitor.post(f"/api/battles/{battle_id}/turns", json={"prompt": "and then?"})
+        assert follow_up.status_code == 429, follow_up.text
+        detail = follow_up.json()["detail"]
+        assert detail.startswith(f"Too many new battles and follow-ups from {who} (limit 1 per")
+        assert 1 <= int(follow_up.headers["retry-after"]) <= 60
+        # The turn was not added: the stream replays the first answers, and no endpoint is asked.
+        replayed = read_stream(visitor, battle_id)
+        assert replayed.end["status"] == "ready" and "first question" in replayed.text("a")
+        assert visitor.get(f"/api/battles/{battle_id}").json()["turns"] == 1
+    assert len(fake_upstream.received) == calls
