@@ -1,4 +1,11 @@
-"""Who calls the owner and admin APIs: bearer tokens, kept as hashes, failures rate limited."""
+"""Who calls the owner and admin APIs: bearer tokens, kept as hashes, failures rate limited.
+
+Only failures are limited: a valid token is checked first and always accepted, so that wrong
+tokens sent from behind the operator's proxy (one address for everyone) cannot lock the operator
+or an owner out. The limit then does not slow guessing (a right guess passes even from a limited
+address): owner tokens (256 random bits) and invite codes (96) make guessing hopeless, and the
+admin token must be as long; the limit turns away clients that keep sending wrong ones.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ import math
 import secrets
 import time
 from collections import OrderedDict, deque
-from typing import Annotated, Final
+from typing import Annotated, Final, NoReturn
 
 from fastapi import Depends, FastAPI, Request
 from sqlalchemy import select
@@ -16,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.config import Settings
 from arena.db import SessionDep
-from arena.errors import NotAllowed, TooManyRequests, Unauthenticated
+from arena.errors import ArenaError, NotAllowed, TooManyRequests, Unauthenticated
 from arena.models import Owner
 
 TOKEN_PREFIX: Final = "arena_"
@@ -50,8 +57,7 @@ def same_secret(given: str, expected: str) -> bool:
 class FailureWindow:
     """Events per key (a client address) in a sliding window, in this process's memory.
 
-    With several workers each keeps its own window, so the effective limit is workers x limit:
-    still enough to make guessing a 256-bit token hopeless, which is all it is for."""
+    With several workers each keeps its own window, so the effective limit is workers x limit."""
 
     def __init__(self, limit: int, window_seconds: float = _WINDOW_SECONDS) -> None:
         self.limit = limit
@@ -114,6 +120,13 @@ def check_not_blocked(window: FailureWindow, key: str, what: str) -> None:
         raise TooManyRequests(f"Too many {what} from your address; try again in {wait} s.", wait)
 
 
+def refuse_sign_in(window: FailureWindow, address: str, error: ArenaError) -> NoReturn:
+    """A failed sign-in: 429 once the address has used up its failures, else counted, `error`."""
+    check_not_blocked(window, address, "failed sign-ins")
+    window.record(address)
+    raise error
+
+
 def bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -133,9 +146,6 @@ async def owner_by_token(session: AsyncSession, token: str) -> Owner | None:
 
 
 async def current_owner(request: Request, session: SessionDep) -> Owner:
-    window = failed_auth_window(request)
-    address = client_address(request)
-    check_not_blocked(window, address, "failed sign-ins")
     token = bearer_token(request)
     if token is None:
         raise Unauthenticated(
@@ -143,18 +153,16 @@ async def current_owner(request: Request, session: SessionDep) -> Owner:
             "POST /api/owners creates an owner account and its token."
         )
     owner = await owner_by_token(session, token)
+    if owner is not None and owner.revoked_at is None:
+        return owner
     if owner is None:
-        window.record(address)
-        raise Unauthenticated(
+        why = (
             "This owner token is not valid. Check that it was copied whole; a lost token "
             "cannot be recovered, but the operator can issue a new one."
         )
-    if owner.revoked_at is not None:
-        window.record(address)
-        raise Unauthenticated(
-            "This owner token was revoked by the operator; ask the operator for a new one."
-        )
-    return owner
+    else:
+        why = "This owner token was revoked by the operator; ask the operator for a new one."
+    refuse_sign_in(failed_auth_window(request), client_address(request), Unauthenticated(why))
 
 
 def require_admin(request: Request) -> None:
@@ -162,15 +170,14 @@ def require_admin(request: Request) -> None:
     expected = settings.resolved_admin_token()
     if not expected:
         raise NotAllowed("The admin API is off: the operator must set ARENA_ADMIN_TOKEN.")
-    window = failed_auth_window(request)
-    address = client_address(request)
-    check_not_blocked(window, address, "failed sign-ins")
     token = bearer_token(request)
-    if token is None or not same_secret(token, expected):
-        window.record(address)
-        raise Unauthenticated(
-            "Send the admin token (ARENA_ADMIN_TOKEN) as 'Authorization: Bearer'."
-        )
+    if token is not None and same_secret(token, expected):
+        return
+    refuse_sign_in(
+        failed_auth_window(request),
+        client_address(request),
+        Unauthenticated("Send the admin token (ARENA_ADMIN_TOKEN) as 'Authorization: Bearer'."),
+    )
 
 
 OwnerDep = Annotated[Owner, Depends(current_owner)]

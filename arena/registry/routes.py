@@ -19,6 +19,7 @@ from arena.registry.auth import (
     check_not_blocked,
     client_address,
     failed_auth_window,
+    refuse_sign_in,
     signup_window,
 )
 from arena.registry.keys import KeyRing
@@ -72,9 +73,6 @@ async def create_owner(body: OwnerIn, request: Request, session: SessionDep) -> 
     address = client_address(request)
     signups = signup_window(request)
     check_not_blocked(signups, address, "sign-ups")
-    failures = failed_auth_window(request)
-    if body.invite_code:
-        check_not_blocked(failures, address, "failed sign-ins")
     signups.record(address)
     try:
         owner, token = await owners.create_owner(
@@ -85,9 +83,9 @@ async def create_owner(body: OwnerIn, request: Request, session: SessionDep) -> 
             open_signup=settings.open_signup,
             invite_days=settings.invite_days,
         )
-    except InviteNotValid:
-        failures.record(address)
-        raise
+    except InviteNotValid as refused:
+        # As with tokens, only wrong codes are limited: a valid one always signs up.
+        refuse_sign_in(failed_auth_window(request), address, refused)
     await session.commit()
     return OwnerCreated(owner_id=owner.id, name=owner.name, email=owner.email, token=token)
 

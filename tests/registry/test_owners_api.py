@@ -144,9 +144,41 @@ def test_failed_authentication_is_rate_limited(arena_factory: Callable[..., Aren
         blocked = client.get("/api/owners/me", headers=bearer("arena_guess"))
         assert blocked.status_code == 429
         assert 1 <= int(blocked.headers["Retry-After"]) <= 60
-        # While blocked, even the right token waits: guessing cannot continue by interleaving.
-        assert client.get("/api/owners/me", headers=bearer(token)).status_code == 429
-        assert client.get("/api/admin/owners", headers=ADMIN).status_code == 429
+        # Only failures are limited: the right tokens still pass (see the test below).
+        assert client.get("/api/owners/me", headers=bearer(token)).status_code == 200
+        assert client.get("/api/admin/owners", headers=ADMIN).status_code == 200
+        assert client.get("/api/admin/owners", headers=bearer("guess")).status_code == 429
+
+
+def test_wrong_tokens_from_a_shared_address_do_not_lock_out_the_right_ones(
+    arena_factory: Callable[..., Arena],
+) -> None:
+    # Everyone behind one proxy shares its address: the default of 10 failures a minute.
+    arena = arena_factory(open_signup=False)
+    with arena.client() as client:
+        invite = client.post("/api/admin/invites", json={"email": "ada@example.org"}, headers=ADMIN)
+        assert invite.status_code == 201, invite.text
+        for _ in range(10):
+            wrong = client.get("/api/admin/owners", headers=bearer("admin-token-guess"))
+            assert wrong.status_code == 401
+        assert client.get("/api/admin/owners", headers=ADMIN).status_code == 200
+        for path in ("/api/admin/owners", "/api/owners/me"):
+            limited = client.get(path, headers=bearer("arena_guess"))
+            assert limited.status_code == 429, path
+            assert 1 <= int(limited.headers["Retry-After"]) <= 60
+            assert "Too many failed sign-ins" in limited.json()["detail"]
+        wrong_code = {"name": "Eve", "email": "eve@example.org", "invite_code": "guessed-code"}
+        assert client.post("/api/owners", json=wrong_code).status_code == 429
+        # A valid invite code and the owner token it gives pass while the address is limited.
+        joined = client.post(
+            "/api/owners",
+            json={"name": "Ada", "email": "ada@example.org", "invite_code": invite.json()["code"]},
+        )
+        assert joined.status_code == 201, joined.text
+        token = joined.json()["token"]
+        assert client.get("/api/owners/me", headers=bearer(token)).status_code == 200
+        assert client.get("/api/admin/owners", headers=ADMIN).status_code == 200
+        assert client.get("/api/owners/me", headers=bearer("arena_guess")).status_code == 429
 
 
 def test_successful_calls_do_not_use_up_the_failure_allowance(
