@@ -1,9 +1,9 @@
 """A fake OpenAI-compatible upstream that really listens on loopback, honest or broken on demand.
 
 The upstream model id picks the behaviour, with options after colons, e.g. "normal", "slow:0.3",
-"hang", "error500", "midstream-close". A raw asyncio server (not a framework) so that it can break
-the protocol the ways real servers do: stall after the headers, send invalid UTF-8, drop the
-connection half-way through a chunked body.
+"hang", "error500", "error401:bad key", "page:500:TEXT", "midstream-close". A raw asyncio server
+(not a framework) so that it can break the protocol the ways real servers do: stall after the
+headers, send invalid UTF-8, drop the connection half-way through a chunked body.
 """
 
 from __future__ import annotations
@@ -188,10 +188,16 @@ class _Handler:
                 await writer.drain()
                 await asyncio.sleep(option or 1.0)
         elif name.startswith("error"):
+            # "error401:bad key" answers 401 with that message in an OpenAI-style error
             status = int(name.removeprefix("error") or 500)
-            await self._plain(
-                writer, status, "application/json", b'{"error": {"message": "upstream broke"}}'
-            )
+            error = {"error": {"message": ":".join(options) or "upstream broke"}}
+            await self._plain(writer, status, "application/json", json.dumps(error).encode())
+            return True
+        elif name == "page":
+            # "page:500:TEXT" answers an HTML page with TEXT in it, as a web server would
+            status = int(options[0]) if options else 200
+            page = f"<html><body><h1>Internal</h1><p>{':'.join(options[1:])}</p></body></html>"
+            await self._plain(writer, status, "text/html", page.encode())
             return True
         elif name == "html":
             await self._plain(

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from arena.config import Settings
 from arena.models import Battle, Message, Model, ModelStatus, ModelStatusEvent, Side, utcnow
+from arena.registry.failure_reasons import explain_stored_error
 from arena.registry.keys import KeyRing
 from arena.registry.probe import probe_endpoint
 from arena.registry.service import (
@@ -39,7 +40,8 @@ def answers_of(model_id: int) -> ColumnElement[bool]:
     )
 
 
-async def _last_failure_kind(session: AsyncSession, model_id: int) -> str:
+async def _last_failure_kind(session: AsyncSession, model_id: int, base_url: str) -> str:
+    """What kind of failure the model's latest failed answer was, as its owner may read it."""
     error = await session.scalar(
         select(Message.error)
         .join(Battle, Battle.id == Message.battle_id)
@@ -47,7 +49,9 @@ async def _last_failure_kind(session: AsyncSession, model_id: int) -> str:
         .order_by(Message.created_at.desc(), Message.id.desc())
         .limit(1)
     )
-    return (error or "unknown").split(":", 1)[0]
+    if error is None:
+        return "unknown"
+    return explain_stored_error(error, base_url=base_url, api_key=None).kind
 
 
 async def trip_breakers(
@@ -57,14 +61,14 @@ async def trip_breakers(
     `threshold`, with the reason kept; the names paused. A threshold of 0 never pauses."""
     if threshold <= 0:
         return []
-    query = select(Model.id, Model.name, Model.consecutive_failures).where(
+    query = select(Model.id, Model.name, Model.base_url, Model.consecutive_failures).where(
         Model.status == ModelStatus.active, Model.consecutive_failures >= threshold
     )
     if model_ids is not None:
         query = query.where(Model.id.in_(list(model_ids)))
     paused = []
-    for model_id, name, failures in (await session.execute(query)).all():
-        kind = await _last_failure_kind(session, model_id)
+    for model_id, name, base_url, failures in (await session.execute(query)).all():
+        kind = await _last_failure_kind(session, model_id, base_url)
         reason = (
             f"paused automatically after {failures} consecutive failed answers "
             f"(last failure: {kind}); resumed automatically once the endpoint answers again"

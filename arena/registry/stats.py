@@ -27,9 +27,9 @@ from arena.models import (
     Winner,
     utcnow,
 )
+from arena.registry.failure_reasons import explain_stored_error
 from arena.registry.health import answers_of
 from arena.registry.keys import KeyRing
-from arena.registry.probe import scrub_secret
 from arena.registry.schemas import (
     ModelOut,
     ModelStats,
@@ -227,7 +227,12 @@ async def model_stats(
     except ValueError:
         api_key = None
     recent_errors = [
-        RecentError(at=m.created_at, error=scrub_secret(m.error or "", api_key)[:300])
+        RecentError(
+            at=m.created_at,
+            error=explain_stored_error(
+                m.error or "", base_url=model.base_url, api_key=api_key
+            ).reason,
+        )
         for m in await session.scalars(
             answers_query.where(mine, Message.error.is_not(None))
             .order_by(Message.created_at.desc(), Message.id.desc())

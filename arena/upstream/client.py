@@ -187,7 +187,9 @@ def _choice(payload: Any) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise _UpstreamFailure("protocol", f"expected a JSON object, got {type(payload).__name__}")
     if "error" in payload and not payload.get("choices"):
-        raise _UpstreamFailure("status", f"upstream error object: {payload['error']!r}"[:2000])
+        raise _UpstreamFailure(
+            "status", f"upstream error object: {_to_json(payload['error'])}"[:2000]
+        )
     choices = payload.get("choices")
     if not isinstance(choices, list):
         raise _UpstreamFailure("protocol", "no 'choices' list in the upstream answer")

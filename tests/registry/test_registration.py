@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import socketserver
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.applications import Starlette
 
 from arena.models import Model, ModelStatusEvent
+from arena.registry.failure_reasons import UNREACHABLE
 from tests.conftest import Arena
 from tests.fake_upstream import FakeUpstream
 from tests.registry.accounts import ADMIN, bearer, register, sign_up
@@ -84,12 +88,12 @@ def test_auto_approve_makes_registrations_active(
         ("error500", "base_url", "HTTP 500"),
         ("error404", "base_url", "HTTP 404"),
         ("unknown-model-id", "base_url", "HTTP 404"),
-        ("garbage", "base_url", "not an OpenAI-compatible chat completion"),
-        ("html", "base_url", "not an OpenAI-compatible chat completion"),
-        ("invalid-utf8", "base_url", "not an OpenAI-compatible chat completion"),
-        ("midstream-close", "base_url", "not an OpenAI-compatible chat completion"),
-        ("hang", "base_url", "did not answer in time"),
-        ("hang-after-headers", "base_url", "did not answer in time"),
+        ("garbage", "base_url", UNREACHABLE),
+        ("html", "base_url", UNREACHABLE),
+        ("invalid-utf8", "base_url", UNREACHABLE),
+        ("midstream-close", "base_url", UNREACHABLE),
+        ("hang", "base_url", UNREACHABLE),
+        ("hang-after-headers", "base_url", UNREACHABLE),
     ],
 )
 def test_a_failing_endpoint_is_refused_with_the_reason(
@@ -107,6 +111,81 @@ def test_a_failing_endpoint_is_refused_with_the_reason(
     detail = answer.json()["detail"]
     assert detail.startswith(f"{field}: ") and words in detail, detail
     assert _models(arena) == []
+
+
+class _RawListener:
+    """A TCP port on loopback that is no HTTP server: it sends `greeting` to each connection
+    (nothing at all when empty) and closes it after `hold` seconds."""
+
+    def __init__(self, greeting: bytes, hold: float = 0.0) -> None:
+        self.greeting, self.hold = greeting, hold
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def _handler(self) -> type[socketserver.BaseRequestHandler]:
+        listener = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                if listener.greeting:
+                    self.request.sendall(listener.greeting)
+                time.sleep(listener.hold)
+
+        return Handler
+
+    def __enter__(self) -> _RawListener:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_probe_cannot_tell_a_closed_port_from_an_open_one(
+    shared_arena_factory: Callable[..., Arena],
+) -> None:
+    arena = shared_arena_factory(probe_timeout=1.0, signups_per_hour=1000)
+    garbage = b"SSH-2.0-OpenSSH_9.6\r\n\x00\xff protocol mismatch\r\n"
+    with (
+        _RawListener(garbage) as talker,
+        _RawListener(b"", hold=3.0) as silent,
+        arena.client() as client,
+    ):
+        token = sign_up(client, email="scanner@example.org")
+        answers = {
+            where: register(client, token, f"http://127.0.0.1:{port}/v1", name=f"scan-{where}")
+            for where, port in (
+                ("closed", free_port()),
+                ("talker", talker.port),
+                ("silent", silent.port),
+            )
+        }
+    assert {answer.status_code for answer in answers.values()} == {422}
+    details = {answer.json()["detail"] for answer in answers.values()}
+    assert details == {f"base_url: {UNREACHABLE}"}, details
+    assert _models(arena) == []
+
+
+def test_an_error_page_is_not_repeated_but_a_json_error_message_is(
+    shared_arena_factory: Callable[..., Arena], fake_upstream: FakeUpstream
+) -> None:
+    arena = shared_arena_factory(probe_timeout=1.0, signups_per_hour=1000)
+    with arena.client() as client:
+        token = sign_up(client, email="pages@example.org")
+        page = register(client, token, fake_upstream.base_url, model="page:500:db-password-hunter2")
+        assert page.status_code == 422
+        assert page.json()["detail"] == "base_url: the endpoint answered HTTP 500"
+        assert "hunter2" not in page.text and "Internal" not in page.text
+
+        refused = register(client, token, fake_upstream.base_url, model="error401:bad key")
+        assert refused.status_code == 422
+        assert refused.json()["detail"] == (
+            "api_key: the endpoint refused the API key (HTTP 401); check api_key; "
+            'it said: "bad key"'
+        )
 
 
 def test_json_answers_are_accepted(arena: Arena, fake_upstream: FakeUpstream) -> None:
@@ -156,18 +235,21 @@ def test_connection_refused_dns_failure_and_tls_error(arena: Arena, tmp_path: Pa
             token = sign_up(client)
             closed = register(client, token, f"http://127.0.0.1:{free_port()}/v1")
             assert closed.status_code == 422
-            assert closed.json()["detail"].startswith("base_url: could not connect")
+            assert closed.json()["detail"] == f"base_url: {UNREACHABLE}"
 
             dns = register(client, token, "https://no-such-host.invalid/v1")
             assert dns.status_code == 422
             assert "could not be resolved (DNS" in dns.json()["detail"]
 
-            # A certificate no public authority vouches for: the handshake fails.
+            # A certificate no public authority vouches for: the handshake fails. The answer is
+            # the one for any https:// endpoint that cannot be reached, with the hint on
+            # certificates: a failed handshake would tell a TLS port from a closed one.
             tls = register(client, token, f"https://127.0.0.1:{tls_server.port}/v1")
-            assert tls.status_code == 422
+            closed_tls = register(client, token, f"https://127.0.0.1:{free_port()}/v1")
+            assert tls.status_code == closed_tls.status_code == 422
             detail = tls.json()["detail"]
-            assert detail.startswith("base_url: the TLS handshake failed"), detail
-            assert "CERTIFICATE_VERIFY_FAILED" in detail
+            assert detail == closed_tls.json()["detail"]
+            assert detail.startswith(f"base_url: {UNREACHABLE}") and "certificate" in detail
     finally:
         tls_server.stop()
     assert _models(arena) == []

@@ -144,3 +144,29 @@ def test_stats_of_a_new_model_are_empty_not_errors(
     assert stats["error_rate"] is None and stats["win_rate"] is None
     assert stats["sampling_share_all"] is None and stats["rating"] is None
     assert stats["first_token_ms"] == {"samples": 0, "p50": None, "p90": None, "p99": None}
+
+
+def test_recent_errors_show_a_status_but_never_the_page_behind_it(
+    arena: Arena, fake_upstream: FakeUpstream
+) -> None:
+    arena.add_model("house", fake_upstream.base_url, "normal")
+    token = owner_with_model(arena, fake_upstream.base_url, name="ada-7b", model="normal")
+
+    async def point_at_a_page(session: AsyncSession) -> None:
+        # As if the endpoint's host name now led to an internal web server.
+        await session.execute(
+            update(Model)
+            .where(Model.name == "ada-7b")
+            .values(upstream_model="page:502:intranet-password-hunter2")
+        )
+
+    arena.db(point_at_a_page)
+    with arena.client() as visitor:
+        assert read_stream(visitor, start_battle(visitor)).end["status"] == "failed"
+    with arena.client() as client:
+        answer = client.get("/api/models/ada-7b/stats", headers=bearer(token))
+    assert answer.status_code == 200, answer.text
+    assert [e["error"] for e in answer.json()["recent_errors"]] == [
+        "the endpoint answered HTTP 502"
+    ]
+    assert "hunter2" not in answer.text and "intranet" not in answer.text

@@ -1,0 +1,92 @@
+"""What owners read about a failure: bounded excerpts of JSON error messages, never a body."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from arena.registry.failure_reasons import (
+    EXCERPT_CHARS,
+    UNREACHABLE,
+    clean_excerpt,
+    explain_failure,
+    explain_stored_error,
+    json_error_message,
+)
+from arena.upstream.client import Failed
+
+URL = "http://10.0.0.5:8080/v1"
+
+
+def test_only_an_openai_style_error_message_is_taken() -> None:
+    assert json_error_message('{"error": {"message": "bad key", "type": "auth"}}') == "bad key"
+    for body in (
+        "<html>secret</html>",
+        '{"error": "flat string"}',
+        '{"error": {"message": 42}}',
+        '{"error": {"message": "   "}}',
+        '["error"]',
+        '{"detail": "not this shape"}',
+    ):
+        assert json_error_message(body) is None, body
+
+
+@given(st.text(max_size=2000))
+def test_an_excerpt_is_one_bounded_line_of_visible_characters(text: str) -> None:
+    excerpt = clean_excerpt(text)
+    assert len(excerpt) <= EXCERPT_CHARS
+    assert excerpt == excerpt.strip()
+    assert all(c == " " or (c.isprintable() and not c.isspace()) for c in excerpt), excerpt
+
+
+def test_an_excerpt_keeps_the_words_in_order() -> None:
+    assert clean_excerpt("bad\x07key\r\nsecond\u202eline") == "bad key second line"
+    assert clean_excerpt("x" * 500) == "x" * (EXCERPT_CHARS - 1) + "…"
+
+
+def test_failures_before_an_http_status_read_alike() -> None:
+    reasons = {
+        explain_failure(failed, base_url=URL, api_key=None)
+        for failed in (
+            Failed("connect", "[Errno 111] Connection refused"),
+            Failed("timeout", "no first token within 15.0s"),
+            Failed("protocol", "connection broke: invalid HTTP method"),
+            Failed("protocol", "expected text/event-stream or application/json, got 'text/html'"),
+        )
+    }
+    assert len(reasons) == 1
+    (reason,) = reasons
+    assert (reason.kind, reason.field, reason.reason) == ("unreachable", "base_url", UNREACHABLE)
+
+
+def test_a_status_shows_its_code_and_the_json_message_only() -> None:
+    page = explain_failure(
+        Failed("status", "HTTP 502: <html>root:x:0:0 sk-live-1234567890</html>"),
+        base_url=URL,
+        api_key=None,
+    )
+    assert page.reason == "the endpoint answered HTTP 502"
+    echoed = explain_failure(
+        Failed("status", 'HTTP 429: {"error": {"message": "key sk-live-1234567890 over quota"}}'),
+        base_url=URL,
+        api_key="sk-live-1234567890",
+    )
+    assert (
+        echoed.reason
+        == 'the endpoint answered HTTP 429; it said: "key [key ending 7890] over quota"'
+    )
+    in_stream = explain_failure(
+        Failed("status", 'upstream error object: {"message": "model is loading", "code": 503}'),
+        base_url=URL,
+        api_key=None,
+    )
+    assert in_stream.field == "model" and in_stream.reason.endswith('it said: "model is loading"')
+
+
+def test_a_stored_error_is_explained_the_same_way() -> None:
+    stored = explain_stored_error("status: HTTP 500: <p>internal</p>", base_url=URL, api_key=None)
+    assert stored.reason == "the endpoint answered HTTP 500"
+    refused = explain_stored_error(
+        "connect: refused by the address guard: 10.0.0.5", base_url=URL, api_key=None
+    )
+    assert refused.reason == UNREACHABLE
