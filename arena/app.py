@@ -45,6 +45,7 @@ from arena.registry.routes import pages_router as owner_pages_router
 from arena.registry.routes import router as owners_router
 from arena.upstream.client import Answer, Limits
 from arena.upstream.http import upstream_client
+from arena.workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = sessionmaker
         transactions = Transactions(engine)
         app.state.transactions = transactions
+        # Before the first request: the turns of workers gone mid-stream are settled.
+        workers = Workers.for_engine(engine, transactions)
+        await workers.start(
+            lambda connection, gone: battle_service.fail_interrupted_turns(connection, worker=gone)
+        )
+        app.state.workers = workers
         app.state.secret_key = settings.resolved_secret_key()
         app.state.keys = KeyRing.from_settings(settings)
         # Built here, not in the first battle's write transaction: a few tenths of a second.
@@ -148,8 +155,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await health.stop()
             await recompute.stop()
             await rigging_scanner.stop()
-            await app.state.turn_runner.drain(timeout=10)
+            cut_short = await app.state.turn_runner.drain(timeout=10)
             app.state.planned_turns.close()
+            await workers.stop(turns_cut_short=cut_short > 0)
             await asyncio.to_thread(transactions.close)
             await app.state.rate_limiter.close()
             await client.aclose()

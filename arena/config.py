@@ -25,7 +25,8 @@ class Settings(BaseSettings):
     database_url: str = ""
     # PostgreSQL connections each worker keeps open, and how many more it may open under load
     # (opened and closed per request: keep the pool at the worker's usual concurrency);
-    # workers x (pool + overflow) must stay under the server's max_connections.
+    # workers x (pool + overflow + 3: the battle path's two and the worker's lock) must stay
+    # under the server's max_connections.
     database_pool_size: int = Field(default=30, ge=1, le=1000)
     database_max_overflow: int = Field(default=10, ge=0, le=1000)
     host: str = "127.0.0.1"

@@ -192,6 +192,9 @@ class Battle(Base):
     category_tags: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     stream_started_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The worker (WorkerInstance.id) that claimed the latest turn for streaming: should it die,
+    # the next worker to start settles the turn (arena/workers.py).
+    streamed_by: Mapped[str | None] = mapped_column(String(32), default=None)
     ready_at: Mapped[datetime | None] = mapped_column(default=None)
     # Why a vote on this battle would not count, known before the vote (identity_leak,
     # duplicate_prompt), and the length of the latest answers, to tell a read from a blind click.
@@ -293,3 +296,15 @@ class JobLock(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column()
+
+
+class WorkerInstance(Base):
+    """A worker process while it runs: it holds a lock named by its id for its lifetime, so
+    that a worker starting later can tell whether it is gone (arena/workers.py)."""
+
+    __tablename__ = "worker_instance"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -351,14 +351,16 @@ class TurnRunner:
                 events.put({"type": "end", "status": status.value})
             events.close()
 
-    async def drain(self, timeout: float) -> None:
+    async def drain(self, timeout: float) -> int:
         """Let running turns finish (shutdown), then cancel what is left (the app closes its
-        client)."""
-        if self._tasks:
-            _done, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        client); how many were cut short (left streaming, see arena/workers.py)."""
+        if not self._tasks:
+            return 0
+        _done, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        return len(pending)
 
 
 async def _raising(exc: Exception) -> Answer:

@@ -58,6 +58,7 @@ async def start_turn(state: State, battle_id: str, visitor: Visitor) -> TurnEven
     transactions: Transactions = state.transactions
     runner: TurnRunner = state.turn_runner
     planned: PlannedTurns = state.planned_turns
+    worker: str = state.workers.id
     plan = planned.take(battle_id, visitor.session_hash)
     if plan is not None:
         return _start_planned_turn(state, plan, visitor)
@@ -66,7 +67,9 @@ async def start_turn(state: State, battle_id: str, visitor: Visitor) -> TurnEven
     # itself holds no database session. The claim need not survive a power cut (the turn would
     # be pending again, and streamed on the next request), so it does not wait for the disk.
     claimed = await transactions.write(
-        lambda connection: service.claim_turn(connection, battle_id=battle_id, visitor=visitor),
+        lambda connection: service.claim_turn(
+            connection, battle_id=battle_id, visitor=visitor, worker=worker
+        ),
         to_disk=False,
     )
     if claimed is None:
@@ -90,9 +93,12 @@ def _start_planned_turn(state: State, plan: service.TurnPlan, visitor: Visitor) 
     transactions: Transactions = state.transactions
     runner: TurnRunner = state.turn_runner
     planned: PlannedTurns = state.planned_turns
+    worker: str = state.workers.id
     claim = asyncio.ensure_future(
         transactions.write(
-            lambda connection: service.claim_planned_turn(connection, plan=plan, visitor=visitor),
+            lambda connection: service.claim_planned_turn(
+                connection, plan=plan, visitor=visitor, worker=worker
+            ),
             to_disk=False,
         )
     )

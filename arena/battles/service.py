@@ -50,6 +50,8 @@ NEUTRAL_ERROR = (
     "This answer could not be completed, so the battle cannot be voted on. "
     "Please start a new battle."
 )
+# Stored as each side's error when the worker relaying a turn stopped before the turn ended.
+INTERRUPTED = "interrupted: the arena worker relaying this turn stopped before it ended"
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,11 @@ _CLAIM = (
         Battle.session_hash == bindparam("claimed_by"),
         Battle.status == BattleStatus.pending,
     )
-    .values(status=BattleStatus.streaming, stream_started_at=bindparam("started_at"))
+    .values(
+        status=BattleStatus.streaming,
+        stream_started_at=bindparam("started_at"),
+        streamed_by=bindparam("claimed_for"),
+    )
     .returning(Battle.model_a_id, Battle.model_b_id, Battle.turns)
 )
 _ENDPOINTS = select(
@@ -213,11 +219,16 @@ _CONVERSATION = (
 )
 
 
-def _claim(connection: Connection, battle_id: str, visitor: Visitor) -> Any:
+def _claim(connection: Connection, battle_id: str, visitor: Visitor, worker: str) -> Any:
     """The claimed battle's pair and turn count, or None (see `_CLAIM`)."""
     return connection.execute(
         _CLAIM,
-        {"claimed_id": battle_id, "claimed_by": visitor.session_hash, "started_at": utcnow()},
+        {
+            "claimed_id": battle_id,
+            "claimed_by": visitor.session_hash,
+            "started_at": utcnow(),
+            "claimed_for": worker,
+        },
     ).one_or_none()
 
 
@@ -249,10 +260,13 @@ class ClaimedTurn:
     messages: list[tuple[Side, str]]
 
 
-def claim_turn(connection: Connection, *, battle_id: str, visitor: Visitor) -> ClaimedTurn | None:
-    """Take the visitor's waiting turn for streaming (one UPDATE ... RETURNING) and read what
-    both upstream calls need; None when there is no such turn (see `unclaimable_turn`)."""
-    claimed = _claim(connection, battle_id, visitor)
+def claim_turn(
+    connection: Connection, *, battle_id: str, visitor: Visitor, worker: str
+) -> ClaimedTurn | None:
+    """Take the visitor's waiting turn for streaming by `worker` (one UPDATE ... RETURNING) and
+    read what both upstream calls need; None when there is no such turn (see
+    `unclaimable_turn`)."""
+    claimed = _claim(connection, battle_id, visitor, worker)
     if claimed is None:
         return None
     model_a_id, model_b_id, turn = claimed
@@ -271,10 +285,12 @@ def first_turn(battle_id: str, pair: DrawnPair, prompt: str) -> ClaimedTurn:
     )
 
 
-def claim_planned_turn(connection: Connection, *, plan: TurnPlan, visitor: Visitor) -> bool:
-    """Take the turn `plan` was made for (see planned.py) for streaming; False when it is not
-    the visitor's waiting turn any more (another request took it)."""
-    claimed = _claim(connection, plan.battle_id, visitor)
+def claim_planned_turn(
+    connection: Connection, *, plan: TurnPlan, visitor: Visitor, worker: str
+) -> bool:
+    """Take the turn `plan` was made for (see planned.py) for streaming by `worker`; False when
+    it is not the visitor's waiting turn any more (another request took it)."""
+    claimed = _claim(connection, plan.battle_id, visitor, worker)
     if claimed is None:
         return False
     # A battle's turns advance only once the waiting one has streamed.
@@ -347,14 +363,53 @@ async def unclaimable_turn(
         stale_after = timedelta(seconds=settings.total_timeout + 30)
         if utcnow() - battle.stream_started_at <= stale_after:
             raise Conflict("This battle is already streaming in another tab or request.")
-        # The worker streaming it died: end the turn as failed rather than hang forever.
-        await session.execute(
-            update(Battle)
-            .where(Battle.id == battle.id, Battle.status == BattleStatus.streaming)
-            .values(status=BattleStatus.failed)
+        # The worker streaming it died and no worker started since (which would have settled
+        # it, see arena/workers.py): end the turn as failed rather than hang forever.
+        turn = battle.turns
+        await session.run_sync(
+            lambda sync: fail_interrupted_turn(sync.connection(), battle_id=battle_id, turn=turn)
         )
         await session.refresh(battle)
     return PastTurn(await stored_turn(session, battle=battle), battle.status)
+
+
+def fail_interrupted_turn(connection: Connection, *, battle_id: str, turn: int) -> bool:
+    """End a turn whose worker stopped while streaming it: failed, each side with an error (the
+    visitor's replay shows the neutral message). False when the turn is not streaming."""
+    failed = connection.execute(
+        update(Battle)
+        .where(Battle.id == battle_id, Battle.status == BattleStatus.streaming)
+        .values(status=BattleStatus.failed, ready_at=None)
+    )
+    if failed.rowcount != 1:
+        return False
+    connection.execute(
+        _INSERT_MESSAGE,
+        [
+            {
+                "battle_id": battle_id,
+                "turn": turn,
+                "side": side,
+                "content": "",
+                "error": INTERRUPTED,
+            }
+            for side in (Side.a, Side.b)
+        ],
+    )
+    return True
+
+
+def fail_interrupted_turns(connection: Connection, *, worker: str) -> int:
+    """`fail_interrupted_turn` for every turn `worker` (gone) was streaming; how many."""
+    streaming = connection.execute(
+        select(Battle.id, Battle.turns).where(
+            Battle.status == BattleStatus.streaming, Battle.streamed_by == worker
+        )
+    ).all()
+    return sum(
+        fail_interrupted_turn(connection, battle_id=battle_id, turn=turn)
+        for battle_id, turn in streaming
+    )
 
 
 _RESET_FAILURES = (
@@ -693,6 +748,8 @@ __all__ = [
     "claim_turn",
     "create_battle",
     "draw_battle_pair",
+    "fail_interrupted_turn",
+    "fail_interrupted_turns",
     "finish_turn",
     "owned_battle",
     "plan_turn",

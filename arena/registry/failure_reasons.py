@@ -21,7 +21,8 @@ from arena.upstream.client import Failed, FailureKind
 
 EXCERPT_CHARS: Final = 200
 
-OwnerFailureKind = Literal["unreachable", "unauthorized", "http_status", "too_large"]
+# "interrupted" is for stored answers only: the arena stopped while relaying one.
+OwnerFailureKind = Literal["unreachable", "unauthorized", "http_status", "too_large", "interrupted"]
 
 UNREACHABLE: Final = (
     "the endpoint could not be reached, or did not answer as an OpenAI-compatible server in "
@@ -88,6 +89,12 @@ def explain_failure(failed: Failed, *, base_url: str, api_key: str | None) -> Ow
 def explain_stored_error(error: str, *, base_url: str, api_key: str | None) -> OwnerFailure:
     """`explain_failure` for a failure stored with an answer ("kind: detail")."""
     kind, _, detail = error.partition(": ")
+    if kind == "interrupted":  # written by the arena (battles/service.py), not the endpoint's
+        return OwnerFailure(
+            "interrupted",
+            "",
+            "the arena stopped while relaying this answer; not the endpoint's doing",
+        )
     failed = Failed(_STORED_KINDS.get(kind, "protocol"), detail)
     return explain_failure(failed, base_url=base_url, api_key=api_key)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from arena.battles.service import INTERRUPTED
 from arena.registry.failure_reasons import (
     EXCERPT_CHARS,
     UNREACHABLE,
@@ -90,3 +91,8 @@ def test_a_stored_error_is_explained_the_same_way() -> None:
         "connect: refused by the address guard: 10.0.0.5", base_url=URL, api_key=None
     )
     assert refused.reason == UNREACHABLE
+
+
+def test_an_interrupted_answer_is_not_the_endpoints_doing() -> None:
+    stored = explain_stored_error(INTERRUPTED, base_url=URL, api_key=None)
+    assert stored.kind == "interrupted" and "not the endpoint's doing" in stored.reason

@@ -1,0 +1,136 @@
+"""A worker killed mid-stream: the next worker to start settles its turns at once, and a worker
+starting beside a live one leaves the live one's turns alone."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from arena.battles.service import NEUTRAL_ERROR
+from arena.config import Settings
+from arena.models import Battle, WorkerInstance
+from arena.visitors import SESSION_COOKIE
+from tests.arena_process import ArenaProcess, cookie_header
+from tests.conftest import Arena, make_settings, run_db
+from tests.fake_upstream import FakeUpstream
+from tests.sse import read_stream, start_battle
+
+# About 14 words, one every 3 s: a turn still streaming while a worker starts (which takes
+# seconds: the app imports numpy, pandas and scipy).
+SLOW_MODEL = "slow:3.0"
+
+
+def _status(settings: Settings, battle_id: str) -> str:
+    async def work(session: AsyncSession) -> str:
+        battle = await session.get(Battle, battle_id)
+        assert battle is not None
+        return battle.status.value
+
+    return run_db(settings, work)
+
+
+def _workers_listed(settings: Settings) -> int:
+    async def work(session: AsyncSession) -> int:
+        return len((await session.scalars(select(WorkerInstance.id))).all())
+
+    return run_db(settings, work)
+
+
+def _events(lines: Iterator[str]) -> Iterator[dict[str, object]]:
+    for line in lines:
+        if line.startswith("data: "):
+            yield json.loads(line[6:])
+
+
+def _until_first_delta(events: Iterator[dict[str, object]]) -> None:
+    for event in events:
+        if event["type"] == "delta":
+            return
+    raise AssertionError("the stream ended before its first token")
+
+
+@pytest.mark.slow
+def test_a_turn_cut_short_by_sigkill_is_settled_when_the_next_worker_starts(
+    database_url: str, tmp_path: Path, fake_upstream: FakeUpstream
+) -> None:
+    settings = make_settings(
+        database_url, tmp_path, first_token_timeout=10.0, idle_timeout=10.0, total_timeout=120.0
+    )
+    models = Arena(url="", settings=settings, server=None)  # type: ignore[arg-type]
+    models.add_model("alpha", fake_upstream.base_url, SLOW_MODEL, organization="A")
+    models.add_model("beta", fake_upstream.base_url, SLOW_MODEL, organization="B")
+
+    killed = ArenaProcess(settings, tmp_path / "killed.log").start()
+    try:
+        with httpx.Client(base_url=killed.url, timeout=30) as visitor:
+            battle_id = start_battle(visitor)
+            with visitor.stream("GET", f"/api/battles/{battle_id}/stream") as response:
+                assert response.status_code == 200
+                _until_first_delta(_events(response.iter_lines()))
+                killed.kill()
+            session_id = visitor.cookies[SESSION_COOKIE]
+    finally:
+        killed.stop()
+    assert _status(settings, battle_id) == "streaming"
+
+    restarted = ArenaProcess(settings, tmp_path / "restarted.log").start()
+    try:
+        with httpx.Client(
+            base_url=restarted.url, timeout=30, headers=cookie_header(session_id)
+        ) as visitor:
+            asked = time.monotonic()
+            replayed = read_stream(visitor, battle_id)
+            assert time.monotonic() - asked < 5
+            errors = [e for e in replayed.events if e["type"] == "error"]
+            assert sorted(e["side"] for e in errors) == ["a", "b"]
+            assert all(e["message"] == NEUTRAL_ERROR for e in errors)
+            assert replayed.end == {"type": "end", "status": "failed"}
+            view = visitor.get(f"/api/battles/{battle_id}").json()
+            assert view["status"] == "failed"
+            answers = [m for m in view["messages"] if m["side"] != "user"]
+            assert [m["error"] for m in answers] == [NEUTRAL_ERROR, NEUTRAL_ERROR]
+        # The killed worker was unlisted once settled; the restarted one is listed.
+        assert _workers_listed(settings) == 1
+    finally:
+        restarted.stop()
+    assert _workers_listed(settings) == 0
+
+
+@pytest.mark.slow
+def test_a_worker_starting_leaves_a_live_workers_turn_alone(
+    database_url: str, tmp_path: Path, fake_upstream: FakeUpstream
+) -> None:
+    settings = make_settings(
+        database_url, tmp_path, first_token_timeout=10.0, idle_timeout=10.0, total_timeout=120.0
+    )
+    models = Arena(url="", settings=settings, server=None)  # type: ignore[arg-type]
+    models.add_model("alpha", fake_upstream.base_url, SLOW_MODEL, organization="A")
+    models.add_model("beta", fake_upstream.base_url, SLOW_MODEL, organization="B")
+
+    live = ArenaProcess(settings, tmp_path / "live.log").start()
+    starting = ArenaProcess(settings, tmp_path / "starting.log")
+    try:
+        with httpx.Client(base_url=live.url, timeout=30) as visitor:
+            battle_id = start_battle(visitor)
+            with visitor.stream("GET", f"/api/battles/{battle_id}/stream") as response:
+                assert response.status_code == 200
+                events = _events(response.iter_lines())
+                _until_first_delta(events)
+                starting.start()
+                # The other worker has started (and settled what it found) mid-turn.
+                assert _status(settings, battle_id) == "streaming", "the turn ended too soon"
+                assert _workers_listed(settings) == 2
+                rest = list(events)
+            assert rest[-1] == {"type": "end", "status": "ready"}
+            assert not [e for e in rest if e["type"] == "error"]
+        assert _status(settings, battle_id) == "ready"
+    finally:
+        starting.stop()
+        live.stop()
