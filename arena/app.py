@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp
 
-from arena.battles import service as battle_service
+from arena.battles import turns
 from arena.battles.fast_lane import BattleFastLane
 from arena.battles.integrity_admin_routes import router as integrity_admin_router
 from arena.battles.integrity_routes import router as integrity_router
@@ -73,9 +73,9 @@ def upstream_limits(settings: Settings) -> Limits:
 def _finish_turn(
     transactions: Transactions, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
 ) -> FinishTurn:
-    async def finish(plan: battle_service.TurnPlan, answers: dict[Side, Answer]) -> bool:
+    async def finish(plan: turns.TurnPlan, answers: dict[Side, Answer]) -> bool:
         ok = await transactions.write(
-            lambda connection: battle_service.finish_turn(
+            lambda connection: turns.finish_turn(
                 connection, plan=plan, answers=answers, identity_aliases=settings.identity_aliases
             )
         )
@@ -120,7 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Before the first request: the turns of workers gone mid-stream are settled.
         workers = Workers.for_engine(engine, transactions)
         await workers.start(
-            lambda connection, gone: battle_service.fail_interrupted_turns(connection, worker=gone)
+            lambda connection, gone: turns.fail_interrupted_turns(connection, worker=gone)
         )
         app.state.workers = workers
         app.state.secret_key = settings.resolved_secret_key()

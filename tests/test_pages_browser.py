@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, Route, expect
 
-from arena.battles.service import NEUTRAL_ERROR
+from arena.battles.turns import NEUTRAL_ERROR
 from tests.browser import PHONE, BrowserPage
 from tests.conftest import Arena
 from tests.fake_upstream import FakeUpstream, answer_for

@@ -10,7 +10,7 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from arena.battles import service
+from arena.battles import turns
 from arena.db import Transactions, make_async_engine, make_sessionmaker
 from arena.models import Battle, BattleStatus, Model, WorkerInstance
 from arena.workers import Workers
@@ -42,7 +42,7 @@ async def _status(session: AsyncSession, battle_id: str) -> BattleStatus:
 
 
 def _settle(connection: Connection, worker: str) -> int:
-    return service.fail_interrupted_turns(connection, worker=worker)
+    return turns.fail_interrupted_turns(connection, worker=worker)
 
 
 @pytest.mark.parametrize("cut", ["stopped", "connection"])
@@ -89,8 +89,8 @@ def test_only_the_turns_of_a_gone_worker_are_settled(
                     {"b": battle_id},
                 )
                 assert [tuple(row) for row in messages] == [
-                    ("a", service.INTERRUPTED),
-                    ("b", service.INTERRUPTED),
+                    ("a", turns.INTERRUPTED),
+                    ("b", turns.INTERRUPTED),
                 ]
         finally:
             for other in starting:

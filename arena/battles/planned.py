@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from arena.battles.service import TurnPlan
+from arena.battles.turns import TurnPlan
 
 
 @dataclass(frozen=True)

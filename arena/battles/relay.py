@@ -12,7 +12,7 @@ from typing import Any
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from arena.battles.service import NEUTRAL_ERROR, TurnPlan
+from arena.battles.turns import NEUTRAL_ERROR, TurnPlan
 from arena.models import BattleStatus, Message, Side
 from arena.upstream.client import (
     Answer,

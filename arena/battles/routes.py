@@ -1,4 +1,5 @@
-"""HTTP routes of the battle flow: thin; the logic lives in service.py and relay.py."""
+"""HTTP routes of the battle flow: thin; the logic lives in creation.py, turns.py, votes.py,
+views.py and relay.py."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import AsyncGenerator
 from fastapi import APIRouter, Depends, Request, Response, status
 from starlette.datastructures import State
 
-from arena.battles import service
+from arena.battles import creation, turns, views, votes
 from arena.battles.integrity import VoteChecks
 from arena.battles.planned import PlannedTurns
 from arena.battles.relay import EventStreamResponse, TurnEvents, TurnRunner, replay
@@ -34,15 +35,15 @@ async def open_battle(state: State, prompt: str, visitor: Visitor) -> str:
     # The reads first, in a transaction of their own: on SQLite the write transaction holds the
     # database's one write lock.
     pair = await transactions.read(
-        lambda connection: service.draw_battle_pair(connection, prompt=prompt, settings=settings)
+        lambda connection: creation.draw_battle_pair(connection, prompt=prompt, settings=settings)
     )
     battle_id: str = await transactions.write(
-        lambda connection: service.create_battle(
+        lambda connection: creation.create_battle(
             connection, pair=pair, prompt=prompt, visitor=visitor, settings=settings
         )
     )
     try:
-        plan = service.plan_turn(service.first_turn(battle_id, pair, prompt), keys=state.keys)
+        plan = turns.plan_turn(creation.first_turn(battle_id, pair, prompt), keys=state.keys)
     except Exception:
         # An endpoint key that cannot be read: the stream request plans the turn the usual way
         # and reports it there, where the turn is ended as failed.
@@ -67,7 +68,7 @@ async def start_turn(state: State, battle_id: str, visitor: Visitor) -> TurnEven
     # itself holds no database session. The claim need not survive a power cut (the turn would
     # be pending again, and streamed on the next request), so it does not wait for the disk.
     claimed = await transactions.write(
-        lambda connection: service.claim_turn(
+        lambda connection: turns.claim_turn(
             connection, battle_id=battle_id, visitor=visitor, worker=worker
         ),
         to_disk=False,
@@ -75,17 +76,15 @@ async def start_turn(state: State, battle_id: str, visitor: Visitor) -> TurnEven
     if claimed is None:
         return None
     try:
-        plan = service.plan_turn(claimed, keys=state.keys)
+        plan = turns.plan_turn(claimed, keys=state.keys)
     except Exception:
         # The claim is committed: end the turn as failed rather than leave it streaming.
-        await transactions.write(
-            lambda connection: service.abandon_turn(connection, claimed=claimed)
-        )
+        await transactions.write(lambda connection: turns.abandon_turn(connection, claimed=claimed))
         raise
     return runner.start(plan)
 
 
-def _start_planned_turn(state: State, plan: service.TurnPlan, visitor: Visitor) -> TurnEvents:
+def _start_planned_turn(state: State, plan: turns.TurnPlan, visitor: Visitor) -> TurnEvents:
     """A turn planned when its battle was created: both upstream calls start now and their
     tokens are relayed while the claim queues with the worker's other writes; the turn stands
     only if the claim succeeds (else the stream is cut short, see `TurnRunner.start`). The claim
@@ -96,7 +95,7 @@ def _start_planned_turn(state: State, plan: service.TurnPlan, visitor: Visitor) 
     worker: str = state.workers.id
     claim = asyncio.ensure_future(
         transactions.write(
-            lambda connection: service.claim_planned_turn(
+            lambda connection: turns.claim_planned_turn(
                 connection, plan=plan, visitor=visitor, worker=worker
             ),
             to_disk=False,
@@ -128,7 +127,7 @@ async def stream_battle(
         # Rare: a reload, a second tab, someone else's battle. The ORM path, as a write: a turn
         # whose worker died is ended there.
         async with write_session(state.sessionmaker) as session:
-            past = await service.unclaimable_turn(
+            past = await views.turn_to_replay(
                 session, battle_id=battle_id, visitor=visitor, settings=state.settings
             )
         events = replay(past.messages, past.status)
@@ -141,22 +140,25 @@ async def stream_battle(
     dependencies=[Depends(limit_battles)],
 )
 async def add_turn(
-    battle_id: str, body: PromptIn, request: Request, session: SessionDep, visitor: VisitorDep
+    battle_id: str, body: PromptIn, request: Request, visitor: VisitorDep
 ) -> BattleCreated:
-    battle = await service.add_turn(
-        session,
-        battle_id=battle_id,
-        prompt=body.prompt,
-        visitor=visitor,
-        settings=request.app.state.settings,
+    state = request.app.state
+    transactions: Transactions = state.transactions
+    await transactions.write(
+        lambda connection: turns.add_turn(
+            connection,
+            battle_id=battle_id,
+            prompt=body.prompt,
+            visitor=visitor,
+            settings=state.settings,
+        )
     )
-    await session.commit()
-    return BattleCreated(battle_id=battle.id)
+    return BattleCreated(battle_id=battle_id)
 
 
 @router.get("/{battle_id}")
 async def get_battle(battle_id: str, session: SessionDep, visitor: VisitorDep) -> BattleOut:
-    return await service.battle_view(session, battle_id=battle_id, visitor=visitor)
+    return await views.battle_view(session, battle_id=battle_id, visitor=visitor)
 
 
 @router.post("/{battle_id}/vote", response_model=Reveal)
@@ -170,7 +172,7 @@ async def vote(
     settings = request.app.state.settings
     checks = VoteChecks.from_settings(settings, throttled=throttled)
     # Committed before the answer leaves: an acknowledged vote is a durable vote.
-    reveal = await service.cast_vote(
+    reveal = await votes.cast_vote(
         request.app.state.engine,
         battle_id=battle_id,
         winner=body.winner,

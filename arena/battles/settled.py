@@ -10,9 +10,8 @@ settled battles only:
 - `voted`: the vote is cast and its answer named the pair to the one who cast it;
 - `failed`: a side failed, and a failed battle never takes a vote;
 - any status, once the battle is older than the vote window (`vote_window_seconds`): from then
-  on its vote and its follow-up turns are refused (`cast_vote` and `add_turn` in
-  battles/service.py), so a battle left `ready`, or `pending` and `streaming` by a visitor who
-  went away, is over too.
+  on its vote and its follow-up turns are refused (`votes.cast_vote`, `turns.add_turn`), so a
+  battle left `ready`, or `pending` and `streaming` by a visitor who went away, is over too.
 
 `pending`, `streaming` and `ready` battles inside the window are open: no figure counts them,
 and none of their answers, timings or errors reach an owner, until they settle.

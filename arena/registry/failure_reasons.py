@@ -89,7 +89,7 @@ def explain_failure(failed: Failed, *, base_url: str, api_key: str | None) -> Ow
 def explain_stored_error(error: str, *, base_url: str, api_key: str | None) -> OwnerFailure:
     """`explain_failure` for a failure stored with an answer ("kind: detail")."""
     kind, _, detail = error.partition(": ")
-    if kind == "interrupted":  # written by the arena (battles/service.py), not the endpoint's
+    if kind == "interrupted":  # written by the arena (battles/turns.py), not the endpoint's
         return OwnerFailure(
             "interrupted",
             "",

@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.battles.planned import PlannedTurns
-from arena.battles.service import SidePlan, TurnPlan
+from arena.battles.turns import SidePlan, TurnPlan
 from arena.db import make_sync_engine
 from arena.models import Battle, BattleStatus, Message, Side, utcnow
 from arena.upstream.client import Endpoint

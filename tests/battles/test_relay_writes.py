@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from arena.battles.relay import PushedBody, TurnEvents, TurnRunner
-from arena.battles.service import SidePlan, TurnPlan
+from arena.battles.turns import SidePlan, TurnPlan
 from arena.upstream.client import Answer, Endpoint, Limits, UpstreamEvent
 from arena.upstream.http import UpstreamClient
 from tests.conftest import Arena

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from arena.battles.service import NEUTRAL_ERROR
+from arena.battles.turns import NEUTRAL_ERROR
 from arena.models import Message, Model, ModelStatus
 from arena.registry import service as registry
 from tests.conftest import Arena

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from arena.battles.service import NEUTRAL_ERROR
+from arena.battles.turns import NEUTRAL_ERROR
 from arena.config import Settings
 from arena.models import Battle, WorkerInstance
 from arena.visitors import SESSION_COOKIE

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from arena.battles.service import INTERRUPTED
+from arena.battles.turns import INTERRUPTED
 from arena.registry.failure_reasons import (
     EXCERPT_CHARS,
     UNREACHABLE,

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse
 from starlette.routing import Route
 
-from arena.battles.service import NEUTRAL_ERROR
+from arena.battles.turns import NEUTRAL_ERROR
 from arena.registry.address_guard import ChatCall, guarded_chat
 from arena.upstream.client import Endpoint, Limits, UpstreamEvent
 from arena.upstream.http import upstream_client

@@ -1,0 +1,79 @@
+"""A new battle: its pair drawn and the battle stored, as plain functions over a sync
+`Connection` run in the reader and writer threads (`db.Transactions`)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.engine import Connection
+
+from arena.battles import integrity
+from arena.battles.sampling import draw_pair, read_candidates
+from arena.battles.turns import ClaimedTurn, check_prompt, read_endpoints
+from arena.config import Settings
+from arena.models import Battle, BattleStatus, Message, Side
+from arena.visitors import Visitor
+
+_INSERT_BATTLE = insert(Battle)
+_INSERT_MESSAGE = insert(Message)
+
+
+@dataclass(frozen=True)
+class DrawnPair:
+    model_a_id: int
+    model_b_id: int
+    endpoints: list[Any]  # rows of turns.read_endpoints, for planning the first turn
+
+
+def draw_battle_pair(connection: Connection, *, prompt: str, settings: Settings) -> DrawnPair:
+    """Check the prompt, draw the pair (side A, side B) and read their endpoints: reads only,
+    so that on SQLite the write lock is not held while they run."""
+    check_prompt(prompt, settings)
+    candidates = read_candidates(connection, settings=settings)
+    model_a_id, model_b_id = draw_pair(
+        [c.model_id for c in candidates], weights=[c.weight for c in candidates]
+    )
+    return DrawnPair(model_a_id, model_b_id, read_endpoints(connection, model_a_id, model_b_id))
+
+
+def create_battle(
+    connection: Connection,
+    *,
+    pair: DrawnPair,
+    prompt: str,
+    visitor: Visitor,
+    settings: Settings,
+) -> str:
+    """Store the battle between the drawn pair and its first prompt; the battle's id."""
+    model_a_id, model_b_id = pair.model_a_id, pair.model_b_id
+    battle_id = secrets.token_urlsafe(16)
+    flags = integrity.prompt_flags(connection, prompt=prompt, settings=settings)
+    # Core statements, not ORM objects: this is the hot path of every battle.
+    connection.execute(
+        _INSERT_BATTLE,
+        {
+            "id": battle_id,
+            "model_a_id": model_a_id,
+            "model_b_id": model_b_id,
+            "session_hash": visitor.session_hash,
+            "ip_hash": visitor.ip_hash,
+            "status": BattleStatus.pending,
+            "turns": 1,
+            "category_tags": [],
+            "flags": flags,
+        },
+    )
+    connection.execute(
+        _INSERT_MESSAGE, {"battle_id": battle_id, "turn": 1, "side": Side.user, "content": prompt}
+    )
+    return battle_id
+
+
+def first_turn(battle_id: str, pair: DrawnPair, prompt: str) -> ClaimedTurn:
+    """What the first turn of a battle just created is made of, as its claim would read it."""
+    return ClaimedTurn(
+        battle_id, 1, pair.model_a_id, pair.model_b_id, pair.endpoints, [(Side.user, prompt)]
+    )
