@@ -38,7 +38,8 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @asynccontextmanager
-async def _transactions(url: str) -> AsyncIterator[Transactions]:
+async def transactions_on(url: str) -> AsyncIterator[Transactions]:
+    """The battle path's transaction threads on `url`, closed at the end."""
     engine = make_async_engine(url)
     transactions = Transactions(engine)
     try:
@@ -100,7 +101,7 @@ def test_writes_queued_together_share_one_transaction(url: str) -> None:
     seen: list[list[str]] = []
 
     async def run() -> list[str]:
-        async with _transactions(url) as transactions:
+        async with transactions_on(url) as transactions:
             names = [f"queued-{i}" for i in range(WAITING)]
             first, tasks = await _with_writer_busy(
                 transactions,
@@ -127,7 +128,7 @@ def test_a_failing_write_fails_alone(url: str) -> None:
         raise ValueError("this write fails")
 
     async def run() -> list[str | BaseException]:
-        async with _transactions(url) as transactions:
+        async with transactions_on(url) as transactions:
             _, tasks = await _with_writer_busy(
                 transactions,
                 lambda: [
@@ -150,7 +151,7 @@ def test_a_failing_write_fails_alone(url: str) -> None:
 def test_a_cancelled_caller_does_not_stop_the_others(url: str) -> None:
 
     async def run() -> str:
-        async with _transactions(url) as transactions:
+        async with transactions_on(url) as transactions:
             _, tasks = await _with_writer_busy(
                 transactions,
                 lambda: [
@@ -206,7 +207,7 @@ def test_two_workers_writing_the_same_rows_in_opposite_orders_lose_nothing(
         return "held"
 
     async def run() -> list[str]:
-        async with _transactions(url) as first, _transactions(url) as second:
+        async with transactions_on(url) as first, transactions_on(url) as second:
             holds = [asyncio.create_task(worker.write(hold)) for worker in (first, second)]
             # On SQLite the second `hold` waits for the first's lock before it can begin.
             for _ in holds if both_hold_a_row is not None else holds[:1]:
@@ -239,5 +240,5 @@ def test_two_workers_writing_the_same_rows_in_opposite_orders_lose_nothing(
 
 
 async def _write_once(url: str, work: Callable[[Connection], str]) -> str:
-    async with _transactions(url) as transactions:
+    async with transactions_on(url) as transactions:
         return await transactions.write(work)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Request, status
 from fastapi.responses import HTMLResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.battles.settled import vote_window
 from arena.config import Settings
 from arena.db import SessionDep
 from arena.errors import InviteNotValid
-from arena.models import Model
+from arena.models import Model, Owner
 from arena.registry import owners
 from arena.registry import service as registry
 from arena.registry.auth import (
@@ -191,19 +193,29 @@ async def test_model(model: OwnedModelDep, request: Request, session: SessionDep
     return ProbeOut.of(result)
 
 
-@router.post("/models/{name}/pause")
-async def pause_model(
+OwnerMove = Callable[..., Awaitable[Model]]
+
+
+async def _move(
     name: str,
     request: Request,
-    session: SessionDep,
-    owner: OwnerDep,
-    body: OptionalReason = None,
+    session: AsyncSession,
+    owner: Owner,
+    body: ReasonIn | None,
+    move: OwnerMove,
 ) -> ModelOut:
+    """An owner's pause or retire, with the reason given (if any)."""
     model = await _owned_model(name, session, owner)
-    reason = body.reason if body else ""
-    model = await registry.owner_pause(session, model=model, owner=owner, reason=reason)
+    model = await move(session, model=model, owner=owner, reason=body.reason if body else "")
     await session.commit()
     return await _model_out(request, session, model)
+
+
+@router.post("/models/{name}/pause")
+async def pause_model(
+    name: str, request: Request, session: SessionDep, owner: OwnerDep, body: OptionalReason = None
+) -> ModelOut:
+    return await _move(name, request, session, owner, body, registry.owner_pause)
 
 
 @router.post("/models/{name}/resume")
@@ -224,17 +236,9 @@ async def resume_model(
 
 @router.post("/models/{name}/retire")
 async def retire_model(
-    name: str,
-    request: Request,
-    session: SessionDep,
-    owner: OwnerDep,
-    body: OptionalReason = None,
+    name: str, request: Request, session: SessionDep, owner: OwnerDep, body: OptionalReason = None
 ) -> ModelOut:
-    model = await _owned_model(name, session, owner)
-    reason = body.reason if body else ""
-    model = await registry.owner_retire(session, model=model, owner=owner, reason=reason)
-    await session.commit()
-    return await _model_out(request, session, model)
+    return await _move(name, request, session, owner, body, registry.owner_retire)
 
 
 @router.get("/models/{name}/stats")

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -17,13 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.battles import creation, turns
 from arena.config import Settings
-from arena.db import Transactions, make_async_engine, make_sync_engine
+from arena.db import Transactions, make_sync_engine
 from arena.models import Battle, BattleStatus, Message, Model, Side
 from arena.registry import service as registry
 from arena.registry.keys import KeyRing
 from arena.upstream.client import Answer, Failed
 from arena.visitors import Visitor
 from tests.conftest import run_db
+from tests.test_transactions import transactions_on
 
 T = TypeVar("T")
 VISITOR = Visitor(session_hash="s" * 64, ip_hash="i" * 64)
@@ -68,15 +68,20 @@ async def _beside_a_failure(transactions: Transactions, work: Callable[[Connecti
     return result
 
 
-@asynccontextmanager
-async def _transactions(settings: Settings) -> AsyncIterator[Transactions]:
-    engine = make_async_engine(settings.database_url)
-    transactions = Transactions(engine)
-    try:
-        yield transactions
-    finally:
-        await asyncio.to_thread(transactions.close)
-        await engine.dispose()
+async def _claimed_battle(
+    transactions: Transactions, pair: creation.DrawnPair, prompt: str, settings: Settings
+) -> tuple[str, turns.ClaimedTurn]:
+    """A new battle whose first turn is claimed, each step run once."""
+    battle_id = await transactions.write(
+        lambda c: creation.create_battle(
+            c, pair=pair, prompt=prompt, visitor=VISITOR, settings=settings
+        )
+    )
+    claimed = await transactions.write(
+        lambda c: turns.claim_turn(c, battle_id=battle_id, visitor=VISITOR, worker=WORKER)
+    )
+    assert claimed is not None
+    return battle_id, claimed
 
 
 def _seed(settings: Settings) -> None:
@@ -117,7 +122,7 @@ def test_every_battle_work_function_stands_after_running_twice(settings: Setting
     keys = KeyRing.from_settings(settings)
 
     async def scenario() -> tuple[str, str]:
-        async with _transactions(settings) as transactions:
+        async with transactions_on(settings.database_url) as transactions:
             pair = await transactions.read(
                 lambda c: creation.draw_battle_pair(c, prompt="Twice?", settings=settings)
             )
@@ -171,16 +176,8 @@ def test_every_battle_work_function_stands_after_running_twice(settings: Setting
             assert interrupted == 1 and _messages(settings, battle_id, 2) == 3
             assert _status(settings, battle_id) == BattleStatus.failed
 
-            # A turn that cannot run (its key unreadable) is abandoned; one that fails is stored.
-            other = await transactions.write(
-                lambda c: creation.create_battle(
-                    c, pair=pair, prompt="Abandon?", visitor=VISITOR, settings=settings
-                )
-            )
-            other_claim = await transactions.write(
-                lambda c: turns.claim_turn(c, battle_id=other, visitor=VISITOR, worker=WORKER)
-            )
-            assert other_claim is not None
+            # A turn that cannot run (its key unreadable) is abandoned.
+            other, other_claim = await _claimed_battle(transactions, pair, "Abandon?", settings)
             await _beside_a_failure(
                 transactions, lambda c: turns.abandon_turn(c, claimed=other_claim)
             )
@@ -197,19 +194,11 @@ def test_a_failed_answer_is_counted_once_though_its_turn_ran_twice(settings: Set
     keys = KeyRing.from_settings(settings)
 
     async def scenario() -> None:
-        async with _transactions(settings) as transactions:
+        async with transactions_on(settings.database_url) as transactions:
             pair = await transactions.read(
                 lambda c: creation.draw_battle_pair(c, prompt="Fail once", settings=settings)
             )
-            battle_id = await transactions.write(
-                lambda c: creation.create_battle(
-                    c, pair=pair, prompt="Fail once", visitor=VISITOR, settings=settings
-                )
-            )
-            claimed = await transactions.write(
-                lambda c: turns.claim_turn(c, battle_id=battle_id, visitor=VISITOR, worker=WORKER)
-            )
-            assert claimed is not None
+            _battle_id, claimed = await _claimed_battle(transactions, pair, "Fail once", settings)
             plan = turns.plan_turn(claimed, keys=keys)
             answers = {
                 Side.a: Answer(text="fine"),
