@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -24,6 +25,7 @@ from arena.battles.planned import PlannedTurns
 from arena.battles.relay import FinishTurn, TurnRunner
 from arena.battles.rigging import RiggingScanner
 from arena.battles.routes import router as battles_router
+from arena.body_limit import BodyLimit
 from arena.collector import serving_collector
 from arena.config import Settings
 from arena.db import Transactions, make_async_engine, make_sessionmaker, write_session
@@ -96,9 +98,15 @@ def _finish_turn(
 
 
 class _ArenaApp(FastAPI):
+    def __init__(self, *, max_body_bytes: int, **options: Any) -> None:
+        super().__init__(**options)
+        self.max_body_bytes = max_body_bytes
+
     def build_middleware_stack(self) -> ASGIApp:
-        # Outside every middleware: see arena/battles/fast_lane.py.
-        return BattleFastLane(super().build_middleware_stack(), self)
+        # The fast lane outside every middleware (arena/battles/fast_lane.py), and outside it the
+        # bound on request bodies, which the fast lane reads too.
+        fast_lane = BattleFastLane(super().build_middleware_stack(), self)
+        return BodyLimit(fast_lane, self.max_body_bytes)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -165,6 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.to_thread(access_log.stop)
 
     app = _ArenaApp(
+        max_body_bytes=settings.max_body_bytes,
         title="arena",
         summary="Anonymous battles between chat models, votes, ratings and open data.",
         version="0.1.0",

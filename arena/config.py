@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # One log line per request from uvicorn; behind a reverse proxy that logs them already, off
     # saves each worker a few percent of its CPU.
     access_log: bool = True
+    # Bytes of a request body: a longer one gets a 413 while it is read, before anything parses
+    # it (the longest prompt, 200,000 characters of UTF-8, fits in the default).
+    max_body_bytes: int = Field(default=1_000_000, ge=1024, le=1_000_000_000)
     # Addresses of reverse proxies whose X-Forwarded-For names the real client (comma-separated,
     # "*" for any); empty trusts no header, so a client cannot pick the address it is limited by.
     trusted_proxies: str = Field(default="", max_length=4000)

@@ -38,6 +38,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: _error("No such resource"),
     405: _error("Method not allowed on this path"),
     409: _error("The resource's state forbids this now"),
+    413: _error("The request body is over the server's size limit"),
     422: _error("A value is invalid; the message names the field", ValidationErrorOut),
     429: {
         **_error("Over a rate limit"),

@@ -15,6 +15,7 @@
     │   ├── BattleFailed
     │   ├── BattleClosed                past its vote window: no vote, no follow-up
     │   └── NameTaken
+    ├── BodyTooLarge                413  a request body over ARENA_MAX_BODY_BYTES
     ├── TooManyRequests             429  with Retry-After
     ├── NoModelsAvailable           503  fewer than two active models
     ├── DemoUnavailable                  the built-in demo endpoints cannot start (CLI only)
@@ -130,6 +131,15 @@ class BattleClosed(Conflict):
 
 class NameTaken(Conflict):
     pass
+
+
+class BodyTooLarge(ArenaError):
+    status_code = 413
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The request body is over this server's limit of {limit} bytes; send a smaller one."
+        )
 
 
 class TooManyRequests(ArenaError):

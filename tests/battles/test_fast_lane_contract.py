@@ -17,11 +17,13 @@ from tests.conftest import Arena
 from tests.fake_upstream import FakeUpstream
 from tests.sse import read_stream
 
-# What a request passes through, outermost first. The fast lane (first) serves
-# POST /api/battles and GET /api/battles/{id}/stream itself, and re-does by hand what the layers
-# below it do for those two routes: security headers (arena.pages.ALWAYS), the rate limit, the
-# session cookie and error rendering.
+# What a request passes through, outermost first. The bound on request bodies (first) applies to
+# every request, the fast lane's included. The fast lane (second) serves POST /api/battles and
+# GET /api/battles/{id}/stream itself, and re-does by hand what the layers below it do for those
+# two routes: security headers (arena.pages.ALWAYS), the rate limit, the session cookie and error
+# rendering.
 PINNED_LAYERS = [
+    "arena.body_limit.BodyLimit",
     "arena.battles.fast_lane.BattleFastLane",
     "starlette.middleware.errors.ServerErrorMiddleware",
     "fastapi.telemetry._asgi.ExceptionTelemetryMiddleware",

@@ -1,0 +1,91 @@
+"""The bound on every request body, enforced outside the whole app while the body is read."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from arena.errors import BodyTooLarge, arena_error_response
+from arena.pages import ALWAYS
+
+
+class BodyLimit:
+    """Answers 413 to a request body over `max_bytes` before the app has read more than that.
+
+    Outermost, around the battle fast lane, which reads its bodies outside the app's middleware.
+    A declared Content-Length is judged before any of the body is read; within the limit the
+    request goes on untouched, as does one without a body, because the server hands the app no
+    more than the declared length (httptools and h11 frame the body by it). Only a body without
+    a length of its own (chunked) is counted, as `receive()` delivers it. The 413 asks the server
+    to close the connection after it, so that a client still sending stops.
+
+    Starlette's RequestBodyLimitMiddleware answers in plain text without the limit, leaves the
+    connection open and wraps every request's `receive` and `send`, each event of a battle's
+    stream included; this one costs a request with a small declared body one pass over its
+    headers."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared: bytes | None = None
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = value
+            elif name == b"transfer-encoding":
+                chunked = True
+        if chunked:
+            await self._counted(scope, receive, send)
+            return
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:  # the server refuses these itself; should one pass, count it
+                await self._counted(scope, receive, send)
+                return
+            if length > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
+        received = 0
+        refused = False
+        started = False
+
+        async def receive_within_limit() -> Message:
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    refused = True
+                    if not started:
+                        await self._refuse(scope, receive, send)
+                    # To the app the client is gone: it stops reading, and what it answers
+                    # instead is dropped below.
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def send_unless_refused(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        await self.app(scope, receive_within_limit, send_unless_refused)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = arena_error_response(BodyTooLarge(self.max_bytes))
+        for name, value in ALWAYS.items():  # what the app's SecurityHeaders adds to every answer
+            response.headers.setdefault(name, value)
+        response.headers["Connection"] = "close"
+        await response(scope, receive, send)
