@@ -77,6 +77,8 @@ def serve(
     """Start the arena web service."""
     import uvicorn
 
+    from arena.http_protocol import ArenaHttpProtocol
+
     settings = Settings()
     if demo or settings.demo:
         from arena.registry.demo_models import start_demo_for_serve
@@ -102,6 +104,7 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         workers=workers or settings.workers,
+        http=ArenaHttpProtocol,
         log_level="info",
         access_log=settings.access_log,
         proxy_headers=bool(settings.trusted_proxies),

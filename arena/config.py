@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     # Bytes of a request body: a longer one gets a 413 while it is read, before anything parses
     # it (the longest prompt, 200,000 characters of UTF-8, fits in the default).
     max_body_bytes: int = Field(default=1_000_000, ge=1024, le=1_000_000_000)
+    # A request head (request line and headers) not complete this many seconds after the
+    # connection opened (after its first bytes, on a kept-alive connection) closes the connection;
+    # one longer than this many bytes gets a 431.
+    request_head_timeout: PositiveSeconds = 10.0
+    max_request_head_bytes: int = Field(default=65_536, ge=4096, le=16_777_216)
     # Addresses of reverse proxies whose X-Forwarded-For names the real client (comma-separated,
     # "*" for any); empty trusts no header, so a client cannot pick the address it is limited by.
     trusted_proxies: str = Field(default="", max_length=4000)

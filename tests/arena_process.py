@@ -18,6 +18,7 @@ import psutil
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.config import Settings
+from arena.http_protocol import IMPORT_PATH
 from arena.models import Battle, BattleStatus, Message, Side, utcnow
 from arena.visitors import SESSION_COOKIE, salted_hash
 from tests.conftest import run_db
@@ -40,7 +41,8 @@ def environment(settings: Settings) -> dict[str, str]:
 
 @dataclass
 class ArenaProcess:
-    """`uvicorn arena.app:create_app --factory` on a free loopback port."""
+    """`uvicorn arena.app:create_app --factory --http arena.http_protocol:ArenaHttpProtocol` on a
+    free loopback port."""
 
     settings: Settings
     log_path: Path
@@ -58,6 +60,8 @@ class ArenaProcess:
             "uvicorn",
             "arena.app:create_app",
             "--factory",
+            "--http",
+            IMPORT_PATH,
             "--host",
             "127.0.0.1",
             "--port",

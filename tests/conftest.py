@@ -23,6 +23,7 @@ from arena import migrate
 from arena.app import create_app
 from arena.config import Settings
 from arena.db import in_one_transaction, make_sync_engine
+from arena.http_protocol import ArenaHttpProtocol
 from arena.models import Base, Model, ModelStatus
 from arena.registry import service as registry
 from arena.registry.keys import KeyRing
@@ -196,7 +197,7 @@ class Arena:
 
 
 def start_arena(settings: Settings) -> Arena:
-    server = ServerThread(create_app(settings)).start()
+    server = ServerThread(create_app(settings), http=ArenaHttpProtocol).start()
     return Arena(url=server.url, settings=settings, server=server)
 
 
