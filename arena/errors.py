@@ -188,12 +188,22 @@ class EndpointUnresolvable(EndpointError):
     status_code = 422
 
 
-def _field_message(error: dict[str, object]) -> str:
+# pydantic's wording where it does not say what to do instead.
+_BETTER_MESSAGES = {"extra_forbidden": "not a field of this request; leave it out"}
+
+
+def _field(error: dict[str, object]) -> str:
     loc = error.get("loc", ())
     parts = loc if isinstance(loc, (list, tuple)) else ()
     location = [str(part) for part in parts if part not in ("body", "query", "path")]
     field = ".".join(location) or "request"
-    return f"{field}: {error.get('msg', 'invalid value')}"
+    # An unknown field's name is the client's own text: echoed, but not at any length.
+    return field if len(field) <= 100 else field[:100] + "…"
+
+
+def _message(error: dict[str, object]) -> str:
+    better = _BETTER_MESSAGES.get(str(error.get("type", "")))
+    return better or str(error.get("msg", "invalid value"))
 
 
 def arena_error_response(exc: ArenaError) -> JSONResponse:
@@ -219,11 +229,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
-        message = "; ".join(_field_message(e) for e in errors[:5])
-        fields = [
-            {"field": _field_message(e).split(":", 1)[0], "message": str(e.get("msg", ""))}
-            for e in errors[:20]
-        ]
+        message = "; ".join(f"{_field(e)}: {_message(e)}" for e in errors[:5])
+        fields = [{"field": _field(e), "message": _message(e)} for e in errors[:20]]
         return JSONResponse({"detail": message, "errors": fields}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)

@@ -7,13 +7,14 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from arena.api_input import InputSchema
 from arena.models import BattleStatus, Winner
 
 # A hard ceiling for the parser; the configurable limit (ARENA_MAX_PROMPT_CHARS) is checked after.
 _PROMPT_CEILING = 200_000
 
 
-class PromptIn(BaseModel):
+class PromptIn(InputSchema):
     prompt: str = Field(min_length=1, max_length=_PROMPT_CEILING)
 
     @field_validator("prompt")
@@ -30,7 +31,7 @@ class BattleCreated(BaseModel):
     battle_id: str
 
 
-class VoteIn(BaseModel):
+class VoteIn(InputSchema):
     winner: Winner
 
 

@@ -8,13 +8,13 @@ from typing import Annotated, Any, ClassVar, Final
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from arena.api_input import InputSchema
 from arena.models import ModelStatus
 from arena.registry.probe import ProbeResult
 
@@ -69,11 +69,10 @@ def refuse_control_characters(text: str, *, multi_line: bool) -> None:
     )
 
 
-class StrictIn(BaseModel):
+class StrictIn(InputSchema):
     """Every text field is refused with a control character in it (PostgreSQL cannot even store
     NUL); those listed in `multi_line_fields` may hold tabs and line breaks."""
 
-    model_config = ConfigDict(extra="forbid")
     multi_line_fields: ClassVar[frozenset[str]] = frozenset()
 
     @field_validator("*", mode="after")

@@ -99,6 +99,44 @@ def test_vote_rules(ready_arena: Arena) -> None:
         assert visitor.get(f"/api/battles/{battle_id}").json()["winner"] == "tie (bothbad)"
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        # Through the fast lane, whose parse fails and leaves the request to the app.
+        ("/api/battles", {"prompt": "hi", "extra": 1}),
+        ("/api/battles/{id}/turns", {"prompt": "again", "Prompt": ""}),
+        ("/api/battles/{id}/vote", {"winner": "model_a", "reason": "better"}),
+    ],
+)
+def test_unknown_fields_are_refused_and_named(
+    ready_arena: Arena, path: str, body: dict[str, object]
+) -> None:
+    """Each visitor route that takes a body: a field it does not know gets a 422 naming it, and
+    changes nothing; the same request without it is carried out."""
+    unknown = next(name for name in body if name not in ("prompt", "winner"))
+    with ready_arena.client() as visitor:
+        battle_id = start_battle(visitor)
+        read_stream(visitor, battle_id)
+        refused = visitor.post(path.format(id=battle_id), json=body)
+        assert refused.status_code == 422, refused.text
+        assert refused.json() == {
+            "detail": f"{unknown}: not a field of this request; leave it out",
+            "errors": [{"field": unknown, "message": "not a field of this request; leave it out"}],
+        }
+        battle = visitor.get(f"/api/battles/{battle_id}").json()
+        assert (battle["turns"], battle["winner"]) == (1, None)
+        known = {name: value for name, value in body.items() if name != unknown}
+        assert visitor.post(path.format(id=battle_id), json=known).is_success
+
+
+def test_a_long_unknown_field_is_named_shortened(ready_arena: Arena) -> None:
+    with ready_arena.client() as visitor:
+        response = visitor.post("/api/battles", json={"prompt": "hi", "k" * 50_000: 1})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "k" * 100 + "…"
+    assert len(response.content) < 1000
+
+
 def test_racing_votes_store_exactly_one(ready_arena: Arena) -> None:
     """Votes sent at once on one battle: one is taken, the rest answer 409, one row is stored."""
     with ready_arena.client() as visitor:
