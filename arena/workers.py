@@ -211,11 +211,16 @@ class Workers:
             except Exception:
                 log.exception("the turns of the workers gone could not be settled")
 
+    @property
+    def _held_locks(self) -> WorkerLocks:
+        if self._locks is None:
+            raise RuntimeError("this database keeps no worker locks (an in-memory SQLite file)")
+        return self._locks
+
     async def _list(self) -> None:
         """Take this worker's lock, then list it: never listed without the lock held."""
-        assert self._locks is not None
         try:
-            if not await self._locks.take(self.id):
+            if not await self._held_locks.take(self.id):
                 # Held by another connection of ours, lost: it is released as the server notices.
                 log.warning("worker %s: its lock is still held; trying again soon", self.id)
                 return
@@ -235,10 +240,10 @@ class Workers:
             )
 
     async def _keep(self) -> None:
-        assert self._locks is not None
+        locks = self._held_locks
         while True:
             await asyncio.sleep(_KEEP_SECONDS)
-            if self._listed and await self._locks.holding(self.id):
+            if self._listed and await locks.holding(self.id):
                 continue
             if self._listed:
                 log.warning("worker %s: lost its lock (the database connection?)", self.id)
@@ -248,7 +253,7 @@ class Workers:
     async def settle_gone(self, settle: SettleTurns) -> dict[str, int]:
         """End the streaming turns of every listed worker that is gone, and unlist it; the
         number of turns settled by worker."""
-        assert self._locks is not None
+        locks = self._held_locks
         others = await self._transactions.read(
             lambda connection: list(
                 connection.scalars(select(WorkerInstance.id).where(WorkerInstance.id != self.id))
@@ -257,14 +262,14 @@ class Workers:
         settled: dict[str, int] = {}
         for worker in others:
             try:
-                if not await self._locks.take(worker):
+                if not await locks.take(worker):
                     continue  # alive, or being settled by another worker starting now
                 try:
                     settled[worker] = await self._transactions.write(
                         functools.partial(_settle_and_unlist, worker=worker, settle=settle)
                     )
                 finally:
-                    await self._locks.release(worker)
+                    await locks.release(worker)
             except Exception:
                 log.exception("the turns of worker %s, gone, could not be settled", worker)
                 continue
