@@ -14,7 +14,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
 
@@ -24,6 +24,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from arena.battles.integrity_schemas import (
+    ExcludedVoteOut,
+    FlaggedSessionOut,
+    FlagsOut,
+    VoteCountsOut,
+)
 from arena.battles.lookalikes import fold_lookalikes
 from arena.config import Settings
 from arena.models import Battle, FlaggedSession, Model, PromptCount, Side, Vote, utcnow
@@ -284,39 +290,14 @@ async def vote_counts(session: AsyncSession) -> VoteCounts:
 # ---------------------------------------------------------------- what the operator reviews
 
 
-@dataclass(frozen=True)
-class FlaggedSessionEntry:
-    session_hash: str
-    reason: str
-    detail: str
-    created_at: datetime
-    votes: int
-
-
-@dataclass(frozen=True)
-class ExcludedVote:
-    vote_id: int
-    battle_id: str
-    created_at: datetime
-    winner: str
-    flags: list[str]
-    session_hash: str
-    seconds_to_vote: float | None
-    model_a: str
-    model_b: str
-
-
-@dataclass(frozen=True)
-class FlagReport:
-    counts: VoteCounts
-    sessions: list[FlaggedSessionEntry]
-    votes: list[ExcludedVote]
-    next_before_id: int | None
+def counts_out(counts: VoteCounts) -> VoteCountsOut:
+    """The counts with what each reason means, for the people reading the numbers."""
+    return VoteCountsOut(**asdict(counts), reasons=REASONS)
 
 
 async def flag_report(
     session: AsyncSession, *, limit: int = 100, before_id: int | None = None
-) -> FlagReport:
+) -> FlagsOut:
     """Flagged sessions and excluded votes, newest first; page on with `before_id`."""
     flagged_rows = (
         await session.execute(
@@ -339,13 +320,17 @@ async def flag_report(
             .group_by(Vote.session_hash)
         )
     }
-    sessions: dict[tuple[str, str], FlaggedSessionEntry] = {}
+    sessions: dict[tuple[str, str], FlaggedSessionOut] = {}
     for session_hash, reason, detail, created_at in flagged_rows:
         # Two workers may record the same verdict at once; show it once.
         sessions.setdefault(
             (session_hash, reason),
-            FlaggedSessionEntry(
-                session_hash, reason, detail, created_at, int(votes_by_session.get(session_hash, 0))
+            FlaggedSessionOut(
+                session_hash=session_hash,
+                reason=reason,
+                detail=detail,
+                created_at=created_at,
+                votes=int(votes_by_session.get(session_hash, 0)),
             ),
         )
     query = (
@@ -359,7 +344,7 @@ async def flag_report(
         query = query.where(Vote.id < before_id)
     names = dict((await session.execute(select(Model.id, Model.name))).all())
     votes = [
-        ExcludedVote(
+        ExcludedVoteOut(
             vote_id=vote.id,
             battle_id=vote.battle_id,
             created_at=vote.created_at,
@@ -372,8 +357,8 @@ async def flag_report(
         )
         for vote, a_id, b_id in await session.execute(query)
     ]
-    return FlagReport(
-        counts=await vote_counts(session),
+    return FlagsOut(
+        counts=counts_out(await vote_counts(session)),
         sessions=list(sessions.values()),
         votes=votes,
         next_before_id=votes[-1].vote_id if len(votes) == limit else None,

@@ -7,8 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from arena.battles import integrity, rigging
-from arena.battles.integrity_routes import counts_out
-from arena.battles.integrity_schemas import ExcludedVoteOut, FlaggedSessionOut, FlagsOut, ScanOut
+from arena.battles.integrity_schemas import FlagsOut, ScanOut
 from arena.db import SessionDep
 from arena.registry.auth import require_admin
 
@@ -22,13 +21,7 @@ async def flags(
     before_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> FlagsOut:
     """Flagged sessions and excluded votes with their reasons, newest first."""
-    report = await integrity.flag_report(session, limit=limit, before_id=before_id)
-    return FlagsOut(
-        counts=counts_out(report.counts),
-        sessions=[FlaggedSessionOut.model_validate(s) for s in report.sessions],
-        votes=[ExcludedVoteOut.model_validate(v) for v in report.votes],
-        next_before_id=report.next_before_id,
-    )
+    return await integrity.flag_report(session, limit=limit, before_id=before_id)
 
 
 @router.post("/rigging-scan")

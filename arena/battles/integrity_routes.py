@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from fastapi import APIRouter, Request
 
 from arena.battles import integrity, sampling_stats
@@ -13,18 +11,13 @@ from arena.db import SessionDep
 router = APIRouter(tags=["integrity"])
 
 
-def counts_out(counts: integrity.VoteCounts) -> VoteCountsOut:
-    return VoteCountsOut(**asdict(counts), reasons=integrity.REASONS)
-
-
 @router.get("/api/sampling")
 async def sampling(request: Request, session: SessionDep) -> SamplingOut:
     """Each model's planned and realised share of battles over the last 7 and 30 days."""
-    report = await sampling_stats.sampling_report(session, settings=request.app.state.settings)
-    return SamplingOut.model_validate(report)
+    return await sampling_stats.sampling_report(session, settings=request.app.state.settings)
 
 
 @router.get("/api/votes/counts")
 async def vote_counts(session: SessionDep) -> VoteCountsOut:
     """How many votes count towards the ratings, and how many were excluded, by reason."""
-    return counts_out(await integrity.vote_counts(session))
+    return integrity.counts_out(await integrity.vote_counts(session))

@@ -14,6 +14,10 @@ class _FromData(BaseModel):
 
 
 class ModelSamplingOut(_FromData):
+    """One model's draws among the settled battles of each window; shares are of all their model
+    slots (two per battle), so they sum to 1 over the models, and a model in every battle has
+    share 0.5. `expected_share` is None unless the model is active."""
+
     name: str
     organization: str
     status: ModelStatus
@@ -30,7 +34,7 @@ class ModelSamplingOut(_FromData):
 
 
 class SamplingOut(_FromData):
-    computed_at: datetime
+    computed_at: datetime  # the windows end here, and the battles counted were settled by then
     battles_7d: int
     battles_30d: int
     new_model_vote_target: int

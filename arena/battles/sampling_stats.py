@@ -9,13 +9,13 @@ the figures when its vote is cast, when it fails, or when its vote window closes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
 from sqlalchemy import Integer, case, func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from arena.battles.integrity_schemas import ModelSamplingOut, SamplingOut
 from arena.battles.sampling import active_candidates, expected_shares
 from arena.battles.settled import settled, vote_window
 from arena.config import Settings
@@ -24,40 +24,9 @@ from arena.models import Battle, Model, ModelStatus, utcnow
 WINDOWS_DAYS: Final = (7, 30)
 
 
-@dataclass(frozen=True)
-class ModelSampling:
-    """One model's draws among the settled battles of each window; shares are of all their model
-    slots (two per battle), so they sum to 1 over the models, and a model in every battle has
-    share 0.5."""
-
-    name: str
-    organization: str
-    status: ModelStatus
-    sampling_weight: float
-    boosted: bool
-    expected_share: float | None  # None unless active
-    battles_7d: int
-    share_7d: float | None
-    battles_30d: int
-    share_30d: float | None
-    activated_at: datetime | None
-    paused_at: datetime | None
-    retired_at: datetime | None
-
-
-@dataclass(frozen=True)
-class SamplingReport:
-    computed_at: datetime  # the windows end here, and the battles counted were settled by then
-    battles_7d: int
-    battles_30d: int
-    new_model_vote_target: int
-    new_model_boost: float
-    models: list[ModelSampling]
-
-
 async def sampling_report(
     session: AsyncSession, *, settings: Settings, now: datetime | None = None
-) -> SamplingReport:
+) -> SamplingOut:
     """Every model that was ever approved (paused and retired ones too, with their dates)."""
     now = now or utcnow()
     week_ago, month_ago = now - timedelta(days=7), now - timedelta(days=30)
@@ -111,7 +80,7 @@ async def sampling_report(
     for model in models:
         week, month = counts.get(model.id, (0, 0))
         rows.append(
-            ModelSampling(
+            ModelSamplingOut(
                 name=model.name,
                 organization=model.organization,
                 status=model.status,
@@ -127,7 +96,7 @@ async def sampling_report(
                 retired_at=model.retired_at,
             )
         )
-    return SamplingReport(
+    return SamplingOut(
         computed_at=now,
         battles_7d=battles[7],
         battles_30d=battles[30],

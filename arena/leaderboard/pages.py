@@ -10,7 +10,7 @@ from urllib.parse import quote, urlencode
 from markupsafe import Markup
 
 from arena.battles.integrity import REASONS, VoteCounts
-from arena.battles.sampling_stats import SamplingReport
+from arena.battles.integrity_schemas import SamplingOut
 from arena.leaderboard import plots
 from arena.leaderboard.schemas import (
     HistoryPointOut,
@@ -241,7 +241,7 @@ def render_leaderboard(
     sort: str,
     descending: bool,
     vote_counts: VoteCounts | None = None,
-    sampling: SamplingReport | None = None,
+    sampling: SamplingOut | None = None,
 ) -> str:
     snapshot = view.snapshot
     if sort == "rank":
