@@ -161,15 +161,7 @@ def matrix_csv(view: BoardView, table: str) -> str:
 def model_out(view: ModelView) -> ModelOut:
     facts = view.facts
     return ModelOut(
-        name=facts.name,
-        organization=facts.organization,
-        license=facts.license,
-        description=facts.description,
-        status=facts.status,
-        created_at=facts.created_at,
-        activated_at=facts.activated_at,
-        paused_at=facts.paused_at,
-        retired_at=facts.retired_at,
+        **facts.model_dump(),
         method=view.method,
         current=None if view.row is None else row_out(view.row),
         unrated_reason=view.unrated_reason,

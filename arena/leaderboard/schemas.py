@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from arena.models import ModelStatus
+
 
 class _FromAttributes(BaseModel):
     """Read from the service's dataclasses by attribute name; their extra fields are left out."""
@@ -100,7 +102,11 @@ class HistoryPointOut(_FromAttributes):
     votes: int
 
 
-class ModelOut(BaseModel):
+class ModelFacts(BaseModel):
+    """What a model's page says of it whatever the ratings: who, what and since when."""
+
+    model_config = ConfigDict(frozen=True)
+
     name: str
     organization: str
     license: str
@@ -110,6 +116,20 @@ class ModelOut(BaseModel):
     activated_at: datetime | None
     paused_at: datetime | None
     retired_at: datetime | None
+
+    @property
+    def status_since(self) -> datetime | None:
+        """When the model entered its current status."""
+        if self.status == ModelStatus.retired:
+            return self.retired_at
+        if self.status == ModelStatus.paused:
+            return self.paused_at
+        if self.status == ModelStatus.active:
+            return self.activated_at
+        return self.created_at
+
+
+class ModelOut(ModelFacts):
     method: str
     current: LeaderboardRowOut | None
     unrated_reason: str | None

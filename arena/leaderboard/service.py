@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.errors import InvalidInput, NotFound
 from arena.leaderboard.downloads import ExportScope
+from arena.leaderboard.schemas import ModelFacts
 from arena.leaderboard.snapshots import (
     ALL,
     BT,
@@ -31,30 +32,6 @@ SORT_KEYS: Final[tuple[str, ...]] = (
     "license",
     "status",
 )
-
-
-@dataclass(frozen=True)
-class ModelFacts:
-    name: str
-    organization: str
-    license: str
-    description: str
-    status: str
-    created_at: datetime
-    activated_at: datetime | None
-    paused_at: datetime | None
-    retired_at: datetime | None
-
-    @property
-    def status_since(self) -> datetime | None:
-        """When the model entered its current status."""
-        if self.status == ModelStatus.retired:
-            return self.retired_at
-        if self.status == ModelStatus.paused:
-            return self.paused_at
-        if self.status == ModelStatus.active:
-            return self.activated_at
-        return self.created_at
 
 
 @dataclass(frozen=True)
