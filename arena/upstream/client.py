@@ -20,6 +20,7 @@ from arena.upstream.http import (
     UpstreamHTTPError,
     drop_history,
 )
+from arena.upstream.sse import SseData, SseError
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,13 @@ FailureKind = Literal["connect", "timeout", "status", "protocol", "too_large"]
 
 # One encoder for every request: json.dumps with options builds a new one on each call.
 _to_json = json.JSONEncoder(ensure_ascii=False).encode
-# Garbage that never produces text (empty events, keep-alives) is bounded too.
-_WIRE_BYTES_PER_ANSWER_BYTE = 40
+# A streamed body, comments, keep-alives and each event's JSON around its text included, may
+# be this many times the answer's cap; garbage that never produces text is bounded so.
+_BODY_BYTES_PER_ANSWER_BYTE = 40
+# One event, or a JSON body, may carry the whole answer JSON-escaped: a control character takes
+# six bytes (\u0001), and the object around the text takes some more.
+_ESCAPED_BYTES_PER_ANSWER_BYTE = 6
+_EVENT_OVERHEAD_BYTES = 65_536
 # The idle deadline is moved ahead by this factor of the idle timeout, so not on every token.
 _IDLE_SLACK = 17 / 16
 # How long the end of the body may take to follow [DONE] before the connection is dropped
@@ -141,48 +147,6 @@ def _request_target(endpoint: Endpoint) -> tuple[Target, dict[str, str]]:
     return _target(endpoint.base_url, endpoint.connect_ip), headers
 
 
-class _SseData:
-    """Splits a body into the `data` of each server-sent event as the pieces arrive; each line
-    is decoded as strict UTF-8 (garbage is an error)."""
-
-    def __init__(self, on_data: Callable[[str], None]) -> None:
-        self._on_data = on_data
-        self._buffer = b""
-        self._data_lines: list[str] = []
-
-    def feed(self, piece: bytes) -> None:
-        buffer = self._buffer + piece
-        if b"\n" not in piece:
-            self._buffer = buffer
-            return
-        *lines, self._buffer = buffer.split(b"\n")
-        for raw in lines:
-            line = raw.rstrip(b"\r")
-            if not line:
-                self._dispatch()
-                continue
-            if line.startswith(b":"):
-                continue
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise _UpstreamFailure("protocol", f"invalid UTF-8 in stream: {exc}") from None
-            name, _, value = text.partition(":")
-            if name == "data":
-                self._data_lines.append(value[1:] if value.startswith(" ") else value)
-
-    def end(self) -> None:
-        """The body is over: a last event without its blank line still counts."""
-        if self._buffer.strip():
-            self.feed(b"\n")
-        self._dispatch()
-
-    def _dispatch(self) -> None:
-        if self._data_lines:
-            data, self._data_lines = "\n".join(self._data_lines), []
-            self._on_data(data)
-
-
 def _choice(payload: Any) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise _UpstreamFailure("protocol", f"expected a JSON object, got {type(payload).__name__}")
@@ -278,7 +242,7 @@ async def _answer(
                 await _read_answer(response, answer, limits, on_text, deadline)
             finally:
                 response.close()
-    except _UpstreamFailure as failure:
+    except (_UpstreamFailure, SseError) as failure:
         answer.failure = Failed(failure.kind, failure.detail)
         drop_history(failure)  # raised again from the response's future, it has a traceback again
     except TimeoutError:
@@ -335,11 +299,13 @@ async def _read_answer(
         body = raw.decode("utf-8", "replace")
         raise _UpstreamFailure("status", f"HTTP {response.status}: {body[:2000]}")
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    max_event_bytes = (
+        limits.max_answer_bytes * _ESCAPED_BYTES_PER_ANSWER_BYTE + _EVENT_OVERHEAD_BYTES
+    )
     if content_type == "application/json":
-        cap = limits.max_answer_bytes * 4 + 65_536
-        raw, more = await response.read(cap)
+        raw, more = await response.read(max_event_bytes)
         if more:
-            raise _UpstreamFailure("too_large", f"answer body exceeded {cap} bytes")
+            raise _UpstreamFailure("too_large", f"answer body exceeded {max_event_bytes} bytes")
         try:
             payload = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -352,18 +318,12 @@ async def _read_answer(
         raise _UpstreamFailure(
             "protocol", f"expected text/event-stream or application/json, got {content_type!r}"
         )
-    wire_cap = limits.max_answer_bytes * _WIRE_BYTES_PER_ANSWER_BYTE
-    wire_bytes = 0
     done = asyncio.get_running_loop().create_future()
 
     def on_data(data: str) -> None:
         # Runs in the connection's read callback, as each event arrives.
-        nonlocal wire_bytes
         if done.done():
             return
-        wire_bytes += len(data)
-        if wire_bytes > wire_cap:
-            raise _UpstreamFailure("too_large", f"stream exceeded {wire_cap} bytes on the wire")
         if data.strip() == "[DONE]":
             done.set_result(None)
             return
@@ -376,7 +336,11 @@ async def _read_answer(
         if choice.get("finish_reason"):
             answer.finish_reason = str(choice["finish_reason"])
 
-    events = _SseData(on_data)
+    events = SseData(
+        on_data,
+        max_event_bytes=max_event_bytes,
+        max_body_bytes=limits.max_answer_bytes * _BODY_BYTES_PER_ANSWER_BYTE,
+    )
     response.stream(events.feed)
     ended = response.ended
     await asyncio.wait([ended, done], return_when=asyncio.FIRST_COMPLETED)
