@@ -33,6 +33,14 @@ _KEEPALIVE_SECONDS = 30.0
 _IDLE_PER_ADDRESS = 1024
 # Control characters but the tab (which RFC 9110 allows inside a field value).
 _UNSAFE_IN_HEAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# The status line and headers of a response: past this, before their end, the response fails
+# (httptools joins the pieces of a header line by concatenation, and llhttp sets no limit).
+MAX_HEAD_BYTES = 65_536
+# A compressed body is inflated into pieces of at most this size, each handed to the consumer,
+# whose bounds then apply: one small piece of a gzip bomb cannot become a gigabyte at once.
+INFLATED_PIECE_BYTES = 65_536
+# Body bytes that may wait for the consumer before the connection stops reading.
+_PENDING_BYTES = 262_144
 
 
 def drop_history(exc: BaseException) -> None:
@@ -84,8 +92,13 @@ class Target:
 BodySink = Callable[[bytes], None]
 
 
+class _BodyTooLong(Exception):
+    """A body read whole went past its cap."""
+
+
 class Response:
-    """One response as it arrives. Until `stream` names a sink, body bytes wait in a list."""
+    """One response as it arrives. Until `stream` names a sink, body bytes wait in a list (and
+    past `_PENDING_BYTES` the connection stops reading until then)."""
 
     def __init__(self, connection: _Connection, loop: asyncio.AbstractEventLoop) -> None:
         self._connection = connection
@@ -95,7 +108,10 @@ class Response:
         self._head: asyncio.Future[None] = loop.create_future()
         self._done: asyncio.Future[None] = loop.create_future()
         self._header_list: list[tuple[bytes, bytes]] = []
-        self._pending: list[bytes] = []
+        self._head_bytes = 0
+        self._pending: list[bytes] = []  # as received: inflated when handed to the sink
+        self._pending_bytes = 0
+        self._reading_paused = False
         self._sink: BodySink | None = None
         self._decompress: Any = None
         self._close_delimited = False
@@ -116,6 +132,15 @@ class Response:
             self._fail(exc.__context__ or exc)
         except httptools.HttpParserError as exc:
             self._fail(UpstreamHTTPError(f"invalid HTTP from the endpoint: {exc}", connected=True))
+        if not self._head.done():
+            # Counted after the piece, so the head may take one read past the bound at most.
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._fail(
+                    UpstreamHTTPError(
+                        f"the response head exceeded {MAX_HEAD_BYTES} bytes", connected=True
+                    )
+                )
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._done.done():
@@ -175,24 +200,51 @@ class Response:
     def on_body(self, body: bytes) -> None:
         if self._done.done():
             return
-        if self._decompress is not None:
-            try:
-                body = self._decompress.decompress(body)
-            except zlib.error as exc:
-                self._fail(UpstreamHTTPError(f"undecodable body: {exc}", connected=True))
-                return
-        if self._sink is None:
+        sink = self._sink
+        if sink is None:
             self._pending.append(body)
+            self._pending_bytes += len(body)
+            if self._pending_bytes > _PENDING_BYTES and not self._reading_paused:
+                self._reading_paused = True
+                self._connection.pause_reading()
+            return
+        if self._decompress is not None:
+            self._inflate(body, sink)
             return
         try:
-            self._sink(body)
+            sink(body)
         except Exception as exc:  # the consumer's verdict on the body (garbage, too large)
             self._fail(exc)
+
+    def _inflate(self, body: bytes, sink: BodySink) -> Exception | None:
+        """Hand `body` to `sink` decompressed, a bounded piece at a time, until the sink has had
+        it all; what goes wrong ends the response, and is returned."""
+        decompress = self._decompress
+        try:
+            while True:
+                piece = decompress.decompress(body, INFLATED_PIECE_BYTES)
+                if piece:
+                    sink(piece)
+                if len(piece) < INFLATED_PIECE_BYTES:
+                    return None  # all of `body` went in, and nothing is left inside to come out
+                body = decompress.unconsumed_tail
+        except zlib.error as exc:
+            failure: Exception = UpstreamHTTPError(f"undecodable body: {exc}", connected=True)
+        except Exception as exc:  # the consumer's verdict on the body (garbage, too large)
+            failure = exc
+        self._fail(failure)
+        return failure
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused:
+            self._reading_paused = False
+            self._connection.resume_reading()
 
     def on_message_complete(self) -> None:
         if not self._done.done():
             reusable = self._parser is not None and self._parser.should_keep_alive()
             self._parser = None
+            self._resume_reading()  # nothing more of this response will come
             self._done.set_result(None)
             self._connection.exchange_over(self, reusable=reusable)
 
@@ -205,11 +257,18 @@ class Response:
         pending, self._pending = self._pending, []
         self._sink = sink
         for piece in pending:
+            if self._decompress is not None:
+                failure = self._inflate(piece, sink)
+                if failure is not None:
+                    raise failure
+                continue
             try:
                 sink(piece)
             except Exception as exc:
                 self._fail(exc)
                 raise
+        self._pending_bytes = 0
+        self._resume_reading()
 
     @property
     def ended(self) -> asyncio.Future[None]:
@@ -222,24 +281,24 @@ class Response:
         await asyncio.shield(self._done)
 
     async def read(self, cap: int) -> tuple[bytes, bool]:
-        """The body up to `cap` bytes, and whether there was more (then the rest is dropped)."""
+        """The body up to `cap` bytes, and whether there was more (then the response ends
+        there, and the rest is not read)."""
         pieces: list[bytes] = []
-        size = 0
-        too_long = asyncio.get_running_loop().create_future()
+        room = cap
 
         def keep(piece: bytes) -> None:
-            nonlocal size
-            size += len(piece)
-            pieces.append(piece)
-            if size > cap and not too_long.done():
-                too_long.set_result(None)
+            nonlocal room
+            pieces.append(piece[:room])
+            room -= len(piece)
+            if room < 0:
+                raise _BodyTooLong()
 
-        self.stream(keep)
-        await asyncio.wait([self._done, too_long], return_when=asyncio.FIRST_COMPLETED)
-        if too_long.done():
-            return b"".join(pieces)[:cap], True
-        too_long.cancel()
-        await self.finished()
+        try:
+            self.stream(keep)
+            await self.finished()
+        except _BodyTooLong as exc:
+            drop_history(exc)
+            return b"".join(pieces), True
         return b"".join(pieces), False
 
     def close(self) -> None:
@@ -296,6 +355,14 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
 
 class UpstreamClient:

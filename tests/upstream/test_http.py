@@ -1,15 +1,24 @@
 """The upstream HTTP client on the wire: bodies framed every way HTTP/1.1 allows, compression the
-arena did not ask for, connections the server closed, and answers that are not HTTP."""
+arena did not ask for, connections the server closed, answers that are not HTTP, and heads or
+bodies that would fill the worker's memory."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
 import json
+import socket
+import threading
+import time
+import tracemalloc
+import zlib
 from collections.abc import Awaitable, Callable
 
+import pytest
+import uvloop
+
 from arena.upstream.client import Answer, Endpoint, Limits, stream_chat
-from arena.upstream.http import upstream_client
+from arena.upstream.http import MAX_HEAD_BYTES, Target, upstream_client
 from tests.servers import read_request
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -37,7 +46,7 @@ def _closing(handler: Handler) -> Handler:
     return run
 
 
-async def _answers(handler: Handler, calls: int = 1) -> list[Answer]:
+async def _answers(handler: Handler, calls: int = 1, limits: Limits | None = None) -> list[Answer]:
     server = await asyncio.start_server(_closing(handler), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     endpoint = Endpoint(base_url=f"http://127.0.0.1:{port}/v1", model="m")
@@ -50,7 +59,7 @@ async def _answers(handler: Handler, calls: int = 1) -> list[Answer]:
                         client,
                         endpoint,
                         [{"role": "user", "content": "hi"}],
-                        Limits(first_token=5, idle=5, total=10),
+                        limits or Limits(first_token=5, idle=5, total=10),
                         lambda _: None,
                     )
                 )
@@ -60,8 +69,21 @@ async def _answers(handler: Handler, calls: int = 1) -> list[Answer]:
         server.close()
 
 
-def _one(handler: Handler) -> Answer:
-    return asyncio.run(_answers(handler))[0]
+def _one(handler: Handler, limits: Limits | None = None) -> Answer:
+    return asyncio.run(_answers(handler, limits=limits))[0]
+
+
+def _peak_memory(call: Callable[[], Answer]) -> tuple[Answer, int]:
+    """What `call` answers, and the most memory Python held meanwhile beyond what it held before."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before, _ = tracemalloc.get_traced_memory()
+        answer = call()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return answer, peak - before
 
 
 def test_a_gzip_body_is_read_though_an_uncompressed_one_was_asked() -> None:
@@ -189,3 +211,118 @@ def test_a_refused_connection_is_a_connect_failure() -> None:
     answer = asyncio.run(go())
     assert answer.failure is not None and answer.failure.kind == "connect"
     assert "ConnectionRefusedError" in answer.failure.detail
+
+
+def test_a_gzip_body_that_inflates_to_many_pieces_is_read_whole() -> None:
+    texts = [f"{n:04d}" + "x" * 1000 for n in range(300)]  # about 350 KB of events once inflated
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        body = gzip.compress(_events(*texts))
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Encoding: gzip\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+
+    answer = _one(handler, Limits(first_token=5, idle=5, total=10, max_answer_bytes=1_000_000))
+    assert answer.ok, answer.failure
+    assert answer.text == "".join(texts)
+
+
+def test_a_header_that_never_ends_fails_the_answer_at_once() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-Padding: ")
+        while True:  # until the client goes away
+            writer.write(b"a" * 65_536)
+            await writer.drain()
+            await asyncio.sleep(0)
+
+    started = time.perf_counter()
+    answer, peak = _peak_memory(lambda: _one(handler))
+    assert answer.failure is not None and answer.failure.kind == "protocol"
+    assert f"head exceeded {MAX_HEAD_BYTES} bytes" in answer.failure.detail
+    # Not left to the first-token timeout (5 s), nor to fill the memory meanwhile.
+    assert time.perf_counter() - started < 2.5
+    assert peak < 2 * 2**20, f"{peak / 2**20:.1f} MB"
+
+
+def _gzip_bomb(size: int) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(2**20)
+    return b"".join([*(packer.compress(zeros) for _ in range(size // len(zeros))), packer.flush()])
+
+
+@pytest.mark.parametrize(
+    ("status", "content_type", "kind"),
+    [
+        (200, "text/event-stream", "too_large"),
+        (200, "application/json", "too_large"),
+        (500, "application/json", "status"),
+    ],
+)
+def test_a_gzip_bomb_is_inflated_a_bounded_piece_at_a_time(
+    status: int, content_type: str, kind: str
+) -> None:
+    bomb = _gzip_bomb(48 * 2**20)  # about 48 KB, one read, 48 MB once inflated
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(
+            b"HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Encoding: gzip\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (status, content_type.encode(), len(bomb), bomb)
+        )
+        await writer.drain()
+
+    answer, peak = _peak_memory(lambda: _one(handler))
+    assert answer.failure is not None and answer.failure.kind == kind, answer.failure
+    # Default limits: an event or a JSON body is cut at 6 x 64 KiB + 64 KiB, an error body at 4 KiB.
+    assert peak < 4 * 2**20, f"{peak / 2**20:.1f} MB"
+
+
+# The arena runs on uvloop (uvicorn's choice when it is installed); the tests on asyncio's own loop.
+@pytest.mark.parametrize("run", [asyncio.run, uvloop.run], ids=["asyncio", "uvloop"])
+def test_a_body_nobody_reads_yet_waits_in_the_socket_not_in_memory(
+    run: Callable[[Awaitable[tuple[int, bytes, bool]]], tuple[int, bytes, bool]],
+) -> None:
+    body = bytes(32 * 2**20)  # more than the kernel's buffers on both ends hold
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:  # a thread, so that what it sends is not counted as the client's
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65_536)  # the request, small enough for one read
+            connection.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body)
+            )
+            connection.sendall(body)
+            connection.recv(1)  # until the client closes
+
+    async def go() -> tuple[int, bytes, bool]:
+        target = Target("http", "127.0.0.1", port, "127.0.0.1", "/v1/chat/completions")
+        async with upstream_client() as client:
+            post = client.post(target, {}, b"{}")
+            response = await post.response(connect_timeout=5)
+            tracemalloc.start()
+            try:
+                await asyncio.sleep(0.5)  # the body keeps coming; nothing asks for it yet
+                _, waiting = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            raw, more = await response.read(len(body) + 1)
+            response.close()
+            return waiting, raw, more
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        waiting, raw, more = run(go())
+    finally:
+        listener.close()
+    server.join(timeout=10)
+    assert waiting < 4 * 2**20, f"{waiting / 2**20:.1f} MB held before the body was asked for"
+    assert (len(raw), more) == (len(body), False)
+    assert raw == body
