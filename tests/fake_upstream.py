@@ -3,14 +3,17 @@
 The upstream model id picks the behaviour, with options after colons, e.g. "normal", "slow:0.3",
 "hang", "error500", "error401:bad key", "page:500:TEXT", "midstream-close". A raw asyncio server
 (not a framework) so that it can break the protocol the ways real servers do: stall after the
-headers, send invalid UTF-8, drop the connection half-way through a chunked body.
+headers, send invalid UTF-8, drop the connection half-way through a chunked body, send a line or
+a header that never ends, or a small gzip body that inflates to a huge one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import threading
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +71,20 @@ def _sse_chunk(model: str, text: str | None, finish: str | None = None) -> bytes
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
     }
     return _chunk(f"data: {json.dumps(event)}\n\n".encode())
+
+
+# What a hostile endpoint sends again and again, as fast as the client reads it.
+_ENDLESS_PIECE = b"A" * 65_536
+
+
+@functools.cache
+def gzip_bomb(size: int = 64 * 2**20) -> bytes:
+    """A gzip body of about 64 KB that inflates to `size` bytes: an event line that never ends."""
+    packer = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    packed = [packer.compress(b'data: {"x":"')]
+    packed += [packer.compress(_ENDLESS_PIECE) for _ in range(size // len(_ENDLESS_PIECE))]
+    packed.append(packer.flush())
+    return b"".join(packed)
 
 
 def _words(text: str) -> list[str]:
@@ -236,6 +253,31 @@ class _Handler:
             await writer.drain()
             writer.transport.abort()
             return False
+        elif name in ("endless-line", "endless-first-line"):
+            # One event line that never ends, after a first token or not: chunks without a newline
+            # until the client goes away.
+            await self._stream_head(writer)
+            if name == "endless-line":
+                writer.write(_sse_chunk(model, "Starting "))
+            writer.write(_chunk(b'data: {"x":"'))
+            while True:
+                writer.write(_chunk(_ENDLESS_PIECE))
+                await writer.drain()
+                await asyncio.sleep(0)  # a socket that keeps up never makes drain wait
+        elif name == "endless-header":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-Padding: ")
+            while True:
+                writer.write(_ENDLESS_PIECE)
+                await writer.drain()
+                await asyncio.sleep(0)
+        elif name == "gzip-bomb":
+            bomb = gzip_bomb()
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Encoding: gzip\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(bomb), bomb)
+            )
+            await writer.drain()
+            return True
         elif name == "huge":
             size = int(option or 10_000_000)
             await self._stream_head(writer)
