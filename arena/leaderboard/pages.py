@@ -80,7 +80,7 @@ def snapshot_out(info: SnapshotInfo | None) -> SnapshotOut | None:
 
 
 def row_out(row: BoardRow) -> LeaderboardRowOut:
-    return LeaderboardRowOut.model_validate(row)
+    return LeaderboardRowOut.model_validate(row.model_dump(exclude={"status_since"}))
 
 
 def leaderboard_out(view: BoardView) -> LeaderboardOut:

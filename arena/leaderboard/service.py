@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.errors import InvalidInput, NotFound
 from arena.leaderboard.downloads import ExportScope
-from arena.leaderboard.schemas import ModelFacts
+from arena.leaderboard.schemas import LeaderboardRowOut, ModelFacts
 from arena.leaderboard.snapshots import (
     ALL,
     BT,
@@ -34,23 +34,10 @@ SORT_KEYS: Final[tuple[str, ...]] = (
 )
 
 
-@dataclass(frozen=True)
-class BoardRow:
-    """One line of the public table: the snapshot's numbers and the model's public facts."""
+class BoardRow(LeaderboardRowOut):
+    """One line of the public table: the snapshot's numbers and the model's public facts, and
+    (for the page, not the downloads) since when the model is in its status."""
 
-    rank: int
-    model: str
-    rating: float
-    ci_lower: float | None
-    ci_upper: float | None
-    votes: int
-    win_rate: float | None
-    organization: str
-    license: str
-    status: str
-    activated_at: datetime | None
-    paused_at: datetime | None
-    retired_at: datetime | None
     status_since: datetime | None
 
 

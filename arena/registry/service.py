@@ -315,12 +315,8 @@ async def owner_pause(session: AsyncSession, *, model: Model, owner: Owner, reas
         raise Conflict(
             f"Model {model.name!r} is {model.status.value}; only an active model can be paused."
         )
-    return await set_status(
-        session,
-        model=model,
-        status=ModelStatus.paused,
-        reason=reason or "paused by its owner",
-        actor=owner_actor(owner),
+    return await _owner_sets(
+        session, model, owner, ModelStatus.paused, reason or "paused by its owner"
     )
 
 
@@ -357,23 +353,22 @@ async def owner_resume(
     if paused_by == BREAKER_ACTOR:
         result = await probe_endpoint(client, endpoint_of(model, keys), settings=settings)
         result.raise_if_failed()
-    model = await set_status(
-        session,
-        model=model,
-        status=ModelStatus.active,
-        reason="resumed by its owner",
-        actor=owner_actor(owner),
-    )
-    return model, result
+    resumed = await _owner_sets(session, model, owner, ModelStatus.active, "resumed by its owner")
+    return resumed, result
 
 
 async def owner_retire(session: AsyncSession, *, model: Model, owner: Owner, reason: str) -> Model:
+    return await _owner_sets(
+        session, model, owner, ModelStatus.retired, reason or "retired by its owner"
+    )
+
+
+async def _owner_sets(
+    session: AsyncSession, model: Model, owner: Owner, status: ModelStatus, reason: str
+) -> Model:
+    """A status change the owner made, kept with its reason and the owner as its actor."""
     return await set_status(
-        session,
-        model=model,
-        status=ModelStatus.retired,
-        reason=reason or "retired by its owner",
-        actor=owner_actor(owner),
+        session, model=model, status=status, reason=reason, actor=owner_actor(owner)
     )
 
 

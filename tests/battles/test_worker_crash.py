@@ -56,16 +56,22 @@ def _until_first_delta(events: Iterator[dict[str, object]]) -> None:
     raise AssertionError("the stream ended before its first token")
 
 
-@pytest.mark.slow
-def test_a_turn_cut_short_by_sigkill_is_settled_when_the_next_worker_starts(
-    database_url: str, tmp_path: Path, fake_upstream: FakeUpstream
-) -> None:
+def _two_slow_models(database_url: str, tmp_path: Path, fake_upstream: FakeUpstream) -> Settings:
+    """Settings of an arena whose two models answer slowly enough to be caught mid-stream."""
     settings = make_settings(
         database_url, tmp_path, first_token_timeout=10.0, idle_timeout=10.0, total_timeout=120.0
     )
     models = Arena(url="", settings=settings, server=None)  # type: ignore[arg-type]
     models.add_model("alpha", fake_upstream.base_url, SLOW_MODEL, organization="A")
     models.add_model("beta", fake_upstream.base_url, SLOW_MODEL, organization="B")
+    return settings
+
+
+@pytest.mark.slow
+def test_a_turn_cut_short_by_sigkill_is_settled_when_the_next_worker_starts(
+    database_url: str, tmp_path: Path, fake_upstream: FakeUpstream
+) -> None:
+    settings = _two_slow_models(database_url, tmp_path, fake_upstream)
 
     killed = ArenaProcess(settings, tmp_path / "killed.log").start()
     try:
@@ -107,12 +113,7 @@ def test_a_turn_cut_short_by_sigkill_is_settled_when_the_next_worker_starts(
 def test_a_worker_starting_leaves_a_live_workers_turn_alone(
     database_url: str, tmp_path: Path, fake_upstream: FakeUpstream
 ) -> None:
-    settings = make_settings(
-        database_url, tmp_path, first_token_timeout=10.0, idle_timeout=10.0, total_timeout=120.0
-    )
-    models = Arena(url="", settings=settings, server=None)  # type: ignore[arg-type]
-    models.add_model("alpha", fake_upstream.base_url, SLOW_MODEL, organization="A")
-    models.add_model("beta", fake_upstream.base_url, SLOW_MODEL, organization="B")
+    settings = _two_slow_models(database_url, tmp_path, fake_upstream)
 
     live = ArenaProcess(settings, tmp_path / "live.log").start()
     starting = ArenaProcess(settings, tmp_path / "starting.log")
