@@ -24,7 +24,7 @@ from arena.app import create_app
 from arena.config import Settings
 from arena.db import in_one_transaction, make_sync_engine
 from arena.http_protocol import ArenaHttpProtocol
-from arena.models import Base, Model, ModelStatus
+from arena.models import Base, ModelStatus
 from arena.registry import service as registry
 from arena.registry.keys import KeyRing
 from tests.servers import ServerThread
@@ -177,21 +177,16 @@ class Arena:
         api_key: str | None = None,
         **fields: Any,
     ) -> int:
+        """Register a model as the operator's CLI does (no probe); its id."""
         keys = KeyRing.from_settings(self.settings)
-        new = registry.NewModel(
-            name=name,
-            base_url=base_url,
-            upstream_model=upstream_model,
-            organization=organization,
-            api_key=api_key,
-            **fields,
-        )
+        fields.update(organization=organization, api_key=api_key)
+        new = registry.NewModel(name, base_url, upstream_model, **fields)
 
         async def work(session: AsyncSession) -> int:
-            model: Model = await registry.add_model(
+            added = await registry.add_model(
                 session, new=new, keys=keys, status=status, actor="test"
             )
-            return model.id
+            return added.id
 
         return self.db(work)
 
