@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
-import pytest
 from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -45,13 +43,18 @@ def _settle(connection: Connection, worker: str) -> int:
     return turns.fail_interrupted_turns(connection, worker=worker)
 
 
-@pytest.mark.parametrize("cut", ["stopped", "connection"])
-def test_only_the_turns_of_a_gone_worker_are_settled(
-    database_url: str, tmp_path: Path, cut: str
-) -> None:
-    if cut == "connection" and not database_url.startswith("postgresql"):
-        pytest.skip("only PostgreSQL locks live on a connection that can break")
+def test_only_the_turns_of_a_gone_worker_are_settled(database_url: str) -> None:
+    _only_the_turns_of_a_gone_worker_are_settled(database_url, "stopped")
 
+
+def test_a_worker_whose_lock_connection_broke_is_not_taken_for_gone(
+    empty_postgres_database: str,
+) -> None:
+    """Only PostgreSQL's locks live on a connection that can break (SQLite's are the file's)."""
+    _only_the_turns_of_a_gone_worker_are_settled(empty_postgres_database, "connection")
+
+
+def _only_the_turns_of_a_gone_worker_are_settled(database_url: str, cut: str) -> None:
     async def run() -> None:
         engine = make_async_engine(database_url)
         sessions = make_sessionmaker(engine)
