@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, Route, expect
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.battles.turns import NEUTRAL_ERROR
+from arena.models import Battle, utcnow
 from tests.browser import PHONE, BrowserPage
 from tests.conftest import Arena
 from tests.fake_upstream import FakeUpstream, answer_for
@@ -113,6 +117,38 @@ def test_battle_streams_follow_up_reload_vote_and_reveal(
     assert b_box["width"] <= PHONE["width"]
     browser_page.screenshot("battle-phone.png")
     # A 409 is expected when the reload lands mid-turn: the page waits and replays the turn.
+    unexpected = [e for e in browser_page.console_errors if "409 (Conflict)" not in e]
+    assert unexpected == [] and browser_page.page_errors == []
+
+
+@pytest.mark.browser
+def test_a_battle_past_its_vote_window_is_shown_closed(
+    arena: Arena, fake_upstream: FakeUpstream, browser_page: BrowserPage
+) -> None:
+    """A visitor who comes back after the vote window votes, is told the battle is closed, and
+    the page stays closed (no vote buttons, no follow-up box) instead of offering the vote again;
+    a reload shows it closed too."""
+    arena.add_model("alpha", fake_upstream.base_url, organization="A")
+    arena.add_model("beta", fake_upstream.base_url, organization="B")
+    page = browser_page.page
+    page.goto(arena.url + "/")
+    _send(page, "Still open?")
+    _vote_buttons_enabled(page)
+
+    async def two_hours_later(session: AsyncSession) -> None:
+        await session.execute(update(Battle).values(created_at=utcnow() - timedelta(hours=2)))
+
+    arena.db(two_hours_later)
+    for visit in ("vote", "reload"):
+        if visit == "vote":
+            page.get_by_role("button", name="A is better").click()
+            expect(page.locator("#notice")).to_contain_text("closed 1 hour after it started")
+        else:
+            page.reload()
+        expect(page.locator("#status")).to_contain_text("This battle is closed")
+        expect(page.locator(".vote-button").first).to_be_disabled()
+        expect(page.locator("#prompt-form")).to_be_hidden()
+        expect(page.get_by_role("button", name="New battle")).to_be_visible()
     unexpected = [e for e in browser_page.console_errors if "409 (Conflict)" not in e]
     assert unexpected == [] and browser_page.page_errors == []
 

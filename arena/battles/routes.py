@@ -157,8 +157,11 @@ async def add_turn(
 
 
 @router.get("/{battle_id}")
-async def get_battle(battle_id: str, session: SessionDep, visitor: VisitorDep) -> BattleOut:
-    return await views.battle_view(session, battle_id=battle_id, visitor=visitor)
+async def get_battle(
+    battle_id: str, request: Request, session: SessionDep, visitor: VisitorDep
+) -> BattleOut:
+    window = vote_window(request.app.state.settings)
+    return await views.battle_view(session, battle_id=battle_id, visitor=visitor, window=window)
 
 
 @router.post("/{battle_id}/vote", response_model=Reveal)

@@ -62,3 +62,5 @@ class BattleOut(BaseModel):
     winner: Winner | None = None
     # Present only once the battle has been voted on
     models: Reveal | None = None
+    # Past its vote window (ARENA_VOTE_WINDOW_SECONDS): it takes no vote or follow-up any more
+    closed: bool = False

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.battles.schemas import BattleOut, MessageOut, Reveal, RevealedModel
+from arena.battles.settled import closed_for_votes
 from arena.battles.turns import NEUTRAL_ERROR, check_owned, fail_interrupted_turn
 from arena.config import Settings
 from arena.errors import BattleNotFound, Conflict
@@ -56,7 +57,10 @@ async def turn_to_replay(
     return PastTurn(await stored_turn(session, battle=battle), battle.status)
 
 
-async def battle_view(session: AsyncSession, *, battle_id: str, visitor: Visitor) -> BattleOut:
+async def battle_view(
+    session: AsyncSession, *, battle_id: str, visitor: Visitor, window: timedelta
+) -> BattleOut:
+    """The visitor's battle as its page shows it; `window` is how long it takes a vote."""
     battle = await owned_battle(session, battle_id, visitor)
     messages = (
         await session.scalars(
@@ -81,6 +85,7 @@ async def battle_view(session: AsyncSession, *, battle_id: str, visitor: Visitor
         ],
         winner=vote.winner if vote else None,
         models=await _reveal(session, battle) if vote else None,
+        closed=closed_for_votes(battle.created_at, now=utcnow(), window=window),
     )
 
 

@@ -24,7 +24,7 @@ const voteButtons = [...document.querySelectorAll(".vote-button")];
 const maxPrompt = Number(root.dataset.maxPrompt) || 8000;
 const sideBoxes = Object.fromEntries(SIDES.map((side) => [side, document.getElementById(`side-${side}`)]));
 
-// state: idle | starting | streaming | ready | failed | voting | voted | lost
+// state: idle | starting | streaming | ready | failed | closed | voting | voted | lost
 const battle = { id: null, state: "idle", turns: [], controller: null, winner: null };
 
 // Storage can be switched off (private modes, strict settings): the page then just forgets.
@@ -234,6 +234,7 @@ const STATUS_TEXT = {
   streaming: "The two models are answering…",
   ready: "Both answers are in. Which one is better? You can also ask a follow-up first.",
   failed: "One of the answers failed, so this battle cannot be voted on. Start a new battle.",
+  closed: "This battle is closed: it no longer takes a vote or a follow-up. Start a new battle.",
   voting: "Recording your vote…",
   voted: "Thanks! Your vote is recorded. Here is who was behind each side.",
   lost: "This battle cannot go on. Start a new battle.",
@@ -249,7 +250,7 @@ function setState(state) {
   statusLine.textContent = STATUS_TEXT[state] || "";
   for (const button of voteButtons) button.disabled = state !== "ready";
   const busy = state === "starting" || state === "streaming" || state === "voting";
-  form.hidden = state === "failed" || state === "voted" || state === "lost";
+  form.hidden = state === "failed" || state === "closed" || state === "voted" || state === "lost";
   promptBox.disabled = busy;
   sendButton.disabled = busy;
   sendButton.textContent = battle.id === null ? "Send" : "Send follow-up";
@@ -428,7 +429,13 @@ async function vote(winner) {
   newBattleButton.focus();
 }
 
-// After a refused vote, the server knows best: voted elsewhere, failed, or still votable.
+// A battle the server says is over but not voted: failed, or closed past its vote window.
+function settledState(view) {
+  if (view.status !== "ready") return "failed";
+  return view.closed ? "closed" : "ready";
+}
+
+// After a refused vote, the server knows best: voted elsewhere, failed, closed, or still votable.
 async function settleFromServer() {
   let view;
   try {
@@ -442,7 +449,7 @@ async function settleFromServer() {
     setState("voted");
     showReveal(view.models, view.winner);
   } else {
-    setState(view.status === "ready" ? "ready" : "failed");
+    setState(settledState(view));
   }
 }
 
@@ -485,7 +492,7 @@ async function restore() {
     setState("voted");
     showReveal(view.models, view.winner);
   } else {
-    setState(view.status === "ready" ? "ready" : "failed");
+    setState(settledState(view));
   }
 }
 

@@ -482,6 +482,7 @@ def test_past_its_vote_window_a_battle_takes_no_vote_and_counts(
         battle_id = start_battle(visitor)
         assert read_stream(visitor, battle_id).end["status"] == "ready"
         assert visitor.get("/api/sampling").json()["battles_7d"] == 0
+        assert visitor.get(f"/api/battles/{battle_id}").json()["closed"] is False
 
         async def age(session: AsyncSession) -> None:
             # As if the visitor came back two hours later.
@@ -506,4 +507,5 @@ def test_past_its_vote_window_a_battle_takes_no_vote_and_counts(
             MODELS[0]: 1,
             MODELS[1]: 1,
         }
-        assert visitor.get(f"/api/battles/{battle_id}").json()["models"] is None
+        view = visitor.get(f"/api/battles/{battle_id}").json()
+        assert view["models"] is None and view["closed"] is True
