@@ -171,24 +171,32 @@ class Arena:
         name: str,
         base_url: str,
         upstream_model: str = "normal",
-        *,
-        organization: str = "",
-        status: ModelStatus = ModelStatus.active,
-        api_key: str | None = None,
         **fields: Any,
     ) -> int:
-        """Register a model as the operator's CLI does (no probe); its id."""
-        keys = KeyRing.from_settings(self.settings)
-        fields.update(organization=organization, api_key=api_key)
-        new = registry.NewModel(name, base_url, upstream_model, **fields)
+        return add_model(self.settings, name, base_url, upstream_model, **fields)
 
-        async def work(session: AsyncSession) -> int:
-            added = await registry.add_model(
-                session, new=new, keys=keys, status=status, actor="test"
-            )
-            return added.id
 
-        return self.db(work)
+def add_model(
+    settings: Settings,
+    name: str,
+    base_url: str,
+    upstream_model: str = "normal",
+    *,
+    organization: str = "",
+    status: ModelStatus = ModelStatus.active,
+    api_key: str | None = None,
+    **fields: Any,
+) -> int:
+    """Register a model as the operator's CLI does (no probe); its id. No server needed."""
+    keys = KeyRing.from_settings(settings)
+    fields.update(organization=organization, api_key=api_key)
+    new = registry.NewModel(name, base_url, upstream_model, **fields)
+
+    async def work(session: AsyncSession) -> int:
+        added = await registry.add_model(session, new=new, keys=keys, status=status, actor="test")
+        return added.id
+
+    return run_db(settings, work)
 
 
 def start_arena(settings: Settings) -> Arena:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.models import Vote
 from tests.arena_process import ArenaProcess, cookie_header, seed_ready_battles
-from tests.conftest import Arena, make_settings, run_db
+from tests.conftest import add_model, make_settings, run_db
 from tests.fake_upstream import FakeUpstream
 
 BATTLES = 300
@@ -70,10 +70,9 @@ def test_acknowledged_votes_survive_sigkill(
         vote_ip_rate_limit="",
         rigging_scan_seconds=0,
     )
-    models = Arena(url="", settings=settings, server=None)  # type: ignore[arg-type]
     model_ids = (
-        models.add_model("alpha", fake_upstream.base_url, organization="A"),
-        models.add_model("beta", fake_upstream.base_url, organization="B"),
+        add_model(settings, "alpha", fake_upstream.base_url, organization="A"),
+        add_model(settings, "beta", fake_upstream.base_url, organization="B"),
     )
     battles = seed_ready_battles(settings, model_ids, BATTLES)
 

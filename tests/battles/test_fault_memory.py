@@ -10,11 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from arena.models import ModelStatus
-from arena.registry import service as registry
-from arena.registry.keys import KeyRing
 from tests.arena_process import ArenaProcess
-from tests.conftest import make_settings, run_db
+from tests.conftest import add_model, make_settings
 from tests.fake_upstream import FakeUpstream
 
 FAULTY = [
@@ -77,22 +74,8 @@ def test_memory_stays_flat_across_a_thousand_broken_battles(
         circuit_breaker_failures=0,
         rigging_scan_seconds=0,
     )
-    keys = KeyRing.from_settings(settings)
-
-    async def add_models(session: object) -> None:
-        for n, upstream_model in enumerate(["normal", *FAULTY]):
-            new = registry.NewModel(
-                name=f"model-{n}", base_url=fake_upstream.base_url, upstream_model=upstream_model
-            )
-            await registry.add_model(
-                session,  # type: ignore[arg-type]
-                new=new,
-                keys=keys,
-                status=ModelStatus.active,
-                actor="test",
-            )
-
-    run_db(settings, add_models)
+    for n, upstream_model in enumerate(["normal", *FAULTY]):
+        add_model(settings, f"model-{n}", fake_upstream.base_url, upstream_model)
     arena = ArenaProcess(settings, tmp_path / "arena.log").start()
     try:
         warm = asyncio.run(_battles(arena.url, 200))

@@ -25,11 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.battles.turns import NEUTRAL_ERROR
 from arena.config import Settings
-from arena.models import Battle, Message, Model, ModelStatus
-from arena.registry import service as registry
-from arena.registry.keys import KeyRing
+from arena.models import Battle, Message, Model
 from tests.arena_process import ArenaProcess
-from tests.conftest import make_settings, run_db
+from tests.conftest import add_model, make_settings, run_db
 from tests.fake_upstream import FakeUpstream, answer_for, gzip_bomb
 
 HOSTILE = ["endless-line", "endless-first-line", "endless-header", "gzip-bomb"]
@@ -169,18 +167,8 @@ def test_hostile_endpoints_fail_fast_and_do_not_stall_the_worker(
         circuit_breaker_failures=0,
         rigging_scan_seconds=0,
     )
-    keys = KeyRing.from_settings(settings)
-
-    async def add_models(session: AsyncSession) -> None:
-        for upstream_model in [HEALTHY, *HOSTILE]:
-            new = registry.NewModel(
-                name=upstream_model, base_url=fake_upstream.base_url, upstream_model=upstream_model
-            )
-            await registry.add_model(
-                session, new=new, keys=keys, status=ModelStatus.active, actor="test"
-            )
-
-    run_db(settings, add_models)
+    for upstream_model in [HEALTHY, *HOSTILE]:
+        add_model(settings, upstream_model, fake_upstream.base_url, upstream_model)
     arena = ArenaProcess(settings, tmp_path / "arena.log").start()
     try:
         assert arena.process is not None

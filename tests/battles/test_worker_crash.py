@@ -18,7 +18,7 @@ from arena.config import Settings
 from arena.models import Battle, WorkerInstance
 from arena.visitors import SESSION_COOKIE
 from tests.arena_process import ArenaProcess, cookie_header
-from tests.conftest import Arena, make_settings, run_db
+from tests.conftest import add_model, make_settings, run_db
 from tests.fake_upstream import FakeUpstream
 from tests.sse import read_stream, start_battle
 
@@ -61,9 +61,8 @@ def _two_slow_models(database_url: str, tmp_path: Path, fake_upstream: FakeUpstr
     settings = make_settings(
         database_url, tmp_path, first_token_timeout=10.0, idle_timeout=10.0, total_timeout=120.0
     )
-    models = Arena(url="", settings=settings, server=None)  # type: ignore[arg-type]
-    models.add_model("alpha", fake_upstream.base_url, SLOW_MODEL, organization="A")
-    models.add_model("beta", fake_upstream.base_url, SLOW_MODEL, organization="B")
+    add_model(settings, "alpha", fake_upstream.base_url, SLOW_MODEL, organization="A")
+    add_model(settings, "beta", fake_upstream.base_url, SLOW_MODEL, organization="B")
     return settings
 
 
