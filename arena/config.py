@@ -17,121 +17,173 @@ class Settings(BaseSettings):
     """Everything the service can be told; `make run` needs none of it."""
 
     model_config = SettingsConfigDict(
-        env_prefix="ARENA_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="ARENA_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        # The docstring under each field is its description: the settings reference
+        # (docs/settings.md, settings_reference.py) is generated from it.
+        use_attribute_docstrings=True,
     )
 
     # Where things live
     data_dir: Path = Path("data")
+    """Folder of the SQLite file and of the generated secret key."""
     database_url: str = ""
-    # PostgreSQL connections each worker keeps open, and how many more it may open under load
-    # (opened and closed per request: keep the pool at the worker's usual concurrency);
-    # workers x (pool + overflow + 3: the battle path's two and the worker's lock) must stay
-    # under the server's max_connections.
+    """`sqlite:///PATH` or `postgresql://USER@HOST:PORT/DB` (psycopg 3); empty means the SQLite
+    file `arena.db` in `ARENA_DATA_DIR`."""
     database_pool_size: int = Field(default=30, ge=1, le=1000)
+    """PostgreSQL connections each worker keeps open. Each worker also keeps two for the battles'
+    short transactions and one for its lock: keep workers × (pool + overflow + 3) under the
+    server's `max_connections` (SQLite keeps a small pool: one writer at a time)."""
     database_max_overflow: int = Field(default=10, ge=0, le=1000)
+    """PostgreSQL connections a worker opens (and closes again) beyond the pool under load."""
     host: str = "127.0.0.1"
+    """Address `arena serve` listens on."""
     port: int = Field(default=8000, ge=1, le=65535)
+    """Port `arena serve` listens on."""
     workers: int = Field(default=1, ge=1, le=64)
-    # One log line per request from uvicorn; behind a reverse proxy that logs them already, off
-    # saves each worker a few percent of its CPU.
+    """Worker processes of `arena serve` (set `ARENA_REDIS_URL` for shared rate limits when above
+    1)."""
     access_log: bool = True
-    # Bytes of a request body: a longer one gets a 413 while it is read, before anything parses
-    # it (the longest prompt, 200,000 characters of UTF-8, fits in the default).
+    """One log line per request, written by a thread of its own; `false` when a reverse proxy
+    logs them already (it saves each worker a few percent of its CPU)."""
     max_body_bytes: int = Field(default=1_000_000, ge=1024, le=1_000_000_000)
-    # A request head (request line and headers) not complete this many seconds after the
-    # connection opened (after its first bytes, on a kept-alive connection) closes the connection;
-    # one longer than this many bytes gets a 431.
+    """Largest request body: a longer one is answered 413 (naming the limit) while it is read, on
+    every route including the battle's fast lane, and the connection is closed. The longest
+    prompt, 200,000 characters of UTF-8, fits in the default."""
     request_head_timeout: PositiveSeconds = 10.0
+    """Seconds a request head (request line and headers) may take, from the connection opening
+    or, on a kept-alive connection, from the head's first bytes; then the connection is closed."""
     max_request_head_bytes: int = Field(default=65_536, ge=4096, le=16_777_216)
-    # Addresses of reverse proxies whose X-Forwarded-For names the real client (comma-separated,
-    # "*" for any); empty trusts no header, so a client cannot pick the address it is limited by.
+    """Largest request head; a longer one is answered 431 and the connection is closed."""
     trusted_proxies: str = Field(default="", max_length=4000)
+    """Addresses of reverse proxies (comma-separated, `*` for any) whose `X-Forwarded-For` gives
+    the client's address for rate limits; empty trusts no header, so a client cannot pick the
+    address it is limited by."""
 
-    # Secrets: generated and kept in data_dir on first run when not given
+    # Secrets
     secret_key: SecretStr | None = None
-    # Older keys still accepted for decrypting endpoint keys (comma-separated), newest first
+    """Fernet key that encrypts endpoint API keys and signs session cookies; unset, one is
+    generated into `ARENA_DATA_DIR/secret.key` on first run."""
     old_secret_keys: str = ""
+    """Earlier keys, comma-separated, newest first, still accepted for decryption during a
+    rotation."""
     admin_token: SecretStr | None = None
+    """Bearer token of the operator's `/api/admin/...` routes; unset, the admin API is off."""
+    cookie_secure: bool = False
+    """Mark the session cookie `Secure` (set it behind HTTPS)."""
+    session_days: int = Field(default=30, ge=1, le=3650)
+    """Lifetime of a visitor's session cookie, in days."""
 
     # Demo endpoints (`make run` starts them; their models are registered like any other)
     demo: bool = False
+    """Start the built-in demo endpoints and register their models (`arena serve --demo` sets
+    it)."""
     demo_port: int = Field(default=8001, ge=1, le=65535)
-    # Pause between the demo models' words; 0 streams each answer at once
+    """Port of the demo endpoints."""
     demo_seconds_per_word: float = Field(default=0.03, ge=0, le=5)
+    """Pause between the demo models' words; `0` answers at once."""
     allow_private_endpoints: bool = False
+    """Allow endpoints on loopback and private networks (the demo and a local Ollama need it);
+    cloud metadata addresses stay refused."""
 
-    # Battles
+    # Battles and upstream calls
     max_prompt_chars: int = Field(default=8000, ge=1, le=200_000)
+    """Longest prompt accepted, in characters."""
     max_turns: int = Field(default=8, ge=1, le=100)
-    # Upstream timeouts (seconds) and answer cap
-    connect_timeout: PositiveSeconds = 5.0
-    first_token_timeout: PositiveSeconds = 30.0
-    idle_timeout: PositiveSeconds = 20.0
-    total_timeout: PositiveSeconds = 180.0
-    max_answer_bytes: int = Field(default=65_536, ge=256, le=10_000_000)
-    # How long after it started a battle takes a vote or a follow-up. Past it the battle is over
-    # whatever its status, and only then do the public and owner figures count it unvoted:
-    # counting it while it can still be voted on would name its pair (battles/settled.py).
+    """Turns per battle (the first prompt and its follow-ups)."""
     vote_window_seconds: float = Field(default=DEFAULT_VOTE_WINDOW_SECONDS, gt=0, le=30 * 86_400)
-    # Session cookie lifetime
-    session_days: int = Field(default=30, ge=1, le=3650)
-    cookie_secure: bool = False
+    """A battle takes its vote and follow-ups this long after it starts; past it, it is over and
+    counts in the public and owner figures. Counting it while it can still be voted on would name
+    its pair (battles/settled.py)."""
+    connect_timeout: PositiveSeconds = 5.0
+    """Seconds to connect to an endpoint."""
+    first_token_timeout: PositiveSeconds = 30.0
+    """Seconds from the request to the first token."""
+    idle_timeout: PositiveSeconds = 20.0
+    """Longest pause between two tokens, in seconds."""
+    total_timeout: PositiveSeconds = 180.0
+    """Longest whole answer, in seconds."""
+    max_answer_bytes: int = Field(default=65_536, ge=256, le=10_000_000)
+    """An answer longer than this ends its side with an error."""
 
-    # Vote integrity (DESIGN section 5). Rate limits in the `limits` notation, e.g.
-    # "20/minute;200/day"; an empty string switches that limit off. The battle limits count
-    # follow-up turns too: each calls both endpoints, as a new battle does.
+    # Vote integrity (DESIGN section 5)
     battle_rate_limit: str = "20/minute;300/day"
+    """New battles and follow-up turns per session (`limits` notation, e.g. `20/minute;200/day`;
+    empty switches the limit off). Follow-ups count: each calls both endpoints, as a new battle
+    does."""
     battle_ip_rate_limit: str = "120/minute;3000/day"
+    """New battles and follow-up turns per client address."""
     vote_rate_limit: str = "20/minute;300/day"
+    """Votes per session."""
     vote_ip_rate_limit: str = "120/minute;3000/day"
-    # Keys of the rate-limit counters in Redis (ARENA_REDIS_URL) start with this
+    """Votes per client address."""
     rate_limit_key_prefix: str = "arena"
-    # Extra names by which a model or organisation may give itself away, as JSON keyed by model name
-    # or organisation, e.g. {"OpenAI": ["ChatGPT", "GPT"]}; the name and organisation always count.
+    """Prefix of the rate-limit counters' keys in Redis."""
     identity_aliases: dict[str, list[str]] = Field(default_factory=dict)
-    # A normalised prompt seen more than this many times: later battles with it are not counted.
+    """JSON: more names by which a model or organisation gives itself away, keyed by model name
+    or organisation, e.g. `{"OpenAI": ["ChatGPT"]}`; the name and organisation always count."""
     duplicate_prompt_limit: int = Field(default=25, ge=1)
-    # Faster than this reading speed (characters of the latest answers per second): too fast.
+    """A normalised prompt seen more often than this: later votes on it are not counted."""
     reading_chars_per_second: float = Field(default=100.0, gt=0)
+    """Votes faster than this reading speed (characters of the latest answers per second) are
+    flagged."""
     min_vote_seconds: float = Field(default=1.0, ge=0)
-    # Long answers are skimmed: the reading time asked for never exceeds this.
+    """The shortest reading time asked for, in seconds."""
     max_reading_seconds: float = Field(default=20.0, ge=0)
-    # Vote-rigging scan: a session whose decisive votes for (or against) one model are this
-    # improbable under the current ratings (Bonferroni over its models) is flagged.
+    """The longest reading time asked for: long answers are skimmed."""
     rigging_alpha: float = Field(default=1e-4, gt=0, lt=1)
+    """Significance at which the rigging scan flags a session: its decisive votes for (or
+    against) one model are this improbable under the current ratings (Bonferroni over its
+    models)."""
     rigging_min_votes: int = Field(default=8, ge=1)
+    """Decisive votes a session needs before the rigging scan judges it."""
     rigging_scan_seconds: float = Field(default=300.0, ge=0)
+    """How often the rigging scan runs (`0`: never)."""
 
-    # Sampling (DESIGN section 6): models with fewer counted votes than the target are drawn
-    # `new_model_boost` times as often, as FastChat's battle targets do.
+    # Sampling (DESIGN section 6)
     new_model_vote_target: int = Field(default=300, ge=0)
+    """Counted votes below which a model is boosted (FastChat's battle targets serve the same
+    end)."""
     new_model_boost: float = Field(default=4.0, ge=1)
+    """How many times as often a boosted model is drawn."""
 
     # Ratings
     bootstrap_rounds: int = Field(default=100, ge=0, le=10_000)
+    """Bootstrap rounds of the `bt-bootstrap` tables (`0`: none)."""
     recompute_every_votes: int = Field(default=50, ge=1)
+    """Recompute the leaderboard after this many new counted votes."""
     recompute_every_seconds: float = Field(default=300.0, gt=0)
+    """Or after this long, in seconds, if anything changed."""
     anchor: str = ""
+    """`MODEL=RATING`: shift every table that holds MODEL so it sits at RATING."""
 
     # Open data
     release_conversations: bool = False
+    """Put prompts and answers in `/battles.*` and publish `/preferences.jsonl`."""
 
-    # Owners
+    # Model owners
     open_signup: bool = True
+    """Anyone may create an owner account; `false` requires an invite code."""
     auto_approve: bool = False
+    """New endpoints compete at once instead of waiting for an operator."""
     invite_days: int = Field(default=14, ge=1, le=3650)
+    """How long an invite code stays valid, in days."""
     signups_per_hour: int = Field(default=20, ge=1, le=100_000)
-    # Wrong owner or admin tokens per client address and minute before answering 429
+    """Owner sign-ups per client address and hour."""
     auth_failures_per_minute: int = Field(default=10, ge=1, le=100_000)
-    # Registration probe and health: a short real request with its own deadline
+    """Wrong owner or admin tokens per client address and minute before answering 429."""
     probe_timeout: PositiveSeconds = 15.0
-    # Consecutive failed answers before a model is paused automatically (0: never)
+    """Deadline of the registration and health probes, in seconds."""
     circuit_breaker_failures: int = Field(default=5, ge=0, le=10_000)
-    # How often automatically paused models are probed to resume them (0: never)
+    """Consecutive failed answers before a model is paused automatically (`0`: never)."""
     health_probe_seconds: float = Field(default=60.0, ge=0, le=86_400)
+    """How often automatically paused models are probed to resume them (`0`: never)."""
 
     # Scale-out
     redis_url: str = ""
+    """Redis for rate-limit counters shared by workers and hosts; empty keeps them in memory."""
 
     @model_validator(mode="after")
     def _fill_database_url(self) -> Settings:

@@ -7,7 +7,7 @@ what it cost to carry each one from the socket to the chat client decided how ma
 worker could run. httpx's own transport (h11, pure Python) cost about 100 µs of CPU per chunk;
 httpx on aiohttp's connections about 95 µs; aiohttp alone about 55 µs, mostly async iterators
 and task wake-ups per chunk. Parsing in the read callback costs about 26 µs per chunk, the
-request included (bench/relay.py, and the measurements in the README).
+request included (bench/relay.py, and the measurements in docs/benchmarks.md).
 
 What it does not do, on purpose: redirects (an endpoint that redirects fails; the address guard
 checked the address it was given), proxies, cookies, HTTP/2. It asks for an uncompressed body and
