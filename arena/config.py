@@ -64,8 +64,8 @@ class Settings(BaseSettings):
 
     # Secrets
     secret_key: SecretStr | None = None
-    """Fernet key that encrypts endpoint API keys and signs session cookies; unset, one is
-    generated into `ARENA_DATA_DIR/secret.key` on first run."""
+    """Fernet key that encrypts endpoint API keys, signs session cookies and salts the visitor
+    hashes; unset, one is generated into `ARENA_DATA_DIR/secret.key` on first run."""
     old_secret_keys: str = ""
     """Earlier keys, comma-separated, newest first, still accepted for decryption during a
     rotation."""
