@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import NullPool
 
 from arena.db import Transactions
-from arena.leaderboard.job_lock import advisory_key
+from arena.job_lock import advisory_key
 from arena.models import WorkerInstance
 
 log = logging.getLogger(__name__)

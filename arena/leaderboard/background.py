@@ -14,7 +14,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from arena.config import Settings
-from arena.leaderboard.snapshots import RecomputeConfig, RecomputeOutcome, run_recompute
+from arena.leaderboard.snapshots import (
+    RecomputeConfig,
+    RecomputeOutcome,
+    SeenSnapshots,
+    run_recompute,
+)
 from arena.models import RatingSnapshot, Vote
 
 log = logging.getLogger(__name__)
@@ -72,7 +77,7 @@ class RecomputeScheduler:
         while True:
             try:
                 if due or await self._due():
-                    await self._recompute()
+                    await self._recompute(SeenSnapshots(self.last_seen_computed))
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -126,7 +131,7 @@ class RecomputeScheduler:
                 return False
             return True
 
-    async def _recompute(self) -> RecomputeOutcome | None:
+    async def _recompute(self, seen: SeenSnapshots) -> RecomputeOutcome | None:
         async with self.engine.connect() as conn:
             watermark = await conn.scalar(select(func.max(Vote.id)).where(Vote.counted.is_(True)))
             counted = await conn.scalar(
@@ -142,7 +147,7 @@ class RecomputeScheduler:
             )
         loop = asyncio.get_running_loop()
         try:
-            outcome = await loop.run_in_executor(self.executor, run_recompute, self.config)
+            outcome = await loop.run_in_executor(self.executor, run_recompute, self.config, seen)
         except Exception:
             log.exception("recompute failed; the last good snapshots stay in place")
             return None

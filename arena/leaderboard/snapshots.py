@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 from arena.battles.settled import settled
 from arena.config import DEFAULT_VOTE_WINDOW_SECONDS, Settings
 from arena.db import make_sync_engine
+from arena.job_lock import hold_job_lock
 from arena.leaderboard.battles_source import load_counted_battles
-from arena.leaderboard.job_lock import hold_job_lock
 from arena.models import Battle, Model, RatingSnapshot, utcnow
 from arena.ratings import (
     Leaderboard,
@@ -441,10 +441,20 @@ def recompute(session: Session, *, config: RecomputeConfig) -> RecomputeOutcome:
     )
 
 
-def run_recompute(config: RecomputeConfig) -> RecomputeOutcome:
-    """One recompute under the job lock, committed; returns ran=False if another worker holds it.
+@dataclass(frozen=True)
+class SeenSnapshots:
+    """What a worker saw when it decided to recompute: the newest snapshot's time (None: none)."""
 
-    Any failure rolls the whole run back, so the last good snapshots stay, and is logged.
+    latest: datetime | None
+
+
+def run_recompute(config: RecomputeConfig, seen: SeenSnapshots | None = None) -> RecomputeOutcome:
+    """One recompute under the job lock, committed; returns ran=False if another worker holds it,
+    or, given `seen`, if another worker stored snapshots since this one decided to run.
+
+    Several instances watch the same votes and may decide at the same moment; the second to get
+    the lock would redo the first one's work on the same votes. Any failure rolls the whole run
+    back, so the last good snapshots stay, and is logged.
     """
     engine = make_sync_engine(config.database_url)
     try:
@@ -453,6 +463,11 @@ def run_recompute(config: RecomputeConfig) -> RecomputeOutcome:
                 log.info("recompute: another worker is recomputing; skipped")
                 return RecomputeOutcome(ran=False)
             with Session(engine) as session, session.begin():
+                if seen is not None:
+                    latest = session.scalar(select(func.max(RatingSnapshot.computed_at)))
+                    if latest is not None and (seen.latest is None or latest > seen.latest):
+                        log.info("recompute: another worker recomputed meanwhile; skipped")
+                        return RecomputeOutcome(ran=False)
                 return recompute(session, config=config)
     finally:
         engine.dispose()

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from arena.db import make_sync_engine
-from arena.leaderboard.job_lock import hold_job_lock
+from arena.job_lock import hold_job_lock
 from arena.leaderboard.snapshots import JOB_NAME
 from tests.conftest import Arena
 from tests.leaderboard.conftest import (

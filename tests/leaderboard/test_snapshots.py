@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.db import make_sync_engine
-from arena.leaderboard.job_lock import hold_job_lock
+from arena.job_lock import hold_job_lock
 from arena.leaderboard.snapshots import JOB_NAME, kept_snapshot_ids
 from arena.models import Battle, RatingSnapshot, Vote
 from arena.ratings import InvalidBattles
