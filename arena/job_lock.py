@@ -1,4 +1,5 @@
-"""One worker at a time for a job: a PostgreSQL advisory lock, elsewhere a lease row in job_lock."""
+"""One worker at a time for a job: a PostgreSQL advisory lock, elsewhere a lease row in job_lock;
+and once a period across workers for periodic jobs: a lease row that expires."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert, text, update
+from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.models import JobLock, utcnow
 
@@ -78,3 +83,37 @@ def hold_job_lock(
     else:
         with _lease_row(engine, name, lease) as got:
             yield got
+
+
+@dataclass(frozen=True)
+class PeriodClaim:
+    """A period claimed for a periodic job; `previous_start` is when the period before began
+    (in whichever worker ran it), None on the job's first run."""
+
+    previous_start: datetime | None
+
+
+async def claim_period(session: AsyncSession, name: str, period: timedelta) -> PeriodClaim | None:
+    """The period if this caller may run the periodic job `name` now, None if another worker
+    claimed it. The claim is a lease row whose expiry is the end of the period, taken in one
+    statement (an upsert that only replaces an expired lease), so of several instances waking
+    together exactly one runs it; it commits or rolls back with the caller's transaction.
+    """
+    holder = uuid.uuid4().hex
+    now = utcnow()
+    previous_end = await session.scalar(select(JobLock.expires_at).where(JobLock.name == name))
+    dialect = session.get_bind().dialect.name
+    upsert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    claim = (
+        upsert(JobLock)
+        .values(name=name, holder=holder, expires_at=now + period)
+        .on_conflict_do_update(
+            index_elements=[JobLock.name],
+            set_={"holder": holder, "expires_at": now + period},
+            where=JobLock.expires_at <= now,
+        )
+        .returning(JobLock.holder)
+    )
+    if (await session.scalar(claim)) != holder:
+        return None
+    return PeriodClaim(previous_end - period if previous_end is not None else None)

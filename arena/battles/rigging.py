@@ -20,7 +20,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final
 
 import numpy as np
@@ -31,6 +31,7 @@ from arena.battles.integrity import SUSPICIOUS_SESSION
 from arena.battles.ratings_view import latest_ratings
 from arena.config import Settings
 from arena.db import begin_write
+from arena.job_lock import claim_period
 from arena.models import Battle, FlaggedSession, Model, Vote, Winner, utcnow
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 # approximation with continuity correction is accurate there.
 EXACT_UP_TO: Final = 2000
 _BATCH: Final = 500
+SCAN_JOB: Final = "rigging-scan"
 
 
 @dataclass(frozen=True)
@@ -219,8 +221,9 @@ async def scan_sessions(
 class RiggingScanner:
     """Runs scan_sessions every `rigging_scan_seconds` in the background of a worker.
 
-    Each worker may scan; a scan is idempotent (a session is flagged once, a vote marked once),
-    so two workers at once cost time, not correctness."""
+    Every worker of every instance wakes each period, and the first to claim the period
+    (job_lock.claim_period) scans; the others go back to sleep. The claim commits with the scan,
+    so a scan that fails leaves the period to the next worker that wakes."""
 
     def __init__(self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self.settings = settings
@@ -242,12 +245,25 @@ class RiggingScanner:
         self.last_scan_started = started
         return outcome
 
+    async def scan_if_due(self) -> ScanOutcome | None:
+        """A scan if no worker has scanned in this period, else None. It tests the sessions that
+        voted since the period before began, wherever that scan ran."""
+        # A little short of the interval: the worker that scanned last wakes again just after its
+        # claim has expired, so the scans keep their rhythm instead of skipping every other one.
+        period = timedelta(seconds=self.settings.rigging_scan_seconds * 0.9)
+        async with self.sessionmaker() as session, session.begin():
+            await begin_write(session)
+            claim = await claim_period(session, SCAN_JOB, period)
+            if claim is None:
+                return None
+            return await scan_sessions(session, settings=self.settings, since=claim.previous_start)
+
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.rigging_scan_seconds)
             try:
-                outcome = await self.scan_once()
-                if outcome.sessions_flagged or outcome.votes_excluded:
+                outcome = await self.scan_if_due()
+                if outcome is not None and (outcome.sessions_flagged or outcome.votes_excluded):
                     log.info("rigging scan: %s", outcome)
             except Exception:
                 log.exception("rigging scan failed; it runs again at the next interval")
