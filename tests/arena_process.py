@@ -47,6 +47,8 @@ class ArenaProcess:
     settings: Settings
     log_path: Path
     port: int = field(default_factory=free_port)
+    # True: started as an operator starts it, `arena serve` (its workers, its logging).
+    cli: bool = False
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -54,6 +56,10 @@ class ArenaProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> ArenaProcess:
+        return self.launch().wait_until_ready(timeout)
+
+    def launch(self) -> ArenaProcess:
+        """Start the process without waiting for it (several start faster side by side)."""
         command = [
             sys.executable,
             "-m",
@@ -69,10 +75,16 @@ class ArenaProcess:
             "--log-level",
             "warning",
         ]
+        env = environment(self.settings)
+        if self.cli:
+            command = [str(Path(sys.executable).parent / "arena"), "serve"]
+            env.update(ARENA_HOST="127.0.0.1", ARENA_PORT=str(self.port))
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                command, env=environment(self.settings), stdout=log, stderr=subprocess.STDOUT
-            )
+            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def wait_until_ready(self, timeout: float = 30) -> ArenaProcess:
+        assert self.process is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
