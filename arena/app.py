@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp
 
+from arena import metrics
 from arena.battles import turns
 from arena.battles.fast_lane import BattleFastLane
 from arena.battles.integrity_admin_routes import router as integrity_admin_router
@@ -81,6 +82,18 @@ def _finish_turn(
                 connection, plan=plan, answers=answers, identity_aliases=settings.identity_aliases
             )
         )
+        metrics.turn_over(
+            ok,
+            (
+                metrics.SideTimes(
+                    side_plan.name,
+                    answer.first_token_ms,
+                    answer.duration_ms,
+                    answer.failure.kind if answer.failure is not None else None,
+                )
+                for side_plan, answer in ((plan.a, answers[Side.a]), (plan.b, answers[Side.b]))
+            ),
+        )
         if not ok:
             # The circuit breaker: a model failing answer after answer stops being drawn. Only
             # after a failure (a turn both answered has just set both counts to 0), and in a
@@ -121,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         sessionmaker = make_sessionmaker(engine)
         app.state.settings = settings
+        metrics.configure(settings)
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker
         transactions = Transactions(engine)
@@ -154,12 +168,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.leaderboard_cache = PageCache()
         recompute = RecomputeScheduler(settings, engine)
         await recompute.start()
+        queues = metrics.QueueSampler(
+            {"planned_turns": app.state.planned_turns.__len__, "writes": transactions.waiting}
+        ).start()
         # Two lines a battle: written by a thread, they cost the event loop only their record.
         access_log = LogWritingThread(logging.getLogger("uvicorn.access")).start()
         try:
             with serving_collector():
                 yield
         finally:
+            await queues.stop()
             await health.stop()
             await recompute.stop()
             await rigging_scanner.stop()
@@ -171,6 +189,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await client.aclose()
             await engine.dispose()
             await asyncio.to_thread(access_log.stop)
+            metrics.worker_exited()
 
     app = _ArenaApp(
         max_body_bytes=settings.max_body_bytes,
@@ -190,6 +209,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(owner_pages_router)
     app.include_router(pages_router)
     app.include_router(leaderboard_router)
+    app.include_router(metrics.router)
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
 
     @app.get("/healthz", tags=["health"])

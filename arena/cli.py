@@ -98,6 +98,10 @@ def serve(
     if demo or settings.demo:
         os.environ["ARENA_ALLOW_PRIVATE_ENDPOINTS"] = "true"
     settings.resolved_secret_key()  # created once here, not raced by the workers
+    if settings.metrics and (workers or settings.workers) > 1:
+        from arena.metrics import prepare_multiprocess_dir
+
+        prepare_multiprocess_dir(settings.data_dir)
     uvicorn.run(
         "arena.app:create_app",
         factory=True,

@@ -181,6 +181,14 @@ class Settings(BaseSettings):
     health_probe_seconds: float = Field(default=60.0, ge=0, le=86_400)
     """How often automatically paused models are probed to resume them (`0`: never)."""
 
+    # Metrics and logs
+    metrics: bool = False
+    """Serve Prometheus metrics at `/metrics` (`on` / `off`)."""
+    metrics_token: SecretStr | None = None
+    """Bearer token `/metrics` asks for. Unset, `/metrics` is as public as the arena, and then
+    the series that name a model or an upstream failure's kind are not recorded: read before
+    and after a battle, they would name its pair."""
+
     # Scale-out
     redis_url: str = ""
     """Redis for rate-limit counters shared by workers and hosts; empty keeps them in memory."""

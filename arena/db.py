@@ -259,6 +259,10 @@ class Transactions:
         self._draining = False
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="arena-db-reader")
 
+    def waiting(self) -> int:
+        """Writes queued for the writer thread now (a gauge of the metrics)."""
+        return len(self._queue)
+
     async def write(self, work: Callable[[Connection], T], *, to_disk: bool = True) -> T:
         """`work` in a write transaction, committed before this returns.
 

@@ -31,6 +31,7 @@ from fastapi import Depends, Request
 from limits import RateLimitItem, parse_many
 from redis.exceptions import RedisError
 
+from arena import metrics
 from arena.config import Settings
 from arena.errors import InvalidInput, TooManyRequests
 from arena.visitors import Visitor, VisitorDep
@@ -270,6 +271,7 @@ class RateLimiter:
         if outcome.refused is None:
             return outcome.throttled
         scope, item = owners[outcome.refused]
+        metrics.rate_limited(action, scope)
         wait = seconds_until_allowed(windows[outcome.refused], outcome.previous, outcome.current)
         retry_after = max(1, math.ceil(wait))
         who = "this browser session" if scope == "session" else "your network address"

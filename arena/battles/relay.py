@@ -12,6 +12,7 @@ from typing import Any
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from arena import metrics
 from arena.battles.turns import NEUTRAL_ERROR, TurnPlan
 from arena.models import BattleStatus, Message, Side
 from arena.upstream.client import (
@@ -62,6 +63,7 @@ class EventStreamResponse(StreamingResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         left = asyncio.ensure_future(_disconnected(receive))
+        metrics.stream_opened()
         try:
             await send(
                 {
@@ -86,6 +88,7 @@ class EventStreamResponse(StreamingResponse):
             # its traceback for the cycle collector, once per battle.
             await asyncio.sleep(0)
         finally:
+            metrics.stream_closed()
             if not left.done():
                 left.cancel()
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncGenerator
 from fastapi import APIRouter, Depends, Request, Response, status
 from starlette.datastructures import State
 
+from arena import metrics
 from arena.battles import creation, turns, views, votes
 from arena.battles.integrity import VoteChecks
 from arena.battles.planned import PlannedTurns
@@ -42,6 +43,7 @@ async def open_battle(state: State, prompt: str, visitor: Visitor) -> str:
             connection, pair=pair, prompt=prompt, visitor=visitor, settings=settings
         )
     )
+    metrics.battle_started()
     try:
         plan = turns.plan_turn(creation.first_turn(battle_id, pair, prompt), keys=state.keys)
     except Exception:

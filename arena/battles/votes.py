@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import aliased
 
+from arena import metrics
 from arena.battles import integrity
 from arena.battles.schemas import Reveal, RevealedModel
 from arena.battles.settled import closed_for_votes, votes_closed_for
@@ -71,13 +72,13 @@ async def _cast_vote_on_postgresql(engine: AsyncEngine, ballot: _Ballot) -> Reve
         connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
         votable = await _votable(connection, ballot)
         try:
-            stored = (
-                await connection.execute(_MARK_VOTED_AND_STORE_VOTE, _vote_row(ballot, votable))
-            ).first()
+            vote = _vote_row(ballot, votable)
+            stored = (await connection.execute(_MARK_VOTED_AND_STORE_VOTE, vote)).first()
         except IntegrityError:
             raise VoteAlreadyCast() from None
         if stored is None:  # another request marked the battle voted since the read
             raise await _why_not_votable(connection, ballot)
+    metrics.vote_stored(vote["vote_flags"])
     return _reveal(votable)
 
 
@@ -98,6 +99,7 @@ async def _cast_vote_on_sqlite(engine: AsyncEngine, ballot: _Ballot) -> Reveal:
     if not marked:  # another request marked the battle voted since the read
         async with engine.connect() as connection:
             raise await _why_not_votable(connection, ballot)
+    metrics.vote_stored(vote["vote_flags"])
     return _reveal(votable)
 
 

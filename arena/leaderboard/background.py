@@ -13,6 +13,7 @@ from typing import Final
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from arena import metrics
 from arena.config import Settings
 from arena.leaderboard.snapshots import (
     RecomputeConfig,
@@ -153,6 +154,7 @@ class RecomputeScheduler:
             return None
         self.runs += 1
         if outcome.ran:
+            metrics.recompute_ran(outcome.seconds)
             self.last_seen_computed = outcome.computed_at or self.last_seen_computed
             log.info(
                 "recompute: %d votes, %d snapshots in %.2f s",
