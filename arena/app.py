@@ -35,6 +35,7 @@ from arena.errors import install_error_handlers
 from arena.leaderboard.background import RecomputeScheduler
 from arena.leaderboard.cache import PageCache
 from arena.leaderboard.routes import router as leaderboard_router
+from arena.log_format import RequestIds, install_request_id_records
 from arena.log_writing import LogWritingThread
 from arena.models import Side
 from arena.pages import install_security_headers
@@ -111,15 +112,18 @@ def _finish_turn(
 
 
 class _ArenaApp(FastAPI):
-    def __init__(self, *, max_body_bytes: int, **options: Any) -> None:
+    def __init__(self, *, max_body_bytes: int, request_ids: bool, **options: Any) -> None:
         super().__init__(**options)
         self.max_body_bytes = max_body_bytes
+        self.request_ids = request_ids
 
     def build_middleware_stack(self) -> ASGIApp:
         # The fast lane outside every middleware (arena/battles/fast_lane.py), and outside it the
-        # bound on request bodies, which the fast lane reads too.
+        # bound on request bodies, which the fast lane reads too; outermost, with JSON logs, the
+        # request id, so that every answer (a 413 too) carries it.
         fast_lane = BattleFastLane(super().build_middleware_stack(), self)
-        return BodyLimit(fast_lane, self.max_body_bytes)
+        bounded = BodyLimit(fast_lane, self.max_body_bytes)
+        return RequestIds(bounded) if self.request_ids else bounded
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -135,6 +139,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sessionmaker = make_sessionmaker(engine)
         app.state.settings = settings
         metrics.configure(settings)
+        if settings.log_format == "json":
+            install_request_id_records()
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker
         transactions = Transactions(engine)
@@ -193,6 +199,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = _ArenaApp(
         max_body_bytes=settings.max_body_bytes,
+        request_ids=settings.log_format == "json",
         title="arena",
         summary="Anonymous battles between chat models, votes, ratings and open data.",
         version="0.1.0",

@@ -78,6 +78,7 @@ def serve(
     import uvicorn
 
     from arena.http_protocol import ArenaHttpProtocol
+    from arena.log_format import uvicorn_log_config
 
     settings = Settings()
     if demo or settings.demo:
@@ -110,6 +111,7 @@ def serve(
         workers=workers or settings.workers,
         http=ArenaHttpProtocol,
         log_level="info",
+        log_config=uvicorn_log_config(settings.log_format),
         access_log=settings.access_log,
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=settings.trusted_proxies or None,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+LogFormat = Literal["text", "json"]
 PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
 DEFAULT_VOTE_WINDOW_SECONDS: Final = 3600.0
 
@@ -188,6 +189,11 @@ class Settings(BaseSettings):
     """Bearer token `/metrics` asks for. Unset, `/metrics` is as public as the arena, and then
     the series that name a model or an upstream failure's kind are not recorded: read before
     and after a battle, they would name its pair."""
+
+    log_format: LogFormat = "text"
+    """`text`: uvicorn's log lines; `json`: one JSON object a line (time, level, logger, message,
+    and for requests their id, also sent as the `X-Request-ID` response header, and the access
+    log's client, method, path and status)."""
 
     # Scale-out
     redis_url: str = ""

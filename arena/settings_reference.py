@@ -72,7 +72,7 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
         ("bootstrap_rounds", "recompute_every_votes", "recompute_every_seconds", "anchor"),
     ),
     ("Open data", ("release_conversations",)),
-    ("Metrics and logs", ("metrics", "metrics_token")),
+    ("Metrics and logs", ("metrics", "metrics_token", "log_format")),
     (
         "Model owners",
         (
