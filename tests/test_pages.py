@@ -67,3 +67,18 @@ def test_interactive_docs_keep_working(arena: Arena) -> None:
     assert docs.status_code == 200
     assert "content-security-policy" not in docs.headers
     assert docs.headers["x-content-type-options"] == "nosniff"
+
+
+def test_every_page_links_the_owner_sign_up_and_the_api_docs_and_none_the_console(
+    arena: Arena, fake_upstream: FakeUpstream
+) -> None:
+    arena.add_model("alpha-7b", fake_upstream.base_url, "normal", organization="Alpha Labs")
+    with arena.client() as visitor:
+        for path in ("/", "/leaderboard", "/owner", "/models/alpha-7b", "/models/nobody"):
+            page = visitor.get(path)
+            assert page.headers["content-type"].startswith("text/html"), path
+            footer = re.search(r"<footer\b.*?</footer>", page.text, flags=re.S)
+            assert footer is not None, f"{path} has no footer"
+            for href in ('href="/owner"', 'href="/docs"', 'href="/leaderboard#downloads-title"'):
+                assert href in footer.group(0), (path, href)
+            assert "/admin" not in page.text, f"{path} points at the operator's console"
