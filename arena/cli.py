@@ -15,10 +15,11 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena import migrate
+from arena.audit import STATUS_ACTIONS, actions_csv, cli_actor, recent_actions, record_action
 from arena.config import Settings
 from arena.db import in_one_transaction
 from arena.errors import ArenaError
-from arena.models import Model, ModelStatus
+from arena.models import Model, ModelStatus, OperatorAction
 from arena.ratings_cli import ratings_app
 from arena.registry import owners
 from arena.registry import service as registry
@@ -35,6 +36,8 @@ keys_app = typer.Typer(help="The keys that encrypt endpoint API keys.", no_args_
 app.add_typer(owners_app, name="owners")
 app.add_typer(keys_app, name="keys")
 app.add_typer(ratings_app, name="ratings")
+audit_app = typer.Typer(help="The audit log of operator actions.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -193,6 +196,7 @@ def models_add(
     )
 
     async def work(session: AsyncSession) -> Model:
+        record_action(session, actor=cli_actor(), action="model.add", target=name)
         return await registry.add_model(session, new=new, keys=keys, actor="cli")
 
     added = _in_session(settings, work)
@@ -243,6 +247,13 @@ def _change_status(name: str, status: ModelStatus, reason: str) -> None:
             reason=reason or _DEFAULT_REASONS.get(status, ""),
             actor="cli",
         )
+        record_action(
+            session,
+            actor=cli_actor(),
+            action=STATUS_ACTIONS[status],
+            target=model.name,
+            reason=reason or _DEFAULT_REASONS.get(status, ""),
+        )
 
     changed = _in_session(Settings(), work)
     console.print(f"{changed.name} is now {changed.status.value}")
@@ -254,6 +265,9 @@ def models_approve(name: str, reason: Annotated[str, typer.Option()] = "") -> No
 
     async def work(session: AsyncSession) -> Model:
         model = await registry.model_by_name(session, name)
+        record_action(
+            session, actor=cli_actor(), action="model.approve", target=model.name, reason=reason
+        )
         return await registry.approve_model(session, model=model, reason=reason, actor="cli")
 
     approved = _in_session(Settings(), work)
@@ -289,7 +303,9 @@ def owners_invite(email: str) -> None:
     settings = Settings()
 
     async def work(session: AsyncSession) -> str:
-        return (await owners.create_invite(session, email=email))[1]
+        invite, code = await owners.create_invite(session, email=email)
+        record_action(session, actor=cli_actor(), action="invite.create", target=invite.email)
+        return code
 
     code = _in_session(settings, work)
     console.print(f"invite code for {email} (one use, valid {settings.invite_days} days):")
@@ -319,6 +335,7 @@ def owners_revoke(owner: Annotated[str, typer.Argument(help="Owner id or email")
 
     async def work(session: AsyncSession) -> str:
         found = await owners.revoke_owner(session, owner=await owners.owner_by_ref(session, owner))
+        record_action(session, actor=cli_actor(), action="owner.revoke", target=found.email)
         return found.email
 
     console.print(f"the token of {_in_session(Settings(), work)} is revoked")
@@ -330,6 +347,7 @@ def owners_new_token(owner: Annotated[str, typer.Argument(help="Owner id or emai
 
     async def work(session: AsyncSession) -> str:
         found = await owners.owner_by_ref(session, owner)
+        record_action(session, actor=cli_actor(), action="owner.new_token", target=found.email)
         return await owners.issue_new_token(session, owner=found)
 
     token = _in_session(Settings(), work)
@@ -344,9 +362,42 @@ def keys_rotate() -> None:
     keys = KeyRing.from_settings(settings)
 
     async def work(session: AsyncSession) -> int:
+        record_action(session, actor=cli_actor(), action="keys.rotate")
         return await registry.rotate_endpoint_keys(session, keys=keys)
 
     console.print(f"re-encrypted {_in_session(settings, work)} endpoint keys with the newest key")
+
+
+@audit_app.command("list")
+def audit_list(
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="How many, newest first")] = 50,
+    csv: Annotated[bool, typer.Option("--csv", help="The whole log as CSV, oldest first")] = False,
+) -> None:
+    """The operator actions (admin API and CLI): who, when, what, to what, why."""
+    settings = Settings()
+    if csv:
+
+        async def whole(session: AsyncSession) -> list[bytes]:
+            return [chunk async for chunk in actions_csv(session)]
+
+        for chunk in _in_session(settings, whole):
+            sys.stdout.write(chunk.decode())
+        return
+
+    async def work(session: AsyncSession) -> list[OperatorAction]:
+        return list(await recent_actions(session, limit=limit))
+
+    table = Table("id", "time (UTC)", "actor", "action", "target", "reason")
+    for entry in _in_session(settings, work):
+        table.add_row(
+            str(entry.id),
+            f"{entry.created_at:%Y-%m-%d %H:%M:%S}",
+            entry.actor,
+            entry.action,
+            entry.target,
+            entry.reason,
+        )
+    console.print(table)
 
 
 @keys_app.command("generate")

@@ -176,6 +176,22 @@ class ModelStatusEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class OperatorAction(Base):
+    """The audit log: every action an operator took, through the admin API or the CLI."""
+
+    __tablename__ = "operator_action"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # "admin" (the admin API's token) or "cli:<system user>"
+    actor: Mapped[str] = mapped_column(String(100))
+    # What was done, e.g. model.pause, owner.revoke, invite.create
+    action: Mapped[str] = mapped_column(String(40))
+    # To what: a model's name, an owner's e-mail address, ...
+    target: Mapped[str] = mapped_column(String(320), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
 class Battle(Base):
     __tablename__ = "battle"
 

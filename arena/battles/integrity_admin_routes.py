@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from arena.audit import ADMIN_API_ACTOR, record_action
 from arena.battles import integrity, rigging
 from arena.battles.integrity_schemas import FlagsOut, ScanOut
 from arena.db import SessionDep
@@ -28,5 +29,6 @@ async def flags(
 async def rigging_scan(request: Request, session: SessionDep) -> ScanOut:
     """Test every session against the latest ratings now, rather than at the next interval."""
     outcome = await rigging.scan_sessions(session, settings=request.app.state.settings)
+    record_action(session, actor=ADMIN_API_ACTOR, action="rigging.scan")
     await session.commit()
     return ScanOut.model_validate(outcome)

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi import status as http_status
+from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
+from arena.audit import (
+    ADMIN_API_ACTOR,
+    STATUS_ACTIONS,
+    actions_csv,
+    recent_actions,
+    record_action,
+)
 from arena.battles.settled import vote_window
 from arena.config import Settings
 from arena.db import SessionDep
@@ -22,6 +31,7 @@ from arena.registry.schemas import (
     InviteOut,
     ModelOut,
     ModelStats,
+    OperatorActionOut,
     OwnerOut,
     OwnerToken,
     ReasonIn,
@@ -31,7 +41,7 @@ from arena.registry.stats import model_out, model_stats
 
 router = APIRouter(prefix="/api/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
-ADMIN_ACTOR = "admin"
+ADMIN_ACTOR = ADMIN_API_ACTOR
 OptionalReason = Annotated[ReasonIn | None, Body()]
 RequiredReason = Annotated[RequiredReasonIn | None, Body()]
 
@@ -108,6 +118,13 @@ async def approve(
         reason=body.reason if body else "",
         actor=ADMIN_ACTOR,
     )
+    record_action(
+        session,
+        actor=ADMIN_ACTOR,
+        action="model.approve",
+        target=model.name,
+        reason=body.reason if body else "",
+    )
     await session.commit()
     return await _with_owner_email(request, session, model)
 
@@ -121,6 +138,9 @@ async def _set(
         status=to,
         reason=reason,
         actor=ADMIN_ACTOR,
+    )
+    record_action(
+        session, actor=ADMIN_ACTOR, action=STATUS_ACTIONS[to], target=model.name, reason=reason
     )
     await session.commit()
     return await _with_owner_email(request, session, model)
@@ -171,6 +191,7 @@ async def list_owners(session: SessionDep) -> list[OwnerOut]:
 @router.post("/owners/{ref}/revoke")
 async def revoke_owner(ref: str, session: SessionDep) -> OwnerOut:
     owner = await owners.revoke_owner(session, owner=await owners.owner_by_ref(session, ref))
+    record_action(session, actor=ADMIN_ACTOR, action="owner.revoke", target=owner.email)
     await session.commit()
     return _owner_out(owner)
 
@@ -180,6 +201,7 @@ async def new_owner_token(ref: str, session: SessionDep) -> OwnerToken:
     """A new token for an owner (to hand over out of band); the old one stops working."""
     owner = await owners.owner_by_ref(session, ref)
     token = await owners.issue_new_token(session, owner=owner)
+    record_action(session, actor=ADMIN_ACTOR, action="owner.new_token", target=owner.email)
     await session.commit()
     return OwnerToken(owner_id=owner.id, token=token)
 
@@ -188,9 +210,40 @@ async def new_owner_token(ref: str, session: SessionDep) -> OwnerToken:
 async def create_invite(body: InviteIn, request: Request, session: SessionDep) -> InviteOut:
     settings: Settings = request.app.state.settings
     invite, code = await owners.create_invite(session, email=body.email)
+    record_action(session, actor=ADMIN_ACTOR, action="invite.create", target=invite.email)
     await session.commit()
     return InviteOut(
         email=invite.email,
         code=code,
         expires_at=invite.created_at + timedelta(days=settings.invite_days),
+    )
+
+
+@router.get("/audit")
+async def audit_log(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before_id: Annotated[int | None, Query(ge=1)] = None,
+) -> list[OperatorActionOut]:
+    """Operator actions, newest first; page back with `before_id` = the last id of a page."""
+    return [
+        OperatorActionOut.model_validate(entry, from_attributes=True)
+        for entry in await recent_actions(session, limit=limit, before_id=before_id)
+    ]
+
+
+@router.get("/audit.csv", response_class=StreamingResponse)
+async def audit_log_csv(request: Request) -> StreamingResponse:
+    """The whole audit log as CSV, oldest first."""
+
+    async def rows() -> AsyncIterator[bytes]:
+        # Its own session: a streamed answer outlives the request's.
+        async with request.app.state.sessionmaker() as session:
+            async for chunk in actions_csv(session):
+                yield chunk
+
+    return StreamingResponse(
+        rows(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="arena-audit.csv"'},
     )

@@ -169,6 +169,17 @@ class ModelPatch(StrictIn):
         return self
 
 
+class OperatorActionOut(BaseModel):
+    """One entry of the audit log."""
+
+    id: int
+    created_at: datetime
+    actor: str
+    action: str
+    target: str
+    reason: str
+
+
 class ReasonIn(StrictIn):
     reason: Reason = ""
 
