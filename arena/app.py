@@ -47,6 +47,7 @@ from arena.registry.health import HealthMonitor, trip_breakers
 from arena.registry.keys import KeyRing
 from arena.registry.routes import pages_router as owner_pages_router
 from arena.registry.routes import router as owners_router
+from arena.registry.webhooks import WebhookSender
 from arena.upstream.client import Answer, Limits
 from arena.upstream.http import upstream_client
 from arena.workers import Workers
@@ -165,6 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             _finish_turn(transactions, sessionmaker, settings),
             chat=guarded_chat(allow_private=settings.allow_private_endpoints),
         )
+        webhook_sender = WebhookSender(settings, sessionmaker, client, app.state.keys).start()
         health = HealthMonitor(
             settings=settings, sessionmaker=sessionmaker, client=client, keys=app.state.keys
         ).start()
@@ -184,6 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield
         finally:
             await queues.stop()
+            await webhook_sender.stop()
             await health.stop()
             await recompute.stop()
             await rigging_scanner.stop()

@@ -177,6 +177,9 @@ class Settings(BaseSettings):
     """Wrong owner or admin tokens per client address and minute before answering 429."""
     probe_timeout: PositiveSeconds = 15.0
     """Deadline of the registration and health probes, in seconds."""
+    webhook_retry_seconds: float = Field(default=30.0, gt=0, le=86_400)
+    """Wait before the first retry of a webhook delivery that failed; each later retry waits
+    twice as long (at most six hours), eight attempts in all."""
     circuit_breaker_failures: int = Field(default=5, ge=0, le=10_000)
     """Consecutive failed answers before a model is paused automatically (`0`: never)."""
     health_probe_seconds: float = Field(default=60.0, ge=0, le=86_400)

@@ -82,6 +82,7 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
             "signups_per_hour",
             "auth_failures_per_minute",
             "probe_timeout",
+            "webhook_retry_seconds",
             "circuit_breaker_failures",
             "health_probe_seconds",
         ),

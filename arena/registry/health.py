@@ -23,6 +23,7 @@ from arena.registry.service import (
     latest_event,
     set_status,
 )
+from arena.registry.webhooks import queue_status_event
 from arena.upstream.client import Endpoint
 from arena.upstream.http import UpstreamClient
 
@@ -88,6 +89,15 @@ async def trip_breakers(
                     reason=reason,
                     actor=BREAKER_ACTOR,
                 )
+            )
+            await queue_status_event(
+                session,
+                model_id=model_id,
+                model_name=name,
+                old=ModelStatus.active,
+                new=ModelStatus.paused,
+                reason=reason,
+                automatic=True,
             )
             log.warning("model %s paused by the circuit breaker: %s", name, reason)
             paused.append(name)

@@ -14,7 +14,7 @@ from arena.config import Settings
 from arena.db import SessionDep
 from arena.errors import InviteNotValid
 from arena.models import Model, Owner
-from arena.registry import owners
+from arena.registry import owners, webhooks
 from arena.registry import service as registry
 from arena.registry.auth import (
     OwnerDep,
@@ -39,6 +39,10 @@ from arena.registry.schemas import (
     OwnerToken,
     ProbeOut,
     ReasonIn,
+    WebhookDeliveryOut,
+    WebhookIn,
+    WebhookOut,
+    WebhookSet,
 )
 from arena.registry.stats import model_out, model_stats
 from arena.templating import templates
@@ -95,6 +99,38 @@ async def create_owner(body: OwnerIn, request: Request, session: SessionDep) -> 
 @router.get("/owners/me")
 async def who_am_i(owner: OwnerDep) -> OwnerOut:
     return OwnerOut(id=owner.id, name=owner.name, email=owner.email, created_at=owner.created_at)
+
+
+@router.put("/owners/me/webhook")
+async def set_webhook(
+    body: WebhookIn, request: Request, session: SessionDep, owner: OwnerDep
+) -> WebhookSet:
+    """Post the status changes of this owner's models to `url`, signed with a new secret that
+    this answer shows once (the X-Arena-Signature header: t=<unix time>,v1=<HMAC-SHA256 of
+    "<t>." + body, hex>)."""
+    settings = request.app.state.settings
+    url = await webhooks.checked_webhook_url(
+        body.url, allow_private=settings.allow_private_endpoints
+    )
+    secret = await webhooks.set_webhook(session, owner=owner, url=url, keys=request.app.state.keys)
+    await session.commit()
+    return WebhookSet(url=url, secret=secret)
+
+
+@router.get("/owners/me/webhook")
+async def get_webhook(session: SessionDep, owner: OwnerDep) -> WebhookOut:
+    """The webhook's URL (never its secret) and its latest deliveries, newest first."""
+    deliveries = await webhooks.recent_deliveries(session, owner_id=owner.id)
+    return WebhookOut(
+        url=owner.webhook_url,
+        deliveries=[WebhookDeliveryOut.model_validate(d, from_attributes=True) for d in deliveries],
+    )
+
+
+@router.delete("/owners/me/webhook", status_code=status.HTTP_204_NO_CONTENT)
+async def remove_webhook(session: SessionDep, owner: OwnerDep) -> None:
+    await webhooks.remove_webhook(session, owner=owner)
+    await session.commit()
 
 
 @router.post("/owners/me/token")

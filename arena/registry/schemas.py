@@ -102,6 +102,33 @@ class OwnerToken(BaseModel):
     token: str
 
 
+class WebhookIn(StrictIn):
+    url: str = Field(min_length=1, max_length=2000)
+
+
+class WebhookSet(BaseModel):
+    """The webhook as set, with its signing secret: shown this once, never again."""
+
+    url: str
+    secret: str
+
+
+class WebhookDeliveryOut(BaseModel):
+    event: str
+    payload: dict[str, Any]
+    created_at: datetime
+    attempts: int
+    delivered_at: datetime | None
+    given_up_at: datetime | None
+    next_attempt_at: datetime | None
+    last_error: str | None
+
+
+class WebhookOut(BaseModel):
+    url: str | None
+    deliveries: list[WebhookDeliveryOut]
+
+
 class OwnerOut(BaseModel):
     id: int
     name: str

@@ -15,6 +15,7 @@ from arena.errors import Conflict, InvalidInput, NameTaken, NotAllowed, NotFound
 from arena.models import Model, ModelStatus, ModelStatusEvent, Owner, utcnow
 from arena.registry.keys import KeyRing, last4
 from arena.registry.probe import ProbeResult, probe_endpoint
+from arena.registry.webhooks import queue_status_event
 from arena.upstream.client import Endpoint
 from arena.upstream.http import UpstreamClient
 
@@ -134,6 +135,7 @@ async def set_status(
             + (" A retired model stays retired." if model.status == ModelStatus.retired else "")
         )
     now = utcnow()
+    previous = model.status
     model.status = status
     model.status_reason = reason
     if status == ModelStatus.active:
@@ -144,6 +146,14 @@ async def set_status(
     elif status == ModelStatus.retired:
         model.retired_at = now
     session.add(ModelStatusEvent(model_id=model.id, status=status, reason=reason, actor=actor))
+    await queue_status_event(
+        session,
+        model_id=model.id,
+        model_name=model.name,
+        old=previous,
+        new=status,
+        reason=reason,
+    )
     await session.flush()
     return model
 
