@@ -29,6 +29,7 @@ from arena.battles.routes import router as battles_router
 from arena.body_limit import BodyLimit
 from arena.collector import serving_collector
 from arena.config import Settings
+from arena.console.routes import router as console_router
 from arena.db import Transactions, make_async_engine, make_sessionmaker, write_session
 from arena.error_responses import ERROR_RESPONSES
 from arena.errors import install_error_handlers
@@ -176,6 +177,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.leaderboard_cache = PageCache()
         recompute = RecomputeScheduler(settings, engine)
         await recompute.start()
+        app.state.recompute = recompute
         queues = metrics.QueueSampler(
             {"planned_turns": app.state.planned_turns.__len__, "writes": transactions.waiting}
         ).start()
@@ -220,6 +222,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages_router)
     app.include_router(leaderboard_router)
     app.include_router(metrics.router)
+    app.include_router(console_router)
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
 
     @app.get("/healthz", tags=["health"])

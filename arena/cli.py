@@ -292,6 +292,29 @@ def models_retire(name: str, reason: Annotated[str, typer.Option()] = "") -> Non
     _change_status(name, ModelStatus.retired, reason)
 
 
+@models_app.command("weight")
+def models_weight(
+    name: str,
+    weight: Annotated[float, typer.Argument(min=0, max=1000)],
+    reason: Annotated[str, typer.Option()] = "",
+) -> None:
+    """Set how often a model is drawn, relative to the others (0: never)."""
+
+    async def work(session: AsyncSession) -> Model:
+        model = await registry.model_by_name(session, name)
+        record_action(
+            session,
+            actor=cli_actor(),
+            action="model.weight",
+            target=model.name,
+            reason=f"weight {weight:g}" + (f": {reason}" if reason else ""),
+        )
+        return await registry.set_sampling_weight(session, model=model, weight=weight)
+
+    changed = _in_session(Settings(), work)
+    console.print(f"{changed.name} now has sampling weight {changed.sampling_weight:g}")
+
+
 @owners_app.command("invite")
 def owners_invite(email: str) -> None:
     """Print a one-time sign-up code for EMAIL (needed when ARENA_OPEN_SIGNUP=false)."""

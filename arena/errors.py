@@ -206,6 +206,11 @@ def _message(error: dict[str, object]) -> str:
     return better or str(error.get("msg", "invalid value"))
 
 
+def validation_message(exc: RequestValidationError) -> str:
+    """The first few of a request's invalid values, each as `field: what is wrong`."""
+    return "; ".join(f"{_field(e)}: {_message(e)}" for e in exc.errors()[:5])
+
+
 def arena_error_response(exc: ArenaError) -> JSONResponse:
     headers = {}
     if isinstance(exc, TooManyRequests):
@@ -228,10 +233,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        message = "; ".join(f"{_field(e)}: {_message(e)}" for e in errors[:5])
-        fields = [{"field": _field(e), "message": _message(e)} for e in errors[:20]]
-        return JSONResponse({"detail": message, "errors": fields}, status_code=422)
+        fields = [{"field": _field(e), "message": _message(e)} for e in exc.errors()[:20]]
+        return JSONResponse({"detail": validation_message(exc), "errors": fields}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

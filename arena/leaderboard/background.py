@@ -52,6 +52,12 @@ class RecomputeScheduler:
         self.task: asyncio.Task[None] | None = None
         self.first_due = False
         self.runs = 0
+        # Asked for by the operator (the console): run at the next poll, whatever is due.
+        self.requested = False
+        self.last_outcome: RecomputeOutcome | None = None
+
+    def request(self) -> None:
+        self.requested = True
 
     async def start(self) -> None:
         """Look at the votes once (so the counting starts from what exists now), then watch."""
@@ -77,7 +83,10 @@ class RecomputeScheduler:
         due = self.first_due
         while True:
             try:
-                if due or await self._due():
+                if self.requested:
+                    self.requested = False
+                    await self._recompute(None)
+                elif due or await self._due():
                     await self._recompute(SeenSnapshots(self.last_seen_computed))
             except asyncio.CancelledError:
                 raise
@@ -132,7 +141,7 @@ class RecomputeScheduler:
                 return False
             return True
 
-    async def _recompute(self, seen: SeenSnapshots) -> RecomputeOutcome | None:
+    async def _recompute(self, seen: SeenSnapshots | None) -> RecomputeOutcome | None:
         async with self.engine.connect() as conn:
             watermark = await conn.scalar(select(func.max(Vote.id)).where(Vote.counted.is_(True)))
             counted = await conn.scalar(
@@ -154,6 +163,7 @@ class RecomputeScheduler:
             return None
         self.runs += 1
         if outcome.ran:
+            self.last_outcome = outcome
             metrics.recompute_ran(outcome.seconds)
             self.last_seen_computed = outcome.computed_at or self.last_seen_computed
             log.info(

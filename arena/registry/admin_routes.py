@@ -36,6 +36,7 @@ from arena.registry.schemas import (
     OwnerToken,
     ReasonIn,
     RequiredReasonIn,
+    WeightIn,
 )
 from arena.registry.stats import model_out, model_stats
 
@@ -181,6 +182,23 @@ async def retire(
     name: str, request: Request, session: SessionDep, body: RequiredReason = None
 ) -> ModelOut:
     return await _set(request, session, name, ModelStatus.retired, _required_reason(body, "retire"))
+
+
+@router.post("/models/{name:path}/weight")
+async def set_weight(name: str, body: WeightIn, request: Request, session: SessionDep) -> ModelOut:
+    """How often the model is drawn, relative to the others (published by /api/sampling)."""
+    model = await registry.set_sampling_weight(
+        session, model=await registry.model_by_name(session, name), weight=body.weight
+    )
+    record_action(
+        session,
+        actor=ADMIN_ACTOR,
+        action="model.weight",
+        target=model.name,
+        reason=f"weight {body.weight:g}" + (f": {body.reason}" if body.reason else ""),
+    )
+    await session.commit()
+    return await _with_owner_email(request, session, model)
 
 
 @router.get("/owners")

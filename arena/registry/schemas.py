@@ -207,6 +207,11 @@ class OperatorActionOut(BaseModel):
     reason: str
 
 
+class WeightIn(StrictIn):
+    weight: float = Field(ge=0, le=1000)
+    reason: Reason = ""
+
+
 class ReasonIn(StrictIn):
     reason: Reason = ""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -121,6 +121,20 @@ _MAY_COME_FROM = {
     ModelStatus.paused: {ModelStatus.active, ModelStatus.pending},
     ModelStatus.retired: {ModelStatus.pending, ModelStatus.active, ModelStatus.paused},
 }
+
+
+MAX_SAMPLING_WEIGHT: Final = 1000.0
+
+
+async def set_sampling_weight(session: AsyncSession, *, model: Model, weight: float) -> Model:
+    """How often the model is drawn, relative to the others (0: never, while it stays active)."""
+    if not 0 <= weight <= MAX_SAMPLING_WEIGHT:
+        raise InvalidInput(
+            f"weight: a sampling weight is between 0 and {MAX_SAMPLING_WEIGHT:g} (got {weight:g})"
+        )
+    model.sampling_weight = weight
+    await session.flush()
+    return model
 
 
 async def set_status(
