@@ -90,6 +90,8 @@ VOTE_WINDOW = timedelta(hours=1)
 EXCLUDED_GET_ROUTES = {
     "/api/admin/": "the operator's API takes the admin token; the operator reads the database",
     "/static": "files shipped with the package; they read no database",
+    "/metrics": "counters of every battle by design, none naming a model unless a token keeps "
+    "them from the public (tests/test_metrics.py checks it)",
 }
 
 
@@ -172,6 +174,11 @@ def _requests(history: History) -> dict[str, list[tuple[Reader, str]]]:
         "/api/models/{name}/stats": [
             (owners[name], f"/api/models/{name}/stats") for name in MODELS
         ],
+        "/api/owners/me/webhook": [(owner, "/api/owners/me/webhook") for owner in owners.values()],
+        # The console's pages send anyone without its cookie to the sign-in form.
+        "/admin": [(anyone, "/admin")],
+        "/admin/login": [(anyone, "/admin/login")],
+        "/admin/audit.csv": [(anyone, "/admin/audit.csv")],
     }
 
 
@@ -381,6 +388,8 @@ def test_nothing_public_moves_until_the_battle_settles(
         assert refused == {
             "anyone: GET /models/nobody",
             "anyone: GET /api/leaderboard/models/nobody",
+            "anyone: GET /admin",  # to the sign-in form
+            "anyone: GET /admin/audit.csv",
             *(f"owner of {o}: GET /api/models/{m}" for o in MODELS for m in MODELS if o != m),
         }
         counts_before = _json(settings, history)
