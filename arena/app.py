@@ -25,10 +25,12 @@ from arena.battles.lookalikes import folding_table
 from arena.battles.planned import PlannedTurns
 from arena.battles.relay import FinishTurn, TurnRunner
 from arena.battles.rigging import RiggingScanner
+from arena.battles.routes import me_router
 from arena.battles.routes import router as battles_router
 from arena.body_limit import BodyLimit
 from arena.collector import serving_collector
 from arena.config import Settings
+from arena.consent import release_notice
 from arena.console.routes import router as console_router
 from arena.db import Transactions, make_async_engine, make_sessionmaker, write_session
 from arena.error_responses import ERROR_RESPONSES
@@ -155,6 +157,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.workers = workers
         app.state.secret_key = settings.resolved_secret_key()
         app.state.keys = KeyRing.from_settings(settings)
+        app.state.release_notice = release_notice(settings)
         # Built here, not in the first battle's write transaction: a few tenths of a second.
         await asyncio.to_thread(folding_table)
         # One pooled client for every upstream call: keep-alive saves a handshake per battle.
@@ -214,6 +217,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_security_headers(app)
     app.include_router(battles_router)
+    app.include_router(me_router)
     app.include_router(integrity_router)
     app.include_router(integrity_admin_router)
     app.include_router(owners_router)

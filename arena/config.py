@@ -6,7 +6,7 @@ import secrets
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogFormat = Literal["text", "json"]
@@ -162,7 +162,15 @@ class Settings(BaseSettings):
 
     # Open data
     release_conversations: bool = False
-    """Put prompts and answers in `/battles.*` and publish `/preferences.jsonl`."""
+    """Put prompts and answers in `/battles.*` and publish `/preferences.jsonl`, only from
+    battles whose visitor was shown the release notice and did not delete them
+    (docs/release.md)."""
+    release_notice: str = Field(default="", max_length=20_000)
+    """What the battle page tells visitors before their first prompt while conversations are
+    released (paragraphs split by a blank line); empty, a short default notice."""
+    release_notice_file: Path | None = None
+    """A UTF-8 file holding the notice; wins over `ARENA_RELEASE_NOTICE`. The arena refuses to
+    start if it is missing, empty or over 20,000 characters."""
 
     # Model owners
     open_signup: bool = True
@@ -207,6 +215,16 @@ class Settings(BaseSettings):
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'arena.db'}"
         return self
+
+    @field_validator("release_notice_file")
+    @classmethod
+    def _notice_file_readable(cls, path: Path | None) -> Path | None:
+        # Named at start-up (and by every CLI command), not on the first visitor's page.
+        if path is not None:
+            from arena.consent import read_notice_file
+
+            read_notice_file(path)
+        return path
 
     def resolved_secret_key(self) -> str:
         """The Fernet key for endpoint keys and session signing, created on first run if absent."""

@@ -14,6 +14,7 @@
     │   ├── BattleNotReady
     │   ├── BattleFailed
     │   ├── BattleClosed                past its vote window: no vote, no follow-up
+    │   ├── BattleErased                deleted by its visitor: no vote, no follow-up
     │   └── NameTaken
     ├── BodyTooLarge                413  a request body over ARENA_MAX_BODY_BYTES
     ├── TooManyRequests             429  with Retry-After
@@ -126,6 +127,14 @@ class BattleClosed(Conflict):
         super().__init__(
             f"This battle closed {_duration(window)} after it started and takes no more votes "
             "or follow-ups. Start a new battle."
+        )
+
+
+class BattleErased(Conflict):
+    def __init__(self) -> None:
+        super().__init__(
+            "This battle was deleted at its visitor's request: its texts are erased and it takes "
+            "no vote or follow-up. Start a new battle."
         )
 
 

@@ -239,6 +239,12 @@ class Battle(Base):
     # duplicate_prompt), and the length of the latest answers, to tell a read from a blind click.
     flags: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     answer_chars: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # When the page that carried the release notice was served to this battle's session (signed
+    # by the server, arena/consent.py); None: never shown, so its text is never released.
+    notice_shown_at: Mapped[datetime | None] = mapped_column(default=None)
+    # When its visitor (or the operator, on their request) erased its texts; the battle and its
+    # vote stay, so the ratings do not move (arena/battles/erasure.py).
+    erased_at: Mapped[datetime | None] = mapped_column(default=None)
 
     model_a: Mapped[Model] = relationship(foreign_keys=[model_a_id])
     model_b: Mapped[Model] = relationship(foreign_keys=[model_b_id])

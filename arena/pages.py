@@ -9,7 +9,10 @@ from fastapi.responses import HTMLResponse
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from arena.consent import ReleaseNotice, set_notice_cookie
+from arena.models import utcnow
 from arena.templating import templates
+from arena.visitors import session_of, set_session_cookie, visitor_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -73,9 +76,34 @@ def install_security_headers(app: FastAPI) -> None:
 
 @router.get("/", response_class=HTMLResponse)
 async def battle_page(request: Request) -> HTMLResponse:
-    settings = request.app.state.settings
-    return templates.TemplateResponse(
+    state = request.app.state
+    settings = state.settings
+    notice: ReleaseNotice | None = state.release_notice
+    response = templates.TemplateResponse(
         request,
         "battle.html",
-        {"max_prompt_chars": settings.max_prompt_chars, "nav": "battle"},
+        {"max_prompt_chars": settings.max_prompt_chars, "nav": "battle", "notice": notice},
     )
+    if notice is not None:
+        # The page carries the notice: the session it is served to gets the server's record of
+        # it, so that its battles may be released (consent.py). A new visitor gets a session here.
+        session_id, new = session_of(request.cookies)
+        if new:
+            set_session_cookie(response, session_id, settings)
+        client_host = request.client.host if request.client else None
+        set_notice_cookie(
+            response,
+            secret=state.secret_key,
+            visitor=visitor_of(state.secret_key, session_id, client_host),
+            notice=notice,
+            settings=settings,
+            now=utcnow(),
+        )
+        # Per visitor: never kept by a shared cache.
+        response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+@router.get("/me/battles", response_class=HTMLResponse)
+async def my_battles_page(request: Request) -> HTMLResponse:
+    return templates.TemplateResponse(request, "my_battles.html", {"nav": "mine"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert
@@ -46,8 +47,10 @@ def create_battle(
     prompt: str,
     visitor: Visitor,
     settings: Settings,
+    notice_shown_at: datetime | None = None,
 ) -> str:
-    """Store the battle between the drawn pair and its first prompt; the battle's id."""
+    """Store the battle between the drawn pair and its first prompt; the battle's id.
+    `notice_shown_at`: when its session was served the release notice, by the server's record."""
     model_a_id, model_b_id = pair.model_a_id, pair.model_b_id
     battle_id = secrets.token_urlsafe(16)
     flags = integrity.prompt_flags(connection, prompt=prompt, settings=settings)
@@ -64,6 +67,7 @@ def create_battle(
             "turns": 1,
             "category_tags": [],
             "flags": flags,
+            "notice_shown_at": notice_shown_at,
         },
     )
     connection.execute(

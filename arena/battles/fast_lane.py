@@ -69,12 +69,13 @@ class BattleFastLane:
             await self.app(scope, replay_receive, send)
             return
         state = self.state_of.state
-        session_id, new_session = session_of(cookie_parser(headers.get("cookie", "")))
+        cookies = cookie_parser(headers.get("cookie", ""))
+        session_id, new_session = session_of(cookies)
         visitor = _visitor(scope, state.secret_key, session_id)
         response: Response
         try:
             await state.rate_limiter.check("battle", visitor)
-            battle_id = await open_battle(state, prompt, visitor)
+            battle_id = await open_battle(state, prompt, visitor, cookies)
         except Exception as exc:
             response = _error_response(exc)
         else:

@@ -4,23 +4,34 @@ views.py and relay.py."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from starlette.datastructures import State
 
-from arena import metrics
-from arena.battles import creation, turns, views, votes
+from arena import consent, metrics
+from arena.battles import creation, erasure, mine, turns, views, votes
 from arena.battles.integrity import VoteChecks
 from arena.battles.planned import PlannedTurns
 from arena.battles.relay import EventStreamResponse, TurnEvents, TurnRunner, replay
-from arena.battles.schemas import BattleCreated, BattleOut, PromptIn, Reveal, VoteIn
+from arena.battles.schemas import (
+    BattleCreated,
+    BattleErasedOut,
+    BattleOut,
+    MyBattles,
+    PromptIn,
+    Reveal,
+    VoteIn,
+)
 from arena.battles.settled import vote_window
 from arena.db import SessionDep, Transactions, write_session
+from arena.models import utcnow
 from arena.ratelimit import VoteThrottledDep, limit_battles
 from arena.visitors import Visitor, VisitorDep
 
 router = APIRouter(prefix="/api/battles", tags=["battles"])
+me_router = APIRouter(prefix="/api/me", tags=["battles"])
 
 SSE_HEADERS = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
 # Set in the request's scope by the fast lane when it found no turn to start: the route then
@@ -28,11 +39,21 @@ SSE_HEADERS = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
 TURN_NOT_STARTABLE = "arena.turn_not_startable"
 
 
-async def open_battle(state: State, prompt: str, visitor: Visitor) -> str:
+async def open_battle(
+    state: State, prompt: str, visitor: Visitor, cookies: Mapping[str, str]
+) -> str:
     """Draw the pair and store the battle; its id. The first turn's plan waits on this worker
-    for the visitor's stream request (planned.py)."""
+    for the visitor's stream request (planned.py). `cookies` may hold the server's record that
+    this session was shown the release notice (consent.py)."""
     transactions: Transactions = state.transactions
     settings = state.settings
+    notice_shown_at = consent.notice_shown_at(
+        cookies,
+        secret=state.secret_key,
+        visitor=visitor,
+        notice=state.release_notice,
+        now=utcnow(),
+    )
     # The reads first, in a transaction of their own: on SQLite the write transaction holds the
     # database's one write lock.
     pair = await transactions.read(
@@ -40,7 +61,12 @@ async def open_battle(state: State, prompt: str, visitor: Visitor) -> str:
     )
     battle_id: str = await transactions.write(
         lambda connection: creation.create_battle(
-            connection, pair=pair, prompt=prompt, visitor=visitor, settings=settings
+            connection,
+            pair=pair,
+            prompt=prompt,
+            visitor=visitor,
+            settings=settings,
+            notice_shown_at=notice_shown_at,
         )
     )
     metrics.battle_started()
@@ -109,7 +135,8 @@ def _start_planned_turn(state: State, plan: turns.TurnPlan, visitor: Visitor) ->
 
 @router.post("", status_code=status.HTTP_201_CREATED, dependencies=[Depends(limit_battles)])
 async def create_battle(body: PromptIn, request: Request, visitor: VisitorDep) -> BattleCreated:
-    return BattleCreated(battle_id=await open_battle(request.app.state, body.prompt, visitor))
+    battle_id = await open_battle(request.app.state, body.prompt, visitor, request.cookies)
+    return BattleCreated(battle_id=battle_id)
 
 
 @router.get(
@@ -164,6 +191,31 @@ async def get_battle(
 ) -> BattleOut:
     window = vote_window(request.app.state.settings)
     return await views.battle_view(session, battle_id=battle_id, visitor=visitor, window=window)
+
+
+@router.delete("/{battle_id}")
+async def delete_battle(battle_id: str, request: Request, visitor: VisitorDep) -> BattleErasedOut:
+    """Erase the texts of one of the visitor's battles; its vote stays counted, without text."""
+    state = request.app.state
+    async with write_session(state.sessionmaker) as session:
+        erased = await erasure.erase_own_battle(
+            session, battle_id=battle_id, visitor=visitor, settings=state.settings
+        )
+    return BattleErasedOut(battle_id=erased.battle_id, erased_at=erased.erased_at)
+
+
+@me_router.get("/battles")
+async def list_my_battles(
+    request: Request,
+    session: SessionDep,
+    visitor: VisitorDep,
+    limit: Annotated[int, Query(ge=1, le=mine.MAX_LISTED)] = 100,
+) -> MyBattles:
+    """The battles started in this browser session, newest first."""
+    window = vote_window(request.app.state.settings)
+    return MyBattles(
+        battles=await mine.my_battles(session, visitor=visitor, window=window, limit=limit)
+    )
 
 
 @router.post("/{battle_id}/vote", response_model=Reveal)

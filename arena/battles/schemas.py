@@ -64,3 +64,28 @@ class BattleOut(BaseModel):
     models: Reveal | None = None
     # Past its vote window (ARENA_VOTE_WINDOW_SECONDS): it takes no vote or follow-up any more
     closed: bool = False
+    # When its visitor deleted it: its texts are erased, it takes no vote or follow-up
+    erased_at: datetime | None = None
+
+
+class MyBattle(BaseModel):
+    """One battle of the visitor's list: the names only once it is voted on."""
+
+    battle_id: str
+    created_at: datetime
+    # The start of the first prompt; empty once erased
+    prompt: str
+    status: BattleStatus
+    closed: bool
+    winner: Winner | None = None
+    models: Reveal | None = None
+    erased_at: datetime | None = None
+
+
+class MyBattles(BaseModel):
+    battles: list[MyBattle]
+
+
+class BattleErasedOut(BaseModel):
+    battle_id: str
+    erased_at: datetime

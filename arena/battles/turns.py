@@ -18,6 +18,7 @@ from arena.battles.settled import closed_for_votes, vote_window
 from arena.config import Settings
 from arena.errors import (
     BattleClosed,
+    BattleErased,
     BattleFailed,
     BattleNotFound,
     BattleNotReady,
@@ -74,9 +75,9 @@ def check_owned(session_hash: str, visitor: Visitor) -> None:
         raise NotYourBattle()
 
 
-_FOLLOWED_UP = select(Battle.session_hash, Battle.status, Battle.turns, Battle.created_at).where(
-    Battle.id == bindparam("followed_up_id")
-)
+_FOLLOWED_UP = select(
+    Battle.session_hash, Battle.status, Battle.turns, Battle.created_at, Battle.erased_at
+).where(Battle.id == bindparam("followed_up_id"))
 # The status and turn guards make the follow-up the one winner of racing requests.
 _ASK_FOLLOW_UP = (
     update(Battle)
@@ -84,6 +85,7 @@ _ASK_FOLLOW_UP = (
         Battle.id == bindparam("followed_up_id"),
         Battle.status == BattleStatus.ready,
         Battle.turns == bindparam("turns_before"),
+        Battle.erased_at.is_(None),
     )
     .values(status=BattleStatus.pending, turns=bindparam("turns_after"))
 )
@@ -98,8 +100,10 @@ def add_turn(
     battle = connection.execute(_FOLLOWED_UP, {"followed_up_id": battle_id}).one_or_none()
     if battle is None:
         raise BattleNotFound()
-    session_hash, status, turns, created_at = battle
+    session_hash, status, turns, created_at, erased_at = battle
     check_owned(session_hash, visitor)
+    if erased_at is not None:
+        raise BattleErased()
     if status == BattleStatus.voted:
         raise Conflict("This battle has been voted on; start a new battle to ask more.")
     if status == BattleStatus.failed:
@@ -135,6 +139,8 @@ _CLAIM = (
         Battle.id == bindparam("claimed_id"),
         Battle.session_hash == bindparam("claimed_by"),
         Battle.status == BattleStatus.pending,
+        # Erased while its turn waited: nothing may be streamed into it and stored.
+        Battle.erased_at.is_(None),
     )
     .values(
         status=BattleStatus.streaming,

@@ -13,7 +13,7 @@ from arena.battles.schemas import BattleOut, MessageOut, Reveal, RevealedModel
 from arena.battles.settled import closed_for_votes
 from arena.battles.turns import NEUTRAL_ERROR, check_owned, fail_interrupted_turn
 from arena.config import Settings
-from arena.errors import BattleNotFound, Conflict
+from arena.errors import BattleErased, BattleNotFound, Conflict
 from arena.models import Battle, BattleStatus, Message, Model, Side, Vote, utcnow
 from arena.visitors import Visitor
 
@@ -41,6 +41,8 @@ async def turn_to_replay(
     raise why not (not found, not the visitor's, streaming elsewhere). In a write transaction: a
     turn whose worker died is ended here."""
     battle = await owned_battle(session, battle_id, visitor)
+    if battle.erased_at is not None:
+        raise BattleErased()
     if battle.status == BattleStatus.pending:  # claimed and given back in between: rare
         raise Conflict("This battle is already streaming in another tab or request.")
     if battle.status == BattleStatus.streaming and battle.stream_started_at is not None:
@@ -86,6 +88,7 @@ async def battle_view(
         winner=vote.winner if vote else None,
         models=await _reveal(session, battle) if vote else None,
         closed=closed_for_votes(battle.created_at, now=utcnow(), window=window),
+        erased_at=battle.erased_at,
     )
 
 

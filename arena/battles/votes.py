@@ -21,6 +21,7 @@ from arena.db import WRITE_TRANSACTION, writer_turn
 from arena.errors import (
     ArenaError,
     BattleClosed,
+    BattleErased,
     BattleFailed,
     BattleNotReady,
     VoteAlreadyCast,
@@ -146,6 +147,8 @@ def _reveal(votable: Any) -> Reveal:
 async def _why_not_votable(connection: AsyncConnection, ballot: _Ballot) -> ArenaError:
     async with AsyncSession(bind=connection) as session:
         battle = await owned_battle(session, ballot.battle_id, ballot.visitor)
+    if battle.erased_at is not None:
+        return BattleErased()
     if battle.status == BattleStatus.failed:
         return BattleFailed()
     if battle.status == BattleStatus.voted:
@@ -176,6 +179,7 @@ _VOTABLE = (
         Battle.id == bindparam("voted_battle_id"),
         Battle.session_hash == bindparam("voter_session_hash"),
         Battle.status == BattleStatus.ready,
+        Battle.erased_at.is_(None),
         # Inside its vote window: past it the battle counts as settled (settled.py), and the
         # figures that count it name its pair.
         Battle.created_at > bindparam("votes_closed_for", type_=Battle.__table__.c.created_at.type),
@@ -185,7 +189,11 @@ _VOTABLE = (
 # The status guard makes marking the battle voted the one winner of racing votes.
 _MARK_VOTED = (
     update(Battle)
-    .where(Battle.id == bindparam("voted_battle_id"), Battle.status == BattleStatus.ready)
+    .where(
+        Battle.id == bindparam("voted_battle_id"),
+        Battle.status == BattleStatus.ready,
+        Battle.erased_at.is_(None),
+    )
     .values(status=BattleStatus.voted)
 )
 

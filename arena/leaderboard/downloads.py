@@ -22,6 +22,7 @@ from arena.leaderboard.battles_source import (
     has_tag,
     tstamp_of,
 )
+from arena.leaderboard.release import WITHHELD, text_released, text_statuses
 from arena.models import Battle, Message, Model, Side, Vote, Winner
 from arena.spreadsheet_csv import Cell, csv_text
 from arena.visitors import salted_hash
@@ -41,7 +42,8 @@ BATTLE_COLUMNS: Final[tuple[str, ...]] = (
     "tag_coding",
     "tag_long",
 )
-CSV_TEXT_COLUMNS: Final[tuple[str, ...]] = ("prompt", "answer_a", "answer_b")
+# text_status: released, erased (by its visitor) or withheld (no release notice was shown)
+CSV_TEXT_COLUMNS: Final[tuple[str, ...]] = ("prompt", "answer_a", "answer_b", "text_status")
 # Rows per read and per chunk sent: small enough that one batch holds the event loop briefly.
 BATCH: Final = 1000
 
@@ -184,11 +186,13 @@ async def counted_vote_batches(
 async def battle_messages(
     sessionmaker: async_sessionmaker[AsyncSession], battle_ids: Sequence[str]
 ) -> dict[str, list[Message]]:
+    """The messages of the battles whose texts are released (release.py); none of the others."""
     found: dict[str, list[Message]] = {battle_id: [] for battle_id in battle_ids}
     async with sessionmaker() as session:
         for message in await session.scalars(
             select(Message)
-            .where(Message.battle_id.in_(list(battle_ids)))
+            .join(Battle, Battle.id == Message.battle_id)
+            .where(Message.battle_id.in_(list(battle_ids)), text_released())
             .order_by(Message.battle_id, Message.turn, Message.id)
         ):
             found[message.battle_id].append(message)
@@ -241,11 +245,9 @@ async def battles_jsonl(
 ) -> AsyncIterator[bytes]:
     """One JSON object per line per counted vote; conversation_a/_b when conversations are out."""
     async for batch in counted_vote_batches(sessionmaker, secret=secret, scope=scope):
-        texts = (
-            await battle_messages(sessionmaker, [v.battle_id for v in batch])
-            if with_conversations
-            else {}
-        )
+        ids = [v.battle_id for v in batch]
+        texts = await battle_messages(sessionmaker, ids) if with_conversations else {}
+        statuses = await text_statuses(sessionmaker, ids) if with_conversations else {}
         lines = []
         for vote in batch:
             if with_conversations:
@@ -253,6 +255,7 @@ async def battles_jsonl(
                 messages = texts.get(vote.battle_id, [])
                 record["conversation_a"] = conversation(messages, Side.a)
                 record["conversation_b"] = conversation(messages, Side.b)
+                record["text_status"] = statuses.get(vote.battle_id, WITHHELD)
                 lines.append(json.dumps(record, ensure_ascii=False))
             else:
                 lines.append(_json_line(vote))
@@ -274,18 +277,17 @@ async def battles_csv(
     header: list[Cell] = [*BATTLE_COLUMNS, *(CSV_TEXT_COLUMNS if with_conversations else ())]
     yield _csv_bytes([header])
     async for batch in counted_vote_batches(sessionmaker, secret=secret, scope=scope):
-        texts = (
-            await battle_messages(sessionmaker, [v.battle_id for v in batch])
-            if with_conversations
-            else {}
-        )
+        ids = [v.battle_id for v in batch]
+        texts = await battle_messages(sessionmaker, ids) if with_conversations else {}
+        statuses = await text_statuses(sessionmaker, ids) if with_conversations else {}
         rows = []
         for vote in batch:
             record = _record(vote)
             row: list[Cell] = [record[c] for c in BATTLE_COLUMNS]
             if with_conversations:
                 text: BattleText = battle_text(texts.get(vote.battle_id, []))
-                row.extend([text.prompt, text.answer_a, text.answer_b])
+                status = statuses.get(vote.battle_id, WITHHELD)
+                row.extend([text.prompt, text.answer_a, text.answer_b, status])
             rows.append(row)
         yield _csv_bytes(rows)
 
@@ -307,6 +309,8 @@ async def preferences_jsonl(
         lines = []
         for vote in batch:
             messages = texts.get(vote.battle_id, [])
+            if not messages:  # erased or withheld (release.py): a pair without text is no pair
+                continue
             side_a, side_b = conversation(messages, Side.a), conversation(messages, Side.b)
             chosen, rejected = (
                 (side_a, side_b) if vote.winner == Winner.model_a else (side_b, side_a)
