@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena import migrate
 from arena.audit import STATUS_ACTIONS, actions_csv, cli_actor, recent_actions, record_action
+from arena.battles import erasure
 from arena.config import Settings
 from arena.db import in_one_transaction
 from arena.errors import ArenaError
@@ -38,6 +39,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(ratings_app, name="ratings")
 audit_app = typer.Typer(help="The audit log of operator actions.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+battles_app = typer.Typer(help="Battles, and erasure requests of their visitors.")
+app.add_typer(battles_app, name="battles")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -427,6 +430,46 @@ def audit_list(
 def keys_generate() -> None:
     """Print a new key for ARENA_SECRET_KEY (move the current one to ARENA_OLD_SECRET_KEYS)."""
     console.print(generate_key(), markup=False, highlight=False)
+
+
+@battles_app.command("erase")
+def battles_erase(
+    battle_ids: Annotated[
+        list[str] | None,
+        typer.Argument(help="Ids of the battles to erase, as the visitor's My battles list shows"),
+    ] = None,
+    session: Annotated[
+        str | None,
+        typer.Option(
+            help="Erase every battle of this browser session: the value of its arena_session cookie"
+        ),
+    ] = None,
+) -> None:
+    """Erase the texts of battles at their visitor's request; their votes stay counted, without
+    text, and every later export says they were erased."""
+    if not battle_ids and session is None:
+        err_console.print("[red]error:[/red] name at least one battle id, or give --session")
+        raise typer.Exit(2)
+    settings = Settings()
+    secret = settings.resolved_secret_key()
+
+    async def work(db: AsyncSession) -> list[erasure.ErasedBattle]:
+        erased = []
+        if battle_ids:
+            erased += await erasure.erase_battles(db, battle_ids=battle_ids, settings=settings)
+        if session is not None:
+            erased += await erasure.erase_session_battles(
+                db, session_id=session, secret=secret, settings=settings
+            )
+        return erased
+
+    for battle in _in_session(settings, work):
+        state = "erased" if battle.newly else "already erased"
+        console.print(
+            f"{battle.battle_id}: {state} at {battle.erased_at:%Y-%m-%d %H:%M:%S} UTC",
+            markup=False,
+            highlight=False,
+        )
 
 
 def main() -> None:

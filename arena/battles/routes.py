@@ -201,6 +201,10 @@ async def delete_battle(battle_id: str, request: Request, visitor: VisitorDep) -
         erased = await erasure.erase_own_battle(
             session, battle_id=battle_id, visitor=visitor, settings=state.settings
         )
+    # A first turn planned on this worker would send the prompt upstream before its claim
+    # (refused now) is decided: it is dropped. A plan on another worker meets the same refusal.
+    planned: PlannedTurns = state.planned_turns
+    planned.take(battle_id, visitor.session_hash)
     return BattleErasedOut(battle_id=erased.battle_id, erased_at=erased.erased_at)
 
 

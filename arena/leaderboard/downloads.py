@@ -43,7 +43,7 @@ BATTLE_COLUMNS: Final[tuple[str, ...]] = (
     "tag_long",
 )
 # text_status: released, erased (by its visitor) or withheld (no release notice was shown)
-CSV_TEXT_COLUMNS: Final[tuple[str, ...]] = ("prompt", "answer_a", "answer_b", "text_status")
+CSV_TEXT_COLUMNS: Final[tuple[str, ...]] = ("text_status", "prompt", "answer_a", "answer_b")
 # Rows per read and per chunk sent: small enough that one batch holds the event loop briefly.
 BATCH: Final = 1000
 
@@ -287,7 +287,7 @@ async def battles_csv(
             if with_conversations:
                 text: BattleText = battle_text(texts.get(vote.battle_id, []))
                 status = statuses.get(vote.battle_id, WITHHELD)
-                row.extend([text.prompt, text.answer_a, text.answer_b, status])
+                row.extend([status, text.prompt, text.answer_a, text.answer_b])
             rows.append(row)
         yield _csv_bytes(rows)
 

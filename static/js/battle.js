@@ -238,6 +238,7 @@ const STATUS_TEXT = {
   voting: "Recording your vote…",
   voted: "Thanks! Your vote is recorded. Here is who was behind each side.",
   lost: "This battle cannot go on. Start a new battle.",
+  erased: "You deleted this battle: its prompts and answers are erased. Start a new battle.",
 };
 
 function setState(state) {
@@ -250,7 +251,7 @@ function setState(state) {
   statusLine.textContent = STATUS_TEXT[state] || "";
   for (const button of voteButtons) button.disabled = state !== "ready";
   const busy = state === "starting" || state === "streaming" || state === "voting";
-  form.hidden = state === "failed" || state === "closed" || state === "voted" || state === "lost";
+  form.hidden = ["failed", "closed", "voted", "lost", "erased"].includes(state);
   promptBox.disabled = busy;
   sendButton.disabled = busy;
   sendButton.textContent = battle.id === null ? "Send" : "Send follow-up";
@@ -431,6 +432,7 @@ async function vote(winner) {
 
 // A battle the server says is over but not voted: failed, or closed past its vote window.
 function settledState(view) {
+  if (view.erased_at) return "erased";
   if (view.status !== "ready") return "failed";
   return view.closed ? "closed" : "ready";
 }
@@ -448,14 +450,28 @@ async function settleFromServer() {
     battle.winner = view.winner;
     setState("voted");
     showReveal(view.models, view.winner);
+    if (view.erased_at) statusLine.textContent = STATUS_TEXT.erased;
   } else {
     setState(settledState(view));
   }
 }
 
+// A battle opened from My battles (?battle=ID): kept like one started here, and the address
+// cleaned, so that "New battle" and a reload behave as usual.
+function openedFromList() {
+  const params = new URLSearchParams(window.location.search);
+  const battleId = params.get("battle");
+  if (!battleId) return null;
+  params.delete("battle");
+  const query = params.toString();
+  history.replaceState(null, "", window.location.pathname + (query ? `?${query}` : ""));
+  remember(battleId);
+  return battleId;
+}
+
 // A reload keeps the battle: the server still has it, and the turn may still be running.
 async function restore() {
-  const saved = remembered();
+  const saved = openedFromList() || remembered();
   if (!saved) return;
   let view;
   try {
@@ -473,24 +489,29 @@ async function restore() {
   let last = null;
   for (const turnNumber of [...byTurn.keys()].sort((x, y) => x - y)) {
     const messages = byTurn.get(turnNumber);
-    last = newTurn(messages.user ? messages.user.content : "");
+    // An erased battle keeps its turns, not their words.
+    const erased = view.erased_at ? "(erased)" : null;
+    last = newTurn(erased || (messages.user ? messages.user.content : ""));
     for (const side of SIDES) {
       const message = messages[side];
       if (!message) continue;
       Object.assign(last.answers[side], {
-        text: message.content,
+        text: erased || message.content,
         error: message.error,
         finish: message.error ? null : message.finish_reason || "stop",
       });
     }
   }
   renderAllNow();
-  if ((view.status === "pending" || view.status === "streaming") && last) {
+  if (view.erased_at && !(view.status === "voted" && view.models)) {
+    setState("erased");
+  } else if ((view.status === "pending" || view.status === "streaming") && last) {
     await streamTurn(last);
   } else if (view.status === "voted" && view.models) {
     battle.winner = view.winner;
     setState("voted");
     showReveal(view.models, view.winner);
+    if (view.erased_at) statusLine.textContent = STATUS_TEXT.erased;
   } else {
     setState(settledState(view));
   }

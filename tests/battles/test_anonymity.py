@@ -165,6 +165,8 @@ def _requests(history: History) -> dict[str, list[tuple[Reader, str]]]:
         # above); a settled battle's view and replay must not change.
         "/api/battles/{battle_id}": [(visitor, f"/api/battles/{battle}")],
         "/api/battles/{battle_id}/stream": [(visitor, f"/api/battles/{battle}/stream")],
+        "/api/me/battles": [(visitor, "/api/me/battles")],
+        "/me/battles": [(anyone, "/me/battles")],
         "/owner": [(anyone, "/owner")],
         "/api/owners/me": [(owner, "/api/owners/me") for owner in owners.values()],
         "/api/models/mine": [(owner, "/api/models/mine") for owner in owners.values()],
@@ -202,6 +204,7 @@ def _check_every_route_is_compared(
 # The one thing that moves with the clock and not with the pair: the moment the realised shares
 # (and the vote counts beside them on /leaderboard) were read.
 _READ_AT_JSON = re.compile(rb'"computed_at":"[^"]*"')
+_COOKIE_VALUE = re.compile(r"(arena_session|arena_notice)=[^;]*;")
 _READ_AT_HTML = re.compile(rb'\(as of <time datetime="[^"]*">[^<]*</time>\)')
 
 
@@ -213,6 +216,9 @@ def _seen(path: str, response: httpx.Response) -> str:
     if path.startswith("/leaderboard"):
         plain = _READ_AT_HTML.sub(b"(as of ...)", plain)
     headers = {k: v for k, v in response.headers.items() if k != "date"}
+    if "set-cookie" in headers:
+        # A new session and the moment the release notice was served: chance and the clock.
+        headers["set-cookie"] = _COOKIE_VALUE.sub(r"\1=...;", headers["set-cookie"])
     if plain != body:
         # A body hash: it tells nothing the body does not, and the body is compared.
         etag = headers.pop("etag", None)

@@ -41,6 +41,9 @@ class SeedVote:
     counted: bool = True
     session: str = "visitor-1"
     at: datetime | None = None
+    # Whether its visitor was shown the release notice (texts are released only then)
+    notice_shown: bool = True
+    erased: bool = False
 
 
 def seed_votes(database_url: str, votes: Sequence[SeedVote], *, start: datetime = START) -> None:
@@ -68,6 +71,10 @@ def seed_votes(database_url: str, votes: Sequence[SeedVote], *, start: datetime 
                         "category_tags": [],
                         "created_at": at - timedelta(seconds=30),
                         "ready_at": at - timedelta(seconds=5),
+                        "notice_shown_at": at - timedelta(seconds=40)
+                        if vote.notice_shown
+                        else None,
+                        "erased_at": at + timedelta(seconds=60) if vote.erased else None,
                     }
                 )
                 for turn in range(1, vote.turns + 1):
@@ -77,6 +84,8 @@ def seed_votes(database_url: str, votes: Sequence[SeedVote], *, start: datetime 
                         (Side.a, f"{vote.answer_a} (turn {turn})"),
                         (Side.b, f"{vote.answer_b} (turn {turn})"),
                     ):
+                        if vote.erased:
+                            content = ""
                         messages.append(
                             {
                                 "battle_id": battle_id,
