@@ -446,7 +446,8 @@ def battles_erase(
     ] = None,
 ) -> None:
     """Erase the texts of battles at their visitor's request; their votes stay counted, without
-    text, and every later export says they were erased."""
+    text, and every later export says they were erased. Put the ids after `--`: an id may start
+    with "-"."""
     if not battle_ids and session is None:
         err_console.print("[red]error:[/red] name at least one battle id, or give --session")
         raise typer.Exit(2)

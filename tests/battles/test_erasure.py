@@ -287,16 +287,17 @@ def test_operator_erases_by_battle_id_and_by_session(
         assert read_stream(two, second_of_two).end["status"] == "ready"
         session_two = two.cookies["arena_session"]
 
-    unknown = _run_cli(["battles", "erase", by_id, "no-such-battle"], arena, tmp_path)
+    # "--": a battle id may start with "-", which would otherwise read as an option.
+    unknown = _run_cli(["battles", "erase", "--", by_id, "no-such-battle"], arena, tmp_path)
     assert unknown.exit_code == 2 and "no-such-battle" in unknown.output
     assert SECRET_PROMPT in _stored_texts(arena)  # all or nothing
 
     assert _run_cli(["battles", "erase"], arena, tmp_path).exit_code == 2
 
-    done = _run_cli(["battles", "erase", by_id], arena, tmp_path)
+    done = _run_cli(["battles", "erase", "--", by_id], arena, tmp_path)
     assert done.exit_code == 0, done.output
     assert f"{by_id}: erased at" in done.output
-    repeated = _run_cli(["battles", "erase", by_id], arena, tmp_path)
+    repeated = _run_cli(["battles", "erase", "--", by_id], arena, tmp_path)
     assert f"{by_id}: already erased" in repeated.output
 
     by_session = _run_cli(["battles", "erase", "--session", session_two], arena, tmp_path)
