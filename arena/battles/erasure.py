@@ -1,10 +1,11 @@
 """Erasure: a battle's texts removed at its visitor's request (or the operator's, on theirs).
 
 What goes: every prompt and answer of every turn, and the upstream errors (an endpoint may echo
-the prompt in one). What stays: the battle row (pair, times, language and category tags, flags,
-timings) and its vote, so that the ratings and every count stay what they were and the vote is
-still exported as an anonymous result, marked erased and without text. An erased battle takes
-no vote, follow-up or stream any more (its claims and votes check `erased_at`)."""
+the prompt in one). What stays: the battle row (pair, times, flags, timings, language and
+category tags, worked out from the texts first if no recompute did yet) and its vote, so that
+the ratings and every count stay what they were and the vote is still exported as an anonymous
+result, marked erased and without text. An erased battle takes no vote, follow-up or stream any
+more (its claims and votes check `erased_at`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from arena.battles.turns import fail_interrupted_turn
 from arena.config import Settings
 from arena.errors import BattleNotFound, Conflict, NotFound
+from arena.leaderboard.battles_source import battle_tags, battle_text
 from arena.models import Battle, BattleStatus, Message, utcnow
 from arena.visitors import Visitor, salted_hash
 
@@ -111,6 +113,13 @@ async def _erase(session: AsyncSession, battle: Battle, settings: Settings) -> E
         )
         await session.refresh(battle)
     now = utcnow()
+    marks: dict[str, object] = {"erased_at": now}
+    if battle.language == "":
+        # Not tagged by a recompute yet: tagged now, from the texts while they exist, so that
+        # the vote stays in the categories it belongs to (the recompute tags only once).
+        messages = await session.scalars(select(Message).where(Message.battle_id == battle.id))
+        language, tags = battle_tags(battle_text(messages.all()))
+        marks.update(language=language[:16], category_tags=tags)
     # Guarded as the claims are: a turn claimed since the read is streaming, and is not erased
     # under it.
     marked = await session.execute(
@@ -120,7 +129,7 @@ async def _erase(session: AsyncSession, battle: Battle, settings: Settings) -> E
             Battle.erased_at.is_(None),
             Battle.status != BattleStatus.streaming,
         )
-        .values(erased_at=now)
+        .values(marks)
         .execution_options(synchronize_session=False)
     )
     if marked.rowcount != 1:  # type: ignore[attr-defined]

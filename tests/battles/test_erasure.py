@@ -134,11 +134,11 @@ def test_erasure_removes_texts_from_database_and_exports_vote_stays_counted(
         vote = await session.scalar(select(Vote).where(Vote.battle_id == erased_id))
         kept = await session.get_one(Battle, kept_id)
         assert vote is not None
-        return battle.erased_at, vote.counted, vote.winner.value, kept.erased_at
+        return battle.erased_at, vote.counted, vote.winner.value, kept.erased_at, battle.language
 
-    erased_at, counted, winner, kept_erased = arena.db(rows)
+    erased_at, counted, winner, kept_erased, language = arena.db(rows)
     assert erased_at is not None and counted is True and winner == "model_a"
-    assert kept_erased is None
+    assert kept_erased is None and language == "English"
 
 
 def test_another_session_cannot_delete_and_learns_nothing(
@@ -315,6 +315,13 @@ def test_operator_erases_by_battle_id_and_by_session(
         return {battle_id: at is not None for battle_id, at in rows}
 
     assert arena.db(erased) == {by_id: True, kept: False, first_of_two: True, second_of_two: True}
+
+    async def languages(session: AsyncSession) -> set[str]:
+        rows = await session.scalars(select(Battle.language).where(Battle.erased_at.is_not(None)))
+        return set(rows)
+
+    # Erased before any recompute tagged them: tagged from their texts on the way out.
+    assert arena.db(languages) == {"English"}
 
     async def counted(session: AsyncSession) -> int:
         return len((await session.scalars(select(Vote).where(Vote.counted.is_(True)))).all())
