@@ -462,6 +462,9 @@ def battles_erase(
             erased += await erasure.erase_session_battles(
                 db, session_id=session, secret=secret, settings=settings
             )
+        for battle in erased:
+            if battle.newly:
+                record_action(db, actor=cli_actor(), action="battle.erase", target=battle.battle_id)
         return erased
 
     for battle in _in_session(settings, work):

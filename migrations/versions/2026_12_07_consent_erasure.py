@@ -1,7 +1,7 @@
 """battle: when the release notice was shown, and when its texts were erased
 
 Revision ID: 5d1c8e2f9a47
-Revises: 7c3f5a91d2e4
+Revises: a5d4a3b6838b
 Create Date: 2026-12-07 01:00:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import arena.models
 
 revision: str = "5d1c8e2f9a47"
-down_revision: str | Sequence[str] | None = "7c3f5a91d2e4"
+down_revision: str | Sequence[str] | None = "a5d4a3b6838b"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
