@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 import pandas as pd
@@ -69,7 +69,20 @@ class BattleText:
     turns: int
 
 
-def battle_text(messages: Iterable[Message]) -> BattleText:
+class Turn(Protocol):
+    """What the text readers need of a message: a stored Message or a released copy of one."""
+
+    @property
+    def turn(self) -> int: ...
+    @property
+    def id(self) -> int: ...
+    @property
+    def side(self) -> str: ...
+    @property
+    def content(self) -> str: ...
+
+
+def battle_text(messages: Iterable[Turn]) -> BattleText:
     ordered = sorted(messages, key=lambda m: (m.turn, m.id))
     prompts = [m.content for m in ordered if m.side == Side.user]
     answers_a = [m.content for m in ordered if m.side == Side.a]

@@ -1,9 +1,13 @@
-"""Open data: counted votes as FastChat clean battles (CSV, JSON Lines) and DPO preference pairs."""
+"""Open data: counted votes as FastChat clean battles (CSV, JSON Lines) and DPO preference pairs.
+
+Texts leave only through released_messages: battles withheld by arena.leaderboard.release are
+left out, and every prompt and answer passes arena.leaderboard.redaction first.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from json.encoder import encode_basestring as _string
@@ -18,10 +22,12 @@ from arena.leaderboard.battles_source import (
     TAG_CODING,
     TAG_LONG,
     BattleText,
+    Turn,
     battle_text,
     has_tag,
     tstamp_of,
 )
+from arena.leaderboard.redaction import redact
 from arena.leaderboard.release import WITHHELD, text_released, text_statuses
 from arena.models import Battle, Message, Model, Side, Vote, Winner
 from arena.spreadsheet_csv import Cell, csv_text
@@ -183,23 +189,52 @@ async def counted_vote_batches(
             yield batch
 
 
-async def battle_messages(
-    sessionmaker: async_sessionmaker[AsyncSession], battle_ids: Sequence[str]
-) -> dict[str, list[Message]]:
-    """The messages of the battles whose texts are released (release.py); none of the others."""
-    found: dict[str, list[Message]] = {battle_id: [] for battle_id in battle_ids}
+@dataclass(frozen=True, slots=True)
+class ReleasedMessage:
+    """One message of a released battle, its text redacted."""
+
+    turn: int
+    id: int
+    side: str
+    content: str
+
+
+Redactor = Callable[[str], str]
+
+
+async def released_messages(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    battle_ids: Sequence[str],
+    *,
+    redactor: Redactor = redact,
+) -> dict[str, list[ReleasedMessage]]:
+    """The messages of those of `battle_ids` whose texts may be released, each text redacted.
+
+    A battle whose texts are not released (erased or withheld, release.py) has no entry. `redactor`
+    is replaced only by the benchmark, to time the same path without redaction.
+    """
+    found: dict[str, list[ReleasedMessage]] = {}
+    query = (
+        select(
+            Message.battle_id,
+            Message.turn,
+            Message.id,
+            cast(Message.side, String),
+            Message.content,
+        )
+        .join(Battle, Battle.id == Message.battle_id)
+        .where(Message.battle_id.in_(list(battle_ids)), text_released())
+        .order_by(Message.battle_id, Message.turn, Message.id)
+    )
     async with sessionmaker() as session:
-        for message in await session.scalars(
-            select(Message)
-            .join(Battle, Battle.id == Message.battle_id)
-            .where(Message.battle_id.in_(list(battle_ids)), text_released())
-            .order_by(Message.battle_id, Message.turn, Message.id)
-        ):
-            found[message.battle_id].append(message)
+        for battle_id, turn, message_id, side, content in await session.execute(query):
+            found.setdefault(battle_id, []).append(
+                ReleasedMessage(int(turn), int(message_id), str(side), redactor(content))
+            )
     return found
 
 
-def conversation(messages: Sequence[Message], side: Side) -> list[dict[str, str]]:
+def conversation(messages: Sequence[Turn], side: Side) -> list[dict[str, str]]:
     """One side's view of the battle as OpenAI-style messages (FastChat's conversation_a/_b)."""
     return [
         {"role": "user" if m.side == Side.user else "assistant", "content": m.content}
@@ -242,11 +277,21 @@ async def battles_jsonl(
     secret: str,
     with_conversations: bool,
     scope: ExportScope,
+    redactor: Redactor = redact,
 ) -> AsyncIterator[bytes]:
-    """One JSON object per line per counted vote; conversation_a/_b when conversations are out."""
+    """One JSON object per line per counted vote; conversation_a/_b when conversations are out.
+
+    A battle whose texts are not released (erased or withheld, release.py) keeps its line, with
+    empty conversations and its `text_status`, so that the file still holds every vote a
+    snapshot was computed from.
+    """
     async for batch in counted_vote_batches(sessionmaker, secret=secret, scope=scope):
         ids = [v.battle_id for v in batch]
-        texts = await battle_messages(sessionmaker, ids) if with_conversations else {}
+        texts = (
+            await released_messages(sessionmaker, ids, redactor=redactor)
+            if with_conversations
+            else {}
+        )
         statuses = await text_statuses(sessionmaker, ids) if with_conversations else {}
         lines = []
         for vote in batch:
@@ -272,13 +317,19 @@ async def battles_csv(
     secret: str,
     with_conversations: bool,
     scope: ExportScope,
+    redactor: Redactor = redact,
 ) -> AsyncIterator[bytes]:
-    """The same rows as battles_jsonl as plain CSV; texts as prompt / answer_a / answer_b."""
+    """The same rows as battles_jsonl as plain CSV; texts as prompt / answer_a / answer_b (empty
+    where the battle's texts are not released)."""
     header: list[Cell] = [*BATTLE_COLUMNS, *(CSV_TEXT_COLUMNS if with_conversations else ())]
     yield _csv_bytes([header])
     async for batch in counted_vote_batches(sessionmaker, secret=secret, scope=scope):
         ids = [v.battle_id for v in batch]
-        texts = await battle_messages(sessionmaker, ids) if with_conversations else {}
+        texts = (
+            await released_messages(sessionmaker, ids, redactor=redactor)
+            if with_conversations
+            else {}
+        )
         statuses = await text_statuses(sessionmaker, ids) if with_conversations else {}
         rows = []
         for vote in batch:
@@ -293,19 +344,21 @@ async def battles_csv(
 
 
 async def preferences_jsonl(
-    sessionmaker: async_sessionmaker[AsyncSession], *, secret: str
+    sessionmaker: async_sessionmaker[AsyncSession], *, secret: str, redactor: Redactor = redact
 ) -> AsyncIterator[bytes]:
     """One line per counted decisive vote, in TRL's conversational preference format.
 
     {"prompt": [first user message], "chosen": [the winner's reply and any later turns],
     "rejected": [the same for the loser]}: after the first prompt the two sides' histories differ,
-    so each side's later turns belong to its own completion.
+    so each side's later turns belong to its own completion. Withheld battles have no line.
     """
     batches = counted_vote_batches(
         sessionmaker, secret=secret, scope=ExportScope(), decisive_only=True
     )
     async for batch in batches:
-        texts = await battle_messages(sessionmaker, [v.battle_id for v in batch])
+        texts = await released_messages(
+            sessionmaker, [v.battle_id for v in batch], redactor=redactor
+        )
         lines = []
         for vote in batch:
             messages = texts.get(vote.battle_id, [])

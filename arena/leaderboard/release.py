@@ -2,36 +2,54 @@
 goes through (docs/release.md).
 
 A battle's texts are released only if its visitor was shown the release notice before the
-battle started (`notice_shown_at`, recorded by the server, arena/consent.py) and has not erased
-them since. Switching ARENA_RELEASE_CONVERSATIONS on later releases nothing from before: those
-visitors were never told."""
+battle started (`notice_shown_at`, recorded by the server, arena/consent.py), has not erased
+them since, and no flag in WITHHELD_FLAGS marks the battle: an answer that named its own model
+(the identity-leak filter, arena/battles/integrity.py) and, once moderation exists, a moderated
+battle (it adds its flag to the tuple). Switching ARENA_RELEASE_CONVERSATIONS on later releases
+nothing from before: those visitors were never told. What is released is then redacted
+(redaction.py).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Final
 
-from sqlalchemy import ColumnElement, and_, case, select
+from sqlalchemy import ColumnElement, Text, and_, case, cast, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from arena.battles.integrity import IDENTITY_LEAK
 from arena.models import Battle
 
 RELEASED: Final = "released"
 # Its visitor deleted it: the vote is exported, the texts are gone.
 ERASED: Final = "erased"
-# Its visitor was not shown the release notice: the texts are kept, never published.
+# Its visitor was not shown the release notice, or a flag withholds it: the texts are kept,
+# never published.
 WITHHELD: Final = "withheld"
+
+# Battle flags that keep a battle's prompts and answers out of every release.
+WITHHELD_FLAGS: Final[tuple[str, ...]] = (IDENTITY_LEAK,)
+
+
+def _flagged(flag: str) -> ColumnElement[bool]:
+    # JSON lists are stored as text on SQLite and as json on PostgreSQL; both cast to the same text.
+    return cast(Battle.flags, Text).like(f'%"{flag}"%')
+
+
+def _withheld() -> ColumnElement[bool]:
+    return or_(Battle.notice_shown_at.is_(None), *(_flagged(flag) for flag in WITHHELD_FLAGS))
 
 
 def text_released() -> ColumnElement[bool]:
     """The condition on `Battle` of the battles whose texts may be published."""
-    return and_(Battle.notice_shown_at.is_not(None), Battle.erased_at.is_(None))
+    return and_(Battle.erased_at.is_(None), not_(_withheld()))
 
 
 def _text_status() -> ColumnElement[str]:
     return case(
         (Battle.erased_at.is_not(None), ERASED),
-        (Battle.notice_shown_at.is_(None), WITHHELD),
+        (_withheld(), WITHHELD),
         else_=RELEASED,
     )
 
