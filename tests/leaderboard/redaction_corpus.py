@@ -19,7 +19,6 @@ import phonenumbers
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 from stdnum import iban, luhn, verhoeff
 from stdnum.es import dni
-from stdnum.it import codicefiscale
 
 
 @dataclass(frozen=True)
@@ -284,14 +283,16 @@ def _national_id(rng: random.Random) -> str:
         body = f"{rng.randint(1, 999_999_998):09d}"
         digits = body + _cpf_check_digits(body)
         return f"{digits[:3]}.{digits[3:6]}.{digits[6:9]}-{digits[9:]}"
-    if kind == 3:  # Italian codice fiscale
-        letters = "".join(rng.choice(string.ascii_uppercase) for _ in range(6))
-        body = (
-            f"{letters}{rng.randint(0, 99):02d}{rng.choice('ABCDEHLMPRST')}"
-            f"{rng.randint(1, 28) + rng.choice([0, 40]):02d}"
-            f"{rng.choice('ABCDEFGHILM')}{rng.randint(1, 999):03d}"
+    if kind == 3:  # Spanish NIE: X, Y or Z (read as 0, 1, 2), seven digits, a letter
+        first = rng.choice("XYZ")
+        body = f"{rng.randint(0, 9_999_999):07d}"
+        return (
+            first
+            + body
+            + dni.calc_check_digit(
+                "XYZ".index(first) and str("XYZ".index(first)) + body or "0" + body
+            )
         )
-        return body + codicefiscale.calc_check_digit(body)
     # Indian Aadhaar: 12 digits, Verhoeff check, written in fours
     body = str(rng.randint(2, 9)) + "".join(rng.choice(string.digits) for _ in range(10))
     digits = body + verhoeff.calc_check_digit(body)
