@@ -381,15 +381,23 @@ def _around_numbers(text: str) -> Iterator[Span]:
         dots = number.count(".")
         lo, hi = max(0, start - _MARGIN), min(len(text), end + _MARGIN)
         if digits >= _IBAN_MIN_DIGITS:
-            yield from _ibans(text, lo, hi)
+            # Letters may follow the digits for as long again (FR, IT, ... accounts).
+            iban_hi = min(len(text), end + 2 * _MARGIN)
+            yield from (
+                s for s in _ibans(text, lo, iban_hi) if s[1] < iban_hi or iban_hi == len(text)
+            )
+        found: list[Span] = []
         if 13 <= digits <= 19:
-            yield from _cards(text, lo, hi)
-        yield from _national_ids(text, lo, hi, digits)
+            found.extend(_cards(text, lo, hi))
+        found.extend(_national_ids(text, lo, hi, digits))
         if dots >= 3:
-            yield from _ipv4s(text, lo, hi)
+            found.extend(_ipv4s(text, lo, hi))
         # One dot is a decimal point; phone numbers have none or several.
         if digits >= MIN_PHONE_DIGITS and dots != 1 and not _DATE.search(number):
-            yield from _phones(text, lo, hi)
+            found.extend(_phones(text, lo, hi))
+        # A find that reaches the end of a window cut short may be the head of the next
+        # number: that one's own window finds it whole.
+        yield from (span for span in found if span[1] < hi or hi == len(text))
     yield from _spanish_streets(text)
 
 

@@ -44,6 +44,7 @@ class SeedVote:
     # Whether its visitor was shown the release notice (texts are released only then)
     notice_shown: bool = True
     erased: bool = False
+    battle_flags: tuple[str, ...] = ()
 
 
 def seed_votes(database_url: str, votes: Sequence[SeedVote], *, start: datetime = START) -> None:
@@ -75,6 +76,7 @@ def seed_votes(database_url: str, votes: Sequence[SeedVote], *, start: datetime 
                         if vote.notice_shown
                         else None,
                         "erased_at": at + timedelta(seconds=60) if vote.erased else None,
+                        "flags": list(vote.battle_flags),
                     }
                 )
                 for turn in range(1, vote.turns + 1):

@@ -11,11 +11,13 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from arena.battles.integrity import IDENTITY_LEAK
 from arena.leaderboard.downloads import ExportedVote, _json_line, _record
 from arena.models import Vote
 from tests.conftest import Arena
 from tests.leaderboard.conftest import (
     CODE,
+    ENGLISH,
     SeedVote,
     add_models,
     recompute,
@@ -215,3 +217,82 @@ def test_json_lines_are_what_json_dumps_writes() -> None:
         ),
     ):
         assert _json_line(vote) == json.dumps(_record(vote), ensure_ascii=False)
+
+
+PLANTED_PROMPT = (
+    "I am Jean, call me on +33 6 12 34 56 78 or write to jean.dupont+arena@mail.example.fr; "
+    "my card 4111 1111 1111 1111 was charged twice, refund it to DE89 3704 0044 0532 0130 00."
+)
+PLANTED_ANSWER = "I cannot reach 203.0.113.45; try (415) 555-0132 at 221B Baker Street"
+PLANTED = (
+    "+33 6 12 34 56 78",
+    "jean.dupont+arena@mail.example.fr",
+    "4111 1111 1111 1111",
+    "DE89 3704 0044 0532 0130 00",
+    "203.0.113.45",
+    "(415) 555-0132",
+    "221B Baker Street",
+)
+WITHHELD = "Hello, I am beta-chat by Beta Inc, and my secret number is 42."
+
+
+def test_released_texts_are_redacted_and_identity_leaks_withheld(
+    arena_factory: Callable[..., Arena],
+) -> None:
+    arena = arena_factory(
+        release_conversations=True, recompute_every_votes=10**9, recompute_every_seconds=3600.0
+    )
+    add_models(arena)
+    seed_votes(
+        arena.settings.database_url,
+        [
+            SeedVote(
+                "alpha-large",
+                "beta-chat",
+                "model_a",
+                prompt=PLANTED_PROMPT,
+                answer_b=PLANTED_ANSWER,
+            ),
+            # Counted, but its answer named its own model: its texts never leave.
+            SeedVote(
+                "beta-chat",
+                "gamma-7b",
+                "model_a",
+                answer_a=WITHHELD,
+                battle_flags=(IDENTITY_LEAK,),
+            ),
+            SeedVote("gamma-7b", "delta-mini", "model_b"),
+        ],
+    )
+    recompute(arena)
+    with arena.client() as client:
+        battles = client.get("/battles.jsonl")
+        csv = client.get("/battles.csv")
+        prefs = client.get("/preferences.jsonl")
+    assert battles.status_code == csv.status_code == prefs.status_code == 200
+    for body in (battles.text, csv.text, prefs.text):
+        for value in PLANTED:
+            assert value not in body
+        assert "secret number" not in body
+    records = [json.loads(line) for line in battles.text.splitlines()]
+    # Every counted vote keeps its line; the withheld battle's conversations are null.
+    assert len(records) == 3
+    prompt = records[0]["conversation_a"][0]["content"]
+    assert prompt == (
+        "I am Jean, call me on [PHONE] or write to [EMAIL]; "
+        "my card [CARD] was charged twice, refund it to [IBAN]."
+    )
+    assert records[0]["conversation_b"][1]["content"] == (
+        "I cannot reach [IP]; try [PHONE] at [ADDRESS] (turn 1)"
+    )
+    assert records[1]["conversation_a"] is None and records[1]["conversation_b"] is None
+    assert records[2]["conversation_a"][0]["content"] == ENGLISH
+    table = pd.read_csv(io.StringIO(csv.text), keep_default_na=False)
+    assert table.loc[0, "prompt"] == prompt
+    assert "[ADDRESS]" in table.loc[0, "answer_b"]
+    assert table.loc[1, "prompt"] == table.loc[1, "answer_a"] == ""
+    pairs = [json.loads(line) for line in prefs.text.splitlines()]
+    # Two decisive votes are left once the withheld battle is out.
+    assert len(pairs) == 2
+    assert pairs[0]["prompt"][0]["content"] == prompt
+    assert pairs[0]["rejected"][0]["content"].startswith("I cannot reach [IP]")
