@@ -3,22 +3,27 @@
 Each kind is found by a cheap pattern and then confirmed by a validator where one exists, so that
 ordinary numbers (dates, prices, versions, code) stay as they were:
 
-- email: the usual address syntax, looked for only around each "@";
+- email: the usual address syntax (ASCII), looked for only around each "@";
 - phone: libphonenumber (the `phonenumbers` port) parses each phone-shaped run of digits and
   keeps it if it is a valid number: internationally when written with "+" or "00", otherwise as
-  a national number of the regions whose habits its shape matches (a leading trunk "0" for most
-  of Europe and Asia, North American, Chinese, Spanish and Italian mobile shapes without one);
+  a national number of the regions whose habits its shape matches (a leading trunk "0": France,
+  Germany, the UK, Italy, the Netherlands, Belgium, Switzerland, Austria, Sweden, China, Japan,
+  Korea, India, Australia, Brazil; without one: North American ten digits, Chinese mobiles,
+  Spanish nine digits, Italian mobiles);
 - IP: IPv4 and IPv6 literals the `ipaddress` module accepts (loopback and unspecified kept);
 - card: 13 to 19 digits, grouped or not, with a card network's prefix and a valid Luhn digit;
 - IBAN: country, check digits and account, valid by `stdnum.iban` (format and mod 97);
-- national ID: US SSN, Spanish DNI/NIE, French NIR, Chinese resident ID,
-  Brazilian CPF, Indian Aadhaar, each checked by its `stdnum` validator;
-- postal address: patterns only (no validator exists): a house number with an English, French,
-  German or Spanish street word, UK postcodes, Chinese road-and-number addresses, and a postcode
-  followed by a capitalised place name.
+- national ID: US SSN (with dashes), Spanish DNI and NIE, French NIR, Chinese resident ID,
+  Brazilian CPF (dotted), Indian Aadhaar (in fours), each checked by its `stdnum` validator;
+- postal address: patterns only (no validator exists): a house number then a capitalised street
+  name and an English street word, a house number then a French street word, a German street
+  word then a house number, a Spanish street word, name and number, a Chinese road and number;
+  in a text that holds one of those, UK postcodes, five-digit postcodes with a place name and
+  US "City, ST 12345" lines too.
 
-Everything here is pure and offline (no model, no network); every pattern is bounded, so a text
-costs time linear in its length.
+Every finder but the email's and the IPv6 one works around the runs of digits that one scan of
+the text finds, so a text costs about one regex pass plus a little per long number. Everything is
+pure and offline (no model, no network); every pattern is bounded.
 """
 
 from __future__ import annotations
