@@ -345,10 +345,15 @@ def _address_at(text: str, start: int, end: int) -> Span | None:
 _RUN_SEPARATORS: Final = " .()+/:-"
 # (The shared first digit lets the regex engine skip to digits without trying each branch.)
 _NUMBER = re.compile(
-    r"[0-9](?:(?P<long>[0-9 .()+/:\-]{6,})"
+    r"[0-9](?:(?P<long>[0-9 .()+/:\-]{5,}[0-9])"
     r"|[0-9]{0,4}(?=[A-Za-z]?,? (?:[A-ZÀ-ÖØ-Þ]|(?i:" + _FRENCH_STREETS + r") )|号|號)"
     # a number after a German street word (the last three letters of each, then a space)
     r"|(?<=(?:aße|sse|tr\.|weg|atz|lee|amm|fer|see) [0-9])[0-9]{0,3})"
+)
+# Dates, times, decimals and short versions: the commonest long runs, none of them personal.
+_PLAIN_FIGURE = re.compile(
+    r"\d{4}-\d\d-\d\d|\d\d?([./-])\d\d?\1\d{4}|\d+\.\d+|\d{1,2}(?:\.\d{1,2}){1,2}"
+    r"|\d\d?:\d\d(?::\d\d)?"
 )
 _MARGIN: Final = 16
 # Every country's account part holds at least this many digits in a row around its groups.
@@ -382,6 +387,8 @@ def _around_numbers(text: str) -> Iterator[Span]:
             continue
         # A sentence's full stop or a closing bracket may end the run; they count for nothing.
         number = run.group().rstrip(" .)/:-")
+        if _PLAIN_FIGURE.fullmatch(number):
+            continue
         digits = len(number) - sum(number.count(c) for c in _RUN_SEPARATORS)
         dots = number.count(".")
         lo, hi = max(0, start - _MARGIN), min(len(text), end + _MARGIN)
