@@ -216,7 +216,7 @@ _NO_TRUNK_SHAPES: Final = (
     (re.compile(r"3\d{9}"), "IT"),  # Italian mobile
 )
 # 1 234 567 or 919 581 651: groups of three after the first are how figures are written.
-_THOUSANDS = re.compile(r"\d{1,3}(?:([ .,\u00a0])\d{3})(?:\1\d{3})+")
+_THOUSANDS = re.compile(r"[1-9]\d{0,2}(?:([ .,\u00a0])\d{3})(?:\1\d{3})+")
 MIN_PHONE_DIGITS: Final = 7
 
 
@@ -355,6 +355,8 @@ _PLAIN_FIGURE = re.compile(
     r"\d{4}-\d\d-\d\d|\d\d?([./-])\d\d?\1\d{4}|\d+\.\d+|\d{1,2}(?:\.\d{1,2}){1,2}"
     r"|\d\d?:\d\d(?::\d\d)?"
 )
+# 1 234 567: a figure, unless a "+" before it makes it an international phone number.
+_SPACED_THOUSANDS = re.compile(r"[1-9]\d{0,2}(?:([ \u00a0])\d{3})(?:\1\d{3})+")
 _MARGIN: Final = 16
 # Every country's account part holds at least this many digits in a row around its groups.
 _IBAN_MIN_DIGITS: Final = 10
@@ -387,7 +389,9 @@ def _around_numbers(text: str) -> Iterator[Span]:
             continue
         # A sentence's full stop or a closing bracket may end the run; they count for nothing.
         number = run.group().rstrip(" .)/:-")
-        if _PLAIN_FIGURE.fullmatch(number):
+        if _PLAIN_FIGURE.fullmatch(number) or (
+            _SPACED_THOUSANDS.fullmatch(number) and text[start - 1 : start] != "+"
+        ):
             continue
         digits = len(number) - sum(number.count(c) for c in _RUN_SEPARATORS)
         dots = number.count(".")
