@@ -275,7 +275,7 @@ def test_released_texts_are_redacted_and_identity_leaks_withheld(
             assert value not in body
         assert "secret number" not in body
     records = [json.loads(line) for line in battles.text.splitlines()]
-    # Every counted vote keeps its line; the withheld battle's conversations are null.
+    # Every counted vote keeps its line; the withheld battle's conversations are empty.
     assert len(records) == 3
     prompt = records[0]["conversation_a"][0]["content"]
     assert prompt == (
@@ -285,7 +285,8 @@ def test_released_texts_are_redacted_and_identity_leaks_withheld(
     assert records[0]["conversation_b"][1]["content"] == (
         "I cannot reach [IP]; try [PHONE] at [ADDRESS] (turn 1)"
     )
-    assert records[1]["conversation_a"] is None and records[1]["conversation_b"] is None
+    assert records[1]["conversation_a"] == [] and records[1]["conversation_b"] == []
+    assert [r["text_status"] for r in records] == ["released", "withheld", "released"]
     assert records[2]["conversation_a"][0]["content"] == ENGLISH
     table = pd.read_csv(io.StringIO(csv.text), keep_default_na=False)
     assert table.loc[0, "prompt"] == prompt
