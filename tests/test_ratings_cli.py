@@ -48,8 +48,11 @@ def test_elo_csv_has_empty_intervals(battles_file: Path) -> None:
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert len(rows) == 4
-    assert set(rows[0]) == {"model", "rating", "ci_lower", "ci_upper", "rank", "votes", "win_rate"}
-    assert all(r["ci_lower"] == "" and r["ci_upper"] == "" for r in rows)
+    assert set(rows[0]) == {
+        "model", "rating", "ci_lower", "ci_upper", "rank", "votes", "win_rate", "swap_votes"
+    }  # fmt: skip
+    # Online Elo has neither intervals nor fragility figures.
+    assert all(r["ci_lower"] == "" and r["ci_upper"] == "" and r["swap_votes"] == "" for r in rows)
 
 
 def test_csv_output_neutralises_model_names_and_keeps_negative_ratings_numbers(

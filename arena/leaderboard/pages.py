@@ -13,6 +13,7 @@ from arena.battles.integrity import REASONS, VoteCounts
 from arena.battles.integrity_schemas import SamplingOut
 from arena.leaderboard import plots
 from arena.leaderboard.schemas import (
+    FragilityOut,
     HistoryPointOut,
     LeaderboardOut,
     LeaderboardRowOut,
@@ -38,6 +39,8 @@ LEADERBOARD_CSV_COLUMNS: Final[tuple[str, ...]] = (
     "ci_upper",
     "votes",
     "win_rate",
+    "swap_votes",
+    "first_place_votes",
     "organization",
     "license",
     "status",
@@ -52,6 +55,7 @@ TABLE_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("ci", "95% CI"),
     ("votes", "Votes"),
     ("win_rate", "Win rate"),
+    ("holds", "Above the next"),
     ("organization", "Organisation"),
     ("license", "Licence"),
     ("status", "Status"),
@@ -83,6 +87,11 @@ def row_out(row: BoardRow) -> LeaderboardRowOut:
     return LeaderboardRowOut.model_validate(row.model_dump(exclude={"status_since"}))
 
 
+def fragility_out(view: BoardView) -> FragilityOut | None:
+    stored = view.extras.get("fragility")
+    return None if stored is None else FragilityOut.model_validate(stored)
+
+
 def leaderboard_out(view: BoardView) -> LeaderboardOut:
     snapshot = view.snapshot
     return LeaderboardOut(
@@ -97,10 +106,15 @@ def leaderboard_out(view: BoardView) -> LeaderboardOut:
         votes_total=view.votes_total,
         methods=list(view.methods),
         categories=view.categories,
+        fragility=fragility_out(view),
     )
 
 
 def leaderboard_csv(view: BoardView) -> str:
+    """The table's rows; swap_votes holds each row against the next, first_place_votes (on the
+    leader's row only) the leader against every challenger."""
+    fragility = fragility_out(view)
+    first = None if fragility is None else fragility.first_place
     lines: list[list[Cell]] = [list(LEADERBOARD_CSV_COLUMNS)]
     for row in view.rows:
         lines.append(
@@ -112,6 +126,8 @@ def leaderboard_csv(view: BoardView) -> str:
                 _number(row.ci_upper),
                 row.votes,
                 _number(row.win_rate),
+                row.swap_votes,
+                first.votes if first is not None and first.above == row.model else None,
                 row.organization,
                 row.license,
                 row.status,
@@ -198,6 +214,28 @@ def model_href(name: str) -> str:
     return "/models/" + quote(name, safe="")
 
 
+def holds_text(votes: int | None) -> str:
+    """'holds unless 12 votes are removed' (see fragility.py for what that means)."""
+    if votes is None:
+        return "no removal of votes found that swaps them"
+    return f"holds unless {votes:,} vote{' is' if votes == 1 else 's are'} removed"
+
+
+def _holds_cell(row: BoardRow, below: str | None, method: str, computed: bool) -> tuple[str, str]:
+    """The text and title of a row's 'Above the next' cell."""
+    if below is None:
+        return "—", "the last row"
+    if method == ELO:
+        return "—", "online Elo has no likelihood to weigh votes by; see a Bradley-Terry table"
+    if not computed:
+        return "—", "not computed for this snapshot"
+    return (
+        holds_text(row.swap_votes),
+        f"{row.model} stays above {below} unless that many votes are removed"
+        " (the fewest found, checked by refitting; the JSON names them)",
+    )
+
+
 def _ci_text(row: BoardRow) -> tuple[str, str]:
     if row.ci_lower is None or row.ci_upper is None:
         return "—", "no interval for this method"
@@ -242,7 +280,7 @@ def render_leaderboard(
         rows = sort_rows(view.rows, sort, descending)
     headers = []
     for key, label in TABLE_COLUMNS:
-        sort_key = {"ci": None}.get(key, key)
+        sort_key = {"ci": None, "holds": None}.get(key, key)
         if sort_key is None:
             headers.append({"label": label, "href": None, "aria_sort": None, "key": key})
             continue
@@ -261,15 +299,22 @@ def render_leaderboard(
                 "aria_sort": ("descending" if descending else "ascending") if current else None,
             }
         )
+    fragility = fragility_out(view)
+    below = {a.model: b.model for a, b in zip(view.rows, view.rows[1:], strict=False)}
     table = []
     for row in rows:
         ci, ci_title = _ci_text(row)
+        holds, holds_title = _holds_cell(
+            row, below.get(row.model), view.method, fragility is not None
+        )
         table.append(
             {
                 "row": row,
                 "href": model_href(row.model) + _query(method=view.method),
                 "ci": ci,
                 "ci_title": ci_title,
+                "holds": holds,
+                "holds_title": holds_title,
                 "status_dates": status_dates(row.status, row.status_since, row.activated_at),
             }
         )
@@ -328,6 +373,8 @@ def render_leaderboard(
             ("Battles (JSON Lines)", "/battles.jsonl"),
             ("Battles (CSV)", "/battles.csv"),
         ],
+        first_place=None if fragility is None else fragility.first_place,
+        holds_text=holds_text,
         vote_counts=vote_counts,
         reasons=REASONS,
         sampling=sampling,

@@ -34,6 +34,12 @@ class LeaderboardRowOut(_FromAttributes):
     rank: int = Field(description="rank upper bound: 1 + models whose interval is wholly above")
     votes: int
     win_rate: float | None
+    swap_votes: int | None = Field(
+        default=None,
+        description="the fewest votes found whose removal puts the next model above this one"
+        " (refitted; null for the last row, for online Elo, or when no removal that keeps"
+        " every model rated does); the removals are in `fragility`",
+    )
     organization: str
     license: str
     status: str
@@ -46,6 +52,37 @@ class UnratedOut(BaseModel):
     model: str
     votes: int
     reason: str
+
+
+class RemovalOut(BaseModel):
+    models: list[str] = Field(description="the two models of these votes")
+    winner: str | None = Field(description="the model that won them; null for ties (either kind)")
+    count: int
+
+
+class SwapOut(BaseModel):
+    above: str
+    below: str
+    votes: int | None = Field(
+        description="removing these many votes (`removals`) and refitting puts `below` above"
+        " `above`; one fewer along the same order does not. Null: no removal that keeps every"
+        " model rated does"
+    )
+    first_order_votes: int | None = Field(
+        description="the first-order (AMIP) estimate the refits started from"
+    )
+    removals: list[RemovalOut]
+
+
+class FragilityOut(BaseModel):
+    """How many votes hold the order: Broderick et al.'s approximate maximum influence
+    perturbation on the Bradley-Terry fit, checked and adjusted by refitting."""
+
+    method: str = Field(description="amip-refit")
+    first_place: SwapOut | None = Field(
+        description="the challenger that needs the fewest removals to overtake the leader"
+    )
+    adjacent: list[SwapOut] = Field(description="each model against the next one, top first")
 
 
 class LeaderboardOut(BaseModel):
@@ -62,6 +99,9 @@ class LeaderboardOut(BaseModel):
     votes_total: int = Field(description="counted votes in the arena, all categories")
     methods: list[str]
     categories: list[str]
+    fragility: FragilityOut | None = Field(
+        default=None, description="Bradley-Terry tables only; null for online Elo"
+    )
 
 
 class MatricesOut(BaseModel):

@@ -170,6 +170,7 @@ def board_rows(rows: list[dict[str, Any]], facts: dict[str, ModelFacts]) -> list
                 ci_upper=row.get("ci_upper"),
                 votes=int(row["votes"]),
                 win_rate=row.get("win_rate"),
+                swap_votes=row.get("swap_votes"),
                 organization=fact.organization if fact else "",
                 license=fact.license if fact else "",
                 status=fact.status if fact else "",

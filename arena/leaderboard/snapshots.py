@@ -32,6 +32,7 @@ from arena.ratings import (
     predicted_win_matrix,
     vote_set_hash,
     win_fraction_matrix,
+    with_fragility,
 )
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ class RecomputeConfig:
     anchor: str = ""
     seed: int = SNAPSHOT_SEED
     vote_window_seconds: float = DEFAULT_VOTE_WINDOW_SECONDS
+    # Off only for bench/leaderboard.py's baseline: how much the fragility figures cost.
+    fragility: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RecomputeConfig:
@@ -220,19 +223,27 @@ def _anchor(config: RecomputeConfig, models: Sequence[str]) -> tuple[str, float]
 
 
 def _leaderboard(
-    battles: pd.DataFrame, method: str, config: RecomputeConfig, anchor: tuple[str, float] | None
+    battles: pd.DataFrame,
+    method: str,
+    config: RecomputeConfig,
+    anchor: tuple[str, float] | None,
+    bt: Leaderboard | None,
 ) -> Leaderboard:
+    """One table; `bt` is the plain Bradley-Terry table of the same battles when made already."""
     if method == ELO:
         return compute_leaderboard(battles, method="elo", anchor=anchor)
     if method == BT_BOOTSTRAP:
-        return compute_leaderboard(
+        board = compute_leaderboard(
             battles,
             method="bt",
             bootstrap_rounds=config.bootstrap_rounds,
             seed=config.seed,
             anchor=anchor,
+            fragility=bt is None and config.fragility,
         )
-    return compute_leaderboard(battles, method="bt", anchor=anchor)
+        # The bootstrap table keeps the full-data fit's ratings, hence its order and fragility.
+        return board if bt is None else with_fragility(board, bt.fragility)
+    return compute_leaderboard(battles, method="bt", anchor=anchor, fragility=config.fragility)
 
 
 def category_snapshots(
@@ -267,12 +278,16 @@ def category_snapshots(
     counts = aggregate_battles(rated)
     anchor = _anchor(config, counts.models)
     made = []
+    bt: Leaderboard | None = None
     for method in methods:
-        board = _leaderboard(rated, method, config, anchor)
+        board = _leaderboard(rated, method, config, anchor, bt)
+        if method == BT:
+            bt = board
         # `rated` holds this category's battles already (category_of): the same parameters as
         # `arena ratings compute --category C` on all of them.
         params = {**board.params, "category": category}
         order = [row.model for row in board.rows]
+        as_json = board.to_json_dict()
         made.append(
             NewSnapshot(
                 method=method,
@@ -280,9 +295,10 @@ def category_snapshots(
                 params=params,
                 vote_set_hash=board.vote_set_hash,
                 n_votes=board.n_battles,
-                rows=board.to_json_dict()["models"],
+                rows=as_json["models"],
                 extras={
                     **extras,
+                    "fragility": as_json["fragility"],
                     "models": order,
                     "win_fraction": _matrix(win_fraction_matrix(counts, order=order), 4),
                     "battle_count": _matrix(battle_count_matrix(counts, order=order), None),

@@ -46,9 +46,11 @@ from arena.ratings.compute import (
     Method,
     compute_leaderboard,
     parse_anchor,
+    with_fragility,
 )
 from arena.ratings.elo import BASE, ELO_K, INIT_RATING, SCALE, online_elo
 from arena.ratings.errors import InvalidBattles, RatingsError, RatingsUndefined
+from arena.ratings.fragility import Fragility, Removal, Swap, rank_fragility
 from arena.ratings.intervals import (
     CONFIDENCE,
     DEFAULT_BOOTSTRAP_ROUNDS,
@@ -79,6 +81,7 @@ __all__ = [
     "WINNERS",
     "BradleyTerryFit",
     "EncodedBattles",
+    "Fragility",
     "InvalidBattles",
     "Leaderboard",
     "LeaderboardRow",
@@ -88,6 +91,8 @@ __all__ = [
     "RatingIntervals",
     "RatingsError",
     "RatingsUndefined",
+    "Removal",
+    "Swap",
     "Winner",
     "aggregate_battles",
     "available_categories",
@@ -105,6 +110,7 @@ __all__ = [
     "online_elo",
     "parse_anchor",
     "predicted_win_matrix",
+    "rank_fragility",
     "rank_upper_bound",
     "read_battles_file",
     "sandwich_intervals",
@@ -112,4 +118,5 @@ __all__ = [
     "vote_set_hash",
     "votes_per_model",
     "win_fraction_matrix",
+    "with_fragility",
 ]

@@ -147,7 +147,7 @@ def newton_strengths(
     """
     theta = np.array(start, dtype=np.float64, copy=True)
     n_fits, m = theta.shape
-    gradient_of = _PairSums(lo, hi, m)
+    gradient_of = PairSums(lo, hi, m)
     off_lo_hi = lo * m + hi
     off_hi_lo = hi * m + lo
     diagonal = np.arange(m) * (m + 1)
@@ -206,7 +206,7 @@ def newton_strengths(
     return theta, iterations
 
 
-class _PairSums:
+class PairSums:
     """Per-model sums of per-pair values: value at each pair's lo model minus value at its hi model.
 
     The gradient of the likelihood for many fits at once, by segmented sums over the pairs sorted
@@ -268,7 +268,7 @@ def refine_strengths(
     """
     theta = np.array(start, dtype=np.float64, copy=True)
     n_fits, m = theta.shape
-    gradient_of = _PairSums(lo, hi, m)
+    gradient_of = PairSums(lo, hi, m)
     active = np.arange(n_fits)
     previous = np.full(n_fits, np.inf)
     to_newton: list[IntArray] = []

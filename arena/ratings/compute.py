@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -17,10 +17,11 @@ from arena.ratings.battles import (
     encode_battles,
     vote_set_hash,
 )
-from arena.ratings.bradley_terry import fit_bradley_terry
+from arena.ratings.bradley_terry import BradleyTerryFit, fit_bradley_terry
 from arena.ratings.categories import ALL, category_mask
 from arena.ratings.elo import BASE, ELO_K, INIT_RATING, SCALE, online_elo_encoded
 from arena.ratings.errors import InvalidBattles
+from arena.ratings.fragility import Fragility, rank_fragility
 from arena.ratings.intervals import (
     CONFIDENCE,
     HESSIAN_RIDGE,
@@ -44,12 +45,15 @@ LEADERBOARD_COLUMNS: Final[tuple[str, ...]] = (
     "rank",
     "votes",
     "win_rate",
+    "swap_votes",
 )
 
 
 @dataclass(frozen=True)
 class LeaderboardRow:
-    """One model's line: rating, interval bounds (None without an interval), rank (upper bound)."""
+    """One model's line: rating, interval bounds (None without an interval), rank (upper bound),
+    and `swap_votes`: the fewest votes found whose removal puts the next row's model above this
+    one (fragility.py; None for the last row, for online Elo, or when no removal does)."""
 
     model: str
     rating: float
@@ -58,6 +62,7 @@ class LeaderboardRow:
     rank: int
     votes: int
     win_rate: float | None
+    swap_votes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,8 @@ class Leaderboard:
     `params` holds every setting that shaped the numbers (method constants, interval method, rounds,
     seed, anchor, reweighting, category); `vote_set_hash` identifies the votes that went in.
     `intervals` keeps the raw bounds and, for a bootstrap, every round's ratings (model order as
-    `models`, that is by name), for plots; it is not part of the JSON.
+    `models`, that is by name), for plots; it is not part of the JSON. `fragility` (Bradley-Terry
+    only) says how many votes hold each adjacent pair and first place, and which votes.
     """
 
     method: Method
@@ -77,15 +83,18 @@ class Leaderboard:
     rows: tuple[LeaderboardRow, ...]
     models: tuple[str, ...] = ()
     intervals: RatingIntervals | None = field(default=None, repr=False, compare=False)
+    fragility: Fragility | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         """{"method", "params", "vote_set_hash", "n_battles", "models": [{model, rating, ci_lower,
-        ci_upper, rank, votes, win_rate}]}, JSON-ready (NaN becomes null)."""
+        ci_upper, rank, votes, win_rate, swap_votes}], "fragility": {method, first_place,
+        adjacent} or null}, JSON-ready (NaN becomes null)."""
         return {
             "method": self.method,
             "params": dict(self.params),
             "vote_set_hash": self.vote_set_hash,
             "n_battles": self.n_battles,
+            "fragility": None if self.fragility is None else self.fragility.to_json_dict(),
             "models": [
                 {
                     "model": row.model,
@@ -95,6 +104,7 @@ class Leaderboard:
                     "rank": row.rank,
                     "votes": row.votes,
                     "win_rate": row.win_rate,
+                    "swap_votes": row.swap_votes,
                 }
                 for row in self.rows
             ],
@@ -104,13 +114,23 @@ class Leaderboard:
         """The rows as a DataFrame with LEADERBOARD_COLUMNS, in leaderboard order."""
         frame = pd.DataFrame(
             [
-                (r.model, r.rating, r.ci_lower, r.ci_upper, r.rank, r.votes, r.win_rate)
+                (
+                    r.model,
+                    r.rating,
+                    r.ci_lower,
+                    r.ci_upper,
+                    r.rank,
+                    r.votes,
+                    r.win_rate,
+                    r.swap_votes,
+                )
                 for r in self.rows
             ],
             columns=list(LEADERBOARD_COLUMNS),
         )
         for column in ("rating", "ci_lower", "ci_upper", "win_rate"):
             frame[column] = frame[column].astype("float64")
+        frame["swap_votes"] = frame["swap_votes"].astype("Int64")
         return frame
 
     def ratings(self) -> pd.Series:
@@ -120,6 +140,14 @@ class Leaderboard:
             index=pd.Index([r.model for r in self.rows], name="model"),
             name="rating",
         )
+
+
+def with_fragility(board: Leaderboard, fragility: Fragility | None) -> Leaderboard:
+    """The board with `fragility` attached (from another table of the same ratings, such as the
+    bootstrap table of a Bradley-Terry fit), each row's swap_votes filled from it."""
+    by_above = {} if fragility is None else {s.above: s.votes for s in fragility.adjacent}
+    rows = tuple(replace(r, swap_votes=by_above.get(r.model)) for r in board.rows)
+    return replace(board, rows=rows, fragility=fragility)
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -170,6 +198,7 @@ def compute_leaderboard(
     confidence: float = CONFIDENCE,
     category: str = ALL,
     progress: Progress | None = None,
+    fragility: bool = True,
 ) -> Leaderboard:
     """Ratings of every model in `battles`, with intervals, rank upper bounds, votes and win rates.
 
@@ -181,7 +210,9 @@ def compute_leaderboard(
     Elo over a resample in random order and the rating is the bootstrap median.
     An anchor (model, rating) translates the whole table, bounds included, so that model sits at
     that rating; without one, Bradley-Terry ratings have mean `init`. `bootstrap_rounds` 0 means
-    none. `progress(done, total)` is called as the bootstrap advances. Raises InvalidBattles for a
+    none. `progress(done, total)` is called as the bootstrap advances. With `fragility`, a
+    Bradley-Terry board says how many votes hold each adjacent pair and first place
+    (fragility.rank_fragility; online Elo has none). Raises InvalidBattles for a
     malformed table, an unknown category or anchor, RatingsUndefined when Bradley-Terry ratings
     would be infinite.
     """
@@ -202,6 +233,7 @@ def compute_leaderboard(
     rng = np.random.default_rng(seed)
     params: dict[str, Any] = {"scale": scale, "base": base, "init": init}
     intervals: RatingIntervals | None
+    fit: BradleyTerryFit | None = None
     if method == "bt":
         fit = fit_bradley_terry(counts, reweighted=reweighted, scale=scale, base=base, init=init)
         ratings = fit.ratings
@@ -254,6 +286,7 @@ def compute_leaderboard(
     votes = counts.votes()
     win_rate = average_win_rate(counts).to_numpy()
     order = sorted(range(len(encoded.models)), key=lambda i: (-ratings[i], encoded.models[i]))
+    fragile = rank_fragility(counts, fit, order) if fit is not None and fragility else None
     rows = tuple(
         LeaderboardRow(
             model=encoded.models[i],
@@ -266,7 +299,7 @@ def compute_leaderboard(
         )
         for i in order
     )
-    return Leaderboard(
+    board = Leaderboard(
         method=method,
         params=params,
         vote_set_hash=vote_set_hash(battles, encoded),
@@ -275,3 +308,4 @@ def compute_leaderboard(
         models=encoded.models,
         intervals=intervals,
     )
+    return board if fragile is None else with_fragility(board, fragile)

@@ -54,15 +54,21 @@ def test_json_has_exactly_the_documented_shape() -> None:
     battles = simulate_battles(rng.normal(0, 1, 4), 800, rng, tie_share=0.1)
     board = compute_leaderboard(battles, anchor=("model-01", 1114.0))
     data = json.loads(json.dumps(board.to_json_dict(), allow_nan=False))
-    assert set(data) == {"method", "params", "vote_set_hash", "n_battles", "models"}
+    assert set(data) == {"method", "params", "vote_set_hash", "n_battles", "models", "fragility"}
     assert data["method"] == "bt"
     assert data["n_battles"] == 800
     assert data["params"]["interval"] == "sandwich"
     assert data["params"]["anchor"] == {"model": "model-01", "rating": 1114.0}
     rows = data["models"]
     assert [set(r) for r in rows] == [
-        {"model", "rating", "ci_lower", "ci_upper", "rank", "votes", "win_rate"}
+        {"model", "rating", "ci_lower", "ci_upper", "rank", "votes", "win_rate", "swap_votes"}
     ] * 4
+    assert set(data["fragility"]) == {"method", "first_place", "adjacent"}
+    assert [s["above"] for s in data["fragility"]["adjacent"]] == [r["model"] for r in rows[:-1]]
+    assert [r["swap_votes"] for r in rows] == [
+        *(s["votes"] for s in data["fragility"]["adjacent"]),
+        None,
+    ]
     assert [r["rating"] for r in rows] == sorted((r["rating"] for r in rows), reverse=True)
     assert sum(r["votes"] for r in rows) == 2 * 800
     assert all(r["ci_lower"] < r["rating"] < r["ci_upper"] for r in rows)
