@@ -9,7 +9,9 @@ follow Bradley-Terry, one vote in ten is a tie, and the battles carry languages 
 as the recompute job stores them. Then, in one run:
 
 1. one full recompute (`run_recompute`: every method and category, bootstrap included) is timed,
-   after timing the load of the counted votes on its own;
+   after timing the load of the counted votes on its own; then the same recompute without the
+   fragility figures (the baseline) and with them again, so their cost is a ratio measured in
+   the same run (--pairs such pairs);
 2. the arena runs under uvicorn in a subprocess (one worker), and a load client in another
    process (raw asyncio HTTP/1.1 on keep-alive connections, no HTTP library in the way) keeps
    --concurrency requests in flight for --seconds on each of /healthz, /leaderboard,
@@ -360,6 +362,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--bootstrap", type=int, default=100)
+    parser.add_argument("--pairs", type=int, default=1, help="recomputes without / with fragility")
+    parser.add_argument("--recompute-only", action="store_true", help="skip the page load")
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--path", default="/healthz", help=argparse.SUPPRESS)
@@ -399,6 +403,22 @@ def main() -> None:
             f"{len(battles):,} rows; bootstrap {args.bootstrap} rounds)"
         )
         del battles
+        # Without / with the fragility figures, alternating, so that drift hits both alike.
+        timed: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(args.pairs):
+            for fragility in (False, True):
+                config = RecomputeConfig(
+                    database_url=url, bootstrap_rounds=args.bootstrap, fragility=fragility
+                )
+                timed[fragility].append(run_recompute(config).seconds)
+        without, with_ = min(timed[False]), min(timed[True])
+        print(
+            f"fragility figures: recompute {with_:.2f} s with, {without:.2f} s without "
+            f"(best of {args.pairs}; all: {timed[True]} / {timed[False]}): "
+            f"{with_ / without:.3f}x, +{with_ - without:.2f} s"
+        )
+        if args.recompute_only:
+            return
 
         with arena_server(url, Path(folder)) as port:
             results = [

@@ -53,8 +53,8 @@ def test_empty_state_before_any_vote(quiet_arena: Arena) -> None:
     assert 'id="leaderboard-table"' not in page.text
     assert api["snapshot"] is None and api["models"] == [] and api["votes_total"] == 0
     assert csv.status_code == 200 and csv.text.splitlines() == [
-        "rank,model,rating,ci_lower,ci_upper,votes,win_rate,organization,license,status,"
-        "activated_at,paused_at,retired_at"
+        "rank,model,rating,ci_lower,ci_upper,votes,win_rate,swap_votes,first_place_votes,"
+        "organization,license,status,activated_at,paused_at,retired_at"
     ]
     assert csv.headers["x-arena-snapshot"] == "none"
 
