@@ -275,7 +275,7 @@ def _refit_gaps(
         rate = np.maximum(ratio, last_ratio[active])
         previous[active] = size
         last_ratio[active] = ratio
-        if iteration < 2:
+        if iteration < 1:
             continue
         gap = theta[active, i[active]] - theta[active, j[active]]
         contracting = rate <= _CHORD_RATIO
