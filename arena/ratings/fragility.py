@@ -238,9 +238,10 @@ def _refit_gaps(
 
     Chord iterations from the full fit with its inverse Hessian (the first one is the
     first-order prediction). They contract linearly at a rate r, so the gap is within
-    2 |step| r / (1 - r) of the exact refit; r is estimated by the larger of the last two step
-    ratios (which grow towards r as the slowest direction takes over), the bound doubled for
-    safety, and a probe stops once it cannot cross the threshold. Probes that contract slower
+    2 |step| r / (1 - r) of the exact refit. From the second step on, r is estimated by the
+    larger of the last two step ratios (they grow towards r as the slowest direction takes
+    over), the bound is doubled for safety (_BOUND_SAFETY = 4 in all), and a probe stops once
+    the bound cannot carry its gap across the threshold. Probes that contract slower
     than _CHORD_RATIO, or stay undecided, are finished by exact Newton (rare: large removals
     contract at about 0.4, and a dense solve per probe costs more than many chord steps).
     """

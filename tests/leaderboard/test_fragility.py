@@ -105,6 +105,7 @@ def test_page_says_what_holds_each_rank(rated_arena: Arena, browser_page: Browse
         assert match is not None and int(match.group(1).replace(",", "")) == row["swap_votes"]
     assert texts[-1].strip() == "—"
     expect(page.get_by_role("columnheader", name="Above the next")).to_be_visible()
+    browser_page.screenshot("leaderboard-fragility.png")
 
     page.get_by_role("navigation", name="Method").get_by_role("link", name="Online Elo").click()
     page.wait_for_url("**method=elo**")
