@@ -52,7 +52,9 @@ from arena.registry.routes import pages_router as owner_pages_router
 from arena.registry.routes import router as owners_router
 from arena.registry.webhooks import WebhookSender
 from arena.upstream.client import Answer, Limits
-from arena.upstream.http import upstream_client
+from arena.upstream.http import UpstreamClient
+from arena.upstream.proxies import proxy_routes_from_environment
+from arena.upstream.trust import trusted_context
 from arena.workers import Workers
 
 log = logging.getLogger(__name__)
@@ -135,6 +137,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # One pooled client for every upstream call: keep-alive saves a handshake per battle.
+        # First of all: an unusable CA bundle or proxy variable stops the worker before it
+        # starts anything, with the variable's name.
+        client = UpstreamClient(
+            tls=trusted_context(settings.ca_bundle),
+            proxies=proxy_routes_from_environment(),
+            proxy_resolves_names=settings.proxy_resolves_names,
+        )
         engine = make_async_engine(
             settings.database_url,
             pool_size=settings.database_pool_size,
@@ -160,8 +170,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.release_notice = release_notice(settings)
         # Built here, not in the first battle's write transaction: a few tenths of a second.
         await asyncio.to_thread(folding_table)
-        # One pooled client for every upstream call: keep-alive saves a handshake per battle.
-        client = upstream_client()
         app.state.http = client
         app.state.planned_turns = PlannedTurns()
         app.state.turn_runner = TurnRunner(

@@ -108,6 +108,15 @@ class Settings(BaseSettings):
     """Longest whole answer, in seconds."""
     max_answer_bytes: int = Field(default=65_536, ge=256, le=10_000_000)
     """An answer longer than this ends its side with an error."""
+    ca_bundle: Path | None = None
+    """PEM file of the certificate authorities trusted on https:// endpoints, in place of
+    certifi's public ones (behind a TLS-inspecting proxy, its CA); unset: `SSL_CERT_FILE`, else
+    `SSL_CERT_DIR`, else certifi. A missing or unreadable file stops the arena at start.
+    Proxies come from `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`."""
+    proxy_resolves_names: bool = False
+    """Ask the proxy for an endpoint's host name instead of the address the SSRF guard checked,
+    for proxies that allow destinations by domain name; the proxy then resolves the name
+    itself, so the guard's pin rests on the proxy's own rules."""
 
     # Vote integrity (DESIGN section 5)
     battle_rate_limit: str = "20/minute;300/day"

@@ -20,6 +20,7 @@
     ├── TooManyRequests             429  with Retry-After
     ├── NoModelsAvailable           503  fewer than two active models
     ├── DemoUnavailable                  the built-in demo endpoints cannot start (CLI only)
+    ├── OutboundSetupError               the CA bundle or a proxy variable is unusable (at start)
     └── EndpointError                    an upstream endpoint misbehaved (never shown verbatim)
         ├── EndpointTimeout
         ├── EndpointStatusError
@@ -170,6 +171,10 @@ class NoModelsAvailable(ArenaError):
 
 
 class DemoUnavailable(ArenaError):
+    pass
+
+
+class OutboundSetupError(ArenaError):
     pass
 
 

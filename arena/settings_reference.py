@@ -46,6 +46,8 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
             "idle_timeout",
             "total_timeout",
             "max_answer_bytes",
+            "ca_bundle",
+            "proxy_resolves_names",
         ),
     ),
     (

@@ -8,6 +8,11 @@ that is no chat completion all read alike, and a body is never repeated: it coul
 page. What a real HTTP server answered is shown: its status code, with the message of an
 OpenAI-style JSON error (`{"error": {"message": ...}}`), bounded and without control characters.
 The whole failure is in the operator's log (the chat client logs every one).
+
+A certificate the arena does not trust is named as such, with OpenSSL's reason (an expired
+certificate, another host's, an unknown authority): the owner can fix that and nothing else
+would tell it, while it says no more about the address than that a TLS server listens there,
+at an address the SSRF guard allowed.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from arena.upstream.client import Failed, FailureKind
 EXCERPT_CHARS: Final = 200
 
 # "interrupted" is for stored answers only: the arena stopped while relaying one.
-OwnerFailureKind = Literal["unreachable", "unauthorized", "http_status", "too_large", "interrupted"]
+OwnerFailureKind = Literal[
+    "unreachable", "unauthorized", "http_status", "too_large", "interrupted", "certificate"
+]
 
 UNREACHABLE: Final = (
     "the endpoint could not be reached, or did not answer as an OpenAI-compatible server in "
@@ -30,7 +37,11 @@ UNREACHABLE: Final = (
     "that the server is running and reachable from the arena, and that it answers a chat "
     "completion (streamed or as JSON)"
 )
-_OVER_TLS: Final = "; over https, its certificate must be one that public authorities vouch for"
+_OVER_TLS: Final = (
+    "; over https, its certificate must be one that the authorities the arena trusts vouch for"
+)
+CERTIFICATE_NOT_TRUSTED: Final = "certificate not trusted"
+_CERTIFICATE_DETAIL = re.compile(r"(?:certificate not trusted: )?(.*)\Z", re.DOTALL)
 
 _STATUS_DETAIL = re.compile(r"HTTP (\d{3}): (.*)\Z", re.DOTALL)
 _ERROR_OBJECT_PREFIX: Final = "upstream error object: "
@@ -80,6 +91,16 @@ def explain_failure(failed: Failed, *, base_url: str, api_key: str | None) -> Ow
             "max_tokens",
             "the answer was longer than the arena accepts; lower max_tokens, and check that "
             "the server honours it",
+        )
+    if failed.kind == "certificate":
+        match = _CERTIFICATE_DETAIL.match(failed.detail)
+        why = clean_excerpt(match.group(1) if match else failed.detail)
+        return OwnerFailure(
+            "certificate",
+            "base_url",
+            f"{CERTIFICATE_NOT_TRUSTED}: {why}; the endpoint must present a certificate for its "
+            "host name that chains to an authority the arena trusts (public authorities, or the "
+            "operator's CA bundle)",
         )
     # connect, timeout, protocol: alike, so that no port's state can be told from another's.
     over_tls = base_url.lower().startswith("https:")

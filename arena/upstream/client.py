@@ -24,7 +24,8 @@ from arena.upstream.sse import SseData, SseError
 
 log = logging.getLogger(__name__)
 
-FailureKind = Literal["connect", "timeout", "status", "protocol", "too_large"]
+# "certificate": the endpoint spoke TLS with a certificate the arena does not trust.
+FailureKind = Literal["connect", "timeout", "status", "protocol", "too_large", "certificate"]
 
 # One encoder for every request: json.dumps with options builds a new one on each call.
 _to_json = json.JSONEncoder(ensure_ascii=False).encode
@@ -282,6 +283,8 @@ def _transport_failure(exc: UpstreamHTTPError) -> Failed:
     after, the connection broke or the server spoke no HTTP."""
     if exc.timed_out:
         return Failed("timeout", str(exc))
+    if exc.certificate:
+        return Failed("certificate", str(exc))
     if not exc.connected:
         return Failed("connect", str(exc))
     return Failed("protocol", f"connection broke: {exc}")

@@ -9,9 +9,16 @@ httpx on aiohttp's connections about 95 µs; aiohttp alone about 55 µs, mostly 
 and task wake-ups per chunk. Parsing in the read callback costs about 26 µs per chunk, the
 request included (bench/relay.py, and the measurements in docs/benchmarks.md).
 
+Through a forward proxy (arena/upstream/proxies.py), an https:// endpoint is reached through a
+CONNECT tunnel and an http:// one by absolute-form requests. The proxy is asked for the address
+the SSRF guard checked, not the host name, so that it cannot resolve the name to somewhere else
+(DNS rebinding from the proxy's side of the network); TLS and Host still name the host, and the
+certificate is checked against it. `proxy_resolves_names` asks for the name instead, for proxies
+whose rules allow destinations by domain name.
+
 What it does not do, on purpose: redirects (an endpoint that redirects fails; the address guard
-checked the address it was given), proxies, cookies, HTTP/2. It asks for an uncompressed body and
-still reads gzip and deflate.
+checked the address it was given), cookies, HTTP/2. It asks for an uncompressed body and still
+reads gzip and deflate.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from typing import Any, cast
 
 import certifi
 import httptools
+
+from arena.upstream.proxies import Proxy, ProxyRoutes
 
 # How long an idle upstream connection is kept for the next call to the same endpoint.
 _KEEPALIVE_SECONDS = 30.0
@@ -57,10 +66,13 @@ class UpstreamHTTPError(Exception):
     """The exchange failed below HTTP's meaning: `connected` says whether the request reached a
     server (and so whether the endpoint could not be reached or broke off its answer)."""
 
-    def __init__(self, message: str, *, connected: bool, timed_out: bool = False) -> None:
+    def __init__(
+        self, message: str, *, connected: bool, timed_out: bool = False, certificate: bool = False
+    ) -> None:
         super().__init__(message)
         self.connected = connected
         self.timed_out = timed_out
+        self.certificate = certificate  # the endpoint's certificate was not trusted
 
 
 _Key = tuple[str, str, int, str]
@@ -365,13 +377,104 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
 
-class UpstreamClient:
-    """Pooled keep-alive connections per endpoint address; one per worker, shared by every call."""
+_PROXY_STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([0-9]{3})(?: ([^\r\n]*))?\Z")
 
-    def __init__(self, *, tls: ssl.SSLContext | None = None) -> None:
+
+class _TunnelReply(asyncio.Protocol):
+    """A proxy's answer to CONNECT: its head, at most MAX_HEAD_BYTES, and nothing after it
+    (the endpoint speaks only after our TLS hello)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.head: asyncio.Future[bytes] = loop.create_future()
+        self.transport: asyncio.Transport | None = None
+        self._received = bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.head.done():
+            return
+        searched_from = max(0, len(self._received) - 3)
+        self._received += data
+        end = self._received.find(b"\r\n\r\n", searched_from)
+        if end == -1 or end + 4 > MAX_HEAD_BYTES:
+            if len(self._received) > MAX_HEAD_BYTES:
+                self._fail(f"the proxy's answer to CONNECT exceeded {MAX_HEAD_BYTES} bytes")
+            return
+        if end + 4 != len(self._received):
+            self._fail("the proxy sent bytes after its answer to CONNECT")
+            return
+        if self.transport is not None:
+            self.transport.pause_reading()
+        self.head.set_result(bytes(self._received[:end]))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail("the proxy closed the connection before answering CONNECT")
+
+    def _fail(self, message: str) -> None:
+        if self.head.done():
+            return
+        self.head.set_exception(UpstreamHTTPError(message, connected=False))
+        self.head.exception()  # retrieved: a failure nobody awaits any more is not reported
+        if self.transport is not None:
+            self.transport.abort()
+
+
+def _tunnel_refusal(head: bytes, destination: str) -> str | None:
+    """Why the proxy's answer to CONNECT opened no tunnel, or None when it did."""
+    status_line = head.split(b"\r\n", 1)[0]
+    match = _PROXY_STATUS_LINE.match(status_line)
+    if match is None:
+        shown = status_line[:80].decode("latin-1").encode("unicode_escape").decode("ascii")
+        return f"the proxy did not answer CONNECT in HTTP ({shown!r})"
+    status = int(match.group(1))
+    if 200 <= status < 300:
+        return None
+    reason = _UNSAFE_IN_HEAD.sub("", (match.group(2) or b"").decode("latin-1"))[:80]
+    if status == 407:
+        return (
+            f"the proxy asks for credentials (HTTP 407 {reason}); give them in the proxy URL, "
+            "http://user:password@proxy:port"
+        )
+    return f"the proxy refused the tunnel to {destination} (HTTP {status} {reason})"
+
+
+class UpstreamClient:
+    """Pooled keep-alive connections per endpoint address; one per worker, shared by every call.
+    `proxies` None (no proxy in the environment) leaves every call as direct as it was."""
+
+    def __init__(
+        self,
+        *,
+        tls: ssl.SSLContext | None = None,
+        proxies: ProxyRoutes | None = None,
+        proxy_resolves_names: bool = False,
+    ) -> None:
         self._tls = tls
         self._idle: dict[_Key, list[_Connection]] = {}
         self._open: set[_Connection] = set()
+        self._proxies = proxies
+        self._proxy_resolves_names = proxy_resolves_names
+        self._proxy_tls: ssl.SSLContext | None = None
+        # (scheme, host, port) -> its proxy: the environment is read once, so is each answer
+        self._routes: dict[tuple[str, str, int], Proxy | None] = {}
+
+    def _proxy(self, target: Target) -> Proxy | None:
+        if self._proxies is None:
+            return None
+        key = (target.scheme, target.host, target.port)
+        if key not in self._routes:
+            if len(self._routes) >= _IDLE_PER_ADDRESS:
+                self._routes.clear()
+            self._routes[key] = self._proxies.proxy_for(*key)
+        return self._routes[key]
+
+    def _proxy_authority(self, target: Target) -> str:
+        """What the proxy is asked to reach: the checked address, or the name when the proxy
+        resolves names."""
+        host = target.host if self._proxy_resolves_names else target.connect_host
+        return f"[{host}]:{target.port}" if ":" in host else f"{host}:{target.port}"
 
     def _tls_context(self) -> ssl.SSLContext:
         if self._tls is None:
@@ -394,7 +497,7 @@ class UpstreamClient:
         """Start a request: on a kept-alive connection to the endpoint it is written now, before
         this returns; else it waits for `Post.response` to connect."""
         try:
-            request = self._request_head(target, headers, len(body)) + body
+            request = self._request_head(target, headers, len(body), self._proxy(target)) + body
         except UpstreamHTTPError as refused:
             return Post(self, target, b"", None, refused=refused)
         connection = self._idle_connection(target)
@@ -409,10 +512,18 @@ class UpstreamClient:
         connection.transport.write(request)
         return response
 
-    @staticmethod
-    def _request_head(target: Target, headers: dict[str, str], length: int) -> bytes:
-        lines = [f"POST {target.path} HTTP/1.1", f"Host: {target.host_header}"]
+    def _request_head(
+        self, target: Target, headers: dict[str, str], length: int, proxy: Proxy | None
+    ) -> bytes:
+        if proxy is not None and target.scheme == "http":
+            # Absolute form: the proxy connects to the authority in the request line.
+            request_target = f"http://{self._proxy_authority(target)}{target.path}"
+        else:
+            request_target = target.path
+        lines = [f"POST {request_target} HTTP/1.1", f"Host: {target.host_header}"]
         lines += [f"{name}: {value}" for name, value in headers.items() if name.lower() != "host"]
+        if proxy is not None and target.scheme == "http" and proxy.authorization:
+            lines.append(f"Proxy-Authorization: {proxy.authorization}")
         for line in lines:
             # The last line of defence: registration refuses such values, but a CR or LF here
             # would let a stored value write headers (or a request) of its own.
@@ -447,23 +558,78 @@ class UpstreamClient:
         loop = asyncio.get_running_loop()
         tls = self._tls_context() if target.scheme == "https" else None
         connection = _Connection(self, target.address)
+        proxy = self._proxy(target)
         try:
             async with asyncio.timeout(timeout):
-                await loop.create_connection(
-                    lambda: connection,
-                    target.connect_host,
-                    target.port,
-                    ssl=tls,
-                    server_hostname=target.host if tls is not None else None,
-                )
+                if proxy is None:
+                    await loop.create_connection(
+                        lambda: connection,
+                        target.connect_host,
+                        target.port,
+                        ssl=tls,
+                        server_hostname=target.host if tls is not None else None,
+                    )
+                elif tls is None:
+                    await self._dial_proxy(proxy, lambda: connection)
+                else:
+                    await self._tunnel(proxy, target, tls, connection)
         except TimeoutError:
+            via = "" if proxy is None else f" (through the proxy {proxy.shown})"
             raise UpstreamHTTPError(
-                f"connect timeout after {timeout}s", connected=False, timed_out=True
+                f"connect timeout after {timeout}s{via}", connected=False, timed_out=True
+            ) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise UpstreamHTTPError(
+                f"certificate not trusted: {exc.verify_message or exc.reason}",
+                connected=False,
+                certificate=True,
             ) from None
         except (OSError, ssl.SSLError, ValueError) as exc:
-            raise UpstreamHTTPError(f"could not connect: {exc!r}", connected=False) from None
+            via = "" if proxy is None else f" through the proxy {proxy.shown}"
+            raise UpstreamHTTPError(f"could not connect{via}: {exc!r}", connected=False) from None
+        except UpstreamHTTPError as exc:
+            drop_history(exc)
+            raise
         self._open.add(connection)
         return connection
+
+    async def _dial_proxy(
+        self, proxy: Proxy, protocol: Callable[[], asyncio.Protocol]
+    ) -> asyncio.Transport:
+        if proxy.scheme == "https" and self._proxy_tls is None:
+            self._proxy_tls = ssl.create_default_context()  # the proxy's own, system authorities
+        transport, _ = await asyncio.get_running_loop().create_connection(
+            protocol,
+            proxy.host,
+            proxy.port,
+            ssl=self._proxy_tls if proxy.scheme == "https" else None,
+            server_hostname=proxy.host if proxy.scheme == "https" else None,
+        )
+        return transport
+
+    async def _tunnel(
+        self, proxy: Proxy, target: Target, tls: ssl.SSLContext, connection: _Connection
+    ) -> None:
+        """CONNECT through `proxy`, then TLS to the endpoint inside the tunnel."""
+        loop = asyncio.get_running_loop()
+        reply = _TunnelReply(loop)
+        transport = await self._dial_proxy(proxy, lambda: reply)
+        try:
+            authority = self._proxy_authority(target)
+            lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+            if proxy.authorization:
+                lines.append(f"Proxy-Authorization: {proxy.authorization}")
+            transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            refusal = _tunnel_refusal(await reply.head, authority)
+            if refusal is not None:
+                raise UpstreamHTTPError(refusal, connected=False)
+            inner = await loop.start_tls(transport, connection, tls, server_hostname=target.host)
+        except BaseException:
+            transport.abort()
+            raise
+        if inner is None:
+            raise UpstreamHTTPError("the tunnel closed during the TLS handshake", connected=False)
+        connection.connection_made(inner)
 
     def _release(self, connection: _Connection) -> None:
         idle = self._idle.setdefault(connection.key, [])
