@@ -29,7 +29,7 @@ from arena.registry import service as registry
 from arena.registry.keys import KeyRing
 from tests.servers import ServerThread
 
-pytest_plugins = ["tests.fake_upstream", "tests.browser"]
+pytest_plugins = ["tests.fake_upstream", "tests.forward_proxy", "tests.browser"]
 
 T = TypeVar("T")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import ssl
 import threading
 import zlib
 from collections.abc import Iterator
@@ -49,9 +50,13 @@ class Received:
 class FakeUpstream:
     port: int
     received: list[Received] = field(default_factory=list)
+    # Served over TLS: its base URL is https://localhost (the name in its certificate).
+    tls: bool = False
 
     @property
     def base_url(self) -> str:
+        if self.tls:
+            return f"https://localhost:{self.port}/v1"
         return f"http://127.0.0.1:{self.port}/v1"
 
     def requests_for(self, model: str) -> list[Received]:
@@ -292,15 +297,18 @@ class _Handler:
         return True
 
 
-def start_fake_upstream() -> tuple[FakeUpstream, threading.Thread, asyncio.AbstractEventLoop]:
-    upstream = FakeUpstream(port=free_port())
+def start_fake_upstream(
+    tls: ssl.SSLContext | None = None,
+) -> tuple[FakeUpstream, threading.Thread, asyncio.AbstractEventLoop]:
+    """The fake upstream in a thread of its own; over TLS with `tls` (a server context)."""
+    upstream = FakeUpstream(port=free_port(), tls=tls is not None)
     loop = asyncio.new_event_loop()
     ready = threading.Event()
 
     def run() -> None:
         asyncio.set_event_loop(loop)
         server = loop.run_until_complete(
-            asyncio.start_server(_Handler(upstream), "127.0.0.1", upstream.port)
+            asyncio.start_server(_Handler(upstream), "127.0.0.1", upstream.port, ssl=tls)
         )
         ready.set()
         try:

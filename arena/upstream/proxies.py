@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import logging
+import re
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Final
@@ -68,9 +69,23 @@ def parse_proxy(variable: str, url: str) -> Proxy:
     return Proxy(scheme, parts.hostname, port or _DEFAULT_PORTS[scheme], authorization)
 
 
-def _network(entry: str) -> IPNetwork | None:
+_BRACKETED = re.compile(r"\[([^\]]*)\](/[0-9]+)?(?::([0-9]+))?\Z")
+_IPV4_WITH_PORT = re.compile(r"([0-9./]+):([0-9]+)\Z")
+
+
+def _network(entry: str) -> tuple[IPNetwork, int | None] | None:
+    """An address or CIDR network, with the port it is limited to: "10.0.0.0/8", "192.0.2.7:8443",
+    "2001:db8::/32", "[2001:db8::1]:8443"."""
+    port = None
+    bracketed = _BRACKETED.match(entry)
+    with_port = _IPV4_WITH_PORT.match(entry)
+    if bracketed is not None:
+        entry = bracketed.group(1) + (bracketed.group(2) or "")
+        port = int(bracketed.group(3)) if bracketed.group(3) else None
+    elif with_port is not None:
+        entry, port = with_port.group(1), int(with_port.group(2))
     try:
-        return ipaddress.ip_network(entry.strip("[]"), strict=False)
+        return ipaddress.ip_network(entry, strict=False), port
     except ValueError:
         return None
 
@@ -84,7 +99,7 @@ class ProxyRoutes:
     bypass_all: bool = False
     # (name, port or None for any): the name and every name under it
     no_proxy_names: tuple[tuple[str, int | None], ...] = ()
-    no_proxy_networks: tuple[IPNetwork, ...] = ()
+    no_proxy_networks: tuple[tuple[IPNetwork, int | None], ...] = ()
 
     def proxy_for(self, scheme: str, host: str, port: int) -> Proxy | None:
         proxy = self.https if scheme == "https" else self.http
@@ -100,8 +115,11 @@ class ProxyRoutes:
             address = ipaddress.ip_address(host)
         except ValueError:
             address = None
-        if address is not None and any(address in net for net in self.no_proxy_networks):
-            return True
+        if address is not None:
+            return any(
+                address in network and only_port in (None, port)
+                for network, only_port in self.no_proxy_networks
+            )
         return any(
             (host == name or host.endswith("." + name)) and only_port in (None, port)
             for name, only_port in self.no_proxy_names
@@ -119,7 +137,7 @@ def proxy_routes_from_environment() -> ProxyRoutes | None:
     http = parse_proxy("HTTP_PROXY", http_url) if http_url else None
     https = parse_proxy("HTTPS_PROXY", https_url) if https_url else None
     names: list[tuple[str, int | None]] = []
-    networks: list[IPNetwork] = []
+    networks: list[tuple[IPNetwork, int | None]] = []
     bypass_all = False
     for raw in (found.get("no") or "").split(","):
         entry = raw.strip().lower()
