@@ -50,6 +50,8 @@ class ArenaProcess:
     # True: started as an operator starts it, `arena serve` (its workers, its logging).
     cli: bool = False
     process: subprocess.Popen[bytes] | None = None
+    # Variables beside the settings (HTTPS_PROXY...); None removes one the tests run with.
+    env: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -79,6 +81,11 @@ class ArenaProcess:
         if self.cli:
             command = [str(Path(sys.executable).parent / "arena"), "serve"]
             env.update(ARENA_HOST="127.0.0.1", ARENA_PORT=str(self.port))
+        for name, value in self.env.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         return self
