@@ -31,9 +31,7 @@ PROMPT = "Which way to the endpoint?"
 
 
 @contextmanager
-def running_arena(
-    settings: Settings, log: Path, **variables: str
-) -> Iterator[ArenaProcess]:
+def running_arena(settings: Settings, log: Path, **variables: str) -> Iterator[ArenaProcess]:
     """The arena with exactly these proxy variables (none inherited from the test run)."""
     env: dict[str, str | None] = {}
     for name in _PROXY_VARIABLES:
