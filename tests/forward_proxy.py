@@ -39,12 +39,14 @@ class ForwardProxy:
     forwarded: list[str] = field(default_factory=list)  # absolute-form request targets
     authorizations: list[str | None] = field(default_factory=list)
 
+    tls: bool = False  # spoken to over TLS, as https://localhost
+
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"https://localhost:{self.port}" if self.tls else f"http://127.0.0.1:{self.port}"
 
     def url_with(self, credentials: str) -> str:
-        return f"http://{credentials}@127.0.0.1:{self.port}"
+        return self.url.replace("://", f"://{credentials}@", 1)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -130,9 +132,12 @@ async def _pipe_both(
 
 
 @contextlib.contextmanager
-def running_proxy(mode: str = "honest", credentials: str | None = None) -> Iterator[ForwardProxy]:
-    """A ForwardProxy listening on loopback in a thread of its own, until the block ends."""
-    proxy = ForwardProxy(port=free_port(), mode=mode, credentials=credentials)
+def running_proxy(
+    mode: str = "honest", credentials: str | None = None, tls: ssl.SSLContext | None = None
+) -> Iterator[ForwardProxy]:
+    """A ForwardProxy listening on loopback in a thread of its own, until the block ends; over
+    TLS with `tls` (a server context)."""
+    proxy = ForwardProxy(port=free_port(), mode=mode, credentials=credentials, tls=tls is not None)
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     stop: asyncio.Future[None] | None = None
@@ -140,7 +145,7 @@ def running_proxy(mode: str = "honest", credentials: str | None = None) -> Itera
     async def serve() -> None:
         nonlocal stop
         stop = loop.create_future()
-        server = await asyncio.start_server(proxy.handle, "127.0.0.1", proxy.port)
+        server = await asyncio.start_server(proxy.handle, "127.0.0.1", proxy.port, ssl=tls)
         ready.set()
         async with server:
             await stop
@@ -215,7 +220,9 @@ def forward_proxy() -> Iterator[Callable[..., ForwardProxy]]:
     """Start forward proxies (mode, credentials) for the test; all stop at its end."""
     with contextlib.ExitStack() as stack:
 
-        def start(mode: str = "honest", credentials: str | None = None) -> ForwardProxy:
-            return stack.enter_context(running_proxy(mode, credentials))
+        def start(
+            mode: str = "honest", credentials: str | None = None, tls: ssl.SSLContext | None = None
+        ) -> ForwardProxy:
+            return stack.enter_context(running_proxy(mode, credentials, tls))
 
         yield start

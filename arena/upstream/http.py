@@ -456,7 +456,6 @@ class UpstreamClient:
         self._open: set[_Connection] = set()
         self._proxies = proxies
         self._proxy_resolves_names = proxy_resolves_names
-        self._proxy_tls: ssl.SSLContext | None = None
         # (scheme, host, port) -> its proxy: the environment is read once, so is each answer
         self._routes: dict[tuple[str, str, int], Proxy | None] = {}
 
@@ -596,15 +595,24 @@ class UpstreamClient:
     async def _dial_proxy(
         self, proxy: Proxy, protocol: Callable[[], asyncio.Protocol]
     ) -> asyncio.Transport:
-        if proxy.scheme == "https" and self._proxy_tls is None:
-            self._proxy_tls = ssl.create_default_context()  # the proxy's own, system authorities
-        transport, _ = await asyncio.get_running_loop().create_connection(
-            protocol,
-            proxy.host,
-            proxy.port,
-            ssl=self._proxy_tls if proxy.scheme == "https" else None,
-            server_hostname=proxy.host if proxy.scheme == "https" else None,
-        )
+        # An https:// proxy is checked against the same authorities as the endpoints, as
+        # requests and httpx do; its certificate failing is the operator's to fix, not the
+        # owner's, so it is no "certificate" failure of the endpoint.
+        tls = self._tls_context() if proxy.scheme == "https" else None
+        try:
+            transport, _ = await asyncio.get_running_loop().create_connection(
+                protocol,
+                proxy.host,
+                proxy.port,
+                ssl=tls,
+                server_hostname=proxy.host if tls is not None else None,
+            )
+        except ssl.SSLCertVerificationError as exc:
+            raise UpstreamHTTPError(
+                f"the proxy {proxy.shown} has a certificate not trusted: "
+                f"{exc.verify_message or exc.reason}",
+                connected=False,
+            ) from None
         return transport
 
     async def _tunnel(

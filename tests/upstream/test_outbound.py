@@ -149,6 +149,36 @@ def test_an_https_endpoint_is_reached_through_a_connect_tunnel_to_the_checked_ad
     assert tls_upstream.received[-1].headers["host"] == f"localhost:{tls_upstream.port}"
 
 
+@pytest.mark.parametrize("loop", sorted(_LOOPS))
+def test_an_https_proxy_carries_tls_inside_tls(
+    tls_upstream: FakeUpstream,
+    fake_upstream: FakeUpstream,
+    test_authority: Authority,
+    forward_proxy: Callable[..., ForwardProxy],
+    loop: str,
+) -> None:
+    proxy = forward_proxy(tls=test_authority.server_context())
+    trusted = test_authority.client_context()
+    answer = _call(tls_upstream, tls=trusted, proxies=_routes(proxy), loop=loop)
+    assert answer.ok, answer.failure
+    assert proxy.connects == [f"127.0.0.1:{tls_upstream.port}"]
+    assert _call(fake_upstream, tls=trusted, proxies=_routes(proxy), loop=loop).ok
+    assert proxy.forwarded == [f"http://127.0.0.1:{fake_upstream.port}/v1/chat/completions"]
+
+
+def test_an_https_proxy_with_an_untrusted_certificate_is_no_endpoint_certificate_failure(
+    tls_upstream: FakeUpstream,
+    test_authority: Authority,
+    forward_proxy: Callable[..., ForwardProxy],
+) -> None:
+    proxy = forward_proxy(tls=test_authority.server_context())
+    answer = _call(tls_upstream, tls=trusted_context(None), proxies=_routes(proxy))
+    assert answer.failure is not None and answer.failure.kind == "connect", answer.failure
+    assert "the proxy https://localhost:" in answer.failure.detail
+    assert "has a certificate not trusted" in answer.failure.detail
+    assert proxy.connects == []
+
+
 def test_the_proxy_is_asked_for_the_name_when_it_resolves_names(
     tls_upstream: FakeUpstream,
     test_authority: Authority,
