@@ -96,3 +96,20 @@ def test_a_stored_error_is_explained_the_same_way() -> None:
 def test_an_interrupted_answer_is_not_the_endpoints_doing() -> None:
     stored = explain_stored_error(INTERRUPTED, base_url=URL, api_key=None)
     assert stored.kind == "interrupted" and "not the endpoint's doing" in stored.reason
+
+
+def test_a_certificate_not_trusted_is_named_with_its_reason_on_one_bounded_line() -> None:
+    why = "Hostname mismatch, certificate is not valid for 'api.example.org'."
+    failed = Failed("certificate", f"certificate not trusted: {why}")
+    explained = explain_failure(failed, base_url="https://api.example.org/v1", api_key=None)
+    assert explained.kind == "certificate" and explained.field == "base_url"
+    assert explained.reason.startswith(f"certificate not trusted: {why}; ")
+    assert "operator's CA bundle" in explained.reason
+    stored = explain_stored_error(
+        f"certificate: certificate not trusted: {why}", base_url=URL, api_key=None
+    )
+    assert stored == explained
+    hostile = Failed("certificate", "certificate not trusted: a\nb\x1b[31m" + "x" * 5000)
+    reason = explain_failure(hostile, base_url=URL, api_key=None).reason
+    assert "\n" not in reason and "\x1b" not in reason
+    assert len(reason) < EXCERPT_CHARS + 300
