@@ -297,6 +297,14 @@ async def _read_answer(
     on_text: Callable[[str, asyncio.Timeout], None],
     deadline: asyncio.Timeout,
 ) -> None:
+    if response.status == 407:
+        # Only a proxy asks for proxy credentials (an http:// endpoint's request goes through
+        # one as is): the operator's to fix, and no answer of the endpoint's.
+        raise UpstreamHTTPError(
+            "the proxy asks for credentials (HTTP 407); give them in the proxy URL, "
+            "http://user:password@proxy:port",
+            connected=False,
+        )
     if response.status >= 300:
         raw, _more = await response.read(4096)
         body = raw.decode("utf-8", "replace")

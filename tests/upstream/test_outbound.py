@@ -262,6 +262,17 @@ def test_a_misbehaving_proxy_fails_the_call_cleanly(
     assert len(tls_upstream.received) == before  # nothing reached the endpoint
 
 
+def test_an_http_request_the_proxy_wants_credentials_for_is_no_answer_of_the_endpoint(
+    fake_upstream: FakeUpstream, forward_proxy: Callable[..., ForwardProxy]
+) -> None:
+    proxy = forward_proxy(credentials="ada:secret")
+    before = len(fake_upstream.received)
+    answer = _call(fake_upstream, tls=None, proxies=_routes(proxy))
+    assert answer.failure is not None and answer.failure.kind == "connect", answer.failure
+    assert "the proxy asks for credentials (HTTP 407)" in answer.failure.detail
+    assert len(fake_upstream.received) == before
+
+
 def test_a_refused_proxy_is_an_unreachable_endpoint(
     tls_upstream: FakeUpstream, test_authority: Authority
 ) -> None:
