@@ -363,3 +363,14 @@ def test_an_unusable_proxy_variable_stops_the_arena_naming_it(value: str, says: 
     with pytest.raises(OutboundSetupError, match=says) as refused:
         _environment_routes({"HTTPS_PROXY": value})
     assert refused.value.message.startswith("HTTPS_PROXY: ")
+
+
+def test_ssl_cert_dir_is_read_after_ssl_cert_file(
+    tmp_path: Path, test_authority: Authority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "absent"))
+    with pytest.raises(OutboundSetupError, match="SSL_CERT_DIR: .* is not a folder"):
+        trusted_context(None)
+    monkeypatch.setenv("SSL_CERT_FILE", str(test_authority.bundle))
+    assert trusted_context(None).cert_store_stats()["x509_ca"] == 1
