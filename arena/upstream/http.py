@@ -573,7 +573,8 @@ class UpstreamClient:
                 else:
                     await self._tunnel(proxy, target, tls, connection)
         except TimeoutError:
-            via = "" if proxy is None else f" (through the proxy {proxy.shown})"
+            # The proxy is not named: webhook owners read these messages (registry/webhooks.py).
+            via = "" if proxy is None else " (through the proxy)"
             raise UpstreamHTTPError(
                 f"connect timeout after {timeout}s{via}", connected=False, timed_out=True
             ) from None
@@ -584,7 +585,7 @@ class UpstreamClient:
                 certificate=True,
             ) from None
         except (OSError, ssl.SSLError, ValueError) as exc:
-            via = "" if proxy is None else f" through the proxy {proxy.shown}"
+            via = "" if proxy is None else " through the proxy"
             raise UpstreamHTTPError(f"could not connect{via}: {exc!r}", connected=False) from None
         except UpstreamHTTPError as exc:
             drop_history(exc)
@@ -609,8 +610,7 @@ class UpstreamClient:
             )
         except ssl.SSLCertVerificationError as exc:
             raise UpstreamHTTPError(
-                f"the proxy {proxy.shown} has a certificate not trusted: "
-                f"{exc.verify_message or exc.reason}",
+                f"the proxy's own certificate is not trusted: {exc.verify_message or exc.reason}",
                 connected=False,
             ) from None
         return transport
