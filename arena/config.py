@@ -149,6 +149,12 @@ class Settings(BaseSettings):
     models)."""
     rigging_min_votes: int = Field(default=8, ge=1)
     """Decisive votes a session needs before the rigging scan judges it."""
+    rigging_pool_addresses: bool = True
+    """The rigging scan also judges together the sessions of each address hash, for attackers
+    who spread their votes too thin to judge one session at a time (battles/pooled_rigging.py)."""
+    rigging_alike_min_votes: int = Field(default=3, ge=0)
+    """The rigging scan also judges together every session with at least this many decisive
+    votes on a model, wherever it comes from (`0`: off)."""
     rigging_scan_seconds: float = Field(default=300.0, ge=0)
     """How often the rigging scan runs (`0`: never)."""
 

@@ -65,6 +65,8 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
             "max_reading_seconds",
             "rigging_alpha",
             "rigging_min_votes",
+            "rigging_pool_addresses",
+            "rigging_alike_min_votes",
             "rigging_scan_seconds",
         ),
     ),

@@ -1,6 +1,6 @@
-"""Vote rigging (issue 5): how far an attacker moves a model's rank, with and without the defences.
+"""Vote rigging (issues 5 and 20): how far an attacker moves a model's rank, under each defence.
 
-    python bench/rigging.py                  # about fifteen seconds
+    python bench/rigging.py                  # about a minute
     python bench/rigging.py --models 30 --honest-votes 100000 --seed 7
 
 Simulated traffic, judged by the real checks:
@@ -9,24 +9,32 @@ Simulated traffic, judged by the real checks:
   offset, sd 40 points) and casts a few votes (mean 4), a few power users cast 50 to 300; one vote
   in six is a tie. Each vote arrives after the answers have streamed (two answers of 300 to 3,000
   characters at 200 characters/s) plus a reading time at the session's own speed (median 40
-  characters/s; a careless 3 % of people click after 1 to 4 s);
+  characters/s; a careless 3 % of people click after 1 to 4 s). Most sessions have an address
+  of their own; --campuses groups of --campus-sessions honest sessions share one (a university
+  behind one NAT), and one session in ten shares its address with one other (a household);
 - an attacker who recognises the target model (the one ranked --target-rank by its true rating)
-  and, with --attacker-sessions sessions, votes for it in every battle it is in until it has cast V
-  such votes; in the other battles it votes honestly or at random (the `other` column). A
-  `careful` attacker waits as long as a reader would; a `bot` votes two seconds after the answers
-  have finished.
-Then, exactly as the arena does it:
-1. the vote-time checks (`integrity.vote_flags`: the reading-time check with the default settings)
-   flag votes cast too fast;
-2. the ratings (`compute_leaderboard`, Bradley-Terry) are computed from the counted votes and the
-   rigging scan (`rigging.session_suspicions`, default alpha and minimum votes) tests every
-   session against them; every vote of a flagged session is excluded; the ratings are computed
-   again and the scan repeated until it flags no one new (the background scan repeats the same way).
+  and, with S sessions, votes for it in every battle it is in until it has cast V such votes; in
+  the other battles it votes honestly or at random (the `other` column). Its sessions have
+  addresses of their own, or share A of them (`addr.`). A `careful` attacker waits as long as a
+  reader would; a `bot` votes two seconds after the answers have finished.
+Then each set of defences, exactly as the arena runs them:
+- `none`: every vote counts;
+- `today`: the vote-time reading check (`integrity.vote_flags`) flags votes cast too fast, the
+  ratings (`compute_leaderboard`, Bradley-Terry) are computed from the counted votes and the
+  rigging scan (`rigging.rigging_verdicts`, default settings) judges the sessions against them,
+  with the pooled tests off; every vote of a flagged session is excluded, the ratings computed
+  again and the scan repeated until it flags no one new (as the background scan does, between
+  recomputes);
+- `+address`, `+alike`: the same with one pooled test of `pooled_rigging` on (its default
+  settings); `default`: both, as the arena now runs;
+- `+weight`: today's defences, and each vote cast before its session's --history-votes-th vote
+  weighs half in the ratings (a session with no history). The arena does not do this (see the
+  README); the bench measures it by counting every other vote twice, which gives the weighted
+  Bradley-Terry fit exactly. `all`: the default and the weight.
 
-It prints, per scenario, the target's true rank, its rank and rating with every vote counted and
-with the defences, the share of the attacker's votes excluded and the share of honest votes
-wrongly excluded (too fast / flagged session). The baseline is the same honest traffic with no
-attacker, in the same run.
+It prints, per scenario and defence set, the target's true rank, its rank and rating, the share
+of the attacker's votes excluded and the share of honest votes excluded (too fast + flagged).
+The baseline is the same honest traffic with no attacker, in the same run.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from arena.battles.integrity import BattleTiming, VoteChecks, vote_flags
-from arena.battles.rigging import DecisiveVote, session_suspicions
+from arena.battles.rigging import DecisiveVote, rigging_verdicts
 from arena.config import Settings
 from arena.ratings import compute_leaderboard
 
@@ -51,9 +59,11 @@ EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 @dataclass
 class Votes:
-    """One row per vote: who, which pair, the outcome code (0 a, 1 b, 2 tie), the timing."""
+    """One row per vote: who, from where, which pair, the outcome code (0 a, 1 b, 2 tie), the
+    timing, and how many votes its session had cast before."""
 
     session: np.ndarray
+    address: np.ndarray
     a: np.ndarray
     b: np.ndarray
     outcome: np.ndarray
@@ -61,6 +71,7 @@ class Votes:
     stream_seconds: np.ndarray
     vote_seconds: np.ndarray  # from the start of the stream to the vote
     attacker: np.ndarray
+    earlier_votes: np.ndarray
 
     @staticmethod
     def concat(parts: list[Votes]) -> Votes:
@@ -90,8 +101,26 @@ def answer_timing(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndar
     return chars.sum(axis=1), chars.max(axis=1) / STREAM_CHARS_PER_SECOND
 
 
+def earlier_votes(session: np.ndarray) -> np.ndarray:
+    """Each vote's rank in its session's votes (they arrive in array order)."""
+    return pd.Series(session).groupby(session).cumcount().to_numpy()
+
+
+def honest_addresses(
+    rng: np.random.Generator, n_sessions: int, campuses: int, campus_sessions: int
+) -> np.ndarray:
+    address = np.arange(n_sessions)
+    shuffled = rng.permutation(n_sessions)
+    on_campus = shuffled[: campuses * campus_sessions]
+    address[on_campus] = n_sessions + np.arange(len(on_campus)) % max(1, campuses)
+    rest = shuffled[campuses * campus_sessions :]
+    pairs = rest[: len(rest) // 10 * 2].reshape(-1, 2)
+    address[pairs[:, 1]] = address[pairs[:, 0]]
+    return address
+
+
 def honest_traffic(
-    rng: np.random.Generator, true_ratings: np.ndarray, n_votes: int
+    rng: np.random.Generator, true_ratings: np.ndarray, n_votes: int, args: argparse.Namespace
 ) -> tuple[Votes, int]:
     n_models = len(true_ratings)
     sizes: list[int] = []
@@ -111,48 +140,80 @@ def honest_traffic(
     decide = np.exp(rng.normal(np.log(3.0), 0.5, n_votes))
     read = np.maximum(stream, chars / speed[session]) + decide
     vote_seconds = np.where(careless[session], stream + rng.uniform(1.0, 4.0, n_votes), read)
+    address = honest_addresses(rng, len(sizes), args.campuses, args.campus_sessions)
     votes = Votes(
-        session, a, b, outcome, chars, stream, vote_seconds, np.zeros(n_votes, dtype=bool)
+        session,
+        address[session],
+        a,
+        b,
+        outcome,
+        chars,
+        stream,
+        vote_seconds,
+        np.zeros(n_votes, dtype=bool),
+        earlier_votes(session),
     )
     return votes, len(sizes)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    target_votes: int
+    sessions: int
+    addresses: int  # 0: one per session
+    other: str
+    pace: str
 
 
 def attacker_traffic(
     rng: np.random.Generator,
     true_ratings: np.ndarray,
     target: int,
-    target_votes: int,
-    sessions: int,
+    scenario: Scenario,
     first_session: int,
-    other: str,
-    pace: str,
+    first_address: int,
 ) -> Votes:
     """Battles as they come, until `target_votes` of them had the target in them."""
     n_models = len(true_ratings)
     a_parts, b_parts = [], []
     seen = 0
-    while seen < target_votes:
-        a, b = draw_pairs(rng, n_models, max(1000, target_votes * n_models))
+    while seen < scenario.target_votes:
+        a, b = draw_pairs(rng, n_models, max(1000, scenario.target_votes * n_models))
         has_target = (a == target) | (b == target)
-        cut = np.flatnonzero(np.cumsum(has_target) == target_votes - seen)
+        cut = np.flatnonzero(np.cumsum(has_target) == scenario.target_votes - seen)
         stop = int(cut[0]) + 1 if len(cut) else len(a)
         a_parts.append(a[:stop])
         b_parts.append(b[:stop])
         seen += int(has_target[:stop].sum())
     a, b = np.concatenate(a_parts), np.concatenate(b_parts)
     n = len(a)
-    if other == "honest":
+    if scenario.other == "honest":
         outcome = bt_outcomes(rng, true_ratings[a], true_ratings[b])
     else:
         outcome = rng.integers(0, 3, n)
     outcome = np.where(a == target, 0, np.where(b == target, 1, outcome))
-    session = first_session + rng.integers(0, sessions, n)
+    own = rng.integers(0, scenario.sessions, n)
+    if scenario.addresses:
+        address_of = first_address + rng.integers(0, scenario.addresses, scenario.sessions)
+    else:
+        address_of = first_address + np.arange(scenario.sessions)
     chars, stream = answer_timing(rng, n)
-    if pace == "bot":
+    if scenario.pace == "bot":
         vote_seconds = stream + 2.0
     else:
         vote_seconds = np.maximum(stream, chars / 40.0) + 3.0
-    return Votes(session, a, b, outcome, chars, stream, vote_seconds, np.ones(n, dtype=bool))
+    return Votes(
+        first_session + own,
+        address_of[own],
+        a,
+        b,
+        outcome,
+        chars,
+        stream,
+        vote_seconds,
+        np.ones(n, dtype=bool),
+        earlier_votes(own),
+    )
 
 
 def too_fast(votes: Votes, checks: VoteChecks) -> np.ndarray:
@@ -167,45 +228,53 @@ def too_fast(votes: Votes, checks: VoteChecks) -> np.ndarray:
     return flagged
 
 
-def leaderboard(votes: Votes, keep: np.ndarray, names: np.ndarray) -> pd.Series:
+def leaderboard(
+    votes: Votes, keep: np.ndarray, names: np.ndarray, doubled: np.ndarray | None
+) -> pd.Series:
+    """Bradley-Terry ratings of the kept votes; the `doubled` ones count twice (weight 2:1)."""
+    rows = np.flatnonzero(keep)
+    if doubled is not None:
+        rows = np.concatenate([rows, np.flatnonzero(keep & doubled)])
     battles = pd.DataFrame(
         {
-            "model_a": names[votes.a[keep]],
-            "model_b": names[votes.b[keep]],
-            "winner": WINNERS[votes.outcome[keep]],
+            "model_a": names[votes.a[rows]],
+            "model_b": names[votes.b[rows]],
+            "winner": WINNERS[votes.outcome[rows]],
         }
     )
     return compute_leaderboard(battles, method="bt").ratings()
 
 
 def rigging_scan(
-    votes: Votes, counted: np.ndarray, names: np.ndarray, settings: Settings
+    votes: Votes,
+    counted: np.ndarray,
+    names: np.ndarray,
+    settings: Settings,
+    doubled: np.ndarray | None,
 ) -> np.ndarray:
-    """Sessions flagged by the real scan, repeated against refreshed ratings until stable."""
-    flagged_sessions: set[int] = set()
+    """Votes of the sessions flagged by the real scan, repeated against refreshed ratings until
+    it flags no one new."""
+    flagged = np.zeros(len(counted), dtype=bool)
     decisive = votes.outcome != 2
+    won_a = votes.outcome == 0
+    winner = names[np.where(won_a, votes.a, votes.b)]
+    loser = names[np.where(won_a, votes.b, votes.a)]
+    session_key = votes.session.astype(str)
+    address_key = votes.address.astype(str)
     while True:
-        keep = counted & ~np.isin(votes.session, list(flagged_sessions))
-        ratings = {str(m): float(r) for m, r in leaderboard(votes, keep, names).items()}
-        candidates = decisive & ~np.isin(votes.session, list(flagged_sessions))
-        won_a = votes.outcome == 0
-        winner = np.where(won_a, votes.a, votes.b)
-        loser = np.where(won_a, votes.b, votes.a)
-        # The scan reads every vote of a session, counted or not, as _decisive_votes does.
-        found = session_suspicions(
-            (
-                DecisiveVote(str(s), str(names[w]), str(names[lo]))
-                for s, w, lo in zip(
-                    votes.session[candidates], winner[candidates], loser[candidates], strict=True
-                )
-            ),
-            ratings,
-            alpha=settings.rigging_alpha,
-            min_votes=settings.rigging_min_votes,
-        )
-        if not found:
-            return np.isin(votes.session, list(flagged_sessions))
-        flagged_sessions.update(int(s.session_hash) for s in found)
+        ratings = {
+            str(m): float(r)
+            for m, r in leaderboard(votes, counted & ~flagged, names, doubled).items()
+        }
+        # The scan reads every decisive vote of a session not yet flagged, counted or not.
+        candidates = np.flatnonzero(decisive & ~flagged)
+        scanned = [
+            DecisiveVote(session_key[i], winner[i], loser[i], address_key[i]) for i in candidates
+        ]
+        verdicts = rigging_verdicts(scanned, ratings, settings=settings)
+        if not verdicts:
+            return flagged
+        flagged |= np.isin(session_key, [v.session_hash for v in verdicts])
 
 
 def rank_of(ratings: pd.Series, name: str) -> int:
@@ -213,11 +282,42 @@ def rank_of(ratings: pd.Series, name: str) -> int:
 
 
 @dataclass(frozen=True)
-class Scenario:
-    target_votes: int
-    sessions: int
-    other: str
-    pace: str
+class Defence:
+    name: str
+    reading: bool
+    scan: Settings | None
+    weight: bool
+
+
+def defences(settings: Settings) -> list[Defence]:
+    today = settings.model_copy(
+        update={"rigging_pool_addresses": False, "rigging_alike_min_votes": 0}
+    )
+    address = today.model_copy(update={"rigging_pool_addresses": True})
+    alike = today.model_copy(update={"rigging_alike_min_votes": settings.rigging_alike_min_votes})
+    return [
+        Defence("none", False, None, False),
+        Defence("today", True, today, False),
+        Defence("+address", True, address, False),
+        Defence("+alike", True, alike, False),
+        Defence("+weight", True, today, True),
+        Defence("default", True, settings, False),
+        Defence("all", True, settings, True),
+    ]
+
+
+def scenarios(args: argparse.Namespace) -> list[Scenario]:
+    spread = [
+        Scenario(args.spread_votes, args.spread_sessions, addresses, other, "careful")
+        for addresses in (0, args.spread_addresses)
+        for other in ("random", "honest")
+    ]
+    return [
+        Scenario(0, 0, 0, "-", "-"),
+        Scenario(300, 5, 0, "random", "careful"),
+        Scenario(1000, 5, 0, "random", "bot"),
+        *spread,
+    ]
 
 
 def run(args: argparse.Namespace) -> None:
@@ -228,68 +328,65 @@ def run(args: argparse.Namespace) -> None:
     names = np.array([f"model-{i:02d}" for i in range(args.models)], dtype=object)
     order = np.argsort(-true_ratings)
     target = int(order[args.target_rank - 1])
-    honest, n_sessions = honest_traffic(rng, true_ratings, args.honest_votes)
+    target_name = str(names[target])
+    honest, n_sessions = honest_traffic(rng, true_ratings, args.honest_votes, args)
     honest_fast = too_fast(honest, checks)
     print(
-        f"{args.models} models, target {names[target]} (true rank {args.target_rank}, true rating "
+        f"{args.models} models, target {target_name} (true rank {args.target_rank}, true rating "
         f"{true_ratings[target]:.0f}); {len(honest.session):,} honest votes from {n_sessions:,} "
-        f"sessions; reading check {settings.reading_chars_per_second:g} chars/s, "
+        f"sessions, {args.campuses} campuses of {args.campus_sessions} sessions on one address "
+        f"each; reading check {settings.reading_chars_per_second:g} chars/s, "
         f"{settings.min_vote_seconds:g}-{settings.max_reading_seconds:g} s; rigging scan alpha "
-        f"{settings.rigging_alpha:g}, at least {settings.rigging_min_votes} votes on a model"
+        f"{settings.rigging_alpha:g}, at least {settings.rigging_min_votes} votes on a model; "
+        f"alike test: at least {settings.rigging_alike_min_votes} votes on a model; weight 1/2 "
+        f"before a session's vote {args.history_votes + 1}"
     )
-    scenarios = [Scenario(0, 0, "-", "-")]
-    for v in args.target_votes:
-        scenarios.append(Scenario(v, args.attacker_sessions, "random", "careful"))
-        scenarios.append(Scenario(v, args.attacker_sessions, "honest", "careful"))
-        scenarios.append(Scenario(v, args.attacker_sessions, "random", "bot"))
-        # Spread thin: fewer target votes per session than the scan's minimum.
-        spread = max(1, v // max(1, settings.rigging_min_votes - 2))
-        scenarios.append(Scenario(v, spread, "random", "careful"))
     header = (
-        f"{'V':>6} {'sessions':>8} {'other':>6} {'pace':>7} | {'true':>4} | {'all votes':>13} | "
-        f"{'defended':>13} | {'attack excl.':>12} | {'honest excl. (fast+flagged)':>27}"
+        f"{'V':>5} {'sess.':>5} {'addr.':>5} {'other':>6} {'pace':>7} | {'defence':>8} | "
+        f"{'true':>4} | {'target':>11} | {'attack excl.':>12} | "
+        f"{'honest excl. (fast+flagged)':>27}"
     )
     print(header)
     print("-" * len(header))
-    for scenario in scenarios:
-        started = time.perf_counter()
-        parts = [honest]
-        fast_parts = [honest_fast]
+    for scenario in scenarios(args):
+        parts, fast_parts = [honest], [honest_fast]
         if scenario.target_votes:
             attack = attacker_traffic(
-                rng,
-                true_ratings,
-                target,
-                scenario.target_votes,
-                scenario.sessions,
-                n_sessions,
-                scenario.other,
-                scenario.pace,
+                rng, true_ratings, target, scenario, n_sessions, 2 * n_sessions
             )
             parts.append(attack)
             fast_parts.append(too_fast(attack, checks))
         votes = Votes.concat(parts)
         fast = np.concatenate(fast_parts)
-        everything = leaderboard(votes, np.ones(len(fast), dtype=bool), names)
-        suspicious = rigging_scan(votes, ~fast, names, settings)
-        defended = leaderboard(votes, ~fast & ~suspicious, names)
-        target_name = str(names[target])
-        attack_mask = votes.attacker
-        excluded = fast | suspicious
-        attack_share = (
-            f"{excluded[attack_mask].mean():12.1%}" if attack_mask.any() else f"{'-':>12}"
-        )
-        honest_mask = ~attack_mask
-        honest_fast_share = fast[honest_mask].mean()
-        honest_flagged_share = (suspicious & ~fast)[honest_mask].mean()
-        print(
-            f"{scenario.target_votes:6d} {scenario.sessions:8d} {scenario.other:>6} "
-            f"{scenario.pace:>7} | {args.target_rank:4d} | "
-            f"#{rank_of(everything, target_name):<3d} {everything[target_name]:7.0f}  | "
-            f"#{rank_of(defended, target_name):<3d} {defended[target_name]:7.0f}  | "
-            f"{attack_share} | {honest_fast_share:13.1%} + {honest_flagged_share:6.2%}"
-            f"   ({time.perf_counter() - started:.1f} s)"
-        )
+        new_session = votes.earlier_votes < args.history_votes
+        honest_mask, attack_mask = ~votes.attacker, votes.attacker
+        for defence in defences(settings):
+            started = time.perf_counter()
+            counted = ~fast if defence.reading else np.ones(len(fast), dtype=bool)
+            doubled = ~new_session if defence.weight else None
+            flagged = (
+                rigging_scan(votes, counted, names, defence.scan, doubled)
+                if defence.scan is not None
+                else np.zeros(len(fast), dtype=bool)
+            )
+            ratings = leaderboard(votes, counted & ~flagged, names, doubled)
+            excluded = ~counted | flagged
+            attack_share = (
+                f"{excluded[attack_mask].mean():12.1%}" if attack_mask.any() else f"{'-':>12}"
+            )
+            honest_fast_share = (~counted)[honest_mask].mean()
+            honest_flagged = (flagged & counted)[honest_mask].mean()
+            addresses = str(scenario.addresses) if scenario.addresses else "own"
+            if not scenario.target_votes:
+                addresses = "-"
+            print(
+                f"{scenario.target_votes:5d} {scenario.sessions:5d} {addresses:>5} "
+                f"{scenario.other:>6} {scenario.pace:>7} | {defence.name:>8} | "
+                f"{args.target_rank:4d} | #{rank_of(ratings, target_name):<3d} "
+                f"{ratings[target_name]:6.0f} | {attack_share} | "
+                f"{honest_fast_share:13.1%} + {honest_flagged:6.2%}"
+                f"   ({time.perf_counter() - started:.1f} s)"
+            )
 
 
 def main() -> None:
@@ -297,8 +394,12 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=20)
     parser.add_argument("--honest-votes", type=int, default=60_000)
     parser.add_argument("--target-rank", type=int, default=12)
-    parser.add_argument("--target-votes", type=int, nargs="+", default=[100, 300, 1000])
-    parser.add_argument("--attacker-sessions", type=int, default=5)
+    parser.add_argument("--spread-votes", type=int, default=1000)
+    parser.add_argument("--spread-sessions", type=int, default=200)
+    parser.add_argument("--spread-addresses", type=int, default=5)
+    parser.add_argument("--campuses", type=int, default=4)
+    parser.add_argument("--campus-sessions", type=int, default=250)
+    parser.add_argument("--history-votes", type=int, default=5)
     parser.add_argument("--seed", type=int, default=20260101)
     run(parser.parse_args())
 

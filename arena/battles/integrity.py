@@ -39,6 +39,8 @@ DUPLICATE_PROMPT: Final = "duplicate_prompt"
 RATE_LIMITED: Final = "rate_limited"
 TOO_FAST: Final = "too_fast"
 SUSPICIOUS_SESSION: Final = "suspicious_session"
+POOLED_ADDRESS: Final = "pooled_address"
+POOLED_ALIKE: Final = "pooled_alike"
 
 REASONS: Final[dict[str, str]] = {
     IDENTITY_LEAK: "an answer named its own model or organisation, so the vote was not blind",
@@ -46,6 +48,14 @@ REASONS: Final[dict[str, str]] = {
     RATE_LIMITED: "the session had been refused for going over a rate limit shortly before",
     TOO_FAST: "cast faster than a person can read the two answers",
     SUSPICIOUS_SESSION: "the session's votes are improbable under the current ratings",
+    POOLED_ADDRESS: (
+        "the session is one of far more sessions from one address than the current ratings "
+        "expect whose votes on one model all went the same way"
+    ),
+    POOLED_ALIKE: (
+        "the session is one of far more sessions than the current ratings expect whose "
+        "several votes on one model all went the same way"
+    ),
 }
 
 # Shorter terms (an organisation called "X") would match ordinary text everywhere.

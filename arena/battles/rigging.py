@@ -10,6 +10,9 @@ the favourite; honest voters disagree with the ratings in both directions and st
 
 Flagged sessions go to `flagged_session` with the evidence, and every vote of theirs (past and
 later ones, at each scan) is kept with the flag `suspicious_session` and no longer counted.
+
+Sessions too thin for this test are judged together by the pooled tests (pooled_rigging.py);
+the sessions they flag are kept the same way, under their own reasons.
 """
 
 from __future__ import annotations
@@ -18,16 +21,17 @@ import asyncio
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 from sqlalchemy import Text, cast, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from arena.battles.integrity import SUSPICIOUS_SESSION
+from arena.battles.integrity import POOLED_ADDRESS, POOLED_ALIKE, SUSPICIOUS_SESSION
+from arena.battles.pooled_rigging import pooled_suspicions
 from arena.battles.ratings_view import latest_ratings
 from arena.config import Settings
 from arena.db import begin_write
@@ -41,6 +45,8 @@ log = logging.getLogger(__name__)
 EXACT_UP_TO: Final = 2000
 _BATCH: Final = 500
 SCAN_JOB: Final = "rigging-scan"
+# The reasons a scan flags a session for; each excludes all of the session's votes.
+SCAN_REASONS: Final = (SUSPICIOUS_SESSION, POOLED_ADDRESS, POOLED_ALIKE)
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,7 @@ class DecisiveVote:
     session_hash: str
     winner: str
     loser: str
+    address_hash: str = ""
 
 
 @dataclass(frozen=True)
@@ -124,52 +131,104 @@ def session_suspicions(
 
 
 @dataclass(frozen=True)
+class Verdict:
+    session_hash: str
+    reason: str
+    detail: str
+
+
+def rigging_verdicts(
+    votes: Sequence[DecisiveVote],
+    ratings: Mapping[str, float],
+    *,
+    settings: Settings,
+    tested: Collection[str] | None = None,
+) -> list[Verdict]:
+    """Every session to flag, with its reason and evidence: the per-session test on the sessions
+    in `tested` (all when None), the pooled tests on all of `votes`. A session flagged by two
+    tests gets both verdicts."""
+    thin_out = votes if tested is None else [v for v in votes if v.session_hash in tested]
+    verdicts = [
+        Verdict(s.session_hash, SUSPICIOUS_SESSION, s.detail())
+        for s in session_suspicions(
+            thin_out, ratings, alpha=settings.rigging_alpha, min_votes=settings.rigging_min_votes
+        )
+    ]
+    for pooled in pooled_suspicions(
+        votes,
+        ratings,
+        alpha=settings.rigging_alpha,
+        pool_addresses=settings.rigging_pool_addresses,
+        alike_min_votes=settings.rigging_alike_min_votes,
+    ):
+        verdicts += [Verdict(s, pooled.reason, pooled.detail()) for s in pooled.sessions]
+    return verdicts
+
+
+@dataclass(frozen=True)
 class ScanOutcome:
     sessions_tested: int
     sessions_flagged: int
     votes_excluded: int
 
 
-async def _decisive_votes(
-    session: AsyncSession, session_hashes: Sequence[str]
-) -> list[DecisiveVote]:
-    names = dict((await session.execute(select(Model.id, Model.name))).all())
-    found = []
-    for start in range(0, len(session_hashes), _BATCH):
-        rows = await session.execute(
-            select(Vote.session_hash, Vote.winner, Battle.model_a_id, Battle.model_b_id)
-            .join(Battle, Battle.id == Vote.battle_id)
-            .where(
-                Vote.session_hash.in_(session_hashes[start : start + _BATCH]),
-                Vote.winner.in_([Winner.model_a, Winner.model_b]),
-            )
+def _flagged_sessions() -> Any:
+    return select(FlaggedSession.session_hash).where(FlaggedSession.reason.in_(SCAN_REASONS))
+
+
+def _decisive_votes_query() -> Any:
+    return (
+        select(Vote.session_hash, Vote.ip_hash, Vote.winner, Battle.model_a_id, Battle.model_b_id)
+        .join(Battle, Battle.id == Vote.battle_id)
+        .where(
+            Vote.winner.in_([Winner.model_a, Winner.model_b]),
+            Vote.session_hash.not_in(_flagged_sessions()),
         )
-        for session_hash, winner, a_id, b_id in rows:
+    )
+
+
+async def _decisive_votes(
+    session: AsyncSession, only: Sequence[str] | None = None
+) -> list[DecisiveVote]:
+    """The decisive votes, counted or not, of the sessions no scan has flagged yet (of those in
+    `only`, when given)."""
+    names = dict((await session.execute(select(Model.id, Model.name))).all())
+    batches: list[Any] = []
+    if only is None:
+        batches.append(_decisive_votes_query())
+    else:
+        for start in range(0, len(only), _BATCH):
+            batches.append(
+                _decisive_votes_query().where(Vote.session_hash.in_(only[start : start + _BATCH]))
+            )
+    found = []
+    for query in batches:
+        rows = await session.stream(query.execution_options(yield_per=_BATCH))
+        async for session_hash, ip_hash, winner, a_id, b_id in rows:
             a, b = names[a_id], names[b_id]
             won_a = winner == Winner.model_a
-            found.append(DecisiveVote(session_hash, a if won_a else b, b if won_a else a))
+            found.append(DecisiveVote(session_hash, a if won_a else b, b if won_a else a, ip_hash))
     return found
 
 
 async def exclude_flagged_votes(session: AsyncSession) -> int:
-    """Keep every vote of a flagged session, marked and no longer counted."""
-    marked = 0
-    votes = await session.scalars(
-        select(Vote).where(
-            Vote.session_hash.in_(
-                select(FlaggedSession.session_hash).where(
-                    FlaggedSession.reason == SUSPICIOUS_SESSION
-                )
-            ),
-            cast(Vote.flags, Text).not_like(f'%"{SUSPICIOUS_SESSION}"%'),
+    """Keep every vote of a flagged session, marked with the reason and no longer counted."""
+    marked: set[int] = set()
+    for reason in SCAN_REASONS:
+        votes = await session.scalars(
+            select(Vote).where(
+                Vote.session_hash.in_(
+                    select(FlaggedSession.session_hash).where(FlaggedSession.reason == reason)
+                ),
+                cast(Vote.flags, Text).not_like(f'%"{reason}"%'),
+            )
         )
-    )
-    for vote in votes:
-        vote.flags = sorted({*vote.flags, SUSPICIOUS_SESSION})
-        vote.counted = False
-        marked += 1
+        for vote in votes:
+            vote.flags = sorted({*vote.flags, reason})
+            vote.counted = False
+            marked.add(vote.id)
     await session.flush()
-    return marked
+    return len(marked)
 
 
 async def scan_sessions(
@@ -184,33 +243,28 @@ async def scan_sessions(
         if since is not None:
             recent = recent.where(Vote.created_at >= since)
         tested = list((await session.scalars(recent)).all())
-        already = set(
-            (
-                await session.scalars(
-                    select(FlaggedSession.session_hash).where(
-                        FlaggedSession.reason == SUSPICIOUS_SESSION
-                    )
-                )
-            ).all()
-        )
-        candidates = [s for s in tested if s not in already]
-        suspicions = session_suspicions(
-            await _decisive_votes(session, candidates),
+        pooled = settings.rigging_pool_addresses or settings.rigging_alike_min_votes > 0
+        # The pooled tests weigh every session's votes together, old and new; the per-session
+        # test needs only the sessions that voted since the last scan.
+        votes = await _decisive_votes(session, None if pooled else tested)
+        verdicts = rigging_verdicts(
+            votes,
             {name: r.rating for name, r in rated.items()},
-            alpha=settings.rigging_alpha,
-            min_votes=settings.rigging_min_votes,
+            settings=settings,
+            tested=set(tested),
         )
-        for suspicion in suspicions:
+        for verdict in verdicts:
             session.add(
                 FlaggedSession(
-                    session_hash=suspicion.session_hash,
-                    reason=SUSPICIOUS_SESSION,
-                    detail=suspicion.detail(),
+                    session_hash=verdict.session_hash,
+                    reason=verdict.reason,
+                    detail=verdict.detail,
                     created_at=utcnow(),
                 )
             )
-            log.warning("rigging scan: flagged a session: %s", suspicion.detail())
-        flagged = len(suspicions)
+        for reason, detail in sorted({(v.reason, v.detail) for v in verdicts}):
+            log.warning("rigging scan: flagged sessions (%s): %s", reason, detail)
+        flagged = len({v.session_hash for v in verdicts})
         await session.flush()
     excluded = await exclude_flagged_votes(session)
     return ScanOutcome(
