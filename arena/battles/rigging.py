@@ -24,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Final
 
 import numpy as np
@@ -145,8 +146,8 @@ def rigging_verdicts(
     tested: Collection[str] | None = None,
 ) -> list[Verdict]:
     """Every session to flag, with its reason and evidence: the per-session test on the sessions
-    in `tested` (all when None), the pooled tests on all of `votes`. A session flagged by two
-    tests gets both verdicts."""
+    in `tested` (all when None), the pooled tests on all of `votes` but the sessions the first
+    flags (a pool of sessions is evidence for the sessions too thin to judge alone)."""
     thin_out = votes if tested is None else [v for v in votes if v.session_hash in tested]
     verdicts = [
         Verdict(s.session_hash, SUSPICIOUS_SESSION, s.detail())
@@ -154,8 +155,9 @@ def rigging_verdicts(
             thin_out, ratings, alpha=settings.rigging_alpha, min_votes=settings.rigging_min_votes
         )
     ]
+    alone = {v.session_hash for v in verdicts}
     for pooled in pooled_suspicions(
-        votes,
+        [v for v in votes if v.session_hash not in alone],
         ratings,
         alpha=settings.rigging_alpha,
         pool_addresses=settings.rigging_pool_addresses,
@@ -247,11 +249,15 @@ async def scan_sessions(
         # The pooled tests weigh every session's votes together, old and new; the per-session
         # test needs only the sessions that voted since the last scan.
         votes = await _decisive_votes(session, None if pooled else tested)
-        verdicts = rigging_verdicts(
-            votes,
-            {name: r.rating for name, r in rated.items()},
-            settings=settings,
-            tested=set(tested),
+        # Seconds of arithmetic on a large arena: off the event loop, which serves visitors.
+        verdicts = await asyncio.to_thread(
+            partial(
+                rigging_verdicts,
+                votes,
+                {name: r.rating for name, r in rated.items()},
+                settings=settings,
+                tested=set(tested),
+            )
         )
         for verdict in verdicts:
             session.add(

@@ -109,3 +109,98 @@ def test_a_rigging_session_is_flagged_and_its_votes_excluded(
 
     # Nothing deleted: all 24 votes are still there, 12 counted, one flagged session.
     assert arena.db(stored) == (24, 12, 1)
+
+
+def test_spread_sessions_are_flagged_by_the_pooled_scan_and_their_neighbours_kept(
+    arena_factory: Callable[..., Arena], fake_upstream: FakeUpstream
+) -> None:
+    arena = arena_factory(rigging_min_votes=8, rigging_alpha=1e-4)
+    ids = {
+        name: arena.add_model(name, fake_upstream.base_url, "normal", organization="Org")
+        for name in ("strong", "middle", "weak")
+    }
+    # (session, address, winner, loser): every session is far below the 8 votes the
+    # per-session test needs.
+    votes: list[tuple[str, str, str, str]] = []
+    for i in range(12):  # twelve sessions behind one address, always for "weak"
+        votes += [(f"proxy{i}", "attacker-ip", "weak", "strong")]
+        votes += [(f"proxy{i}", "attacker-ip", "weak", "middle")]
+    for i in range(3):  # honest people behind the same address
+        votes += [(f"neighbour{i}", "attacker-ip", "strong", "weak")]
+        votes += [(f"neighbour{i}", "attacker-ip", "middle", "strong")]
+    for i in range(10):  # ten sessions on addresses of their own, three times for "weak"
+        for loser in ("middle", "strong", "middle"):
+            votes += [(f"alike{i}", f"home-{i}", "weak", loser)]
+    for i in range(20):  # a campus behind one NAT, voting much as the ratings expect
+        votes += [(f"campus{i}", "campus-ip", "strong", "weak")]
+        votes += [(f"campus{i}", "campus-ip", "middle", "weak")]
+        votes += [(f"campus{i}", "campus-ip", *(("strong", "middle")[:: 1 - 2 * (i % 2)]))]
+    now = utcnow()
+
+    async def seed(session: AsyncSession) -> None:
+        session.add(
+            RatingSnapshot(
+                method="bt",
+                category="all",
+                vote_set_hash="x",
+                n_votes=1000,
+                rows=[
+                    {"model": "strong", "rating": 1200.0, "votes": 400},
+                    {"model": "middle", "rating": 1000.0, "votes": 400},
+                    {"model": "weak", "rating": 800.0, "votes": 400},
+                ],
+            )
+        )
+        for n, (voter, address, winner, loser) in enumerate(votes):
+            battle_id = f"seeded-{n}"
+            session.add(
+                Battle(
+                    id=battle_id,
+                    model_a_id=ids[winner] if n % 2 else ids[loser],
+                    model_b_id=ids[loser] if n % 2 else ids[winner],
+                    session_hash=voter,
+                    ip_hash=address,
+                    status=BattleStatus.voted,
+                )
+            )
+            session.add(
+                Vote(
+                    battle_id=battle_id,
+                    winner=Winner.model_a if n % 2 else Winner.model_b,
+                    session_hash=voter,
+                    ip_hash=address,
+                    created_at=now,
+                    counted=True,
+                    flags=[],
+                )
+            )
+
+    arena.db(seed)
+    with arena.client() as client:
+        scan = client.post("/api/admin/rigging-scan", headers=ADMIN)
+        assert scan.status_code == 200, scan.text
+        assert scan.json() == {"sessions_tested": 45, "sessions_flagged": 22, "votes_excluded": 54}
+        again = client.post("/api/admin/rigging-scan", headers=ADMIN).json()
+        assert again["sessions_flagged"] == 0 and again["votes_excluded"] == 0
+        report = client.get("/api/admin/flags", headers=ADMIN, params={"limit": 100}).json()
+        public = client.get("/api/votes/counts").json()
+
+    reasons = {s["session_hash"]: s["reason"] for s in report["sessions"]}
+    assert reasons == {
+        **{f"proxy{i}": "pooled_address" for i in range(12)},
+        **{f"alike{i}": "pooled_alike" for i in range(10)},
+    }
+    details = {s["reason"]: s["detail"] for s in report["sessions"]}
+    assert "one of 12 sessions from one address" in details["pooled_address"]
+    assert "on weak all went for it" in details["pooled_address"]
+    assert "one of 10 sessions anywhere" in details["pooled_alike"]
+    assert public["by_reason"] == {"pooled_address": 24, "pooled_alike": 30}
+    assert set(public["reasons"]) >= {"pooled_address", "pooled_alike"}
+    assert public["counted"] == len(votes) - 54
+
+    async def counted_sessions(session: AsyncSession) -> set[str]:
+        return set(await session.scalars(select(Vote.session_hash).where(Vote.counted)))
+
+    # The campus and the attacker's neighbours keep every vote.
+    kept = arena.db(counted_sessions)
+    assert {f"campus{i}" for i in range(20)} | {f"neighbour{i}" for i in range(3)} == kept
