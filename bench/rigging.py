@@ -1,6 +1,6 @@
 """Vote rigging (issues 5 and 20): how far an attacker moves a model's rank, under each defence.
 
-    python bench/rigging.py                  # about a minute
+    python bench/rigging.py                  # about a minute of CPU
     python bench/rigging.py --models 30 --honest-votes 100000 --seed 7
 
 Simulated traffic, judged by the real checks:
@@ -15,8 +15,8 @@ Simulated traffic, judged by the real checks:
 - an attacker who recognises the target model (the one ranked --target-rank by its true rating)
   and, with S sessions, votes for it in every battle it is in until it has cast V such votes; in
   the other battles it votes honestly or at random (the `other` column). Its sessions have
-  addresses of their own, or share A of them (`addr.`). A `careful` attacker waits as long as a
-  reader would; a `bot` votes two seconds after the answers have finished.
+  addresses of their own, or share A of them (`addr.`). It waits as long as a reader would (a
+  bot that votes as soon as the answers end is caught by the reading check alone, issue 5).
 Then each set of defences, exactly as the arena runs them:
 - `none`: every vote counts;
 - `today`: the vote-time reading check (`integrity.vote_flags`) flags votes cast too fast, the
@@ -162,7 +162,6 @@ class Scenario:
     sessions: int
     addresses: int  # 0: one per session
     other: str
-    pace: str
 
 
 def attacker_traffic(
@@ -198,10 +197,7 @@ def attacker_traffic(
     else:
         address_of = first_address + np.arange(scenario.sessions)
     chars, stream = answer_timing(rng, n)
-    if scenario.pace == "bot":
-        vote_seconds = stream + 2.0
-    else:
-        vote_seconds = np.maximum(stream, chars / 40.0) + 3.0
+    vote_seconds = np.maximum(stream, chars / 40.0) + 3.0
     return Votes(
         first_session + own,
         address_of[own],
@@ -308,14 +304,13 @@ def defences(settings: Settings) -> list[Defence]:
 
 def scenarios(args: argparse.Namespace) -> list[Scenario]:
     spread = [
-        Scenario(args.spread_votes, args.spread_sessions, addresses, other, "careful")
+        Scenario(args.spread_votes, args.spread_sessions, addresses, other)
         for addresses in (0, args.spread_addresses)
         for other in ("random", "honest")
     ]
     return [
-        Scenario(0, 0, 0, "-", "-"),
-        Scenario(300, 5, 0, "random", "careful"),
-        Scenario(1000, 5, 0, "random", "bot"),
+        Scenario(0, 0, 0, "-"),
+        Scenario(300, 5, 0, "random"),
         *spread,
     ]
 
@@ -342,7 +337,7 @@ def run(args: argparse.Namespace) -> None:
         f"before a session's vote {args.history_votes + 1}"
     )
     header = (
-        f"{'V':>5} {'sess.':>5} {'addr.':>5} {'other':>6} {'pace':>7} | {'defence':>8} | "
+        f"{'V':>5} {'sess.':>5} {'addr.':>5} {'other':>6} | {'defence':>8} | "
         f"{'true':>4} | {'target':>11} | {'attack excl.':>12} | "
         f"{'honest excl. (fast+flagged)':>27}"
     )
@@ -381,7 +376,7 @@ def run(args: argparse.Namespace) -> None:
                 addresses = "-"
             print(
                 f"{scenario.target_votes:5d} {scenario.sessions:5d} {addresses:>5} "
-                f"{scenario.other:>6} {scenario.pace:>7} | {defence.name:>8} | "
+                f"{scenario.other:>6} | {defence.name:>8} | "
                 f"{args.target_rank:4d} | #{rank_of(ratings, target_name):<3d} "
                 f"{ratings[target_name]:6.0f} | {attack_share} | "
                 f"{honest_fast_share:13.1%} + {honest_flagged:6.2%}"
