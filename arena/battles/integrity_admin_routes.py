@@ -28,7 +28,9 @@ async def flags(
 @router.post("/rigging-scan")
 async def rigging_scan(request: Request, session: SessionDep) -> ScanOut:
     """Test every session against the latest ratings now, rather than at the next interval."""
-    outcome = await rigging.scan_sessions(session, settings=request.app.state.settings)
+    outcome = await rigging.scan_sessions(
+        request.app.state.sessionmaker, settings=request.app.state.settings
+    )
     record_action(session, actor=ADMIN_API_ACTOR, action="rigging.scan")
     await session.commit()
     return ScanOut.model_validate(outcome)

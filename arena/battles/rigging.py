@@ -233,57 +233,83 @@ async def exclude_flagged_votes(session: AsyncSession) -> int:
     return len(marked)
 
 
-async def scan_sessions(
+async def judge_sessions(
     session: AsyncSession, *, settings: Settings, since: datetime | None = None
-) -> ScanOutcome:
-    """Test the sessions that voted since `since` (all when None) against the latest ratings."""
+) -> tuple[list[str], list[Verdict]]:
+    """The sessions that voted since `since` (all when None) and the verdicts of the latest
+    ratings on them (and, pooled, on everyone); reads only."""
     rated = await latest_ratings(session)
-    flagged = 0
-    tested: list[str] = []
-    if rated:
-        recent = select(Vote.session_hash).distinct()
-        if since is not None:
-            recent = recent.where(Vote.created_at >= since)
-        tested = list((await session.scalars(recent)).all())
-        pooled = settings.rigging_pool_addresses or settings.rigging_alike_min_votes > 0
-        # The pooled tests weigh every session's votes together, old and new; the per-session
-        # test needs only the sessions that voted since the last scan.
-        votes = await _decisive_votes(session, None if pooled else tested)
-        # Seconds of arithmetic on a large arena: off the event loop, which serves visitors.
-        verdicts = await asyncio.to_thread(
-            partial(
-                rigging_verdicts,
-                votes,
-                {name: r.rating for name, r in rated.items()},
-                settings=settings,
-                tested=set(tested),
+    if not rated:
+        return [], []
+    recent = select(Vote.session_hash).distinct()
+    if since is not None:
+        recent = recent.where(Vote.created_at >= since)
+    tested = list((await session.scalars(recent)).all())
+    pooled = settings.rigging_pool_addresses or settings.rigging_alike_min_votes > 0
+    # The pooled tests weigh every session's votes together, old and new; the per-session
+    # test needs only the sessions that voted since the last scan.
+    votes = await _decisive_votes(session, None if pooled else tested)
+    # Seconds of arithmetic on a large arena: off the event loop, which serves visitors.
+    verdicts = await asyncio.to_thread(
+        partial(
+            rigging_verdicts,
+            votes,
+            {name: r.rating for name, r in rated.items()},
+            settings=settings,
+            tested=set(tested),
+        )
+    )
+    return tested, verdicts
+
+
+async def record_verdicts(
+    session: AsyncSession, tested: Sequence[str], verdicts: Sequence[Verdict]
+) -> ScanOutcome:
+    """Store the verdicts and exclude the votes of every flagged session (idempotent)."""
+    for verdict in verdicts:
+        session.add(
+            FlaggedSession(
+                session_hash=verdict.session_hash,
+                reason=verdict.reason,
+                detail=verdict.detail,
+                created_at=utcnow(),
             )
         )
-        for verdict in verdicts:
-            session.add(
-                FlaggedSession(
-                    session_hash=verdict.session_hash,
-                    reason=verdict.reason,
-                    detail=verdict.detail,
-                    created_at=utcnow(),
-                )
-            )
-        for reason, detail in sorted({(v.reason, v.detail) for v in verdicts}):
-            log.warning("rigging scan: flagged sessions (%s): %s", reason, detail)
-        flagged = len({v.session_hash for v in verdicts})
-        await session.flush()
+    for reason, detail in sorted({(v.reason, v.detail) for v in verdicts}):
+        log.warning("rigging scan: flagged sessions (%s): %s", reason, detail)
+    await session.flush()
     excluded = await exclude_flagged_votes(session)
     return ScanOutcome(
-        sessions_tested=len(tested), sessions_flagged=flagged, votes_excluded=excluded
+        sessions_tested=len(tested),
+        sessions_flagged=len({v.session_hash for v in verdicts}),
+        votes_excluded=excluded,
     )
+
+
+async def scan_sessions(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    settings: Settings,
+    since: datetime | None = None,
+) -> ScanOutcome:
+    """Test the sessions that voted since `since` (all when None) against the latest ratings,
+    and record what is found.
+
+    Two transactions: reading every vote and testing them takes seconds on a large arena, and
+    on SQLite a write transaction holds the one write lock that every vote waits for. A session
+    flagged by another worker in between is recorded twice, which the report shows once."""
+    async with sessionmaker() as session:
+        tested, verdicts = await judge_sessions(session, settings=settings, since=since)
+    async with sessionmaker() as session, session.begin():
+        await begin_write(session)
+        return await record_verdicts(session, tested, verdicts)
 
 
 class RiggingScanner:
     """Runs scan_sessions every `rigging_scan_seconds` in the background of a worker.
 
     Every worker of every instance wakes each period, and the first to claim the period
-    (job_lock.claim_period) scans; the others go back to sleep. The claim commits with the scan,
-    so a scan that fails leaves the period to the next worker that wakes."""
+    (job_lock.claim_period, a short write of its own) scans; the others go back to sleep."""
 
     def __init__(self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self.settings = settings
@@ -297,26 +323,27 @@ class RiggingScanner:
 
     async def scan_once(self) -> ScanOutcome:
         started = utcnow()
-        async with self.sessionmaker() as session, session.begin():
-            await begin_write(session)
-            outcome = await scan_sessions(
-                session, settings=self.settings, since=self.last_scan_started
-            )
+        outcome = await scan_sessions(
+            self.sessionmaker, settings=self.settings, since=self.last_scan_started
+        )
         self.last_scan_started = started
         return outcome
 
     async def scan_if_due(self) -> ScanOutcome | None:
         """A scan if no worker has scanned in this period, else None. It tests the sessions that
-        voted since the period before began, wherever that scan ran."""
+        voted since the period before began, wherever that scan ran (the pooled tests read
+        every vote in any case)."""
         # A little short of the interval: the worker that scanned last wakes again just after its
         # claim has expired, so the scans keep their rhythm instead of skipping every other one.
         period = timedelta(seconds=self.settings.rigging_scan_seconds * 0.9)
         async with self.sessionmaker() as session, session.begin():
             await begin_write(session)
             claim = await claim_period(session, SCAN_JOB, period)
-            if claim is None:
-                return None
-            return await scan_sessions(session, settings=self.settings, since=claim.previous_start)
+        if claim is None:
+            return None
+        return await scan_sessions(
+            self.sessionmaker, settings=self.settings, since=claim.previous_start
+        )
 
     async def _loop(self) -> None:
         while True:
