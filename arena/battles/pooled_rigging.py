@@ -9,8 +9,8 @@ sessions, E = sum q is the number of unanimous sessions to expect, and the numbe
 tested against a Poisson law of mean c * E, which is conservative for a sum of unlikely
 Bernoulli trials (its variance is the larger). c >= 1 calibrates the test on the data: honest
 people have tastes, so unanimous sessions are somewhat more common than the ratings say, on
-every model alike; c is the median O / E over all (model, direction) cells, so one attacked cell
-does not move it.
+every model alike; c is the median O / E over the (model, direction) cells of all sessions
+(those expecting at least one unanimous session), so one attacked cell does not move it.
 
 Two pools:
 - by address: the sessions whose votes mostly came from one address hash (a NAT, a campus, or
@@ -20,7 +20,8 @@ Two pools:
   from; one (model, direction) cell per scan, the most improbable, since its exclusion changes
   the ratings the other cells are judged by.
 Only the unanimous sessions of a flagged pool are excluded, never the whole address: the honest
-people behind a flagged address who voted both ways on m, or not at all, keep their votes.
+people behind a flagged address who voted both ways on m, or not at all, keep their votes (those
+whose votes on m happened to go the attacker's way go with it: about E of them).
 """
 
 from __future__ import annotations
