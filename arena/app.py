@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp
 
 from arena import metrics
+from arena.api_docs import install_api_docs
 from arena.battles import turns
 from arena.battles.fast_lane import BattleFastLane
 from arena.battles.integrity_admin_routes import router as integrity_admin_router
@@ -221,6 +222,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         responses=ERROR_RESPONSES,
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     install_security_headers(app)
@@ -235,6 +238,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(leaderboard_router)
     app.include_router(metrics.router)
     app.include_router(console_router)
+    install_api_docs(app)
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
 
     @app.get("/healthz", tags=["health"])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
-
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse
 from starlette.datastructures import MutableHeaders
@@ -42,27 +40,25 @@ ALWAYS = {
 
 
 class SecurityHeaders:
-    """Adds ALWAYS to every answer and the content policy to HTML ones, except `exempt_paths`
-    (FastAPI's interactive docs load their script from a CDN and inline it).
+    """Adds ALWAYS to every answer and the content policy to HTML ones that do not bring their
+    own (the API docs, arena/api_docs.py, allow their inline setup script by its hash).
 
     Plain ASGI rather than BaseHTTPMiddleware, which would buffer the battle's event stream."""
 
-    def __init__(self, app: ASGIApp, exempt_paths: Collection[str] = ()) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.exempt_paths = frozenset(exempt_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        guard_html = scope["path"] not in self.exempt_paths
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in ALWAYS.items():
                     headers.setdefault(name, value)
-                if guard_html and headers.get("content-type", "").startswith("text/html"):
+                if headers.get("content-type", "").startswith("text/html"):
                     headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
             await send(message)
 
@@ -70,8 +66,7 @@ class SecurityHeaders:
 
 
 def install_security_headers(app: FastAPI) -> None:
-    docs = [app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url]
-    app.add_middleware(SecurityHeaders, exempt_paths=[path for path in docs if path])
+    app.add_middleware(SecurityHeaders)
 
 
 @router.get("/", response_class=HTMLResponse)

@@ -41,11 +41,12 @@ class BrowserPage:
     console_errors: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
 
-    def screenshot(self, name: str) -> Path:
-        """A full-page screenshot under test-artifacts/ (gitignored), for a person to look at."""
+    def screenshot(self, name: str, *, full_page: bool = True) -> Path:
+        """A screenshot under test-artifacts/ (gitignored), for a person to look at; of the
+        whole page unless `full_page` is false (a very long page can take longer than a test)."""
         ARTIFACTS.mkdir(exist_ok=True)
         path = ARTIFACTS / name
-        self.page.screenshot(path=str(path), full_page=True)
+        self.page.screenshot(path=str(path), full_page=full_page)
         return path
 
 
