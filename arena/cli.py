@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -18,8 +19,9 @@ from arena import migrate
 from arena.audit import STATUS_ACTIONS, actions_csv, cli_actor, recent_actions, record_action
 from arena.battles import erasure
 from arena.config import Settings
-from arena.db import in_one_transaction
+from arena.db import database_location, in_one_transaction
 from arena.errors import ArenaError
+from arena.listening import announce_when_listening
 from arena.models import Model, ModelStatus, OperatorAction
 from arena.ratings_cli import ratings_app
 from arena.registry import owners
@@ -96,9 +98,11 @@ def serve(
         except ArenaError as exc:
             err_console.print(f"[red]error:[/red] {exc.message}")
             raise typer.Exit(2) from None
+        # soft_wrap: the terminal wraps a long line, rich would break it mid-list.
         console.print(
             f"demo endpoints at {demo_base_url(settings.demo_port)}: "
-            + ", ".join(m.name for m in DEMO_MODELS)
+            + ", ".join(m.name for m in DEMO_MODELS),
+            soft_wrap=True,
         )
     # Workers are separate processes that rebuild the app from ARENA_* variables.
     os.environ.setdefault("ARENA_DATABASE_URL", settings.database_url)
@@ -109,11 +113,18 @@ def serve(
         from arena.metrics import prepare_multiprocess_dir
 
         prepare_multiprocess_dir(settings.data_dir)
+    host = host or settings.host
+    port = port or settings.port
+    if settings.log_format == "json":
+        # One JSON object a line, this one too (the log lines are configured by then).
+        announce_when_listening(host, port, logging.getLogger("arena.serve").info)
+    else:
+        announce_when_listening(host, port, lambda line: console.print(line, soft_wrap=True))
     uvicorn.run(
         "arena.app:create_app",
         factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
+        host=host,
+        port=port,
         workers=workers or settings.workers,
         http=ArenaHttpProtocol,
         log_level="info",
@@ -149,8 +160,15 @@ def demo_upstream(
 def db_upgrade() -> None:
     """Apply every migration the database does not have yet."""
     settings = Settings()
-    migrate.upgrade(settings.database_url)
-    console.print("database is up to date")
+    done = migrate.upgrade(settings.database_url)
+    where = database_location(settings.database_url)
+    if done.created:
+        message = f"created the database at {where} (schema {done.after})"
+    elif done.changed:
+        message = f"upgraded the database at {where} from schema {done.before} to {done.after}"
+    else:
+        message = f"the database at {where} is up to date (schema {done.after})"
+    console.print(message, soft_wrap=True, highlight=False)
 
 
 @db_app.command("check")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+
+from arena.db import make_sync_engine
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -21,8 +25,35 @@ def alembic_config(database_url: str) -> Config:
     raise FileNotFoundError("the migrations folder is missing from this installation")
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+@dataclass(frozen=True)
+class Upgrade:
+    """The database's revision before and after an upgrade; None before is an empty database."""
+
+    before: str | None
+    after: str | None
+
+    @property
+    def created(self) -> bool:
+        return self.before is None and self.after is not None
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+def current_revision(database_url: str) -> str | None:
+    engine = make_sync_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def upgrade(database_url: str, revision: str = "head") -> Upgrade:
+    before = current_revision(database_url)
     command.upgrade(alembic_config(database_url), revision)
+    return Upgrade(before, current_revision(database_url))
 
 
 def check(database_url: str) -> None:
