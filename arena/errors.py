@@ -35,6 +35,7 @@ Upstream failures inside a stream are data (an error event on one side), not exc
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from fastapi import FastAPI, Request
@@ -202,10 +203,6 @@ class EndpointUnresolvable(EndpointError):
     status_code = 422
 
 
-# pydantic's wording where it does not say what to do instead.
-_BETTER_MESSAGES = {"extra_forbidden": "not a field of this request; leave it out"}
-
-
 def _field(error: dict[str, object]) -> str:
     loc = error.get("loc", ())
     parts = loc if isinstance(loc, (list, tuple)) else ()
@@ -215,9 +212,55 @@ def _field(error: dict[str, object]) -> str:
     return field if len(field) <= 100 else field[:100] + "…"
 
 
+def _characters(count: object) -> str:
+    return "1 character" if count == 1 else f"{count} characters"
+
+
+def _length_too_short(ctx: dict[str, object]) -> str:
+    least = ctx.get("min_length")
+    return "must not be empty" if least == 1 else f"must be at least {_characters(least)} long"
+
+
+# pydantic's wording is written for programmers ("String should have at least 1 character",
+# "Input should be a valid integer"); what follows the field's name here is written for the
+# person filling in the form, who may not know what a string or an integer is.
+_WORDING: dict[str, Callable[[dict[str, object]], str]] = {
+    "missing": lambda ctx: "is required; fill it in",
+    "extra_forbidden": lambda ctx: "not a field of this request; leave it out",
+    "string_too_short": _length_too_short,
+    "string_too_long": lambda ctx: f"must be at most {_characters(ctx.get('max_length'))} long",
+    "string_type": lambda ctx: "must be text",
+    "int_type": lambda ctx: "must be a whole number",
+    "int_parsing": lambda ctx: "must be a whole number",
+    "int_from_float": lambda ctx: "must be a whole number",
+    "float_type": lambda ctx: "must be a number",
+    "float_parsing": lambda ctx: "must be a number",
+    "finite_number": lambda ctx: "must be a finite number",
+    "bool_type": lambda ctx: "must be true or false",
+    "bool_parsing": lambda ctx: "must be true or false",
+    "greater_than_equal": lambda ctx: f"must be {ctx.get('ge')} or more",
+    "greater_than": lambda ctx: f"must be more than {ctx.get('gt')}",
+    "less_than_equal": lambda ctx: f"must be {ctx.get('le')} or less",
+    "less_than": lambda ctx: f"must be less than {ctx.get('lt')}",
+    "literal_error": lambda ctx: f"must be {ctx.get('expected')}",
+    "enum": lambda ctx: f"must be {ctx.get('expected')}",
+    "model_type": lambda ctx: "must be a JSON object with the fields this request takes",
+    "model_attributes_type": lambda ctx: "must be a JSON object with the fields this request takes",
+    "dict_type": lambda ctx: "must be a JSON object",
+    "list_type": lambda ctx: "must be a list",
+    "json_invalid": lambda ctx: f"the body is not valid JSON ({ctx.get('error', 'unreadable')})",
+}
+
+
 def _message(error: dict[str, object]) -> str:
-    better = _BETTER_MESSAGES.get(str(error.get("type", "")))
-    return better or str(error.get("msg", "invalid value"))
+    kind = str(error.get("type", ""))
+    message = str(error.get("msg", "invalid value"))
+    ctx = error.get("ctx")
+    wording = _WORDING.get(kind)
+    if wording is not None:
+        return wording(ctx if isinstance(ctx, dict) else {})
+    # Our own validators' sentences (ValueError) come prefixed with pydantic's category.
+    return message.removeprefix("Value error, ")
 
 
 def validation_message(exc: RequestValidationError) -> str:

@@ -76,7 +76,10 @@ async def probe_endpoint(
     )
     if answer.failure is not None:
         failure = explain_failure(
-            answer.failure, base_url=endpoint.base_url, api_key=endpoint.api_key
+            answer.failure,
+            base_url=endpoint.base_url,
+            api_key=endpoint.api_key,
+            model=endpoint.model,
         )
         # How long an unreachable endpoint took would tell a refused port from a silent one.
         latency = None if failure.kind == "unreachable" else answer.duration_ms

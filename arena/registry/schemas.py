@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, ClassVar, Final
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     Field,
     ValidationInfo,
@@ -14,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from arena.api_input import InputSchema
+from arena.api_input import InputSchema, must_match
 from arena.models import ModelStatus
 from arena.registry.probe import ProbeResult
 
@@ -48,7 +49,35 @@ Description = Annotated[str, Field(max_length=2000)]
 SystemPrompt = Annotated[str, Field(max_length=8000)]
 BaseUrl = Annotated[str, Field(min_length=1, max_length=2048)]
 UpstreamModel = Annotated[str, Field(min_length=1, max_length=200)]
-ApiKey = Annotated[str, Field(min_length=1, max_length=4096, pattern=API_KEY_PATTERN)]
+ApiKey = Annotated[
+    str,
+    Field(min_length=1, max_length=4096, json_schema_extra={"pattern": API_KEY_PATTERN}),
+    AfterValidator(
+        must_match(
+            API_KEY_PATTERN,
+            "may hold only visible ASCII characters, no spaces; paste the key exactly as the "
+            "endpoint's provider gave it",
+        )
+    ),
+]
+Email = Annotated[
+    str,
+    Field(max_length=254, json_schema_extra={"pattern": EMAIL_PATTERN}),
+    AfterValidator(
+        must_match(EMAIL_PATTERN, "is not an email address; write it like name@example.org")
+    ),
+]
+ModelName = Annotated[
+    str,
+    Field(json_schema_extra={"pattern": MODEL_NAME_PATTERN}),
+    AfterValidator(
+        must_match(
+            MODEL_NAME_PATTERN,
+            "must be 1 to 100 letters, digits and . _ : + - (no spaces or slashes), starting "
+            "with a letter or a digit, like my-model-7b",
+        )
+    ),
+]
 Reason = Annotated[str, Field(max_length=500)]
 
 
@@ -85,7 +114,7 @@ class StrictIn(InputSchema):
 
 class OwnerIn(StrictIn):
     name: str = Field(min_length=1, max_length=100)
-    email: str = Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN)
+    email: Email
     invite_code: str | None = Field(default=None, min_length=1, max_length=100)
 
 
@@ -139,7 +168,7 @@ class OwnerOut(BaseModel):
 
 
 class InviteIn(StrictIn):
-    email: str = Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN)
+    email: Email
 
 
 class InviteOut(BaseModel):
@@ -152,7 +181,7 @@ class ModelIn(StrictIn):
     # Sent to the endpoint only, inside a JSON body: paragraphs and indented examples are usual.
     multi_line_fields: ClassVar[frozenset[str]] = frozenset({"description", "system_prompt"})
 
-    name: str = Field(pattern=MODEL_NAME_PATTERN)
+    name: ModelName
     organization: ShortText = ""
     license: ShortText = ""
     description: Description = ""

@@ -230,7 +230,10 @@ async def model_stats(
         RecentError(
             at=m.created_at,
             error=explain_stored_error(
-                m.error or "", base_url=model.base_url, api_key=api_key
+                m.error or "",
+                base_url=model.base_url,
+                api_key=api_key,
+                model=model.upstream_model,
             ).reason,
         )
         for m in await session.scalars(

@@ -191,8 +191,10 @@ async function act(model, action) {
       return;
     }
     const answer = await api("POST", `/api/models/${encodeURIComponent(model.name)}/${action}`);
-    const status = (answer.model || answer).status;
-    actionResult(`${model.name} is now ${status}. ${probeText(answer.probe)}`.trim());
+    // Pause and retire answer the model itself, whose `model` is the upstream model id (text);
+    // resume answers {model: the model, probe}.
+    const changed = typeof answer.model === "object" && answer.model !== null ? answer.model : answer;
+    actionResult(`${model.name} is now ${changed.status}. ${probeText(answer.probe)}`.trim());
     await loadModels();
   } catch (error) {
     if (error.status === 401) showSignedOut();

@@ -30,7 +30,7 @@ def ready_arena(arena_factory: Callable[..., Arena], fake_upstream: FakeUpstream
         ({"prompt": ""}, "prompt"),
         ({"prompt": "   \n "}, "the prompt is empty"),
         ({"prompt": "x" * 51}, "over the limit of 50"),
-        ({}, "prompt: Field required"),
+        ({}, "prompt: is required; fill it in"),
         ({"prompt": 12}, "prompt"),
         ({"prompt": "nul\x00byte"}, "NUL"),
     ],

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -113,3 +116,79 @@ def test_a_certificate_not_trusted_is_named_with_its_reason_on_one_bounded_line(
     reason = explain_failure(hostile, base_url=URL, api_key=None).reason
     assert "\n" not in reason and "\x1b" not in reason
     assert len(reason) < EXCERPT_CHARS + 300
+
+
+# A model id the server does not serve, as servers of each kind answer it (HTTP status, body).
+UNKNOWN_MODEL_ANSWERS = {
+    "OpenAI": (
+        404,
+        '{"error": {"message": "The model `gpt-9` does not exist or you do not have access to '
+        'it.", "type": "invalid_request_error", "param": null, "code": "model_not_found"}}',
+        "The model `gpt-9` does not exist or you do not have access to it.",
+    ),
+    "vLLM": (
+        404,
+        '{"object": "error", "message": "The model `gpt-9` does not exist.", '
+        '"type": "NotFoundError", "param": null, "code": 404}',
+        "The model `gpt-9` does not exist.",
+    ),
+    "Ollama": (
+        404,
+        '{"error": {"message": "model \\"gpt-9\\" not found, try pulling it first", '
+        '"type": "api_error", "param": null, "code": null}}',
+        'model "gpt-9" not found, try pulling it first',
+    ),
+    "LiteLLM, wrapping a Python dict": (
+        400,
+        '{"error": {"message": "{\'error\': \'/chat/completions: Invalid model name passed in '
+        "model=gpt-9. Call `/v1/models` to view available models for your key.'}\", "
+        '"type": "None", "param": "None", "code": "400"}}',
+        "/chat/completions: Invalid model name passed in model=gpt-9. Call `/v1/models` to "
+        "view available models for your key.",
+    ),
+    "a proxy wrapping JSON": (
+        404,
+        '{"error": {"message": "OpenAIException - {\\"error\\": {\\"message\\": \\"The model '
+        '`gpt-9` does not exist\\", \\"code\\": \\"model_not_found\\"}}"}}',
+        "The model `gpt-9` does not exist",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "said"), UNKNOWN_MODEL_ANSWERS.values(), ids=UNKNOWN_MODEL_ANSWERS.keys()
+)
+def test_an_unknown_model_id_is_put_on_the_model_with_the_servers_sentence(
+    status: int, body: str, said: str
+) -> None:
+    failure = explain_failure(
+        Failed("status", f"HTTP {status}: {body}"), base_url=URL, api_key=None, model="gpt-9"
+    )
+    assert failure.field == "model"
+    assert failure.reason.startswith(
+        f"the endpoint does not serve the model id 'gpt-9' (HTTP {status}); give the id exactly "
+        f"as the server lists it (GET {URL}/models lists them on most servers)"
+    )
+    assert failure.reason.endswith(f'; it said: "{said}"')
+    assert "{" not in failure.reason
+
+
+def test_a_404_that_does_not_name_the_model_stays_on_base_url() -> None:
+    for body in ('{"detail": "Not Found"}', "<h1>Not Found</h1>", '{"error": {"message": "no"}}'):
+        failure = explain_failure(
+            Failed("status", f"HTTP 404: {body}"), base_url=URL, api_key=None, model="gpt-9"
+        )
+        assert failure.field == "base_url", body
+    refused = explain_failure(
+        Failed("status", 'HTTP 403: {"error": {"message": "no access to model gpt-9"}}'),
+        base_url=URL,
+        api_key=None,
+        model="gpt-9",
+    )
+    assert refused.field == "api_key"
+
+
+def test_a_message_that_is_not_wrapped_json_is_kept_as_it_is() -> None:
+    for message in ("bad {value", "{not: json}", "{" * 300 + "}" * 300, "quota {x} exceeded"):
+        body = json.dumps({"error": {"message": message}})
+        assert json_error_message(body) == message

@@ -8,10 +8,12 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from arena.upstream.demo import DEMO_MODELS, create_demo_app
 from tests.browser import BrowserPage
 from tests.conftest import Arena
 from tests.fake_upstream import FakeUpstream
 from tests.registry.accounts import ADMIN
+from tests.servers import ServerThread
 
 HOSTILE = "<img src=x onerror=\"window.__pwned='reason'\">"
 
@@ -114,3 +116,67 @@ def test_invite_only_sign_up_and_bad_tokens_on_the_page(
     expect(page.locator("#signed-in")).to_be_hidden()
     assert page.evaluate("sessionStorage.getItem('arena.ownerToken')") is None
     assert browser_page.page_errors == []
+
+
+@pytest.mark.browser
+def test_owner_page_speaks_plainly_about_mistakes_and_states(
+    arena: Arena, fake_upstream: FakeUpstream, browser_page: BrowserPage
+) -> None:
+    """Form errors a person can act on, a wrong model id reported on the model id with the
+    server's sentence (not its JSON), and a pause that says what the model now is."""
+    demo = ServerThread(create_demo_app(seconds_per_word=0)).start()
+    try:
+        page = browser_page.page
+        page.goto(arena.url + "/owner")
+        signup = page.locator("#signup-form")
+        page.fill("#signup-email", "ada@")
+        page.click("#signup-form button[type=submit]")
+        expect(signup.locator('[data-error-for="name"]')).to_have_text("must not be empty")
+        expect(signup.locator('[data-error-for="email"]')).to_have_text(
+            "is not an email address; write it like name@example.org"
+        )
+        page.fill("#signup-name", "Ada")
+        page.fill("#signup-email", "ada@example.org")
+        page.click("#signup-form button[type=submit]")
+        expect(page.locator("#signed-in")).to_be_visible()
+        page.click("#new-token-done")
+
+        form = page.locator("#register-form")
+        page.fill("#reg-name", "ada 7b")
+        page.fill("#reg-base_url", demo.url + "/v1")
+        page.click("#register-button")
+        expect(form.locator('[data-error-for="name"]')).to_contain_text("no spaces or slashes")
+        expect(form.locator('[data-error-for="model"]')).to_have_text("is required; fill it in")
+
+        # The demo server answers a model id it does not serve as OpenAI does: 404 and a JSON
+        # error object with code model_not_found.
+        page.fill("#reg-name", "ada-7b")
+        page.fill("#reg-model", "ada-7b")
+        page.click("#register-button")
+        model_error = form.locator('[data-error-for="model"]')
+        expect(model_error).to_contain_text("does not serve the model id 'ada-7b'")
+        expect(model_error).to_contain_text("The model 'ada-7b' does not exist on the demo server")
+        expect(form.locator('[data-error-for="base_url"]')).to_be_empty()
+        assert "{" not in (model_error.text_content() or "")
+        expect(page.locator("#reg-model")).to_have_attribute("aria-invalid", "true")
+
+        page.fill("#reg-model", DEMO_MODELS[0].name)
+        page.click("#register-button")
+        expect(page.locator("#register-result")).to_contain_text("Registered ada-7b: pending")
+        with httpx.Client(base_url=arena.url) as admin:
+            approved = admin.post("/api/admin/models/ada-7b/approve", headers=ADMIN)
+            assert approved.status_code == 200
+        page.reload()
+        row = page.locator('#models-table tr[data-model="ada-7b"]')
+        expect(row).to_contain_text("active")
+
+        row.locator('button[data-action="pause"]').click()
+        expect(page.locator("#action-result")).to_have_text("ada-7b is now paused.")
+        expect(row.locator(".status")).to_have_text("paused")
+        row.locator('button[data-action="resume"]').click()
+        expect(page.locator("#action-result")).to_contain_text("ada-7b is now active.")
+        expect(row.locator(".status")).to_have_text("active")
+    finally:
+        demo.stop()
+    unexpected = [e for e in browser_page.console_errors if "Failed to load resource" not in e]
+    assert unexpected == [] and browser_page.page_errors == []

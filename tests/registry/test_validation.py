@@ -79,6 +79,56 @@ def test_registration_input_is_validated_naming_the_field(
     assert answer.json()["detail"].startswith(f"{field}: ")
 
 
+# What a person reads under each field: what to write, in words, not the library's terms.
+PLAIN_MESSAGES = [
+    ({"name": "has space"}, "name", "must be 1 to 100 letters, digits and . _ : + - (no spaces"),
+    ({"name": ""}, "name", "must be 1 to 100 letters"),
+    ({"model": ""}, "model", "must not be empty"),
+    ({"model": "m" * 201}, "model", "must be at most 200 characters long"),
+    ({"api_key": "sk key"}, "api_key", "may hold only visible ASCII characters, no spaces"),
+    ({"max_tokens": 0}, "max_tokens", "must be 1 or more"),
+    ({"max_tokens": 32769}, "max_tokens", "must be 32768 or less"),
+    ({"max_tokens": 1.5}, "max_tokens", "must be a whole number"),
+    ({"temperature": "0.5"}, "temperature", "must be a number"),
+    ({"temperature": 2.5}, "temperature", "must be 2.0 or less"),
+    ({"name": 7}, "name", "must be text"),
+    ({"organization": "a\tb"}, "organization", "contains a tab (U+0009) at character 2"),
+    ({"base_url": None}, "base_url", "must be text"),
+    ({"status": "active"}, "status", "not a field of this request; leave it out"),
+]
+LIBRARY_WORDING = ("String should", "Input should", "Field required", "Value error", "pattern")
+
+
+@pytest.mark.parametrize(("change", "field", "message"), PLAIN_MESSAGES)
+def test_registration_errors_say_what_to_write(
+    checker: tuple[Arena, str], change: dict[str, Any], field: str, message: str
+) -> None:
+    arena, token = checker
+    with arena.client() as client:
+        body = {**registration(BASE), **change}
+        answer = client.post("/api/models", json=body, headers=bearer(token))
+    assert answer.status_code == 422, answer.text
+    (error,) = answer.json()["errors"]
+    assert error["field"] == field
+    assert error["message"].startswith(message), error
+    assert answer.json()["detail"] == f"{field}: {error['message']}"
+    assert not any(words in error["message"] for words in LIBRARY_WORDING), error
+
+
+def test_sign_up_errors_say_what_to_write(checker: tuple[Arena, str]) -> None:
+    arena, _ = checker
+    with arena.client() as client:
+        answer = client.post("/api/owners", json={"name": "", "email": "a@", "invite_code": ""})
+        missing = client.post("/api/owners", json={"name": "Ada"})
+    assert answer.status_code == 422
+    assert answer.json()["errors"] == [
+        {"field": "name", "message": "must not be empty"},
+        {"field": "email", "message": "is not an email address; write it like name@example.org"},
+        {"field": "invite_code", "message": "must not be empty"},
+    ]
+    assert missing.json()["errors"] == [{"field": "email", "message": "is required; fill it in"}]
+
+
 CONTROL_CHARACTERS = {
     "tab": "\t",
     "line feed": "\n",
