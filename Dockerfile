@@ -2,14 +2,17 @@
 # `docker run -p 8000:8000 -v arena-data:/data arena` (add `-e ARENA_DEMO=true` for the demo models).
 
 # Build stage: the arena's wheel (with static/, migrations/ and alembic.ini inside) and the wheels
-# of its dependencies, so the final image needs neither the source tree nor a compiler.
+# of its dependencies at the versions requirements.lock pins, hashes checked, so the final image
+# needs neither the source tree nor a compiler, and two builds install the same packages.
 FROM python:3.11-slim AS build
 WORKDIR /src
+COPY requirements.lock ./
+RUN pip wheel --no-cache-dir --require-hashes --wheel-dir /wheels -r requirements.lock
 COPY pyproject.toml README.md alembic.ini ./
 COPY arena ./arena
 COPY migrations ./migrations
 COPY static ./static
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
