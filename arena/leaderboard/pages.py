@@ -349,6 +349,9 @@ def render_leaderboard(
         ("Sampling shares CSV", "/leaderboard/sampling-share.csv"),
     ]
     query = _query(category=view.category, method=view.method)
+    counted_now = vote_counts.counted if vote_counts is not None else view.votes_total
+    cast_now = vote_counts.total if vote_counts is not None else view.votes_total
+    newer_votes = max(0, counted_now - view.votes_total) if snapshot is not None else 0
     return templates.get_template("leaderboard.html").render(
         reproduce=None if snapshot is None else reproduce_command(snapshot),
         nav="leaderboard",
@@ -376,6 +379,10 @@ def render_leaderboard(
         first_place=None if fragility is None else fragility.first_place,
         holds_text=holds_text,
         vote_counts=vote_counts,
+        # The table is as of its snapshot; the vote counts are read when the page is built.
+        counted_now=counted_now,
+        cast_now=cast_now,
+        newer_votes=newer_votes,
         reasons=REASONS,
         sampling=sampling,
         when=when,

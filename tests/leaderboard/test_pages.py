@@ -278,3 +278,38 @@ def test_page_counts_excluded_votes_by_reason_and_shows_sampling(quiet_arena: Ar
     assert "beta-chat active" in sampling and "50.0% (5) 50.0% (5)" in sampling
     assert "alpha-large" in sampling and "30.0% (3)" in sampling
     assert "gamma-7b" in sampling and "20.0% (2)" in sampling
+
+
+def test_votes_that_were_all_excluded_are_not_called_no_votes(quiet_arena: Arena) -> None:
+    add_models(quiet_arena)
+    seed_votes(
+        quiet_arena.settings.database_url,
+        [SeedVote("alpha-large", "beta-chat", "model_a", counted=False)] * 4,
+    )
+    recompute(quiet_arena)
+    with quiet_arena.client() as client:
+        text = re.sub(r" ([,.)])", r"\1", _text(client.get("/leaderboard").text))
+    assert "Nobody has voted yet" not in text
+    assert "4 votes have been cast, but none counts yet: all were excluded and kept" in text
+    assert "4 votes cast: 0 counted, 4 excluded and kept for review" in text
+
+
+def test_the_page_says_the_table_lags_the_votes_and_why(rated_arena: Arena) -> None:
+    with rated_arena.client() as client:
+        in_table = client.get("/api/leaderboard").json()
+    rated = in_table["votes_total"]
+    seed_votes(
+        rated_arena.settings.database_url,
+        [SeedVote("alpha-large", "beta-chat", "model_a", at=datetime.now(UTC))] * 7,
+    )
+    with rated_arena.client() as client:
+        text = re.sub(r" ([,.)])", r"\1", _text(client.get("/leaderboard").text))
+    computed = in_table["snapshot"]["computed_at"][:16].replace("T", " ")
+    assert f"{rated:,} counted votes in these ratings, computed {computed}" in text
+    assert "7 counted votes have come in since; the next recompute will include them." in text
+    assert f"{rated + 7:,} counted" in text
+    assert (
+        f"The ratings above count {rated:,} of them: they are as of their computation, and the "
+        "next recompute will include the 7 newer." in text
+    )
+    assert "counted votes so far" not in text
