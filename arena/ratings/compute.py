@@ -245,6 +245,8 @@ def compute_leaderboard(
                 counts, fit, rounds=rounds, rng=rng, progress=progress
             )
             intervals = bootstrap_intervals(samples, confidence=confidence, redrawn=redrawn)
+            # Shown beside the intervals: many redrawn resamples mean thin data, rough intervals.
+            params["bootstrap_redrawn"] = redrawn
         params["reweighted"] = reweighted
     else:
         params["k"] = k

@@ -313,3 +313,23 @@ def test_the_page_says_the_table_lags_the_votes_and_why(rated_arena: Arena) -> N
         "next recompute will include the 7 newer." in text
     )
     assert "counted votes so far" not in text
+
+
+def test_thin_bootstrap_says_how_many_resamples_had_no_fit(quiet_arena: Arena) -> None:
+    add_models(quiet_arena)
+    names = ["alpha-large", "beta-chat", "gamma-7b"]
+    # A beats B, B beats A, and so on round the three: each model wins and loses, but barely.
+    cycle = [(a, b) for a in names for b in names if a != b] * 2
+    seed_votes(quiet_arena.settings.database_url, [SeedVote(a, b, "model_a") for a, b in cycle])
+    recompute(quiet_arena)
+    with quiet_arena.client() as client:
+        board = client.get("/api/leaderboard", params={"method": "bt-bootstrap"}).json()
+        html = client.get("/leaderboard", params={"method": "bt-bootstrap"}).text
+        plain = client.get("/leaderboard", params={"method": "bt"}).text
+    params = board["snapshot"]["params"]
+    redrawn, rounds = params["bootstrap_redrawn"], params["bootstrap_rounds"]
+    assert redrawn > 0 and rounds == 20
+    shown = _text(html.split('id="bootstrap-redrawn"', 1)[1].split("</div>", 1)[0])
+    assert f"{redrawn} of {redrawn + rounds} resamples had no finite fit" in shown
+    assert "read them as rough" in shown
+    assert 'id="bootstrap-redrawn"' not in plain
