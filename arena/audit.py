@@ -20,6 +20,8 @@ STATUS_ACTIONS: Final = {
     ModelStatus.paused: "model.pause",
     ModelStatus.retired: "model.retire",
 }
+# The operator's review of a flagged session, as actions of the log.
+FLAG_ACTIONS: Final = {"confirmed": "flag.confirm", "dismissed": "flag.dismiss"}
 CSV_HEADER: Final = ("id", "time", "actor", "action", "target", "reason")
 _CSV_BATCH: Final = 1000
 

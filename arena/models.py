@@ -314,6 +314,11 @@ class FlaggedSession(Base):
     reason: Mapped[str] = mapped_column(String(64))
     detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The operator's review: "confirmed" (the votes stay excluded) or "dismissed" (they count
+    # again and the scan leaves the session be), when, and why.
+    decision: Mapped[str | None] = mapped_column(String(16), default=None)
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    decision_note: Mapped[str] = mapped_column(Text, default="")
 
 
 class RatingSnapshot(Base):

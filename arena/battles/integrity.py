@@ -316,8 +316,18 @@ async def flag_report(
                 FlaggedSession.reason,
                 FlaggedSession.detail,
                 func.min(FlaggedSession.created_at),
+                FlaggedSession.decision,
+                FlaggedSession.decided_at,
+                FlaggedSession.decision_note,
             )
-            .group_by(FlaggedSession.session_hash, FlaggedSession.reason, FlaggedSession.detail)
+            .group_by(
+                FlaggedSession.session_hash,
+                FlaggedSession.reason,
+                FlaggedSession.detail,
+                FlaggedSession.decision,
+                FlaggedSession.decided_at,
+                FlaggedSession.decision_note,
+            )
             .order_by(func.min(FlaggedSession.created_at).desc())
             .limit(limit)
         )
@@ -331,7 +341,7 @@ async def flag_report(
         )
     }
     sessions: dict[tuple[str, str], FlaggedSessionOut] = {}
-    for session_hash, reason, detail, created_at in flagged_rows:
+    for session_hash, reason, detail, created_at, decision, decided_at, note in flagged_rows:
         # Two workers may record the same verdict at once; show it once.
         sessions.setdefault(
             (session_hash, reason),
@@ -341,6 +351,9 @@ async def flag_report(
                 detail=detail,
                 created_at=created_at,
                 votes=int(votes_by_session.get(session_hash, 0)),
+                decision=decision,
+                decided_at=decided_at,
+                decision_note=note,
             ),
         )
     query = (

@@ -57,6 +57,10 @@ class FlaggedSessionOut(_FromData):
     detail: str
     created_at: datetime
     votes: int
+    # The operator's review, once made: confirmed or dismissed
+    decision: str | None = None
+    decided_at: datetime | None = None
+    decision_note: str = ""
 
 
 class ExcludedVoteOut(_FromData):

@@ -28,9 +28,10 @@ from functools import partial
 from typing import Any, Final
 
 import numpy as np
-from sqlalchemy import Text, cast, select
+from sqlalchemy import Text, cast, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from arena.battles.flag_review import DISMISSED
 from arena.battles.integrity import POOLED_ADDRESS, POOLED_ALIKE, SUSPICIOUS_SESSION
 from arena.battles.pooled_rigging import pooled_suspicions
 from arena.battles.ratings_view import latest_ratings
@@ -220,7 +221,14 @@ async def exclude_flagged_votes(session: AsyncSession) -> int:
         votes = await session.scalars(
             select(Vote).where(
                 Vote.session_hash.in_(
-                    select(FlaggedSession.session_hash).where(FlaggedSession.reason == reason)
+                    select(FlaggedSession.session_hash).where(
+                        FlaggedSession.reason == reason,
+                        # A flag the operator dismissed excludes nothing any more.
+                        or_(
+                            FlaggedSession.decision.is_(None),
+                            FlaggedSession.decision != DISMISSED,
+                        ),
+                    )
                 ),
                 cast(Vote.flags, Text).not_like(f'%"{reason}"%'),
             )

@@ -14,11 +14,14 @@ from sqlalchemy import func, select
 
 from arena.audit import (
     ADMIN_API_ACTOR,
+    FLAG_ACTIONS,
     STATUS_ACTIONS,
     actions_csv,
     recent_actions,
     record_action,
 )
+from arena.battles import flag_review, integrity
+from arena.battles.flag_review import Decision
 from arena.config import Settings
 from arena.console.session import (
     FormDep,
@@ -144,6 +147,7 @@ async def console(request: Request, db: DbDep, done: str = "") -> Response:
     models = await registry.list_models(db)
     emails = {row.id: row.email for row in await db.execute(select(Owner.id, Owner.email))}
     latest_snapshot = await db.scalar(select(func.max(RatingSnapshot.computed_at)))
+    report = await integrity.flag_report(db, limit=100)
     scheduler = request.app.state.recompute
     return _page(
         request,
@@ -162,6 +166,9 @@ async def console(request: Request, db: DbDep, done: str = "") -> Response:
             "last_recompute": scheduler.last_outcome,
             "recompute_requested": scheduler.requested,
             "invite_days": settings.invite_days,
+            "flag_counts": report.counts,
+            "open_flags": [s for s in report.sessions if s.decision is None],
+            "decided_flags": [s for s in report.sessions if s.decision is not None][:20],
         },
     )
 
@@ -303,6 +310,30 @@ async def invite(
             "probe": None,
         },
     )
+
+
+@router.post("/flags/decision")
+async def decide_flag(
+    _form: FormDep,
+    db: DbDep,
+    session_hash: Annotated[str, Form(min_length=1, max_length=64)],
+    reason: Annotated[str, Form(min_length=1, max_length=64)],
+    decision: Annotated[Decision, Form()],
+    note: Reason = "",
+) -> Response:
+    restored = await flag_review.decide_flag(
+        db, session_hash=session_hash, reason=reason, decision=decision, note=note
+    )
+    record_action(
+        db,
+        actor=ACTOR,
+        action=FLAG_ACTIONS[decision],
+        target=f"{reason} {session_hash}",
+        reason=note,
+    )
+    await db.commit()
+    counted = f"; {restored} of its votes count again" if restored else ""
+    return _back(f"the flag of session {session_hash[:12]}… is {decision}{counted}")
 
 
 @router.post("/recompute")

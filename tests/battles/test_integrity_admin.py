@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -204,3 +205,98 @@ def test_spread_sessions_are_flagged_by_the_pooled_scan_and_their_neighbours_kep
     # The campus and the attacker's neighbours keep every vote.
     kept = arena.db(counted_sessions)
     assert {f"campus{i}" for i in range(20)} | {f"neighbour{i}" for i in range(3)} == kept
+
+
+def test_the_operator_confirms_or_dismisses_a_flagged_session(
+    arena_factory: Callable[..., Arena], fake_upstream: FakeUpstream
+) -> None:
+    arena = arena_factory(rigging_min_votes=8, rigging_alpha=1e-4)
+    ids = {
+        name: arena.add_model(name, fake_upstream.base_url, "normal", organization="Org")
+        for name in ("strong", "middle", "weak")
+    }
+    now = utcnow()
+
+    async def seed(session: AsyncSession) -> None:
+        session.add(
+            RatingSnapshot(
+                method="bt",
+                category="all",
+                vote_set_hash="x",
+                n_votes=1000,
+                rows=[
+                    {"model": "strong", "rating": 1200.0, "votes": 400},
+                    {"model": "middle", "rating": 1000.0, "votes": 400},
+                    {"model": "weak", "rating": 800.0, "votes": 400},
+                ],
+            )
+        )
+        # Two sessions pick "weak" every time; one of them also voted once too fast.
+        votes = [
+            (voter, "weak", other) for voter in ("fan-1", "fan-2") for other in ["strong"] * 12
+        ]
+        for n, (voter, winner, loser) in enumerate(votes):
+            battle_id = f"seeded-{n}"
+            session.add(
+                Battle(
+                    id=battle_id,
+                    model_a_id=ids[winner],
+                    model_b_id=ids[loser],
+                    session_hash=voter,
+                    status=BattleStatus.voted,
+                )
+            )
+            too_fast = voter == "fan-2" and n == 12
+            session.add(
+                Vote(
+                    battle_id=battle_id,
+                    winner=Winner.model_a,
+                    session_hash=voter,
+                    created_at=now,
+                    counted=not too_fast,
+                    flags=["too_fast"] if too_fast else [],
+                )
+            )
+
+    arena.db(seed)
+    with arena.client() as client:
+        scan = client.post("/api/admin/rigging-scan", headers=ADMIN).json()
+        assert scan["sessions_flagged"] == 2 and scan["votes_excluded"] == 24
+        assert client.get("/api/votes/counts").json()["counted"] == 0
+
+        def decide(session_hash: str, decision: str, note: str = "") -> httpx.Response:
+            return client.post(
+                "/api/admin/flags/decision",
+                json={
+                    "session_hash": session_hash,
+                    "reason": "suspicious_session",
+                    "decision": decision,
+                    "note": note,
+                },
+                headers=ADMIN,
+            )
+
+        assert decide("fan-1", "confirmed", "a known fan club").json() == {"votes_restored": 0}
+        dismissed = decide("fan-2", "dismissed", "a real enthusiast, checked")
+        assert dismissed.json() == {"votes_restored": 11}  # the too-fast vote stays out
+        assert decide("fan-2", "confirmed").status_code == 409
+        assert decide("nobody", "dismissed").status_code == 404
+        assert decide("fan-1", "maybe").status_code == 422
+        assert client.post("/api/admin/flags/decision", json={}).status_code == 401
+
+        again = client.post("/api/admin/rigging-scan", headers=ADMIN).json()
+        assert again["sessions_flagged"] == 0 and again["votes_excluded"] == 0
+        counts = client.get("/api/votes/counts").json()
+        report = client.get("/api/admin/flags", headers=ADMIN).json()
+        audit = client.get("/api/admin/audit", headers=ADMIN).json()
+
+    assert counts["counted"] == 11 and counts["by_reason"]["suspicious_session"] == 12
+    decisions = {s["session_hash"]: (s["decision"], s["decision_note"]) for s in report["sessions"]}
+    assert decisions == {
+        "fan-1": ("confirmed", "a known fan club"),
+        "fan-2": ("dismissed", "a real enthusiast, checked"),
+    }
+    assert [(a["action"], a["target"]) for a in audit[:2]] == [
+        ("rigging.scan", ""),
+        ("flag.dismiss", "suspicious_session fan-2"),
+    ]

@@ -9,7 +9,9 @@ from collections.abc import Callable
 
 import httpx
 from cryptography.fernet import Fernet
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from arena.models import Battle, BattleStatus, FlaggedSession, Vote, Winner
 from tests.conftest import Arena
 from tests.fake_upstream import FakeUpstream
 from tests.registry.accounts import ADMIN, ADMIN_TOKEN, bearer, register, sign_up
@@ -137,3 +139,66 @@ def test_console_actions_need_the_form_token_and_are_audited(
         ("model.pause", "ada-7b", "too slow"),
         ("model.approve", "ada-7b", ""),
     ]
+
+
+def test_the_integrity_queue_takes_a_decision_with_its_note(
+    arena: Arena, fake_upstream: FakeUpstream
+) -> None:
+    a = arena.add_model("alpha", fake_upstream.base_url, organization="A")
+    b = arena.add_model("beta", fake_upstream.base_url, organization="B")
+
+    async def seed(session: AsyncSession) -> None:
+        session.add(
+            FlaggedSession(
+                session_hash="suspect-session-hash",
+                reason="suspicious_session",
+                detail="alpha won 12 of 12, where the ratings expect 5.1",
+            )
+        )
+        for n in range(3):
+            session.add(
+                Battle(
+                    id=f"flagged-{n}",
+                    model_a_id=a,
+                    model_b_id=b,
+                    session_hash="suspect-session-hash",
+                    status=BattleStatus.voted,
+                )
+            )
+            session.add(
+                Vote(
+                    battle_id=f"flagged-{n}",
+                    winner=Winner.model_a,
+                    session_hash="suspect-session-hash",
+                    counted=False,
+                    flags=["suspicious_session"],
+                )
+            )
+
+    arena.db(seed)
+    client, csrf = _signed_in(arena)
+    try:
+        page = client.get("/admin").text
+        assert "Integrity queue (1)" in page and "where the ratings expect 5.1" in page
+        form = {
+            "csrf": csrf,
+            "session_hash": "suspect-session-hash",
+            "reason": "suspicious_session",
+            "note": "a known enthusiast",
+        }
+        wrong = client.post("/admin/flags/decision", data={**form, "decision": "maybe"})
+        assert wrong.status_code == 422 and "decision" in wrong.text
+        done = client.post("/admin/flags/decision", data={**form, "decision": "dismissed"})
+        assert done.status_code == 303
+        assert "3%20of%20its%20votes%20count%20again" in done.headers["location"]
+        after = client.get("/admin").text
+        assert "Integrity queue (0)" in after and "a known enthusiast" in after
+    finally:
+        client.close()
+    with arena.client() as public:
+        assert public.get("/api/votes/counts").json()["counted"] == 3
+    assert _audit(arena)[0] == (
+        "flag.dismiss",
+        "suspicious_session suspect-session-hash",
+        "a known enthusiast",
+    )
