@@ -164,6 +164,12 @@ class Settings(BaseSettings):
     end)."""
     new_model_boost: float = Field(default=4.0, ge=1)
     """How many times as often a boosted model is drawn."""
+    sampling_mode: Literal["weighted", "active"] = "weighted"
+    """`weighted`: pairs drawn by the product of the models' weights; `active`: leaned towards
+    the pairs whose vote would narrow the widest rating intervals most."""
+    sampling_floor: float = Field(default=0.2, ge=0, le=1)
+    """In active mode, the fraction of the draws spread evenly over every pair of drawable
+    models: no pair's planned share falls below floor / pairs."""
 
     # Ratings
     bootstrap_rounds: int = Field(default=100, ge=0, le=10_000)

@@ -70,7 +70,7 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
             "rigging_scan_seconds",
         ),
     ),
-    ("Sampling", ("new_model_vote_target", "new_model_boost")),
+    ("Sampling", ("new_model_vote_target", "new_model_boost", "sampling_mode", "sampling_floor")),
     (
         "Ratings",
         ("bootstrap_rounds", "recompute_every_votes", "recompute_every_seconds", "anchor"),

@@ -12,7 +12,7 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Connection
 
 from arena.battles import integrity
-from arena.battles.sampling import draw_pair, read_candidates
+from arena.battles.sampling import read_plan
 from arena.battles.turns import ClaimedTurn, check_prompt, read_endpoints
 from arena.config import Settings
 from arena.models import Battle, BattleStatus, Message, Side
@@ -33,10 +33,7 @@ def draw_battle_pair(connection: Connection, *, prompt: str, settings: Settings)
     """Check the prompt, draw the pair (side A, side B) and read their endpoints: reads only,
     so that on SQLite the write lock is not held while they run."""
     check_prompt(prompt, settings)
-    candidates = read_candidates(connection, settings=settings)
-    model_a_id, model_b_id = draw_pair(
-        [c.model_id for c in candidates], weights=[c.weight for c in candidates]
-    )
+    model_a_id, model_b_id = read_plan(connection, settings=settings).draw()
     return DrawnPair(model_a_id, model_b_id, read_endpoints(connection, model_a_id, model_b_id))
 
 

@@ -33,13 +33,34 @@ class ModelSamplingOut(_FromData):
     retired_at: datetime | None
 
 
+class PairSamplingOut(_FromData):
+    """One pair of active models and its planned share of the next battles (the shares of all
+    pairs sum to 1); `gain` is the share of the leaderboard's uncertainty one more vote on the
+    pair is expected to remove, None in weighted mode or when a model of the pair is unrated."""
+
+    model_a: str
+    model_b: str
+    planned_share: float
+    gain: float | None
+
+
 class SamplingOut(_FromData):
+    """`mode` is the sampler's (`weighted` or `active`); in active mode `floor` is the fraction of
+    the draws spread evenly over the pairs, so no pair's planned share is below
+    floor / len(pairs), and `gains_from` the time of the rating snapshot whose pair gains the plan
+    uses (None before the first). Each model's `expected_share` is half the sum of its pairs'
+    planned shares: the plan the draws use, in both modes."""
+
     computed_at: datetime  # the windows end here, and the battles counted were settled by then
     battles_7d: int
     battles_30d: int
     new_model_vote_target: int
     new_model_boost: float
+    mode: str
+    floor: float | None
+    gains_from: datetime | None
     models: list[ModelSamplingOut]
+    pairs: list[PairSamplingOut]
 
 
 class VoteCountsOut(_FromData):

@@ -15,6 +15,9 @@ from arena.models import RatingSnapshot
 # The table the leaderboard leads with: Bradley-Terry over every counted vote.
 METHOD: Final = "bt"
 CATEGORY: Final = "all"
+# Where the recompute job stores, in that table's extras, the gain of one more vote on each pair
+# of rated models (arena/ratings/active_sampling.py), for the active sampler.
+GAINS_KEY: Final = "sampling_gains"
 
 
 @dataclass(frozen=True)

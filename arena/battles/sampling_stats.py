@@ -15,8 +15,8 @@ from typing import Final
 from sqlalchemy import Integer, case, func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from arena.battles.integrity_schemas import ModelSamplingOut, SamplingOut
-from arena.battles.sampling import active_candidates, expected_shares
+from arena.battles.integrity_schemas import ModelSamplingOut, PairSamplingOut, SamplingOut
+from arena.battles.sampling import current_plan
 from arena.battles.settled import settled, vote_window
 from arena.config import Settings
 from arena.models import Battle, Model, ModelStatus, utcnow
@@ -60,14 +60,20 @@ async def sampling_report(
         )
         for days in WINDOWS_DAYS
     }
-    candidates = await active_candidates(session, settings=settings)
-    planned = dict(
-        zip(
-            [c.model_id for c in candidates],
-            expected_shares([c.weight for c in candidates]),
-            strict=True,
+    plan = await current_plan(session, settings=settings)
+    candidates = plan.candidates
+    planned = dict(zip([c.model_id for c in candidates], plan.model_shares(), strict=True))
+    pair_shares = plan.pair_shares()
+    pair_gain = plan.pair_gains()
+    pairs = [
+        PairSamplingOut(
+            model_a=candidates[int(i)].name,
+            model_b=candidates[int(j)].name,
+            planned_share=float(share),
+            gain=None if gain is None else float(gain),
         )
-    )
+        for i, j, share, gain in zip(plan.lo, plan.hi, pair_shares, pair_gain, strict=True)
+    ]
     boosted = {c.model_id for c in candidates if c.boosted}
     models = (
         await session.scalars(
@@ -102,5 +108,9 @@ async def sampling_report(
         battles_30d=battles[30],
         new_model_vote_target=settings.new_model_vote_target,
         new_model_boost=settings.new_model_boost,
+        mode=plan.mode,
+        floor=plan.floor,
+        gains_from=plan.gains_from,
         models=rows,
+        pairs=pairs,
     )

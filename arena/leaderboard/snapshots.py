@@ -16,6 +16,7 @@ from scipy.sparse.csgraph import connected_components
 from sqlalchemy import delete, func, select, union_all
 from sqlalchemy.orm import Session
 
+from arena.battles.ratings_view import GAINS_KEY
 from arena.battles.settled import settled
 from arena.config import DEFAULT_VOTE_WINDOW_SECONDS, Settings
 from arena.db import make_sync_engine
@@ -24,16 +25,19 @@ from arena.leaderboard.battles_source import load_counted_battles
 from arena.models import Battle, Model, RatingSnapshot, utcnow
 from arena.ratings import (
     Leaderboard,
+    PairCounts,
     aggregate_battles,
     battle_count_matrix,
     category_mask,
     compute_leaderboard,
+    fit_bradley_terry,
     parse_anchor,
     predicted_win_matrix,
     vote_set_hash,
     win_fraction_matrix,
     with_fragility,
 )
+from arena.ratings.active_sampling import pair_gains
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +100,8 @@ class RecomputeConfig:
     vote_window_seconds: float = DEFAULT_VOTE_WINDOW_SECONDS
     # Off only for bench/leaderboard.py's baseline: how much the fragility figures cost.
     fragility: bool = True
+    # Whether the overall Bradley-Terry table carries the pair gains of the active sampler.
+    sampling_gains: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RecomputeConfig:
@@ -104,6 +110,7 @@ class RecomputeConfig:
             bootstrap_rounds=settings.bootstrap_rounds,
             anchor=settings.anchor,
             vote_window_seconds=settings.vote_window_seconds,
+            sampling_gains=settings.sampling_mode == "active",
         )
 
 
@@ -277,6 +284,7 @@ def category_snapshots(
         ]
     counts = aggregate_battles(rated)
     anchor = _anchor(config, counts.models)
+    gains = sampling_gains(counts) if config.sampling_gains and category == ALL else None
     made = []
     bt: Leaderboard | None = None
     for method in methods:
@@ -308,10 +316,22 @@ def category_snapshots(
                         ),
                         4,
                     ),
+                    **({GAINS_KEY: gains} if gains is not None and method == BT else {}),
                 },
             )
         )
     return made
+
+
+def sampling_gains(counts: PairCounts) -> dict[str, Any]:
+    """The gain of one more vote on every pair of rated models, in all_pairs order (models in
+    the order of `models`), for the active sampler; from the unweighted, unanchored fit, whose
+    covariance the gains need (an anchor only shifts the ratings)."""
+    gains = pair_gains(counts, fit_bradley_terry(counts).strengths)
+    return {
+        "models": list(gains.models),
+        "gain": [float(f"{g:.6g}") for g in gains.gain],
+    }
 
 
 def sampling_shares(session: Session, *, now: datetime, window: timedelta) -> dict[str, Any]:
