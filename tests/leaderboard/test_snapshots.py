@@ -176,3 +176,33 @@ def test_background_job_recomputes_after_k_votes(arena_factory: Callable[..., Ar
     assert body["snapshot"] is not None, "the background job stored no snapshot within 60 s"
     assert body["n_battles"] == 60
     assert {m["model"] for m in body["models"]} == set(STRENGTHS)
+
+
+def test_active_mode_stores_the_pair_gains(arena_factory: Callable[..., Arena]) -> None:
+    arena = arena_factory(
+        recompute_every_votes=10**9,
+        recompute_every_seconds=3600.0,
+        bootstrap_rounds=0,
+        sampling_mode="active",
+    )
+    add_models(arena)
+    arena.add_model("newcomer", "http://127.0.0.1:9/v1")
+    votes = simulated_votes(STRENGTHS, 300)
+    votes += [SeedVote("newcomer", "alpha-large", "model_b")]
+    seed_votes(arena.settings.database_url, votes)
+    assert recompute(arena).ran
+    overall = _latest(arena, "bt", "all")
+    gains = overall.extras["sampling_gains"]
+    # The rated models only (the newcomer never won), every pair of them once.
+    assert sorted(gains["models"]) == sorted(STRENGTHS)
+    assert len(gains["gain"]) == 6 and all(g > 0 for g in gains["gain"])
+    assert "sampling_gains" not in _latest(arena, "elo", "all").extras
+    assert "sampling_gains" not in _latest(arena, "bt", "coding").extras
+    with arena.client() as client:
+        report = client.get("/api/sampling").json()
+    assert report["gains_from"] is not None
+    assert sum(p["planned_share"] for p in report["pairs"]) == pytest.approx(1.0)
+
+
+def test_weighted_mode_stores_no_gains(rated_arena: Arena) -> None:
+    assert "sampling_gains" not in _latest(rated_arena, "bt", "all").extras
