@@ -10,8 +10,9 @@ third of the votes between equals are ties, fewer between unequal models: about 
 in the public arena data), and otherwise model a wins with the Bradley-Terry probability
 pi_a / (pi_a + pi_b). Every model is active from the first vote, all weights 1.
 
-Votes come in batches of --batch (the default ARENA_RECOMPUTE_EVERY_VOTES); after each batch the ratings are fitted and the sandwich intervals computed as the recompute job
-does, and the next batch is drawn from the plan made from them:
+Votes come in batches of --batch (the default ARENA_RECOMPUTE_EVERY_VOTES); after each batch
+the ratings are fitted and the sandwich intervals computed as the recompute job does, and the next
+batch is drawn from the plan made from them:
 - uniform: every pair alike;
 - weighted: today's sampler, the product of the weights with the new-model boost (x4 below 300
   counted votes);
@@ -19,9 +20,16 @@ does, and the next batch is drawn from the plan made from them:
   uncertainty (arena/ratings/active_sampling.py), with --floor of the draws spread evenly.
 The three modes run on the same true ratings and the same random seeds. Counted per mode, the
 votes until (a) every model's 95 % interval is at most +-15 rating points, and (b) the fitted order
-is right for every pair whose true gap exceeds 20 points; the means over the seeds, their ratio to
-uniform, and in active mode the smallest planned pair share as a fraction of the uniform pair share
-(the floor must hold).
+is right, from then on to the end of the run (--max-votes), for every pair whose true gap exceeds
+20 points (the first time it is right is mostly luck); the means over the seeds (a run that never
+gets there counts as --max-votes), their ratio to uniform, and in active mode the smallest planned
+pair share as a fraction of the uniform pair share (the floor must hold).
+
+For (a) it also prints a bound: the best any fixed allocation of the votes over the pairs could
+do with the true strengths known, kept above the same floor. The sandwich intervals measure each
+vote by its squared score, in which a tie counts as half a win: a tie between close models says
+little, so with ties as common as in the arena a vote between distant models is nearly as
+informative as one between neighbours, and no allocation needs far fewer votes than uniform.
 """
 
 from __future__ import annotations
@@ -36,9 +44,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from arena.ratings.active_sampling import (
+    RANK_WEIGHT,
     all_pairs,
     blend_shares,
+    centred_covariance,
     pair_gains,
+    pair_laplacian,
     weighted_pair_shares,
 )
 from arena.ratings.battles import FloatArray, PairCounts
@@ -69,6 +80,38 @@ def outcome_probabilities(ratings: FloatArray, lo: np.ndarray, hi: np.ndarray) -
     a, b, t = np.exp(s_lo - mid), np.exp(s_hi - mid), TIE_NU * np.ones_like(mid)
     z = a + b + t
     return np.stack([a / z, t / z, b / z], axis=1)
+
+
+def best_width_ratio(ratings: FloatArray, floor: float, iterations: int = 1500) -> float:
+    """Votes to the widest interval's target with the best fixed allocation over those of uniform
+    draws (the widest variance scales as 1 / votes). Each vote on pair k adds e_k x_k x_k^T to
+    the information, e_k = h_k^2 / g_k with h = s (1 - s) and g the expected squared score, s the
+    expected score of a vote (the sandwich's own measure); the allocation minimises
+    sum_i Var_i^8 (close to the largest variance) by the multiplicative algorithm (Silvey,
+    Titterington and Torsney 1978), then keeps the floor."""
+    m = ratings.shape[0]
+    lo, hi = all_pairs(m)
+    outcome = outcome_probabilities(ratings, lo, hi)
+    score = outcome[:, 0] + outcome[:, 1] / 2
+    squared = outcome[:, 0] * (1 - score) ** 2 + outcome[:, 1] * (0.5 - score) ** 2
+    squared += outcome[:, 2] * score**2
+    per_vote = (score * (1 - score)) ** 2 / squared
+    power = 8.0
+
+    def variances(shares: FloatArray) -> tuple[FloatArray, FloatArray]:
+        covariance = centred_covariance(pair_laplacian(lo, hi, shares * per_vote, m))
+        return covariance, np.diag(covariance)
+
+    uniform = np.full(lo.shape[0], 1.0 / lo.shape[0])
+    shares = uniform.copy()
+    for _ in range(iterations):
+        covariance, variance = variances(shares)
+        spread = covariance @ np.diag(variance ** (power - 1)) @ covariance
+        gain = per_vote * (spread[lo, lo] + spread[hi, hi] - 2 * spread[lo, hi])
+        shares = shares * (gain / (shares @ gain)) ** (1 / (power + 1))
+        shares /= shares.sum()
+    best = variances((1 - floor) * shares + floor * uniform)[1].max()
+    return float(best / variances(uniform)[1].max())
 
 
 def weighted_shares(votes_per_model: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> FloatArray:
@@ -127,7 +170,7 @@ def simulate(mode: str, ratings: FloatArray, args: argparse.Namespace, seed: int
             continue
         shares = weighted_shares(votes, lo, hi)
         if mode == "active" and fit is not None:
-            gains = pair_gains(counts, fit.strengths)
+            gains = pair_gains(counts, fit.strengths, rank_weight=args.rank_weight)
             shares = blend_shares(shares, gains.gain, rated, floor=args.floor)
             run.min_pair_share = min(run.min_pair_share, float(shares.min()) * n_pairs)
     if not order_right:
@@ -143,16 +186,19 @@ def mean_of(values: list[int | None], cap: int) -> tuple[float, int]:
 def main(argv: list[str] | None = None, out: Callable[[str], object] = sys.stdout.write) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", type=int, default=30)
-    parser.add_argument("--seeds", type=int, default=6)
+    parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--floor", type=float, default=0.2)
     parser.add_argument("--max-votes", type=int, default=75_000)
     parser.add_argument("--first-seed", type=int, default=1)
+    parser.add_argument("--rank-weight", type=float, default=RANK_WEIGHT)
     args = parser.parse_args(argv)
     runs: dict[str, list[Run]] = {mode: [] for mode in MODES}
+    bounds: list[float] = []
     started = time.perf_counter()
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         ratings = np.random.default_rng(seed).normal(0.0, 100.0, args.models)
+        bounds.append(best_width_ratio(ratings, args.floor))
         for mode in MODES:
             run = simulate(mode, ratings, args, seed * 1000 + 7)
             runs[mode].append(run)
@@ -162,7 +208,8 @@ def main(argv: list[str] | None = None, out: Callable[[str], object] = sys.stdou
             )
     out(
         f"\n{args.models} models, {args.seeds} seeds, batches of {args.batch} votes, floor "
-        f"{args.floor:g} of the uniform pair share; {time.perf_counter() - started:.0f} s\n"
+        f"{args.floor:g}, rank weight {args.rank_weight:g}, runs of {args.max_votes} votes; "
+        f"{time.perf_counter() - started:.0f} s\n"
     )
     out(
         f"{'mode':9s} {'votes to +-15':>14s} {'vs uniform':>10s} {'votes to order':>15s} "
@@ -178,6 +225,12 @@ def main(argv: list[str] | None = None, out: Callable[[str], object] = sys.stdou
             + (f"  ({w_miss} + {o_miss} runs hit the cap)" if w_miss or o_miss else "")
             + "\n"
         )
+    out(
+        f"best fixed allocation, true strengths known (bound for +-15): "
+        f"{np.mean(bounds):.2f} of uniform's votes (per seed "
+        + " ".join(f"{b:.2f}" for b in bounds)
+        + ")\n"
+    )
     smallest = min(r.min_pair_share for r in runs["active"])
     out(
         f"active: smallest planned pair share {smallest:.3f} of the uniform share "
