@@ -272,6 +272,9 @@ def plan_from(
     )
 
 
+_plans: dict[tuple[int, tuple[Candidate, ...], float], tuple[SnapshotGains, SamplingPlan]] = {}
+
+
 def read_plan(connection: Connection, *, settings: Settings) -> SamplingPlan:
     """The plan as it stands: active models with their weights, counted votes and pair gains from
     the latest rating snapshot, so a new model (absent from it) is boosted from its first battle."""
@@ -286,7 +289,18 @@ def read_plan(connection: Connection, *, settings: Settings) -> SamplingPlan:
     candidates = candidates_from(
         [(m.id, m.name, m.sampling_weight) for m in models], rated, settings
     )
-    return plan_from(candidates, gains, settings)
+    if not active:
+        return plan_from(candidates, gains, settings)
+    # The same snapshot and the same models give the same plan: made once, not on every draw.
+    key = (id(gains), tuple(candidates), settings.sampling_floor)
+    cached = _plans.get(key)
+    if cached is not None and cached[0] is gains:
+        return cached[1]
+    plan = plan_from(candidates, gains, settings)
+    if len(_plans) >= 16:
+        _plans.clear()
+    _plans[key] = (gains, plan)
+    return plan
 
 
 def read_candidates(connection: Connection, *, settings: Settings) -> list[Candidate]:

@@ -15,7 +15,8 @@ from the fit, as a weighted A-optimal design (Pukelsheim, Optimal Design of Expe
   precise row);
   W_rank = sum_{i<j} phi(d_ij / sd_ij) / sd_ij^2 x_ij x_ij^T, d_ij the fitted gap and sd_ij its
   standard deviation: the variance of each gap, weighted by how unsure the table still is of the
-  pair's order.
+  pair's order. Off by default (RANK_WEIGHT): bench/sampling.py found it costs votes to narrow
+  intervals without bringing a right order sooner.
 - One more vote on pair k adds e_k x_k x_k^T to F; by Sherman-Morrison U falls by
   gain_k = e_k x_k^T C W C x_k / (1 + e_k x_k^T C x_k), for every pair at once in O(models^3).
 - Planned shares (blend_shares): a `floor` fraction of the draws is spread evenly over every

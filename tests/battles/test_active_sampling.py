@@ -63,6 +63,18 @@ def test_battles_are_drawn_by_the_published_plan(
         {("alpha", "beta"): 1.0, ("alpha", "gamma"): 0.0, ("beta", "gamma"): 0.0}
     )
     assert _drawn_pairs(arena) == Counter({frozenset((ids["alpha"], ids["beta"])): 6})
+    # A newer snapshot moves the plan, and the draws with it.
+    _seed_snapshot(arena, [0.0, 0.0, 0.5])
+    with arena.client() as client:
+        report = client.get("/api/sampling").json()
+        for n in range(4):
+            created = client.post("/api/battles", json={"prompt": f"Another question {n}?"})
+            assert created.status_code == 201, created.text
+    planned = {(p["model_a"], p["model_b"]): p["planned_share"] for p in report["pairs"]}
+    assert planned[("beta", "gamma")] == pytest.approx(1.0)
+    assert _drawn_pairs(arena) == Counter(
+        {frozenset((ids["alpha"], ids["beta"])): 6, frozenset((ids["beta"], ids["gamma"])): 4}
+    )
 
 
 def test_the_floor_and_the_unrated_newcomer(

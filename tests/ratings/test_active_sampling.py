@@ -89,7 +89,8 @@ def test_gains_follow_the_models_when_relabelled() -> None:
     flipped = _counts(3, {(1, 2): (7, 3, 10), (0, 1): (4, 2, 9), (0, 2): (1, 0, 5)})
     gains = pair_gains(counts, strengths)
     mirrored = pair_gains(flipped, strengths[::-1].copy())
-    by_pair = dict(zip(zip(gains.lo.tolist(), gains.hi.tolist(), strict=True), gains.gain))
+    keys = zip(gains.lo.tolist(), gains.hi.tolist(), strict=True)
+    by_pair = dict(zip(keys, gains.gain, strict=True))
     for a, b, g in zip(mirrored.lo.tolist(), mirrored.hi.tolist(), mirrored.gain, strict=True):
         assert g == pytest.approx(by_pair[(2 - b, 2 - a)])
 
