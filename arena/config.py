@@ -192,6 +192,11 @@ class Settings(BaseSettings):
     release_notice_file: Path | None = None
     """A UTF-8 file holding the notice; wins over `ARENA_RELEASE_NOTICE`. The arena refuses to
     start if it is missing, empty or over 20,000 characters."""
+    data_license: str = Field(
+        default="CC-BY-4.0", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9.+-]*$"
+    )
+    """The licence the exports are published under, an SPDX identifier (or `other`); the
+    dataset cards name it, and say whether the operator chose it or it is this default."""
 
     # Model owners
     open_signup: bool = True

@@ -259,6 +259,68 @@ def _record(vote: ExportedVote) -> dict[str, Any]:
     }
 
 
+def battle_record(
+    vote: ExportedVote, texts: ReleasedTexts | None
+) -> dict[str, Any]:
+    """One battles-export record; with `texts` (conversations released), FastChat's
+    conversation_a / conversation_b and the battle's `text_status` too: a battle whose texts are
+    not released (erased or withheld, release.py) keeps its record with empty conversations, so
+    the file still holds every vote a snapshot was computed from."""
+    record = _record(vote)
+    if texts is not None:
+        messages = texts.messages.get(vote.battle_id, [])
+        record["conversation_a"] = conversation(messages, Side.a)
+        record["conversation_b"] = conversation(messages, Side.b)
+        record["text_status"] = texts.statuses.get(vote.battle_id, WITHHELD)
+    return record
+
+
+def preference_pair(vote: ExportedVote, messages: Sequence[Turn]) -> dict[str, Any]:
+    """TRL's conversational preference record of a decisive vote.
+
+    {"prompt": [first user message], "chosen": [the winner's reply and any later turns],
+    "rejected": [the same for the loser]}: after the first prompt the two sides' histories differ,
+    so each side's later turns belong to its own completion.
+    """
+    side_a, side_b = conversation(messages, Side.a), conversation(messages, Side.b)
+    chosen, rejected = (side_a, side_b) if vote.winner == Winner.model_a else (side_b, side_a)
+    return {"prompt": chosen[:1], "chosen": chosen[1:], "rejected": rejected[1:]}
+
+
+@dataclass(frozen=True)
+class ReleasedTexts:
+    """A batch's released texts (redacted), and each battle's text_status."""
+
+    messages: dict[str, list[ReleasedMessage]]
+    statuses: dict[str, str]
+
+
+ExportBatch = tuple[list[ExportedVote], ReleasedTexts | None]
+
+
+async def export_batches(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    secret: str,
+    scope: ExportScope,
+    with_conversations: bool,
+    decisive_only: bool = False,
+    redactor: Redactor = redact,
+) -> AsyncIterator[ExportBatch]:
+    """The row source of every export format: counted votes a batch at a time, each batch with
+    its battles' released texts when conversations are released (else no text is read)."""
+    batches = counted_vote_batches(
+        sessionmaker, secret=secret, scope=scope, decisive_only=decisive_only
+    )
+    async for batch in batches:
+        if not with_conversations:
+            yield batch, None
+            continue
+        ids = [v.battle_id for v in batch]
+        messages = await released_messages(sessionmaker, ids, redactor=redactor)
+        yield batch, ReleasedTexts(messages, await text_statuses(sessionmaker, ids))
+
+
 def _json_line(vote: ExportedVote) -> str:
     # The same text json.dumps(_record(vote)) gives, written out directly: a million votes.
     return (
@@ -279,31 +341,20 @@ async def battles_jsonl(
     scope: ExportScope,
     redactor: Redactor = redact,
 ) -> AsyncIterator[bytes]:
-    """One JSON object per line per counted vote; conversation_a/_b when conversations are out.
-
-    A battle whose texts are not released (erased or withheld, release.py) keeps its line, with
-    empty conversations and its `text_status`, so that the file still holds every vote a
-    snapshot was computed from.
-    """
-    async for batch in counted_vote_batches(sessionmaker, secret=secret, scope=scope):
-        ids = [v.battle_id for v in batch]
-        texts = (
-            await released_messages(sessionmaker, ids, redactor=redactor)
-            if with_conversations
-            else {}
-        )
-        statuses = await text_statuses(sessionmaker, ids) if with_conversations else {}
-        lines = []
-        for vote in batch:
-            if with_conversations:
-                record = _record(vote)
-                messages = texts.get(vote.battle_id, [])
-                record["conversation_a"] = conversation(messages, Side.a)
-                record["conversation_b"] = conversation(messages, Side.b)
-                record["text_status"] = statuses.get(vote.battle_id, WITHHELD)
-                lines.append(json.dumps(record, ensure_ascii=False))
-            else:
-                lines.append(_json_line(vote))
+    """One JSON object per line per counted vote; conversation_a/_b and text_status when
+    conversations are out (battle_record)."""
+    batches = export_batches(
+        sessionmaker,
+        secret=secret,
+        scope=scope,
+        with_conversations=with_conversations,
+        redactor=redactor,
+    )
+    async for batch, texts in batches:
+        if texts is None:
+            lines = [_json_line(vote) for vote in batch]
+        else:
+            lines = [json.dumps(battle_record(v, texts), ensure_ascii=False) for v in batch]
         yield ("\n".join(lines) + "\n").encode()
 
 
@@ -319,60 +370,55 @@ async def battles_csv(
     scope: ExportScope,
     redactor: Redactor = redact,
 ) -> AsyncIterator[bytes]:
-    """The same rows as battles_jsonl as plain CSV; texts as prompt / answer_a / answer_b (empty
-    where the battle's texts are not released)."""
+    """The same rows as battles_jsonl as plain CSV; texts as text_status / prompt / answer_a /
+    answer_b (empty where the battle's texts are not released)."""
     header: list[Cell] = [*BATTLE_COLUMNS, *(CSV_TEXT_COLUMNS if with_conversations else ())]
     yield _csv_bytes([header])
-    async for batch in counted_vote_batches(sessionmaker, secret=secret, scope=scope):
-        ids = [v.battle_id for v in batch]
-        texts = (
-            await released_messages(sessionmaker, ids, redactor=redactor)
-            if with_conversations
-            else {}
-        )
-        statuses = await text_statuses(sessionmaker, ids) if with_conversations else {}
+    batches = export_batches(
+        sessionmaker,
+        secret=secret,
+        scope=scope,
+        with_conversations=with_conversations,
+        redactor=redactor,
+    )
+    async for batch, texts in batches:
         rows = []
         for vote in batch:
             record = _record(vote)
             row: list[Cell] = [record[c] for c in BATTLE_COLUMNS]
-            if with_conversations:
-                text: BattleText = battle_text(texts.get(vote.battle_id, []))
-                status = statuses.get(vote.battle_id, WITHHELD)
+            if texts is not None:
+                text: BattleText = battle_text(texts.messages.get(vote.battle_id, []))
+                status = texts.statuses.get(vote.battle_id, WITHHELD)
                 row.extend([status, text.prompt, text.answer_a, text.answer_b])
             rows.append(row)
         yield _csv_bytes(rows)
 
 
+def preference_pairs(batch: Sequence[ExportedVote], texts: ReleasedTexts | None) -> list[Any]:
+    """The batch's preference records; erased or withheld battles (no text) have none."""
+    if texts is None:
+        return []
+    return [
+        preference_pair(vote, texts.messages[vote.battle_id])
+        for vote in batch
+        if texts.messages.get(vote.battle_id)
+    ]
+
+
 async def preferences_jsonl(
     sessionmaker: async_sessionmaker[AsyncSession], *, secret: str, redactor: Redactor = redact
 ) -> AsyncIterator[bytes]:
-    """One line per counted decisive vote, in TRL's conversational preference format.
-
-    {"prompt": [first user message], "chosen": [the winner's reply and any later turns],
-    "rejected": [the same for the loser]}: after the first prompt the two sides' histories differ,
-    so each side's later turns belong to its own completion. Withheld battles have no line.
-    """
-    batches = counted_vote_batches(
-        sessionmaker, secret=secret, scope=ExportScope(), decisive_only=True
+    """One line per counted decisive vote with released texts, in TRL's conversational
+    preference format (preference_pair)."""
+    batches = export_batches(
+        sessionmaker,
+        secret=secret,
+        scope=ExportScope(),
+        with_conversations=True,
+        decisive_only=True,
+        redactor=redactor,
     )
-    async for batch in batches:
-        texts = await released_messages(
-            sessionmaker, [v.battle_id for v in batch], redactor=redactor
-        )
-        lines = []
-        for vote in batch:
-            messages = texts.get(vote.battle_id, [])
-            if not messages:  # erased or withheld (release.py): a pair without text is no pair
-                continue
-            side_a, side_b = conversation(messages, Side.a), conversation(messages, Side.b)
-            chosen, rejected = (
-                (side_a, side_b) if vote.winner == Winner.model_a else (side_b, side_a)
-            )
-            lines.append(
-                json.dumps(
-                    {"prompt": chosen[:1], "chosen": chosen[1:], "rejected": rejected[1:]},
-                    ensure_ascii=False,
-                )
-            )
+    async for batch, texts in batches:
+        lines = [json.dumps(pair, ensure_ascii=False) for pair in preference_pairs(batch, texts)]
         if lines:
             yield ("\n".join(lines) + "\n").encode()

@@ -16,9 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from arena.battles import integrity, sampling_stats
 from arena.db import SessionDep
 from arena.errors import InvalidInput
-from arena.leaderboard import downloads, pages, service
+from arena.leaderboard import dataset_card, downloads, pages, parquet_export, service
 from arena.leaderboard.cache import PageCache, Rendered
+from arena.leaderboard.downloads import ExportScope
+from arena.leaderboard.export_fields import PREFERENCE_FIELDS, battle_fields
 from arena.leaderboard.schemas import LeaderboardOut, MatricesOut, ModelOut
+from arena.models import utcnow
 
 router = APIRouter(tags=["leaderboard"])
 
@@ -364,3 +367,92 @@ async def preferences_jsonl(request: Request) -> StreamingResponse:
         raise downloads.ConversationsNotReleased()
     chunks = downloads.preferences_jsonl(sessionmaker, secret=secret)
     return _stream(chunks, JSONL_TYPE, "preferences.jsonl", released)
+
+
+@router.get("/preferences.parquet", response_class=StreamingResponse)
+async def preferences_parquet(request: Request) -> StreamingResponse:
+    """The preference pairs of /preferences.jsonl as one Parquet file, streamed."""
+    sessionmaker, secret, released = _download_context(request)
+    if not released:
+        raise downloads.ConversationsNotReleased()
+    chunks = parquet_export.preferences_parquet(sessionmaker, secret=secret)
+    return _stream(chunks, parquet_export.PARQUET_TYPE, "preferences.parquet", released)
+
+
+@router.get("/battles.parquet", response_class=StreamingResponse)
+async def battles_parquet(
+    request: Request, session: SessionDep, snapshot: SnapshotQuery = None
+) -> StreamingResponse:
+    """The rows of /battles.jsonl, same columns in the same order, as one Parquet file."""
+    return await _battles_export(
+        request,
+        session,
+        snapshot,
+        parquet_export.battles_parquet,
+        parquet_export.PARQUET_TYPE,
+        "parquet",
+    )
+
+
+async def _card(
+    request: Request,
+    session: AsyncSession,
+    *,
+    export: dataset_card.ExportKind,
+    snapshot: int | None,
+) -> Response:
+    settings = request.app.state.settings
+    if export == "battles":
+        scope = await service.export_scope(session, snapshot_id=snapshot)
+        stem = _export_name("battles", snapshot, "")
+        data_files = tuple(stem + suffix for suffix in ("parquet", "jsonl", "csv"))
+    else:
+        scope = ExportScope()
+        data_files = ("preferences.parquet", "preferences.jsonl")
+    board = await dataset_card.matching_leaderboard(session, snapshot_id=snapshot)
+    await session.close()  # the counts are read in sessions of their own, as the export reads
+    sessionmaker, secret, released = _download_context(request)
+    decisive_only = export == "preferences"
+    stats = await dataset_card.export_stats(
+        sessionmaker,
+        secret=secret,
+        scope=scope,
+        with_conversations=released,
+        decisive_only=decisive_only,
+    )
+    facts = dataset_card.CardFacts(
+        export=export,
+        data_files=data_files,
+        fields=battle_fields(released) if export == "battles" else PREFERENCE_FIELDS,
+        licence=settings.data_license,
+        licence_chosen="data_license" in settings.model_fields_set,
+        scope=scope,
+        conversations_released=released,
+        decisive_only=decisive_only,
+        leaderboard=board,
+        generated_at=utcnow(),
+    )
+    headers = {**_attachment(f"{data_files[0].rsplit('.', 1)[0]}.card.md")}
+    headers["Cache-Control"] = "no-store"
+    return Response(
+        dataset_card.render_card(facts, stats).encode(),
+        media_type=dataset_card.CARD_TYPE,
+        headers=headers,
+    )
+
+
+@router.get("/battles.card.md", response_class=Response)
+async def battles_card(
+    request: Request, session: SessionDep, snapshot: SnapshotQuery = None
+) -> Response:
+    """The dataset card of /battles.parquet (and its JSON Lines and CSV twins): fields,
+    collection period, filters, redaction, counts, the leaderboard's vote-set hash, licence."""
+    return await _card(request, session, export="battles", snapshot=snapshot)
+
+
+@router.get("/preferences.card.md", response_class=Response)
+async def preferences_card(request: Request, session: SessionDep) -> Response:
+    """The dataset card of /preferences.parquet and /preferences.jsonl."""
+    if not request.app.state.settings.release_conversations:
+        raise downloads.ConversationsNotReleased()
+    return await _card(request, session, export="preferences", snapshot=None)
