@@ -143,7 +143,8 @@ def compute(
         Path | None,
         typer.Option(
             "--battles",
-            help="A FastChat clean-battle file (JSON list, JSON Lines, or CSV by its suffix);"
+            help="A FastChat clean-battle file (JSON list, JSON Lines, or CSV or Parquet by its"
+            " suffix);"
             " without it, the counted votes in the database (ARENA_DATABASE_URL).",
             dir_okay=False,
         ),

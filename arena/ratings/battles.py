@@ -336,6 +336,8 @@ def drop_non_anonymous(battles: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 
 
 def _turn_texts(conversation: Any, role: str) -> list[str]:
+    if isinstance(conversation, np.ndarray):  # a list column read from Parquet
+        conversation = conversation.tolist()
     if not isinstance(conversation, list):
         return []
     return [
@@ -392,7 +394,7 @@ def _read_json_records(path: Path) -> list[dict[str, Any]]:
 
 
 def read_battles_file(path: str | Path) -> LoadedBattles:
-    """Read a FastChat clean-battle file (JSON list, JSON Lines, or CSV by its `.csv` suffix).
+    """Read a FastChat clean-battle file: JSON list, JSON Lines, or CSV or Parquet by its suffix.
 
     Battles marked `anony: false` are left out and counted in `dropped_non_anonymous`; the table is
     validated, so a bad winner value or a missing column fails here with the row that caused it.
@@ -406,6 +408,11 @@ def read_battles_file(path: str | Path) -> LoadedBattles:
             battles = pd.read_csv(path, dtype=text_columns, keep_default_na=False, na_values=[""])
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
             raise InvalidBattles(f"{path}: not a readable CSV file ({exc}).") from exc
+    elif path.suffix.lower() == ".parquet":
+        try:
+            battles = pd.read_parquet(path)
+        except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise InvalidBattles(f"{path}: not a readable Parquet file ({exc}).") from exc
     else:
         battles = pd.DataFrame.from_records(_read_json_records(path))
     battles = _add_conversation_columns(battles)

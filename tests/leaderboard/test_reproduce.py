@@ -47,6 +47,8 @@ def _options(snapshot: dict[str, Any]) -> list[str]:
         ("elo", "all", "csv"),
         ("bt", "language:German", "csv"),
         ("bt", "coding", "jsonl"),
+        ("bt-bootstrap", "all", "parquet"),
+        ("bt", "language:German", "parquet"),
     ],
 )
 def test_cli_on_the_download_gives_the_leaderboard_exactly(

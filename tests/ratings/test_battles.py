@@ -66,10 +66,12 @@ def test_pair_counts_by_hand() -> None:
     assert counts.n_battles == 5
 
 
-@pytest.mark.parametrize("form", ["list", "lines", "csv"])
+@pytest.mark.parametrize("form", ["list", "lines", "csv", "parquet"])
 def test_reads_fastchat_files_and_drops_named_battles(tmp_path: Path, form: str) -> None:
-    path = tmp_path / ("battles.csv" if form == "csv" else "battles.json")
-    if form == "list":
+    path = tmp_path / ("battles.json" if form in ("list", "lines") else f"battles.{form}")
+    if form == "parquet":
+        pd.DataFrame(RECORDS).to_parquet(path)
+    elif form == "list":
         path.write_text(json.dumps(RECORDS))
     elif form == "lines":
         path.write_text("\n".join(json.dumps(r) for r in RECORDS) + "\n")
@@ -81,7 +83,8 @@ def test_reads_fastchat_files_and_drops_named_battles(tmp_path: Path, form: str)
     assert loaded.battles["winner"].tolist() == ["model_a", "model_a", "tie", "tie (bothbad)"]
 
 
-def test_conversations_become_text_columns(tmp_path: Path) -> None:
+@pytest.mark.parametrize("suffix", ["jsonl", "parquet"])
+def test_conversations_become_text_columns(tmp_path: Path, suffix: str) -> None:
     record = {
         "model_a": "alpha",
         "model_b": "beta",
@@ -98,8 +101,11 @@ def test_conversations_become_text_columns(tmp_path: Path) -> None:
             {"role": "assistant", "content": "Rain"},
         ],
     }
-    path = tmp_path / "battles.jsonl"
-    path.write_text(json.dumps(record) + "\n")
+    path = tmp_path / f"battles.{suffix}"
+    if suffix == "parquet":
+        pd.DataFrame([record]).to_parquet(path)
+    else:
+        path.write_text(json.dumps(record) + "\n")
     battles = read_battles_file(path).battles
     row = battles.iloc[0]
     assert (row["prompt"], row["answer_a"], row["answer_b"], row["turn"]) == (
@@ -122,6 +128,10 @@ def test_bad_files_say_what_is_wrong(tmp_path: Path) -> None:
     bad_winner.write_text(json.dumps([{**RECORDS[0], "winner": "A"}]))
     with pytest.raises(InvalidBattles, match="winner must be one of"):
         read_battles_file(bad_winner)
+    not_parquet = tmp_path / "battles.parquet"
+    not_parquet.write_text(json.dumps(RECORDS))
+    with pytest.raises(InvalidBattles, match="not a readable Parquet file"):
+        read_battles_file(not_parquet)
 
 
 def test_vote_set_hash_ignores_order_but_not_content() -> None:
