@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Final
 
 import pyarrow as pa
@@ -24,17 +24,38 @@ from arena.leaderboard.export_fields import (
     arrow_schema,
     battle_fields,
 )
+from arena.leaderboard.schemas import LeaderboardRowOut
 from arena.models import Message
 
 PARQUET_TYPE: Final = "application/vnd.apache.parquet"
-# A row group is what a reader decodes at once and what is held here before it is sent:
-# 64k rows of the battle columns take a few megabytes.
-ROW_GROUP_ROWS: Final = 65_536
-# Released conversations can be long; a row group also closes after this many characters of
-# text, so memory stays bounded whatever the visitors and the models wrote.
-ROW_GROUP_TEXT_CHARS: Final = 16 * 1024 * 1024
+# A row group is what a reader decodes at once and what is held here before it is sent: a whole
+# number of the row source's batches (downloads.BATCH rows each), kept in Arrow's compact form.
+ROW_GROUP_ROWS: Final = 64_000
+# Released conversations can be long; a row group also closes at this many bytes of Arrow data,
+# so memory stays bounded whatever the visitors and the models wrote.
+ROW_GROUP_BYTES: Final = 64 * 1024 * 1024
 
 Record = dict[str, Any]
+
+_UTC_TIME: Final = pa.timestamp("us", tz="UTC")
+# The columns of /leaderboard.csv, in its order; a rating left without an interval is null.
+LEADERBOARD_SCHEMA: Final = pa.schema(
+    [
+        pa.field("rank", pa.int64(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("rating", pa.float64(), nullable=False),
+        pa.field("ci_lower", pa.float64()),
+        pa.field("ci_upper", pa.float64()),
+        pa.field("votes", pa.int64(), nullable=False),
+        pa.field("win_rate", pa.float64()),
+        pa.field("organization", pa.string(), nullable=False),
+        pa.field("license", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("activated_at", _UTC_TIME),
+        pa.field("paused_at", _UTC_TIME),
+        pa.field("retired_at", _UTC_TIME),
+    ]
+)
 
 
 class _DrainedSink:
@@ -69,33 +90,6 @@ class _DrainedSink:
         return taken
 
 
-class _RowGroup:
-    """Records gathered column by column until there are enough for one row group."""
-
-    def __init__(self, fields: Sequence[ExportField]) -> None:
-        self._names = [f.name for f in fields]
-        self._texts = [f.name for f in fields if f.type == "conversation"]
-        self.columns: dict[str, list[Any]] = {name: [] for name in self._names}
-        self.rows = 0
-        self.text_chars = 0
-
-    def add(self, record: Record) -> None:
-        for name in self._names:
-            self.columns[name].append(record[name])
-        for name in self._texts:
-            self.text_chars += sum(len(m["content"]) for m in record[name])
-        self.rows += 1
-
-    def full(self) -> bool:
-        return self.rows >= ROW_GROUP_ROWS or self.text_chars >= ROW_GROUP_TEXT_CHARS
-
-    def take(self) -> dict[str, list[Any]]:
-        columns = self.columns
-        self.columns = {name: [] for name in self._names}
-        self.rows = self.text_chars = 0
-        return columns
-
-
 class _ParquetStream:
     def __init__(self, schema: pa.Schema) -> None:
         self._schema = schema
@@ -103,13 +97,14 @@ class _ParquetStream:
         self._writer = pq.ParquetWriter(self._sink, schema)
         self._open = True
 
-    def write(self, columns: dict[str, list[Any]]) -> bytes:
-        table = pa.Table.from_pydict(columns, schema=self._schema)
+    def write(self, batches: list[pa.RecordBatch]) -> bytes:
+        """One row group of `batches`; the bytes of its column chunks."""
+        table = pa.Table.from_batches(batches, schema=self._schema)
         self._writer.write_table(table, row_group_size=max(1, table.num_rows))
         return self._sink.take()
 
-    def finish(self, columns: dict[str, list[Any]]) -> bytes:
-        written = self.write(columns) if any(columns.values()) else b""
+    def finish(self, batches: list[pa.RecordBatch]) -> bytes:
+        written = self.write(batches) if batches else b""
         self._writer.close()  # the footer: the schema and where each row group is
         self._open = False
         return written + self._sink.take()
@@ -125,18 +120,26 @@ async def parquet_chunks(
 ) -> AsyncIterator[bytes]:
     """One Parquet file of `fields`, as bytes to send: a chunk per row group, then the footer.
 
-    Encoding a row group takes tens of milliseconds, so it runs in a worker thread while the
-    event loop serves other requests; at most one row group is held at a time.
+    Each batch of records becomes Arrow columns at once (no Python objects outlive their batch);
+    encoding a row group takes tens of milliseconds, so it runs in a worker thread while the
+    event loop serves other requests. At most one row group is held at a time.
     """
-    stream = _ParquetStream(arrow_schema(tuple(fields)))
-    group = _RowGroup(fields)
+    schema = arrow_schema(tuple(fields))
+    stream = _ParquetStream(schema)
+    held: list[pa.RecordBatch] = []
+    rows = size = 0
     try:
         async for batch in records:
-            for record in batch:
-                group.add(record)
-                if group.full():
-                    yield await asyncio.to_thread(stream.write, group.take())
-        yield await asyncio.to_thread(stream.finish, group.take())
+            if not batch:
+                continue
+            columns = pa.RecordBatch.from_pylist(batch, schema=schema)
+            held.append(columns)
+            rows += columns.num_rows
+            size += columns.nbytes
+            if rows >= ROW_GROUP_ROWS or size >= ROW_GROUP_BYTES:
+                yield await asyncio.to_thread(stream.write, held)
+                held, rows, size = [], 0, 0
+        yield await asyncio.to_thread(stream.finish, held)
     finally:
         stream.abandon()
 
@@ -185,3 +188,16 @@ async def preferences_parquet(
 
     async for chunk in parquet_chunks(_records(batches, record), PREFERENCE_FIELDS):
         yield chunk
+
+
+def leaderboard_parquet(rows: Sequence[LeaderboardRowOut], metadata: Mapping[str, str]) -> bytes:
+    """One leaderboard table as a Parquet file, with `metadata` (the snapshot's) in its footer.
+
+    A table has one row per model, so it is written whole: nothing to stream.
+    """
+    columns = {name: [getattr(row, name) for row in rows] for name in LEADERBOARD_SCHEMA.names}
+    table = pa.Table.from_pydict(columns, schema=LEADERBOARD_SCHEMA.with_metadata(dict(metadata)))
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    written: bytes = sink.getvalue().to_pybytes()
+    return written

@@ -255,6 +255,23 @@ async def leaderboard_csv(request: Request, session: SessionDep, board: BoardDep
     return await _board_table(request, session, board, ("csv",), render)
 
 
+@router.get("/leaderboard.parquet", response_class=Response)
+async def leaderboard_parquet(request: Request, session: SessionDep, board: BoardDep) -> Response:
+    """The same rows as Parquet; the snapshot's metadata in the headers and in the file's footer
+    (keys `arena:snapshot-id`, `arena:vote-set-hash`, ...)."""
+
+    def render(view: service.BoardView) -> _Table:
+        metadata = {
+            "arena:" + name.removeprefix("X-Arena-").lower(): value
+            for name, value in snapshot_headers(view).items()
+        }
+        name = f"leaderboard-{_file_part(view.method)}-{_file_part(view.category)}.parquet"
+        body = parquet_export.leaderboard_parquet(view.rows, metadata)
+        return _Table(body, parquet_export.PARQUET_TYPE, name)
+
+    return await _board_table(request, session, board, ("parquet",), render)
+
+
 @router.get("/api/leaderboard/matrices", response_model=MatricesOut)
 async def matrices_json(request: Request, session: SessionDep, board: BoardDep) -> Response:
     """The plot tables: win fractions, battle counts, predicted win rates, sampling shares."""

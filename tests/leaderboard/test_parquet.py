@@ -314,7 +314,7 @@ def _seed_bare_votes(database_url: str, n: int) -> None:
 @pytest.mark.slow
 def test_a_large_export_streams_a_row_group_at_a_time(quiet_arena: Arena) -> None:
     add_models(quiet_arena)
-    n = ROW_GROUP_ROWS + 4_464
+    n = ROW_GROUP_ROWS + 6_000
     _seed_bare_votes(quiet_arena.settings.database_url, n)
     chunks: list[bytes] = []
     with quiet_arena.client() as client, client.stream("GET", "/battles.parquet") as response:
@@ -329,7 +329,7 @@ def test_a_large_export_streams_a_row_group_at_a_time(quiet_arena: Arena) -> Non
     assert file.metadata.num_rows == n
     assert [file.metadata.row_group(i).num_rows for i in range(file.num_row_groups)] == [
         ROW_GROUP_ROWS,
-        4_464,
+        6_000,
     ]
     column = file.read(columns=["vote_id", "winner"])
     assert column.num_rows == n
@@ -391,6 +391,48 @@ def test_parquet_writer_memory_does_not_grow_with_the_rows() -> None:
     # hundreds of megabytes more).
     assert large_size > 8 * small_size
     assert large < small + 40 * 1024, (small, large)
+
+
+def test_leaderboard_parquet_is_the_json_table(rated_arena: Arena) -> None:
+    params = {"category": "coding"}
+    with rated_arena.client() as client:
+        response = client.get("/leaderboard.parquet", params=params)
+        body = client.get("/api/leaderboard", params=params).json()
+        csv = pd.read_csv(io.StringIO(client.get("/leaderboard.csv", params=params).text))
+    assert response.headers["content-disposition"] == (
+        'attachment; filename="leaderboard-bt-coding.parquet"'
+    )
+    table = _parquet(response)
+    assert table.column_names == list(csv.columns)
+    snapshot = body["snapshot"]
+    assert response.headers["x-arena-vote-set-hash"] == snapshot["vote_set_hash"]
+    footer = {k.decode(): v.decode() for k, v in table.schema.metadata.items()}
+    assert footer["arena:vote-set-hash"] == snapshot["vote_set_hash"]
+    assert footer["arena:snapshot-id"] == str(snapshot["id"])
+    assert footer["arena:category"] == "coding"
+    rows = table.to_pylist()
+    assert len(rows) == len(body["models"]) == 4
+    for row, expected in zip(rows, body["models"], strict=True):
+        for key in ("rank", "model", "rating", "ci_lower", "ci_upper", "votes", "win_rate"):
+            assert row[key] == expected[key], key
+        assert row["status"] == expected["status"] == "active"
+        assert row["activated_at"] == datetime.fromisoformat(
+            expected["activated_at"].replace("Z", "+00:00")
+        )
+        assert row["retired_at"] is None
+    frame = pd.read_parquet(io.BytesIO(response.content))
+    assert list(frame["model"]) == list(csv["model"])
+    assert str(frame["activated_at"].dtype).startswith("datetime64") and "UTC" in str(
+        frame["activated_at"].dtype
+    )
+
+
+def test_leaderboard_parquet_before_any_snapshot_is_empty(quiet_arena: Arena) -> None:
+    with quiet_arena.client() as client:
+        response = client.get("/leaderboard.parquet")
+    table = _parquet(response)
+    assert table.num_rows == 0 and "rating" in table.column_names
+    assert table.schema.metadata[b"arena:snapshot"] == b"none"
 
 
 def test_export_fields_are_the_json_keys() -> None:
