@@ -95,7 +95,6 @@ class _ParquetStream:
         self._schema = schema
         self._sink = _DrainedSink()
         self._writer = pq.ParquetWriter(self._sink, schema)
-        self._open = True
 
     def write(self, batches: list[pa.RecordBatch]) -> bytes:
         """One row group of `batches`; the bytes of its column chunks."""
@@ -106,13 +105,7 @@ class _ParquetStream:
     def finish(self, batches: list[pa.RecordBatch]) -> bytes:
         written = self.write(batches) if batches else b""
         self._writer.close()  # the footer: the schema and where each row group is
-        self._open = False
         return written + self._sink.take()
-
-    def abandon(self) -> None:
-        if self._open:
-            self._writer.close()
-            self._open = False
 
 
 async def parquet_chunks(
@@ -128,20 +121,19 @@ async def parquet_chunks(
     stream = _ParquetStream(schema)
     held: list[pa.RecordBatch] = []
     rows = size = 0
-    try:
-        async for batch in records:
-            if not batch:
-                continue
-            columns = pa.RecordBatch.from_pylist(batch, schema=schema)
-            held.append(columns)
-            rows += columns.num_rows
-            size += columns.nbytes
-            if rows >= ROW_GROUP_ROWS or size >= ROW_GROUP_BYTES:
-                yield await asyncio.to_thread(stream.write, held)
-                held, rows, size = [], 0, 0
-        yield await asyncio.to_thread(stream.finish, held)
-    finally:
-        stream.abandon()
+    # A download cut short leaves the writer to the garbage collector, not closed here: a row
+    # group may still be encoding in its thread, and the writer is not thread-safe.
+    async for batch in records:
+        if not batch:
+            continue
+        columns = pa.RecordBatch.from_pylist(batch, schema=schema)
+        held.append(columns)
+        rows += columns.num_rows
+        size += columns.nbytes
+        if rows >= ROW_GROUP_ROWS or size >= ROW_GROUP_BYTES:
+            yield await asyncio.to_thread(stream.write, held)
+            held, rows, size = [], 0, 0
+    yield await asyncio.to_thread(stream.finish, held)
 
 
 async def _records(
