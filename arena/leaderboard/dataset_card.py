@@ -163,7 +163,6 @@ class CardFacts:
     conversations_released: bool
     decisive_only: bool
     leaderboard: LeaderboardRef | None
-    generated_at: datetime
 
 
 def _iso(tstamp: float | None) -> str | None:
@@ -223,7 +222,6 @@ def _front_matter(facts: CardFacts, stats: ExportStats) -> dict[str, Any]:
         },
         "arena": {
             "export": facts.export,
-            "generated_at": facts.generated_at.isoformat(),
             "rows": stats.rows,
             "models": len(stats.battles_per_model),
             "votes_by_winner": {w: stats.winners.get(w, 0) for w in WINNERS},
@@ -274,14 +272,14 @@ def _leaderboard_text(facts: CardFacts, stats: ExportStats) -> list[str]:
         )
     elif facts.export == "battles":
         said.append(
-            f"This export holds every counted vote at the time it was made ({stats.rows:,}), "
+            f"This export holds every counted vote at the time of the download ({stats.rows:,}), "
             f"which need not be the leaderboard's; `?snapshot={board.snapshot_id}` on the "
             "download gives exactly the leaderboard's votes."
         )
     else:
         said.append(
             "Preference pairs are the decisive votes among every counted vote at the time of "
-            "the export; the leaderboard counts ties too."
+            "the download; the leaderboard counts ties too."
         )
     return said
 
@@ -311,7 +309,6 @@ def render_card(facts: CardFacts, stats: ExportStats) -> str:
         _SUMMARIES[facts.export],
         "",
         "Files: " + ", ".join(f"`{name}`" for name in facts.data_files) + " (the same rows).",
-        f"Made at {facts.generated_at.isoformat()}.",
         "",
         "## Fields",
         "",

@@ -21,7 +21,6 @@ from arena.leaderboard.cache import PageCache, Rendered
 from arena.leaderboard.downloads import ExportScope
 from arena.leaderboard.export_fields import PREFERENCE_FIELDS, battle_fields
 from arena.leaderboard.schemas import LeaderboardOut, MatricesOut, ModelOut
-from arena.models import utcnow
 
 router = APIRouter(tags=["leaderboard"])
 
@@ -447,7 +446,6 @@ async def _card(
         conversations_released=released,
         decisive_only=decisive_only,
         leaderboard=board,
-        generated_at=utcnow(),
     )
     headers = {**_attachment(f"{data_files[0].rsplit('.', 1)[0]}.card.md")}
     headers["Cache-Control"] = "no-store"

@@ -148,6 +148,7 @@ def _requests(history: History) -> dict[str, list[tuple[Reader, str]]]:
         "/models/{name:path}": [(anyone, f"/models/{n}") for n in [*MODELS, "nobody"]],
         "/api/leaderboard": [(anyone, "/api/leaderboard"), (anyone, "/api/leaderboard?method=elo")],
         "/leaderboard.csv": [(anyone, "/leaderboard.csv")],
+        "/leaderboard.parquet": [(anyone, "/leaderboard.parquet")],
         "/api/leaderboard/matrices": [(anyone, "/api/leaderboard/matrices")],
         "/leaderboard/{table}.csv": [(anyone, f"/leaderboard/{t}.csv") for t in MATRIX_TABLES],
         "/api/leaderboard/models/{name:path}": [
@@ -158,7 +159,17 @@ def _requests(history: History) -> dict[str, list[tuple[Reader, str]]]:
             (anyone, f"/battles.jsonl?snapshot={history.snapshot_id}"),
         ],
         "/battles.csv": [(anyone, "/battles.csv")],
+        "/battles.parquet": [
+            (anyone, "/battles.parquet"),
+            (anyone, f"/battles.parquet?snapshot={history.snapshot_id}"),
+        ],
+        "/battles.card.md": [
+            (anyone, "/battles.card.md"),
+            (anyone, f"/battles.card.md?snapshot={history.snapshot_id}"),
+        ],
         "/preferences.jsonl": [(anyone, "/preferences.jsonl")],
+        "/preferences.parquet": [(anyone, "/preferences.parquet")],
+        "/preferences.card.md": [(anyone, "/preferences.card.md")],
         "/api/sampling": [(anyone, "/api/sampling")],
         "/api/votes/counts": [(anyone, "/api/votes/counts")],
         # The new battle's own view changes as it runs, by design, and names nobody (the test
@@ -225,7 +236,8 @@ def _seen(path: str, response: httpx.Response) -> str:
         assert etag in (None, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
         headers.pop("content-length", None)
     lines = [str(response.status_code), *(f"{k}: {v}" for k, v in sorted(headers.items()))]
-    return "\n".join([*lines, "", plain.decode("utf-8", "replace")])
+    # Parquet is binary: every byte is compared, not a replacement character for it.
+    return "\n".join([*lines, "", plain.decode("utf-8", "backslashreplace")])
 
 
 def _read_everything(settings: Settings, history: History) -> dict[str, str]:
