@@ -75,7 +75,10 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
         "Ratings",
         ("bootstrap_rounds", "recompute_every_votes", "recompute_every_seconds", "anchor"),
     ),
-    ("Open data", ("release_conversations", "release_notice", "release_notice_file", "data_license")),
+    (
+        "Open data",
+        ("release_conversations", "release_notice", "release_notice_file", "data_license"),
+    ),
     ("Metrics and logs", ("metrics", "metrics_token", "log_format")),
     (
         "Model owners",

@@ -18,12 +18,12 @@ from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from arena.leaderboard.downloads import ExportedVote, ExportScope, export_batches
-from arena.leaderboard.export_fields import ExportField
 from arena.leaderboard.export_description import (
     export_filters,
     redaction_applied,
     redaction_summary,
 )
+from arena.leaderboard.export_fields import ExportField
 from arena.leaderboard.snapshots import ALL, BT
 from arena.models import RatingSnapshot
 
@@ -95,14 +95,19 @@ async def export_stats(
 ) -> ExportStats:
     """The counts of an export, read from the same row source as the export itself."""
     stats = ExportStats()
+    # The preferences export leaves out the battles without released texts, so its counts
+    # read which those are; the battles export keeps every vote and needs no text to count.
     batches = export_batches(
         sessionmaker,
         secret=secret,
         scope=scope,
-        with_conversations=with_conversations,
+        with_conversations=with_conversations and decisive_only,
         decisive_only=decisive_only,
+        redactor=str,  # counting: nothing leaves, so nothing needs redacting
     )
-    async for batch, _texts in batches:
+    async for batch, texts in batches:
+        if texts is not None:
+            batch = [vote for vote in batch if texts.messages.get(vote.battle_id)]
         stats.add(batch)
     return stats
 

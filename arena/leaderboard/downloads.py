@@ -259,9 +259,7 @@ def _record(vote: ExportedVote) -> dict[str, Any]:
     }
 
 
-def battle_record(
-    vote: ExportedVote, texts: ReleasedTexts | None
-) -> dict[str, Any]:
+def battle_record(vote: ExportedVote, texts: ReleasedTexts | None) -> dict[str, Any]:
     """One battles-export record; with `texts` (conversations released), FastChat's
     conversation_a / conversation_b and the battle's `text_status` too: a battle whose texts are
     not released (erased or withheld, release.py) keeps its record with empty conversations, so

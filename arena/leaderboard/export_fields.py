@@ -72,6 +72,13 @@ _CONVERSATION_FIELDS: Final = (
         "model A's answers (`assistant`), in order",
     ),
     ExportField("conversation_b", "conversation", "the same for side B"),
+    ExportField(
+        "text_status",
+        "string",
+        "`released`; `erased` (its visitor deleted the texts: the vote stays) or `withheld` (its "
+        "visitor was not shown the release notice, or an answer named its own model): then both "
+        "conversations are empty",
+    ),
 )
 PREFERENCE_FIELDS: Final = (
     ExportField("prompt", "conversation", "the visitor's first prompt, as one `user` message"),

@@ -14,9 +14,10 @@ from arena.leaderboard.downloads import (
     ExportBatch,
     ExportedVote,
     ExportScope,
+    ReleasedTexts,
     battle_record,
     export_batches,
-    preference_pair,
+    preference_pairs,
 )
 from arena.leaderboard.export_fields import (
     PREFERENCE_FIELDS,
@@ -25,7 +26,6 @@ from arena.leaderboard.export_fields import (
     battle_fields,
 )
 from arena.leaderboard.schemas import LeaderboardRowOut
-from arena.models import Message
 
 PARQUET_TYPE: Final = "application/vnd.apache.parquet"
 # A row group is what a reader decodes at once and what is held here before it is sent: a whole
@@ -48,6 +48,8 @@ LEADERBOARD_SCHEMA: Final = pa.schema(
         pa.field("ci_upper", pa.float64()),
         pa.field("votes", pa.int64(), nullable=False),
         pa.field("win_rate", pa.float64()),
+        pa.field("swap_votes", pa.int64()),
+        pa.field("first_place_votes", pa.int64()),
         pa.field("organization", pa.string(), nullable=False),
         pa.field("license", pa.string(), nullable=False),
         pa.field("status", pa.string(), nullable=False),
@@ -138,10 +140,10 @@ async def parquet_chunks(
 
 async def _records(
     batches: AsyncIterator[ExportBatch],
-    record: Callable[[ExportedVote, dict[str, list[Message]]], Record],
+    rows: Callable[[list[ExportedVote], ReleasedTexts | None], list[Record]],
 ) -> AsyncIterator[list[Record]]:
     async for batch, texts in batches:
-        yield [record(vote, texts) for vote in batch]
+        yield rows(batch, texts)
 
 
 async def battles_parquet(
@@ -156,10 +158,10 @@ async def battles_parquet(
         sessionmaker, secret=secret, scope=scope, with_conversations=with_conversations
     )
 
-    def record(vote: ExportedVote, texts: dict[str, list[Message]]) -> Record:
-        return battle_record(vote, texts.get(vote.battle_id, []) if with_conversations else None)
+    def rows(batch: list[ExportedVote], texts: ReleasedTexts | None) -> list[Record]:
+        return [battle_record(vote, texts) for vote in batch]
 
-    async for chunk in parquet_chunks(_records(batches, record), battle_fields(with_conversations)):
+    async for chunk in parquet_chunks(_records(batches, rows), battle_fields(with_conversations)):
         yield chunk
 
 
@@ -174,20 +176,28 @@ async def preferences_parquet(
         with_conversations=True,
         decisive_only=True,
     )
-
-    def record(vote: ExportedVote, texts: dict[str, list[Message]]) -> Record:
-        return preference_pair(vote, texts.get(vote.battle_id, []))
-
-    async for chunk in parquet_chunks(_records(batches, record), PREFERENCE_FIELDS):
+    async for chunk in parquet_chunks(_records(batches, preference_pairs), PREFERENCE_FIELDS):
         yield chunk
 
 
-def leaderboard_parquet(rows: Sequence[LeaderboardRowOut], metadata: Mapping[str, str]) -> bytes:
-    """One leaderboard table as a Parquet file, with `metadata` (the snapshot's) in its footer.
+def leaderboard_parquet(
+    rows: Sequence[LeaderboardRowOut],
+    metadata: Mapping[str, str],
+    first_place: tuple[str, int | None] | None = None,
+) -> bytes:
+    """One leaderboard table as a Parquet file, with `metadata` (the snapshot's) in its footer;
+    the columns of /leaderboard.csv, `first_place_votes` on the leader's row (`first_place`:
+    the leader and the votes that hold it).
 
     A table has one row per model, so it is written whole: nothing to stream.
     """
-    columns = {name: [getattr(row, name) for row in rows] for name in LEADERBOARD_SCHEMA.names}
+
+    def value(row: LeaderboardRowOut, name: str) -> Any:
+        if name == "first_place_votes":
+            return first_place[1] if first_place and first_place[0] == row.model else None
+        return getattr(row, name)
+
+    columns = {name: [value(row, name) for row in rows] for name in LEADERBOARD_SCHEMA.names}
     table = pa.Table.from_pydict(columns, schema=LEADERBOARD_SCHEMA.with_metadata(dict(metadata)))
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)

@@ -265,7 +265,11 @@ async def leaderboard_parquet(request: Request, session: SessionDep, board: Boar
             for name, value in snapshot_headers(view).items()
         }
         name = f"leaderboard-{_file_part(view.method)}-{_file_part(view.category)}.parquet"
-        body = parquet_export.leaderboard_parquet(view.rows, metadata)
+        fragility = pages.fragility_out(view)
+        first = None if fragility is None else fragility.first_place
+        body = parquet_export.leaderboard_parquet(
+            view.rows, metadata, None if first is None else (first.above, first.votes)
+        )
         return _Table(body, parquet_export.PARQUET_TYPE, name)
 
     return await _board_table(request, session, board, ("parquet",), render)

@@ -22,7 +22,13 @@ import yaml
 from sqlalchemy import insert, select
 
 from arena.db import make_sync_engine
-from arena.leaderboard.downloads import BATTLE_COLUMNS, ExportedVote, battle_record
+from arena.leaderboard.downloads import (
+    BATTLE_COLUMNS,
+    ExportedVote,
+    ReleasedTexts,
+    battle_record,
+)
+from arena.leaderboard.export_description import REDACTION_STEPS
 from arena.leaderboard.export_fields import PREFERENCE_FIELDS, battle_fields
 from arena.leaderboard.parquet_export import ROW_GROUP_ROWS
 from arena.models import Battle, BattleStatus, Model, Vote
@@ -206,7 +212,12 @@ def test_released_conversations_and_preferences_as_parquet(
         prefs_meta, prefs_body = _card(client.get("/preferences.card.md"))
     assert len(battle_records) == 4 and len(pairs) == 2
     battles = _same_rows(battles_response, battle_records)
-    assert battles.column_names == [*BATTLE_COLUMNS, "conversation_a", "conversation_b"]
+    assert battles.column_names == [
+        *BATTLE_COLUMNS,
+        "conversation_a",
+        "conversation_b",
+        "text_status",
+    ]
     assert battles.schema.field("conversation_a").type == pa.list_(
         pa.struct([("role", pa.string()), ("content", pa.string())])
     )
@@ -215,14 +226,16 @@ def test_released_conversations_and_preferences_as_parquet(
     )
     preferences = _same_rows(prefs_response, pairs)
     assert preferences.column_names == ["prompt", "chosen", "rejected"]
-    # The cards: the operator's licence, texts released, no redaction (none runs yet).
+    # The cards: the operator's licence, texts released, the release rule and the redactor.
     for meta, body in ((battles_meta, battles_body), (prefs_meta, prefs_body)):
         assert meta["license"] == "cc-by-sa-4.0"
         assert meta["arena"]["license_chosen_by_operator"] is True
         assert "chosen by the operator (ARENA_DATA_LICENSE)" in body
         assert meta["arena"]["conversations_released"] is True
-        assert "Redaction applied: none: prompts and answers are published as" in body
-    assert [f["name"] for f in battles_meta["dataset_info"]["features"]][-1] == "conversation_b"
+        assert "Redaction applied: Texts only from battles whose visitor was shown" in body
+        assert "[EMAIL], [PHONE], [IP], [CARD], [IBAN], [NATIONAL_ID], [ADDRESS]" in body
+        assert meta["arena"]["redaction"] == list(REDACTION_STEPS)
+    assert [f["name"] for f in battles_meta["dataset_info"]["features"]][-1] == "text_status"
     assert prefs_meta["pretty_name"] == "Arena preference pairs"
     assert [f["name"] for f in prefs_meta["dataset_info"]["features"]] == [
         f.name for f in PREFERENCE_FIELDS
@@ -438,4 +451,5 @@ def test_leaderboard_parquet_before_any_snapshot_is_empty(quiet_arena: Arena) ->
 def test_export_fields_are_the_json_keys() -> None:
     vote = ExportedVote(1, "b1", "alpha", "beta", "tie", "judge_1", 2, "German", 1.5, True, False)
     assert [f.name for f in battle_fields(False)] == list(battle_record(vote, None))
-    assert [f.name for f in battle_fields(True)] == list(battle_record(vote, []))
+    released = ReleasedTexts(messages={}, statuses={})
+    assert [f.name for f in battle_fields(True)] == list(battle_record(vote, released))
