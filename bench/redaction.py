@@ -107,7 +107,9 @@ def populate(path: Path, n_battles: int, seed: int = 1) -> int:
                 battle_id = secrets.token_urlsafe(16)
                 at = start + timedelta(seconds=i)
                 stamp = at.strftime("%Y-%m-%d %H:%M:%S.%f")
-                battles.append((battle_id, 1 + i % 2, 2 - i % 2, f"session-{i % 5000}", stamp))
+                battles.append(
+                    (battle_id, 1 + i % 2, 2 - i % 2, f"session-{i % 5000}", stamp, stamp)
+                )
                 texts = (rng.choice(prompts), rng.choice(answers), rng.choice(answers))
                 text_chars += sum(len(t) for t in texts)
                 for side, content in zip(("user", "a", "b"), texts, strict=True):
@@ -115,9 +117,11 @@ def populate(path: Path, n_battles: int, seed: int = 1) -> int:
                 winner = rng.choice(("model_a", "model_b", "model_a", "model_b", "tie"))
                 votes.append((battle_id, winner, f"session-{i % 5000}", stamp))
             conn.executemany(
+                # Every visitor was shown the release notice: all texts are released.
                 "INSERT INTO battle (id, model_a_id, model_b_id, session_hash, ip_hash, status,"
-                " turns, language, category_tags, created_at, flags, answer_chars)"
-                " VALUES (?, ?, ?, ?, '', 'voted', 1, 'English', '[]', ?, '[]', 0)",
+                " turns, language, category_tags, created_at, flags, answer_chars,"
+                " notice_shown_at)"
+                " VALUES (?, ?, ?, ?, '', 'voted', 1, 'English', '[]', ?, '[]', 0, ?)",
                 battles,
             )
             conn.executemany(
