@@ -8,7 +8,8 @@ from datetime import datetime
 from typing import Final
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.responses import StreamingResponse
 
 from arena.models import ModelStatus, OperatorAction, utcnow
 from arena.spreadsheet_csv import csv_text
@@ -77,3 +78,19 @@ async def actions_csv(session: AsyncSession) -> AsyncIterator[bytes]:
             return
         yield csv_text([_csv_row(entry) for entry in batch]).encode()
         after = batch[-1].id
+
+
+def actions_csv_response(sessionmaker: async_sessionmaker[AsyncSession]) -> StreamingResponse:
+    """The whole log as a CSV download, oldest first."""
+
+    async def rows() -> AsyncIterator[bytes]:
+        # A session of its own: a streamed answer outlives the request's.
+        async with sessionmaker() as session:
+            async for chunk in actions_csv(session):
+                yield chunk
+
+    return StreamingResponse(
+        rows(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="arena-audit.csv"'},
+    )

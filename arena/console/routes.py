@@ -3,7 +3,7 @@ logging every action in the audit log as the admin API does."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Form, Request
@@ -16,7 +16,7 @@ from arena.audit import (
     ADMIN_API_ACTOR,
     FLAG_ACTIONS,
     STATUS_ACTIONS,
-    actions_csv,
+    actions_csv_response,
     recent_actions,
     record_action,
 )
@@ -346,13 +346,4 @@ async def recompute(_form: FormDep, request: Request, db: DbDep) -> Response:
 
 @router.get("/audit.csv", response_class=StreamingResponse)
 async def audit_csv(_session: SessionDep, request: Request) -> StreamingResponse:
-    async def rows() -> AsyncIterator[bytes]:
-        async with request.app.state.sessionmaker() as db:
-            async for chunk in actions_csv(db):
-                yield chunk
-
-    return StreamingResponse(
-        rows(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="arena-audit.csv"'},
-    )
+    return actions_csv_response(request.app.state.sessionmaker)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated
 
@@ -14,7 +13,7 @@ from sqlalchemy import select
 from arena.audit import (
     ADMIN_API_ACTOR,
     STATUS_ACTIONS,
-    actions_csv,
+    actions_csv_response,
     recent_actions,
     record_action,
 )
@@ -253,15 +252,4 @@ async def audit_log(
 @router.get("/audit.csv", response_class=StreamingResponse)
 async def audit_log_csv(request: Request) -> StreamingResponse:
     """The whole audit log as CSV, oldest first."""
-
-    async def rows() -> AsyncIterator[bytes]:
-        # Its own session: a streamed answer outlives the request's.
-        async with request.app.state.sessionmaker() as session:
-            async for chunk in actions_csv(session):
-                yield chunk
-
-    return StreamingResponse(
-        rows(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="arena-audit.csv"'},
-    )
+    return actions_csv_response(request.app.state.sessionmaker)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import httpx
 from sqlalchemy import select
@@ -13,6 +14,69 @@ from tests.conftest import Arena
 from tests.fake_upstream import FakeUpstream
 
 ADMIN = {"Authorization": "Bearer admin-token-for-tests-0123456789"}
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """A decisive vote to seed: who cast it, from which address, who won, and its flags."""
+
+    voter: str
+    winner: str
+    loser: str
+    address: str = ""
+    flags: tuple[str, ...] = ()
+
+
+def _seed_rated_votes(arena: Arena, ids: dict[str, int], votes: list[Seeded]) -> None:
+    """Ratings of strong 1200, middle 1000, weak 800, and the votes on alternating sides."""
+    now = utcnow()
+
+    async def seed(session: AsyncSession) -> None:
+        session.add(
+            RatingSnapshot(
+                method="bt",
+                category="all",
+                vote_set_hash="x",
+                n_votes=1000,
+                rows=[
+                    {"model": "strong", "rating": 1200.0, "votes": 400},
+                    {"model": "middle", "rating": 1000.0, "votes": 400},
+                    {"model": "weak", "rating": 800.0, "votes": 400},
+                ],
+            )
+        )
+        for n, vote in enumerate(votes):
+            battle_id = f"seeded-{n}"
+            session.add(
+                Battle(
+                    id=battle_id,
+                    model_a_id=ids[vote.winner] if n % 2 else ids[vote.loser],
+                    model_b_id=ids[vote.loser] if n % 2 else ids[vote.winner],
+                    session_hash=vote.voter,
+                    ip_hash=vote.address,
+                    status=BattleStatus.voted,
+                )
+            )
+            session.add(
+                Vote(
+                    battle_id=battle_id,
+                    winner=Winner.model_a if n % 2 else Winner.model_b,
+                    session_hash=vote.voter,
+                    ip_hash=vote.address,
+                    created_at=now,
+                    counted=not vote.flags,
+                    flags=list(vote.flags),
+                )
+            )
+
+    arena.db(seed)
+
+
+def _three_models(arena: Arena, fake_upstream: FakeUpstream) -> dict[str, int]:
+    return {
+        name: arena.add_model(name, fake_upstream.base_url, "normal", organization="Org")
+        for name in ("strong", "middle", "weak")
+    }
 
 
 def test_flags_need_the_admin_token(arena: Arena) -> None:
@@ -41,52 +105,11 @@ def test_a_rigging_session_is_flagged_and_its_votes_excluded(
     arena_factory: Callable[..., Arena], fake_upstream: FakeUpstream
 ) -> None:
     arena = arena_factory(rigging_min_votes=8, rigging_alpha=1e-4)
-    ids = {
-        name: arena.add_model(name, fake_upstream.base_url, "normal", organization="Org")
-        for name in ("strong", "middle", "weak")
-    }
-    now = utcnow()
-
-    async def seed(session: AsyncSession) -> None:
-        session.add(
-            RatingSnapshot(
-                method="bt",
-                category="all",
-                vote_set_hash="x",
-                n_votes=1000,
-                rows=[
-                    {"model": "strong", "rating": 1200.0, "votes": 400},
-                    {"model": "middle", "rating": 1000.0, "votes": 400},
-                    {"model": "weak", "rating": 800.0, "votes": 400},
-                ],
-            )
-        )
-        # "rigger" picks "weak" in all of its 12 battles; "honest" follows the ratings.
-        votes = [("rigger", "weak", opponent) for opponent in ["strong", "middle"] * 6]
-        votes += [("honest", "strong", "weak"), ("honest", "middle", "weak")] * 6
-        for n, (voter, winner, loser) in enumerate(votes):
-            battle_id = f"seeded-{n}"
-            session.add(
-                Battle(
-                    id=battle_id,
-                    model_a_id=ids[winner] if n % 2 else ids[loser],
-                    model_b_id=ids[loser] if n % 2 else ids[winner],
-                    session_hash=voter,
-                    status=BattleStatus.voted,
-                )
-            )
-            session.add(
-                Vote(
-                    battle_id=battle_id,
-                    winner=Winner.model_a if n % 2 else Winner.model_b,
-                    session_hash=voter,
-                    created_at=now,
-                    counted=True,
-                    flags=[],
-                )
-            )
-
-    arena.db(seed)
+    ids = _three_models(arena, fake_upstream)
+    # "rigger" picks "weak" in all of its 12 battles; "honest" follows the ratings.
+    votes = [Seeded("rigger", "weak", opponent) for opponent in ["strong", "middle"] * 6]
+    votes += [Seeded("honest", "strong", "weak"), Seeded("honest", "middle", "weak")] * 6
+    _seed_rated_votes(arena, ids, votes)
     with arena.client() as client:
         scan = client.post("/api/admin/rigging-scan", headers=ADMIN)
         assert scan.status_code == 200, scan.text
@@ -116,10 +139,7 @@ def test_spread_sessions_are_flagged_by_the_pooled_scan_and_their_neighbours_kep
     arena_factory: Callable[..., Arena], fake_upstream: FakeUpstream
 ) -> None:
     arena = arena_factory(rigging_min_votes=8, rigging_alpha=1e-4)
-    ids = {
-        name: arena.add_model(name, fake_upstream.base_url, "normal", organization="Org")
-        for name in ("strong", "middle", "weak")
-    }
+    ids = _three_models(arena, fake_upstream)
     # (session, address, winner, loser): every session is far below the 8 votes the
     # per-session test needs.
     votes: list[tuple[str, str, str, str]] = []
@@ -136,47 +156,8 @@ def test_spread_sessions_are_flagged_by_the_pooled_scan_and_their_neighbours_kep
         votes += [(f"campus{i}", "campus-ip", "strong", "weak")]
         votes += [(f"campus{i}", "campus-ip", "middle", "weak")]
         votes += [(f"campus{i}", "campus-ip", *(("strong", "middle")[:: 1 - 2 * (i % 2)]))]
-    now = utcnow()
-
-    async def seed(session: AsyncSession) -> None:
-        session.add(
-            RatingSnapshot(
-                method="bt",
-                category="all",
-                vote_set_hash="x",
-                n_votes=1000,
-                rows=[
-                    {"model": "strong", "rating": 1200.0, "votes": 400},
-                    {"model": "middle", "rating": 1000.0, "votes": 400},
-                    {"model": "weak", "rating": 800.0, "votes": 400},
-                ],
-            )
-        )
-        for n, (voter, address, winner, loser) in enumerate(votes):
-            battle_id = f"seeded-{n}"
-            session.add(
-                Battle(
-                    id=battle_id,
-                    model_a_id=ids[winner] if n % 2 else ids[loser],
-                    model_b_id=ids[loser] if n % 2 else ids[winner],
-                    session_hash=voter,
-                    ip_hash=address,
-                    status=BattleStatus.voted,
-                )
-            )
-            session.add(
-                Vote(
-                    battle_id=battle_id,
-                    winner=Winner.model_a if n % 2 else Winner.model_b,
-                    session_hash=voter,
-                    ip_hash=address,
-                    created_at=now,
-                    counted=True,
-                    flags=[],
-                )
-            )
-
-    arena.db(seed)
+    seeded = [Seeded(voter, winner, loser, address) for voter, address, winner, loser in votes]
+    _seed_rated_votes(arena, ids, seeded)
     with arena.client() as client:
         scan = client.post("/api/admin/rigging-scan", headers=ADMIN)
         assert scan.status_code == 200, scan.text
@@ -211,54 +192,11 @@ def test_the_operator_confirms_or_dismisses_a_flagged_session(
     arena_factory: Callable[..., Arena], fake_upstream: FakeUpstream
 ) -> None:
     arena = arena_factory(rigging_min_votes=8, rigging_alpha=1e-4)
-    ids = {
-        name: arena.add_model(name, fake_upstream.base_url, "normal", organization="Org")
-        for name in ("strong", "middle", "weak")
-    }
-    now = utcnow()
-
-    async def seed(session: AsyncSession) -> None:
-        session.add(
-            RatingSnapshot(
-                method="bt",
-                category="all",
-                vote_set_hash="x",
-                n_votes=1000,
-                rows=[
-                    {"model": "strong", "rating": 1200.0, "votes": 400},
-                    {"model": "middle", "rating": 1000.0, "votes": 400},
-                    {"model": "weak", "rating": 800.0, "votes": 400},
-                ],
-            )
-        )
-        # Two sessions pick "weak" every time; one of them also voted once too fast.
-        votes = [
-            (voter, "weak", other) for voter in ("fan-1", "fan-2") for other in ["strong"] * 12
-        ]
-        for n, (voter, winner, loser) in enumerate(votes):
-            battle_id = f"seeded-{n}"
-            session.add(
-                Battle(
-                    id=battle_id,
-                    model_a_id=ids[winner],
-                    model_b_id=ids[loser],
-                    session_hash=voter,
-                    status=BattleStatus.voted,
-                )
-            )
-            too_fast = voter == "fan-2" and n == 12
-            session.add(
-                Vote(
-                    battle_id=battle_id,
-                    winner=Winner.model_a,
-                    session_hash=voter,
-                    created_at=now,
-                    counted=not too_fast,
-                    flags=["too_fast"] if too_fast else [],
-                )
-            )
-
-    arena.db(seed)
+    ids = _three_models(arena, fake_upstream)
+    # Two sessions pick "weak" every time; one of them also voted once too fast.
+    votes = [Seeded(voter, "weak", "strong") for voter in ("fan-1", "fan-2") for _ in range(12)]
+    votes[12] = Seeded("fan-2", "weak", "strong", flags=("too_fast",))
+    _seed_rated_votes(arena, ids, votes)
     with arena.client() as client:
         scan = client.post("/api/admin/rigging-scan", headers=ADMIN).json()
         assert scan["sessions_flagged"] == 2 and scan["votes_excluded"] == 24
