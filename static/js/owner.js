@@ -154,6 +154,59 @@ function showSignedIn(me) {
   $("#signed-out").hidden = true;
   $("#signed-in").hidden = false;
   loadModels();
+  loadWebhook();
+}
+
+// ------------------------------------------------------------------ webhook
+
+function deliveryText(d) {
+  if (d.delivered_at) return `delivered after ${d.attempts} attempt(s)`;
+  if (d.given_up_at) return `given up after ${d.attempts} attempts: ${d.last_error}`;
+  return `${d.attempts} attempt(s) so far${d.last_error ? `: ${d.last_error}` : ""}`;
+}
+
+async function loadWebhook() {
+  try {
+    const hook = await api("GET", "/api/owners/me/webhook");
+    $("#webhook-url").textContent = hook.url || "none";
+    const list = $("#webhook-deliveries");
+    list.replaceChildren();
+    for (const d of hook.deliveries) {
+      list.append(el("li", `${d.event}, ${d.payload.model}: ${deliveryText(d)}`));
+    }
+  } catch (error) {
+    if (error.status === 401) showSignedOut();
+  }
+}
+
+function bindWebhook() {
+  const form = $("#webhook-form");
+  const error = $("#webhook-error");
+  const result = $("#webhook-result");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.textContent = "";
+    result.textContent = "";
+    try {
+      const set = await api("PUT", "/api/owners/me/webhook", { url: $("#webhook-input").value });
+      result.textContent = `Set. Its signing secret, shown this once: ${set.secret}`;
+      form.reset();
+      await loadWebhook();
+    } catch (failure) {
+      if (failure.status === 401) showSignedOut();
+      error.textContent = failure.message;
+    }
+  });
+  $("#webhook-remove").addEventListener("click", async () => {
+    error.textContent = "";
+    try {
+      await api("DELETE", "/api/owners/me/webhook");
+      result.textContent = "The webhook is removed.";
+      await loadWebhook();
+    } catch (failure) {
+      error.textContent = failure.message;
+    }
+  });
 }
 
 function showSignedOut() {
@@ -323,6 +376,7 @@ function bindSignedIn() {
 
 bindSignedOut();
 bindSignedIn();
+bindWebhook();
 if (ownerToken()) {
   signIn(ownerToken()).catch(() => showSignedOut());
 }

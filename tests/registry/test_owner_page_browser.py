@@ -180,3 +180,35 @@ def test_owner_page_speaks_plainly_about_mistakes_and_states(
         demo.stop()
     unexpected = [e for e in browser_page.console_errors if "Failed to load resource" not in e]
     assert unexpected == [] and browser_page.page_errors == []
+
+
+@pytest.mark.browser
+def test_owner_sets_and_removes_a_webhook_on_the_page(
+    arena: Arena, fake_upstream: FakeUpstream, browser_page: BrowserPage
+) -> None:
+    page = browser_page.page
+    page.goto(arena.url + "/owner")
+    page.fill("#signup-name", "Ada")
+    page.fill("#signup-email", "ada@example.org")
+    page.click("#signup-form button[type=submit]")
+    page.click("#new-token-done")
+    expect(page.locator("#webhook-url")).to_have_text("none")
+
+    page.fill("#webhook-input", "http://169.254.169.254/latest")
+    page.click("#webhook-set")
+    expect(page.locator("#webhook-error")).to_contain_text("webhook_url: ")
+    expect(page.locator("#webhook-url")).to_have_text("none")
+
+    hook = f"{fake_upstream.base_url}/hooks"  # loopback: the test arena allows private URLs
+    page.fill("#webhook-input", hook)
+    page.click("#webhook-set")
+    expect(page.locator("#webhook-result")).to_contain_text("shown this once: whsec_")
+    expect(page.locator("#webhook-url")).to_have_text(hook)
+    page.reload()  # the secret is not shown again
+    expect(page.locator("#webhook-url")).to_have_text(hook)
+    assert "whsec_" not in page.content()
+
+    page.click("#webhook-remove")
+    expect(page.locator("#webhook-result")).to_have_text("The webhook is removed.")
+    expect(page.locator("#webhook-url")).to_have_text("none")
+    assert not browser_page.page_errors
