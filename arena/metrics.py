@@ -36,6 +36,7 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
 
+from arena.background_tasks import stop_task
 from arena.config import Settings
 from arena.errors import NotFound, Unauthenticated
 
@@ -205,12 +206,7 @@ class QueueSampler:
             await asyncio.sleep(QUEUE_SAMPLE_SECONDS)
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            try:
-                await self.task
-            except asyncio.CancelledError:
-                pass
+        await stop_task(self.task)
 
 
 def prepare_multiprocess_dir(data_dir: Path) -> Path:

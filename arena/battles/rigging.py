@@ -31,6 +31,7 @@ import numpy as np
 from sqlalchemy import Text, cast, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from arena.background_tasks import stop_task
 from arena.battles.flag_review import DISMISSED
 from arena.battles.integrity import POOLED_ADDRESS, POOLED_ALIKE, SUSPICIOUS_SESSION
 from arena.battles.pooled_rigging import pooled_suspicions
@@ -364,9 +365,4 @@ class RiggingScanner:
                 log.exception("rigging scan failed; it runs again at the next interval")
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            try:
-                await self.task
-            except asyncio.CancelledError:
-                pass
+        await stop_task(self.task)

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from arena import metrics
+from arena.background_tasks import stop_task
 from arena.config import Settings
 from arena.leaderboard.snapshots import (
     RecomputeConfig,
@@ -69,12 +70,7 @@ class RecomputeScheduler:
         self.task = asyncio.create_task(self._loop(), name="ratings-recompute")
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            try:
-                await self.task
-            except asyncio.CancelledError:
-                pass
+        await stop_task(self.task)
         if self.executor is not None:
             # A run in progress finishes (its transaction commits or rolls back whole).
             await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=True)

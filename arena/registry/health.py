@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 from typing import Final
@@ -11,6 +10,7 @@ from typing import Final
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from arena.background_tasks import stop_task
 from arena.config import Settings
 from arena.models import Battle, Message, Model, ModelStatus, ModelStatusEvent, Side, utcnow
 from arena.registry.failure_reasons import explain_stored_error
@@ -142,11 +142,7 @@ class HealthMonitor:
         return self
 
     async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await stop_task(self._task)
         self._task = None
 
     async def _loop(self) -> None:

@@ -23,6 +23,7 @@ from typing import Any, Final
 from sqlalchemy import and_, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from arena.background_tasks import stop_task
 from arena.config import Settings
 from arena.errors import ArenaError
 from arena.models import Model, ModelStatus, Owner, WebhookDelivery, utcnow
@@ -166,12 +167,7 @@ class WebhookSender:
         return self
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            try:
-                await self.task
-            except asyncio.CancelledError:
-                pass
+        await stop_task(self.task)
 
     async def _loop(self) -> None:
         while True:
