@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 
 from arena import migrate
@@ -17,8 +18,10 @@ from arena.listening import address_to_open
 from arena.upstream.demo import DEMO_MODELS
 from tests.servers import ARENA_COMMAND, arena_serve, free_port
 
-HEAD = "7c3f5a91d2e4"
-BEFORE_HEAD = "1e9221cf9ce7"
+# The newest migration and the one before it, as the migrations folder has them today.
+_SCRIPTS = ScriptDirectory.from_config(migrate.alembic_config("sqlite://"))
+HEAD = str(_SCRIPTS.get_current_head())
+BEFORE_HEAD = str(_SCRIPTS.get_revision(HEAD).down_revision)
 
 
 def _db_upgrade(env: dict[str, str], cwd: Path) -> str:
