@@ -39,7 +39,6 @@ from arena.registry.schemas import (
     OwnerToken,
     ProbeOut,
     ReasonIn,
-    WebhookDeliveryOut,
     WebhookIn,
     WebhookOut,
     WebhookSet,
@@ -123,7 +122,7 @@ async def get_webhook(session: SessionDep, owner: OwnerDep) -> WebhookOut:
     deliveries = await webhooks.recent_deliveries(session, owner_id=owner.id)
     return WebhookOut(
         url=owner.webhook_url,
-        deliveries=[WebhookDeliveryOut.model_validate(d, from_attributes=True) for d in deliveries],
+        deliveries=deliveries,
     )
 
 

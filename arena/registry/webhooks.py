@@ -17,7 +17,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Final
 
 from sqlalchemy import and_, insert, literal, select, update
@@ -29,6 +29,7 @@ from arena.errors import ArenaError
 from arena.models import Model, ModelStatus, Owner, WebhookDelivery, utcnow
 from arena.registry.address_guard import check_url, parse_endpoint_url
 from arena.registry.keys import KeyRing
+from arena.registry.schemas import WebhookDeliveryOut
 from arena.upstream.http import Target, UpstreamClient, UpstreamHTTPError
 
 log = logging.getLogger(__name__)
@@ -287,21 +288,9 @@ class WebhookSender:
             )
 
 
-@dataclass(frozen=True)
-class DeliveryView:
-    event: str
-    payload: dict[str, Any]
-    created_at: datetime
-    attempts: int
-    delivered_at: datetime | None
-    given_up_at: datetime | None
-    next_attempt_at: datetime | None
-    last_error: str | None
-
-
 async def recent_deliveries(
     session: AsyncSession, *, owner_id: int, limit: int = 20
-) -> list[DeliveryView]:
+) -> list[WebhookDeliveryOut]:
     rows = await session.scalars(
         select(WebhookDelivery)
         .where(WebhookDelivery.owner_id == owner_id)
@@ -309,7 +298,7 @@ async def recent_deliveries(
         .limit(limit)
     )
     return [
-        DeliveryView(
+        WebhookDeliveryOut(
             event=row.event,
             payload=json.loads(row.payload),
             created_at=row.created_at,
