@@ -42,6 +42,7 @@ from arena.leaderboard.routes import router as leaderboard_router
 from arena.log_format import RequestIds, install_request_id_records
 from arena.log_writing import LogWritingThread
 from arena.models import Side
+from arena.moderation import Moderator, RecordRefusal, Stage, record_refusal
 from arena.pages import install_security_headers
 from arena.pages import router as pages_router
 from arena.ratelimit import RateLimiter
@@ -82,14 +83,28 @@ def upstream_limits(settings: Settings) -> Limits:
 
 
 def _finish_turn(
-    transactions: Transactions, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+    transactions: Transactions,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    moderator: Moderator,
 ) -> FinishTurn:
-    async def finish(plan: turns.TurnPlan, answers: dict[Side, Answer]) -> bool:
+    async def finish(plan: turns.TurnPlan, answers: dict[Side, Answer]) -> turns.TurnEnd:
+        withheld = None
+        if all(answer.ok for answer in answers.values()):
+            # A battle a side failed is unvotable already: only a votable one is moderated.
+            verdict = await moderator.check_answers([answers[Side.a].text, answers[Side.b].text])
+            withheld = verdict.reason
         ok = await transactions.write(
             lambda connection: turns.finish_turn(
-                connection, plan=plan, answers=answers, identity_aliases=settings.identity_aliases
+                connection,
+                plan=plan,
+                answers=answers,
+                identity_aliases=settings.identity_aliases,
+                withheld=withheld,
             )
         )
+        if withheld is not None:
+            metrics.moderation_refused("answer", withheld)
         metrics.turn_over(
             ok,
             (
@@ -101,7 +116,10 @@ def _finish_turn(
                 )
                 for side_plan, answer in ((plan.a, answers[Side.a]), (plan.b, answers[Side.b]))
             ),
+            withheld=withheld is not None,
         )
+        if withheld is not None:
+            return turns.TurnEnd.withheld
         if not ok:
             # The circuit breaker: a model failing answer after answer stops being drawn. Only
             # after a failure (a turn both answered has just set both counts to 0), and in a
@@ -113,9 +131,19 @@ def _finish_turn(
                     threshold=settings.circuit_breaker_failures,
                     model_ids=(plan.a.model_id, plan.b.model_id),
                 )
-        return ok
+            return turns.TurnEnd.failed
+        return turns.TurnEnd.ready
 
     return finish
+
+
+def _refusal_recorder(transactions: Transactions) -> RecordRefusal:
+    async def record(stage: Stage, reason: str) -> None:
+        await transactions.write(
+            lambda connection: record_refusal(connection, stage=stage, reason=reason)
+        )
+
+    return record
 
 
 class _ArenaApp(FastAPI):
@@ -173,10 +201,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await asyncio.to_thread(folding_table)
         app.state.http = client
         app.state.planned_turns = PlannedTurns()
+        moderator = Moderator.from_settings(settings, client, _refusal_recorder(transactions))
+        app.state.moderator = moderator
         app.state.turn_runner = TurnRunner(
             client,
             upstream_limits(settings),
-            _finish_turn(transactions, sessionmaker, settings),
+            _finish_turn(transactions, sessionmaker, settings, moderator),
             chat=guarded_chat(allow_private=settings.allow_private_endpoints),
         )
         webhook_sender = WebhookSender(settings, sessionmaker, client, app.state.keys).start()

@@ -219,6 +219,28 @@ class Settings(BaseSettings):
     health_probe_seconds: float = Field(default=60.0, ge=0, le=86_400)
     """How often automatically paused models are probed to resume them (`0`: never)."""
 
+    # Moderation (arena/moderation.py, docs/moderation.md)
+    moderation_url: str = Field(default="", max_length=2048)
+    """Full URL of an OpenAI-compatible moderation endpoint, e.g.
+    `https://api.openai.com/v1/moderations`; every prompt (with its images) is checked before a
+    model sees it, and every turn's answers once they are in. Empty: no endpoint. It passes the
+    same address checks as model endpoints (`ARENA_ALLOW_PRIVATE_ENDPOINTS` for a local one)."""
+    moderation_api_key: SecretStr | None = None
+    """Bearer key sent to the moderation endpoint."""
+    moderation_model: str = Field(default="omni-moderation-latest", max_length=200)
+    """The `model` asked of the moderation endpoint; empty sends none (the server's default)."""
+    moderation_timeout: PositiveSeconds = 5.0
+    """Seconds one moderation request may take, connection included; past it the endpoint counts
+    as down."""
+    moderation_when_down: Literal["stop", "continue"] = "stop"
+    """When the moderation endpoint is down (unreachable, too slow, an error status, an answer
+    that does not parse): `stop` refuses new prompts and withholds answers, `continue` lets
+    battles go on unmoderated (logged and counted)."""
+    moderation_blocklist_file: Path | None = None
+    """A UTF-8 file of blocked words and phrases, one a line, and `re:` regular expressions
+    (docs/moderation.md); re-read within seconds when it changes. The arena refuses to start if
+    it is unreadable, over 1 MiB or holds an invalid pattern."""
+
     # Metrics and logs
     metrics: bool = False
     """Serve Prometheus metrics at `/metrics` (`on` / `off`)."""
@@ -251,6 +273,31 @@ class Settings(BaseSettings):
 
             read_notice_file(path)
         return path
+
+    @field_validator("moderation_blocklist_file")
+    @classmethod
+    def _blocklist_usable(cls, path: Path | None) -> Path | None:
+        # A blocklist that cannot be used stops the arena at start, naming the file and line.
+        if path is not None:
+            from arena.moderation import read_blocklist
+
+            read_blocklist(path)
+        return path
+
+    @field_validator("moderation_url")
+    @classmethod
+    def _moderation_url_form(cls, url: str) -> str:
+        if url:
+            from arena.errors import InvalidInput
+            from arena.registry.address_guard import parse_endpoint_url
+
+            try:
+                parse_endpoint_url(url)
+            except InvalidInput as exc:
+                raise ValueError(
+                    exc.message.replace("base_url:", "ARENA_MODERATION_URL:")
+                ) from None
+        return url
 
     def resolved_secret_key(self) -> str:
         """The Fernet key for endpoint keys and session signing, created on first run if absent."""

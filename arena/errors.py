@@ -2,7 +2,8 @@
 
     ArenaError                      (400 unless a subclass says otherwise)
     ├── InvalidInput                422  a value a person can correct
-    │   └── ProbeFailed                   the endpoint did not pass its test request
+    │   ├── ProbeFailed                   the endpoint did not pass its test request
+    │   └── PromptRefused                 moderation refused the prompt (arena/moderation.py)
     ├── NotFound                    404
     │   └── BattleNotFound
     ├── NotAllowed                  403  the caller may not do this
@@ -19,6 +20,7 @@
     ├── BodyTooLarge                413  a request body over ARENA_MAX_BODY_BYTES
     ├── TooManyRequests             429  with Retry-After
     ├── NoModelsAvailable           503  fewer than two active models
+    ├── ModerationUnavailable       503  the moderation endpoint is down and battles stop
     ├── DemoUnavailable                  the built-in demo endpoints cannot start (CLI only)
     ├── OutboundSetupError               the CA bundle or a proxy variable is unusable (at start)
     └── EndpointError                    an upstream endpoint misbehaved (never shown verbatim)
@@ -59,6 +61,10 @@ class InvalidInput(ArenaError):
 
 
 class ProbeFailed(InvalidInput):
+    pass
+
+
+class PromptRefused(InvalidInput):
     pass
 
 
@@ -169,6 +175,12 @@ class NoModelsAvailable(ArenaError):
             "Fewer than two models are active, so no battle can start. An operator can add "
             "models with `arena models add`."
         )
+
+
+class ModerationUnavailable(ArenaError):
+    """The moderation endpoint gave no verdict and the operator chose to stop battles then."""
+
+    status_code = 503
 
 
 class DemoUnavailable(ArenaError):

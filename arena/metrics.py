@@ -50,7 +50,7 @@ BATTLES_STARTED: Final = Counter("arena_battles_started_total", "Battles created
 TURNS: Final = Counter(
     "arena_turns_total",
     "Turns (the first prompt or a follow-up) over, by outcome: ready (both sides answered, the "
-    "battle can be voted on) or failed.",
+    "battle can be voted on), failed, or withheld (by moderation).",
     ["outcome"],
 )
 UPSTREAM_ERRORS: Final = Counter(
@@ -88,6 +88,19 @@ RATE_LIMIT_REFUSALS: Final = Counter(
     "arena_rate_limit_refusals_total",
     "Requests refused by a rate limit, by action (battle, vote) and scope (session, ip).",
     ["action", "scope"],
+)
+MODERATION_REFUSALS: Final = Counter(
+    "arena_moderation_refusals_total",
+    "Prompts refused and turns' answers withheld by moderation, by stage (prompt, answer) and "
+    "reason (blocklist, blocklist_timeout, unavailable, flagged:<category>). No series names a "
+    "model: a withheld turn's count moves for both sides alike.",
+    ["stage", "reason"],
+)
+MODERATION_UNAVAILABLE: Final = Counter(
+    "arena_moderation_unavailable_total",
+    "Moderation requests that got no usable verdict (down, too slow, an error status, an answer "
+    "that does not parse), by stage, whether battles then stopped or went on.",
+    ["stage"],
 )
 RECOMPUTE_SECONDS: Final = Histogram(
     "arena_recompute_seconds",
@@ -139,10 +152,10 @@ class SideTimes:
     failure_kind: str | None
 
 
-def turn_over(ready: bool, sides: Iterable[SideTimes]) -> None:
+def turn_over(ready: bool, sides: Iterable[SideTimes], *, withheld: bool = False) -> None:
     if not _recording.enabled:
         return
-    TURNS.labels("ready" if ready else "failed").inc()
+    TURNS.labels("withheld" if withheld else "ready" if ready else "failed").inc()
     if not _recording.per_model:
         return
     for side in sides:
@@ -166,6 +179,16 @@ def vote_stored(flags: Iterable[str]) -> None:
 def rate_limited(action: str, scope: str) -> None:
     if _recording.enabled:
         RATE_LIMIT_REFUSALS.labels(action, scope).inc()
+
+
+def moderation_refused(stage: str, reason: str) -> None:
+    if _recording.enabled:
+        MODERATION_REFUSALS.labels(stage, reason).inc()
+
+
+def moderation_unavailable(stage: str) -> None:
+    if _recording.enabled:
+        MODERATION_UNAVAILABLE.labels(stage).inc()
 
 
 def stream_opened() -> None:

@@ -358,3 +358,19 @@ class WorkerInstance(Base):
     host: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModerationRefusal(Base):
+    """One refusal by moderation (arena/moderation.py), counted by reason for the operator: a
+    prompt refused before any model saw it, or a turn's answers withheld. No text is kept, and
+    no battle for a prompt: a refused first prompt never became one."""
+
+    __tablename__ = "moderation_refusal"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # "prompt" or "answer"
+    stage: Mapped[str] = mapped_column(String(16))
+    # e.g. blocklist, flagged:hate, unavailable (moderation.REASONS lists them)
+    reason: Mapped[str] = mapped_column(String(64))
+    battle_id: Mapped[str | None] = mapped_column(String(43), default=None)

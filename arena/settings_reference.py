@@ -79,6 +79,17 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
         "Open data",
         ("release_conversations", "release_notice", "release_notice_file", "data_license"),
     ),
+    (
+        "Moderation",
+        (
+            "moderation_url",
+            "moderation_api_key",
+            "moderation_model",
+            "moderation_timeout",
+            "moderation_when_down",
+            "moderation_blocklist_file",
+        ),
+    ),
     ("Metrics and logs", ("metrics", "metrics_token", "log_format")),
     (
         "Model owners",

@@ -13,8 +13,9 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from arena import metrics
-from arena.battles.turns import NEUTRAL_ERROR, TurnPlan
+from arena.battles.turns import NEUTRAL_ERROR, TurnEnd, TurnPlan
 from arena.models import BattleStatus, Message, Side
+from arena.moderation import WITHHELD_MESSAGE
 from arena.upstream.client import (
     Answer,
     Delta,
@@ -29,8 +30,8 @@ from arena.upstream.http import UpstreamClient
 
 log = logging.getLogger(__name__)
 
-# Called once both sides are over; stores the answers and says whether the battle is votable.
-FinishTurn = Callable[[TurnPlan, dict[Side, Answer]], Awaitable[bool]]
+# Called once both sides are over; moderates and stores the answers, and says how the turn ended.
+FinishTurn = Callable[[TurnPlan, dict[Side, Answer]], Awaitable[TurnEnd]]
 # One side's upstream call: stream_chat, or stream_chat behind the SSRF guard.
 ChatCall = Callable[
     [UpstreamClient, Endpoint, list[dict[str, str]], Limits, Callable[[UpstreamEvent], None]],
@@ -344,7 +345,12 @@ class TurnRunner:
                 return
             results = await chats
             answers = {Side.a: results[0], Side.b: results[1]}
-            if await self._finish(plan, answers):
+            ended = await self._finish(plan, answers)
+            if ended is TurnEnd.withheld:
+                # The same for both sides: which answer was flagged is not the visitor's to know.
+                for side in (Side.a, Side.b):
+                    events.put(_withheld(side))
+            elif ended is TurnEnd.ready:
                 status = BattleStatus.ready
         except Exception:
             log.exception("battle %s: turn %d could not be settled", plan.battle_id, plan.turn)
@@ -379,8 +385,20 @@ async def _claimed(claim: asyncio.Future[bool], battle_id: str) -> bool:
         return False
 
 
-async def replay(messages: list[Message], status: BattleStatus) -> AsyncGenerator[str, None]:
-    """The events of a turn that already ran, for a reload or a second tab."""
+def _withheld(side: Side) -> dict[str, Any]:
+    return {"side": side.value, "type": "withheld", "message": WITHHELD_MESSAGE}
+
+
+async def replay(
+    messages: list[Message], status: BattleStatus, *, withheld: bool = False
+) -> AsyncGenerator[str, None]:
+    """The events of a turn that already ran, for a reload or a second tab; of a turn whose
+    answers moderation withheld, only that they were."""
+    if withheld:
+        for withheld_side in (Side.a, Side.b):
+            yield sse(_withheld(withheld_side))
+        yield sse({"type": "end", "status": BattleStatus.failed.value})
+        return
     for message in messages:
         side = message.side.value
         if message.content:

@@ -27,6 +27,7 @@ from arena.battles.schemas import (
 from arena.battles.settled import vote_window
 from arena.db import SessionDep, Transactions, write_session
 from arena.models import utcnow
+from arena.moderation import Moderator
 from arena.ratelimit import VoteThrottledDep, limit_battles
 from arena.visitors import Visitor, VisitorDep
 
@@ -54,6 +55,11 @@ async def open_battle(
         notice=state.release_notice,
         now=utcnow(),
     )
+    # Before the pair is drawn: a refused prompt leaves nothing behind but its count. Its length
+    # first, so that moderation is never asked about a prompt refused anyway.
+    turns.check_prompt(prompt, settings)
+    moderator: Moderator = state.moderator
+    await moderator.check_prompt(prompt)
     # The reads first, in a transaction of their own: on SQLite the write transaction holds the
     # database's one write lock.
     pair = await transactions.read(
@@ -159,7 +165,7 @@ async def stream_battle(
             past = await views.turn_to_replay(
                 session, battle_id=battle_id, visitor=visitor, settings=state.settings
             )
-        events = replay(past.messages, past.status)
+        events = replay(past.messages, past.status, withheld=past.withheld)
     return EventStreamResponse(events, headers=SSE_HEADERS)
 
 
@@ -173,6 +179,9 @@ async def add_turn(
 ) -> BattleCreated:
     state = request.app.state
     transactions: Transactions = state.transactions
+    moderator: Moderator = state.moderator
+    turns.check_prompt(body.prompt, state.settings)
+    await moderator.check_prompt(body.prompt)
     await transactions.write(
         lambda connection: turns.add_turn(
             connection,

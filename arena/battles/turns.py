@@ -5,6 +5,7 @@ run ended as failed."""
 
 from __future__ import annotations
 
+import enum
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
+from arena import moderation
 from arena.battles import integrity
 from arena.battles.settled import closed_for_votes, vote_window
 from arena.config import Settings
@@ -38,6 +40,15 @@ NEUTRAL_ERROR = (
 )
 # Stored as each side's error when the worker relaying a turn stopped before the turn ended.
 INTERRUPTED = "interrupted: the arena worker relaying this turn stopped before it ended"
+
+
+class TurnEnd(enum.StrEnum):
+    """How a turn ended: `ready` to vote on, `failed` (a side did not answer), or `withheld`
+    (both answered, and moderation withheld the answers: unvotable too)."""
+
+    ready = "ready"
+    failed = "failed"
+    withheld = "withheld"
 
 
 @dataclass(frozen=True)
@@ -363,11 +374,15 @@ def finish_turn(
     plan: TurnPlan,
     answers: dict[Side, Answer],
     identity_aliases: Mapping[str, Sequence[str]],
+    withheld: str | None = None,
 ) -> bool:
     """Store both answers and end the turn: the battle ready if both answered, failed otherwise.
 
     A ready battle keeps the length of the latest answers (for the reading-time check at the
-    vote) and is flagged when an answer names its own model or organisation."""
+    vote) and is flagged when an answer names its own model or organisation. `withheld`: the
+    reason moderation withheld the answers for; the battle is then failed and flagged
+    `moderated` (its answers are kept for the operator, never shown or released again), though
+    both models answered, so neither counts a failure."""
     rows = []
     outcomes: list[tuple[int, bool]] = []
     for side, side_plan in ((Side.a, plan.a), (Side.b, plan.b)):
@@ -402,6 +417,13 @@ def finish_turn(
                 connection.execute(_COUNT_FAILURE, {"failing_id": model_id})
     if not all(answer.ok for answer in answers.values()):
         connection.execute(_MARK_FAILED, {"finished_id": plan.battle_id})
+        return False
+    if withheld is not None:
+        connection.execute(_MARK_FAILED, {"finished_id": plan.battle_id})
+        integrity.flag_battle(connection, battle_id=plan.battle_id, flag=moderation.MODERATED)
+        moderation.record_refusal(
+            connection, stage="answer", reason=withheld, battle_id=plan.battle_id
+        )
         return False
     texts = {side: answer.text for side, answer in answers.items()}
     connection.execute(

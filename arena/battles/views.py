@@ -15,6 +15,7 @@ from arena.battles.turns import NEUTRAL_ERROR, check_owned, fail_interrupted_tur
 from arena.config import Settings
 from arena.errors import BattleErased, BattleNotFound, Conflict
 from arena.models import Battle, BattleStatus, Message, Model, Side, Vote, utcnow
+from arena.moderation import MODERATED, WITHHELD_MESSAGE
 from arena.visitors import Visitor
 
 
@@ -32,6 +33,8 @@ class PastTurn:
 
     messages: list[Message]
     status: BattleStatus
+    # Its answers were withheld by moderation: replayed as such, never as text.
+    withheld: bool = False
 
 
 async def turn_to_replay(
@@ -56,7 +59,13 @@ async def turn_to_replay(
             lambda sync: fail_interrupted_turn(sync.connection(), battle_id=battle_id, turn=turn)
         )
         await session.refresh(battle)
-    return PastTurn(await stored_turn(session, battle=battle), battle.status)
+    return PastTurn(
+        await stored_turn(session, battle=battle), battle.status, withheld=_withheld(battle)
+    )
+
+
+def _withheld(battle: Battle) -> bool:
+    return MODERATED in battle.flags
 
 
 async def battle_view(
@@ -70,6 +79,8 @@ async def battle_view(
         )
     ).all()
     vote = await session.scalar(select(Vote).where(Vote.battle_id == battle.id))
+    # A battle ends with the turn whose answers moderation withheld: the latest.
+    withheld_turn = battle.turns if _withheld(battle) else None
     return BattleOut(
         battle_id=battle.id,
         status=battle.status,
@@ -83,6 +94,8 @@ async def battle_view(
                 finish_reason=m.finish_reason,
                 error=NEUTRAL_ERROR if m.error else None,
             )
+            if m.turn != withheld_turn or m.side == Side.user
+            else MessageOut(turn=m.turn, side=m.side.value, content="", error=WITHHELD_MESSAGE)
             for m in messages
         ],
         winner=vote.winner if vote else None,

@@ -34,6 +34,7 @@ from arena.console.session import (
 from arena.db import SessionDep as DbDep
 from arena.errors import ArenaError, InvalidInput, validation_message
 from arena.models import Model, ModelStatus, ModelStatusEvent, Owner, RatingSnapshot
+from arena.moderation import moderation_setup, refusal_counts
 from arena.registry import owners
 from arena.registry import service as registry
 from arena.registry.auth import (
@@ -169,6 +170,10 @@ async def console(request: Request, db: DbDep, done: str = "") -> Response:
             "flag_counts": report.counts,
             "open_flags": [s for s in report.sessions if s.decision is None],
             "decided_flags": [s for s in report.sessions if s.decision is not None][:20],
+            "moderation": {
+                "setup": moderation_setup(settings),
+                "counts": await refusal_counts(db),
+            },
         },
     )
 

@@ -4,8 +4,8 @@ goes through (docs/release.md).
 A battle's texts are released only if its visitor was shown the release notice before the
 battle started (`notice_shown_at`, recorded by the server, arena/consent.py), has not erased
 them since, and no flag in WITHHELD_FLAGS marks the battle: an answer that named its own model
-(the identity-leak filter, arena/battles/integrity.py) and, once moderation exists, a moderated
-battle (it adds its flag to the tuple). Switching ARENA_RELEASE_CONVERSATIONS on later releases
+(the identity-leak filter, arena/battles/integrity.py) and a battle whose answers moderation
+withheld (arena/moderation.py). Switching ARENA_RELEASE_CONVERSATIONS on later releases
 nothing from before: those visitors were never told. What is released is then redacted
 (redaction.py).
 """
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from arena.battles.integrity import IDENTITY_LEAK
 from arena.models import Battle
+from arena.moderation import MODERATED
 
 RELEASED: Final = "released"
 # Its visitor deleted it: the vote is exported, the texts are gone.
@@ -29,7 +30,7 @@ ERASED: Final = "erased"
 WITHHELD: Final = "withheld"
 
 # Battle flags that keep a battle's prompts and answers out of every release.
-WITHHELD_FLAGS: Final[tuple[str, ...]] = (IDENTITY_LEAK,)
+WITHHELD_FLAGS: Final[tuple[str, ...]] = (IDENTITY_LEAK, MODERATED)
 
 
 def _flagged(flag: str) -> ColumnElement[bool]:

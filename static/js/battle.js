@@ -340,6 +340,11 @@ async function streamTurn(turn) {
       if (event.type === "delta" && typeof event.text === "string") answer.text += event.text;
       else if (event.type === "done") answer.finish = event.finish_reason || "stop";
       else if (event.type === "error") answer.error = String(event.message || "This answer failed.");
+      else if (event.type === "withheld") {
+        // Moderation withheld the answers once they were in: their text is taken off the page.
+        answer.text = "";
+        answer.error = String(event.message || "This answer was withheld.");
+      }
       markDirty(answer);
     };
     let ended;
