@@ -10,8 +10,10 @@ a header that never ends, or a small gzip body that inflates to a huge one.
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import json
+import re
 import ssl
 import threading
 import zlib
@@ -92,6 +94,41 @@ def gzip_bomb(size: int = 64 * 2**20) -> bytes:
     return b"".join(packed)
 
 
+# The fake /moderations reads its verdict in the inputs: "FLAG-hate" flags the input in that
+# category; the others break the answer for the whole request.
+MOD_HANG = "MOD-HANG"
+MOD_500 = "MOD-500"
+MOD_GARBAGE = "MOD-GARBAGE"
+MOD_WRONG_SHAPE = "MOD-WRONG-SHAPE"
+_CATEGORIES = ("hate", "violence", "sexual", "self-harm/intent")
+_FLAG = re.compile(r"FLAG-([a-z/-]+)")
+
+
+def moderation_inputs(given: Any) -> list[Any]:
+    """The inputs of a moderation request as OpenAI counts them: a string, a list of strings
+    (one result each), or one multi-modal list of parts (one result)."""
+    if isinstance(given, list) and given and all(isinstance(item, str) for item in given):
+        return list(given)
+    return [given]
+
+
+def moderation_text(item: Any) -> str:
+    """An input as the fake reads it: its text, and each image's bytes decoded from its URL."""
+    if isinstance(item, str):
+        return item
+    pieces = []
+    for part in item if isinstance(item, list) else []:
+        if part.get("type") == "text":
+            pieces.append(str(part.get("text", "")))
+        elif part.get("type") == "image_url":
+            url = str(part.get("image_url", {}).get("url", ""))
+            data = url.split(",", 1)[1] if url.startswith("data:") else url
+            pieces.append(
+                base64.b64decode(data).decode("latin-1") if url.startswith("data:") else data
+            )
+    return " ".join(pieces)
+
+
 def _words(text: str) -> list[str]:
     parts = text.split(" ")
     return [p + (" " if i < len(parts) - 1 else "") for i, p in enumerate(parts)]
@@ -130,6 +167,8 @@ class _Handler:
         except ValueError:
             body = {}
         self.upstream.received.append(Received(path=path, headers=headers, body=body))
+        if method == "POST" and path.endswith("/moderations"):
+            return await self._moderate(writer, body)
         if method != "POST" or not path.endswith("/chat/completions"):
             await self._plain(writer, 404, "application/json", b'{"error": "not found"}')
             return True
@@ -138,6 +177,40 @@ class _Handler:
         messages = body.get("messages") or [{"content": ""}]
         prompt = str(messages[-1].get("content", ""))
         return await self._behave(writer, name, options, model, prompt, body)
+
+    async def _moderate(self, writer: asyncio.StreamWriter, body: dict[str, Any]) -> bool:
+        """An OpenAI-compatible /moderations, led by what the inputs say (moderation_verdicts)."""
+        inputs = moderation_inputs(body.get("input"))
+        texts = [moderation_text(item) for item in inputs]
+        seen = " ".join(texts)
+        if MOD_HANG in seen:
+            await asyncio.sleep(3600)
+            return False
+        if MOD_500 in seen:
+            await self._plain(writer, 500, "application/json", b'{"error": "moderation broke"}')
+            return True
+        if MOD_GARBAGE in seen:
+            await self._plain(writer, 200, "application/json", b"<html>not json</html>")
+            return True
+        if MOD_WRONG_SHAPE in seen:
+            payload = {"id": "modr-fake", "results": [{"flagged": "maybe"}]}
+            await self._plain(writer, 200, "application/json", json.dumps(payload).encode())
+            return True
+        results = []
+        for text in texts:
+            flagged = _FLAG.findall(text)
+            results.append(
+                {
+                    "flagged": bool(flagged),
+                    "categories": {category: category in flagged for category in _CATEGORIES},
+                    "category_scores": {
+                        category: 0.9 if category in flagged else 0.01 for category in _CATEGORIES
+                    },
+                }
+            )
+        payload = {"id": "modr-fake", "model": body.get("model", ""), "results": results}
+        await self._plain(writer, 200, "application/json", json.dumps(payload).encode())
+        return True
 
     async def _plain(
         self, writer: asyncio.StreamWriter, status: int, content_type: str, payload: bytes
