@@ -100,6 +100,7 @@ MOD_HANG = "MOD-HANG"
 MOD_500 = "MOD-500"
 MOD_GARBAGE = "MOD-GARBAGE"
 MOD_WRONG_SHAPE = "MOD-WRONG-SHAPE"
+MOD_HUGE = "MOD-HUGE"
 _CATEGORIES = ("hate", "violence", "sexual", "self-harm/intent")
 _FLAG = re.compile(r"FLAG-([a-z/-]+)")
 
@@ -191,6 +192,11 @@ class _Handler:
             return True
         if MOD_GARBAGE in seen:
             await self._plain(writer, 200, "application/json", b"<html>not json</html>")
+            return True
+        if MOD_HUGE in seen:
+            padding = "x" * 2_000_000
+            payload = {"id": "modr-fake", "padding": padding, "results": [{"flagged": False}]}
+            await self._plain(writer, 200, "application/json", json.dumps(payload).encode())
             return True
         if MOD_WRONG_SHAPE in seen:
             payload = {"id": "modr-fake", "results": [{"flagged": "maybe"}]}

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from arena.battles.relay import PushedBody, TurnEvents, TurnRunner
-from arena.battles.turns import SidePlan, TurnPlan
+from arena.battles.turns import SidePlan, TurnEnd, TurnPlan
 from arena.upstream.client import Answer, Endpoint, Limits, UpstreamEvent
 from arena.upstream.http import UpstreamClient
 from tests.conftest import Arena
@@ -157,9 +157,9 @@ def test_a_call_that_breaks_as_it_starts_fails_the_turn_not_the_request() -> Non
 
     finished: list[TurnPlan] = []
 
-    async def finish(plan: TurnPlan, answers: dict[Any, Answer]) -> bool:
+    async def finish(plan: TurnPlan, answers: dict[Any, Answer]) -> TurnEnd:
         finished.append(plan)
-        return True
+        return TurnEnd.ready
 
     def side(model: str) -> SidePlan:
         endpoint = Endpoint(base_url="http://127.0.0.1:9/v1", model=model)
