@@ -496,7 +496,10 @@ class Moderator:
             return PASSED
         try:
             reasons = await self.endpoint.moderate(self._client, inputs)
-        except EndpointDown as exc:
+        except Exception as exc:
+            if not isinstance(exc, EndpointDown):
+                # Ours, not the endpoint's: still a missing verdict, never a turn left unsettled.
+                log.exception("moderation request failed unexpectedly")
             metrics.moderation_unavailable(stage)
             if self.when_down == "continue":
                 log.warning("moderation endpoint down, %s goes on unmoderated: %s", stage, exc)
