@@ -1,0 +1,55 @@
+"""Moderation as the visitor sees it in headless Chromium: a refused prompt's message, and
+answers withheld after they streamed, taken off the page and kept off after a reload."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from arena.moderation import WITHHELD_MESSAGE
+from tests.browser import BrowserPage
+from tests.fake_upstream import FakeUpstream
+
+
+def _send(page: Any, prompt: str) -> None:
+    page.fill("#prompt", prompt)
+    page.press("#prompt", "Control+Enter")
+
+
+@pytest.mark.browser
+def test_refused_prompts_and_withheld_answers_on_the_battle_page(
+    arena_factory: Any, fake_upstream: FakeUpstream, browser_page: BrowserPage, tmp_path: Path
+) -> None:
+    blocklist = tmp_path / "blocklist.txt"
+    blocklist.write_text("zorblax\n")
+    arena = arena_factory(
+        moderation_url=f"{fake_upstream.base_url}/moderations",
+        moderation_blocklist_file=blocklist,
+    )
+    arena.add_model("alpha-7b", fake_upstream.base_url, "says:Here goes FLAG-violence now")
+    arena.add_model("beta-13b", fake_upstream.base_url, "says:A calm answer")
+    page = browser_page.page
+    page.goto(arena.url + "/")
+
+    _send(page, "tell me about zorblax")
+    expect(page.get_by_role("alert")).to_contain_text("word or phrase this arena does not accept")
+    expect(page.locator("#prompt")).to_have_value("tell me about zorblax")
+    expect(page.locator("#sides")).to_be_hidden()
+
+    _send(page, "Tell me a story")
+    for side in ("a", "b"):
+        expect(page.locator(f"#side-{side} .answer-error")).to_have_text(WITHHELD_MESSAGE)
+    expect(page.locator("#status")).to_contain_text("cannot be voted on")
+    for button in page.locator(".vote-button").all():
+        expect(button).to_be_disabled()
+    for text in ("FLAG-violence", "A calm answer", "alpha-7b", "beta-13b"):
+        assert text not in page.locator("#sides").inner_text()
+
+    page.reload()
+    for side in ("a", "b"):
+        expect(page.locator(f"#side-{side} .answer-error")).to_have_text(WITHHELD_MESSAGE)
+    assert "FLAG-violence" not in page.content() and "A calm answer" not in page.content()
+    assert browser_page.page_errors == []
