@@ -4,6 +4,7 @@ down (hanging, 500, garbage) stopping battles or not, every refusal counted for 
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.leaderboard.release import text_released
 from arena.models import Battle, BattleStatus, ModerationRefusal, utcnow
-from arena.moderation import WITHHELD_MESSAGE
+from arena.moderation import RELOAD_CHECK_SECONDS, WITHHELD_MESSAGE
 from tests.conftest import Arena
 from tests.fake_upstream import (
     MOD_500,
@@ -227,7 +228,17 @@ def test_an_endpoint_down_lets_battles_go_on_when_the_operator_says_so(
         assert read_stream(visitor, battle_id).end == {"type": "end", "status": "ready"}
         # The blocklist is local: it still refuses.
         assert "does not accept" in _refused(visitor, "zorblax", 422)
-    assert _counts(arena) == {("prompt", "blocklist"): 1}
+
+        # The operator edits the file: within seconds the new list is in use, without a restart.
+        blocklist = arena.settings.moderation_blocklist_file
+        assert blocklist is not None
+        blocklist.write_text("quibble\n")
+        stamp = time.time_ns() + 1_000_000_000  # a new modification time even on a coarse clock
+        os.utime(blocklist, ns=(stamp, stamp))
+        time.sleep(RELOAD_CHECK_SECONDS + 0.2)
+        assert "does not accept" in _refused(visitor, "a quibble", 422)
+        start_battle(visitor, "zorblax is fine now")
+    assert _counts(arena) == {("prompt", "blocklist"): 2}
 
 
 def test_the_address_guard_stands_between_the_arena_and_the_moderation_endpoint(
