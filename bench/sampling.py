@@ -30,6 +30,13 @@ do with the true strengths known, kept above the same floor. The sandwich interv
 vote by its squared score, in which a tie counts as half a win: a tie between close models says
 little, so with ties as common as in the arena a vote between distant models is nearly as
 informative as one between neighbours, and no allocation needs far fewer votes than uniform.
+
+For (b) it prints the same kind of bound on the largest Var(gap) / gap^2 (how sure each pair's
+order is), twice: over every pair with gaps below 20 points counted as 20 (a sampler has to learn
+which pairs are close, which takes intervals about as narrow as ordering them), and over the pairs
+whose true gap exceeds 20 points only (a sampler told which pairs matter). An adaptive rule
+cannot beat the best fixed allocation by more than noise: the bounds say how many votes any rule
+could save here.
 """
 
 from __future__ import annotations
@@ -82,36 +89,80 @@ def outcome_probabilities(ratings: FloatArray, lo: np.ndarray, hi: np.ndarray) -
     return np.stack([a / z, t / z, b / z], axis=1)
 
 
-def best_width_ratio(ratings: FloatArray, floor: float, iterations: int = 1500) -> float:
-    """Votes to the widest interval's target with the best fixed allocation over those of uniform
-    draws (the widest variance scales as 1 / votes). Each vote on pair k adds e_k x_k x_k^T to
-    the information, e_k = h_k^2 / g_k with h = s (1 - s) and g the expected squared score, s the
-    expected score of a vote (the sandwich's own measure); the allocation minimises
-    sum_i Var_i^8 (close to the largest variance) by the multiplicative algorithm (Silvey,
-    Titterington and Torsney 1978), then keeps the floor."""
-    m = ratings.shape[0]
-    lo, hi = all_pairs(m)
+def information_per_vote(ratings: FloatArray, lo: np.ndarray, hi: np.ndarray) -> FloatArray:
+    """What one vote on each pair adds to the information, in the sandwich's own measure: e_k =
+    h_k^2 / g_k with h = s (1 - s) and g the expected squared score, s the expected score."""
     outcome = outcome_probabilities(ratings, lo, hi)
     score = outcome[:, 0] + outcome[:, 1] / 2
     squared = outcome[:, 0] * (1 - score) ** 2 + outcome[:, 1] * (0.5 - score) ** 2
     squared += outcome[:, 2] * score**2
-    per_vote = (score * (1 - score)) ** 2 / squared
+    return np.asarray((score * (1 - score)) ** 2 / squared, dtype=np.float64)
+
+
+def best_allocation_ratio(
+    ratings: FloatArray,
+    floor: float,
+    target: Callable[[FloatArray], tuple[FloatArray, FloatArray]],
+    iterations: int,
+) -> float:
+    """The largest of a set of variances under the best fixed allocation of the votes over the
+    pairs, over the same under uniform draws (votes to a target scale as that ratio). `target`
+    maps a covariance to (the scaled variances, the weight matrix W_r = dr/dC for each of them
+    raised to the power below, summed). The allocation minimises sum_r r^8 (close to the
+    largest) by the multiplicative algorithm (Silvey, Titterington and Torsney 1978), then keeps
+    the floor."""
+    m = ratings.shape[0]
+    lo, hi = all_pairs(m)
+    per_vote = information_per_vote(ratings, lo, hi)
     power = 8.0
 
-    def variances(shares: FloatArray) -> tuple[FloatArray, FloatArray]:
-        covariance = centred_covariance(pair_laplacian(lo, hi, shares * per_vote, m))
-        return covariance, np.diag(covariance)
+    def covariance(shares: FloatArray) -> FloatArray:
+        return centred_covariance(pair_laplacian(lo, hi, shares * per_vote, m))
 
     uniform = np.full(lo.shape[0], 1.0 / lo.shape[0])
     shares = uniform.copy()
     for _ in range(iterations):
-        covariance, variance = variances(shares)
-        spread = covariance @ np.diag(variance ** (power - 1)) @ covariance
+        cov = covariance(shares)
+        spread = cov @ target(cov)[1] @ cov
         gain = per_vote * (spread[lo, lo] + spread[hi, hi] - 2 * spread[lo, hi])
         shares = shares * (gain / (shares @ gain)) ** (1 / (power + 1))
         shares /= shares.sum()
-    best = variances((1 - floor) * shares + floor * uniform)[1].max()
-    return float(best / variances(uniform)[1].max())
+    best = target(covariance((1 - floor) * shares + floor * uniform))[0].max()
+    return float(best / target(covariance(uniform))[0].max())
+
+
+def best_width_ratio(ratings: FloatArray, floor: float, iterations: int = 1500) -> float:
+    """Bound for (a): the widest interval (every model's variance, weighted by variance^7)."""
+
+    def widths(cov: FloatArray) -> tuple[FloatArray, FloatArray]:
+        variance = np.diag(cov)
+        return variance, np.diag((variance / variance.max()) ** 7)
+
+    return best_allocation_ratio(ratings, floor, widths, iterations)
+
+
+def best_order_ratio(
+    ratings: FloatArray, floor: float, *, oracle: bool, iterations: int = 600
+) -> float:
+    """Bound for (b): the order of a pair is as sure as its gap is large against its standard
+    deviation, so the target is the largest Var(gap) / gap^2. With `oracle`, only over the pairs
+    whose true gap exceeds RESOLVED_GAP (a sampler told which pairs matter); without, over every
+    pair with gap^2 floored at RESOLVED_GAP^2 (a sampler must also learn that the close pairs are
+    close, which takes intervals about as narrow)."""
+    m = ratings.shape[0]
+    lo, hi = all_pairs(m)
+    gap = np.abs(ratings[lo] - ratings[hi])
+    counted = gap > RESOLVED_GAP if oracle else np.ones(gap.shape[0], dtype=bool)
+    scale = np.maximum(gap, RESOLVED_GAP) ** 2
+
+    def gaps(cov: FloatArray) -> tuple[FloatArray, FloatArray]:
+        variance = np.diag(cov)
+        ratio = (variance[lo] + variance[hi] - 2 * cov[lo, hi]) / scale
+        ratio = np.where(counted, ratio, 0.0)
+        weight = (ratio / ratio.max()) ** 7 / scale
+        return ratio, pair_laplacian(lo, hi, np.where(counted, weight, 0.0), m)
+
+    return best_allocation_ratio(ratings, floor, gaps, iterations)
 
 
 def weighted_shares(votes_per_model: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> FloatArray:
@@ -195,10 +246,17 @@ def main(argv: list[str] | None = None, out: Callable[[str], object] = sys.stdou
     args = parser.parse_args(argv)
     runs: dict[str, list[Run]] = {mode: [] for mode in MODES}
     bounds: list[float] = []
+    order_bounds: list[tuple[float, float]] = []
     started = time.perf_counter()
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         ratings = np.random.default_rng(seed).normal(0.0, 100.0, args.models)
         bounds.append(best_width_ratio(ratings, args.floor))
+        order_bounds.append(
+            (
+                best_order_ratio(ratings, args.floor, oracle=False),
+                best_order_ratio(ratings, args.floor, oracle=True),
+            )
+        )
         for mode in MODES:
             run = simulate(mode, ratings, args, seed * 1000 + 7)
             runs[mode].append(run)
@@ -230,6 +288,13 @@ def main(argv: list[str] | None = None, out: Callable[[str], object] = sys.stdou
         f"{np.mean(bounds):.2f} of uniform's votes (per seed "
         + " ".join(f"{b:.2f}" for b in bounds)
         + ")\n"
+    )
+    learned, told = (np.array(pair) for pair in zip(*order_bounds, strict=True))
+    out(
+        f"best fixed allocation, true strengths known (bound for the order, gap / sd): "
+        f"{np.mean(learned):.2f} of uniform's votes (per seed "
+        + " ".join(f"{b:.2f}" for b in learned)
+        + f"); {np.mean(told):.2f} if also told which gaps exceed {RESOLVED_GAP:g} points\n"
     )
     smallest = min(r.min_pair_share for r in runs["active"])
     out(
