@@ -90,6 +90,21 @@ class Side(enum.StrEnum):
     b = "b"
 
 
+class BattleMode(enum.StrEnum):
+    anonymous = "anonymous"  # the pair drawn, the names shown after the vote; rated
+    named = "named"  # the visitor chose the models by name; its vote is stored, never rated
+
+
+class ChatRole(enum.StrEnum):
+    user = "user"
+    assistant = "assistant"
+
+
+class Feedback(enum.StrEnum):
+    up = "up"
+    down = "down"
+
+
 def _enum(cls: type[enum.StrEnum], name: str) -> SAEnum:
     return SAEnum(
         cls,
@@ -245,6 +260,12 @@ class Battle(Base):
     # When its visitor (or the operator, on their request) erased its texts; the battle and its
     # vote stay, so the ratings do not move (arena/battles/erasure.py).
     erased_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Anonymous (drawn, rated) or named (chosen by the visitor, shown from the start, never rated)
+    mode: Mapped[BattleMode] = mapped_column(
+        _enum(BattleMode, "battle_mode"),
+        default=BattleMode.anonymous,
+        server_default=BattleMode.anonymous.value,
+    )
 
     model_a: Mapped[Model] = relationship(foreign_keys=[model_a_id])
     model_b: Mapped[Model] = relationship(foreign_keys=[model_b_id])
@@ -294,6 +315,61 @@ class Vote(Base):
     flags: Mapped[list[Any]] = mapped_column(default=list)
 
     battle: Mapped[Battle] = relationship()
+
+
+class Chat(Base):
+    """A direct chat: one model the visitor chose, several turns; not a battle, never rated."""
+
+    __tablename__ = "chat"
+
+    id: Mapped[str] = mapped_column(String(43), primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("model.id"), index=True)
+    session_hash: Mapped[str] = mapped_column(String(64), index=True)
+    ip_hash: Mapped[str] = mapped_column(String(64), default="")
+    # The battle statuses but `voted`: pending, streaming, ready, failed
+    status: Mapped[BattleStatus] = mapped_column(
+        _enum(BattleStatus, "chat_status"), default=BattleStatus.pending
+    )
+    turns: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    stream_started_at: Mapped[datetime | None] = mapped_column(default=None)
+    streamed_by: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+class ChatMessage(Base):
+    """One prompt or one answer of a chat, with the answer's timings for its owner."""
+
+    __tablename__ = "chat_message"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chat_id: Mapped[str] = mapped_column(ForeignKey("chat.id", ondelete="CASCADE"))
+    turn: Mapped[int] = mapped_column(Integer)
+    role: Mapped[ChatRole] = mapped_column(_enum(ChatRole, "chat_role"))
+    content: Mapped[str] = mapped_column(Text, default="")
+    finish_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    # Full upstream error for the operator; the visitor only ever sees a neutral message.
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    first_token_ms: Mapped[float | None] = mapped_column(Float, default=None)
+    duration_ms: Mapped[float | None] = mapped_column(Float, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("chat_id", "turn", "role", name="one_per_role_and_turn"),)
+
+
+class ChatFeedback(Base):
+    """The visitor's thumbs up or down on one answer of a chat; the latest one stands."""
+
+    __tablename__ = "chat_feedback"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chat_id: Mapped[str] = mapped_column(ForeignKey("chat.id", ondelete="CASCADE"))
+    # The chat's model, kept here so that an owner's counts need no join
+    model_id: Mapped[int] = mapped_column(ForeignKey("model.id"), index=True)
+    turn: Mapped[int] = mapped_column(Integer)
+    rating: Mapped[Feedback] = mapped_column(_enum(Feedback, "feedback"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("chat_id", "turn", name="one_per_answer"),)
 
 
 class PromptCount(Base):
