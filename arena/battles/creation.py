@@ -3,23 +3,27 @@
 
 from __future__ import annotations
 
+import random
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.engine import Connection
 
 from arena.battles import integrity
 from arena.battles.sampling import read_plan
 from arena.battles.turns import ClaimedTurn, check_prompt, read_endpoints
 from arena.config import Settings
-from arena.models import Battle, BattleStatus, Message, Side
+from arena.errors import InvalidInput, NoModelsAvailable
+from arena.models import Battle, BattleMode, BattleStatus, Message, Model, ModelStatus, Side
 from arena.visitors import Visitor
 
 _INSERT_BATTLE = insert(Battle)
 _INSERT_MESSAGE = insert(Message)
+_rng = random.SystemRandom()  # as sampling's: a visitor must not predict the drawn side
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class DrawnPair:
     model_a_id: int
     model_b_id: int
     endpoints: list[Any]  # rows of turns.read_endpoints, for planning the first turn
+    mode: BattleMode = BattleMode.anonymous
 
 
 def draw_battle_pair(connection: Connection, *, prompt: str, settings: Settings) -> DrawnPair:
@@ -35,6 +40,65 @@ def draw_battle_pair(connection: Connection, *, prompt: str, settings: Settings)
     check_prompt(prompt, settings)
     model_a_id, model_b_id = read_plan(connection, settings=settings).draw()
     return DrawnPair(model_a_id, model_b_id, read_endpoints(connection, model_a_id, model_b_id))
+
+
+_BY_NAME = select(Model.id, Model.name, Model.status).where(
+    Model.name.in_(bindparam("chosen_names", expanding=True))
+)
+_OTHERS = select(Model.id).where(
+    Model.status == ModelStatus.active,
+    Model.sampling_weight > 0,
+    Model.id != bindparam("chosen_id"),
+)
+
+
+def chosen_models(connection: Connection, names: Sequence[str]) -> list[int]:
+    """The ids of the models named `names`, in that order; raise unless each is active."""
+    found = {
+        name: (model_id, status)
+        for model_id, name, status in connection.execute(_BY_NAME, {"chosen_names": list(names)})
+    }
+    ids = []
+    for name in names:
+        if name not in found:
+            raise InvalidInput(
+                f"models: no model is named {name!r}; choose one of the active models the "
+                "battle page lists (names are exact, capitals included)"
+            )
+        model_id, status = found[name]
+        if status != ModelStatus.active:
+            raise InvalidInput(
+                f"models: {name!r} is {status.value} and takes no battles now; choose an active "
+                "model"
+            )
+        ids.append(model_id)
+    return ids
+
+
+def choose_named_pair(
+    connection: Connection,
+    *,
+    names: Sequence[str],
+    prompt: str,
+    settings: Settings,
+    rng: random.Random = _rng,
+) -> DrawnPair:
+    """The pair of a named battle: the models named, side A first; with one name, side B drawn
+    evenly among the other active models the sampler may draw. Reads only."""
+    check_prompt(prompt, settings)
+    ids = chosen_models(connection, names)
+    if len(ids) == 1:
+        others = list(connection.scalars(_OTHERS, {"chosen_id": ids[0]}))
+        if not others:
+            raise NoModelsAvailable()
+        ids.append(rng.choice(others))
+    model_a_id, model_b_id = ids
+    return DrawnPair(
+        model_a_id,
+        model_b_id,
+        read_endpoints(connection, model_a_id, model_b_id),
+        mode=BattleMode.named,
+    )
 
 
 def create_battle(
@@ -65,6 +129,7 @@ def create_battle(
             "category_tags": [],
             "flags": flags,
             "notice_shown_at": notice_shown_at,
+            "mode": pair.mode,
         },
     )
     connection.execute(

@@ -41,6 +41,7 @@ TOO_FAST: Final = "too_fast"
 SUSPICIOUS_SESSION: Final = "suspicious_session"
 POOLED_ADDRESS: Final = "pooled_address"
 POOLED_ALIKE: Final = "pooled_alike"
+NAMED: Final = "named"
 
 REASONS: Final[dict[str, str]] = {
     IDENTITY_LEAK: "an answer named its own model or organisation, so the vote was not blind",
@@ -56,6 +57,7 @@ REASONS: Final[dict[str, str]] = {
         "the session is one of far more sessions than the current ratings expect whose "
         "several votes on one model all went the same way"
     ),
+    NAMED: "the visitor chose the models by name, so the vote was not blind (side-by-side mode)",
 }
 
 # Shorter terms (an organisation called "X") would match ordinary text everywhere.
@@ -245,6 +247,12 @@ def vote_flags(battle: VotedBattle, *, now: datetime, checks: VoteChecks | None)
         if checks.throttled:
             flags.append(RATE_LIMITED)
     return sorted(set(flags))
+
+
+def named_vote_flags(flags: list[str]) -> list[str]:
+    """The flags of a vote in a named battle: never counted in the ratings (`named`), and an
+    answer naming its model reveals nothing its visitor did not choose."""
+    return sorted({*(flag for flag in flags if flag != IDENTITY_LEAK), NAMED})
 
 
 # ---------------------------------------------------------------- what the leaderboard shows

@@ -11,7 +11,7 @@ from sqlalchemy.orm import aliased
 
 from arena.battles.schemas import MyBattle, Reveal, RevealedModel
 from arena.battles.settled import closed_for_votes
-from arena.models import Battle, Message, Model, Side, Vote, utcnow
+from arena.models import Battle, BattleMode, Message, Model, Side, Vote, utcnow
 from arena.visitors import Visitor
 
 # Characters of the first prompt each entry shows: enough to recognise the battle.
@@ -29,6 +29,7 @@ async def my_battles(
             Battle.created_at,
             Battle.status,
             Battle.erased_at,
+            Battle.mode,
             func.substr(Message.content, 1, PROMPT_START_CHARS),
             Vote.winner,
             model_a.name,
@@ -49,7 +50,7 @@ async def my_battles(
     )
     now = utcnow()
     listed = []
-    for battle_id, created_at, status, erased_at, prompt, winner, *names in rows:
+    for battle_id, created_at, status, erased_at, mode, prompt, winner, *names in rows:
         name_a, org_a, name_b, org_b = names
         listed.append(
             MyBattle(
@@ -59,12 +60,13 @@ async def my_battles(
                 status=status,
                 closed=closed_for_votes(created_at, now=now, window=window),
                 winner=winner,
-                # Named only once voted: the vote's answer named them to this visitor already.
+                # Named only once voted (the vote's answer named them to this visitor already),
+                # or from the start in a battle whose models the visitor chose.
                 models=Reveal(
                     model_a=RevealedModel(name=name_a, organization=org_a),
                     model_b=RevealedModel(name=name_b, organization=org_b),
                 )
-                if winner is not None
+                if winner is not None or mode == BattleMode.named
                 else None,
                 erased_at=erased_at,
             )

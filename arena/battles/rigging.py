@@ -36,6 +36,7 @@ from arena.battles.flag_review import DISMISSED
 from arena.battles.integrity import POOLED_ADDRESS, POOLED_ALIKE, SUSPICIOUS_SESSION
 from arena.battles.pooled_rigging import pooled_suspicions
 from arena.battles.ratings_view import latest_ratings
+from arena.battles.settled import drawn
 from arena.config import Settings
 from arena.db import begin_write
 from arena.job_lock import claim_period
@@ -187,6 +188,8 @@ def _decisive_votes_query() -> Any:
         .where(
             Vote.winner.in_([Winner.model_a, Winner.model_b]),
             Vote.session_hash.not_in(_flagged_sessions()),
+            # A visitor who chose the models by name may well back one of them every time.
+            drawn(),
         )
     )
 

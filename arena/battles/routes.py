@@ -4,7 +4,7 @@ views.py and relay.py."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
@@ -18,6 +18,7 @@ from arena.battles.relay import EventStreamResponse, TurnEvents, TurnRunner, rep
 from arena.battles.schemas import (
     BattleCreated,
     BattleErasedOut,
+    BattleIn,
     BattleOut,
     MyBattles,
     PromptIn,
@@ -26,7 +27,7 @@ from arena.battles.schemas import (
 )
 from arena.battles.settled import vote_window
 from arena.db import SessionDep, Transactions, write_session
-from arena.models import utcnow
+from arena.models import BattleMode, utcnow
 from arena.moderation import Moderator
 from arena.ratelimit import VoteThrottledDep, limit_battles
 from arena.visitors import Visitor, VisitorDep
@@ -41,11 +42,16 @@ TURN_NOT_STARTABLE = "arena.turn_not_startable"
 
 
 async def open_battle(
-    state: State, prompt: str, visitor: Visitor, cookies: Mapping[str, str]
+    state: State,
+    prompt: str,
+    visitor: Visitor,
+    cookies: Mapping[str, str],
+    models: Sequence[str] | None = None,
 ) -> str:
-    """Draw the pair and store the battle; its id. The first turn's plan waits on this worker
-    for the visitor's stream request (planned.py). `cookies` may hold the server's record that
-    this session was shown the release notice (consent.py)."""
+    """Draw the pair (or, with `models`, take the models named: a named battle) and store the
+    battle; its id. The first turn's plan waits on this worker for the visitor's stream request
+    (planned.py). `cookies` may hold the server's record that this session was shown the release
+    notice (consent.py)."""
     transactions: Transactions = state.transactions
     settings = state.settings
     notice_shown_at = consent.notice_shown_at(
@@ -62,9 +68,18 @@ async def open_battle(
     await moderator.check_prompt(prompt)
     # The reads first, in a transaction of their own: on SQLite the write transaction holds the
     # database's one write lock.
-    pair = await transactions.read(
-        lambda connection: creation.draw_battle_pair(connection, prompt=prompt, settings=settings)
-    )
+    if models is None:
+        pair = await transactions.read(
+            lambda connection: creation.draw_battle_pair(
+                connection, prompt=prompt, settings=settings
+            )
+        )
+    else:
+        pair = await transactions.read(
+            lambda connection: creation.choose_named_pair(
+                connection, names=models, prompt=prompt, settings=settings
+            )
+        )
     battle_id: str = await transactions.write(
         lambda connection: creation.create_battle(
             connection,
@@ -140,8 +155,11 @@ def _start_planned_turn(state: State, plan: turns.TurnPlan, visitor: Visitor) ->
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, dependencies=[Depends(limit_battles)])
-async def create_battle(body: PromptIn, request: Request, visitor: VisitorDep) -> BattleCreated:
-    battle_id = await open_battle(request.app.state, body.prompt, visitor, request.cookies)
+async def create_battle(body: BattleIn, request: Request, visitor: VisitorDep) -> BattleCreated:
+    # An anonymous battle usually comes through the fast lane; one with a field it does not
+    # know (mode, models) comes here.
+    models = body.models if body.mode == BattleMode.named else None
+    battle_id = await open_battle(request.app.state, body.prompt, visitor, request.cookies, models)
     return BattleCreated(battle_id=battle_id)
 
 

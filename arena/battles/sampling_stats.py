@@ -12,12 +12,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Final
 
-from sqlalchemy import Integer, case, func, select, union_all
+from sqlalchemy import Integer, and_, case, func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.battles.integrity_schemas import ModelSamplingOut, PairSamplingOut, SamplingOut
 from arena.battles.sampling import current_plan
-from arena.battles.settled import settled, vote_window
+from arena.battles.settled import drawn, settled, vote_window
 from arena.config import Settings
 from arena.models import Battle, Model, ModelStatus, utcnow
 
@@ -30,7 +30,7 @@ async def sampling_report(
     """Every model that was ever approved (paused and retired ones too, with their dates)."""
     now = now or utcnow()
     week_ago, month_ago = now - timedelta(days=7), now - timedelta(days=30)
-    over = settled(now=now, window=vote_window(settings))
+    over = and_(settled(now=now, window=vote_window(settings)), drawn())
     recent = select(Battle.model_a_id, Battle.model_b_id, Battle.created_at).where(
         Battle.created_at >= month_ago, over
     )

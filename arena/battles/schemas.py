@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from arena.api_input import InputSchema
-from arena.models import BattleStatus, Winner
+from arena.models import BattleMode, BattleStatus, Winner
 
 # A hard ceiling for the parser; the configurable limit (ARENA_MAX_PROMPT_CHARS) is checked after.
 _PROMPT_CEILING = 200_000
@@ -25,6 +25,37 @@ class PromptIn(InputSchema):
         if "\x00" in value:
             raise ValueError("the prompt contains a NUL character")
         return value
+
+
+ModelName = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class BattleIn(PromptIn):
+    """A new battle: anonymous (the pair drawn, the default) or named (one or two models chosen
+    by name; with one, the other is drawn)."""
+
+    mode: BattleMode = BattleMode.anonymous
+    models: list[ModelName] | None = Field(default=None, max_length=2)
+
+    @model_validator(mode="after")
+    def _models_fit_the_mode(self) -> BattleIn:
+        if self.mode == BattleMode.anonymous:
+            if self.models is not None:
+                raise ValueError(
+                    "models: an anonymous battle draws its two models and takes no names; send "
+                    '"mode": "named" to choose them, or leave "models" out'
+                )
+            return self
+        if not self.models:
+            raise ValueError(
+                "models: a named battle needs one or two model names (with one, the other is drawn)"
+            )
+        if len(self.models) == 2 and self.models[0] == self.models[1]:
+            raise ValueError(
+                f"models: {self.models[0]!r} is named twice; choose two different models, or "
+                "name one and let the other be drawn"
+            )
+        return self
 
 
 class BattleCreated(BaseModel):
@@ -55,12 +86,13 @@ class MessageOut(BaseModel):
 
 class BattleOut(BaseModel):
     battle_id: str
+    mode: BattleMode = BattleMode.anonymous
     status: BattleStatus
     turns: int
     created_at: datetime
     messages: list[MessageOut]
     winner: Winner | None = None
-    # Present only once the battle has been voted on
+    # Present once the battle has been voted on; from the start for a named battle
     models: Reveal | None = None
     # Past its vote window (ARENA_VOTE_WINDOW_SECONDS): it takes no vote or follow-up any more
     closed: bool = False

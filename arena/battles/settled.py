@@ -13,6 +13,9 @@ settled battles only:
   on its vote and its follow-up turns are refused (`votes.cast_vote`, `turns.add_turn`), so a
   battle left `ready`, or `pending` and `streaming` by a visitor who went away, is over too.
 
+Named battles (the visitor chose the models) are settled the same way, but no sampling figure
+counts them (`drawn`): the sampler did not draw their pair.
+
 `pending`, `streaming` and `ready` battles inside the window are open: no figure counts them,
 and none of their answers, timings or errors reach an owner, until they settle.
 """
@@ -25,7 +28,7 @@ from typing import Final
 from sqlalchemy import ColumnElement, or_
 
 from arena.config import Settings
-from arena.models import Battle, BattleStatus
+from arena.models import Battle, BattleMode, BattleStatus
 
 SETTLED_STATUSES: Final = (BattleStatus.voted, BattleStatus.failed)
 
@@ -45,6 +48,11 @@ def settled(*, now: datetime, window: timedelta) -> ColumnElement[bool]:
         Battle.status.in_(SETTLED_STATUSES),
         Battle.created_at <= votes_closed_for(now, window),
     )
+
+
+def drawn() -> ColumnElement[bool]:
+    """The condition on `Battle` selecting the battles whose pair the sampler drew."""
+    return Battle.mode == BattleMode.anonymous
 
 
 def closed_for_votes(created_at: datetime, *, now: datetime, window: timedelta) -> bool:

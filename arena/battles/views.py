@@ -14,7 +14,7 @@ from arena.battles.settled import closed_for_votes
 from arena.battles.turns import NEUTRAL_ERROR, check_owned, fail_interrupted_turn
 from arena.config import Settings
 from arena.errors import BattleErased, BattleNotFound, Conflict
-from arena.models import Battle, BattleStatus, Message, Model, Side, Vote, utcnow
+from arena.models import Battle, BattleMode, BattleStatus, Message, Model, Side, Vote, utcnow
 from arena.moderation import MODERATED, WITHHELD_MESSAGE
 from arena.visitors import Visitor
 
@@ -81,8 +81,11 @@ async def battle_view(
     vote = await session.scalar(select(Vote).where(Vote.battle_id == battle.id))
     # A battle ends with the turn whose answers moderation withheld: the latest.
     withheld_turn = battle.turns if _withheld(battle) else None
+    # A named battle's visitor chose the models: their names are no secret to keep.
+    shown = vote is not None or battle.mode == BattleMode.named
     return BattleOut(
         battle_id=battle.id,
+        mode=battle.mode,
         status=battle.status,
         turns=battle.turns,
         created_at=battle.created_at,
@@ -99,7 +102,7 @@ async def battle_view(
             for m in messages
         ],
         winner=vote.winner if vote else None,
-        models=await _reveal(session, battle) if vote else None,
+        models=await _reveal(session, battle) if shown else None,
         closed=closed_for_votes(battle.created_at, now=utcnow(), window=window),
         erased_at=battle.erased_at,
     )

@@ -26,7 +26,7 @@ from arena.errors import (
     BattleNotReady,
     VoteAlreadyCast,
 )
-from arena.models import Battle, BattleStatus, Model, Vote, Winner
+from arena.models import Battle, BattleMode, BattleStatus, Model, Vote, Winner
 from arena.visitors import Visitor
 
 
@@ -117,13 +117,15 @@ async def _votable(connection: AsyncConnection, ballot: _Ballot) -> Any:
 
 def _vote_row(ballot: _Ballot, votable: Any) -> dict[str, Any]:
     """The values of `_STORE_VOTE`: every vote is stored, with the reasons it does not count."""
-    *_names, battle_flags, answer_chars, shown_at, ready_at = votable
+    *_names, battle_flags, answer_chars, shown_at, ready_at, mode = votable
     now = datetime.now(UTC)
     flags = integrity.vote_flags(
         integrity.BattleTiming(battle_flags, answer_chars, shown_at, ready_at),
         now=now,
         checks=ballot.checks,
     )
+    if mode == BattleMode.named:
+        flags = integrity.named_vote_flags(flags)
     return {
         **ballot.keys,
         "vote_winner": ballot.winner,
@@ -172,6 +174,7 @@ _VOTABLE = (
         Battle.answer_chars,
         Battle.stream_started_at,
         Battle.ready_at,
+        Battle.mode,
     )
     .join(_MODEL_A, _MODEL_A.id == Battle.model_a_id)
     .join(_MODEL_B, _MODEL_B.id == Battle.model_b_id)

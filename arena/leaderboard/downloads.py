@@ -13,10 +13,11 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring as _string
 from typing import Any, Final
 
-from sqlalchemy import BigInteger, String, case, cast, func, select
+from sqlalchemy import BigInteger, ColumnElement, String, Text, and_, case, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
+from arena.battles.integrity import NAMED
 from arena.errors import NotFound
 from arena.leaderboard.battles_source import (
     TAG_CODING,
@@ -29,7 +30,7 @@ from arena.leaderboard.battles_source import (
 )
 from arena.leaderboard.redaction import redact
 from arena.leaderboard.release import WITHHELD, text_released, text_statuses
-from arena.models import Battle, Message, Model, Side, Vote, Winner
+from arena.models import Battle, BattleMode, Message, Model, Side, Vote, Winner
 from arena.spreadsheet_csv import Cell, csv_text
 from arena.visitors import salted_hash
 
@@ -76,6 +77,8 @@ class ExportedVote:
     tstamp: float
     tag_coding: bool
     tag_long: bool
+    # False for a vote of a named battle (the visitor chose the models): FastChat's marking
+    anony: bool = True
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,12 @@ class ExportScope:
 def judge_of(secret: str, session_hash: str) -> str:
     """The voter as a salted hash of its (already salted) session hash: stable, not reversible."""
     return "judge_" + salted_hash(secret, "judge:" + session_hash)[:16]
+
+
+def named_only() -> ColumnElement[bool]:
+    """The condition on `Battle` joined with `Vote` selecting the votes of named battles held
+    back by nothing but their mode (integrity.named_vote_flags)."""
+    return and_(Battle.mode == BattleMode.named, cast(Vote.flags, Text) == json.dumps([NAMED]))
 
 
 def _export_select(scope: ExportScope, dialect: str, decisive_only: bool) -> Any:
@@ -115,11 +124,15 @@ def _export_select(scope: ExportScope, dialect: str, decisive_only: bool) -> Any
             moment,
             case((has_tag(TAG_CODING), 1), else_=0),
             case((has_tag(TAG_LONG), 1), else_=0),
+            case((Battle.mode == BattleMode.named, 0), else_=1),
         )
         .join(Battle, Battle.id == Vote.battle_id)
         .join(model_a, model_a.id == Battle.model_a_id)
         .join(model_b, model_b.id == Battle.model_b_id)
-        .where(Vote.counted.is_(True))
+        # The battles export holds the votes of named battles too, marked `anony: false` as
+        # FastChat's clean battles are (the rating engine leaves them out); the preference pairs
+        # hold counted votes only.
+        .where(Vote.counted.is_(True) if decisive_only else or_(Vote.counted, named_only()))
         # The recompute reads the votes in this order too: online Elo follows it.
         .order_by(Vote.created_at, Vote.id)
     )
@@ -167,6 +180,7 @@ async def counted_vote_batches(
                 moment,
                 coding,
                 long_,
+                anony,
             ) in partition:
                 judge = judges.get(session_hash)
                 if judge is None:
@@ -184,6 +198,7 @@ async def counted_vote_batches(
                         tstamp=_tstamp(moment),
                         tag_coding=coding == 1,
                         tag_long=long_ == 1,
+                        anony=anony == 1,
                     )
                 )
             yield batch
@@ -250,7 +265,7 @@ def _record(vote: ExportedVote) -> dict[str, Any]:
         "winner": vote.winner,
         "judge": vote.judge,
         "turn": vote.turn,
-        "anony": True,
+        "anony": vote.anony,
         "language": vote.language,
         "tstamp": vote.tstamp,
         "vote_id": vote.vote_id,
@@ -324,7 +339,8 @@ def _json_line(vote: ExportedVote) -> str:
     return (
         f'{{"model_a": {_string(vote.model_a)}, "model_b": {_string(vote.model_b)}, '
         f'"winner": {_string(vote.winner)}, "judge": {_string(vote.judge)}, '
-        f'"turn": {vote.turn}, "anony": true, "language": {_string(vote.language)}, '
+        f'"turn": {vote.turn}, "anony": {"true" if vote.anony else "false"}, '
+        f'"language": {_string(vote.language)}, '
         f'"tstamp": {vote.tstamp!r}, "vote_id": {vote.vote_id}, '
         f'"tag_coding": {"true" if vote.tag_coding else "false"}, '
         f'"tag_long": {"true" if vote.tag_long else "false"}}}'

@@ -183,6 +183,7 @@ def model_out(view: ModelView) -> ModelOut:
         unrated_reason=view.unrated_reason,
         battles_drawn=view.battles_drawn,
         sampling_share=view.sampling_share,
+        named_votes=view.named_votes,
         vote_share=view.vote_share,
         history=[HistoryPointOut.model_validate(h) for h in view.history],
         opponents=[OpponentOut.model_validate(o) for o in view.opponents],

@@ -177,6 +177,8 @@ class ModelOut(ModelFacts):
     battles_drawn: int
     sampling_share: float | None
     vote_share: float | None
+    # Votes of side-by-side battles (the visitor chose the models by name): never rated
+    named_votes: int = 0
     history: list[HistoryPointOut]
     opponents: list[OpponentOut]
     status_history: list[StatusChangeOut]

@@ -268,6 +268,8 @@ class ModelView:
     sampling_share: float | None
     vote_share: float | None
     extras: dict[str, Any] = field(default_factory=dict)
+    # Votes of side-by-side battles (the models chosen by name), never in the rating
+    named_votes: int = 0
 
 
 def _opponents(extras: dict[str, Any], name: str) -> list[Opponent]:
@@ -365,6 +367,7 @@ async def model_view(
         sampling_share=shares.get(name),
         vote_share=vote_share,
         extras=extras,
+        named_votes=int(extras.get("named_votes", {}).get(name, 0)),
     )
 
 

@@ -13,16 +13,17 @@ import numpy as np
 import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from sqlalchemy import delete, func, select, union_all
+from sqlalchemy import and_, delete, func, select, union_all
 from sqlalchemy.orm import Session
 
 from arena.battles.ratings_view import GAINS_KEY
-from arena.battles.settled import settled
+from arena.battles.settled import drawn, settled
 from arena.config import DEFAULT_VOTE_WINDOW_SECONDS, Settings
 from arena.db import make_sync_engine
 from arena.job_lock import hold_job_lock
 from arena.leaderboard.battles_source import load_counted_battles
-from arena.models import Battle, Model, RatingSnapshot, utcnow
+from arena.leaderboard.downloads import named_only
+from arena.models import Battle, Model, RatingSnapshot, Vote, utcnow
 from arena.ratings import (
     Leaderboard,
     PairCounts,
@@ -338,12 +339,12 @@ def sampling_shares(session: Session, *, now: datetime, window: timedelta) -> di
     """Settled battles (settled.py) each model was drawn into, voted or not, and its share of
     their model seats (two per battle; the shares sum to 1). Open battles are left out, so a
     snapshot taken while a battle runs does not name its pair."""
-    over = settled(now=now, window=window)
+    over = and_(settled(now=now, window=window), drawn())
     sides = union_all(
         select(Battle.model_a_id.label("model_id")).where(over),
         select(Battle.model_b_id.label("model_id")).where(over),
     ).subquery()
-    drawn = dict(
+    seats = dict(
         session.execute(
             select(Model.name, func.count())
             .select_from(sides)
@@ -351,11 +352,32 @@ def sampling_shares(session: Session, *, now: datetime, window: timedelta) -> di
             .group_by(Model.name)
         ).all()
     )
-    total = sum(drawn.values())
+    total = sum(seats.values())
     return {
-        "battles_drawn": {name: int(n) for name, n in sorted(drawn.items())},
-        "sampling_share": {name: n / total for name, n in sorted(drawn.items())} if total else {},
+        "battles_drawn": {name: int(n) for name, n in sorted(seats.items())},
+        "sampling_share": {name: n / total for name, n in sorted(seats.items())} if total else {},
     }
+
+
+def named_votes(session: Session) -> dict[str, Any]:
+    """Each model's votes in named battles (side by side, the models chosen by the visitor),
+    held back by nothing but their mode: shown on its page apart from its rating, which never
+    counts them."""
+    sides = union_all(
+        select(Battle.model_a_id.label("model_id"), Vote.id.label("vote_id"))
+        .join(Vote, Vote.battle_id == Battle.id)
+        .where(named_only()),
+        select(Battle.model_b_id.label("model_id"), Vote.id.label("vote_id"))
+        .join(Vote, Vote.battle_id == Battle.id)
+        .where(named_only()),
+    ).subquery()
+    counts = session.execute(
+        select(Model.name, func.count())
+        .select_from(sides)
+        .join(Model, Model.id == sides.c.model_id)
+        .group_by(Model.name)
+    ).all()
+    return {"named_votes": {name: int(n) for name, n in sorted(counts)}}
 
 
 def compute_snapshots(
@@ -454,9 +476,12 @@ def recompute(session: Session, *, config: RecomputeConfig) -> RecomputeOutcome:
     if len(battles) == 0:
         log.info("recompute: no counted votes yet, nothing to rate")
         return RecomputeOutcome(ran=True, seconds=time.perf_counter() - started)
-    shares = sampling_shares(
-        session, now=computed_at, window=timedelta(seconds=config.vote_window_seconds)
-    )
+    shares = {
+        **sampling_shares(
+            session, now=computed_at, window=timedelta(seconds=config.vote_window_seconds)
+        ),
+        **named_votes(session),
+    }
     made, failed = compute_snapshots(battles, config=config, shares=shares)
     stored = store_snapshots(session, made, computed_at=computed_at)
     seconds = time.perf_counter() - started

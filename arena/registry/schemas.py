@@ -344,6 +344,24 @@ class RecentError(BaseModel):
     error: str
 
 
+class NamedVotesOut(BaseModel):
+    """Votes of side-by-side battles, whose visitor chose the models by name: never rated."""
+
+    votes: int = 0
+    wins: int = 0
+    losses: int = 0
+    ties: int = 0
+    both_bad: int = 0
+
+
+class ChatFeedbackOut(BaseModel):
+    """Direct chats with the model and the thumbs their visitors gave its answers."""
+
+    chats: int = 0
+    up: int = 0
+    down: int = 0
+
+
 class ModelStats(BaseModel):
     name: str
     status: ModelStatus
@@ -373,3 +391,6 @@ class ModelStats(BaseModel):
     sampling_share_7d: float | None
     sampling_share_all: float | None
     rating: RatingOut | None
+    # Counted apart from the votes above, which are the anonymous battles' only
+    named_votes: NamedVotesOut = NamedVotesOut()
+    chat_feedback: ChatFeedbackOut = ChatFeedbackOut()

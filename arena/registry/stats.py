@@ -15,9 +15,13 @@ from typing import Any, Final
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from arena.battles.settled import settled
+from arena.battles.settled import drawn, settled
 from arena.models import (
     Battle,
+    BattleMode,
+    Chat,
+    ChatFeedback,
+    Feedback,
     Message,
     Model,
     ModelStatus,
@@ -31,8 +35,10 @@ from arena.registry.failure_reasons import explain_stored_error
 from arena.registry.health import answers_of
 from arena.registry.keys import KeyRing
 from arena.registry.schemas import (
+    ChatFeedbackOut,
     ModelOut,
     ModelStats,
+    NamedVotesOut,
     Percentiles,
     RatingOut,
     RecentError,
@@ -108,8 +114,8 @@ async def _sampling_share(
     """The model's share of the seats (two per battle) in the settled battles started in the
     last `days` days (all of them with None): the realised share of /api/sampling."""
     in_battle = or_(Battle.model_a_id == model_id, Battle.model_b_id == model_id)
-    total = select(func.count(Battle.id)).where(over)
-    mine = select(func.count(Battle.id)).where(in_battle, over)
+    total = select(func.count(Battle.id)).where(over, drawn())
+    mine = select(func.count(Battle.id)).where(in_battle, over, drawn())
     if days is not None:
         since = now - timedelta(days=days)
         total = total.where(Battle.created_at >= since)
@@ -253,30 +259,27 @@ async def model_stats(
     ).all()
     votes = (
         await session.execute(
-            select(Vote.winner, Vote.counted, Vote.flags, Battle.model_a_id)
+            select(Vote.winner, Vote.counted, Vote.flags, Battle.model_a_id, Battle.mode)
             .join(Battle, Battle.id == Vote.battle_id)
             .where(or_(Battle.model_a_id == model.id, Battle.model_b_id == model.id), over)
         )
     ).all()
     outcomes: Counter[str] = Counter()
+    named: Counter[str] = Counter()
     flags: Counter[str] = Counter()
     counted = excluded = 0
-    for winner, is_counted, vote_flags, model_a_id in votes:
+    for winner, is_counted, vote_flags, model_a_id, mode in votes:
+        if mode == BattleMode.named:
+            named["votes"] += 1
+            named[_outcome(winner, model_a_id == model.id)] += 1
+            continue
         for flag in vote_flags or []:
             flags[str(flag)] += 1
         if not is_counted:
             excluded += 1
             continue
         counted += 1
-        mine_won = Winner.model_a if model_a_id == model.id else Winner.model_b
-        if winner == mine_won:
-            outcomes["win"] += 1
-        elif winner in (Winner.model_a, Winner.model_b):
-            outcomes["loss"] += 1
-        elif winner == Winner.tie:
-            outcomes["tie"] += 1
-        else:
-            outcomes["both_bad"] += 1
+        outcomes[_outcome(winner, model_a_id == model.id)] += 1
     half_ties = 0.5 * (outcomes["tie"] + outcomes["both_bad"])
     return ModelStats(
         name=model.name,
@@ -295,7 +298,7 @@ async def model_stats(
         recent_errors=recent_errors,
         first_token_ms=percentiles([t for t, _ in timings if t is not None]),
         answer_ms=percentiles([d for _, d in timings if d is not None]),
-        votes=len(votes),
+        votes=len(votes) - named["votes"],
         counted_votes=counted,
         wins=outcomes["win"],
         losses=outcomes["loss"],
@@ -307,4 +310,39 @@ async def model_stats(
         sampling_share_7d=await _sampling_share(session, model.id, 7, now=now, over=over),
         sampling_share_all=await _sampling_share(session, model.id, None, now=now, over=over),
         rating=await _rating(session, model.name),
+        named_votes=NamedVotesOut(
+            votes=named["votes"],
+            wins=named["win"],
+            losses=named["loss"],
+            ties=named["tie"],
+            both_bad=named["both_bad"],
+        ),
+        chat_feedback=await chat_feedback(session, model.id),
+    )
+
+
+def _outcome(winner: Winner, on_side_a: bool) -> str:
+    """win, loss, tie or both_bad, for the model on side A (`on_side_a`) or B."""
+    if winner == (Winner.model_a if on_side_a else Winner.model_b):
+        return "win"
+    if winner in (Winner.model_a, Winner.model_b):
+        return "loss"
+    return "tie" if winner == Winner.tie else "both_bad"
+
+
+async def chat_feedback(session: AsyncSession, model_id: int) -> ChatFeedbackOut:
+    """The model's direct chats and the thumbs up / down on their answers. A chat is not
+    anonymous: its visitor chose the model, so nothing here waits for a battle to settle."""
+    chats = await session.scalar(select(func.count(Chat.id)).where(Chat.model_id == model_id))
+    thumbs = dict(
+        (
+            await session.execute(
+                select(ChatFeedback.rating, func.count())
+                .where(ChatFeedback.model_id == model_id)
+                .group_by(ChatFeedback.rating)
+            )
+        ).all()
+    )
+    return ChatFeedbackOut(
+        chats=chats or 0, up=thumbs.get(Feedback.up, 0), down=thumbs.get(Feedback.down, 0)
     )
