@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp
 
@@ -29,6 +30,9 @@ from arena.battles.rigging import RiggingScanner
 from arena.battles.routes import me_router
 from arena.battles.routes import router as battles_router
 from arena.body_limit import BodyLimit
+from arena.chats import service as chats
+from arena.chats.relay import ChatRunner, FinishChatTurn
+from arena.chats.routes import router as chats_router
 from arena.collector import serving_collector
 from arena.config import Settings
 from arena.consent import release_notice
@@ -146,6 +150,22 @@ def _refusal_recorder(transactions: Transactions) -> RecordRefusal:
     return record
 
 
+def _finish_chat_turn(transactions: Transactions) -> FinishChatTurn:
+    async def finish(plan: chats.ChatPlan, answer: Answer) -> bool:
+        return await transactions.write(
+            lambda connection: chats.finish_turn(connection, plan=plan, answer=answer)
+        )
+
+    return finish
+
+
+def _settle_gone_worker(connection: Connection, gone: str) -> int:
+    """End the battle and chat turns a gone worker was streaming; how many."""
+    return turns.fail_interrupted_turns(connection, worker=gone) + chats.fail_interrupted_turns(
+        connection, worker=gone
+    )
+
+
 class _ArenaApp(FastAPI):
     def __init__(self, *, max_body_bytes: int, request_ids: bool, **options: Any) -> None:
         super().__init__(**options)
@@ -190,9 +210,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.transactions = transactions
         # Before the first request: the turns of workers gone mid-stream are settled.
         workers = Workers.for_engine(engine, transactions)
-        await workers.start(
-            lambda connection, gone: turns.fail_interrupted_turns(connection, worker=gone)
-        )
+        await workers.start(_settle_gone_worker)
         app.state.workers = workers
         app.state.secret_key = settings.resolved_secret_key()
         app.state.keys = KeyRing.from_settings(settings)
@@ -207,6 +225,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             client,
             upstream_limits(settings),
             _finish_turn(transactions, sessionmaker, settings, moderator),
+            chat=guarded_chat(allow_private=settings.allow_private_endpoints),
+        )
+        app.state.chat_runner = ChatRunner(
+            client,
+            upstream_limits(settings),
+            _finish_chat_turn(transactions),
             chat=guarded_chat(allow_private=settings.allow_private_endpoints),
         )
         webhook_sender = WebhookSender(settings, sessionmaker, client, app.state.keys).start()
@@ -235,6 +259,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await recompute.stop()
             await rigging_scanner.stop()
             cut_short = await app.state.turn_runner.drain(timeout=10)
+            cut_short += await app.state.chat_runner.drain(timeout=10)
             app.state.planned_turns.close()
             await workers.stop(turns_cut_short=cut_short > 0)
             await asyncio.to_thread(transactions.close)
@@ -259,6 +284,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_security_headers(app)
     app.include_router(battles_router)
     app.include_router(me_router)
+    app.include_router(chats_router)
     app.include_router(integrity_router)
     app.include_router(integrity_admin_router)
     app.include_router(owners_router)

@@ -5,9 +5,11 @@
     │   ├── ProbeFailed                   the endpoint did not pass its test request
     │   └── PromptRefused                 moderation refused the prompt (arena/moderation.py)
     ├── NotFound                    404
-    │   └── BattleNotFound
+    │   ├── BattleNotFound
+    │   └── ChatNotFound
     ├── NotAllowed                  403  the caller may not do this
     │   ├── NotYourBattle
+    │   ├── NotYourChat
     │   └── InviteNotValid              a wrong, used or expired owner invite code
     ├── Unauthenticated             401
     ├── Conflict                    409  the state forbids it now
@@ -77,8 +79,21 @@ class BattleNotFound(NotFound):
         super().__init__("No battle with that id. Start a new battle with POST /api/battles.")
 
 
+class ChatNotFound(NotFound):
+    def __init__(self) -> None:
+        super().__init__("No chat with that id. Start a new chat with POST /api/chats.")
+
+
 class NotAllowed(ArenaError):
     status_code = 403
+
+
+class NotYourChat(NotAllowed):
+    def __init__(self) -> None:
+        super().__init__(
+            "This chat belongs to another browser session; only the visitor who started it can "
+            "continue it or rate its answers."
+        )
 
 
 class NotYourBattle(NotAllowed):

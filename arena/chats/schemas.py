@@ -1,0 +1,57 @@
+"""What the direct chat API takes and answers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from arena.api_input import InputSchema
+from arena.battles.schemas import ModelName, PromptIn
+from arena.models import BattleStatus, Feedback
+
+
+class ChatIn(PromptIn):
+    """A new chat with the model named `model` (an active one), starting with `prompt`."""
+
+    model: ModelName
+
+
+class ChatCreated(BaseModel):
+    chat_id: str
+
+
+class FeedbackIn(InputSchema):
+    turn: int = Field(ge=1, le=100, description="the answer's turn, 1 for the first")
+    rating: Feedback
+
+
+class FeedbackOut(BaseModel):
+    chat_id: str
+    turn: int
+    rating: Feedback
+
+
+class ChatMessageOut(BaseModel):
+    turn: int
+    role: Literal["user", "assistant"]
+    content: str
+    finish_reason: str | None = None
+    error: str | None = None
+    feedback: Feedback | None = None
+
+
+class ChatModelOut(BaseModel):
+    name: str
+    organization: str
+
+
+class ChatOut(BaseModel):
+    chat_id: str
+    model: ChatModelOut
+    # pending (a turn waits to be streamed), streaming, ready, failed (the latest answer failed)
+    status: BattleStatus
+    turns: int
+    created_at: datetime
+    messages: list[ChatMessageOut]

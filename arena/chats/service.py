@@ -1,0 +1,403 @@
+"""A direct chat's life, as plain functions over a sync `Connection` run in the reader and writer
+threads (`db.Transactions`; each write must be safe to run twice): started with one active model,
+a turn claimed for streaming and planned, its answer stored, follow-ups, the visitor's thumbs.
+
+A chat is not a battle: the visitor chose the model, so nothing is hidden and nothing is rated.
+It shares the battle's limits (prompt length, turns, rate limits) and its relay.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+
+from arena.battles.creation import chosen_models
+from arena.battles.turns import check_prompt
+from arena.chats.schemas import ChatMessageOut, ChatModelOut, ChatOut
+from arena.config import Settings
+from arena.errors import BattleNotReady, ChatNotFound, Conflict, NotYourChat
+from arena.models import (
+    BattleStatus,
+    Chat,
+    ChatFeedback,
+    ChatMessage,
+    ChatRole,
+    Feedback,
+    Model,
+    ModelStatus,
+    utcnow,
+)
+from arena.registry.keys import KeyRing
+from arena.upstream.client import Answer, Endpoint
+from arena.visitors import Visitor
+
+# One text for every failure: the upstream error is kept for the operator, never shown.
+CHAT_ERROR = "This answer could not be completed. Start a new chat, or try another model."
+INTERRUPTED = "interrupted: the arena worker relaying this chat stopped before the answer ended"
+
+
+@dataclass(frozen=True)
+class ChatPlan:
+    """What one turn of a chat sends upstream."""
+
+    chat_id: str
+    turn: int
+    model_id: int
+    endpoint: Endpoint
+    conversation: list[dict[str, str]]
+
+
+def _owned(session_hash: str, visitor: Visitor) -> None:
+    if not secrets.compare_digest(session_hash, visitor.session_hash):
+        raise NotYourChat()
+
+
+def choose_model(connection: Connection, *, name: str, prompt: str, settings: Settings) -> int:
+    """The id of the active model named `name`, once the prompt is checked; reads only."""
+    check_prompt(prompt, settings)
+    (model_id,) = chosen_models(connection, [name])
+    return model_id
+
+
+def create_chat(connection: Connection, *, model_id: int, prompt: str, visitor: Visitor) -> str:
+    """Store the chat and its first prompt, waiting to be streamed; the chat's id."""
+    chat_id = secrets.token_urlsafe(16)
+    connection.execute(
+        insert(Chat).values(
+            id=chat_id,
+            model_id=model_id,
+            session_hash=visitor.session_hash,
+            ip_hash=visitor.ip_hash,
+            status=BattleStatus.pending,
+            turns=1,
+            created_at=utcnow(),
+        )
+    )
+    connection.execute(
+        insert(ChatMessage).values(
+            chat_id=chat_id, turn=1, role=ChatRole.user, content=prompt, created_at=utcnow()
+        )
+    )
+    return chat_id
+
+
+_FOLLOWED_UP = (
+    select(Chat.session_hash, Chat.status, Chat.turns, Model.status, Model.name)
+    .join(Model, Model.id == Chat.model_id)
+    .where(Chat.id == bindparam("chat_id"))
+)
+
+
+def add_turn(
+    connection: Connection, *, chat_id: str, prompt: str, visitor: Visitor, settings: Settings
+) -> int:
+    """Store the visitor's follow-up as the chat's next turn; its number, or raise why the chat
+    takes none now."""
+    check_prompt(prompt, settings)
+    found = connection.execute(_FOLLOWED_UP, {"chat_id": chat_id}).one_or_none()
+    if found is None:
+        raise ChatNotFound()
+    session_hash, status, turns, model_status, model_name = found
+    _owned(session_hash, visitor)
+    if status == BattleStatus.failed:
+        raise Conflict("The latest answer of this chat failed; start a new chat.")
+    if status != BattleStatus.ready:
+        raise BattleNotReady("Wait for the answer to finish, then send your follow-up.")
+    if model_status != ModelStatus.active:
+        raise Conflict(
+            f"{model_name!r} is {model_status.value} now and takes no more prompts; start a new "
+            "chat with an active model."
+        )
+    if turns >= settings.max_turns:
+        raise Conflict(f"This chat reached its limit of {settings.max_turns} turns; start anew.")
+    turn = turns + 1
+    asked = connection.execute(
+        update(Chat)
+        .where(Chat.id == chat_id, Chat.status == BattleStatus.ready, Chat.turns == turns)
+        .values(status=BattleStatus.pending, turns=turn)
+    )
+    if asked.rowcount != 1:
+        raise BattleNotReady("Another request changed this chat just now; reload it.")
+    connection.execute(
+        insert(ChatMessage).values(
+            chat_id=chat_id, turn=turn, role=ChatRole.user, content=prompt, created_at=utcnow()
+        )
+    )
+    return turn
+
+
+@dataclass(frozen=True)
+class ClaimedChatTurn:
+    chat_id: str
+    turn: int
+    endpoint: Any  # a row of _ENDPOINT
+    messages: list[tuple[ChatRole, str]]
+
+
+_CLAIM = (
+    update(Chat)
+    .where(
+        Chat.id == bindparam("claimed_id"),
+        Chat.session_hash == bindparam("claimed_by"),
+        Chat.status == BattleStatus.pending,
+    )
+    .values(
+        status=BattleStatus.streaming,
+        stream_started_at=bindparam("started_at"),
+        streamed_by=bindparam("claimed_for"),
+    )
+    .returning(Chat.model_id, Chat.turns)
+)
+_ENDPOINT = select(
+    Model.id,
+    Model.base_url,
+    Model.upstream_model,
+    Model.api_key_encrypted,
+    Model.max_tokens,
+    Model.temperature,
+    Model.system_prompt,
+).where(Model.id == bindparam("model_id"))
+_CONVERSATION = (
+    select(ChatMessage.role, ChatMessage.content)
+    .where(ChatMessage.chat_id == bindparam("chat_id"))
+    .order_by(ChatMessage.turn, ChatMessage.id)
+)
+
+
+def claim_turn(
+    connection: Connection, *, chat_id: str, visitor: Visitor, worker: str
+) -> ClaimedChatTurn | None:
+    """Take the visitor's waiting turn for streaming by `worker` and read what the upstream call
+    needs; None when there is no such turn (a reload, a second tab, someone else's chat)."""
+    claimed = connection.execute(
+        _CLAIM,
+        {
+            "claimed_id": chat_id,
+            "claimed_by": visitor.session_hash,
+            "started_at": utcnow(),
+            "claimed_for": worker,
+        },
+    ).one_or_none()
+    if claimed is None:
+        return None
+    model_id, turn = claimed
+    endpoint = connection.execute(_ENDPOINT, {"model_id": model_id}).one()
+    messages = [
+        (role, content) for role, content in connection.execute(_CONVERSATION, {"chat_id": chat_id})
+    ]
+    return ClaimedChatTurn(chat_id, turn, endpoint, messages)
+
+
+def plan_turn(claimed: ClaimedChatTurn, *, keys: KeyRing) -> ChatPlan:
+    """The upstream call of a claimed turn; outside the claim's transaction (key decryption)."""
+    model_id, base_url, upstream_model, api_key, max_tokens, temperature, system_prompt = (
+        claimed.endpoint
+    )
+    endpoint = Endpoint(
+        base_url=base_url,
+        model=upstream_model,
+        api_key=keys.decrypt(api_key) if api_key else None,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        system_prompt=system_prompt,
+    )
+    conversation = [{"role": role.value, "content": content} for role, content in claimed.messages]
+    return ChatPlan(claimed.chat_id, claimed.turn, model_id, endpoint, conversation)
+
+
+def finish_turn(connection: Connection, *, plan: ChatPlan, answer: Answer) -> bool:
+    """Store the answer and end the turn: the chat ready for a follow-up, or failed."""
+    failure = answer.failure
+    connection.execute(
+        insert(ChatMessage).values(
+            chat_id=plan.chat_id,
+            turn=plan.turn,
+            role=ChatRole.assistant,
+            content=answer.text,
+            finish_reason=answer.finish_reason if failure is None else None,
+            error=None if failure is None else f"{failure.kind}: {failure.detail}"[:10_000],
+            first_token_ms=answer.first_token_ms,
+            duration_ms=answer.duration_ms,
+            created_at=utcnow(),
+        )
+    )
+    status = BattleStatus.ready if failure is None else BattleStatus.failed
+    connection.execute(
+        update(Chat)
+        .where(Chat.id == plan.chat_id, Chat.status == BattleStatus.streaming)
+        .values(status=status)
+    )
+    return failure is None
+
+
+def fail_interrupted_turn(connection: Connection, *, chat_id: str, turn: int) -> bool:
+    """End a turn whose worker stopped while streaming it: failed, the answer with an error."""
+    failed = connection.execute(
+        update(Chat)
+        .where(Chat.id == chat_id, Chat.status == BattleStatus.streaming)
+        .values(status=BattleStatus.failed)
+    )
+    if failed.rowcount != 1:
+        return False
+    connection.execute(
+        insert(ChatMessage).values(
+            chat_id=chat_id,
+            turn=turn,
+            role=ChatRole.assistant,
+            content="",
+            error=INTERRUPTED,
+            created_at=utcnow(),
+        )
+    )
+    return True
+
+
+def fail_interrupted_turns(connection: Connection, *, worker: str) -> int:
+    """`fail_interrupted_turn` for every chat turn `worker` (gone) was streaming; how many."""
+    streaming = connection.execute(
+        select(Chat.id, Chat.turns).where(
+            Chat.status == BattleStatus.streaming, Chat.streamed_by == worker
+        )
+    ).all()
+    return sum(
+        fail_interrupted_turn(connection, chat_id=chat_id, turn=turn) for chat_id, turn in streaming
+    )
+
+
+def abandon_turn(connection: Connection, *, claimed: ClaimedChatTurn) -> None:
+    """A claimed turn that cannot be run (an unreadable key): failed."""
+    fail_interrupted_turn(connection, chat_id=claimed.chat_id, turn=claimed.turn)
+
+
+def record_feedback(
+    connection: Connection, *, chat_id: str, turn: int, rating: Feedback, visitor: Visitor
+) -> None:
+    """The visitor's thumbs on the answer of `turn`; a second one replaces the first."""
+    found = connection.execute(
+        select(Chat.session_hash, Chat.model_id).where(Chat.id == chat_id)
+    ).one_or_none()
+    if found is None:
+        raise ChatNotFound()
+    session_hash, model_id = found
+    _owned(session_hash, visitor)
+    answered = connection.execute(
+        select(ChatMessage.error).where(
+            ChatMessage.chat_id == chat_id,
+            ChatMessage.turn == turn,
+            ChatMessage.role == ChatRole.assistant,
+        )
+    ).one_or_none()
+    if answered is None:
+        raise Conflict(f"turn: this chat has no answer for turn {turn} yet; rate an answer shown")
+    if answered.error is not None:
+        raise Conflict(f"turn: the answer of turn {turn} failed; there is nothing to rate")
+    dialect_insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    statement = dialect_insert(ChatFeedback).values(
+        chat_id=chat_id, model_id=model_id, turn=turn, rating=rating, created_at=utcnow()
+    )
+    connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=["chat_id", "turn"],
+            set_={"rating": statement.excluded.rating, "created_at": statement.excluded.created_at},
+        )
+    )
+
+
+def chat_view(connection: Connection, *, chat_id: str, visitor: Visitor) -> ChatOut:
+    """The visitor's chat as its page shows it."""
+    found = connection.execute(
+        select(
+            Chat.session_hash,
+            Chat.status,
+            Chat.turns,
+            Chat.created_at,
+            Model.name,
+            Model.organization,
+        )
+        .join(Model, Model.id == Chat.model_id)
+        .where(Chat.id == chat_id)
+    ).one_or_none()
+    if found is None:
+        raise ChatNotFound()
+    session_hash, status, turns, created_at, name, organization = found
+    _owned(session_hash, visitor)
+    thumbs = dict(
+        connection.execute(
+            select(ChatFeedback.turn, ChatFeedback.rating).where(ChatFeedback.chat_id == chat_id)
+        ).all()
+    )
+    messages = [
+        ChatMessageOut(
+            turn=turn,
+            role=role.value,
+            content=content,
+            finish_reason=finish_reason,
+            error=CHAT_ERROR if error else None,
+            feedback=thumbs.get(turn) if role == ChatRole.assistant else None,
+        )
+        for turn, role, content, finish_reason, error in connection.execute(
+            select(
+                ChatMessage.turn,
+                ChatMessage.role,
+                ChatMessage.content,
+                ChatMessage.finish_reason,
+                ChatMessage.error,
+            )
+            .where(ChatMessage.chat_id == chat_id)
+            .order_by(ChatMessage.turn, ChatMessage.id)
+        )
+    ]
+    return ChatOut(
+        chat_id=chat_id,
+        model=ChatModelOut(name=name, organization=organization),
+        status=status,
+        turns=turns,
+        created_at=created_at,
+        messages=messages,
+    )
+
+
+@dataclass(frozen=True)
+class PastChatTurn:
+    """The latest turn's answer when no turn could be claimed: what a reload replays."""
+
+    content: str
+    finish_reason: str | None
+    failed: bool
+
+
+def turn_to_replay(
+    connection: Connection, *, chat_id: str, visitor: Visitor, stale_after: timedelta
+) -> PastChatTurn:
+    """The latest answer to replay, or raise why there is none (not found, not the visitor's,
+    streaming elsewhere). A write: a turn whose worker died is ended here."""
+    found = connection.execute(
+        select(Chat.session_hash, Chat.status, Chat.turns, Chat.stream_started_at).where(
+            Chat.id == chat_id
+        )
+    ).one_or_none()
+    if found is None:
+        raise ChatNotFound()
+    session_hash, status, turns, started_at = found
+    _owned(session_hash, visitor)
+    if status == BattleStatus.pending:
+        raise Conflict("This chat is already streaming in another tab or request.")
+    if status == BattleStatus.streaming:
+        if started_at is None or utcnow() - started_at <= stale_after:
+            raise Conflict("This chat is already streaming in another tab or request.")
+        fail_interrupted_turn(connection, chat_id=chat_id, turn=turns)
+    answer = connection.execute(
+        select(ChatMessage.content, ChatMessage.finish_reason, ChatMessage.error).where(
+            ChatMessage.chat_id == chat_id,
+            ChatMessage.turn == turns,
+            ChatMessage.role == ChatRole.assistant,
+        )
+    ).one()
+    return PastChatTurn(answer.content, answer.finish_reason, answer.error is not None)
