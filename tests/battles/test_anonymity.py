@@ -113,6 +113,7 @@ class History:
     visitor_cookies: dict[str, str]
     voted_battle: str
     snapshot_id: int
+    chat: str  # the visitor's direct chat, answered and rated
 
 
 def _get_routes(settings: Settings) -> set[str]:
@@ -177,6 +178,8 @@ def _requests(history: History) -> dict[str, list[tuple[Reader, str]]]:
         "/api/battles/{battle_id}": [(visitor, f"/api/battles/{battle}")],
         "/api/battles/{battle_id}/stream": [(visitor, f"/api/battles/{battle}/stream")],
         "/api/me/battles": [(visitor, "/api/me/battles")],
+        "/api/chats/{chat_id}": [(visitor, f"/api/chats/{history.chat}")],
+        "/api/chats/{chat_id}/stream": [(visitor, f"/api/chats/{history.chat}/stream")],
         "/me/battles": [(anyone, "/me/battles")],
         "/owner": [(anyone, "/owner")],
         "/api/owners/me": [(owner, "/api/owners/me") for owner in owners.values()],
@@ -357,6 +360,16 @@ def _make_history(arena: Arena, fake_upstream: FakeUpstream) -> History:
             assert read_stream(visitor, voted).end["status"] == "ready"
             answer = visitor.post(f"/api/battles/{voted}/vote", json={"winner": "model_a"})
             assert answer.status_code == 200, answer.text
+        # A named battle voted on and a direct chat rated: in the history of the figures too.
+        named = _named_battle(visitor, "A named question", [MODELS[0], MODELS[1]])
+        assert visitor.post(f"/api/battles/{named}/vote", json={"winner": "model_b"}).is_success
+        chat = visitor.post("/api/chats", json={"model": MODELS[2], "prompt": "Hello there"})
+        assert chat.status_code == 201, chat.text
+        chat_id = chat.json()["chat_id"]
+        with visitor.stream("GET", f"/api/chats/{chat_id}/stream") as streamed:
+            assert '"status":"ready"' in streamed.read().decode()
+        thumbs = visitor.post(f"/api/chats/{chat_id}/feedback", json={"turn": 1, "rating": "up"})
+        assert thumbs.is_success, thumbs.text
         cookies = dict(visitor.cookies)
     _seed_settled_and_open_battles(arena.settings)
     outcome = run_recompute(RecomputeConfig.from_settings(arena.settings))
@@ -365,7 +378,42 @@ def _make_history(arena: Arena, fake_upstream: FakeUpstream) -> History:
     async def snapshot_id(session: AsyncSession) -> int:
         return int(await session.scalar(select(func.max(RatingSnapshot.id))) or 0)
 
-    return History(owners, cookies, voted, arena.db(snapshot_id))
+    return History(owners, cookies, voted, arena.db(snapshot_id), chat_id)
+
+
+def _named_battle(visitor: httpx.Client, prompt: str, models: list[str]) -> str:
+    """A side-by-side battle of `models`, answered; its id."""
+    created = visitor.post(
+        "/api/battles", json={"prompt": prompt, "mode": "named", "models": models}
+    )
+    assert created.status_code == 201, created.text
+    battle_id = str(created.json()["battle_id"])
+    assert read_stream(visitor, battle_id).end["status"] == "ready"
+    return battle_id
+
+
+# What a named battle's vote changes: the battles export holds it (anony: false), and the vote
+# counts (beside the leaderboard too) list it under its reason.
+NAMED_VOTE_MOVES = (
+    "anyone: GET /battles.jsonl",
+    "anyone: GET /battles.csv",
+    "anyone: GET /battles.parquet",
+    "anyone: GET /battles.card.md",
+    "anyone: GET /api/votes/counts",
+    "anyone: GET /leaderboard",
+    "anyone: GET /leaderboard?method=elo&sort=votes&order=desc",
+    "anyone: GET /leaderboard?category=multi-turn",
+)
+
+
+def _named_owners_views(models: list[str]) -> set[str]:
+    """What else it may change, settled: its two models' owners' views of them (the named
+    votes counted apart, the answers in the failure streak), as an anonymous battle's do."""
+    return {
+        f"owner of {m}: GET {path}"
+        for m in models
+        for path in ("/api/models/mine", f"/api/models/{m}", f"/api/models/{m}/stats")
+    }
 
 
 def _json(settings: Settings, history: History) -> dict[str, Any]:
@@ -445,6 +493,26 @@ def test_nothing_public_moves_until_the_battle_settles(
         shares_after = _latest_tables(settings)[("bt", "all")][4]["battles_drawn"]
         for name in MODELS:
             assert shares_after[name] == shares_before[name] + (1 if name in drawn else 0)
+
+        # A named battle moves nothing an anonymous battle could be diffed against: nothing
+        # while it runs, and once voted, nothing but its own export row and counts.
+        before = _read_everything(settings, history)
+        tables_before = _latest_tables(settings)
+        with arena.client() as visitor:
+            named = _named_battle(visitor, "Which of you rhymes better?", MODELS[2:])
+            _assert_unchanged(before, _read_everything(settings, history), "once it answered")
+            assert visitor.post(f"/api/battles/{named}/vote", json={"winner": "tie"}).is_success
+        after = _read_everything(settings, history)
+        moved = {key for key in before if before[key] != after[key]}
+        assert set(NAMED_VOTE_MOVES) <= moved, sorted(moved)
+        assert not moved - {*NAMED_VOTE_MOVES, *_named_owners_views(MODELS[2:])}, sorted(moved)
+        assert run_recompute(RecomputeConfig.from_settings(settings)).ran
+        tables_after = _latest_tables(settings)
+        for key, (vote_set, n_votes, params, rows, extras) in tables_before.items():
+            assert tables_after[key][:4] == (vote_set, n_votes, params, rows), key
+            assert tables_after[key][4].get("battles_drawn") == extras.get("battles_drawn")
+        named_votes = tables_after[("bt", "all")][4]["named_votes"]
+        assert named_votes == {MODELS[0]: 1, MODELS[1]: 1, MODELS[2]: 1, MODELS[3]: 1}
     finally:
         arena.server.stop()
 
