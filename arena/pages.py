@@ -69,15 +69,25 @@ def install_security_headers(app: FastAPI) -> None:
     app.add_middleware(SecurityHeaders)
 
 
+# The modes of the battle page, each a tab: `?mode=` opens one (anonymous by default).
+PAGE_MODES = ("anonymous", "named", "chat")
+
+
 @router.get("/", response_class=HTMLResponse)
-async def battle_page(request: Request) -> HTMLResponse:
+async def battle_page(request: Request, mode: str = "anonymous") -> HTMLResponse:
     state = request.app.state
     settings = state.settings
     notice: ReleaseNotice | None = state.release_notice
     response = templates.TemplateResponse(
         request,
         "battle.html",
-        {"max_prompt_chars": settings.max_prompt_chars, "nav": "battle", "notice": notice},
+        {
+            "max_prompt_chars": settings.max_prompt_chars,
+            "nav": "battle",
+            "notice": notice,
+            # An unknown mode opens the home page as it always was, rather than an error page.
+            "mode": mode if mode in PAGE_MODES else "anonymous",
+        },
     )
     if notice is not None:
         # The page carries the notice: the session it is served to gets the server's record of

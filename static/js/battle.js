@@ -4,6 +4,7 @@
 // textContent) or textContent itself. Nothing in this file assigns innerHTML.
 
 import { renderMarkdown } from "./markdown.js";
+import { battleRequest } from "./modes.js";
 
 const STORAGE_KEY = "arena.battle";
 const SIDES = ["a", "b"];
@@ -25,7 +26,8 @@ const maxPrompt = Number(root.dataset.maxPrompt) || 8000;
 const sideBoxes = Object.fromEntries(SIDES.map((side) => [side, document.getElementById(`side-${side}`)]));
 
 // state: idle | starting | streaming | ready | failed | closed | voting | voted | lost
-const battle = { id: null, state: "idle", turns: [], controller: null, winner: null };
+// mode: "anonymous", or "named" (side by side: the names are shown from the start)
+const battle = { id: null, state: "idle", turns: [], controller: null, winner: null, mode: null };
 
 // Storage can be switched off (private modes, strict settings): the page then just forgets.
 function remember(battleId) {
@@ -237,6 +239,7 @@ const STATUS_TEXT = {
   closed: "This battle is closed: it no longer takes a vote or a follow-up. Start a new battle.",
   voting: "Recording your vote…",
   voted: "Thanks! Your vote is recorded. Here is who was behind each side.",
+  "named-voted": "Thanks! Your vote is recorded, apart from the anonymous ratings.",
   lost: "This battle cannot go on. Start a new battle.",
   erased: "You deleted this battle: its prompts and answers are erased. Start a new battle.",
 };
@@ -248,7 +251,7 @@ function setState(state) {
   sidesBox.hidden = !started;
   decideBox.hidden = !started;
   document.getElementById("intro").hidden = started;
-  statusLine.textContent = STATUS_TEXT[state] || "";
+  statusLine.textContent = STATUS_TEXT[battle.mode === "named" ? `named-${state}` : state] || STATUS_TEXT[state] || "";
   for (const button of voteButtons) button.disabled = state !== "ready";
   const busy = state === "starting" || state === "streaming" || state === "voting";
   form.hidden = ["failed", "closed", "voted", "lost", "erased"].includes(state);
@@ -271,7 +274,11 @@ function showReveal(models, winner) {
   for (const side of SIDES) {
     const box = sideBoxes[side];
     const model = models[`model_${side}`];
-    box.querySelector(".reveal-name").textContent = model.name;
+    // The names link to their model pages (/models/{name}, the name quoted as the server does).
+    const link = document.createElement("a");
+    link.href = `/models/${encodeURIComponent(model.name)}`;
+    link.textContent = model.name;
+    box.querySelector(".reveal-name").replaceChildren(link);
     box.querySelector(".reveal-org").textContent = model.organization ? ` · ${model.organization}` : "";
     box.querySelector(".reveal").hidden = false;
     const verdict = box.querySelector(".verdict");
@@ -291,6 +298,7 @@ function clearBattle() {
   battle.id = null;
   battle.turns = [];
   battle.winner = null;
+  battle.mode = null;
   remember(null);
   for (const side of SIDES) {
     const box = sideBoxes[side];
@@ -397,9 +405,12 @@ async function send() {
   setState("starting");
   try {
     if (first) {
-      const created = await api("POST", "/api/battles", { prompt });
+      const request = battleRequest(prompt);
+      const created = await api("POST", "/api/battles", request);
       battle.id = created.battle_id;
+      battle.mode = request.mode || "anonymous";
       remember(battle.id);
+      if (battle.mode === "named") await showChosenNames();
     } else {
       await api("POST", `/api/battles/${encodeURIComponent(battle.id)}/turns`, { prompt });
     }
@@ -433,6 +444,16 @@ async function vote(winner) {
   setState("voted");
   showReveal(reveal, winner);
   newBattleButton.focus();
+}
+
+// A side-by-side battle names its models from the start: its view says who they are.
+async function showChosenNames() {
+  try {
+    const view = await api("GET", `/api/battles/${encodeURIComponent(battle.id)}`);
+    if (view.models) showReveal(view.models, null);
+  } catch {
+    // the names come with the vote's answer anyway
+  }
 }
 
 // A battle the server says is over but not voted: failed, or closed past its vote window.
@@ -486,6 +507,8 @@ async function restore() {
     return;
   }
   battle.id = view.battle_id;
+  battle.mode = view.mode || "anonymous";
+  document.dispatchEvent(new CustomEvent("arena:battle-mode", { detail: battle.mode }));
   const byTurn = new Map();
   for (const message of view.messages) {
     if (!byTurn.has(message.turn)) byTurn.set(message.turn, {});
@@ -508,6 +531,7 @@ async function restore() {
     }
   }
   renderAllNow();
+  if (battle.mode === "named" && view.models) showReveal(view.models, view.winner);
   if (view.erased_at && !(view.status === "voted" && view.models)) {
     setState("erased");
   } else if ((view.status === "pending" || view.status === "streaming") && last) {

@@ -307,6 +307,17 @@ function millis(p) {
   return p.samples ? `p50 ${p.p50} · p90 ${p.p90} · p99 ${p.p99} ms (${p.samples} answers)` : "–";
 }
 
+// Votes of battles whose visitor chose the models by name: kept apart, never rated.
+function namedVotes(named) {
+  if (!named || !named.votes) return "none (not in the rating)";
+  return `${named.votes} (${named.wins} won, ${named.losses} lost, ${named.ties} ties, ${named.both_bad} both bad; not in the rating)`;
+}
+
+function chatFeedback(chats) {
+  if (!chats || !chats.chats) return "none";
+  return `${chats.chats} chat${chats.chats === 1 ? "" : "s"}: ${chats.up} thumbs up, ${chats.down} thumbs down`;
+}
+
 async function showStats(name) {
   const stats = await api("GET", `/api/models/${encodeURIComponent(name)}/stats`);
   $("#stats-name").textContent = stats.name;
@@ -320,6 +331,8 @@ async function showStats(name) {
     ["Votes", `${stats.votes} (${stats.counted_votes} counted, ${stats.excluded_votes} excluded)`],
     ["Win rate", `${percent(stats.win_rate)} (${stats.wins} won, ${stats.losses} lost, ${stats.ties} ties, ${stats.both_bad} both bad)`],
     ["Flagged votes", flagged],
+    ["Side-by-side votes", namedVotes(stats.named_votes)],
+    ["Direct chats", chatFeedback(stats.chat_feedback)],
     ["Battles", stats.battles],
     ["Error rate", `${percent(stats.error_rate)} (${stats.failed_answers} of ${stats.answers} answers)`],
     ["Failures in a row", `${stats.consecutive_failures} (paused automatically at ${stats.circuit_breaker_threshold || "never"})`],
