@@ -37,7 +37,8 @@ _TITLES: Final[dict[ExportKind, str]] = {
 _SUMMARIES: Final[dict[ExportKind, str]] = {
     "battles": (
         "One row per counted vote of this arena: which two models met in an anonymous battle "
-        "and which one the visitor preferred, in FastChat's clean-battle columns, so the "
+        "and which one the visitor preferred (and the votes of side-by-side battles, marked "
+        "`anony: false`), in FastChat's clean-battle columns, so the "
         "leaderboard can be recomputed with FastChat's notebook or `arena ratings compute "
         "--battles FILE`."
     ),
@@ -66,6 +67,8 @@ class ExportStats:
     """Counts over the rows of one export, gathered as they stream past."""
 
     rows: int = 0
+    # Of which votes of named (side-by-side) battles, `anony: false`: no rating counts them
+    named: int = 0
     first_tstamp: float | None = None
     last_tstamp: float | None = None
     winners: Counter[str] = field(default_factory=Counter)
@@ -75,6 +78,7 @@ class ExportStats:
     def add(self, votes: Iterable[ExportedVote]) -> None:
         for vote in votes:
             self.rows += 1
+            self.named += 0 if vote.anony else 1
             if self.first_tstamp is None or vote.tstamp < self.first_tstamp:
                 self.first_tstamp = vote.tstamp
             if self.last_tstamp is None or vote.tstamp > self.last_tstamp:
@@ -204,7 +208,7 @@ def _exact(facts: CardFacts, stats: ExportStats) -> bool:
         and facts.export == "battles"
         and facts.scope.until is not None
         and board.computed_at == facts.scope.until
-        and stats.rows == board.n_votes
+        and stats.rows - stats.named == board.n_votes
     )
 
 
@@ -277,7 +281,8 @@ def _leaderboard_text(facts: CardFacts, stats: ExportStats) -> list[str]:
         )
     elif facts.export == "battles":
         said.append(
-            f"This export holds every counted vote at the time of the download ({stats.rows:,}), "
+            f"This export holds every counted vote at the time of the download "
+            f"({stats.rows - stats.named:,}), "
             f"which need not be the leaderboard's; `?snapshot={board.snapshot_id}` on the "
             "download gives exactly the leaderboard's votes."
         )
@@ -285,6 +290,12 @@ def _leaderboard_text(facts: CardFacts, stats: ExportStats) -> list[str]:
         said.append(
             "Preference pairs are the decisive votes among every counted vote at the time of "
             "the download; the leaderboard counts ties too."
+        )
+    if stats.named:
+        said.append(
+            f"It also holds {stats.named:,} votes of side-by-side battles, whose visitor chose "
+            'the models by name: marked `"anony": false`, as FastChat marks them, and left out '
+            "of every rating."
         )
     return said
 

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from arena.leaderboard.snapshots import RecomputeConfig, run_recompute
 from arena.models import Battle, BattleMode, Model, ModelStatus, Vote
 from arena.registry.keys import KeyRing
 from arena.registry.stats import model_stats
@@ -158,3 +159,28 @@ def test_hostile_named_requests_get_422(
         return len((await session.scalars(select(Battle.id))).all())
 
     assert arena.db(battles) == 0
+
+
+def test_a_snapshot_export_with_named_votes_still_reproduces_the_leaderboard(
+    arena: Arena, fake_upstream: FakeUpstream
+) -> None:
+    _models(arena, fake_upstream)
+    with arena.client() as visitor:
+        anonymous = start_battle(visitor, "What is the tallest mountain?")
+        read_stream(visitor, anonymous)
+        assert visitor.post(f"/api/battles/{anonymous}/vote", json={"winner": "tie"}).is_success
+        named = _named(visitor, "Write a haiku", ["gamma-2b", "alpha-7b"])
+        read_stream(visitor, named)
+        assert visitor.post(f"/api/battles/{named}/vote", json={"winner": "model_a"}).is_success
+        assert run_recompute(RecomputeConfig.from_settings(arena.settings)).ran
+        board = visitor.get("/api/leaderboard").json()
+        snapshot = board["snapshot"]["id"]
+        lines = visitor.get(f"/battles.jsonl?snapshot={snapshot}").text.splitlines()
+        card = visitor.get(f"/battles.card.md?snapshot={snapshot}").text
+        model_page = visitor.get("/api/leaderboard/models/gamma-2b").json()
+    assert sorted(json.loads(line)["anony"] for line in lines) == [False, True]
+    assert "reproduces that table" in card
+    assert "1 votes of side-by-side battles" in card
+    assert model_page["named_votes"] == 1
+    # The rating engine reads the same file and leaves the named row out.
+    assert board["snapshot"]["n_votes"] == 1
