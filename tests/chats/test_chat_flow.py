@@ -9,11 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from arena.chats.service import CHAT_ERROR
-from arena.models import Battle, ChatFeedback, Model, ModelStatus
+from arena.chats.service import CHAT_ERROR, fail_interrupted_turns
+from arena.models import Battle, BattleStatus, Chat, ChatFeedback, Model, ModelStatus, utcnow
 from arena.registry.keys import KeyRing
 from arena.registry.stats import model_stats
 from tests.conftest import Arena
@@ -172,3 +172,45 @@ def test_chats_share_the_battle_rate_limit(arena_factory: Any, fake_upstream: Fa
         _chat(visitor, "alpha-7b", "two")
         refused = visitor.post("/api/chats", json={"model": "alpha-7b", "prompt": "three"})
         assert refused.status_code == 429, refused.text
+
+
+def test_a_chat_turn_left_streaming_by_a_dead_worker_is_ended(
+    arena: Arena, fake_upstream: FakeUpstream
+) -> None:
+    arena.add_model("alpha-7b", fake_upstream.base_url)
+    with arena.client() as visitor:
+        chat_id = _chat(visitor, "alpha-7b", "hello")
+
+        async def left_streaming(session: AsyncSession) -> None:
+            # As a worker killed mid-answer leaves it: claimed, never finished.
+            await session.execute(
+                update(Chat)
+                .where(Chat.id == chat_id)
+                .values(
+                    status=BattleStatus.streaming,
+                    stream_started_at=utcnow() - timedelta(hours=1),
+                    streamed_by="gone-worker",
+                )
+            )
+
+        arena.db(left_streaming)
+        events = _stream(visitor, chat_id)
+        assert events[-2:] == [
+            {"side": "a", "type": "error", "message": CHAT_ERROR},
+            {"type": "end", "status": "failed"},
+        ]
+        assert visitor.get(f"/api/chats/{chat_id}").json()["status"] == "failed"
+        other_id = _chat(visitor, "alpha-7b", "hello again")
+
+    async def settled_by_next_worker(session: AsyncSession) -> int:
+        # The next worker to start ends such turns at once (arena/app.py, workers.py).
+        await session.execute(
+            update(Chat)
+            .where(Chat.id == other_id)
+            .values(status=BattleStatus.streaming, streamed_by="gone-worker")
+        )
+        return await session.run_sync(
+            lambda sync: fail_interrupted_turns(sync.connection(), worker="gone-worker")
+        )
+
+    assert arena.db(settled_by_next_worker) == 1
