@@ -1,7 +1,7 @@
 """battle.mode (anonymous | named); chat, chat_message, chat_feedback for direct chats.
 
 Revision ID: 62abb4a02a35
-Revises: 90f2bc92025d
+Revises: 3ef5e86a558e
 Create Date: 2026-12-07 03:58:40.160782
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import arena.models
 
 revision: str = "62abb4a02a35"
-down_revision: str | Sequence[str] | None = "90f2bc92025d"
+down_revision: str | Sequence[str] | None = "3ef5e86a558e"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
