@@ -40,6 +40,8 @@ from arena.console.routes import router as console_router
 from arena.db import Transactions, make_async_engine, make_sessionmaker, write_session
 from arena.error_responses import ERROR_RESPONSES
 from arena.errors import install_error_handlers
+from arena.images.decoding import images_body_bytes
+from arena.images.routes import router as images_router
 from arena.leaderboard.background import RecomputeScheduler
 from arena.leaderboard.cache import PageCache
 from arena.leaderboard.routes import router as leaderboard_router
@@ -167,9 +169,17 @@ def _settle_gone_worker(connection: Connection, gone: str) -> int:
 
 
 class _ArenaApp(FastAPI):
-    def __init__(self, *, max_body_bytes: int, request_ids: bool, **options: Any) -> None:
+    def __init__(
+        self,
+        *,
+        max_body_bytes: int,
+        larger_posts: dict[str, int],
+        request_ids: bool,
+        **options: Any,
+    ) -> None:
         super().__init__(**options)
         self.max_body_bytes = max_body_bytes
+        self.larger_posts = larger_posts
         self.request_ids = request_ids
 
     def build_middleware_stack(self) -> ASGIApp:
@@ -177,7 +187,7 @@ class _ArenaApp(FastAPI):
         # bound on request bodies, which the fast lane reads too; outermost, with JSON logs, the
         # request id, so that every answer (a 413 too) carries it.
         fast_lane = BattleFastLane(super().build_middleware_stack(), self)
-        bounded = BodyLimit(fast_lane, self.max_body_bytes)
+        bounded = BodyLimit(fast_lane, self.max_body_bytes, self.larger_posts)
         return RequestIds(bounded) if self.request_ids else bounded
 
 
@@ -271,6 +281,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = _ArenaApp(
         max_body_bytes=settings.max_body_bytes,
+        # A new battle's prompt may carry images in base64 (arena/images/).
+        larger_posts={"/api/battles": images_body_bytes(settings)},
         request_ids=settings.log_format == "json",
         title="arena",
         summary="Anonymous battles between chat models, votes, ratings and open data.",
@@ -292,6 +304,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(owner_pages_router)
     app.include_router(pages_router)
     app.include_router(leaderboard_router)
+    app.include_router(images_router)
     app.include_router(metrics.router)
     app.include_router(console_router)
     install_api_docs(app)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from arena.errors import BodyTooLarge, arena_error_response
@@ -21,16 +23,32 @@ class BodyLimit:
     Starlette's RequestBodyLimitMiddleware answers in plain text without the limit, leaves the
     connection open and wraps every request's `receive` and `send`, each event of a battle's
     stream included; this one costs a request with a small declared body one pass over its
-    headers."""
+    headers.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    `larger_posts` names the paths whose POST bodies may be larger, with their own limit: a
+    prompt with images attached (arena/images/) carries them in base64 inside its JSON."""
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, larger_posts: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger_posts = dict(larger_posts or {})
+
+    def _limit(self, scope: Scope) -> int:
+        if scope["method"] != "POST" or not self.larger_posts:
+            return self.max_bytes
+        path: str = scope["path"]
+        root_path: str = scope.get("root_path", "")
+        if root_path and path.startswith(root_path):
+            path = path[len(root_path) :]
+        return self.larger_posts.get(path, self.max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self._limit(scope)
         declared: bytes | None = None
         chunked = False
         for name, value in scope["headers"]:
@@ -39,20 +57,20 @@ class BodyLimit:
             elif name == b"transfer-encoding":
                 chunked = True
         if chunked:
-            await self._counted(scope, receive, send)
+            await self._counted(scope, receive, send, max_bytes)
             return
         if declared is not None:
             try:
                 length = int(declared)
             except ValueError:  # the server refuses these itself; should one pass, count it
-                await self._counted(scope, receive, send)
+                await self._counted(scope, receive, send, max_bytes)
                 return
-            if length > self.max_bytes:
-                await self._refuse(scope, receive, send)
+            if length > max_bytes:
+                await self._refuse(scope, receive, send, max_bytes)
                 return
         await self.app(scope, receive, send)
 
-    async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _counted(self, scope: Scope, receive: Receive, send: Send, max_bytes: int) -> None:
         received = 0
         refused = False
         started = False
@@ -64,10 +82,10 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     refused = True
                     if not started:
-                        await self._refuse(scope, receive, send)
+                        await self._refuse(scope, receive, send, max_bytes)
                     # To the app the client is gone: it stops reading, and what it answers
                     # instead is dropped below.
                     return {"type": "http.disconnect"}
@@ -83,8 +101,8 @@ class BodyLimit:
 
         await self.app(scope, receive_within_limit, send_unless_refused)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = arena_error_response(BodyTooLarge(self.max_bytes))
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, max_bytes: int) -> None:
+        response = arena_error_response(BodyTooLarge(max_bytes))
         for name, value in ALWAYS.items():  # what the app's SecurityHeaders adds to every answer
             response.headers.setdefault(name, value)
         response.headers["Connection"] = "close"

@@ -193,6 +193,13 @@ def models_add(
     max_tokens: Annotated[int, typer.Option(min=1, max=32768)] = 1024,
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.7,
     system_prompt: Annotated[str, typer.Option()] = "",
+    supports_images: Annotated[
+        bool,
+        typer.Option(
+            "--supports-images",
+            help="The model reads images: it meets others in battles whose prompt has images",
+        ),
+    ] = False,
 ) -> None:
     """Register an endpoint and make it active at once."""
     api_key = None
@@ -214,6 +221,7 @@ def models_add(
         max_tokens=max_tokens,
         temperature=temperature,
         system_prompt=system_prompt,
+        supports_images=supports_images,
     )
 
     async def work(session: AsyncSession) -> Model:

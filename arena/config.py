@@ -92,6 +92,16 @@ class Settings(BaseSettings):
     # Battles and upstream calls
     max_prompt_chars: int = Field(default=8000, ge=1, le=200_000)
     """Longest prompt accepted, in characters."""
+    max_images_per_prompt: int = Field(default=4, ge=0, le=16)
+    """Images a visitor may attach to a battle's first prompt (0: none; battles stay text only).
+    Only models registered with image support meet in a battle with images."""
+    max_image_bytes: int = Field(default=5_000_000, ge=1024, le=50_000_000)
+    """Largest attached image, in bytes of the file as sent. The body limit of `POST
+    /api/battles` is `ARENA_MAX_BODY_BYTES` plus room for this many bytes per image in base64."""
+    max_image_pixels: int = Field(default=25_000_000, ge=1024, le=200_000_000)
+    """Largest attached image in pixels (width times height), checked from its header before it
+    is decoded: a small file that would decode to a huge picture (a decompression bomb) is
+    refused."""
     max_turns: int = Field(default=8, ge=1, le=100)
     """Turns per battle (the first prompt and its follow-ups)."""
     vote_window_seconds: float = Field(default=DEFAULT_VOTE_WINDOW_SECONDS, gt=0, le=30 * 86_400)

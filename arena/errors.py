@@ -4,6 +4,7 @@
     ├── InvalidInput                422  a value a person can correct
     │   ├── ProbeFailed                   the endpoint did not pass its test request
     │   └── PromptRefused                 moderation refused the prompt (arena/moderation.py)
+    │   └── ImageRefused                  an attached image that is not a usable picture
     ├── NotFound                    404
     │   ├── BattleNotFound
     │   └── ChatNotFound
@@ -23,6 +24,7 @@
     ├── TooManyRequests             429  with Retry-After
     ├── NoModelsAvailable           503  fewer than two active models
     ├── ModerationUnavailable       503  the moderation endpoint is down and battles stop
+    │   └── NoImageModelsAvailable        fewer than two that read images
     ├── DemoUnavailable                  the built-in demo endpoints cannot start (CLI only)
     ├── OutboundSetupError               the CA bundle or a proxy variable is unusable (at start)
     └── EndpointError                    an upstream endpoint misbehaved (never shown verbatim)
@@ -68,6 +70,8 @@ class ProbeFailed(InvalidInput):
 
 class PromptRefused(InvalidInput):
     pass
+class ImageRefused(InvalidInput):
+    """An attached image that cannot be used; the message names it and says what to send."""
 
 
 class NotFound(ArenaError):
@@ -196,6 +200,13 @@ class ModerationUnavailable(ArenaError):
     """The moderation endpoint gave no verdict and the operator chose to stop battles then."""
 
     status_code = 503
+class NoImageModelsAvailable(NoModelsAvailable):
+    def __init__(self) -> None:
+        ArenaError.__init__(
+            self,
+            "Fewer than two active models read images, so a battle with images cannot start; "
+            "send the prompt without images.",
+        )
 
 
 class DemoUnavailable(ArenaError):

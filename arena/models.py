@@ -15,7 +15,9 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -23,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.expression import false
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -187,6 +190,9 @@ class Model(Base):
     )
     status_reason: Mapped[str] = mapped_column(Text, default="")
     sampling_weight: Mapped[float] = mapped_column(Float, default=1.0)
+    # Declared by its owner and checked by the probe with a tiny image: only such models meet
+    # in battles whose prompt has images.
+    supports_images: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     activated_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -297,6 +303,34 @@ class Message(Base):
     battle: Mapped[Battle] = relationship(back_populates="messages")
 
     __table_args__ = (UniqueConstraint("battle_id", "turn", "side", name="one_per_side_and_turn"),)
+
+
+class Image(Base):
+    """An image attached to a prompt, re-encoded without metadata (arena/images/decoding.py) and
+    stored once however many prompts carry it. In the database so that no worker keeps files."""
+
+    __tablename__ = "image"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    mime_type: Mapped[str] = mapped_column(String(32))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PromptImage(Base):
+    """Which images a visitor's prompt carries (the battle's turn), in the order attached."""
+
+    __tablename__ = "prompt_image"
+
+    battle_id: Mapped[str] = mapped_column(ForeignKey("battle.id", ondelete="CASCADE"))
+    turn: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer)
+    image_sha256: Mapped[str] = mapped_column(ForeignKey("image.sha256"), index=True)
+
+    __table_args__ = (PrimaryKeyConstraint("battle_id", "turn", "position"),)
 
 
 class Vote(Base):

@@ -39,6 +39,9 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
         "Battles and upstream calls",
         (
             "max_prompt_chars",
+            "max_images_per_prompt",
+            "max_image_bytes",
+            "max_image_pixels",
             "max_turns",
             "vote_window_seconds",
             "connect_timeout",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import io
 import json
 import re
 import ssl
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from tests.servers import free_port
 
@@ -39,6 +41,35 @@ MARKDOWN_ANSWER = (
 
 def answer_for(prompt: str) -> str:
     return f"You asked: {prompt[:200]}. Here is a careful and complete answer from this model."
+
+
+def prompt_text(content: Any) -> str:
+    """A message's text: the content itself, or its text parts when it is a list of parts."""
+    if isinstance(content, list):
+        return "".join(str(p.get("text", "")) for p in content if p.get("type") == "text")
+    return str(content)
+
+
+def image_urls(body: dict[str, Any]) -> list[str]:
+    """The image_url parts of every message of a request, in order."""
+    found = []
+    for message in body.get("messages") or []:
+        content = message.get("content")
+        if isinstance(content, list):
+            found += [p["image_url"]["url"] for p in content if p.get("type") == "image_url"]
+    return found
+
+
+def vision_answer(body: dict[str, Any]) -> str:
+    """What the fake "vision" model says: the size of each picture it was sent, as decoded."""
+    seen = []
+    for url in image_urls(body):
+        head, _, payload = url.partition(",")
+        picture = Image.open(io.BytesIO(base64.b64decode(payload)))
+        seen.append(
+            f"{head.removeprefix('data:').removesuffix(';base64')} {picture.width}x{picture.height}"
+        )
+    return f"I see {len(seen)} picture(s): {', '.join(seen) or 'none'}."
 
 
 @dataclass
@@ -176,7 +207,7 @@ class _Handler:
         model = str(body.get("model", "normal"))
         name, *options = model.split(":")
         messages = body.get("messages") or [{"content": ""}]
-        prompt = str(messages[-1].get("content", ""))
+        prompt = prompt_text(messages[-1].get("content", ""))
         return await self._behave(writer, name, options, model, prompt, body)
 
     async def _moderate(self, writer: asyncio.StreamWriter, body: dict[str, Any]) -> bool:
@@ -265,6 +296,15 @@ class _Handler:
             await self._stream_text(writer, model, answer_for(prompt), option or 0.0)
         elif name == "slow":
             await self._stream_text(writer, model, answer_for(prompt), option or 0.15)
+        elif name == "vision":
+            await self._stream_text(writer, model, vision_answer(body), 0.0)
+        elif name == "text-only":
+            # A model that reads no images: 400 to a request with any, as OpenAI's API answers
+            if image_urls(body):
+                error = {"error": {"message": "image input is not supported by this model"}}
+                await self._plain(writer, 400, "application/json", json.dumps(error).encode())
+                return True
+            await self._stream_text(writer, model, answer_for(prompt), 0.0)
         elif name == "xss":
             await self._stream_text(writer, model, XSS_ANSWER, 0.0)
         elif name == "markdown":

@@ -17,7 +17,9 @@ from arena.battles import integrity
 from arena.battles.sampling import read_plan
 from arena.battles.turns import ClaimedTurn, check_prompt, read_endpoints
 from arena.config import Settings
-from arena.errors import InvalidInput, NoModelsAvailable
+from arena.errors import InvalidInput, NoImageModelsAvailable, NoModelsAvailable
+from arena.images.decoding import CleanImage
+from arena.images.store import store_prompt_images
 from arena.models import Battle, BattleMode, BattleStatus, Message, Model, ModelStatus, Side
 from arena.visitors import Visitor
 
@@ -34,15 +36,24 @@ class DrawnPair:
     mode: BattleMode = BattleMode.anonymous
 
 
-def draw_battle_pair(connection: Connection, *, prompt: str, settings: Settings) -> DrawnPair:
+def draw_battle_pair(
+    connection: Connection, *, prompt: str, settings: Settings, with_images: bool = False
+) -> DrawnPair:
     """Check the prompt, draw the pair (side A, side B) and read their endpoints: reads only,
-    so that on SQLite the write lock is not held while they run."""
+    so that on SQLite the write lock is not held while they run. A prompt `with_images` is
+    drawn a pair among the models that read images only."""
     check_prompt(prompt, settings)
-    model_a_id, model_b_id = read_plan(connection, settings=settings).draw()
+    plan = read_plan(connection, settings=settings, images_only=with_images)
+    try:
+        model_a_id, model_b_id = plan.draw()
+    except NoModelsAvailable:
+        if with_images:
+            raise NoImageModelsAvailable() from None
+        raise
     return DrawnPair(model_a_id, model_b_id, read_endpoints(connection, model_a_id, model_b_id))
 
 
-_BY_NAME = select(Model.id, Model.name, Model.status).where(
+_BY_NAME = select(Model.id, Model.name, Model.status, Model.supports_images).where(
     Model.name.in_(bindparam("chosen_names", expanding=True))
 )
 _OTHERS = select(Model.id).where(
@@ -52,12 +63,13 @@ _OTHERS = select(Model.id).where(
 )
 
 
-def chosen_models(connection: Connection, names: Sequence[str]) -> list[int]:
-    """The ids of the models named `names`, in that order; raise unless each is active."""
-    found = {
-        name: (model_id, status)
-        for model_id, name, status in connection.execute(_BY_NAME, {"chosen_names": list(names)})
-    }
+def chosen_models(
+    connection: Connection, names: Sequence[str], *, with_images: bool = False
+) -> list[int]:
+    """The ids of the models named `names`, in that order; raise unless each is active (and,
+    `with_images`, reads images)."""
+    rows = connection.execute(_BY_NAME, {"chosen_names": list(names)})
+    found = {name: (model_id, status, images) for model_id, name, status, images in rows}
     ids = []
     for name in names:
         if name not in found:
@@ -65,11 +77,16 @@ def chosen_models(connection: Connection, names: Sequence[str]) -> list[int]:
                 f"models: no model is named {name!r}; choose one of the active models the "
                 "battle page lists (names are exact, capitals included)"
             )
-        model_id, status = found[name]
+        model_id, status, reads_images = found[name]
         if status != ModelStatus.active:
             raise InvalidInput(
                 f"models: {name!r} is {status.value} and takes no battles now; choose an active "
                 "model"
+            )
+        if with_images and not reads_images:
+            raise InvalidInput(
+                f"models: {name!r} does not read images; choose a model that does, or send the "
+                "prompt without images"
             )
         ids.append(model_id)
     return ids
@@ -82,15 +99,18 @@ def choose_named_pair(
     prompt: str,
     settings: Settings,
     rng: random.Random = _rng,
+    with_images: bool = False,
 ) -> DrawnPair:
     """The pair of a named battle: the models named, side A first; with one name, side B drawn
-    evenly among the other active models the sampler may draw. Reads only."""
+    evenly among the other active models the sampler may draw. Reads only. A prompt
+    `with_images` takes models that read images only."""
     check_prompt(prompt, settings)
-    ids = chosen_models(connection, names)
+    ids = chosen_models(connection, names, with_images=with_images)
     if len(ids) == 1:
-        others = list(connection.scalars(_OTHERS, {"chosen_id": ids[0]}))
+        others_query = _OTHERS.where(Model.supports_images) if with_images else _OTHERS
+        others = list(connection.scalars(others_query, {"chosen_id": ids[0]}))
         if not others:
-            raise NoModelsAvailable()
+            raise NoImageModelsAvailable() if with_images else NoModelsAvailable()
         ids.append(rng.choice(others))
     model_a_id, model_b_id = ids
     return DrawnPair(
@@ -109,9 +129,11 @@ def create_battle(
     visitor: Visitor,
     settings: Settings,
     notice_shown_at: datetime | None = None,
+    images: Sequence[CleanImage] = (),
 ) -> str:
-    """Store the battle between the drawn pair and its first prompt; the battle's id.
-    `notice_shown_at`: when its session was served the release notice, by the server's record."""
+    """Store the battle between the drawn pair and its first prompt (with its `images`, already
+    checked and re-encoded); the battle's id. `notice_shown_at`: when its session was served
+    the release notice, by the server's record."""
     model_a_id, model_b_id = pair.model_a_id, pair.model_b_id
     battle_id = secrets.token_urlsafe(16)
     flags = integrity.prompt_flags(connection, prompt=prompt, settings=settings)
@@ -135,11 +157,20 @@ def create_battle(
     connection.execute(
         _INSERT_MESSAGE, {"battle_id": battle_id, "turn": 1, "side": Side.user, "content": prompt}
     )
+    store_prompt_images(connection, battle_id=battle_id, turn=1, images=images)
     return battle_id
 
 
-def first_turn(battle_id: str, pair: DrawnPair, prompt: str) -> ClaimedTurn:
+def first_turn(
+    battle_id: str, pair: DrawnPair, prompt: str, images: Sequence[CleanImage] = ()
+) -> ClaimedTurn:
     """What the first turn of a battle just created is made of, as its claim would read it."""
     return ClaimedTurn(
-        battle_id, 1, pair.model_a_id, pair.model_b_id, pair.endpoints, [(Side.user, prompt)]
+        battle_id,
+        1,
+        pair.model_a_id,
+        pair.model_b_id,
+        pair.endpoints,
+        [(Side.user, prompt)],
+        {1: list(images)} if images else {},
     )

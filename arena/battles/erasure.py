@@ -1,8 +1,9 @@
 """Erasure: a battle's texts removed at its visitor's request (or the operator's, on theirs).
 
-What goes: every prompt and answer of every turn, and the upstream errors (an endpoint may echo
-the prompt in one). What stays: the battle row (pair, times, flags, timings, language and
-category tags, worked out from the texts first if no recompute did yet) and its vote, so that
+What goes: every prompt and answer of every turn, the prompts' images (those no other prompt
+carries are deleted), and the upstream errors (an endpoint may echo the prompt in one). What
+stays: the battle row (pair, times, flags, timings, language and category tags, worked out from
+the texts first if no recompute did yet) and its vote, so that
 the ratings and every count stay what they were and the vote is still exported as an anonymous
 result, marked erased and without text. An erased battle takes no vote, follow-up or stream any
 more (its claims and votes check `erased_at`)."""
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from arena.battles.turns import fail_interrupted_turn
 from arena.config import Settings
 from arena.errors import BattleNotFound, Conflict, NotFound
+from arena.images.store import battle_has_images, forget_battle_images
 from arena.leaderboard.battles_source import battle_tags, battle_text
 from arena.models import Battle, BattleStatus, Message, utcnow
 from arena.visitors import Visitor, salted_hash
@@ -118,7 +120,8 @@ async def _erase(session: AsyncSession, battle: Battle, settings: Settings) -> E
         # Not tagged by a recompute yet: tagged now, from the texts while they exist, so that
         # the vote stays in the categories it belongs to (the recompute tags only once).
         messages = await session.scalars(select(Message).where(Message.battle_id == battle.id))
-        language, tags = battle_tags(battle_text(messages.all()))
+        with_images = await battle_has_images(session, battle_id=battle.id)
+        language, tags = battle_tags(battle_text(messages.all()), with_images=with_images)
         marks.update(language=language[:16], category_tags=tags)
     # Guarded as the claims are: a turn claimed since the read is streaming, and is not erased
     # under it.
@@ -140,5 +143,6 @@ async def _erase(session: AsyncSession, battle: Battle, settings: Settings) -> E
         .values(content="", error=None)
         .execution_options(synchronize_session=False)
     )
+    await forget_battle_images(session, battle_id=battle.id)
     await session.refresh(battle)
     return ErasedBattle(battle.id, now, newly=True)

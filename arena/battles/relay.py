@@ -18,6 +18,7 @@ from arena.models import BattleStatus, Message, Side
 from arena.moderation import WITHHELD_MESSAGE
 from arena.upstream.client import (
     Answer,
+    ChatMessage,
     Delta,
     Endpoint,
     Failed,
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 FinishTurn = Callable[[TurnPlan, dict[Side, Answer]], Awaitable[TurnEnd]]
 # One side's upstream call: stream_chat, or stream_chat behind the SSRF guard.
 ChatCall = Callable[
-    [UpstreamClient, Endpoint, list[dict[str, str]], Limits, Callable[[UpstreamEvent], None]],
+    [UpstreamClient, Endpoint, list[ChatMessage], Limits, Callable[[UpstreamEvent], None]],
     Awaitable[Answer],
 ]
 
@@ -321,7 +322,7 @@ class TurnRunner:
     def _call(
         self,
         endpoint: Endpoint,
-        conversation: list[dict[str, str]],
+        conversation: list[ChatMessage],
         emit: Callable[[UpstreamEvent], None],
     ) -> Awaitable[Answer]:
         try:

@@ -27,6 +27,7 @@ from arena.battles.schemas import (
 )
 from arena.battles.settled import vote_window
 from arena.db import SessionDep, Transactions, write_session
+from arena.images.decoding import CleanImage, ImageLimits, clean_images
 from arena.models import BattleMode, utcnow
 from arena.moderation import Moderator
 from arena.ratelimit import VoteThrottledDep, limit_battles
@@ -41,17 +42,28 @@ SSE_HEADERS = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
 TURN_NOT_STARTABLE = "arena.turn_not_startable"
 
 
+async def attached_images(state: State, data_urls: Sequence[str]) -> list[CleanImage]:
+    """The images sent with a prompt, checked and re-encoded off the event loop (ImageRefused
+    names the first one that cannot be used)."""
+    if not data_urls:
+        return []
+    limits = ImageLimits.from_settings(state.settings)
+    return await asyncio.to_thread(clean_images, data_urls, limits)
+
+
 async def open_battle(
     state: State,
     prompt: str,
     visitor: Visitor,
     cookies: Mapping[str, str],
     models: Sequence[str] | None = None,
+    images: Sequence[CleanImage] = (),
 ) -> str:
     """Draw the pair (or, with `models`, take the models named: a named battle) and store the
     battle; its id. The first turn's plan waits on this worker for the visitor's stream request
     (planned.py). `cookies` may hold the server's record that this session was shown the release
-    notice (consent.py)."""
+    notice (consent.py). With `images` (attached_images) the pair is drawn, or the named models
+    must be, among the models that read images."""
     transactions: Transactions = state.transactions
     settings = state.settings
     notice_shown_at = consent.notice_shown_at(
@@ -65,19 +77,23 @@ async def open_battle(
     # first, so that moderation is never asked about a prompt refused anyway.
     turns.check_prompt(prompt, settings)
     moderator: Moderator = state.moderator
-    await moderator.check_prompt(prompt)
+    await moderator.check_prompt(prompt, [image.data_url() for image in images])
     # The reads first, in a transaction of their own: on SQLite the write transaction holds the
     # database's one write lock.
     if models is None:
         pair = await transactions.read(
             lambda connection: creation.draw_battle_pair(
-                connection, prompt=prompt, settings=settings
+                connection, prompt=prompt, settings=settings, with_images=bool(images)
             )
         )
     else:
         pair = await transactions.read(
             lambda connection: creation.choose_named_pair(
-                connection, names=models, prompt=prompt, settings=settings
+                connection,
+                names=models,
+                prompt=prompt,
+                settings=settings,
+                with_images=bool(images),
             )
         )
     battle_id: str = await transactions.write(
@@ -88,11 +104,14 @@ async def open_battle(
             visitor=visitor,
             settings=settings,
             notice_shown_at=notice_shown_at,
+            images=images,
         )
     )
     metrics.battle_started()
     try:
-        plan = turns.plan_turn(creation.first_turn(battle_id, pair, prompt), keys=state.keys)
+        plan = turns.plan_turn(
+            creation.first_turn(battle_id, pair, prompt, images), keys=state.keys
+        )
     except Exception:
         # An endpoint key that cannot be read: the stream request plans the turn the usual way
         # and reports it there, where the turn is ended as failed.
@@ -157,9 +176,12 @@ def _start_planned_turn(state: State, plan: turns.TurnPlan, visitor: Visitor) ->
 @router.post("", status_code=status.HTTP_201_CREATED, dependencies=[Depends(limit_battles)])
 async def create_battle(body: BattleIn, request: Request, visitor: VisitorDep) -> BattleCreated:
     # An anonymous battle usually comes through the fast lane; one with a field it does not
-    # know (mode, models) comes here.
+    # know (mode, models, images) comes here.
+    state = request.app.state
+    turns.check_prompt(body.prompt, state.settings)
+    images = await attached_images(state, body.images)
     models = body.models if body.mode == BattleMode.named else None
-    battle_id = await open_battle(request.app.state, body.prompt, visitor, request.cookies, models)
+    battle_id = await open_battle(state, body.prompt, visitor, request.cookies, models, images)
     return BattleCreated(battle_id=battle_id)
 
 

@@ -108,6 +108,7 @@ _ACTIVE_MODELS = (
     .where(Model.status == ModelStatus.active)
     .order_by(Model.id)
 )
+_ACTIVE_IMAGE_MODELS = _ACTIVE_MODELS.where(Model.supports_images.is_(True))
 
 
 @dataclass(frozen=True)
@@ -275,10 +276,13 @@ def plan_from(
 _plans: dict[tuple[int, tuple[Candidate, ...], float], tuple[SnapshotGains, SamplingPlan]] = {}
 
 
-def read_plan(connection: Connection, *, settings: Settings) -> SamplingPlan:
+def read_plan(
+    connection: Connection, *, settings: Settings, images_only: bool = False
+) -> SamplingPlan:
     """The plan as it stands: active models with their weights, counted votes and pair gains from
-    the latest rating snapshot, so a new model (absent from it) is boosted from its first battle."""
-    models = connection.execute(_ACTIVE_MODELS).all()
+    the latest rating snapshot, so a new model (absent from it) is boosted from its first battle.
+    `images_only`: among the models that read images (a prompt with images attached)."""
+    models = connection.execute(_ACTIVE_IMAGE_MODELS if images_only else _ACTIVE_MODELS).all()
     active = settings.sampling_mode == "active"
     gains = (
         _gains_cache.read(connection, with_gains=active)

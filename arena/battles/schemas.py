@@ -12,6 +12,20 @@ from arena.models import BattleMode, BattleStatus, Winner
 
 # A hard ceiling for the parser; the configurable limit (ARENA_MAX_PROMPT_CHARS) is checked after.
 _PROMPT_CEILING = 200_000
+# Ceilings for the parser too: the largest ARENA_MAX_IMAGE_BYTES (50 MB) in base64 with its
+# data URL head, and the largest ARENA_MAX_IMAGES_PER_PROMPT; the settings are checked after.
+_IMAGE_URL_CEILING = 4 * (50_000_000 // 3 + 1) + 100
+_IMAGES_CEILING = 16
+
+ImageDataUrl = Annotated[
+    str,
+    Field(
+        max_length=_IMAGE_URL_CEILING,
+        description="An image as a data URL: data:image/png;base64,... (PNG, JPEG, WebP, GIF)",
+    ),
+]
+# The images attached to a prompt, in order; each is decoded and re-encoded before use.
+AttachedImages = Annotated[list[ImageDataUrl], Field(max_length=_IMAGES_CEILING)]
 
 
 class PromptIn(InputSchema):
@@ -36,6 +50,8 @@ class BattleIn(PromptIn):
 
     mode: BattleMode = BattleMode.anonymous
     models: list[ModelName] | None = Field(default=None, max_length=2)
+    # Up to ARENA_MAX_IMAGES_PER_PROMPT images attached to the first prompt, in either mode.
+    images: AttachedImages = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _models_fit_the_mode(self) -> BattleIn:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
@@ -28,9 +28,11 @@ from arena.errors import (
     InvalidInput,
     NotYourBattle,
 )
+from arena.images.decoding import CleanImage
+from arena.images.store import read_prompt_images
 from arena.models import Battle, BattleStatus, Message, Model, Side, utcnow
 from arena.registry.keys import KeyRing
-from arena.upstream.client import Answer, Endpoint
+from arena.upstream.client import Answer, ChatMessage, Endpoint
 from arena.visitors import Visitor
 
 # One text for every failure of every model, so an error never hints at who is behind a side.
@@ -55,7 +57,7 @@ class TurnEnd(enum.StrEnum):
 class SidePlan:
     model_id: int
     endpoint: Endpoint
-    conversation: list[dict[str, str]]
+    conversation: list[ChatMessage]
     # For the identity-leak check once the answer is in; never sent to the visitor.
     name: str = ""
     organization: str = ""
@@ -195,15 +197,30 @@ def read_endpoints(connection: Connection, model_a_id: int, model_b_id: int) -> 
     return list(connection.execute(_ENDPOINTS, {"model_ids": [model_a_id, model_b_id]}))
 
 
-def _conversation(messages: list[tuple[Side, str]], side: Side) -> list[dict[str, str]]:
-    # Within a turn the prompt comes first: it is stored before the answers.
-    conversation = []
+def _conversation(
+    messages: list[tuple[Side, str]], side: Side, images: Mapping[int, Sequence[CleanImage]]
+) -> list[ChatMessage]:
+    # Within a turn the prompt comes first: it is stored before the answers; the n-th prompt is
+    # turn n's.
+    conversation: list[ChatMessage] = []
+    turn = 0
     for message_side, content in messages:
         if message_side == Side.user:
-            conversation.append({"role": "user", "content": content})
+            turn += 1
+            attached = images.get(turn, ())
+            conversation.append({"role": "user", "content": _user_content(content, attached)})
         elif message_side == side:
             conversation.append({"role": "assistant", "content": content})
     return conversation
+
+
+def _user_content(prompt: str, images: Sequence[CleanImage]) -> str | list[dict[str, Any]]:
+    """A prompt as sent upstream: its text, or with images OpenAI's list of content parts."""
+    if not images:
+        return prompt
+    parts: list[dict[str, Any]] = [{"type": "text", "text": prompt}]
+    parts.extend({"type": "image_url", "image_url": {"url": image.data_url()}} for image in images)
+    return parts
 
 
 @dataclass(frozen=True)
@@ -217,6 +234,8 @@ class ClaimedTurn:
     model_b_id: int
     endpoints: list[Any]  # rows of _ENDPOINTS
     messages: list[tuple[Side, str]]
+    # The images of the prompts that carry some, by turn
+    images: Mapping[int, Sequence[CleanImage]] = field(default_factory=dict)
 
 
 def claim_turn(
@@ -234,7 +253,8 @@ def claim_turn(
         (side, content)
         for side, content in connection.execute(_CONVERSATION, {"conversation_of": battle_id})
     ]
-    return ClaimedTurn(battle_id, turn, model_a_id, model_b_id, endpoints, messages)
+    images = read_prompt_images(connection, battle_id=battle_id)
+    return ClaimedTurn(battle_id, turn, model_a_id, model_b_id, endpoints, messages, images)
 
 
 def claim_planned_turn(
@@ -282,7 +302,7 @@ def plan_turn(claimed: ClaimedTurn, *, keys: KeyRing) -> TurnPlan:
 
     def side_plan(model_id: int, side: Side) -> SidePlan:
         endpoint, name, organization = sides[model_id]
-        conversation = _conversation(claimed.messages, side)
+        conversation = _conversation(claimed.messages, side, claimed.images)
         return SidePlan(model_id, endpoint, conversation, name, organization)
 
     return TurnPlan(

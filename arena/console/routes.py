@@ -254,9 +254,10 @@ async def weight(
 async def probe(name: str, _form: FormDep, request: Request, db: DbDep) -> HTMLResponse:
     model = await _model(db, name)
     endpoint = registry.endpoint_of(model, request.app.state.keys)
+    reads_images = model.supports_images
     await db.rollback()  # hold no transaction while the endpoint thinks
     result = await probe_endpoint(
-        request.app.state.http, endpoint, settings=request.app.state.settings
+        request.app.state.http, endpoint, settings=request.app.state.settings, images=reads_images
     )
     return _page(
         request,

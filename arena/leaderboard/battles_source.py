@@ -14,6 +14,7 @@ import pandas as pd
 from sqlalchemy import BigInteger, Text, case, cast, func, select, update
 from sqlalchemy.orm import Session
 
+from arena.images.store import battles_with_images
 from arena.models import Battle, Message, Model, Side, Vote
 from arena.ratings.categories import (
     LONG_PROMPT_TOKENS,
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 TAG_CODING: Final = "coding"
 TAG_LONG: Final = "long"
 TAG_MULTI_TURN: Final = "multi-turn"
+# A prompt of the battle carries images (arena/images/); not text-derived, so a tag only.
+TAG_VISION: Final = "vision"
 # The columns a recompute reads; FastChat's clean-battle columns plus the vote id (for the vote-set
 # hash) and the two text-derived category flags, so no message text is read on a recompute.
 BATTLE_FRAME_COLUMNS: Final[tuple[str, ...]] = (
@@ -40,6 +43,7 @@ BATTLE_FRAME_COLUMNS: Final[tuple[str, ...]] = (
     "language",
     "tag_coding",
     "tag_long",
+    "tag_vision",
 )
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
@@ -95,8 +99,9 @@ def battle_text(messages: Iterable[Turn]) -> BattleText:
     )
 
 
-def battle_tags(text: BattleText) -> tuple[str, list[str]]:
-    """The language of the first prompt and the category tags, as the rating filters define them."""
+def battle_tags(text: BattleText, *, with_images: bool = False) -> tuple[str, list[str]]:
+    """The language of the first prompt and the category tags, as the rating filters define them;
+    `with_images`: a prompt of the battle carries images (the vision category)."""
     tags: list[str] = []
     if any(looks_like_code(t) for t in (text.prompt, text.answer_a, text.answer_b)):
         tags.append(TAG_CODING)
@@ -104,6 +109,8 @@ def battle_tags(text: BattleText) -> tuple[str, list[str]]:
         tags.append(TAG_LONG)
     if text.turns > 1:
         tags.append(TAG_MULTI_TURN)
+    if with_images:
+        tags.append(TAG_VISION)
     return detect_language(text.prompt), tags
 
 
@@ -118,8 +125,11 @@ def tag_battles(session: Session, battle_ids: Sequence[str]) -> dict[str, tuple[
         by_battle: dict[str, list[Message]] = {battle_id: [] for battle_id in chunk}
         for message in session.scalars(select(Message).where(Message.battle_id.in_(chunk))):
             by_battle[message.battle_id].append(message)
+        with_images = battles_with_images(session.connection(), chunk)
         for battle_id, messages in by_battle.items():
-            language, tags = battle_tags(battle_text(messages))
+            language, tags = battle_tags(
+                battle_text(messages), with_images=battle_id in with_images
+            )
             found[battle_id] = (language, tags)
             session.execute(
                 update(Battle)
@@ -171,6 +181,7 @@ def _counted_votes_sql(session: Session) -> str:
             Battle.language,
             case((has_tag(TAG_CODING), 1), else_=0),
             case((has_tag(TAG_LONG), 1), else_=0),
+            case((has_tag(TAG_VISION), 1), else_=0),
         )
         .join(Battle, Battle.id == Vote.battle_id)
         .where(Vote.counted.is_(True))
@@ -188,6 +199,7 @@ _RAW_COLUMNS: Final = (
     "language",
     "coding",
     "long",
+    "vision",
 )
 
 
@@ -238,9 +250,9 @@ def load_counted_battles(session: Session, *, tag_missing: bool = True) -> pd.Da
     """The counted votes as a battles table, one row per vote, in time order.
 
     Columns: BATTLE_FRAME_COLUMNS (vote_id, model_a, model_b, winner, tstamp, turn, anony,
-    language, tag_coding, tag_long). Battles voted on since the last call have no tags yet; with
-    `tag_missing` their texts are read once and the tags stored (flushed, not committed), so later
-    calls read no text at all; without it their language is blank.
+    language, tag_coding, tag_long, tag_vision). Battles voted on since the last call have no
+    tags yet; with `tag_missing` their texts are read once and the tags stored (flushed, not
+    committed), so later calls read no text at all; without it their language is blank.
     """
     if tag_missing:
         untagged = untagged_battle_ids(session)
@@ -270,5 +282,6 @@ def load_counted_battles(session: Session, *, tag_missing: bool = True) -> pd.Da
             "language": raw["language"].astype(str).to_numpy(dtype=object),
             "tag_coding": raw["coding"].to_numpy(dtype=np.int64) == 1,
             "tag_long": raw["long"].to_numpy(dtype=np.int64) == 1,
+            "tag_vision": raw["vision"].to_numpy(dtype=np.int64) == 1,
         }
     )

@@ -23,7 +23,7 @@ from arena.leaderboard.export_description import (
     redaction_applied,
     redaction_summary,
 )
-from arena.leaderboard.export_fields import ExportField
+from arena.leaderboard.export_fields import IMAGE_PARTS, ExportField
 from arena.leaderboard.snapshots import ALL, BT
 from arena.models import RatingSnapshot
 
@@ -193,10 +193,17 @@ def _feature(f: ExportField) -> dict[str, Any]:
             "name": f.name,
             "list": [{"name": "role", "dtype": "string"}, {"name": "content", "dtype": "string"}],
         }
+    if f.type == "images":
+        return {
+            "name": f.name,
+            "list": [{"name": name, "dtype": kind} for name, kind in IMAGE_PARTS],
+        }
     return {"name": f.name, "dtype": f.type}
 
 
 def _type_label(f: ExportField) -> str:
+    if f.type == "images":
+        return "list of {turn, sha256, mime_type, width, height}"
     return "list of {role, content} (strings)" if f.type == "conversation" else f.type
 
 

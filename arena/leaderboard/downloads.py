@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from json.encoder import encode_basestring as _string
 from typing import Any, Final
@@ -19,6 +19,7 @@ from sqlalchemy.orm import aliased
 
 from arena.battles.integrity import NAMED
 from arena.errors import NotFound
+from arena.images.store import released_images
 from arena.leaderboard.battles_source import (
     TAG_CODING,
     TAG_LONG,
@@ -285,6 +286,7 @@ def battle_record(vote: ExportedVote, texts: ReleasedTexts | None) -> dict[str, 
         record["conversation_a"] = conversation(messages, Side.a)
         record["conversation_b"] = conversation(messages, Side.b)
         record["text_status"] = texts.statuses.get(vote.battle_id, WITHHELD)
+        record["images"] = texts.images.get(vote.battle_id, [])
     return record
 
 
@@ -306,6 +308,8 @@ class ReleasedTexts:
 
     messages: dict[str, list[ReleasedMessage]]
     statuses: dict[str, str]
+    # Each released battle's images by hash (arena/images/store.py released_images)
+    images: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 ExportBatch = tuple[list[ExportedVote], ReleasedTexts | None]
@@ -331,7 +335,9 @@ async def export_batches(
             continue
         ids = [v.battle_id for v in batch]
         messages = await released_messages(sessionmaker, ids, redactor=redactor)
-        yield batch, ReleasedTexts(messages, await text_statuses(sessionmaker, ids))
+        statuses = await text_statuses(sessionmaker, ids)
+        images = await released_images(sessionmaker, ids)
+        yield batch, ReleasedTexts(messages, statuses, images)
 
 
 def _json_line(vote: ExportedVote) -> str:

@@ -8,15 +8,27 @@ from typing import Final, Literal
 import pyarrow as pa
 
 # Hugging Face `datasets` feature names; a conversation is a list of {role, content} messages.
-FieldType = Literal["string", "int64", "float64", "bool", "conversation"]
+FieldType = Literal["string", "int64", "float64", "bool", "conversation", "images"]
 
 MESSAGE_TYPE: Final = pa.struct([("role", pa.string()), ("content", pa.string())])
+# The images of a battle's prompts: their hash names the file at /images/{sha256}.
+IMAGE_PARTS: Final[tuple[tuple[str, str], ...]] = (
+    ("turn", "int64"),
+    ("sha256", "string"),
+    ("mime_type", "string"),
+    ("width", "int64"),
+    ("height", "int64"),
+)
+IMAGE_TYPE: Final = pa.struct(
+    [(name, pa.int64() if kind == "int64" else pa.string()) for name, kind in IMAGE_PARTS]
+)
 _ARROW_TYPES: Final[dict[FieldType, pa.DataType]] = {
     "string": pa.string(),
     "int64": pa.int64(),
     "float64": pa.float64(),
     "bool": pa.bool_(),
     "conversation": pa.list_(MESSAGE_TYPE),
+    "images": pa.list_(IMAGE_TYPE),
 }
 
 
@@ -78,6 +90,13 @@ _CONVERSATION_FIELDS: Final = (
         "`released`; `erased` (its visitor deleted the texts: the vote stays) or `withheld` (its "
         "visitor was not shown the release notice, or an answer named its own model): then both "
         "conversations are empty",
+    ),
+    ExportField(
+        "images",
+        "images",
+        "the images attached to the visitor's prompts, as {turn, sha256, mime_type, width, "
+        "height}: each file (re-encoded, without metadata) is at /images/{sha256}; empty when "
+        "the texts are not released",
     ),
 )
 PREFERENCE_FIELDS: Final = (

@@ -55,12 +55,13 @@ METHOD_LABELS: Final[dict[str, str]] = {
     ELO: "Online Elo (K=4), no intervals",
 }
 ALL: Final = "all"
-FIXED_CATEGORIES: Final[tuple[str, ...]] = (ALL, "coding", "long", "multi-turn")
+FIXED_CATEGORIES: Final[tuple[str, ...]] = (ALL, "coding", "long", "multi-turn", "vision")
 CATEGORY_LABELS: Final[dict[str, str]] = {
     ALL: "All",
     "coding": "Coding",
     "long": "Long prompts",
     "multi-turn": "Multi-turn",
+    "vision": "Vision",
 }
 LANGUAGE_PREFIX: Final = "language:"
 # A language gets its own table once this many counted votes are in it; the largest ones first.

@@ -34,6 +34,7 @@ OPTIONAL_COLUMNS: Final[tuple[str, ...]] = (
     "answer_b",
     "tag_coding",
     "tag_long",
+    "tag_vision",
 )
 
 IntArray = npt.NDArray[np.int64]

@@ -1,4 +1,5 @@
-"""Category filters over the battles table: all, language, coding, long prompts, multi-turn."""
+"""Category filters over the battles table: all, language, coding, long prompts, multi-turn,
+vision (prompts with images)."""
 
 from __future__ import annotations
 
@@ -18,13 +19,15 @@ ALL: Final = "all"
 CODING: Final = "coding"
 LONG: Final = "long"
 MULTI_TURN: Final = "multi-turn"
+VISION: Final = "vision"
 LANGUAGE_PREFIX: Final = "language:"
-FIXED_CATEGORIES: Final[tuple[str, ...]] = (ALL, CODING, LONG, MULTI_TURN)
+FIXED_CATEGORIES: Final[tuple[str, ...]] = (ALL, CODING, LONG, MULTI_TURN, VISION)
 # The public arena's "longer query" threshold, in tokens of the first prompt.
 LONG_PROMPT_TOKENS: Final = 500
 UNKNOWN_LANGUAGE: Final = "unknown"
 TAG_CODING_COLUMN: Final = "tag_coding"
 TAG_LONG_COLUMN: Final = "tag_long"
+TAG_VISION_COLUMN: Final = "tag_vision"
 
 # English names as FastChat's clean-battle files spell them; codes not listed are reported as is.
 LANGUAGE_NAMES: Final[dict[str, str]] = {
@@ -137,7 +140,8 @@ def category_mask(battles: pd.DataFrame, category: str) -> BoolArray:
     long: first prompt of at least LONG_PROMPT_TOKENS estimated tokens; multi-turn: turn > 1;
     language:NAME: the battle's language (name or ISO code, any case) is NAME. Boolean columns
     tag_coding and tag_long, when present, are those flags computed beforehand (the database
-    stores them per battle) and are used instead of the text.
+    stores them per battle) and are used instead of the text. vision: a prompt carried images
+    (boolean column tag_vision; a text cannot tell).
     """
     n = len(battles)
     if category == ALL:
@@ -157,6 +161,13 @@ def category_mask(battles: pd.DataFrame, category: str) -> BoolArray:
         return np.fromiter(
             (estimate_tokens(t) >= LONG_PROMPT_TOKENS for t in _texts(battles, "prompt")), bool, n
         )
+    if category == VISION:
+        if TAG_VISION_COLUMN not in battles.columns:
+            raise InvalidBattles(
+                "category 'vision' needs the tag_vision column (whether a prompt of the battle "
+                "carried images)."
+            )
+        return battles[TAG_VISION_COLUMN].fillna(False).to_numpy(dtype=bool)
     if category == MULTI_TURN:
         if "turn" not in battles.columns:
             raise InvalidBattles(
@@ -188,7 +199,7 @@ def available_categories(battles: pd.DataFrame, *, min_battles: int = 1) -> list
     battles first ('unknown' left out).
     """
     found = [ALL] if len(battles) >= min_battles else []
-    for category in (CODING, LONG, MULTI_TURN):
+    for category in (CODING, LONG, MULTI_TURN, VISION):
         try:
             if int(category_mask(battles, category).sum()) >= min_battles:
                 found.append(category)

@@ -21,7 +21,15 @@ from urllib.parse import urlsplit
 import httpx
 
 from arena.errors import EndpointRefused, EndpointUnresolvable, InvalidInput
-from arena.upstream.client import Answer, Endpoint, Failed, Limits, UpstreamEvent, stream_chat
+from arena.upstream.client import (
+    Answer,
+    ChatMessage,
+    Endpoint,
+    Failed,
+    Limits,
+    UpstreamEvent,
+    stream_chat,
+)
 from arena.upstream.http import UpstreamClient
 
 log = logging.getLogger(__name__)
@@ -284,7 +292,7 @@ async def pinned_endpoint(
 
 
 ChatCall = Callable[
-    [UpstreamClient, Endpoint, list[dict[str, str]], Limits, Callable[[UpstreamEvent], None]],
+    [UpstreamClient, Endpoint, list[ChatMessage], Limits, Callable[[UpstreamEvent], None]],
     Awaitable[Answer],
 ]
 
@@ -310,7 +318,7 @@ def guarded_chat(
     def chat(
         client: UpstreamClient,
         endpoint: Endpoint,
-        messages: list[dict[str, str]],
+        messages: list[ChatMessage],
         limits: Limits,
         emit: Callable[[UpstreamEvent], None],
     ) -> Awaitable[Answer]:

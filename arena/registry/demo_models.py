@@ -45,6 +45,8 @@ async def register_demo_models(session: AsyncSession, *, keys: KeyRing, base_url
             if known.organization == DEMO_ORGANIZATION and known.base_url != base_url:
                 log.info("demo model %s now at %s (was %s)", demo.name, base_url, known.base_url)
                 known.base_url = base_url
+            if known.organization == DEMO_ORGANIZATION and demo.supports_images:
+                known.supports_images = True  # registered before the demo read pictures
             continue
         await registry.add_model(
             session,
@@ -56,6 +58,7 @@ async def register_demo_models(session: AsyncSession, *, keys: KeyRing, base_url
                 license="Apache-2.0",
                 description=demo.description,
                 temperature=0.0,
+                supports_images=demo.supports_images,
             ),
             keys=keys,
             actor="demo",

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import functools
+import io
 from dataclasses import dataclass, replace
 from typing import Final, Literal
+
+from PIL import Image
 
 from arena.config import Settings
 from arena.errors import EndpointRefused, EndpointUnresolvable, InvalidInput, ProbeFailed
@@ -13,6 +18,7 @@ from arena.upstream.client import Endpoint, Limits, UpstreamEvent, stream_chat
 from arena.upstream.http import UpstreamClient
 
 PROBE_PROMPT: Final = "Reply with one short sentence to say that you are ready."
+IMAGE_PROBE_PROMPT: Final = "Say in one short sentence what colour this picture is."
 # Enough for a first sentence; the probe checks the protocol, not the quality.
 PROBE_MAX_TOKENS: Final = 64
 SAMPLE_CHARS: Final = 200
@@ -47,14 +53,36 @@ def probe_limits(settings: Settings) -> Limits:
     )
 
 
+@functools.cache
+def probe_image_url() -> str:
+    """A tiny picture (16x16, one colour) as a PNG data URL: what the probe of a model that
+    declares image support sends. Made on first use, not at import."""
+    out = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(out, "PNG")
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+
+
+def image_probe_message() -> dict[str, object]:
+    return {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": IMAGE_PROBE_PROMPT},
+            {"type": "image_url", "image_url": {"url": probe_image_url()}},
+        ],
+    }
+
+
 async def probe_endpoint(
     client: UpstreamClient,
     endpoint: Endpoint,
     *,
     settings: Settings,
     resolve: Resolver = system_resolve,
+    images: bool = False,
 ) -> ProbeResult:
-    """Check the URL against the SSRF guard, then ask for a short real answer. Never raises."""
+    """Check the URL against the SSRF guard, then ask for a short real answer; with `images`
+    (the model declares that it reads images), then for an answer about a tiny picture too.
+    Never raises."""
     try:
         pinned = await pinned_endpoint(
             endpoint, allow_private=settings.allow_private_endpoints, resolve=resolve
@@ -84,6 +112,23 @@ async def probe_endpoint(
         # How long an unreachable endpoint took would tell a refused port from a silent one.
         latency = None if failure.kind == "unreachable" else answer.duration_ms
         return ProbeResult(False, failure.kind, failure.field, failure.reason, latency_ms=latency)
+    if images:
+        seen = await stream_chat(client, asked, [image_probe_message()], limits, ignore)
+        if seen.failure is not None:
+            failure = explain_failure(
+                seen.failure,
+                base_url=endpoint.base_url,
+                api_key=endpoint.api_key,
+                model=endpoint.model,
+            )
+            return ProbeResult(
+                False,
+                failure.kind,
+                "supports_images",
+                "the endpoint answered a text prompt but not one with a picture "
+                f"({failure.reason}); register it without supports_images, or use a model "
+                "that reads images",
+            )
     return ProbeResult(
         True,
         "ok",

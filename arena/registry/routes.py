@@ -155,6 +155,7 @@ async def register_model(
         max_tokens=body.max_tokens,
         temperature=body.temperature,
         system_prompt=body.system_prompt,
+        supports_images=body.supports_images,
     )
     model, result = await registry.register_model(
         session,
@@ -223,8 +224,11 @@ async def change_model(
 async def test_model(model: OwnedModelDep, request: Request, session: SessionDep) -> ProbeOut:
     """Probe the endpoint now; a failed probe is an answer (ok false), not an error."""
     endpoint = registry.endpoint_of(model, _keys(request))
+    reads_images = model.supports_images
     await session.rollback()  # hold no transaction while the endpoint thinks
-    result = await probe_endpoint(_http(request), endpoint, settings=_settings(request))
+    result = await probe_endpoint(
+        _http(request), endpoint, settings=_settings(request), images=reads_images
+    )
     return ProbeOut.of(result)
 
 

@@ -191,6 +191,8 @@ class ModelIn(StrictIn):
     max_tokens: MaxTokens = 1024
     temperature: Temperature = 0.7
     system_prompt: SystemPrompt = ""
+    # The model reads images in prompts; the probe checks it with a tiny picture.
+    supports_images: bool = False
 
     @field_validator("name")
     @classmethod
@@ -214,6 +216,7 @@ class ModelPatch(StrictIn):
     max_tokens: MaxTokens | None = None
     temperature: Temperature | None = None
     system_prompt: SystemPrompt | None = None
+    supports_images: bool | None = None
 
     @model_validator(mode="after")
     def _no_nulls(self) -> ModelPatch:
@@ -290,6 +293,7 @@ class ModelOut(BaseModel):
     max_tokens: int
     temperature: float
     system_prompt: str
+    supports_images: bool
     status: ModelStatus
     status_reason: str
     sampling_weight: float

@@ -37,6 +37,8 @@ class NewModel:
     temperature: float = 0.7
     system_prompt: str = ""
     sampling_weight: float = 1.0
+    # Reads images in prompts (OpenAI image_url parts); the probe checks it with a tiny picture.
+    supports_images: bool = False
 
 
 def check_name(name: str) -> None:
@@ -100,6 +102,7 @@ async def add_model(
         temperature=new.temperature,
         system_prompt=new.system_prompt,
         sampling_weight=new.sampling_weight,
+        supports_images=new.supports_images,
         status=status,
         created_at=now,
         activated_at=now if status == ModelStatus.active else None,
@@ -243,7 +246,7 @@ async def register_model(
         temperature=new.temperature,
         system_prompt=new.system_prompt,
     )
-    result = await probe_endpoint(client, endpoint, settings=settings)
+    result = await probe_endpoint(client, endpoint, settings=settings, images=new.supports_images)
     result.raise_if_failed()
     status = ModelStatus.active if settings.auto_approve else ModelStatus.pending
     try:
@@ -279,7 +282,8 @@ async def update_model(
     settings: Settings,
     actor: str,
 ) -> tuple[Model, ProbeResult | None]:
-    """Apply an owner's changes; a new URL, model id or key is probed before it is kept.
+    """Apply an owner's changes; a new URL, model id or key is probed before it is kept, and so
+    is image support when it is declared (the probe then sends a tiny picture too).
 
     A new URL or model id points the public name at a possibly different model, so an approved
     model goes back to pending unless the arena approves automatically."""
@@ -295,7 +299,9 @@ async def update_model(
         or values.get("model", model.upstream_model) != model.upstream_model
     )
     result: ProbeResult | None = None
-    if moved or changes.has("api_key"):
+    reads_images = bool(values.get("supports_images", model.supports_images))
+    newly_reads_images = reads_images and not model.supports_images
+    if moved or changes.has("api_key") or newly_reads_images:
         current = endpoint_of(model, keys)
         endpoint = Endpoint(
             base_url=values.get("base_url", current.base_url),
@@ -305,13 +311,15 @@ async def update_model(
             temperature=values.get("temperature", current.temperature),
             system_prompt=values.get("system_prompt", current.system_prompt),
         )
-        result = await probe_endpoint(client, endpoint, settings=settings)
+        result = await probe_endpoint(client, endpoint, settings=settings, images=reads_images)
         result.raise_if_failed()
     for field in ("organization", "license", "description", "max_tokens", "temperature"):
         if field in values:
             setattr(model, field, values[field])
     if "system_prompt" in values:
         model.system_prompt = values["system_prompt"]
+    if "supports_images" in values:
+        model.supports_images = bool(values["supports_images"])
     if "base_url" in values:
         model.base_url = values["base_url"].rstrip("/")
     if "model" in values:
@@ -375,7 +383,9 @@ async def owner_resume(
         )
     result: ProbeResult | None = None
     if paused_by == BREAKER_ACTOR:
-        result = await probe_endpoint(client, endpoint_of(model, keys), settings=settings)
+        result = await probe_endpoint(
+            client, endpoint_of(model, keys), settings=settings, images=model.supports_images
+        )
         result.raise_if_failed()
     resumed = await _owner_sets(session, model, owner, ModelStatus.active, "resumed by its owner")
     return resumed, result

@@ -173,6 +173,7 @@ async def model_out(
         max_tokens=model.max_tokens,
         temperature=model.temperature,
         system_prompt=model.system_prompt,
+        supports_images=model.supports_images,
         status=model.status,
         status_reason=model.status_reason,
         sampling_weight=model.sampling_weight,

@@ -107,7 +107,12 @@ class _UpstreamFailure(Exception):
         self.detail = detail
 
 
-def request_body(endpoint: Endpoint, messages: list[dict[str, str]]) -> dict[str, Any]:
+# One OpenAI chat message: {"role", "content"}, the content a text or a list of parts (text and
+# image_url parts when the prompt carries images).
+ChatMessage = dict[str, Any]
+
+
+def request_body(endpoint: Endpoint, messages: list[ChatMessage]) -> dict[str, Any]:
     conversation = list(messages)
     if endpoint.system_prompt:
         conversation.insert(0, {"role": "system", "content": endpoint.system_prompt})
@@ -182,7 +187,7 @@ def _text_of(container: Any) -> str:
 def stream_chat(
     client: UpstreamClient,
     endpoint: Endpoint,
-    messages: list[dict[str, str]],
+    messages: list[ChatMessage],
     limits: Limits,
     emit: Callable[[UpstreamEvent], None],
 ) -> Coroutine[Any, Any, Answer]:

@@ -7,7 +7,9 @@ background and registers its models like any other endpoint, so a newcomer can b
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import io
 import json
 import re
 import threading
@@ -20,12 +22,13 @@ import httpx
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from arena.errors import DemoUnavailable
 from arena.upstream import demo_answers
-from arena.upstream.demo_answers import Composer, Conversation
+from arena.upstream.demo_answers import Composer, Conversation, Picture
 
 DEMO_ORGANIZATION = "arena demo"
 DEFAULT_SECONDS_PER_WORD = 0.03
@@ -42,6 +45,8 @@ class DemoModel:
     pace: float
     # Pauses before the first word, as a real model spends reading the prompt.
     first_token_words: int
+    # Reads pictures in prompts (registered with image support)
+    supports_images: bool = False
 
     def answer(self, conversation: Conversation) -> str:
         # A demo answer never names a demo model (a prompt may quote one): that would reveal
@@ -82,6 +87,18 @@ DEMO_MODELS: tuple[DemoModel, ...] = (
         compose=demo_answers.plain,
         pace=0.9,
         first_token_words=5,
+        supports_images=True,
+    ),
+    DemoModel(
+        name="demo-vision",
+        description=(
+            "Built-in demo model: describes attached pictures (size, shape, main colour). "
+            "Deterministic, no weights."
+        ),
+        compose=demo_answers.vision,
+        pace=0.8,
+        first_token_words=6,
+        supports_images=True,
     ),
 )
 _BY_NAME = {model.name: model for model in DEMO_MODELS}
@@ -93,10 +110,16 @@ _DEMO_NAMES = re.compile(
 # ---------------------------------------------------------------- the OpenAI-compatible server
 
 
+class _ImageUrl(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    url: str
+
+
 class _ContentPart(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: str
     text: str | None = None
+    image_url: _ImageUrl | None = None
 
 
 class _ChatMessage(BaseModel):
@@ -110,6 +133,12 @@ class _ChatMessage(BaseModel):
             return "".join(part.text or "" for part in self.content if part.type == "text")
         return self.content or ""
 
+    @property
+    def image_urls(self) -> list[str]:
+        if not isinstance(self.content, list):
+            return []
+        return [p.image_url.url for p in self.content if p.type == "image_url" and p.image_url]
+
 
 class _ChatRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -121,12 +150,67 @@ class _ChatRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
 
     def conversation(self) -> Conversation:
-        prompts = [m.text for m in self.messages if m.role == "user"] or [""]
-        return Conversation(prompt=prompts[-1], earlier_prompts=tuple(prompts[:-1]))
+        users = [m for m in self.messages if m.role == "user"]
+        prompts = [m.text for m in users] or [""]
+        urls = users[-1].image_urls if users else []
+        return Conversation(
+            prompt=prompts[-1],
+            earlier_prompts=tuple(prompts[:-1]),
+            pictures=tuple(_look_at(url) for url in urls[:_MAX_PICTURES]),
+        )
 
     @property
     def token_cap(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
+
+
+# Pictures the demo looks at per prompt, and the largest it decodes (the arena's own checks
+# come first; the demo server also serves other clients on loopback).
+_MAX_PICTURES = 8
+_MAX_PICTURE_PIXELS = 25_000_000
+# Named colours the demo tells a picture's average colour by: the nearest one wins.
+_COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (200, 30, 30),
+    "orange": (230, 130, 30),
+    "yellow": (230, 210, 40),
+    "green": (40, 160, 60),
+    "blue": (40, 80, 200),
+    "purple": (130, 50, 160),
+    "pink": (230, 130, 170),
+    "brown": (120, 80, 40),
+    "grey": (128, 128, 128),
+    "white": (245, 245, 245),
+    "black": (15, 15, 15),
+}
+
+
+def _look_at(url: str) -> Picture:
+    """Size and main colour of a data-URL picture; an unreadable one is described as such."""
+    unreadable = Picture(0, 0, "unreadable", "an")
+    head, _, payload = url.partition(",")
+    if not (head.startswith("data:image/") and head.endswith(";base64")):
+        return unreadable
+    try:
+        raw = base64.b64decode(payload, validate=True)
+        with Image.open(io.BytesIO(raw), formats=("PNG", "JPEG", "WEBP", "GIF")) as picture:
+            if picture.width * picture.height > _MAX_PICTURE_PIXELS:
+                return unreadable
+            average = picture.convert("RGB").resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))
+            width, height = picture.size
+    except (ValueError, OSError, SyntaxError, Image.DecompressionBombError):
+        return unreadable
+    if not isinstance(average, tuple):
+        return unreadable
+    red, green, blue = (int(c) for c in average[:3])
+    colour = min(
+        _COLOURS,
+        key=lambda name: sum(
+            (a - b) ** 2 for a, b in zip(_COLOURS[name], (red, green, blue), strict=True)
+        ),
+    )
+    luminance = 0.299 * red + 0.587 * green + 0.114 * blue
+    brightness = "dark" if luminance < 85 else "bright" if luminance > 170 else "mid-toned"
+    return Picture(width, height, colour, brightness)
 
 
 def _openai_error(status: int, message: str, code: str, param: str | None = None) -> JSONResponse:

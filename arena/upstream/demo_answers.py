@@ -74,11 +74,31 @@ _CODE_HINTS = frozenset(
 
 
 @dataclass(frozen=True)
+class Picture:
+    """What the demo's image reader makes of an attached picture: its size and main colour."""
+
+    width: int
+    height: int
+    colour: str
+    brightness: str
+
+    @property
+    def shape(self) -> str:
+        if self.width > self.height * 1.1:
+            return "landscape"
+        if self.height > self.width * 1.1:
+            return "portrait"
+        return "square"
+
+
+@dataclass(frozen=True)
 class Conversation:
     """The parts of a conversation the demo models react to."""
 
     prompt: str
     earlier_prompts: tuple[str, ...]
+    # The pictures attached to the latest prompt
+    pictures: tuple[Picture, ...] = ()
 
     @property
     def turn(self) -> int:
@@ -433,7 +453,21 @@ def whimsical(conversation: Conversation) -> str:
 # ---------------------------------------------------------------- plain: a sensible paragraph
 
 
+def _picture_line(picture: Picture) -> str:
+    return (
+        f"a {picture.shape} picture of {picture.width}x{picture.height} pixels, mostly "
+        f"{picture.brightness} {picture.colour}"
+    )
+
+
 def plain(conversation: Conversation) -> str:
+    if conversation.pictures:
+        seen = "; ".join(_picture_line(p) for p in conversation.pictures)
+        return f"I see {seen}. " + _plain_text(conversation)
+    return _plain_text(conversation)
+
+
+def _plain_text(conversation: Conversation) -> str:
     words = conversation.keywords
     if _is_greeting(conversation):
         return "Hello. How can I help you today?"
@@ -465,6 +499,32 @@ def plain(conversation: Conversation) -> str:
         verdict = ("Generally yes. ", "Generally no. ")[conversation.pick("plain", 2)]
         text = verdict + _capitalised(text)
     return text
+
+
+# ---------------------------------------------------------------- vision: describes pictures
+
+
+def vision(conversation: Conversation) -> str:
+    if not conversation.pictures:
+        return (
+            "I read pictures best: attach one and I will describe it. Meanwhile, in short: "
+            + _plain_text(conversation)
+        )
+    count = len(conversation.pictures)
+    lines = [f"You sent {count} picture{'s' if count > 1 else ''}. Here is what I see:", ""]
+    for index, picture in enumerate(conversation.pictures, start=1):
+        lines.append(
+            f"{index}. A {picture.shape} image, {picture.width} by {picture.height} pixels, "
+            f"dominated by {picture.brightness} {picture.colour} tones."
+        )
+    words = conversation.keywords
+    if words:
+        lines += [
+            "",
+            f"About your question on {' '.join(words[:3])}: judging by the colours "
+            "alone, I cannot tell more than the overall look of the picture.",
+        ]
+    return "\n".join(lines)
 
 
 Composer = Callable[[Conversation], str]
