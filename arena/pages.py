@@ -87,6 +87,8 @@ async def battle_page(request: Request, mode: str = "anonymous") -> HTMLResponse
             "notice": notice,
             # An unknown mode opens the home page as it always was, rather than an error page.
             "mode": mode if mode in PAGE_MODES else "anonymous",
+            "max_images": settings.max_images_per_prompt,
+            "max_image_bytes": settings.max_image_bytes,
         },
     )
     if notice is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import io
 import math
@@ -72,8 +73,13 @@ class CleanImage:
     height: int
     data: bytes
 
-    def data_url(self) -> str:
+    @functools.cached_property
+    def _data_url(self) -> str:
+        # Made once: both sides of a battle send the same (up to megabytes long) string.
         return f"data:{self.mime_type};base64,{base64.b64encode(self.data).decode('ascii')}"
+
+    def data_url(self) -> str:
+        return self._data_url
 
 
 def decode_data_url(data_url: str, limits: ImageLimits, *, label: str = "image") -> bytes:
@@ -182,10 +188,13 @@ def clean_images(data_urls: Sequence[str], limits: ImageLimits) -> list[CleanIma
             f"images: {len(data_urls)} images is over the limit of {limits.max_images} per "
             "prompt; remove some"
         )
-    cleaned = []
+    cleaned: list[CleanImage] = []
+    # The same picture attached twice is decoded once.
+    done: dict[str, CleanImage] = {}
     for index, data_url in enumerate(data_urls):
         label = f"images[{index}]"
-        cleaned.append(
-            clean_image(decode_data_url(data_url, limits, label=label), limits, label=label)
-        )
+        if data_url not in done:
+            raw = decode_data_url(data_url, limits, label=label)
+            done[data_url] = clean_image(raw, limits, label=label)
+        cleaned.append(done[data_url])
     return cleaned

@@ -23,11 +23,20 @@ const decideBox = document.getElementById("decide");
 const newBattleButton = document.getElementById("new-battle");
 const voteButtons = [...document.querySelectorAll(".vote-button")];
 const maxPrompt = Number(root.dataset.maxPrompt) || 8000;
+const maxImages = Number(root.dataset.maxImages) || 0;
+const maxImageBytes = Number(root.dataset.maxImageBytes) || 0;
+const IMAGE_TYPES = ["image/png", "image/jpeg", "image/webp", "image/gif"];
+const attachBox = document.getElementById("attach");
+const attachButton = document.getElementById("attach-button");
+const imagesInput = document.getElementById("images-input");
+const attachmentList = document.getElementById("attachments");
 const sideBoxes = Object.fromEntries(SIDES.map((side) => [side, document.getElementById(`side-${side}`)]));
 
 // state: idle | starting | streaming | ready | failed | closed | voting | voted | lost
 // mode: "anonymous", or "named" (side by side: the names are shown from the start)
 const battle = { id: null, state: "idle", turns: [], controller: null, winner: null, mode: null };
+// The images attached to the first prompt, as data URLs (what the API takes), in order.
+const attached = [];
 
 // Storage can be switched off (private modes, strict settings): the page then just forgets.
 function remember(battleId) {
@@ -141,7 +150,7 @@ async function readStream(battleId, onEvent, signal) {
 
 // ------------------------------------------------------------------ rendering
 
-function newTurn(prompt) {
+function newTurn(prompt, images = []) {
   const turn = { prompt, answers: {} };
   for (const side of SIDES) {
     const box = document.createElement("section");
@@ -155,6 +164,7 @@ function newTurn(prompt) {
     words.className = "asked-text";
     words.textContent = prompt;
     asked.append(who, words);
+    if (images.length) asked.append(thumbnails(images));
     const answer = document.createElement("div");
     answer.className = "answer md";
     box.append(asked, answer);
@@ -258,6 +268,9 @@ function setState(state) {
   promptBox.disabled = busy;
   sendButton.disabled = busy;
   sendButton.textContent = battle.id === null ? "Send" : "Send follow-up";
+  // Images go with the first prompt only.
+  if (attachBox) attachBox.hidden = battle.id !== null;
+  if (attachButton) attachButton.disabled = busy || attached.length >= maxImages;
   promptBox.placeholder = battle.id === null ? "Ask anything" : "Ask both models a follow-up, or vote above";
   for (const side of SIDES) {
     sideBoxes[side].querySelector(".thread").setAttribute("aria-busy", String(state === "streaming"));
@@ -314,6 +327,116 @@ function clearBattle() {
     button.removeAttribute("aria-pressed");
   }
   showNotice("");
+}
+
+// ------------------------------------------------------------------ attached images
+
+// The visitor's own pictures, shown back as data URLs (the page's policy allows no blob: URLs).
+function thumbnails(images) {
+  const list = document.createElement("ul");
+  list.className = "asked-images";
+  images.forEach((url, index) => {
+    const item = document.createElement("li");
+    const img = document.createElement("img");
+    img.src = url;
+    img.alt = `Attached image ${index + 1}`;
+    item.append(img);
+    list.append(item);
+  });
+  return list;
+}
+
+function renderAttachments() {
+  if (!attachmentList) return;
+  attachmentList.replaceChildren();
+  attached.forEach((url, index) => {
+    const item = document.createElement("li");
+    item.className = "attachment";
+    const img = document.createElement("img");
+    img.src = url;
+    img.alt = `Attached image ${index + 1}`;
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "attachment-remove";
+    remove.textContent = "×";
+    remove.setAttribute("aria-label", `Remove image ${index + 1}`);
+    remove.addEventListener("click", () => {
+      attached.splice(index, 1);
+      renderAttachments();
+      (attachmentList.querySelector(".attachment-remove") || attachButton).focus();
+    });
+    item.append(img, remove);
+    attachmentList.append(item);
+  });
+  attachmentList.hidden = attached.length === 0;
+  if (attachButton) attachButton.disabled = attached.length >= maxImages || promptBox.disabled;
+}
+
+function readAsDataUrl(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(String(reader.result));
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+// Checked here for a quick answer; the server decodes each picture and has the last word.
+async function attachFiles(files) {
+  if (!maxImages || battle.id !== null) return;
+  const problems = [];
+  for (const file of files) {
+    if (attached.length >= maxImages) {
+      problems.push(`At most ${maxImages} images per prompt.`);
+      break;
+    }
+    if (!IMAGE_TYPES.includes(file.type)) {
+      problems.push(`${file.name || "This file"} is not a PNG, JPEG, WebP or GIF image.`);
+      continue;
+    }
+    if (file.size > maxImageBytes) {
+      const mb = (maxImageBytes / 1e6).toFixed(1);
+      problems.push(`${file.name || "This image"} is over ${mb} MB; attach a smaller one.`);
+      continue;
+    }
+    try {
+      attached.push(await readAsDataUrl(file));
+    } catch {
+      problems.push(`${file.name || "This image"} could not be read.`);
+    }
+  }
+  showNotice(problems.join(" "));
+  renderAttachments();
+}
+
+function imageFiles(items) {
+  return [...(items || [])].filter((file) => file && file.type && file.type.startsWith("image/"));
+}
+
+if (attachButton && imagesInput) {
+  attachButton.addEventListener("click", () => imagesInput.click());
+  imagesInput.addEventListener("change", async () => {
+    await attachFiles([...imagesInput.files]);
+    imagesInput.value = "";
+  });
+  promptBox.addEventListener("paste", (event) => {
+    const files = imageFiles(event.clipboardData && event.clipboardData.files);
+    if (!files.length || battle.id !== null) return;
+    event.preventDefault();
+    attachFiles(files);
+  });
+  form.addEventListener("dragover", (event) => {
+    if (battle.id !== null || !event.dataTransfer || ![...event.dataTransfer.types].includes("Files")) return;
+    event.preventDefault();
+    form.classList.add("is-dropping");
+  });
+  form.addEventListener("dragleave", () => form.classList.remove("is-dropping"));
+  form.addEventListener("drop", (event) => {
+    form.classList.remove("is-dropping");
+    if (battle.id !== null || !event.dataTransfer) return;
+    event.preventDefault();
+    attachFiles(imageFiles(event.dataTransfer.files));
+  });
 }
 
 // ------------------------------------------------------------------ the flow
@@ -402,10 +525,12 @@ async function send() {
   showNotice("");
   const first = battle.id === null;
   const previous = battle.state;
+  const images = first ? [...attached] : [];
   setState("starting");
   try {
     if (first) {
       const request = battleRequest(prompt);
+      if (images.length) request.images = images;
       const created = await api("POST", "/api/battles", request);
       battle.id = created.battle_id;
       battle.mode = request.mode || "anonymous";
@@ -422,7 +547,9 @@ async function send() {
   }
   promptBox.value = "";
   updateCount();
-  const turn = newTurn(prompt);
+  attached.length = 0;
+  renderAttachments();
+  const turn = newTurn(prompt, images);
   renderAllNow();
   await streamTurn(turn);
 }
@@ -571,6 +698,8 @@ for (const button of voteButtons) {
 
 newBattleButton.addEventListener("click", () => {
   clearBattle();
+  attached.length = 0;
+  renderAttachments();
   setState("idle");
   promptBox.value = "";
   updateCount();

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import difflib
 import hashlib
 import re
@@ -12,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from fastapi.routing import iter_route_contexts
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.app import create_app
 from arena.config import Settings
+from arena.images.decoding import ImageLimits, clean_image
 from arena.leaderboard.snapshots import RecomputeConfig, run_recompute
 from arena.models import (
     Battle,
@@ -32,10 +35,18 @@ from arena.models import (
 )
 from tests.conftest import Arena, make_settings, run_db, start_arena
 from tests.fake_upstream import FakeUpstream
+from tests.images.pictures import picture
 from tests.registry.accounts import ADMIN, bearer, owner_with_model
 from tests.sse import read_stream, start_battle
 
 SECRETS = ["Zephyr-Secret-9b", "Quasar Hidden Labs", "Nimbus-Covert-3", "Orion Undisclosed"]
+# The picture the image battles attach, and its name as stored (re-encoded, hashed).
+_PICTURE = picture((24, 16), (40, 80, 200))
+_PICTURE_SHA = clean_image(_PICTURE, ImageLimits(4, 5_000_000, 25_000_000)).sha256
+
+
+def _data_url(raw: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(raw).decode("ascii")
 
 
 def _everything_seen(response: httpx.Response) -> str:
@@ -44,17 +55,39 @@ def _everything_seen(response: httpx.Response) -> str:
     return "\n".join(seen)
 
 
+@pytest.mark.parametrize("with_images", [False, True], ids=["text", "images"])
 def test_nothing_identifies_the_models_before_the_vote(
-    arena: Arena, fake_upstream: FakeUpstream
+    arena: Arena, fake_upstream: FakeUpstream, with_images: bool
 ) -> None:
     upstream_ids = ["normal:0.0001", "normal:0.0002"]
-    arena.add_model(SECRETS[0], fake_upstream.base_url, upstream_ids[0], organization=SECRETS[1])
-    arena.add_model(SECRETS[2], fake_upstream.base_url, upstream_ids[1], organization=SECRETS[3])
+    arena.add_model(
+        SECRETS[0],
+        fake_upstream.base_url,
+        upstream_ids[0],
+        organization=SECRETS[1],
+        supports_images=with_images,
+    )
+    arena.add_model(
+        SECRETS[2],
+        fake_upstream.base_url,
+        upstream_ids[1],
+        organization=SECRETS[3],
+        supports_images=with_images,
+    )
     forbidden = [*SECRETS, *upstream_ids, fake_upstream.base_url, f":{fake_upstream.port}"]
     seen: list[str] = []
+    first: dict[str, Any] = {"prompt": "Who are you?"}
     with arena.client() as visitor:
         seen.append(_everything_seen(visitor.get("/")))
-        created = visitor.post("/api/battles", json={"prompt": "Who are you?"})
+        if with_images:
+            first["images"] = [_data_url(_PICTURE)]
+            # Refused pictures and a refused image battle answer the same whoever is active.
+            for images in (["data:image/png;base64,PGh0bWw+"], [_data_url(b"x" * 10)] * 5):
+                refused = visitor.post("/api/battles", json={**first, "images": images})
+                assert refused.status_code == 422
+                seen.append(_everything_seen(refused))
+        created = visitor.post("/api/battles", json=first)
+        assert created.status_code == 201, created.text
         seen.append(_everything_seen(created))
         battle_id = created.json()["battle_id"]
         stream = read_stream(visitor, battle_id)
@@ -171,6 +204,9 @@ def _requests(history: History) -> dict[str, list[tuple[Reader, str]]]:
         "/preferences.jsonl": [(anyone, "/preferences.jsonl")],
         "/preferences.parquet": [(anyone, "/preferences.parquet")],
         "/preferences.card.md": [(anyone, "/preferences.card.md")],
+        # The new battle's picture (released only once settled, and only with its texts) and a
+        # hash nobody sent.
+        "/images/{sha256}": [(anyone, f"/images/{_PICTURE_SHA}"), (anyone, "/images/" + "0" * 64)],
         "/api/sampling": [(anyone, "/api/sampling")],
         "/api/votes/counts": [(anyone, "/api/votes/counts")],
         # The new battle's own view changes as it runs, by design, and names nobody (the test
@@ -349,8 +385,11 @@ def _seed_settled_and_open_battles(settings: Settings) -> None:
 
 
 def _make_history(arena: Arena, fake_upstream: FakeUpstream) -> History:
+    # Every model reads images: the battle under test carries a picture.
     owners = {
-        name: owner_with_model(arena, fake_upstream.base_url, name=name, model="normal")
+        name: owner_with_model(
+            arena, fake_upstream.base_url, name=name, model="normal", supports_images=True
+        )
         for name in MODELS
     }
     with arena.client() as visitor:
@@ -456,13 +495,21 @@ def test_nothing_public_moves_until_the_battle_settles(
             "anyone: GET /api/leaderboard/models/nobody",
             "anyone: GET /admin",  # to the sign-in form
             "anyone: GET /admin/audit.csv",
+            # No battle carried the picture yet, and nobody sent the other hash.
+            f"anyone: GET /images/{_PICTURE_SHA}",
+            "anyone: GET /images/" + "0" * 64,
             *(f"owner of {o}: GET /api/models/{m}" for o in MODELS for m in MODELS if o != m),
         }
         counts_before = _json(settings, history)
         tables_before = _latest_tables(settings)
 
         with arena.client() as visitor:
-            battle_id = start_battle(visitor, "Which of you is the better poet?")
+            created = visitor.post(
+                "/api/battles",
+                json={"prompt": "Which of you drew this?", "images": [_data_url(_PICTURE)]},
+            )
+            assert created.status_code == 201, created.text
+            battle_id = created.json()["battle_id"]
             _assert_unchanged(before, _read_everything(settings, history), "once it started")
             assert read_stream(visitor, battle_id).end["status"] == "ready"
             _assert_unchanged(before, _read_everything(settings, history), "once it answered")
