@@ -117,6 +117,7 @@ def test_images_on_a_phone(
     expect(page.locator("#attachments img")).to_have_count(4)
     expect(attach).to_be_disabled()  # the limit is reached
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    browser_page.screenshot("battle-images-attached-phone.png")
     remove = page.get_by_role("button", name="Remove image 4").bounding_box()
     assert remove is not None and remove["height"] >= 32
     page.fill("#prompt", "Describe them")

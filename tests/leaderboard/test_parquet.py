@@ -217,6 +217,7 @@ def test_released_conversations_and_preferences_as_parquet(
         "conversation_a",
         "conversation_b",
         "text_status",
+        "images",
     ]
     assert battles.schema.field("conversation_a").type == pa.list_(
         pa.struct([("role", pa.string()), ("content", pa.string())])
@@ -235,7 +236,10 @@ def test_released_conversations_and_preferences_as_parquet(
         assert "Redaction applied: Texts only from battles whose visitor was shown" in body
         assert "[EMAIL], [PHONE], [IP], [CARD], [IBAN], [NATIONAL_ID], [ADDRESS]" in body
         assert meta["arena"]["redaction"] == list(REDACTION_STEPS)
-    assert [f["name"] for f in battles_meta["dataset_info"]["features"]][-1] == "text_status"
+    assert [f["name"] for f in battles_meta["dataset_info"]["features"]][-2:] == [
+        "text_status",
+        "images",
+    ]
     assert prefs_meta["pretty_name"] == "Arena preference pairs"
     assert [f["name"] for f in prefs_meta["dataset_info"]["features"]] == [
         f.name for f in PREFERENCE_FIELDS
