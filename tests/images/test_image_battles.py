@@ -17,8 +17,10 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
+from typer.testing import CliRunner
 
 from arena.battles.turns import NEUTRAL_ERROR
+from arena.cli import app as cli
 from arena.config import Settings
 from arena.db import make_sync_engine
 from arena.images.decoding import images_body_bytes
@@ -396,3 +398,33 @@ def test_text_battles_are_not_in_the_vision_category(
         )
 
     assert arena.db(statuses) == 2
+
+
+def test_the_operator_declares_image_support_on_the_command_line(
+    arena: Arena, fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    env = {
+        "ARENA_DATABASE_URL": arena.settings.database_url,
+        "ARENA_DATA_DIR": str(tmp_path),
+        "ARENA_SECRET_KEY": arena.settings.resolved_secret_key(),
+    }
+    for name, flags in (
+        ("cli-seer", ["--supports-images"]),
+        ("cli-seer-2", ["--supports-images"]),
+        ("cli-blind", []),
+    ):
+        args = ["models", "add", "--name", name, "--base-url", fake_upstream.base_url]
+        added = CliRunner().invoke(cli, [*args, "--model", "vision", *flags], env=env)
+        assert added.exit_code == 0, added.output
+
+    async def supports(session: AsyncSession) -> dict[str, bool]:
+        rows = await session.execute(select(Model.name, Model.supports_images))
+        return {str(name): bool(flag) for name, flag in rows}
+
+    assert arena.db(supports) == {"cli-seer": True, "cli-seer-2": True, "cli-blind": False}
+    with arena.client() as visitor:
+        battle_id = _image_battle(visitor, [data_url(picture())])
+        assert read_stream(visitor, battle_id).end["status"] == "ready"
+        vote = visitor.post(f"/api/battles/{battle_id}/vote", json={"winner": "tie"})
+        drawn = {vote.json()["model_a"]["name"], vote.json()["model_b"]["name"]}
+        assert drawn == {"cli-seer", "cli-seer-2"}
