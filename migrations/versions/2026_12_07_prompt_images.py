@@ -1,7 +1,7 @@
 """Images attached to prompts (image, prompt_image) and model.supports_images.
 
 Revision ID: d08bcf26e5cb
-Revises: 90f2bc92025d
+Revises: 62abb4a02a35
 Create Date: 2026-12-07 04:01:39.327400
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import arena.models
 
 revision: str = "d08bcf26e5cb"
-down_revision: str | Sequence[str] | None = "90f2bc92025d"
+down_revision: str | Sequence[str] | None = "62abb4a02a35"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
