@@ -23,11 +23,12 @@ from arena.battles import turns
 from arena.battles.fast_lane import BattleFastLane
 from arena.battles.integrity_admin_routes import router as integrity_admin_router
 from arena.battles.integrity_routes import router as integrity_router
+from arena.battles.live import LiveTurns
 from arena.battles.lookalikes import folding_table
 from arena.battles.planned import PlannedTurns
 from arena.battles.relay import FinishTurn, TurnRunner
 from arena.battles.rigging import RiggingScanner
-from arena.battles.routes import me_router
+from arena.battles.routes import me_router, shared_router
 from arena.battles.routes import router as battles_router
 from arena.body_limit import BodyLimit
 from arena.chats import service as chats
@@ -231,6 +232,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.planned_turns = PlannedTurns()
         moderator = Moderator.from_settings(settings, client, _refusal_recorder(transactions))
         app.state.moderator = moderator
+        app.state.live_turns = LiveTurns()
         app.state.turn_runner = TurnRunner(
             client,
             upstream_limits(settings),
@@ -297,6 +299,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(battles_router)
     app.include_router(me_router)
     app.include_router(chats_router)
+    app.include_router(shared_router)
     app.include_router(integrity_router)
     app.include_router(integrity_admin_router)
     app.include_router(owners_router)

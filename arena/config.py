@@ -103,7 +103,8 @@ class Settings(BaseSettings):
     is decoded: a small file that would decode to a huge picture (a decompression bomb) is
     refused."""
     max_turns: int = Field(default=8, ge=1, le=100)
-    """Turns per battle (the first prompt and its follow-ups)."""
+    """Turns per battle (the first prompt, its follow-ups and each time both sides were asked
+    again for the latest turn)."""
     vote_window_seconds: float = Field(default=DEFAULT_VOTE_WINDOW_SECONDS, gt=0, le=30 * 86_400)
     """A battle takes its vote and follow-ups this long after it starts; past it, it is over and
     counts in the public and owner figures. Counting it while it can still be voted on would name
@@ -130,11 +131,11 @@ class Settings(BaseSettings):
 
     # Vote integrity (DESIGN section 5)
     battle_rate_limit: str = "20/minute;300/day"
-    """New battles and follow-up turns per session (`limits` notation, e.g. `20/minute;200/day`;
-    empty switches the limit off). Follow-ups count: each calls both endpoints, as a new battle
-    does."""
+    """New battles, follow-up turns and regenerations per session (`limits` notation, e.g.
+    `20/minute;200/day`; empty switches the limit off). Follow-ups and regenerations count: each
+    calls both endpoints, as a new battle does."""
     battle_ip_rate_limit: str = "120/minute;3000/day"
-    """New battles and follow-up turns per client address."""
+    """New battles, follow-up turns and regenerations per client address."""
     vote_rate_limit: str = "20/minute;300/day"
     """Votes per session."""
     vote_ip_rate_limit: str = "120/minute;3000/day"

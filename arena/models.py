@@ -272,6 +272,9 @@ class Battle(Base):
         default=BattleMode.anonymous,
         server_default=BattleMode.anonymous.value,
     )
+    # How often the visitor asked both sides again for the latest turn before the vote; the
+    # vote is on the answers shown last (arena/battles/turns.py, regenerate_turn).
+    regenerations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     model_a: Mapped[Model] = relationship(foreign_keys=[model_a_id])
     model_b: Mapped[Model] = relationship(foreign_keys=[model_b_id])
@@ -404,6 +407,16 @@ class ChatFeedback(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (UniqueConstraint("chat_id", "turn", name="one_per_answer"),)
+class Share(Base):
+    """A voted battle its visitor published: readable by anyone holding the slug, with the
+    names, prompts and answers, and nothing of the session (arena/battles/shares.py)."""
+
+    __tablename__ = "share"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    battle_id: Mapped[str] = mapped_column(ForeignKey("battle.id", ondelete="CASCADE"), unique=True)
+    slug: Mapped[str] = mapped_column(String(43), unique=True)
+    published_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class PromptCount(Base):

@@ -7,6 +7,7 @@ from fastapi.responses import HTMLResponse
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from arena.battles import shares
 from arena.consent import ReleaseNotice, set_notice_cookie
 from arena.models import utcnow
 from arena.templating import templates
@@ -114,3 +115,27 @@ async def battle_page(request: Request, mode: str = "anonymous") -> HTMLResponse
 @router.get("/me/battles", response_class=HTMLResponse)
 async def my_battles_page(request: Request) -> HTMLResponse:
     return templates.TemplateResponse(request, "my_battles.html", {"nav": "mine"})
+
+
+@router.get("/shared/{slug}", response_class=HTMLResponse)
+async def shared_battle_page(request: Request, slug: str) -> HTMLResponse:
+    """A battle its visitor published; the answers are drawn from their text by markdown.js."""
+    async with request.app.state.sessionmaker() as session:
+        try:
+            shared = await shares.shared_battle(session, slug=slug)
+        except shares.SharedBattleNotFound as missing:
+            return templates.TemplateResponse(
+                request, "shared_missing.html", {"message": missing.message}, status_code=404
+            )
+    turns: dict[int, dict[str, str]] = {}
+    for message in shared.messages:
+        turns.setdefault(message.turn, {})[message.side] = message.content
+    response = templates.TemplateResponse(
+        request,
+        "shared.html",
+        {"shared": shared, "turns": [turns[n] for n in sorted(turns)]},
+    )
+    # Taken back at its visitor's word: no cache may keep serving it.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Robots-Tag"] = "noindex"
+    return response

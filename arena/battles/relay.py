@@ -216,21 +216,38 @@ class TurnEvents:
     """A live turn's events on their way to the visitor. The upstream calls put them here from
     their read callbacks. Until a response takes them they wait; then the turn's first write
     goes out at once, in the callback that brought it, and later events are gathered for one
-    turn of the event loop, so that tokens of both sides arriving together go in one write."""
+    turn of the event loop, so that tokens of both sides arriving together go in one write.
 
-    def __init__(self) -> None:
+    A second request for the turn while it runs (a reload, a second tab) `follow`s it: the
+    events so far in one piece, then the rest as they come. What the turn sent is kept for that
+    while it runs, bounded as the answers are (the upstream output cap)."""
+
+    def __init__(self, *, followable: bool = True) -> None:
         self._loop = asyncio.get_running_loop()
+        self._followable = followable
         self._waiting: list[str] = []
         self._write: Callable[[bytes], None] | None = None
         self._written = False
         self._flush_soon: asyncio.Handle | None = None
+        self._sent: list[str] = []
+        self._followers: list[TurnEvents] = []
+        self._left = False
         # Done after the last event: with it, or without it when the turn was cut short.
         self.over: asyncio.Future[None] = self._loop.create_future()
 
     def put(self, payload: dict[str, Any]) -> None:
+        self._put_text(sse(payload))
+
+    def _put_text(self, text: str) -> None:
         if self.over.done():
             return
-        self._waiting.append(sse(payload))
+        if self._followable:
+            self._sent.append(text)
+        if self._followers:
+            self._followers = [f for f in self._followers if not f._left]
+            for follower in self._followers:
+                follower._put_text(text)
+        self._waiting.append(text)
         if self._write is None or self._flush_soon is not None:
             return
         if self._written:
@@ -238,11 +255,25 @@ class TurnEvents:
         else:
             self._flush()
 
+    def follow(self) -> TurnEvents:
+        """The turn's events for one more listener: those sent so far, then the others."""
+        follower = TurnEvents(followable=False)
+        if self._sent:
+            follower._waiting.append("".join(self._sent))
+        if self.over.done():
+            follower.over.set_result(None)
+        else:
+            self._followers.append(follower)
+        return follower
+
     def close(self) -> None:
         """No more events; those waiting go out now."""
         if not self.over.done():
             self._flush()
             self.over.set_result(None)
+            for follower in self._followers:
+                follower.close()
+            self._followers.clear()
 
     def attach(self, write: Callable[[bytes], None]) -> None:
         self._write = write
@@ -250,6 +281,8 @@ class TurnEvents:
 
     def detach(self) -> None:
         self._write = None
+        # A listener gone before the end: the turn stops copying its events here.
+        self._left = not self.over.done()
         if self._flush_soon is not None:
             self._flush_soon.cancel()
             self._flush_soon = None

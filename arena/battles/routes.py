@@ -8,11 +8,13 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.responses import JSONResponse
 from starlette.datastructures import State
 
 from arena import consent, metrics
-from arena.battles import creation, erasure, mine, turns, views, votes
+from arena.battles import creation, erasure, mine, personal_board, shares, turns, views, votes
 from arena.battles.integrity import VoteChecks
+from arena.battles.live import LiveTurns
 from arena.battles.planned import PlannedTurns
 from arena.battles.relay import EventStreamResponse, TurnEvents, TurnRunner, replay
 from arena.battles.schemas import (
@@ -21,12 +23,17 @@ from arena.battles.schemas import (
     BattleIn,
     BattleOut,
     MyBattles,
+    PersonalLeaderboard,
     PromptIn,
+    Regenerated,
     Reveal,
+    SharedBattle,
+    ShareOut,
     VoteIn,
 )
 from arena.battles.settled import vote_window
 from arena.db import SessionDep, Transactions, write_session
+from arena.errors import ArenaError
 from arena.images.decoding import CleanImage, ImageLimits, clean_images
 from arena.models import BattleMode, utcnow
 from arena.moderation import Moderator
@@ -35,6 +42,8 @@ from arena.visitors import Visitor, VisitorDep
 
 router = APIRouter(prefix="/api/battles", tags=["battles"])
 me_router = APIRouter(prefix="/api/me", tags=["battles"])
+shared_router = APIRouter(prefix="/api/shared", tags=["battles"])
+SHARED_PAGE_PREFIX = "/shared/"
 
 SSE_HEADERS = {"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"}
 # Set in the request's scope by the fast lane when it found no turn to start: the route then
@@ -127,11 +136,19 @@ async def start_turn(state: State, battle_id: str, visitor: Visitor) -> TurnEven
     transactions: Transactions = state.transactions
     runner: TurnRunner = state.turn_runner
     planned: PlannedTurns = state.planned_turns
+    live: LiveTurns = state.live_turns
     worker: str = state.workers.id
     plan = planned.take(battle_id, visitor.session_hash)
     if plan is not None:
-        return _start_planned_turn(state, plan, visitor)
+        return _watched(live, battle_id, visitor, _start_planned_turn(state, plan, visitor))
+    # A reload or a second tab while the turn runs here: the answers so far, then the rest.
+    following = live.follow(battle_id, visitor.session_hash)
+    if following is not None:
+        return following
     await planned.wait_for_claim(battle_id)
+    following = live.follow(battle_id, visitor.session_hash)
+    if following is not None:
+        return following
     # One short transaction before the stream (the claim, and the reads it allows); the stream
     # itself holds no database session. The claim need not survive a power cut (the turn would
     # be pending again, and streamed on the next request), so it does not wait for the disk.
@@ -142,14 +159,20 @@ async def start_turn(state: State, battle_id: str, visitor: Visitor) -> TurnEven
         to_disk=False,
     )
     if claimed is None:
-        return None
+        # Claimed by a request that came in meanwhile on this worker: follow it.
+        return live.follow(battle_id, visitor.session_hash)
     try:
         plan = turns.plan_turn(claimed, keys=state.keys)
     except Exception:
         # The claim is committed: end the turn as failed rather than leave it streaming.
         await transactions.write(lambda connection: turns.abandon_turn(connection, claimed=claimed))
         raise
-    return runner.start(plan)
+    return _watched(live, battle_id, visitor, runner.start(plan))
+
+
+def _watched(live: LiveTurns, battle_id: str, visitor: Visitor, events: TurnEvents) -> TurnEvents:
+    live.add(battle_id, visitor.session_hash, events)
+    return events
 
 
 def _start_planned_turn(state: State, plan: turns.TurnPlan, visitor: Visitor) -> TurnEvents:
@@ -201,12 +224,50 @@ async def stream_battle(
     if events is None:
         # Rare: a reload, a second tab, someone else's battle. The ORM path, as a write: a turn
         # whose worker died is ended there.
-        async with write_session(state.sessionmaker) as session:
-            past = await views.turn_to_replay(
-                session, battle_id=battle_id, visitor=visitor, settings=state.settings
-            )
-        events = replay(past.messages, past.status, withheld=past.withheld)
+        try:
+            async with write_session(state.sessionmaker) as session:
+                past = await views.turn_to_replay(
+                    session, battle_id=battle_id, visitor=visitor, settings=state.settings
+                )
+        except views.TurnStreamingElsewhere:
+            # Another worker relays it and holds its text so far: its answers once stored.
+            events = _replay_when_streamed(state, battle_id, visitor)
+        else:
+            events = replay(past.messages, past.status, withheld=past.withheld)
     return EventStreamResponse(events, headers=SSE_HEADERS)
+
+
+# How often a request for a turn streaming on another worker looks whether it ended, and how
+# often it sends a comment meanwhile so that proxies keep the quiet connection open.
+_STREAMED_ELSEWHERE_POLL_SECONDS = 0.25
+_KEEPALIVE_SECONDS = 10.0
+
+
+async def _replay_when_streamed(
+    state: State, battle_id: str, visitor: Visitor
+) -> AsyncGenerator[str, None]:
+    """The events of a turn another worker is streaming, once it is stored; a stream cut short
+    (the client asks again) should it take longer than a turn may."""
+    loop = asyncio.get_running_loop()
+    started = last_sent = loop.time()
+    give_up = state.settings.total_timeout + 30
+    while loop.time() - started < give_up:
+        await asyncio.sleep(_STREAMED_ELSEWHERE_POLL_SECONDS)
+        try:
+            async with write_session(state.sessionmaker) as session:
+                past = await views.turn_to_replay(
+                    session, battle_id=battle_id, visitor=visitor, settings=state.settings
+                )
+        except views.TurnStreamingElsewhere:
+            if loop.time() - last_sent >= _KEEPALIVE_SECONDS:
+                last_sent = loop.time()
+                yield ": still answering\n\n"
+            continue
+        except ArenaError:
+            return  # the client asks again and is told why
+        async for event in replay(past.messages, past.status, withheld=past.withheld):
+            yield event
+        return
 
 
 @router.post(
@@ -232,6 +293,49 @@ async def add_turn(
         )
     )
     return BattleCreated(battle_id=battle_id)
+
+
+@router.post(
+    "/{battle_id}/regenerate",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[Depends(limit_battles)],
+)
+async def regenerate(battle_id: str, request: Request, visitor: VisitorDep) -> Regenerated:
+    """Ask both sides again for the latest turn, before the vote; the stream route then serves
+    the new answers. Counts as a turn against the battle's limit and the rate limits."""
+    state = request.app.state
+    transactions: Transactions = state.transactions
+    regenerations = await transactions.write(
+        lambda connection: turns.regenerate_turn(
+            connection, battle_id=battle_id, visitor=visitor, settings=state.settings
+        )
+    )
+    return Regenerated(battle_id=battle_id, regenerations=regenerations)
+
+
+@router.post("/{battle_id}/share")
+async def share_battle(battle_id: str, request: Request, visitor: VisitorDep) -> ShareOut:
+    """Publish the voted battle (names, prompts, answers) at an unguessable address."""
+    async with write_session(request.app.state.sessionmaker) as session:
+        slug = await shares.publish(session, battle_id=battle_id, visitor=visitor)
+    return ShareOut(url=shared_url(request, slug))
+
+
+@router.delete("/{battle_id}/share", status_code=status.HTTP_204_NO_CONTENT)
+async def unshare_battle(battle_id: str, request: Request, visitor: VisitorDep) -> Response:
+    async with write_session(request.app.state.sessionmaker) as session:
+        await shares.unpublish(session, battle_id=battle_id, visitor=visitor)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def shared_url(request: Request, slug: str) -> str:
+    return str(request.base_url).rstrip("/") + SHARED_PAGE_PREFIX + slug
+
+
+@shared_router.get("/{slug}")
+async def get_shared_battle(slug: str, session: SessionDep) -> SharedBattle:
+    """A battle its visitor published: anyone with the address may read it."""
+    return await shares.shared_battle(session, slug=slug)
 
 
 @router.get("/{battle_id}")
@@ -269,6 +373,23 @@ async def list_my_battles(
     return MyBattles(
         battles=await mine.my_battles(session, visitor=visitor, window=window, limit=limit)
     )
+
+
+@me_router.get(
+    "/leaderboard",
+    response_model=PersonalLeaderboard,
+    responses={409: {"description": "fewer counted votes than the board needs, and how many"}},
+)
+async def my_leaderboard(session: SessionDep, visitor: VisitorDep) -> Response:
+    """A leaderboard fitted on this session's own counted votes, beside the public ratings."""
+    try:
+        board = await personal_board.personal_leaderboard(session, visitor=visitor)
+    except personal_board.TooFewVotes as few:
+        return JSONResponse(
+            {"detail": str(few), "counted_votes": few.counted, "votes_needed": few.needed},
+            status_code=status.HTTP_409_CONFLICT,
+        )
+    return Response(board.model_dump_json(), media_type="application/json")
 
 
 @router.post("/{battle_id}/vote", response_model=Reveal)

@@ -114,6 +114,10 @@ class BattleOut(BaseModel):
     closed: bool = False
     # When its visitor deleted it: its texts are erased, it takes no vote or follow-up
     erased_at: datetime | None = None
+    # How often its latest turn was asked again before the vote
+    regenerations: int = 0
+    # Where the battle is published, when its visitor shared it (after the vote)
+    share_path: str | None = None
 
 
 class MyBattle(BaseModel):
@@ -137,3 +141,49 @@ class MyBattles(BaseModel):
 class BattleErasedOut(BaseModel):
     battle_id: str
     erased_at: datetime
+
+
+class Regenerated(BaseModel):
+    battle_id: str
+    # How often this battle's latest turn was asked again so far, this time included
+    regenerations: int
+
+
+class ShareOut(BaseModel):
+    # Where anyone can read the battle: names, prompts and answers
+    url: str
+
+
+class SharedMessage(BaseModel):
+    turn: int
+    side: Literal["user", "a", "b"]
+    content: str
+
+
+class SharedBattle(BaseModel):
+    """A published battle: what its visitor chose to show, and nothing of their session."""
+
+    published_at: datetime
+    created_at: datetime
+    winner: Winner
+    models: Reveal
+    regenerations: int
+    messages: list[SharedMessage]
+
+
+class PersonalRow(BaseModel):
+    model: str
+    # Fitted on this visitor's counted votes only (Bradley-Terry with one virtual tie per pair)
+    rating: float
+    votes: int
+    wins: int
+    losses: int
+    ties: int
+    # The public leaderboard's rating of the model, when it has one
+    public_rating: float | None = None
+
+
+class PersonalLeaderboard(BaseModel):
+    counted_votes: int
+    method: str
+    models: list[PersonalRow]

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from arena import moderation
@@ -89,7 +89,12 @@ def check_owned(session_hash: str, visitor: Visitor) -> None:
 
 
 _FOLLOWED_UP = select(
-    Battle.session_hash, Battle.status, Battle.turns, Battle.created_at, Battle.erased_at
+    Battle.session_hash,
+    Battle.status,
+    Battle.turns,
+    Battle.created_at,
+    Battle.erased_at,
+    Battle.regenerations,
 ).where(Battle.id == bindparam("followed_up_id"))
 # The status and turn guards make the follow-up the one winner of racing requests.
 _ASK_FOLLOW_UP = (
@@ -104,16 +109,16 @@ _ASK_FOLLOW_UP = (
 )
 
 
-def add_turn(
-    connection: Connection, *, battle_id: str, prompt: str, visitor: Visitor, settings: Settings
-) -> int:
-    """Store the visitor's follow-up prompt as the battle's next turn, waiting to be streamed;
-    the turn's number, or raise why the battle takes no follow-up now."""
-    check_prompt(prompt, settings)
+def _open_for_another_turn(
+    connection: Connection, battle_id: str, visitor: Visitor, settings: Settings, *, asking: str
+) -> tuple[int, int]:
+    """The battle's turns and regenerations, or raise why it takes no new turn now (a follow-up
+    or a regeneration, as `asking` says). Regenerations count as turns against the limit: each
+    one costs both models a call, as a follow-up does."""
     battle = connection.execute(_FOLLOWED_UP, {"followed_up_id": battle_id}).one_or_none()
     if battle is None:
         raise BattleNotFound()
-    session_hash, status, turns, created_at, erased_at = battle
+    session_hash, status, turns, created_at, erased_at, regenerations = battle
     check_owned(session_hash, visitor)
     if erased_at is not None:
         raise BattleErased()
@@ -122,15 +127,74 @@ def add_turn(
     if status == BattleStatus.failed:
         raise BattleFailed()
     if status != BattleStatus.ready:
-        raise BattleNotReady("Both answers must finish before you send a follow-up.")
+        raise BattleNotReady(f"Both answers must finish before you {asking}.")
     window = vote_window(settings)
     if closed_for_votes(created_at, now=utcnow(), window=window):
-        # Over, and counted as such (settled.py): a follow-up would reopen it.
+        # Over, and counted as such (settled.py): a new turn would reopen it.
         raise BattleClosed(window)
-    if turns >= settings.max_turns:
+    if turns + regenerations >= settings.max_turns:
         raise Conflict(
-            f"This battle reached its limit of {settings.max_turns} turns; vote or start anew."
+            f"This battle reached its limit of {settings.max_turns} turns (regenerations "
+            "count as turns); vote or start a new battle."
         )
+    return turns, regenerations
+
+
+# The same guards as a follow-up's, and the count as it was read: one winner among racing requests.
+_ASK_AGAIN = (
+    update(Battle)
+    .where(
+        Battle.id == bindparam("regenerated_id"),
+        Battle.status == BattleStatus.ready,
+        Battle.turns == bindparam("turns_before"),
+        Battle.regenerations == bindparam("regenerations_before"),
+        Battle.erased_at.is_(None),
+    )
+    .values(status=BattleStatus.pending, regenerations=bindparam("regenerations_after"))
+)
+_FORGET_ANSWERS = delete(Message).where(
+    Message.battle_id == bindparam("regenerated_id"),
+    Message.turn == bindparam("regenerated_turn"),
+    Message.side != Side.user,
+)
+
+
+def regenerate_turn(
+    connection: Connection, *, battle_id: str, visitor: Visitor, settings: Settings
+) -> int:
+    """Ask both sides again for the latest turn, before the vote: its answers are dropped and
+    the turn waits to be streamed anew (as FastChat's regenerate does, both sides at once). The
+    battle's count of regenerations, which the exports carry.
+
+    The answers shown last are the ones voted on. A battle flagged because an earlier answer
+    named its model keeps the flag: its visitor read that answer."""
+    turns, regenerations = _open_for_another_turn(
+        connection, battle_id, visitor, settings, asking="ask for new answers"
+    )
+    asked = connection.execute(
+        _ASK_AGAIN,
+        {
+            "regenerated_id": battle_id,
+            "turns_before": turns,
+            "regenerations_before": regenerations,
+            "regenerations_after": regenerations + 1,
+        },
+    )
+    if asked.rowcount != 1:
+        raise BattleNotReady("Another request changed this battle just now; reload it.")
+    connection.execute(_FORGET_ANSWERS, {"regenerated_id": battle_id, "regenerated_turn": turns})
+    return regenerations + 1
+
+
+def add_turn(
+    connection: Connection, *, battle_id: str, prompt: str, visitor: Visitor, settings: Settings
+) -> int:
+    """Store the visitor's follow-up prompt as the battle's next turn, waiting to be streamed;
+    the turn's number, or raise why the battle takes no follow-up now."""
+    check_prompt(prompt, settings)
+    turns, _regenerations = _open_for_another_turn(
+        connection, battle_id, visitor, settings, asking="send a follow-up"
+    )
     turn = turns + 1
     asked = connection.execute(
         _ASK_FOLLOW_UP,

@@ -14,9 +14,16 @@ from arena.battles.settled import closed_for_votes
 from arena.battles.turns import NEUTRAL_ERROR, check_owned, fail_interrupted_turn
 from arena.config import Settings
 from arena.errors import BattleErased, BattleNotFound, Conflict
-from arena.models import Battle, BattleMode, BattleStatus, Message, Model, Side, Vote, utcnow
+from arena.models import Battle, BattleMode, BattleStatus, Message, Model, Share, Side, Vote, utcnow
 from arena.moderation import MODERATED, WITHHELD_MESSAGE
 from arena.visitors import Visitor
+
+
+class TurnStreamingElsewhere(Conflict):
+    """The turn is being relayed by a request this worker does not hold (another worker)."""
+
+    def __init__(self) -> None:
+        super().__init__("This battle is already streaming in another tab or request.")
 
 
 async def owned_battle(session: AsyncSession, battle_id: str, visitor: Visitor) -> Battle:
@@ -51,7 +58,7 @@ async def turn_to_replay(
     if battle.status == BattleStatus.streaming and battle.stream_started_at is not None:
         stale_after = timedelta(seconds=settings.total_timeout + 30)
         if utcnow() - battle.stream_started_at <= stale_after:
-            raise Conflict("This battle is already streaming in another tab or request.")
+            raise TurnStreamingElsewhere()
         # The worker streaming it died and no worker started since (which would have settled
         # it, see arena/workers.py): end the turn as failed rather than hang forever.
         turn = battle.turns
@@ -83,6 +90,7 @@ async def battle_view(
     withheld_turn = battle.turns if _withheld(battle) else None
     # A named battle's visitor chose the models: their names are no secret to keep.
     shown = vote is not None or battle.mode == BattleMode.named
+    slug = await session.scalar(select(Share.slug).where(Share.battle_id == battle.id))
     return BattleOut(
         battle_id=battle.id,
         mode=battle.mode,
@@ -105,6 +113,8 @@ async def battle_view(
         models=await _reveal(session, battle) if shown else None,
         closed=closed_for_votes(battle.created_at, now=utcnow(), window=window),
         erased_at=battle.erased_at,
+        regenerations=battle.regenerations,
+        share_path=f"/shared/{slug}" if slug is not None else None,
     )
 
 

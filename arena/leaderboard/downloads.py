@@ -49,6 +49,7 @@ BATTLE_COLUMNS: Final[tuple[str, ...]] = (
     "vote_id",
     "tag_coding",
     "tag_long",
+    "regenerations",
 )
 # text_status: released, erased (by its visitor) or withheld (no release notice was shown)
 CSV_TEXT_COLUMNS: Final[tuple[str, ...]] = ("text_status", "prompt", "answer_a", "answer_b")
@@ -80,6 +81,7 @@ class ExportedVote:
     tag_long: bool
     # False for a vote of a named battle (the visitor chose the models): FastChat's marking
     anony: bool = True
+    regenerations: int = 0
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ def _export_select(scope: ExportScope, dialect: str, decisive_only: bool) -> Any
             case((has_tag(TAG_CODING), 1), else_=0),
             case((has_tag(TAG_LONG), 1), else_=0),
             case((Battle.mode == BattleMode.named, 0), else_=1),
+            Battle.regenerations,
         )
         .join(Battle, Battle.id == Vote.battle_id)
         .join(model_a, model_a.id == Battle.model_a_id)
@@ -182,6 +185,7 @@ async def counted_vote_batches(
                 coding,
                 long_,
                 anony,
+                regenerations,
             ) in partition:
                 judge = judges.get(session_hash)
                 if judge is None:
@@ -200,6 +204,7 @@ async def counted_vote_batches(
                         tag_coding=coding == 1,
                         tag_long=long_ == 1,
                         anony=anony == 1,
+                        regenerations=int(regenerations),
                     )
                 )
             yield batch
@@ -272,6 +277,7 @@ def _record(vote: ExportedVote) -> dict[str, Any]:
         "vote_id": vote.vote_id,
         "tag_coding": vote.tag_coding,
         "tag_long": vote.tag_long,
+        "regenerations": vote.regenerations,
     }
 
 
@@ -349,7 +355,8 @@ def _json_line(vote: ExportedVote) -> str:
         f'"language": {_string(vote.language)}, '
         f'"tstamp": {vote.tstamp!r}, "vote_id": {vote.vote_id}, '
         f'"tag_coding": {"true" if vote.tag_coding else "false"}, '
-        f'"tag_long": {"true" if vote.tag_long else "false"}}}'
+        f'"tag_long": {"true" if vote.tag_long else "false"}, '
+        f'"regenerations": {vote.regenerations}}}'
     )
 
 

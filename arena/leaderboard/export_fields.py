@@ -75,6 +75,12 @@ _BATTLE_FIELDS: Final = (
         "tag_coding", "bool", "a prompt or answer contains code (the `coding` category's filter)"
     ),
     ExportField("tag_long", "bool", "the first prompt is long (the `long` category's filter)"),
+    ExportField(
+        "regenerations",
+        "int64",
+        "how often the visitor asked both models again for the latest answers before voting; "
+        "the vote is on the answers shown last",
+    ),
 )
 _CONVERSATION_FIELDS: Final = (
     ExportField(

@@ -8,7 +8,7 @@ import { battleRequest } from "./modes.js";
 
 const STORAGE_KEY = "arena.battle";
 const SIDES = ["a", "b"];
-const RECONNECT_DELAYS_MS = [500, 1000, 2000, 3000, 5000];
+const RECONNECT_DELAYS_MS = [250, 1000, 2000, 3000, 5000];
 const RECONNECT_GIVE_UP_MS = 180_000;
 
 const root = document.getElementById("battle");
@@ -21,6 +21,12 @@ const statusLine = document.getElementById("status");
 const sidesBox = document.getElementById("sides");
 const decideBox = document.getElementById("decide");
 const newBattleButton = document.getElementById("new-battle");
+const regenerateButton = document.getElementById("regenerate");
+const shareButton = document.getElementById("share");
+const sharedBox = document.getElementById("shared-link");
+const sharedUrl = document.getElementById("shared-url");
+const copySharedButton = document.getElementById("copy-shared");
+const unshareButton = document.getElementById("unshare");
 const voteButtons = [...document.querySelectorAll(".vote-button")];
 const maxPrompt = Number(root.dataset.maxPrompt) || 8000;
 const maxImages = Number(root.dataset.maxImages) || 0;
@@ -34,7 +40,7 @@ const sideBoxes = Object.fromEntries(SIDES.map((side) => [side, document.getElem
 
 // state: idle | starting | streaming | ready | failed | closed | voting | voted | lost
 // mode: "anonymous", or "named" (side by side: the names are shown from the start)
-const battle = { id: null, state: "idle", turns: [], controller: null, winner: null, mode: null };
+const battle = { id: null, state: "idle", turns: [], controller: null, winner: null, mode: null, shareUrl: null };
 // The images attached to the first prompt, as data URLs (what the API takes), in order.
 const attached = [];
 
@@ -263,6 +269,9 @@ function setState(state) {
   document.getElementById("intro").hidden = started;
   statusLine.textContent = STATUS_TEXT[battle.mode === "named" ? `named-${state}` : state] || STATUS_TEXT[state] || "";
   for (const button of voteButtons) button.disabled = state !== "ready";
+  regenerateButton.hidden = state !== "ready";
+  shareButton.hidden = state !== "voted" || battle.shareUrl !== null;
+  sharedBox.hidden = state !== "voted" || battle.shareUrl === null;
   const busy = state === "starting" || state === "streaming" || state === "voting";
   form.hidden = ["failed", "closed", "voted", "lost", "erased"].includes(state);
   promptBox.disabled = busy;
@@ -312,6 +321,7 @@ function clearBattle() {
   battle.turns = [];
   battle.winner = null;
   battle.mode = null;
+  battle.shareUrl = null;
   remember(null);
   for (const side of SIDES) {
     const box = sideBoxes[side];
@@ -458,10 +468,18 @@ async function streamTurn(turn) {
   setState("streaming");
   const started = Date.now();
   for (let attempt = 0; ; attempt += 1) {
-    // A reconnect replays the whole turn, so every attempt starts from empty answers.
-    for (const side of SIDES) Object.assign(turn.answers[side], { text: "", error: null, finish: null });
+    // A reconnect replays the whole turn from its first token: each attempt starts from empty
+    // answers, but only once its first event is in, so the text on screen never blinks away.
+    let fresh = true;
     let endStatus = null;
     const onEvent = (event) => {
+      if (fresh) {
+        fresh = false;
+        for (const side of SIDES) {
+          Object.assign(turn.answers[side], { text: "", error: null, finish: null });
+          markDirty(turn.answers[side]);
+        }
+      }
       if (event.type === "end") {
         endStatus = event.status;
         return;
@@ -497,6 +515,7 @@ async function streamTurn(turn) {
       renderAllNow();
       showNotice("");
       setState(endStatus === "ready" ? "ready" : "failed");
+      if (battle.state === "ready") focusVote();
       return;
     }
     if (Date.now() - started > RECONNECT_GIVE_UP_MS) {
@@ -505,9 +524,64 @@ async function streamTurn(turn) {
       setState("lost");
       return;
     }
-    showNotice("The connection dropped; picking the answers up again…");
+    // One quick retry goes unannounced: a reload or a proxy's cut usually heals at once.
+    if (attempt > 0) showNotice("The connection dropped; picking the answers up again…");
     await sleep(RECONNECT_DELAYS_MS[Math.min(attempt, RECONNECT_DELAYS_MS.length - 1)], controller.signal);
     if (controller.signal.aborted) return;
+  }
+}
+
+// When the answers are in, the vote is next: focus it without scrolling the answers away.
+function focusVote() {
+  const active = document.activeElement;
+  // Someone already typing a follow-up keeps their place.
+  if (active === promptBox && promptBox.value) return;
+  voteButtons[0].focus({ preventScroll: true });
+}
+
+async function regenerate() {
+  if (battle.state !== "ready") return;
+  const turn = battle.turns[battle.turns.length - 1];
+  showNotice("");
+  setState("starting");
+  try {
+    await api("POST", `/api/battles/${encodeURIComponent(battle.id)}/regenerate`);
+  } catch (error) {
+    showNotice(error.message);
+    if (error.status === 409) await settleFromServer();
+    else setState("ready");
+    return;
+  }
+  for (const side of SIDES) Object.assign(turn.answers[side], { text: "", error: null, finish: null });
+  renderAllNow();
+  await streamTurn(turn);
+}
+
+function showShared(url) {
+  battle.shareUrl = url;
+  sharedUrl.value = url || "";
+  setState(battle.state);
+}
+
+async function share() {
+  try {
+    const shared = await api("POST", `/api/battles/${encodeURIComponent(battle.id)}/share`);
+    showShared(shared.url);
+    sharedUrl.focus();
+    sharedUrl.select();
+  } catch (error) {
+    showNotice(error.message);
+  }
+}
+
+async function unshare() {
+  try {
+    await api("DELETE", `/api/battles/${encodeURIComponent(battle.id)}/share`);
+    showShared(null);
+    showNotice("");
+    shareButton.focus();
+  } catch (error) {
+    showNotice(error.message);
   }
 }
 
@@ -665,6 +739,8 @@ async function restore() {
     await streamTurn(last);
   } else if (view.status === "voted" && view.models) {
     battle.winner = view.winner;
+    battle.shareUrl = view.share_path ? new URL(view.share_path, window.location.href).href : null;
+    sharedUrl.value = battle.shareUrl || "";
     setState("voted");
     showReveal(view.models, view.winner);
     if (view.erased_at) statusLine.textContent = STATUS_TEXT.erased;
@@ -695,6 +771,34 @@ promptBox.addEventListener("input", updateCount);
 for (const button of voteButtons) {
   button.addEventListener("click", () => vote(button.dataset.winner));
 }
+
+regenerateButton.addEventListener("click", regenerate);
+shareButton.addEventListener("click", share);
+unshareButton.addEventListener("click", unshare);
+copySharedButton.addEventListener("click", async () => {
+  try {
+    await navigator.clipboard.writeText(sharedUrl.value);
+    copySharedButton.textContent = "Copied";
+  } catch {
+    sharedUrl.select();
+    copySharedButton.textContent = "Press Ctrl+C";
+  }
+  setTimeout(() => {
+    copySharedButton.textContent = "Copy";
+  }, 1500);
+});
+
+// Keys 1 to 4 vote, as on the buttons, unless the visitor is typing.
+const VOTE_KEYS = Object.fromEntries(voteButtons.map((button) => [button.dataset.key, button.dataset.winner]));
+document.addEventListener("keydown", (event) => {
+  if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+  const winner = VOTE_KEYS[event.key];
+  if (!winner || battle.state !== "ready") return;
+  const target = event.target;
+  if (target instanceof HTMLElement && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName))) return;
+  event.preventDefault();
+  vote(winner);
+});
 
 newBattleButton.addEventListener("click", () => {
   clearBattle();

@@ -63,13 +63,24 @@ function listMarker(line) {
 }
 
 function startsBlock(line) {
+  const marker = listMarker(line);
   return (
     FENCE.test(line) ||
     HEADING.test(line) ||
     RULE.test(line) ||
     QUOTE.test(line) ||
-    listMarker(line) !== null
+    // An empty item cannot interrupt a paragraph (CommonMark): "391." there is text.
+    (marker !== null && !(marker.ordered && marker.text === ""))
   );
+}
+
+// A number and its dot alone ("391."), with nothing of an item after it: an answer that is a
+// number, not an empty list numbered from it.
+function loneNumber(lines, i) {
+  const marker = listMarker(lines[i]);
+  if (marker === null || !marker.ordered || marker.text !== "") return false;
+  const next = lines[i + 1];
+  return next === undefined || isBlank(next) || next.length - next.trimStart().length < marker.width;
 }
 
 function renderBlocks(lines, parent, depth) {
@@ -108,7 +119,7 @@ function renderBlocks(lines, parent, depth) {
       const quote = el("blockquote");
       renderBlocks(inner, quote, depth + 1);
       parent.append(quote);
-    } else if (listMarker(line)) {
+    } else if (listMarker(line) && !loneNumber(lines, i)) {
       i = renderList(lines, i, parent, depth);
     } else if (line.includes("|") && i + 1 < lines.length && TABLE_RULE.test(lines[i + 1])) {
       i = renderTable(lines, i, parent, depth);
@@ -207,6 +218,14 @@ function renderList(lines, start, parent, depth) {
     }
   }
   close();
+  if (first.ordered) {
+    // Room for the widest number, which the default padding only has up to two digits.
+    const digits = String(first.start + list.children.length - 1).length;
+    if (digits > 2) {
+      list.classList.add("md-ol-wide");
+      list.style.setProperty("--md-ol-digits", String(digits));
+    }
+  }
   parent.append(list);
   return i;
 }
