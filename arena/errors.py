@@ -70,6 +70,8 @@ class ProbeFailed(InvalidInput):
 
 class PromptRefused(InvalidInput):
     pass
+
+
 class ImageRefused(InvalidInput):
     """An attached image that cannot be used; the message names it and says what to send."""
 
@@ -200,6 +202,8 @@ class ModerationUnavailable(ArenaError):
     """The moderation endpoint gave no verdict and the operator chose to stop battles then."""
 
     status_code = 503
+
+
 class NoImageModelsAvailable(NoModelsAvailable):
     def __init__(self) -> None:
         ArenaError.__init__(

@@ -407,6 +407,8 @@ class ChatFeedback(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (UniqueConstraint("chat_id", "turn", name="one_per_answer"),)
+
+
 class Share(Base):
     """A voted battle its visitor published: readable by anyone holding the slug, with the
     names, prompts and answers, and nothing of the session (arena/battles/shares.py)."""
