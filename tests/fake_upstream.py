@@ -1,7 +1,7 @@
 """A fake OpenAI-compatible upstream that really listens on loopback, honest or broken on demand.
 
 The upstream model id picks the behaviour, with options after colons, e.g. "normal", "slow:0.3",
-"counting" (a new answer on each request),
+"counting" (a new answer on each request), "long:30" (30 paragraphs),
 "hang", "error500", "error401:bad key", "page:500:TEXT", "midstream-close". A raw asyncio server
 (not a framework) so that it can break the protocol the ways real servers do: stall after the
 headers, send invalid UTF-8, drop the connection half-way through a chunked body, send a line or
@@ -306,6 +306,14 @@ class _Handler:
                 await self._plain(writer, 400, "application/json", json.dumps(error).encode())
                 return True
             await self._stream_text(writer, model, answer_for(prompt), 0.0)
+        elif name == "long":
+            # "long:PARAGRAPHS": an answer of that many paragraphs, pages long on a phone
+            count = int(option or 30)
+            text = "\n\n".join(
+                f"Paragraph {n + 1}: rivers carry water, sand and stories to the sea."
+                for n in range(count)
+            )
+            await self._stream_text(writer, model, text, 0.0)
         elif name == "counting":
             # "counting:DELAY": a different answer each time the same model is asked
             asked = len(self.upstream.requests_for(model))

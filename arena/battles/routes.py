@@ -253,6 +253,14 @@ async def _replay_when_streamed(
     give_up = state.settings.total_timeout + 30
     while loop.time() - started < give_up:
         await asyncio.sleep(_STREAMED_ELSEWHERE_POLL_SECONDS)
+        # A plain read while it streams: the write below takes SQLite's one write lock.
+        async with state.sessionmaker() as session:
+            streaming = await views.is_streaming(session, battle_id=battle_id)
+        if streaming and loop.time() - started < give_up - 1:
+            if loop.time() - last_sent >= _KEEPALIVE_SECONDS:
+                last_sent = loop.time()
+                yield ": still answering\n\n"
+            continue
         try:
             async with write_session(state.sessionmaker) as session:
                 past = await views.turn_to_replay(

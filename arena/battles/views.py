@@ -75,6 +75,13 @@ def _withheld(battle: Battle) -> bool:
     return MODERATED in battle.flags
 
 
+async def is_streaming(session: AsyncSession, *, battle_id: str) -> bool:
+    streaming = await session.scalar(
+        select(Battle.id).where(Battle.id == battle_id, Battle.status == BattleStatus.streaming)
+    )
+    return streaming is not None
+
+
 async def battle_view(
     session: AsyncSession, *, battle_id: str, visitor: Visitor, window: timedelta
 ) -> BattleOut:
