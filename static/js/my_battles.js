@@ -115,66 +115,7 @@ async function erase(battle, button) {
     return;
   }
   statusLine.textContent = "The battle was deleted: its texts are erased.";
-  await // The personal leaderboard: from 20 counted votes on; until then, how many are still needed.
-const boardStatus = document.getElementById("my-board-status");
-const boardTable = document.getElementById("my-board-table");
-const boardRows = document.getElementById("my-board-rows");
-
-function cell(text) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  return td;
-}
-
-async function loadBoard() {
-  let response;
-  let data;
-  try {
-    response = await fetch("/api/me/leaderboard", {
-      headers: { Accept: "application/json" },
-      credentials: "same-origin",
-      cache: "no-store",
-    });
-    data = await response.json().catch(() => null);
-  } catch {
-    boardStatus.textContent = "The arena could not be reached. Check your connection and try again.";
-    return;
-  }
-  if (response.status === 409 && data && typeof data.votes_needed === "number") {
-    const needed = data.votes_needed;
-    boardStatus.textContent =
-      `Your own leaderboard appears once ${data.counted_votes + needed} of your votes count: ` +
-      `${needed} more to go (you have ${data.counted_votes}).`;
-    boardTable.hidden = true;
-    return;
-  }
-  if (!response.ok || !data) {
-    boardStatus.textContent = detailOf(response, data);
-    return;
-  }
-  boardRows.replaceChildren(
-    ...data.models.map((row, index) => {
-      const tr = document.createElement("tr");
-      const name = document.createElement("th");
-      name.scope = "row";
-      name.textContent = row.model;
-      tr.append(
-        cell(String(index + 1)),
-        name,
-        cell(row.rating.toFixed(0)),
-        cell(row.public_rating === null ? "not rated yet" : row.public_rating.toFixed(0)),
-        cell(String(row.votes)),
-        cell(`${row.wins} / ${row.losses} / ${row.ties}`),
-      );
-      return tr;
-    }),
-  );
-  boardStatus.textContent = `From your ${data.counted_votes} counted votes.`;
-  boardTable.hidden = false;
-}
-
-load();
-loadBoard();
+  await load();
 }
 
 async function load() {
