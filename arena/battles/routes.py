@@ -24,6 +24,7 @@ from arena.battles.schemas import (
     BattleOut,
     MyBattles,
     PersonalLeaderboard,
+    PersonalLeaderboardNotYet,
     PromptIn,
     Regenerated,
     Reveal,
@@ -386,17 +387,22 @@ async def list_my_battles(
 @me_router.get(
     "/leaderboard",
     response_model=PersonalLeaderboard,
-    responses={409: {"description": "fewer counted votes than the board needs, and how many"}},
+    responses={
+        409: {
+            "model": PersonalLeaderboardNotYet,
+            "description": "Fewer counted votes than the board needs, and how many more",
+        }
+    },
 )
 async def my_leaderboard(session: SessionDep, visitor: VisitorDep) -> Response:
     """A leaderboard fitted on this session's own counted votes, beside the public ratings."""
     try:
         board = await personal_board.personal_leaderboard(session, visitor=visitor)
     except personal_board.TooFewVotes as few:
-        return JSONResponse(
-            {"detail": str(few), "counted_votes": few.counted, "votes_needed": few.needed},
-            status_code=status.HTTP_409_CONFLICT,
+        not_yet = PersonalLeaderboardNotYet(
+            detail=str(few), counted_votes=few.counted, votes_needed=few.needed
         )
+        return JSONResponse(not_yet.model_dump(), status_code=status.HTTP_409_CONFLICT)
     return Response(board.model_dump_json(), media_type="application/json")
 
 

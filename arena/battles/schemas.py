@@ -187,3 +187,11 @@ class PersonalLeaderboard(BaseModel):
     counted_votes: int
     method: str
     models: list[PersonalRow]
+
+
+class PersonalLeaderboardNotYet(BaseModel):
+    """The 409 of the personal leaderboard: too few counted votes yet."""
+
+    detail: str
+    counted_votes: int
+    votes_needed: int
