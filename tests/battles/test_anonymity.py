@@ -155,11 +155,8 @@ class History:
     visitor_cookies: dict[str, str]
     voted_battle: str
     snapshot_id: int
-<<<<<<< HEAD
     chat: str  # the visitor's direct chat, answered and rated
-=======
     shared_slug: str
->>>>>>> 5231481 (Tests: regenerate, share, personal board, reload mid-answer, anonymity)
 
 
 def _get_routes(settings: Settings) -> set[str]:
@@ -227,14 +224,11 @@ def _requests(history: History) -> dict[str, list[tuple[Reader, str]]]:
         "/api/battles/{battle_id}": [(visitor, f"/api/battles/{battle}")],
         "/api/battles/{battle_id}/stream": [(visitor, f"/api/battles/{battle}/stream")],
         "/api/me/battles": [(visitor, "/api/me/battles")],
-<<<<<<< HEAD
         "/api/chats/{chat_id}": [(visitor, f"/api/chats/{history.chat}")],
         "/api/chats/{chat_id}/stream": [(visitor, f"/api/chats/{history.chat}/stream")],
-=======
         "/api/me/leaderboard": [(visitor, "/api/me/leaderboard")],
         "/api/shared/{slug}": [(anyone, f"/api/shared/{history.shared_slug}")],
         "/shared/{slug}": [(anyone, f"/shared/{history.shared_slug}")],
->>>>>>> 5231481 (Tests: regenerate, share, personal board, reload mid-answer, anonymity)
         "/me/battles": [(anyone, "/me/battles")],
         "/owner": [(anyone, "/owner")],
         "/api/owners/me": [(owner, "/api/owners/me") for owner in owners.values()],
@@ -418,7 +412,6 @@ def _make_history(arena: Arena, fake_upstream: FakeUpstream) -> History:
             assert read_stream(visitor, voted).end["status"] == "ready"
             answer = visitor.post(f"/api/battles/{voted}/vote", json={"winner": "model_a"})
             assert answer.status_code == 200, answer.text
-<<<<<<< HEAD
         # A named battle voted on and a direct chat rated: in the history of the figures too.
         named = _named_battle(visitor, "A named question", [MODELS[0], MODELS[1]])
         assert visitor.post(f"/api/battles/{named}/vote", json={"winner": "model_b"}).is_success
@@ -429,10 +422,8 @@ def _make_history(arena: Arena, fake_upstream: FakeUpstream) -> History:
             assert '"status":"ready"' in streamed.read().decode()
         thumbs = visitor.post(f"/api/chats/{chat_id}/feedback", json={"turn": 1, "rating": "up"})
         assert thumbs.is_success, thumbs.text
-=======
         shared = visitor.post(f"/api/battles/{voted}/share")
         assert shared.status_code == 200, shared.text
->>>>>>> 5231481 (Tests: regenerate, share, personal board, reload mid-answer, anonymity)
         cookies = dict(visitor.cookies)
     _seed_settled_and_open_battles(arena.settings)
     outcome = run_recompute(RecomputeConfig.from_settings(arena.settings))
@@ -441,8 +432,8 @@ def _make_history(arena: Arena, fake_upstream: FakeUpstream) -> History:
     async def snapshot_id(session: AsyncSession) -> int:
         return int(await session.scalar(select(func.max(RatingSnapshot.id))) or 0)
 
-<<<<<<< HEAD
-    return History(owners, cookies, voted, arena.db(snapshot_id), chat_id)
+    slug = shared.json()["url"].rsplit("/", 1)[1]
+    return History(owners, cookies, voted, arena.db(snapshot_id), chat_id, slug)
 
 
 def _named_battle(visitor: httpx.Client, prompt: str, models: list[str]) -> str:
@@ -478,10 +469,6 @@ def _named_owners_views(models: list[str]) -> set[str]:
         for m in models
         for path in ("/api/models/mine", f"/api/models/{m}", f"/api/models/{m}/stats")
     }
-=======
-    slug = shared.json()["url"].rsplit("/", 1)[1]
-    return History(owners, cookies, voted, arena.db(snapshot_id), slug)
->>>>>>> 5231481 (Tests: regenerate, share, personal board, reload mid-answer, anonymity)
 
 
 def _json(settings: Settings, history: History) -> dict[str, Any]:
@@ -524,13 +511,10 @@ def test_nothing_public_moves_until_the_battle_settles(
             "anyone: GET /api/leaderboard/models/nobody",
             "anyone: GET /admin",  # to the sign-in form
             "anyone: GET /admin/audit.csv",
-<<<<<<< HEAD
             # No battle carried the picture yet, and nobody sent the other hash.
             f"anyone: GET /images/{_PICTURE_SHA}",
             "anyone: GET /images/" + "0" * 64,
-=======
             "visitor: GET /api/me/leaderboard",  # 4 votes of the 20 it needs
->>>>>>> 5231481 (Tests: regenerate, share, personal board, reload mid-answer, anonymity)
             *(f"owner of {o}: GET /api/models/{m}" for o in MODELS for m in MODELS if o != m),
         }
         counts_before = _json(settings, history)
