@@ -1,7 +1,7 @@
 """battle regenerations and shares
 
 Revision ID: 5ee1f096eaa6
-Revises: 90f2bc92025d
+Revises: d08bcf26e5cb
 Create Date: 2026-12-07 03:58:22.647467
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import arena.models
 
 revision: str = "5ee1f096eaa6"
-down_revision: str | Sequence[str] | None = "90f2bc92025d"
+down_revision: str | Sequence[str] | None = "d08bcf26e5cb"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
