@@ -43,6 +43,7 @@ from arena.error_responses import ERROR_RESPONSES
 from arena.errors import install_error_handlers
 from arena.images.decoding import images_body_bytes
 from arena.images.routes import router as images_router
+from arena.judge.worker import JudgeWorker
 from arena.leaderboard.background import RecomputeScheduler
 from arena.leaderboard.cache import PageCache
 from arena.leaderboard.routes import router as leaderboard_router
@@ -256,6 +257,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         recompute = RecomputeScheduler(settings, engine)
         await recompute.start()
         app.state.recompute = recompute
+        judge_worker = JudgeWorker(settings, sessionmaker, client, app.state.keys).start()
         queues = metrics.QueueSampler(
             {"planned_turns": app.state.planned_turns.__len__, "writes": transactions.waiting}
         ).start()
@@ -266,6 +268,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield
         finally:
             await queues.stop()
+            await judge_worker.stop()
             await webhook_sender.stop()
             await health.stop()
             await recompute.stop()

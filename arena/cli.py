@@ -21,6 +21,7 @@ from arena.battles import erasure
 from arena.config import Settings
 from arena.db import database_location, in_one_transaction
 from arena.errors import ArenaError
+from arena.judge_cli import judge_app
 from arena.listening import announce_when_listening
 from arena.models import Model, ModelStatus, OperatorAction
 from arena.ratings_cli import ratings_app
@@ -43,6 +44,7 @@ audit_app = typer.Typer(help="The audit log of operator actions.", no_args_is_he
 app.add_typer(audit_app, name="audit")
 battles_app = typer.Typer(help="Battles, and erasure requests of their visitors.")
 app.add_typer(battles_app, name="battles")
+app.add_typer(judge_app, name="judge")
 
 console = Console()
 err_console = Console(stderr=True)

@@ -251,6 +251,26 @@ class Settings(BaseSettings):
     """A UTF-8 file of blocked words and phrases, one a line, and `re:` regular expressions
     (docs/moderation.md); re-read within seconds when it changes. The arena refuses to start if
     it is unreadable, over 1 MiB or holds an invalid pattern."""
+    # The judge (LLM-judged categories)
+    judge_base_url: str = ""
+    """Base URL of an OpenAI-compatible endpoint that labels battles for the judged categories
+    (Hard Prompts, Math, Instruction Following, Creative Writing); empty: no judge, unless one
+    was set with `arena judge set`, which takes precedence. The judge is sent the first prompt
+    and both answers of every voted battle."""
+    judge_model: str = ""
+    """Model id sent to the judge endpoint (with `ARENA_JUDGE_BASE_URL`)."""
+    judge_api_key: SecretStr | None = None
+    """API key of the judge endpoint (with `ARENA_JUDGE_BASE_URL`)."""
+    judge_requests_per_minute: float = Field(default=30.0, gt=0, le=60_000)
+    """Most requests sent to the judge per minute, across all workers and hosts."""
+    judge_queue_size: int = Field(default=200, ge=1, le=100_000)
+    """Most battles waiting for a label at once; newer voted battles wait for room."""
+    judge_timeout: PositiveSeconds = 60.0
+    """Seconds a judge's answer may take in all; then the label is retried later."""
+    judge_retry_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    """Wait before the first retry of a battle the judge could not label; each later retry
+    waits twice as long (at most six hours), eight attempts in all (`arena judge relabel`
+    tries again)."""
 
     # Metrics and logs
     metrics: bool = False

@@ -21,11 +21,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from sqlalchemy.sql.expression import false
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -461,6 +461,55 @@ class RatingSnapshot(Base):
     extras: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     __table_args__ = (Index("ix_rating_snapshot_lookup", "method", "category", "computed_at"),)
+
+
+class JudgeEndpoint(Base):
+    """The judge the operator set with `arena judge set` (one row at most; it takes precedence
+    over the ARENA_JUDGE_* settings). Its key is encrypted like endpoint keys."""
+
+    __tablename__ = "judge_endpoint"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    base_url: Mapped[str] = mapped_column(String(2048))
+    model: Mapped[str] = mapped_column(String(200))
+    api_key_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
+    api_key_last4: Mapped[str | None] = mapped_column(String(4), default=None)
+    # Whether `arena serve --demo` set it: the demo judge is replaced by any judge set later.
+    demo: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    set_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JudgeLabel(Base):
+    """The judge's labels of one voted battle's first prompt (arena/judge/), or, while
+    `labelled_at` is empty or `stale`, the battle's place in the labelling queue.
+
+    `judge_model` and `prompt_version` say who labelled it with which prompt, so that the tables
+    can name them and a change of either can be relabelled (`arena judge relabel`)."""
+
+    __tablename__ = "judge_label"
+
+    battle_id: Mapped[str] = mapped_column(
+        ForeignKey("battle.id", ondelete="CASCADE"), primary_key=True
+    )
+    queued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When the next attempt is due (moved ahead while a worker holds the battle: its claim).
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    given_up_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Asked to be labelled again (`arena judge relabel`); the labels below stay until then.
+    stale: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    labelled_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    judge_model: Mapped[str | None] = mapped_column(String(200), default=None)
+    prompt_version: Mapped[str | None] = mapped_column(String(32), default=None)
+    # The Arena-Hard criteria the prompt meets (their names), and how many of the seven.
+    criteria: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+    hard_score: Mapped[int | None] = mapped_column(Integer, default=None)
+    math: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    instruction_following: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    creative_writing: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    # Either answer declines the request (for a view that leaves such battles out).
+    refusal: Mapped[bool | None] = mapped_column(Boolean, default=None)
 
 
 class JobLock(Base):

@@ -93,6 +93,18 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
             "moderation_blocklist_file",
         ),
     ),
+    (
+        "Judged categories",
+        (
+            "judge_base_url",
+            "judge_model",
+            "judge_api_key",
+            "judge_requests_per_minute",
+            "judge_queue_size",
+            "judge_timeout",
+            "judge_retry_seconds",
+        ),
+    ),
     ("Metrics and logs", ("metrics", "metrics_token", "log_format")),
     (
         "Model owners",

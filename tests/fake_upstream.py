@@ -40,6 +40,33 @@ MARKDOWN_ANSWER = (
 )
 
 
+JUDGE_CRITERIA = (
+    "specificity",
+    "domain_knowledge",
+    "complexity",
+    "problem_solving",
+    "creativity",
+    "technical_accuracy",
+    "real_world",
+)
+
+
+def judge_verdict_for(request_text: str) -> dict[str, Any]:
+    """A judge's verdict from markers in the battle's prompt: [hard] meets every criterion,
+    [hard5] five of them; [math], [if], [creative], [refusal] set those labels."""
+    start = request_text.find("<user_prompt>")
+    end = request_text.find("</user_prompt>")
+    prompt = request_text[start:end] if 0 <= start < end else ""
+    met = 7 if "[hard]" in prompt else 5 if "[hard5]" in prompt else 1
+    return {
+        "criteria": {name: i < met for i, name in enumerate(JUDGE_CRITERIA)},
+        "math": "[math]" in prompt,
+        "instruction_following": "[if]" in prompt,
+        "creative_writing": "[creative]" in prompt,
+        "refusal": "[refusal]" in prompt,
+    }
+
+
 def answer_for(prompt: str) -> str:
     return f"You asked: {prompt[:200]}. Here is a careful and complete answer from this model."
 
@@ -319,6 +346,14 @@ class _Handler:
             asked = len(self.upstream.requests_for(model))
             text = f"Answer number {asked} to: {prompt[:200]}. Said slowly, word by word."
             await self._stream_text(writer, model, text, option or 0.0)
+        elif name in ("judge", "judge-fenced"):
+            # "judge:0.5" answers after half a second; judge-fenced wraps the JSON in prose
+            verdict = json.dumps(judge_verdict_for(prompt))
+            if name == "judge-fenced":
+                verdict = f"Here are the labels:\n```json\n{verdict}\n```\nHope this helps."
+            if option:
+                await asyncio.sleep(option)
+            await self._stream_text(writer, model, verdict, 0.0)
         elif name == "xss":
             await self._stream_text(writer, model, XSS_ANSWER, 0.0)
         elif name == "markdown":

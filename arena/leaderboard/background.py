@@ -22,7 +22,7 @@ from arena.leaderboard.snapshots import (
     SeenSnapshots,
     run_recompute,
 )
-from arena.models import RatingSnapshot, Vote
+from arena.models import JudgeLabel, RatingSnapshot, Vote
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,12 @@ class RecomputeScheduler:
                 or 0
             )
             if new == 0 and counted == self.counted_at_attempt:
+                # Labels the judge added since change the judged categories' tables.
+                labelled = await conn.scalar(select(func.max(JudgeLabel.labelled_at)))
+                if labelled is not None and (
+                    self.last_seen_computed is None or labelled > self.last_seen_computed
+                ):
+                    return True
                 self.last_attempt = time.monotonic()
                 return False
             return True

@@ -15,7 +15,7 @@ from sqlalchemy import BigInteger, Text, case, cast, func, select, update
 from sqlalchemy.orm import Session
 
 from arena.images.store import battles_with_images
-from arena.models import Battle, Message, Model, Side, Vote
+from arena.models import Battle, JudgeLabel, Message, Model, Side, Vote
 from arena.ratings.categories import (
     LONG_PROMPT_TOKENS,
     detect_language,
@@ -44,6 +44,13 @@ BATTLE_FRAME_COLUMNS: Final[tuple[str, ...]] = (
     "tag_coding",
     "tag_long",
     "tag_vision",
+    "judged",
+    "judge_hard_score",
+    "judge_math",
+    "judge_instruction_following",
+    "judge_creative_writing",
+    "judge_refusal",
+    "judge",
 )
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
@@ -157,6 +164,10 @@ def untagged_battle_ids(session: Session) -> list[str]:
     )
 
 
+def _flag(column: Any) -> Any:
+    return case((column.is_(True), 1), else_=0)
+
+
 def _counted_votes_sql(session: Session) -> str:
     """Every counted vote with its battle's facts (unordered: sorting a million rows is cheaper
     in numpy than in the database).
@@ -182,8 +193,25 @@ def _counted_votes_sql(session: Session) -> str:
             case((has_tag(TAG_CODING), 1), else_=0),
             case((has_tag(TAG_LONG), 1), else_=0),
             case((has_tag(TAG_VISION), 1), else_=0),
+            # The judge's labels; a battle not labelled yet has judged = 0 and no judge.
+            case((JudgeLabel.labelled_at.is_not(None), 1), else_=0),
+            func.coalesce(JudgeLabel.hard_score, 0),
+            _flag(JudgeLabel.math),
+            _flag(JudgeLabel.instruction_following),
+            _flag(JudgeLabel.creative_writing),
+            _flag(JudgeLabel.refusal),
+            case(
+                (
+                    JudgeLabel.labelled_at.is_not(None),
+                    func.coalesce(JudgeLabel.judge_model, "")
+                    + " / prompt "
+                    + func.coalesce(JudgeLabel.prompt_version, ""),
+                ),
+                else_="",
+            ),
         )
         .join(Battle, Battle.id == Vote.battle_id)
+        .outerjoin(JudgeLabel, JudgeLabel.battle_id == Vote.battle_id)
         .where(Vote.counted.is_(True))
     )
     return str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
@@ -200,6 +228,13 @@ _RAW_COLUMNS: Final = (
     "coding",
     "long",
     "vision",
+    "judged",
+    "hard_score",
+    "math",
+    "instruction_following",
+    "creative_writing",
+    "refusal",
+    "judge",
 )
 
 
@@ -228,7 +263,7 @@ def _raw_counted_votes(session: Session) -> pd.DataFrame:
             names=list(_RAW_COLUMNS),
             header=None,
             keep_default_na=False,
-            dtype={"winner": str, "language": str},
+            dtype={"winner": str, "language": str, "judge": str},
         )
     rows = connection.exec_driver_sql(sql).fetchall()
     frame = pd.DataFrame.from_records(rows, columns=list(_RAW_COLUMNS))
@@ -250,9 +285,12 @@ def load_counted_battles(session: Session, *, tag_missing: bool = True) -> pd.Da
     """The counted votes as a battles table, one row per vote, in time order.
 
     Columns: BATTLE_FRAME_COLUMNS (vote_id, model_a, model_b, winner, tstamp, turn, anony,
-    language, tag_coding, tag_long, tag_vision). Battles voted on since the last call have no
-    tags yet; with `tag_missing` their texts are read once and the tags stored (flushed, not
-    committed), so later calls read no text at all; without it their language is blank.
+    language, tag_coding, tag_long, tag_vision, and the judge's labels: judged, judge_hard_score,
+    judge_math, judge_instruction_following, judge_creative_writing, judge_refusal, and judge,
+    naming the judge and prompt version that labelled the battle). Battles voted on since the
+    last call have no tags yet; with `tag_missing` their texts are read once and the tags stored
+    (flushed, not committed), so later calls read no text at all; without it their language is
+    blank.
     """
     if tag_missing:
         untagged = untagged_battle_ids(session)
@@ -283,5 +321,13 @@ def load_counted_battles(session: Session, *, tag_missing: bool = True) -> pd.Da
             "tag_coding": raw["coding"].to_numpy(dtype=np.int64) == 1,
             "tag_long": raw["long"].to_numpy(dtype=np.int64) == 1,
             "tag_vision": raw["vision"].to_numpy(dtype=np.int64) == 1,
+            "judged": raw["judged"].to_numpy(dtype=np.int64) == 1,
+            "judge_hard_score": raw["hard_score"].to_numpy(dtype=np.int64),
+            "judge_math": raw["math"].to_numpy(dtype=np.int64) == 1,
+            "judge_instruction_following": raw["instruction_following"].to_numpy(dtype=np.int64)
+            == 1,
+            "judge_creative_writing": raw["creative_writing"].to_numpy(dtype=np.int64) == 1,
+            "judge_refusal": raw["refusal"].to_numpy(dtype=np.int64) == 1,
+            "judge": raw["judge"].astype(str).to_numpy(dtype=object),
         }
     )

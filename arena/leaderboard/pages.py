@@ -11,6 +11,7 @@ from markupsafe import Markup
 
 from arena.battles.integrity import REASONS, VoteCounts
 from arena.battles.integrity_schemas import SamplingOut
+from arena.judge.endpoint import JudgeName
 from arena.leaderboard import plots
 from arena.leaderboard.schemas import (
     FragilityOut,
@@ -26,6 +27,7 @@ from arena.leaderboard.schemas import (
 )
 from arena.leaderboard.service import BoardRow, BoardView, ModelView, SnapshotInfo, sort_rows
 from arena.leaderboard.snapshots import ALL, BT, ELO, METHOD_LABELS, category_label
+from arena.ratings.categories import JUDGED_CATEGORIES
 from arena.spreadsheet_csv import Cell, csv_text
 from arena.templating import templates
 
@@ -266,6 +268,45 @@ def reproduce_command(snapshot: SnapshotInfo) -> str:
     return " ".join(parts)
 
 
+def judged_categories_note(categories: list[str], judge: JudgeName | None) -> str | None:
+    """Why the judged categories are missing from the picker (None when they are there)."""
+    if any(c in JUDGED_CATEGORIES for c in categories):
+        return None
+    names = ", ".join(category_label(c) for c in JUDGED_CATEGORIES[:-1])
+    names += f" and {category_label(JUDGED_CATEGORIES[-1])}"
+    if judge is None:
+        return (
+            f"{names} are not offered: those categories are labelled by an LLM judge, and this"
+            " arena has none (an operator can name one with `arena judge set`)."
+        )
+    return (
+        f"{names} are not offered yet: the judge ({_judge_text(judge.model, judge.demo)}) has"
+        " not labelled any counted battle so far; they appear with the next recompute after"
+        " it has."
+    )
+
+
+def _judge_text(model: str, demo: bool) -> str:
+    return f"{model}, the demo judge: keyword rules, not an LLM" if demo else model
+
+
+def judged_by_note(view: BoardView, judge: JudgeName | None) -> str | None:
+    """Which judge put the battles of a judged category's table in it."""
+    if view.category not in JUDGED_CATEGORIES:
+        return None
+    judged_by = view.extras.get("judged_by") or {}
+    if not judged_by:
+        return None
+    demo = judge is not None and judge.demo
+    parts = []
+    for name, count in judged_by.items():
+        shown = str(name)
+        if demo and judge is not None and shown.startswith(f"{judge.model} / "):
+            shown = f"{shown} (the demo judge: keyword rules, not an LLM)"
+        parts.append(f"{shown}: {int(count):,} battle{'' if int(count) == 1 else 's'}")
+    return "Battles put in this category by the judge " + "; ".join(parts) + "."
+
+
 def render_leaderboard(
     view: BoardView,
     *,
@@ -273,6 +314,7 @@ def render_leaderboard(
     descending: bool,
     vote_counts: VoteCounts | None = None,
     sampling: SamplingOut | None = None,
+    judge: JudgeName | None = None,
 ) -> str:
     snapshot = view.snapshot
     if sort == "rank":
@@ -386,6 +428,8 @@ def render_leaderboard(
         newer_votes=newer_votes,
         reasons=REASONS,
         sampling=sampling,
+        judged_note=judged_categories_note(view.categories, judge),
+        judged_by=judged_by_note(view, judge),
         when=when,
         day=day,
         model_href=model_href,

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from arena.battles import integrity, sampling_stats
 from arena.db import SessionDep
 from arena.errors import InvalidInput
+from arena.judge.endpoint import judge_name
 from arena.leaderboard import dataset_card, downloads, pages, parquet_export, service
 from arena.leaderboard.cache import PageCache, Rendered
 from arena.leaderboard.downloads import ExportScope
@@ -148,6 +149,7 @@ async def leaderboard_page(
             sampling=await sampling_stats.sampling_report(
                 session, settings=request.app.state.settings
             ),
+            judge=await judge_name(session, settings=request.app.state.settings),
         )
         return Rendered.make(
             html.encode(), "text/html; charset=utf-8", headers=snapshot_headers(view)

@@ -20,6 +20,7 @@ from arena.leaderboard.snapshots import (
     snapshot_methods,
 )
 from arena.models import Model, ModelStatus, ModelStatusEvent, RatingSnapshot, Vote
+from arena.ratings.categories import JUDGED_CATEGORIES
 
 Generation = tuple[int, int]
 SORT_KEYS: Final[tuple[str, ...]] = (
@@ -81,10 +82,12 @@ async def data_generation(session: AsyncSession) -> Generation:
 
 
 async def snapshot_categories(session: AsyncSession) -> list[str]:
-    """The fixed categories, then every language that has a stored table, by name."""
+    """The fixed categories, the judged ones that have a stored table (none before a judge has
+    labelled a counted battle: never an empty table), then every language that has one."""
     stored = set((await session.scalars(select(RatingSnapshot.category).distinct())).all())
+    judged = [c for c in JUDGED_CATEGORIES if c in stored]
     languages = sorted(c for c in stored if c.startswith(LANGUAGE_PREFIX))
-    return [*FIXED_CATEGORIES, *languages]
+    return [*FIXED_CATEGORIES, *judged, *languages]
 
 
 def resolve_method(method: str | None, methods: tuple[str, ...]) -> str:

@@ -39,6 +39,14 @@ from arena.ratings import (
     with_fragility,
 )
 from arena.ratings.active_sampling import pair_gains
+from arena.ratings.categories import (
+    CREATIVE_WRITING,
+    HARD,
+    INSTRUCTION_FOLLOWING,
+    JUDGED_CATEGORIES,
+    JUDGED_COLUMN,
+    MATH,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +70,10 @@ CATEGORY_LABELS: Final[dict[str, str]] = {
     "long": "Long prompts",
     "multi-turn": "Multi-turn",
     "vision": "Vision",
+    HARD: "Hard Prompts",
+    MATH: "Math",
+    INSTRUCTION_FOLLOWING: "Instruction Following",
+    CREATIVE_WRITING: "Creative Writing",
 }
 LANGUAGE_PREFIX: Final = "language:"
 # A language gets its own table once this many counted votes are in it; the largest ones first.
@@ -77,7 +89,7 @@ HISTORY_TIERS: Final[tuple[tuple[timedelta, timedelta], ...]] = (
     (timedelta(days=2), timedelta(hours=1)),
 )
 # What a superseded snapshot keeps of its extras (the matrices go): enough to re-rate it.
-KEPT_EXTRAS: Final[tuple[str, ...]] = ("unrated", "category_votes", "votes_total")
+KEPT_EXTRAS: Final[tuple[str, ...]] = ("unrated", "category_votes", "votes_total", "judged_by")
 
 
 def category_label(category: str) -> str:
@@ -210,9 +222,20 @@ def category_of(battles: pd.DataFrame, category: str) -> pd.DataFrame:
     return battles.loc[keep].reset_index(drop=True)
 
 
+def judged_by(battles: pd.DataFrame) -> dict[str, int]:
+    """How many of these battles each judge (and prompt version) labelled, most first."""
+    if "judge" not in battles.columns or len(battles) == 0:
+        return {}
+    judges = battles.loc[battles[JUDGED_COLUMN].to_numpy(dtype=bool), "judge"].astype(str)
+    return {str(name): int(n) for name, n in judges.value_counts().items()}
+
+
 def category_subsets(battles: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """(category, its battles) for the fixed categories and the largest languages."""
+    """(category, its battles) for the fixed categories, the judged ones once a judge has
+    labelled any counted battle, and the largest languages."""
     categories = list(FIXED_CATEGORIES)
+    if JUDGED_COLUMN in battles.columns and bool(battles[JUDGED_COLUMN].to_numpy(bool).any()):
+        categories.extend(JUDGED_CATEGORIES)
     languages = battles["language"].astype(str)
     counts = languages[~languages.isin(["", "unknown"])].value_counts()
     categories.extend(
@@ -270,6 +293,9 @@ def category_snapshots(
         "category_votes": len(battles),
         **shared_extras,
     }
+    if category in JUDGED_CATEGORIES:
+        # Which judge put these battles in the category, so the table can say so.
+        extras["judged_by"] = judged_by(battles)
     methods = snapshot_methods(config.bootstrap_rounds)
     if len(rated) == 0:
         return [

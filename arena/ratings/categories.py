@@ -1,5 +1,6 @@
 """Category filters over the battles table: all, language, coding, long prompts, multi-turn,
-vision (prompts with images)."""
+vision (prompts with images), and the judged ones (hard prompts, math, instruction following,
+creative writing)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,23 @@ UNKNOWN_LANGUAGE: Final = "unknown"
 TAG_CODING_COLUMN: Final = "tag_coding"
 TAG_LONG_COLUMN: Final = "tag_long"
 TAG_VISION_COLUMN: Final = "tag_vision"
+# Judged categories: read from the judge's labels (arena/judge/), one column each; a battle the
+# judge has not labelled has judged = False and belongs to none of them.
+HARD: Final = "hard"
+MATH: Final = "math"
+INSTRUCTION_FOLLOWING: Final = "instruction-following"
+CREATIVE_WRITING: Final = "creative-writing"
+JUDGED_CATEGORIES: Final[tuple[str, ...]] = (HARD, MATH, INSTRUCTION_FOLLOWING, CREATIVE_WRITING)
+JUDGED_COLUMN: Final = "judged"
+JUDGE_HARD_SCORE_COLUMN: Final = "judge_hard_score"
+JUDGE_REFUSAL_COLUMN: Final = "judge_refusal"
+JUDGED_FLAG_COLUMNS: Final[dict[str, str]] = {
+    MATH: "judge_math",
+    INSTRUCTION_FOLLOWING: "judge_instruction_following",
+    CREATIVE_WRITING: "judge_creative_writing",
+}
+# Arena-Hard's threshold: a prompt meeting at least 6 of the 7 criteria is a hard prompt.
+HARD_MIN_CRITERIA: Final = 6
 
 # English names as FastChat's clean-battle files spell them; codes not listed are reported as is.
 LANGUAGE_NAMES: Final[dict[str, str]] = {
@@ -133,8 +151,45 @@ def _text_columns(battles: pd.DataFrame, category: str, columns: tuple[str, ...]
     return present
 
 
+def _flag(battles: pd.DataFrame, column: str) -> BoolArray:
+    return np.asarray(battles[column].fillna(False).to_numpy(dtype=bool), dtype=bool)
+
+
+def judged_mask(battles: pd.DataFrame, category: str) -> BoolArray:
+    """Which battles the judge put in a judged category: hard (at least HARD_MIN_CRITERIA of the
+    seven criteria, column judge_hard_score), math, instruction-following, creative-writing
+    (boolean columns judge_math, ...). Battles not labelled (column judged false) are in none."""
+    needed = (JUDGED_COLUMN, JUDGE_HARD_SCORE_COLUMN if category == HARD else "")
+    column = JUDGED_FLAG_COLUMNS.get(category, "")
+    missing = [c for c in (*needed, column) if c and c not in battles.columns]
+    if missing:
+        raise InvalidBattles(
+            f"category {category!r} needs the judge's labels (column(s) {', '.join(missing)});"
+            " this battles table has none: the arena it comes from has no judge, or they were"
+            " left out."
+        )
+    labelled = _flag(battles, JUDGED_COLUMN)
+    if category == HARD:
+        scores = pd.to_numeric(battles[JUDGE_HARD_SCORE_COLUMN], errors="coerce").fillna(0)
+        hard = np.asarray(scores.to_numpy() >= HARD_MIN_CRITERIA, dtype=bool)
+        return np.asarray(labelled & hard, dtype=bool)
+    return np.asarray(labelled & _flag(battles, column), dtype=bool)
+
+
+def refusal_mask(battles: pd.DataFrame) -> BoolArray:
+    """Battles where the judge found that at least one answer is a refusal (column
+    judge_refusal; false where not labelled), for views that leave them out."""
+    if JUDGE_REFUSAL_COLUMN not in battles.columns:
+        raise InvalidBattles(
+            "leaving refusals out needs the judge's labels (column judge_refusal);"
+            " this battles table has none."
+        )
+    return _flag(battles, JUDGE_REFUSAL_COLUMN)
+
+
 def category_mask(battles: pd.DataFrame, category: str) -> BoolArray:
-    """Which battles belong to a category: 'all', 'coding', 'long', 'multi-turn' or 'language:NAME'.
+    """Which battles belong to a category: 'all', 'coding', 'long', 'multi-turn', 'language:NAME'
+    or a judged one ('hard', 'math', 'instruction-following', 'creative-writing': judged_mask).
 
     coding: code in the first prompt or in either answer (columns prompt, answer_a, answer_b);
     long: first prompt of at least LONG_PROMPT_TOKENS estimated tokens; multi-turn: turn > 1;
@@ -175,12 +230,15 @@ def category_mask(battles: pd.DataFrame, category: str) -> BoolArray:
             )
         turns = pd.to_numeric(battles["turn"], errors="coerce").fillna(1).to_numpy()
         return np.asarray(turns > 1, dtype=bool)
+    if category in JUDGED_CATEGORIES:
+        return judged_mask(battles, category)
     if category.startswith(LANGUAGE_PREFIX) and category[len(LANGUAGE_PREFIX) :].strip():
         wanted = _normalise_language(category[len(LANGUAGE_PREFIX) :])
         languages = battle_languages(battles)
         return np.asarray(languages.map(_normalise_language).to_numpy() == wanted, dtype=bool)
     raise InvalidBattles(
-        f"unknown category {category!r}; use one of {', '.join(FIXED_CATEGORIES)} or"
+        f"unknown category {category!r}; use one of"
+        f" {', '.join((*FIXED_CATEGORIES, *JUDGED_CATEGORIES))} or"
         " language:NAME (for example language:English or language:zh)."
     )
 
@@ -199,7 +257,7 @@ def available_categories(battles: pd.DataFrame, *, min_battles: int = 1) -> list
     battles first ('unknown' left out).
     """
     found = [ALL] if len(battles) >= min_battles else []
-    for category in (CODING, LONG, MULTI_TURN, VISION):
+    for category in (CODING, LONG, MULTI_TURN, VISION, *JUDGED_CATEGORIES):
         try:
             if int(category_mask(battles, category).sum()) >= min_battles:
                 found.append(category)

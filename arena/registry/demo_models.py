@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from arena.config import Settings
 from arena.db import in_one_transaction
 from arena.errors import DemoUnavailable
+from arena.judge.endpoint import set_demo_judge
 from arena.models import Model
 from arena.registry import service as registry
 from arena.registry.keys import KeyRing
@@ -77,7 +78,12 @@ def start_demo_for_serve(settings: Settings) -> None:
     keys = KeyRing.from_settings(settings)
 
     async def register(session: AsyncSession) -> list[str]:
-        return await register_demo_models(session, keys=keys, base_url=demo_base_url(port))
+        added = await register_demo_models(session, keys=keys, base_url=demo_base_url(port))
+        # The demo judge too, unless the operator named a judge: the judged categories work
+        # out of the box, labelled by keyword rules that say they are a demo.
+        if await set_demo_judge(session, base_url=demo_base_url(port), settings=settings):
+            log.info("the demo judge (keyword rules, not a language model) labels the battles")
+        return added
 
     try:
         added = asyncio.run(in_one_transaction(settings.database_url, register))

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from arena.errors import DemoUnavailable
+from arena.judge.demo_judge import DEMO_JUDGE_MODEL, demo_judge_answer
 from arena.upstream import demo_answers
 from arena.upstream.demo_answers import Composer, Conversation, Picture
 
@@ -100,6 +101,14 @@ DEMO_MODELS: tuple[DemoModel, ...] = (
         first_token_words=6,
         supports_images=True,
     ),
+)
+# Not a competitor: the judge `arena serve --demo` names when the operator has named none.
+DEMO_JUDGE = DemoModel(
+    name=DEMO_JUDGE_MODEL,
+    description="Built-in demo judge: keyword rules, not a language model.",
+    compose=lambda conversation: demo_judge_answer(conversation.prompt),
+    pace=0.0,
+    first_token_words=0,
 )
 _BY_NAME = {model.name: model for model in DEMO_MODELS}
 _DEMO_NAMES = re.compile(
@@ -358,7 +367,7 @@ def create_demo_app(seconds_per_word: float = DEFAULT_SECONDS_PER_WORD) -> FastA
         except ValidationError as exc:
             message, param = _validation_message(exc)
             return _openai_error(400, message, "invalid_request", param)
-        model = _BY_NAME.get(body.model)
+        model = DEMO_JUDGE if body.model == DEMO_JUDGE.name else _BY_NAME.get(body.model)
         if model is None:
             return _unknown_model(body.model)
         reply = _reply(model, body)
