@@ -79,6 +79,16 @@ async def enqueue_voted(session: AsyncSession, *, queue_size: int) -> int:
     return max(int(added.rowcount or 0), 0)  # type: ignore[attr-defined]
 
 
+def _due(now: datetime) -> ColumnElement[bool]:
+    return and_(waiting(), JudgeLabel.next_attempt_at <= now)
+
+
+async def any_due(session: AsyncSession) -> bool:
+    """Whether a battle waits for the judge now (a read, before a rate slot is spent)."""
+    found = await session.scalar(select(JudgeLabel.battle_id).where(_due(utcnow())).limit(1))
+    return found is not None
+
+
 @dataclass(frozen=True)
 class Claimed:
     battle_id: str
@@ -88,7 +98,7 @@ class Claimed:
 async def claim_battle(session: AsyncSession, *, hold: timedelta) -> Claimed | None:
     """The battle due longest, now this caller's for `hold` (its next attempt moved ahead)."""
     now = utcnow()
-    due = and_(waiting(), JudgeLabel.next_attempt_at <= now)
+    due = _due(now)
     oldest = (
         select(JudgeLabel.battle_id)
         .where(due)

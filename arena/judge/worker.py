@@ -104,8 +104,9 @@ class JudgeWorker:
                 await asyncio.sleep(POLL_SECONDS)
 
     async def start_one(self) -> bool:
-        """Claim a battle and start labelling it; False when there is no judge or nothing due.
-        Waits for a free place in flight and for the rate limit's next slot first."""
+        """Start labelling the battle due longest; False when there is no judge or nothing due.
+        Waits for a free place in flight and for the rate limit's next slot first (holding no
+        battle meanwhile, so that another worker may take it)."""
         async with self.sessionmaker() as session:
             judge = await current_judge(session, settings=self.settings, keys=self.keys)
         if judge is None:
@@ -114,15 +115,19 @@ class JudgeWorker:
             await labels.enqueue_voted(session, queue_size=self.settings.judge_queue_size)
         await self.in_flight.acquire()
         try:
-            async with write_session(self.sessionmaker) as session:
-                claimed = await labels.claim_battle(session, hold=self.hold)
-            if claimed is None:
-                self.in_flight.release()
-                return False
-            await self._wait_for_slot()
+            async with self.sessionmaker() as session:
+                due = await labels.any_due(session)
+            claimed = None
+            if due:
+                await self._wait_for_slot()
+                async with write_session(self.sessionmaker) as session:
+                    claimed = await labels.claim_battle(session, hold=self.hold)
         except BaseException:
             self.in_flight.release()
             raise
+        if claimed is None:
+            self.in_flight.release()
+            return False
         task = asyncio.create_task(self._label_then_release(judge, claimed))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

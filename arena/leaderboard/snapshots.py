@@ -293,16 +293,17 @@ def category_snapshots(
         "category_votes": len(battles),
         **shared_extras,
     }
-    if category in JUDGED_CATEGORIES:
-        # Which judge put these battles in the category, so the table can say so.
-        extras["judged_by"] = judged_by(battles)
+    # Which judge put these battles in the category: the page, the JSON and every download of
+    # the table name it (a change of judge shows, and `arena judge relabel` can follow).
+    judged = {"judged_by": judged_by(battles)} if category in JUDGED_CATEGORIES else {}
+    extras.update(judged)
     methods = snapshot_methods(config.bootstrap_rounds)
     if len(rated) == 0:
         return [
             NewSnapshot(
                 method=method,
                 category=category,
-                params={"category": category},
+                params={"category": category, **judged},
                 vote_set_hash=vote_set_hash(rated),
                 n_votes=0,
                 rows=[],
@@ -321,7 +322,7 @@ def category_snapshots(
             bt = board
         # `rated` holds this category's battles already (category_of): the same parameters as
         # `arena ratings compute --category C` on all of them.
-        params = {**board.params, "category": category}
+        params = {**board.params, "category": category, **judged}
         order = [row.model for row in board.rows]
         as_json = board.to_json_dict()
         made.append(
