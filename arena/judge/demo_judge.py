@@ -23,7 +23,8 @@ _CREATIVE: Final = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _CONSTRAINTS: Final = re.compile(
-    r"\b(in|under|at most|no more than|exactly|at least)\s+\d+\s+(words|sentences|lines|"
+    r"\b(in|under|at most|no more than|exactly|at least)\s+(\d+|one|two|three|four|five|six|"
+    r"seven|eight|nine|ten)\s+(words|sentences|lines|"
     r"bullets|paragraphs|characters)\b|\b(bullet points?|numbered list|as json|in json|"
     r"table format|without using|do not use|don't use|must (include|contain|start|end)|"
     r"all (caps|lowercase))\b",

@@ -46,15 +46,19 @@ def refused(battle_id: Any) -> ColumnElement[bool]:
     )
 
 
-async def enqueue_voted(session: AsyncSession, *, queue_size: int) -> int:
-    """Queue the oldest counted votes' battles not queued yet, up to `queue_size` waiting; how
-    many were added."""
+async def latest_vote_id(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.max(Vote.id))) or 0)
+
+
+async def enqueue_voted(session: AsyncSession, *, queue_size: int) -> bool:
+    """Queue the oldest counted votes' battles not queued yet, up to `queue_size` waiting;
+    whether every such battle is queued now."""
     waiting_now = int(
         await session.scalar(select(func.count()).select_from(JudgeLabel).where(waiting())) or 0
     )
     room = queue_size - waiting_now
     if room <= 0:
-        return 0
+        return False
     now = utcnow()
     new = (
         select(
@@ -76,7 +80,7 @@ async def enqueue_voted(session: AsyncSession, *, queue_size: int) -> int:
         # Another worker queued the same battle meanwhile: it stays queued once.
         .on_conflict_do_nothing(index_elements=[JudgeLabel.battle_id])
     )
-    return max(int(added.rowcount or 0), 0)  # type: ignore[attr-defined]
+    return int(added.rowcount or 0) < room  # type: ignore[attr-defined]
 
 
 def _due(now: datetime) -> ColumnElement[bool]:

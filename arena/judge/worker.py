@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import timedelta
 from typing import Final
 
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 # The rate limit's lease, shared through the job_lock table: one request per slot.
 RATE_JOB: Final = "judge-request"
 POLL_SECONDS: Final = 2.0
+# How often the whole table is looked at again for votes that became counted later.
+RESCAN_SECONDS: Final = 600.0
 # Requests of one worker in flight at once: a slow judge does not stop the others.
 MAX_IN_FLIGHT: Final = 4
 # A verdict is short: room for the JSON and a sentence around it, no more.
@@ -81,6 +84,9 @@ class JudgeWorker:
         self.in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         self.tasks: set[asyncio.Task[None]] = set()
         self.task: asyncio.Task[None] | None = None
+        # The newest vote id when every counted vote's battle was last found queued.
+        self.queued_up_to = -1
+        self.rescanned_at = 0.0
 
     def start(self) -> JudgeWorker:
         self.task = asyncio.create_task(self._loop(), name="judge")
@@ -111,8 +117,7 @@ class JudgeWorker:
             judge = await current_judge(session, settings=self.settings, keys=self.keys)
         if judge is None:
             return False
-        async with write_session(self.sessionmaker) as session:
-            await labels.enqueue_voted(session, queue_size=self.settings.judge_queue_size)
+        await self._enqueue()
         await self.in_flight.acquire()
         try:
             async with self.sessionmaker() as session:
@@ -132,6 +137,23 @@ class JudgeWorker:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return True
+
+    async def _enqueue(self) -> None:
+        """Queue the battles of new counted votes: a write only when a vote came since the last
+        time everything was queued (an idle arena is read, not written, every poll), and a full
+        look every RESCAN_SECONDS for votes counted later (a flag dismissed)."""
+        async with self.sessionmaker() as session:
+            latest = await labels.latest_vote_id(session)
+        now = time.monotonic()
+        if latest == self.queued_up_to and now - self.rescanned_at < RESCAN_SECONDS:
+            return
+        async with write_session(self.sessionmaker) as session:
+            complete = await labels.enqueue_voted(
+                session, queue_size=self.settings.judge_queue_size
+            )
+        if complete:
+            self.queued_up_to = latest
+            self.rescanned_at = now
 
     async def _wait_for_slot(self) -> None:
         pause = min(self.slot.total_seconds(), POLL_SECONDS)

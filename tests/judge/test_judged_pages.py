@@ -106,8 +106,9 @@ def test_labelled_battles_give_the_judged_tables_naming_their_judge(
         assert hard.status_code == 200
         assert "put in this category by the judge judge / prompt v1: 30 battles" in hard.text
         board = client.get("/api/leaderboard", params={"category": "math"}).json()
-        assert board["category"] == "math" and board["rows"]
-        assert board["snapshot"]["params"]["judged_by"] == {"judge / prompt v1": 15}
+        assert board["category"] == "math" and board["models"]
+        assert board["params"]["judged_by"] == {"judge / prompt v1": 15}
+        assert "hard" in board["categories"]
         download = client.get("/leaderboard.csv", params={"category": "hard"})
         assert '"judged_by":{"judge / prompt v1":30}' in download.headers["X-Arena-Params"]
 
