@@ -74,13 +74,15 @@ async def enqueue_voted(session: AsyncSession, *, queue_size: int) -> bool:
     )
     dialect = session.get_bind().dialect.name
     upsert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    added = await session.execute(
+    added = await session.scalars(
         upsert(JudgeLabel)
         .from_select(["battle_id", "queued_at", "next_attempt_at"], new)
         # Another worker queued the same battle meanwhile: it stays queued once.
         .on_conflict_do_nothing(index_elements=[JudgeLabel.battle_id])
+        # The rows added (rowcount is not kept for this INSERT on PostgreSQL's driver).
+        .returning(JudgeLabel.battle_id)
     )
-    return int(added.rowcount or 0) < room  # type: ignore[attr-defined]
+    return len(added.all()) < room
 
 
 def _due(now: datetime) -> ColumnElement[bool]:

@@ -50,9 +50,11 @@ async def _label_due(settings: Settings, workers: int, rounds: int) -> int:
                 went = await asyncio.gather(*(w.start_one() for w in labellers))
                 started += sum(went)
                 if not any(went):
-                    break
-            for labeller in labellers:
-                await asyncio.gather(*labeller.tasks)
+                    # Nothing due now; once the requests in flight end, room may be made.
+                    in_flight = [task for w in labellers for task in w.tasks]
+                    if not in_flight:
+                        break
+                    await asyncio.gather(*in_flight)
     finally:
         await engine.dispose()
     return started
