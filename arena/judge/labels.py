@@ -50,13 +50,16 @@ async def latest_vote_id(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.max(Vote.id))) or 0)
 
 
+async def waiting_count(session: AsyncSession) -> int:
+    return int(
+        await session.scalar(select(func.count()).select_from(JudgeLabel).where(waiting())) or 0
+    )
+
+
 async def enqueue_voted(session: AsyncSession, *, queue_size: int) -> bool:
     """Queue the oldest counted votes' battles not queued yet, up to `queue_size` waiting;
     whether every such battle is queued now."""
-    waiting_now = int(
-        await session.scalar(select(func.count()).select_from(JudgeLabel).where(waiting())) or 0
-    )
-    room = queue_size - waiting_now
+    room = queue_size - await waiting_count(session)
     if room <= 0:
         return False
     now = utcnow()

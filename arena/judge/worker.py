@@ -144,9 +144,11 @@ class JudgeWorker:
         look every RESCAN_SECONDS for votes counted later (a flag dismissed)."""
         async with self.sessionmaker() as session:
             latest = await labels.latest_vote_id(session)
-        now = time.monotonic()
-        if latest == self.queued_up_to and now - self.rescanned_at < RESCAN_SECONDS:
-            return
+            now = time.monotonic()
+            if latest == self.queued_up_to and now - self.rescanned_at < RESCAN_SECONDS:
+                return
+            if await labels.waiting_count(session) >= self.settings.judge_queue_size:
+                return  # full: no write until labels (or give-ups) make room
         async with write_session(self.sessionmaker) as session:
             complete = await labels.enqueue_voted(
                 session, queue_size=self.settings.judge_queue_size
