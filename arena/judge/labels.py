@@ -56,6 +56,21 @@ async def waiting_count(session: AsyncSession) -> int:
     )
 
 
+def _unqueued() -> Any:
+    """Battle ids of counted votes not in the queue yet (nor labelled), oldest vote first."""
+    return (
+        select(Battle.id)
+        .join(Vote, Vote.battle_id == Battle.id)
+        .outerjoin(JudgeLabel, JudgeLabel.battle_id == Battle.id)
+        .where(Vote.counted.is_(True), Battle.erased_at.is_(None), JudgeLabel.battle_id.is_(None))
+        .order_by(Vote.id)
+    )
+
+
+async def any_unqueued(session: AsyncSession) -> bool:
+    return (await session.scalar(_unqueued().limit(1))) is not None
+
+
 async def enqueue_voted(session: AsyncSession, *, queue_size: int) -> bool:
     """Queue the oldest counted votes' battles not queued yet, up to `queue_size` waiting;
     whether every such battle is queued now."""
@@ -64,15 +79,11 @@ async def enqueue_voted(session: AsyncSession, *, queue_size: int) -> bool:
         return False
     now = utcnow()
     new = (
-        select(
-            Battle.id,
+        _unqueued()
+        .add_columns(
             literal(now, JudgeLabel.queued_at.type),
             literal(now, JudgeLabel.next_attempt_at.type),
         )
-        .join(Vote, Vote.battle_id == Battle.id)
-        .outerjoin(JudgeLabel, JudgeLabel.battle_id == Battle.id)
-        .where(Vote.counted.is_(True), Battle.erased_at.is_(None), JudgeLabel.battle_id.is_(None))
-        .order_by(Vote.id)
         .limit(room)
     )
     dialect = session.get_bind().dialect.name

@@ -147,6 +147,9 @@ class JudgeWorker:
             now = time.monotonic()
             if latest == self.queued_up_to and now - self.rescanned_at < RESCAN_SECONDS:
                 return
+            if not await labels.any_unqueued(session):
+                self.queued_up_to, self.rescanned_at = latest, now
+                return
             if await labels.waiting_count(session) >= self.settings.judge_queue_size:
                 return  # full: no write until labels (or give-ups) make room
         async with write_session(self.sessionmaker) as session:
