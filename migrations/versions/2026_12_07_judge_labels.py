@@ -1,7 +1,7 @@
 """Judged categories: the judge the operator set, and each voted battle's labels
 
 Revision ID: 00f110147861
-Revises: 90f2bc92025d
+Revises: 5ee1f096eaa6
 Create Date: 2026-12-07 03:59:01.365186
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import arena.models
 
 revision: str = "00f110147861"
-down_revision: str | Sequence[str] | None = "90f2bc92025d"
+down_revision: str | Sequence[str] | None = "5ee1f096eaa6"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
