@@ -11,10 +11,12 @@ from starlette.datastructures import State
 from arena.battles.relay import EventStreamResponse, TurnEvents
 from arena.battles.routes import SSE_HEADERS
 from arena.battles.schemas import PromptIn
+from arena.battles.turns import check_prompt
 from arena.chats import service
 from arena.chats.relay import ChatRunner, replay
 from arena.chats.schemas import ChatCreated, ChatIn, ChatOut, FeedbackIn, FeedbackOut
 from arena.db import Transactions
+from arena.moderation import Moderator
 from arena.ratelimit import limit_battles
 from arena.visitors import Visitor, VisitorDep
 
@@ -26,6 +28,11 @@ router = APIRouter(prefix="/api/chats", tags=["chats"])
 async def create_chat(body: ChatIn, request: Request, visitor: VisitorDep) -> ChatCreated:
     state = request.app.state
     transactions: Transactions = state.transactions
+    # As for a battle: its length first, so that moderation is never asked about a prompt
+    # refused anyway; a refused prompt leaves nothing behind but its count.
+    check_prompt(body.prompt, state.settings)
+    moderator: Moderator = state.moderator
+    await moderator.check_prompt(body.prompt)
     model_id = await transactions.read(
         lambda connection: service.choose_model(
             connection, name=body.model, prompt=body.prompt, settings=state.settings
@@ -92,6 +99,9 @@ async def add_turn(
 ) -> ChatCreated:
     state = request.app.state
     transactions: Transactions = state.transactions
+    check_prompt(body.prompt, state.settings)
+    moderator: Moderator = state.moderator
+    await moderator.check_prompt(body.prompt)
     await transactions.write(
         lambda connection: service.add_turn(
             connection,

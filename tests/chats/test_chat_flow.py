@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -214,3 +215,23 @@ def test_a_chat_turn_left_streaming_by_a_dead_worker_is_ended(
         )
 
     assert arena.db(settled_by_next_worker) == 1
+
+
+def test_chat_prompts_are_moderated_as_battle_prompts(
+    arena_factory: Any, fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    blocklist = tmp_path / "blocklist.txt"
+    blocklist.write_text("zorblax\n")
+    arena = arena_factory(moderation_blocklist_file=blocklist)
+    arena.add_model("alpha-7b", fake_upstream.base_url)
+    since = len(fake_upstream.received)
+    with arena.client() as visitor:
+        refused = visitor.post("/api/chats", json={"model": "alpha-7b", "prompt": "ZORBLAX now"})
+        assert refused.status_code == 422 and "does not accept" in refused.json()["detail"]
+        chat_id = _chat(visitor, "alpha-7b", "hello")
+        _stream(visitor, chat_id)
+        turn = visitor.post(f"/api/chats/{chat_id}/turns", json={"prompt": "zorblax?"})
+        assert turn.status_code == 422 and "does not accept" in turn.json()["detail"]
+        assert visitor.get(f"/api/chats/{chat_id}").json()["turns"] == 1
+    prompts = [r.body["messages"][-1]["content"] for r in fake_upstream.received[since:]]
+    assert prompts == ["hello"]
