@@ -16,7 +16,7 @@ PIP := $(BIN)/pip --disable-pip-version-check
 COMPILE := $(BIN)/uv pip compile pyproject.toml --quiet --universal --python-version 3.11 \
 	--generate-hashes --custom-compile-command 'make lock' $(UPGRADE)
 
-.PHONY: setup run test lint format bench docs clean lock
+.PHONY: setup run test lint format bench docs clean lock screenshots
 
 # The locked packages with their hashes checked, then the arena itself, built by the hatchling
 # the lock has just installed.
@@ -44,6 +44,10 @@ test: lint
 # The manual in docs/, built offline; --strict turns a broken link or a missing page into an error.
 docs: setup
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# The README's pictures of each mode (docs/img/), from a demo arena in headless Chromium.
+screenshots: setup
+	$(BIN)/python docs/screenshots.py
 
 format: setup
 	$(BIN)/ruff format arena tests bench migrations
