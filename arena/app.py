@@ -45,6 +45,7 @@ from arena.models import Side
 from arena.pages import install_security_headers
 from arena.pages import router as pages_router
 from arena.ratelimit import RateLimiter
+from arena.ratings.style_features import cl100k_base
 from arena.registry.address_guard import guarded_chat
 from arena.registry.admin_routes import router as admin_router
 from arena.registry.health import HealthMonitor, trip_breakers
@@ -85,9 +86,20 @@ def _finish_turn(
     transactions: Transactions, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
 ) -> FinishTurn:
     async def finish(plan: turns.TurnPlan, answers: dict[Side, Answer]) -> bool:
+        # Tokenising the answers takes milliseconds: in a thread, not on the event loop, and
+        # not inside the write transaction (on SQLite it holds the database's write lock).
+        style = (
+            await asyncio.to_thread(turns.turn_style, plan, answers)
+            if all(answer.ok for answer in answers.values())
+            else None
+        )
         ok = await transactions.write(
             lambda connection: turns.finish_turn(
-                connection, plan=plan, answers=answers, identity_aliases=settings.identity_aliases
+                connection,
+                plan=plan,
+                answers=answers,
+                identity_aliases=settings.identity_aliases,
+                style=style,
             )
         )
         metrics.turn_over(
@@ -171,6 +183,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.release_notice = release_notice(settings)
         # Built here, not in the first battle's write transaction: a few tenths of a second.
         await asyncio.to_thread(folding_table)
+        # The same for the encoding that counts answer tokens (and a missing one stops here).
+        await asyncio.to_thread(cl100k_base)
         app.state.http = client
         app.state.planned_turns = PlannedTurns()
         app.state.turn_runner = TurnRunner(

@@ -1,8 +1,8 @@
 """Erasure: a battle's texts removed at its visitor's request (or the operator's, on theirs).
 
 What goes: every prompt and answer of every turn, and the upstream errors (an endpoint may echo
-the prompt in one). What stays: the battle row (pair, times, flags, timings, language and
-category tags, worked out from the texts first if no recompute did yet) and its vote, so that
+the prompt in one). What stays: the battle row (pair, times, flags, timings, language, category
+tags and style features, worked out from the texts first if not done yet) and its vote, so that
 the ratings and every count stay what they were and the vote is still exported as an anonymous
 result, marked erased and without text. An erased battle takes no vote, follow-up or stream any
 more (its claims and votes check `erased_at`)."""
@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from arena.battles.style_backfill import fill_styles
 from arena.battles.turns import fail_interrupted_turn
 from arena.config import Settings
 from arena.errors import BattleNotFound, Conflict, NotFound
@@ -120,6 +121,11 @@ async def _erase(session: AsyncSession, battle: Battle, settings: Settings) -> E
         messages = await session.scalars(select(Message).where(Message.battle_id == battle.id))
         language, tags = battle_tags(battle_text(messages.all()))
         marks.update(language=language[:16], category_tags=tags)
+    if battle.conv_metadata is None and battle.status in (BattleStatus.ready, BattleStatus.voted):
+        # Stored before style features were kept and not backfilled yet: worked out now, from
+        # the answers while they exist, so that its vote stays in the style-controlled tables.
+        battle_id = battle.id
+        await session.run_sync(lambda sync: fill_styles(sync, [battle_id]))
     # Guarded as the claims are: a turn claimed since the read is streaming, and is not erased
     # under it.
     marked = await session.execute(

@@ -14,6 +14,7 @@ import pandas as pd
 from sqlalchemy import BigInteger, Text, case, cast, func, select, update
 from sqlalchemy.orm import Session
 
+from arena.battles.style_backfill import fill_styles, unstyled_battle_ids
 from arena.models import Battle, Message, Model, Side, Vote
 from arena.ratings.categories import (
     LONG_PROMPT_TOKENS,
@@ -21,6 +22,7 @@ from arena.ratings.categories import (
     estimate_tokens,
     looks_like_code,
 )
+from arena.ratings.style_features import STYLE_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ BATTLE_FRAME_COLUMNS: Final[tuple[str, ...]] = (
     "language",
     "tag_coding",
     "tag_long",
+    *STYLE_COLUMNS,
 )
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
@@ -171,6 +174,7 @@ def _counted_votes_sql(session: Session) -> str:
             Battle.language,
             case((has_tag(TAG_CODING), 1), else_=0),
             case((has_tag(TAG_LONG), 1), else_=0),
+            *(getattr(Battle, column) for column in STYLE_COLUMNS),
         )
         .join(Battle, Battle.id == Vote.battle_id)
         .where(Vote.counted.is_(True))
@@ -188,6 +192,7 @@ _RAW_COLUMNS: Final = (
     "language",
     "coding",
     "long",
+    *STYLE_COLUMNS,
 )
 
 
@@ -216,7 +221,9 @@ def _raw_counted_votes(session: Session) -> pd.DataFrame:
             names=list(_RAW_COLUMNS),
             header=None,
             keep_default_na=False,
-            dtype={"winner": str, "language": str},
+            # A battle without style features has empty style cells: NaN, as on SQLite.
+            na_values={column: [""] for column in STYLE_COLUMNS},
+            dtype={"winner": "str", "language": "str"} | dict.fromkeys(STYLE_COLUMNS, "float64"),
         )
     rows = connection.exec_driver_sql(sql).fetchall()
     frame = pd.DataFrame.from_records(rows, columns=list(_RAW_COLUMNS))
@@ -238,15 +245,21 @@ def load_counted_battles(session: Session, *, tag_missing: bool = True) -> pd.Da
     """The counted votes as a battles table, one row per vote, in time order.
 
     Columns: BATTLE_FRAME_COLUMNS (vote_id, model_a, model_b, winner, tstamp, turn, anony,
-    language, tag_coding, tag_long). Battles voted on since the last call have no tags yet; with
+    language, tag_coding, tag_long, and the style features STYLE_COLUMNS as floats, NaN for a
+    battle that has none). Battles voted on since the last call have no tags yet; with
     `tag_missing` their texts are read once and the tags stored (flushed, not committed), so later
-    calls read no text at all; without it their language is blank.
+    calls read no text at all; without it their language is blank. Battles stored before style
+    features were kept get theirs the same way (style_backfill.fill_styles).
     """
     if tag_missing:
         untagged = untagged_battle_ids(session)
         if untagged:
             tag_battles(session, untagged)
             log.info("tagged %d newly voted battle(s) with language and categories", len(untagged))
+        unstyled = unstyled_battle_ids(session, counted_only=True)
+        if unstyled:
+            fill_styles(session, unstyled)
+            log.info("worked out the style features of %d voted battle(s)", len(unstyled))
     raw = _raw_counted_votes(session)
     if len(raw) == 0:
         return empty_battles_frame()
@@ -270,5 +283,9 @@ def load_counted_battles(session: Session, *, tag_missing: bool = True) -> pd.Da
             "language": raw["language"].astype(str).to_numpy(dtype=object),
             "tag_coding": raw["coding"].to_numpy(dtype=np.int64) == 1,
             "tag_long": raw["long"].to_numpy(dtype=np.int64) == 1,
+            **{
+                column: pd.to_numeric(raw[column]).to_numpy(dtype=np.float64)
+                for column in STYLE_COLUMNS
+            },
         }
     )

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring as _string
 from typing import Any, Final
 
-from sqlalchemy import BigInteger, String, case, cast, func, select
+from sqlalchemy import BigInteger, String, Text, case, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -47,6 +47,7 @@ BATTLE_COLUMNS: Final[tuple[str, ...]] = (
     "vote_id",
     "tag_coding",
     "tag_long",
+    "conv_metadata",
 )
 # text_status: released, erased (by its visitor) or withheld (no release notice was shown)
 CSV_TEXT_COLUMNS: Final[tuple[str, ...]] = ("text_status", "prompt", "answer_a", "answer_b")
@@ -76,6 +77,8 @@ class ExportedVote:
     tstamp: float
     tag_coding: bool
     tag_long: bool
+    # FastChat's conv_metadata as the database holds it (JSON text); None: the battle has none
+    conv_metadata: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,8 @@ def _export_select(scope: ExportScope, dialect: str, decisive_only: bool) -> Any
             moment,
             case((has_tag(TAG_CODING), 1), else_=0),
             case((has_tag(TAG_LONG), 1), else_=0),
+            # As text: written into each line as it is, not parsed and written again.
+            cast(Battle.conv_metadata, Text),
         )
         .join(Battle, Battle.id == Vote.battle_id)
         .join(model_a, model_a.id == Battle.model_a_id)
@@ -167,6 +172,7 @@ async def counted_vote_batches(
                 moment,
                 coding,
                 long_,
+                style,
             ) in partition:
                 judge = judges.get(session_hash)
                 if judge is None:
@@ -184,6 +190,7 @@ async def counted_vote_batches(
                         tstamp=_tstamp(moment),
                         tag_coding=coding == 1,
                         tag_long=long_ == 1,
+                        conv_metadata=None if style is None else str(style),
                     )
                 )
             yield batch
@@ -244,6 +251,13 @@ def conversation(messages: Sequence[Turn], side: Side) -> list[dict[str, str]]:
 
 
 def _record(vote: ExportedVote) -> dict[str, Any]:
+    return {
+        **_record_without_style(vote),
+        "conv_metadata": None if vote.conv_metadata is None else json.loads(vote.conv_metadata),
+    }
+
+
+def _record_without_style(vote: ExportedVote) -> dict[str, Any]:
     return {
         "model_a": vote.model_a,
         "model_b": vote.model_b,
@@ -327,7 +341,8 @@ def _json_line(vote: ExportedVote) -> str:
         f'"turn": {vote.turn}, "anony": true, "language": {_string(vote.language)}, '
         f'"tstamp": {vote.tstamp!r}, "vote_id": {vote.vote_id}, '
         f'"tag_coding": {"true" if vote.tag_coding else "false"}, '
-        f'"tag_long": {"true" if vote.tag_long else "false"}}}'
+        f'"tag_long": {"true" if vote.tag_long else "false"}, '
+        f'"conv_metadata": {vote.conv_metadata or "null"}}}'
     )
 
 
@@ -382,7 +397,8 @@ async def battles_csv(
     async for batch, texts in batches:
         rows = []
         for vote in batch:
-            record = _record(vote)
+            # conv_metadata as its JSON text (parsed and written again it would be the same)
+            record = {**_record_without_style(vote), "conv_metadata": vote.conv_metadata or ""}
             row: list[Cell] = [record[c] for c in BATTLE_COLUMNS]
             if texts is not None:
                 text: BattleText = battle_text(texts.messages.get(vote.battle_id, []))

@@ -3,21 +3,53 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import pyarrow as pa
 
-# Hugging Face `datasets` feature names; a conversation is a list of {role, content} messages.
-FieldType = Literal["string", "int64", "float64", "bool", "conversation"]
+from arena.ratings.style_features import BOLD_KEYS, HEADER_KEYS, LIST_KEYS
+
+# Hugging Face `datasets` feature names; a conversation is a list of {role, content} messages,
+# conv_metadata FastChat's style counts of both sides (CONV_METADATA_FEATURES).
+FieldType = Literal["string", "int64", "float64", "bool", "conversation", "conv_metadata"]
+
+
+def _counts(keys: tuple[str, ...]) -> list[tuple[str, Any]]:
+    return [(key, pa.int64()) for key in keys]
+
+
+def _side_style(side: str) -> list[tuple[str, Any]]:
+    return [
+        (f"sum_assistant_{side}_tokens", pa.int64()),
+        (f"header_count_{side}", pa.struct(_counts(HEADER_KEYS))),
+        (f"list_count_{side}", pa.struct(_counts(LIST_KEYS))),
+        (f"bold_count_{side}", pa.struct(_counts(BOLD_KEYS))),
+    ]
+
 
 MESSAGE_TYPE: Final = pa.struct([("role", pa.string()), ("content", pa.string())])
+CONV_METADATA_TYPE: Final = pa.struct(_side_style("a") + _side_style("b"))
 _ARROW_TYPES: Final[dict[FieldType, pa.DataType]] = {
     "string": pa.string(),
     "int64": pa.int64(),
     "float64": pa.float64(),
     "bool": pa.bool_(),
     "conversation": pa.list_(MESSAGE_TYPE),
+    "conv_metadata": CONV_METADATA_TYPE,
 }
+
+
+def _feature_of(arrow_type: pa.DataType) -> Any:
+    if isinstance(arrow_type, pa.StructType):
+        return {
+            arrow_type.field(i).name: _feature_of(arrow_type.field(i).type)
+            for i in range(arrow_type.num_fields)
+        }
+    return "int64"
+
+
+# conv_metadata as a `datasets` feature: {name: dtype or nested {name: dtype}}.
+CONV_METADATA_FEATURES: Final[dict[str, Any]] = _feature_of(CONV_METADATA_TYPE)
 
 
 @dataclass(frozen=True)
@@ -25,6 +57,8 @@ class ExportField:
     name: str
     type: FieldType
     meaning: str
+    # Only conv_metadata may be missing: a battle erased before its style was worked out.
+    nullable: bool = False
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -63,6 +97,16 @@ _BATTLE_FIELDS: Final = (
         "tag_coding", "bool", "a prompt or answer contains code (the `coding` category's filter)"
     ),
     ExportField("tag_long", "bool", "the first prompt is long (the `long` category's filter)"),
+    ExportField(
+        "conv_metadata",
+        "conv_metadata",
+        "each side's style over all its answers, as FastChat's `conv_metadata` holds it, for "
+        "style control: `sum_assistant_a_tokens` (answer tokens, cl100k_base encoding), "
+        "`header_count_a` {h1..h6}, `list_count_a` {ordered, unordered}, `bold_count_a` "
+        "{**, __} (Markdown outside code blocks), and the `_b` twins; null for a battle erased "
+        "before its style was worked out (the style-controlled tables leave it out)",
+        nullable=True,
+    ),
 )
 _CONVERSATION_FIELDS: Final = (
     ExportField(
@@ -97,5 +141,5 @@ def battle_fields(with_conversations: bool) -> tuple[ExportField, ...]:
 
 
 def arrow_schema(fields: tuple[ExportField, ...]) -> pa.Schema:
-    # Every value is always present in the JSON Lines export: nothing is nullable here either.
-    return pa.schema([pa.field(f.name, f.arrow_type, nullable=False) for f in fields])
+    # Every value but a missing conv_metadata is present in the JSON Lines export: the same here.
+    return pa.schema([pa.field(f.name, f.arrow_type, nullable=f.nullable) for f in fields])
