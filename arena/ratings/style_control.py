@@ -41,6 +41,7 @@ import pandas as pd
 from scipy.special import expit
 
 from arena.ratings.battles import FloatArray, IntArray
+from arena.ratings.bradley_terry import newton_strengths
 from arena.ratings.elo import BASE, INIT_RATING, SCALE
 from arena.ratings.errors import InvalidBattles, RatingsError
 
@@ -73,46 +74,36 @@ NEWTON_TOL: Final = 1e-7
 NEWTON_MAX_ITER: Final = 100
 _TRUSTED_LOGIT_STEP: Final = 0.5
 _MAX_HALVINGS: Final = 40
+# Steps below this reuse the last Hessian while each shrinks at least by _CHORD_RATIO.
+_CHORD_FROM: Final = 1e-3
+_CHORD_RATIO: Final = 0.25
+_BOOTSTRAP_CHORD_MAX_ITER: Final = 30
 
 Progress = Callable[[int, int], None]
 
 
 def normalised_differences(style_a: FloatArray, style_b: FloatArray) -> FloatArray:
-    """(a - b) / (a + b + 1) per battle and element: FastChat's `add_one` ratio, in [-1, 1)."""
+    """(a - b) / (a + b + 1) elementwise: FastChat's `add_one` ratio, in (-1, 1) for counts."""
     a = np.asarray(style_a, dtype=np.float64)
     b = np.asarray(style_b, dtype=np.float64)
     return np.asarray((a - b) / (a + b + 1.0), dtype=np.float64)
 
 
-@dataclass(frozen=True)
-class StandardisedFeatures:
-    """Features (battles x elements) with the mean and population sd they were scaled by.
-
-    An element whose difference never varies has sd 0; its feature is then all zeros (sd reported
-    as 0) and its coefficient is 0, as arena-rank does by dividing by 1 instead.
-    """
-
-    values: FloatArray
-    mean: FloatArray
-    sd: FloatArray
-
-
-def standardise(differences: FloatArray) -> StandardisedFeatures:
-    """Centre each column and divide by its population sd (ddof 0, as numpy's and FastChat's)."""
-    mean = differences.mean(axis=0)
-    sd = differences.std(axis=0)
-    divisor = np.where(sd > 0, sd, 1.0)
-    values = (differences - mean) / divisor
-    values[:, sd == 0] = 0.0
-    return StandardisedFeatures(values=values, mean=mean, sd=sd)
+# Ordered pairs are numbered through a dense models^2 lookup up to this many cells (a 128 MiB
+# table of int64 at most), by sorting beyond.
+_DENSE_PAIR_CELLS: Final = 1 << 24
 
 
 class StyleBattles:
-    """The battles of one style fit, sorted by ordered pair (model_a, model_b), ready for sums.
+    """The battles of one style fit, as the sums of every Newton step need them.
 
-    Holds per battle: the side-a score y, the weight c and the standardised features (stored as
-    elements x battles so that each element's column is contiguous). `gram(v)` is
-    sum_i v_i x_i x_i^T and `score(v)` is sum_i v_i x_i for x_i = (e_a - e_b, f_i).
+    Holds per battle its ordered pair's number (model_a, model_b), the side-a score y, the weight
+    c and the standardised features, stored as elements x battles so that each element's row is
+    contiguous; `feature_mean` and `feature_sd` are those of the normalised differences
+    (population sd; an element that never varies gets an all-zero feature, sd reported as 0, and
+    so a zero coefficient). `gram(v)` is sum_i v_i x_i x_i^T and `score(v)` is sum_i v_i x_i
+    for x_i = (e_a - e_b, f_i). Model-side sums are bincounts over the few thousand ordered pairs
+    (a table that stays in cache), so nothing is sorted or gathered at random over the battles.
     """
 
     def __init__(
@@ -120,27 +111,49 @@ class StyleBattles:
         a: IntArray,
         b: IntArray,
         score_a: FloatArray,
-        features: FloatArray,
-        weights: FloatArray,
+        style_a: FloatArray,
+        style_b: FloatArray,
+        weights: FloatArray | None,
         n_models: int,
     ) -> None:
         m = n_models
         key = a.astype(np.int64) * m + b.astype(np.int64)
-        order = np.argsort(key, kind="stable")
-        key = key[order]
-        self.order = order
+        if m * m <= _DENSE_PAIR_CELLS:
+            present = np.bincount(key, minlength=m * m) > 0
+            keys = np.flatnonzero(present)
+            number = np.zeros(m * m, dtype=np.int64)
+            number[keys] = np.arange(keys.shape[0])
+            self.pair = number[key]
+        else:
+            keys, self.pair = np.unique(key, return_inverse=True)
+        self.n_pairs = int(keys.shape[0])
+        self.pa = keys // m
+        self.pb = keys % m
         self.n_models = m
-        self.n_features = int(features.shape[1])
-        self.n_battles = int(key.shape[0])
-        self.y = np.ascontiguousarray(score_a[order], dtype=np.float64)
-        self.c = np.ascontiguousarray(weights[order], dtype=np.float64)
-        self.unit_weights = bool(np.all(self.c == 1.0))
-        self.f = np.ascontiguousarray(features[order].T, dtype=np.float64)
-        self.starts = np.flatnonzero(np.diff(key, prepend=-1))
-        self.sizes = np.diff(np.append(self.starts, key.shape[0]))
-        self.pa = key[self.starts] // m
-        self.pb = key[self.starts] % m
-        # Largest |f_i|_inf, to bound how far a step moves any battle's logit.
+        self.n_features = k = int(style_a.shape[1])
+        self.n_battles = n = int(key.shape[0])
+        self.y = np.asarray(score_a, dtype=np.float64)
+        self.c = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+        self.f = np.empty((k, n))
+        self.feature_mean = np.zeros(k)
+        self.feature_sd = np.zeros(k)
+        for e in range(k):
+            # A copy: the sum is built in it, and the caller's array must stay as it was.
+            total = np.array(style_a[:, e], dtype=np.float64)
+            row = self.f[e]
+            np.subtract(total, style_b[:, e], out=row)
+            total += style_b[:, e]
+            total += 1.0
+            row /= total
+            mean = float(row.mean())
+            sd = float(row.std())
+            row -= mean
+            if sd > 0:
+                row /= sd
+            else:
+                row[:] = 0.0
+            self.feature_mean[e], self.feature_sd[e] = mean, sd
+        # Largest |f_ie|, to bound how far a step moves any battle's logit.
         self.max_abs_f = float(np.abs(self.f).max()) if self.f.size else 0.0
 
     @property
@@ -150,15 +163,18 @@ class StyleBattles:
     def logits(self, phi: FloatArray) -> FloatArray:
         m = self.n_models
         pair_logit = phi[:m][self.pa] - phi[:m][self.pb]
-        eta = np.repeat(pair_logit, self.sizes)
+        eta = pair_logit[self.pair]
         if self.n_features:
             eta += phi[m:] @ self.f
         return np.asarray(eta, dtype=np.float64)
 
+    def per_pair(self, values: FloatArray) -> FloatArray:
+        return np.asarray(np.bincount(self.pair, values, self.n_pairs), dtype=np.float64)
+
     def score(self, values: FloatArray) -> FloatArray:
         """sum_i values_i x_i: per-model (side a minus side b) sums, then the feature sums."""
         m = self.n_models
-        per_pair = np.add.reduceat(values, self.starts)
+        per_pair = self.per_pair(values)
         out = np.empty(self.n_params)
         out[:m] = np.bincount(self.pa, per_pair, m) - np.bincount(self.pb, per_pair, m)
         out[m:] = self.f @ values
@@ -167,7 +183,7 @@ class StyleBattles:
     def gram(self, values: FloatArray) -> FloatArray:
         """sum_i values_i x_i x_i^T, (models + elements) square."""
         m, k = self.n_models, self.n_features
-        per_pair = np.add.reduceat(values, self.starts)
+        per_pair = self.per_pair(values)
         out = np.zeros((m + k, m + k))
         ss = out[:m, :m]
         np.add.at(ss, (self.pa, self.pb), -per_pair)
@@ -177,12 +193,10 @@ class StyleBattles:
         )
         if k:
             weighted = self.f * values
-            cross_pair = np.add.reduceat(weighted, self.starts, axis=1)
-            cross = np.zeros((k, m))
+            cross = np.empty((k, m))
             for e in range(k):
-                cross[e] = np.bincount(self.pa, cross_pair[e], m) - np.bincount(
-                    self.pb, cross_pair[e], m
-                )
+                cross_pair = self.per_pair(weighted[e])
+                cross[e] = np.bincount(self.pa, cross_pair, m) - np.bincount(self.pb, cross_pair, m)
             out[m:, :m] = cross
             out[:m, m:] = cross.T
             out[m:, m:] = weighted @ self.f.T
@@ -208,6 +222,29 @@ def _ridge(
     return np.concatenate([np.zeros(n_models), np.full(k, reg * n)])
 
 
+def _hessian(data: StyleBattles, ridge: FloatArray, curvature: FloatArray) -> FloatArray:
+    hessian = data.gram(curvature)
+    hessian[np.diag_indices_from(hessian)] += ridge
+    m = data.n_models
+    if not ridge[:m].any():
+        # No ridge on the strengths: "all strengths up by one" is a null direction. Adding a
+        # multiple of its outer product removes it and keeps the strengths' mean where it was
+        # (the gradient has no component along it).
+        scale = max(float(np.trace(hessian[:m, :m])), 1e-300) / (m * m)
+        hessian[:m, :m] += scale
+    return hessian
+
+
+def _solve(hessian: FloatArray, gradient: FloatArray) -> FloatArray:
+    try:
+        return np.asarray(np.linalg.solve(hessian, gradient), dtype=np.float64)
+    except np.linalg.LinAlgError as exc:
+        raise RatingsError(
+            "the style-control Hessian is singular: some model may never have won or never"
+            " lost; check the battles with check_ratings_exist."
+        ) from exc
+
+
 def newton_style(
     data: StyleBattles,
     ridge: FloatArray,
@@ -219,36 +256,31 @@ def newton_style(
 ) -> tuple[FloatArray, int]:
     """Minimise -sum c_i n_i loglik_i + 1/2 sum ridge_j phi_j^2 by Newton from `start`.
 
-    `counts` (per battle, in the sorted order of `data`) multiplies the weights, as a bootstrap
-    resample does. When the strengths carry no ridge, the Hessian's null direction (all strengths
-    up by one) is removed by adding a multiple of its outer product, which keeps the strengths'
-    mean that of `start`. A step that would raise the objective is halved; it is only checked when
-    it moves some battle's logit by more than 0.5, inside which a Newton step on the logistic
-    likelihood always goes downhill. Returns the parameters and the iterations used.
+    `counts` (per battle) multiplies the weights, as a bootstrap resample does. A step that would
+    raise the objective is halved; it is only checked when it moves some battle's logit by more
+    than 0.5, inside which a Newton step on the logistic likelihood always goes downhill. Once a
+    step is below _CHORD_FROM the Hessian is kept (chord steps: the gradient alone, which costs
+    a third of a full step), as long as each step shrinks at least fourfold; the error left when
+    a step falls below `tol` is then at most a third of that step. Returns the parameters and the
+    iterations used.
     """
-    m = data.n_models
     phi = np.array(start, dtype=np.float64, copy=True)
     c = data.c if counts is None else data.c * counts
-    gauge = np.zeros(data.n_params)
-    if not ridge[:m].any():
-        gauge[:m] = 1.0
+    hessian: FloatArray | None = None
+    previous = math.inf
     for iteration in range(1, max_iter + 1):
         eta = data.logits(phi)
         p = expit(eta)
         gradient = data.score(c * (data.y - p)) - ridge * phi
-        curvature = c * p * (1.0 - p)
-        hessian = data.gram(curvature)
-        hessian[np.diag_indices_from(hessian)] += ridge
-        if gauge.any():
-            scale = max(float(np.trace(hessian[:m, :m])), 1e-300) / (m * m)
-            hessian += scale * np.outer(gauge, gauge)
-        try:
-            step = np.asarray(np.linalg.solve(hessian, gradient), dtype=np.float64)
-        except np.linalg.LinAlgError as exc:
-            raise RatingsError(
-                "the style-control Hessian is singular: some model may never have won or never"
-                " lost; check the battles with check_ratings_exist."
-            ) from exc
+        if hessian is None:
+            hessian = _hessian(data, ridge, c * p * (1.0 - p))
+        step = _solve(hessian, gradient)
+        size = float(np.abs(step).max())
+        if previous < _CHORD_FROM and size > _CHORD_RATIO * previous:
+            # The kept Hessian is too far off: take a full Newton step instead.
+            hessian = _hessian(data, ridge, c * p * (1.0 - p))
+            step = _solve(hessian, gradient)
+            size = float(np.abs(step).max())
         factor = 1.0
         if data.pair_logit_bound(step) > _TRUSTED_LOGIT_STEP:
             before = data.negative_log_likelihood(eta, counts) + 0.5 * float(ridge @ phi**2)
@@ -260,11 +292,31 @@ def newton_style(
                 if after <= before + 1e-13 * max(1.0, abs(before)):
                     break
                 factor *= 0.5
-        moved = factor * step
-        phi += moved
-        if factor == 1.0 and float(np.abs(moved).max()) < tol:
+        phi += factor * step
+        if factor == 1.0 and size < tol:
             return phi, iteration
+        previous = size if factor == 1.0 else math.inf
+        if previous >= _CHORD_FROM:
+            hessian = None
     raise RatingsError(f"the style-control fit did not converge in {max_iter} Newton iterations.")
+
+
+def _bradley_terry_start(data: StyleBattles) -> FloatArray:
+    """Plain Bradley-Terry strengths on the ordered-pair sums (coefficients 0): a start a Newton
+    step or two from the answer. Zeros when those strengths do not exist."""
+    m = data.n_models
+    start = np.zeros(data.n_params)
+    wins = data.per_pair(data.c * data.y)
+    totals = data.per_pair(data.c)
+    try:
+        strengths, _ = newton_strengths(
+            data.pa, data.pb, wins[None, :], totals[None, :], np.zeros((1, m))
+        )
+    except RatingsError:
+        return start
+    if np.isfinite(strengths).all() and np.abs(strengths).max() < 50:
+        start[:m] = strengths[0]
+    return start
 
 
 @dataclass(frozen=True)
@@ -359,8 +411,8 @@ def fit_style_control(
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
     outcome = np.asarray(outcome, dtype=np.int64)
-    style_a = np.asarray(style_a, dtype=np.float64)
-    style_b = np.asarray(style_b, dtype=np.float64)
+    style_a = np.asarray(style_a)
+    style_b = np.asarray(style_b)
     n = a.shape[0]
     k = len(elements)
     if n == 0:
@@ -377,18 +429,17 @@ def fit_style_control(
     reg_value = DEFAULT_REG[convention] if reg is None else float(reg)
     if not math.isfinite(reg_value) or reg_value < 0:
         raise InvalidBattles(f"reg must be a finite number >= 0; got {reg}.")
-    features = standardise(normalised_differences(style_a, style_b))
-    weights = _pair_weights(a, b, n_models) if reweighted else np.ones(n)
-    data = StyleBattles(a, b, _SCORE_A[outcome], features.values, weights, n_models)
+    weights = _pair_weights(a, b, n_models) if reweighted else None
+    data = StyleBattles(a, b, _SCORE_A[outcome], style_a, style_b, weights, n_models)
     ridge = _ridge(convention, reg_value, n_models, k, n, base)
-    phi, iterations = newton_style(data, ridge, np.zeros(data.n_params))
+    phi, iterations = newton_style(data, ridge, _bradley_terry_start(data))
     return StyleControlFit(
         models=tuple(models),
         elements=tuple(elements),
         strengths=phi[:n_models],
         coefficients=phi[n_models:],
-        feature_mean=features.mean,
-        feature_sd=features.sd,
+        feature_mean=data.feature_mean,
+        feature_sd=data.feature_sd,
         convention=convention,
         reg=reg_value,
         reweighted=reweighted,
@@ -431,6 +482,43 @@ def style_sandwich_covariance(fit: StyleControlFit, *, ridge: float) -> FloatArr
     return np.asarray(inverse @ gradient_cov @ inverse, dtype=np.float64)
 
 
+def refit_near(
+    data: StyleBattles,
+    ridge: FloatArray,
+    start: FloatArray,
+    hessian_inverse: FloatArray,
+    counts: FloatArray,
+    *,
+    tol: float = NEWTON_TOL,
+) -> FloatArray:
+    """The optimum for battle counts `counts`, from `start`, the optimum for the full data.
+
+    Chord steps with the full data's inverse Hessian: each costs one pass for the gradient and
+    a matrix-vector product. They converge linearly at a rate set by how far the resample's
+    curvature is from the full data's; a first step that moves some logit by more than 0.5, or a
+    step that does not shrink fourfold, hands over to newton_style from where it stands. The error
+    left when a step falls below `tol` is at most a third of that step.
+    """
+    phi = np.array(start, dtype=np.float64, copy=True)
+    c = data.c * counts
+    previous = math.inf
+    for _ in range(_BOOTSTRAP_CHORD_MAX_ITER):
+        p = expit(data.logits(phi))
+        gradient = data.score(c * (data.y - p)) - ridge * phi
+        step = hessian_inverse @ gradient
+        size = float(np.abs(step).max())
+        if size > _CHORD_RATIO * previous or (
+            previous == math.inf and data.pair_logit_bound(step) > _TRUSTED_LOGIT_STEP
+        ):
+            break
+        phi += step
+        if size < tol:
+            return phi
+        previous = size
+    refined, _ = newton_style(data, ridge, phi, counts=counts, tol=tol)
+    return refined
+
+
 def bootstrap_style_control(
     fit: StyleControlFit,
     *,
@@ -441,9 +529,10 @@ def bootstrap_style_control(
     """(strengths, coefficients) refitted on `rounds` resamples of the battles: rounds x params.
 
     Each round draws the battles with replacement (the count of each battle: a bincount of n
-    uniform draws, the same law as FastChat's resampled index arrays), keeping the features of the
-    full data as FastChat does, and refits by exact Newton steps from the full-data fit, so it
-    lands on the resample's optimum to rounding precision. Rounds run on two threads.
+    uniform draws, the law of FastChat's resampled index arrays), keeps the features of the full
+    data as FastChat does, and moves from the full-data optimum to the resample's (refit_near),
+    to rounding precision. Rounds run on two threads (numpy releases the GIL in its loops); each
+    round has its own generator spawned from `rng`, so the result depends on the seed only.
     """
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1; got {rounds}.")
@@ -451,14 +540,15 @@ def bootstrap_style_control(
     n = data.n_battles
     ridge = fit.ridge
     start = fit.params
+    p = expit(data.logits(start))
+    hessian_inverse = np.asarray(
+        np.linalg.inv(_hessian(data, ridge, data.c * p * (1.0 - p))), dtype=np.float64
+    )
     round_rngs = rng.spawn(rounds)
 
     def one_round(r: int) -> FloatArray:
-        drawn = round_rngs[r].integers(0, n, n)
-        # The draws index the sorted battles directly: resampling is invariant to the order.
-        counts = np.bincount(drawn, minlength=n).astype(np.float64)
-        phi, _ = newton_style(data, ridge, start, counts=counts)
-        return phi
+        counts = np.bincount(round_rngs[r].integers(0, n, n), minlength=n).astype(np.float64)
+        return refit_near(data, ridge, start, hessian_inverse, counts)
 
     workers = max(1, min(2, os.cpu_count() or 1))
     samples = np.empty((rounds, data.n_params))
