@@ -12,7 +12,8 @@ from sqlalchemy import Engine, Select, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from arena.models import Battle, BattleStatus, Message, Side, Vote
-from arena.ratings.style_features import STYLE_COLUMNS, conv_metadata, style_sums
+from arena.ratings.style_control import STYLE_COLUMNS
+from arena.ratings.style_features import conv_metadata, style_sums
 
 # Battles whose answers are read and tokenised per transaction: a few seconds of work at most,
 # so a backfill beside a running arena holds SQLite's write lock only briefly.

@@ -27,7 +27,8 @@ from arena.errors import (
     NotYourBattle,
 )
 from arena.models import Battle, BattleStatus, Message, Model, Side, utcnow
-from arena.ratings.style_features import STYLE_COLUMNS, conv_metadata, style_sums
+from arena.ratings.style_control import STYLE_COLUMNS
+from arena.ratings.style_features import conv_metadata, style_sums
 from arena.registry.keys import KeyRing
 from arena.upstream.client import Answer, Endpoint
 from arena.visitors import Visitor

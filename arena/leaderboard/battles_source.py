@@ -22,7 +22,7 @@ from arena.ratings.categories import (
     estimate_tokens,
     looks_like_code,
 )
-from arena.ratings.style_features import STYLE_COLUMNS
+from arena.ratings.style_control import STYLE_COLUMNS
 
 log = logging.getLogger(__name__)
 

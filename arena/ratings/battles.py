@@ -15,14 +15,13 @@ import numpy.typing as npt
 import pandas as pd
 
 from arena.ratings.errors import InvalidBattles
-from arena.ratings.style_features import STYLE_COLUMNS, style_columns
 
 Winner = Literal["model_a", "model_b", "tie", "tie (bothbad)"]
 WINNERS: Final[tuple[Winner, ...]] = ("model_a", "model_b", "tie", "tie (bothbad)")
 REQUIRED_COLUMNS: Final[tuple[str, ...]] = ("model_a", "model_b", "winner")
 # Read when present: tstamp orders online Elo; vote_id feeds the vote-set hash; the text columns
 # and the precomputed tag_* flags feed the category filters; conv_metadata (FastChat's style
-# counts) becomes the style_* columns of style control; the rest are FastChat's clean-battle
+# counts, or the style_* columns) feeds style control; the rest are FastChat's clean-battle
 # columns, carried through.
 OPTIONAL_COLUMNS: Final[tuple[str, ...]] = (
     "tstamp",
@@ -37,7 +36,6 @@ OPTIONAL_COLUMNS: Final[tuple[str, ...]] = (
     "tag_coding",
     "tag_long",
     "conv_metadata",
-    *STYLE_COLUMNS,
 )
 
 IntArray = npt.NDArray[np.int64]
@@ -371,38 +369,6 @@ def _add_conversation_columns(battles: pd.DataFrame) -> pd.DataFrame:
     return battles
 
 
-def _parsed_metadata(value: Any, path: Path) -> Any:
-    # CSV cells hold the JSON text; JSON and Parquet files hold the object itself.
-    if isinstance(value, str):
-        if not value.strip():
-            return None
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise InvalidBattles(f"{path}: a conv_metadata cell is not JSON ({exc.msg}).") from exc
-    if isinstance(value, float) and np.isnan(value):
-        return None
-    return value
-
-
-def _add_style_columns(battles: pd.DataFrame, path: Path) -> pd.DataFrame:
-    # The style counts as numbers per side (style_features.STYLE_COLUMNS), once, here.
-    if "conv_metadata" not in battles.columns or set(STYLE_COLUMNS) <= set(battles.columns):
-        return battles
-    metadata = [_parsed_metadata(v, path) for v in battles["conv_metadata"].tolist()]
-    try:
-        columns = style_columns(metadata)
-    except (TypeError, ValueError) as exc:
-        raise InvalidBattles(
-            f"{path}: conv_metadata must hold FastChat's style counts (numbers, or objects of "
-            f"numbers); {exc}"
-        ) from exc
-    battles = battles.copy()
-    for column in STYLE_COLUMNS:
-        battles[column] = columns[column].to_numpy()
-    return battles
-
-
 def _read_json_records(path: Path) -> list[dict[str, Any]]:
     text = path.read_text(encoding="utf-8")
     stripped = text.lstrip()
@@ -452,7 +418,6 @@ def read_battles_file(path: str | Path) -> LoadedBattles:
     else:
         battles = pd.DataFrame.from_records(_read_json_records(path))
     battles = _add_conversation_columns(battles)
-    battles = _add_style_columns(battles, path)
     battles, dropped = drop_non_anonymous(battles)
     validate_battles(battles)
     return LoadedBattles(battles=battles, dropped_non_anonymous=dropped)

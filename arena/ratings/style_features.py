@@ -25,15 +25,13 @@ import base64
 import hashlib
 import importlib.util
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-import numpy as np
-import numpy.typing as npt
-import pandas as pd
+from arena.ratings.style_control import STYLE_COLUMNS, metadata_values
 
 if TYPE_CHECKING:
     import tiktoken
@@ -58,21 +56,6 @@ TOKENIZER: Final = "cl100k_base"
 HEADER_KEYS: Final[tuple[str, ...]] = ("h1", "h2", "h3", "h4", "h5", "h6")
 LIST_KEYS: Final[tuple[str, ...]] = ("ordered", "unordered")
 BOLD_KEYS: Final[tuple[str, ...]] = ("**", "__")
-# The four elements style control puts in the model, in FastChat's order (STYLE_CONTROL_ELEMENTS):
-# a dict-valued element counts as the sum of its values.
-ELEMENTS: Final[tuple[str, ...]] = ("tokens", "headers", "lists", "bold")
-# FastChat's conv_metadata key of each element, "{side}" being a or b.
-METADATA_KEYS: Final[dict[str, str]] = {
-    "tokens": "sum_assistant_{side}_tokens",
-    "headers": "header_count_{side}",
-    "lists": "list_count_{side}",
-    "bold": "bold_count_{side}",
-}
-# The battles table's numeric style columns: the elements of side a, then of side b.
-STYLE_COLUMNS: Final[tuple[str, ...]] = tuple(
-    f"style_{side}_{element}" for side in ("a", "b") for element in ELEMENTS
-)
-
 _FENCED: Final = re.compile(r"```([^`]*)```")
 _HEADER: Final = re.compile(r"^(#{1,6})\s", re.MULTILINE)
 _ORDERED: Final = re.compile(r"^\s*\d+\.\s", re.MULTILINE)
@@ -181,36 +164,10 @@ def conv_metadata(answers_a: Sequence[str], answers_b: Sequence[str]) -> dict[st
     return side_style(answers_a).metadata("a") | side_style(answers_b).metadata("b")
 
 
-def _element_value(value: Any) -> float:
-    if isinstance(value, Mapping):
-        return float(sum(float(v) for v in value.values()))
-    if value is None:
-        return np.nan
-    return float(value)
-
-
-def element_values(metadata: Mapping[str, Any] | None) -> list[float]:
-    """A conv_metadata's eight numbers in STYLE_COLUMNS order (NaN for what it lacks)."""
-    if not isinstance(metadata, Mapping):
-        return [np.nan] * len(STYLE_COLUMNS)
-    return [
-        _element_value(metadata.get(METADATA_KEYS[element].format(side=side)))
-        for side in ("a", "b")
-        for element in ELEMENTS
-    ]
-
-
 def style_sums(metadata: Mapping[str, Any]) -> dict[str, int]:
-    """A complete conv_metadata's eight numbers by STYLE_COLUMNS name."""
+    """A complete conv_metadata's eight numbers (each element's counts summed, as the style fit
+    reads them) by STYLE_COLUMNS name."""
     return {
         column: int(value)
-        for column, value in zip(STYLE_COLUMNS, element_values(metadata), strict=True)
+        for column, value in zip(STYLE_COLUMNS, metadata_values(metadata), strict=True)
     }
-
-
-def style_columns(metadata: Iterable[Mapping[str, Any] | None]) -> pd.DataFrame:
-    """The STYLE_COLUMNS of a column of conv_metadata dicts; a battle without one is all NaN."""
-    values: npt.NDArray[np.float64] = np.array(
-        [element_values(m) for m in metadata], dtype=np.float64
-    ).reshape(-1, len(STYLE_COLUMNS))
-    return pd.DataFrame(values, columns=list(STYLE_COLUMNS))
