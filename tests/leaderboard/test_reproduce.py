@@ -31,7 +31,8 @@ def _compute(battles: Path, *options: str) -> dict[str, Any]:
 
 def _options(snapshot: dict[str, Any]) -> list[str]:
     params = snapshot["params"]
-    options = ["--method", "elo" if snapshot["method"] == "elo" else "bt"]
+    method = snapshot["method"]
+    options = ["--method", method if method in ("elo", "bt-style") else "bt"]
     if params.get("bootstrap_rounds"):
         options += ["--bootstrap", str(params["bootstrap_rounds"]), "--seed", str(params["seed"])]
     if snapshot["category"] != "all":
@@ -49,6 +50,9 @@ def _options(snapshot: dict[str, Any]) -> list[str]:
         ("bt", "coding", "jsonl"),
         ("bt-bootstrap", "all", "parquet"),
         ("bt", "language:German", "parquet"),
+        ("bt-style", "all", "jsonl"),
+        ("bt-style", "all", "csv"),
+        ("bt-style", "coding", "parquet"),
     ],
 )
 def test_cli_on_the_download_gives_the_leaderboard_exactly(
@@ -70,3 +74,5 @@ def test_cli_on_the_download_gives_the_leaderboard_exactly(
         {k: m[k] for k in ROW_FIELDS} for m in expected["models"]
     ]
     assert computed["params"] == expected["params"]
+    # The style coefficients too, from the conv_metadata of each exported battle
+    assert computed.get("style_coefficients") == expected["style_coefficients"]
