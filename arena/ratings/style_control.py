@@ -141,25 +141,21 @@ class StyleBattles:
         self.y = np.asarray(score_a, dtype=np.float64)
         self.c = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
         self.unit_weights = weights is None
-        self.f = np.empty((k, n))
-        self.feature_mean = np.zeros(k)
-        self.feature_sd = np.zeros(k)
-        for e in range(k):
-            # A copy: the sum is built in it, and the caller's array must stay as it was.
-            total = np.array(style_a[:, e], dtype=np.float64)
-            row = self.f[e]
-            np.subtract(total, style_b[:, e], out=row)
-            total += style_b[:, e]
-            total += 1.0
-            row /= total
-            mean = float(row.mean())
-            sd = float(row.std())
-            row -= mean
-            if sd > 0:
-                row /= sd
-            else:
-                row[:] = 0.0
-            self.feature_mean[e], self.feature_sd[e] = mean, sd
+        # Elements x battles, each element's row contiguous; built in new arrays, so the
+        # caller's stay as they were.
+        self.f = np.array(style_a.T, dtype=np.float64)
+        total = np.array(style_b.T, dtype=np.float64)
+        self.f -= total
+        total += style_a.T
+        total += 1.0
+        self.f /= total
+        del total
+        self.feature_mean = self.f.mean(axis=1) if n else np.zeros(k)
+        self.f -= self.feature_mean[:, None]
+        self.feature_sd = np.sqrt(np.einsum("ij,ij->i", self.f, self.f) / max(n, 1))
+        varies = self.feature_sd > 0
+        self.f[varies] /= self.feature_sd[varies, None]
+        self.f[~varies] = 0.0
         # Largest |f_ie|, to bound how far a step moves any battle's logit.
         self.max_abs_f = float(np.abs(self.f).max()) if self.f.size else 0.0
 
@@ -218,8 +214,14 @@ class StyleBattles:
 
     def gram(self, values: FloatArray) -> FloatArray:
         """sum_i values_i x_i x_i^T, (models + elements) square."""
+        weighted = self.f * values
+        cross = np.array([self.per_pair(row) for row in weighted]).reshape(self.n_features, -1)
+        return self._assemble_gram(self.per_pair(values), cross, weighted @ self.f.T)
+
+    def _assemble_gram(
+        self, per_pair: FloatArray, cross_pair: FloatArray, features: FloatArray
+    ) -> FloatArray:
         m, k = self.n_models, self.n_features
-        per_pair = self.per_pair(values)
         out = np.zeros((m + k, m + k))
         ss = out[:m, :m]
         np.add.at(ss, (self.pa, self.pb), -per_pair)
@@ -228,15 +230,61 @@ class StyleBattles:
             self.pb, per_pair, m
         )
         if k:
-            weighted = self.f * values
             cross = np.empty((k, m))
             for e in range(k):
-                cross_pair = self.per_pair(weighted[e])
-                cross[e] = np.bincount(self.pa, cross_pair, m) - np.bincount(self.pb, cross_pair, m)
+                cross[e] = np.bincount(self.pa, cross_pair[e], m) - np.bincount(
+                    self.pb, cross_pair[e], m
+                )
             out[m:, :m] = cross
             out[:m, m:] = cross.T
-            out[m:, m:] = weighted @ self.f.T
+            out[m:, m:] = features
         return out
+
+    def sums_at(
+        self, phi: FloatArray, weights: FloatArray, *, squared_scores: bool = False
+    ) -> tuple[FloatArray, FloatArray]:
+        """At `phi`: the likelihood's gradient sum_i w_i (y_i - p_i) x_i, and the Gram matrix
+        sum_i v_i x_i x_i^T of the curvature v = w p (1 - p), or with `squared_scores` of the
+        squared scores v = (w (y - p))^2. One pass in cache-sized blocks of battles."""
+        m, k = self.n_models, self.n_features
+        pair_logit = phi[:m][self.pa] - phi[:m][self.pb]
+        theta = phi[m:]
+        residual_pair = np.zeros(self.n_pairs)
+        value_pair = np.zeros(self.n_pairs)
+        cross_pair = np.zeros((k, self.n_pairs))
+        features = np.zeros((k, k))
+        feature_score = np.zeros(k)
+        block = min(_CACHE_BLOCK, self.n_battles)
+        for start in range(0, self.n_battles, block):
+            stop = min(start + block, self.n_battles)
+            pairs = self.pair[start:stop]
+            f = self.f[:, start:stop]
+            p = pair_logit[pairs]
+            if k:
+                p += theta @ f
+            expit(p, out=p)
+            w = weights[start:stop]
+            residual = self.y[start:stop] - p
+            residual *= w
+            if squared_scores:
+                value = residual * residual
+            else:
+                value = w * p
+                value *= 1.0 - p
+            residual_pair += np.bincount(pairs, residual, self.n_pairs)
+            value_pair += np.bincount(pairs, value, self.n_pairs)
+            if k:
+                feature_score += f @ residual
+                weighted = f * value
+                for e in range(k):
+                    cross_pair[e] += np.bincount(pairs, weighted[e], self.n_pairs)
+                features += weighted @ f.T
+        gradient = np.empty(self.n_params)
+        gradient[:m] = np.bincount(self.pa, residual_pair, m) - np.bincount(
+            self.pb, residual_pair, m
+        )
+        gradient[m:] = feature_score
+        return gradient, self._assemble_gram(value_pair, cross_pair, features)
 
     def negative_log_likelihood(self, eta: FloatArray, counts: FloatArray | None = None) -> float:
         c = self.c if counts is None else self.c * counts
@@ -258,8 +306,8 @@ def _ridge(
     return np.concatenate([np.zeros(n_models), np.full(k, reg * n)])
 
 
-def _hessian(data: StyleBattles, ridge: FloatArray, curvature: FloatArray) -> FloatArray:
-    hessian = data.gram(curvature)
+def _hessian(data: StyleBattles, ridge: FloatArray, gram: FloatArray) -> FloatArray:
+    hessian = gram
     hessian[np.diag_indices_from(hessian)] += ridge
     m = data.n_models
     if not ridge[:m].any():
@@ -305,20 +353,23 @@ def newton_style(
     hessian: FloatArray | None = None
     previous = math.inf
     for iteration in range(1, max_iter + 1):
-        eta = data.logits(phi)
-        p = expit(eta)
-        gradient = data.score(c * (data.y - p)) - ridge * phi
         if hessian is None:
-            hessian = _hessian(data, ridge, c * p * (1.0 - p))
+            gradient, gram = data.sums_at(phi, c)
+            hessian = _hessian(data, ridge, gram)
+        else:
+            gradient = data.score_at(phi, c)
+        gradient -= ridge * phi
         step = _solve(hessian, gradient)
         size = float(np.abs(step).max())
         if previous < _CHORD_FROM and size > _CHORD_RATIO * previous:
             # The kept Hessian is too far off: take a full Newton step instead.
-            hessian = _hessian(data, ridge, c * p * (1.0 - p))
+            _, gram = data.sums_at(phi, c)
+            hessian = _hessian(data, ridge, gram)
             step = _solve(hessian, gradient)
             size = float(np.abs(step).max())
         factor = 1.0
         if data.pair_logit_bound(step) > _TRUSTED_LOGIT_STEP:
+            eta = data.logits(phi)
             before = data.negative_log_likelihood(eta, counts) + 0.5 * float(ridge @ phi**2)
             for _ in range(_MAX_HALVINGS):
                 trial = phi + factor * step
@@ -503,13 +554,11 @@ def style_sandwich_covariance(fit: StyleControlFit, *, ridge: float) -> FloatArr
     data = fit.data
     m = data.n_models
     phi = fit.params
-    p = expit(data.logits(phi))
-    hessian = data.gram(data.c * p * (1.0 - p))
+    _, hessian = data.sums_at(phi, data.c)
     hessian[np.diag_indices_from(hessian)] += ridge * data.n_battles
-    residual = data.c * (data.y - p)
     penalty_gradient = fit.ridge * phi
     gradient_cov = (
-        data.gram(residual * residual)
+        data.sums_at(phi, data.c, squared_scores=True)[1]
         - np.outer(penalty_gradient, penalty_gradient) / float(data.n_battles) ** 2
     )
     # As for plain Bradley-Terry (intervals.sandwich_covariance): G annihilates "all strengths up
@@ -603,7 +652,7 @@ def bootstrap_style_control(
     p = expit(data.logits(start))
     start_residual = data.y - p
     hessian_inverse = np.asarray(
-        np.linalg.inv(_hessian(data, ridge, data.c * p * (1.0 - p))), dtype=np.float64
+        np.linalg.inv(_hessian(data, ridge, data.sums_at(start, data.c)[1])), dtype=np.float64
     )
     round_rngs = rng.spawn(rounds)
 
@@ -657,7 +706,9 @@ def style_arrays(battles: pd.DataFrame) -> tuple[FloatArray, FloatArray]:
     """
     k = len(STYLE_ELEMENTS)
     if all(column in battles.columns for column in STYLE_COLUMNS):
-        values = battles[list(STYLE_COLUMNS)].apply(pd.to_numeric, errors="coerce")
+        values = battles[list(STYLE_COLUMNS)]
+        if not all(pd.api.types.is_numeric_dtype(t) for t in values.dtypes):
+            values = values.apply(pd.to_numeric, errors="coerce")
         matrix = values.to_numpy(dtype=np.float64, na_value=np.nan)
     elif "conv_metadata" in battles.columns:
         rows = [metadata_values(m) for m in battles["conv_metadata"].tolist()]
