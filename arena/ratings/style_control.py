@@ -561,13 +561,11 @@ def style_sandwich_covariance(fit: StyleControlFit, *, ridge: float) -> FloatArr
         data.sums_at(phi, data.c, squared_scores=True)[1]
         - np.outer(penalty_gradient, penalty_gradient) / float(data.n_battles) ** 2
     )
-    # As for plain Bradley-Terry (intervals.sandwich_covariance): G annihilates "all strengths up
-    # by one", so adding a multiple of its outer product to H changes nothing in exact arithmetic
-    # and keeps rounding in G from being multiplied by 1 / ridge^2 along it.
-    if not fit.ridge[:m].any():
-        gauge = np.zeros(data.n_params)
-        gauge[:m] = 1.0
-        hessian += max(float(np.trace(hessian[:m, :m])), 1e-300) / (m * m) * np.outer(gauge, gauge)
+    # As for plain Bradley-Terry (intervals.sandwich_covariance): "all strengths up by one" is an
+    # eigenvector of H (the likelihood ignores it) and G annihilates it (the ridge's gradient too:
+    # the strengths have mean 0), so adding a multiple of its outer product to H changes nothing
+    # in exact arithmetic and keeps rounding in G from being multiplied by 1 / ridge^2 along it.
+    hessian[:m, :m] += max(float(np.trace(hessian[:m, :m])), 1e-300) / (m * m)
     inverse = np.linalg.inv(hessian)
     return np.asarray(inverse @ gradient_cov @ inverse, dtype=np.float64)
 
