@@ -323,7 +323,7 @@ def style_benchmark(args: argparse.Namespace) -> None:
     samples = pd.DataFrame(fc_samples, columns=list(encoded.models))
     fastchat = pd.DataFrame(
         {
-            "rating": fastchat_fit.as_series(),
+            "rating": pd.Series(fc_ratings, index=list(encoded.models)),
             "ci_lower": samples.quantile(0.025),
             "ci_upper": samples.quantile(0.975),
         }
