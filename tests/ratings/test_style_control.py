@@ -29,6 +29,7 @@ from arena.ratings.style_control import (
     STYLE_ELEMENTS,
     bootstrap_style_control,
     normalised_differences,
+    resample_counts,
 )
 from bench.fastchat_style_control import compute_style_control
 from tests.ratings.simulate import simulate_style_battles
@@ -320,21 +321,39 @@ def test_each_bootstrap_round_is_the_optimum_of_its_resample() -> None:
         encoded.a, encoded.b, encoded.outcome, style_a, style_b, models=encoded.models
     )
     samples = bootstrap_style_control(fit, rounds=3, rng=np.random.default_rng(11))
-    # The same draws as the bootstrap makes: n positions with replacement, per round.
     n, m = encoded.n_battles, len(encoded.models)
     f = standardised(style_a.astype(float), style_b.astype(float))
+    x = np.zeros((n, m + 4))
+    x[np.arange(n), encoded.a] = 1.0
+    x[np.arange(n), encoded.b] = -1.0
+    x[:, m:] = f
     y = SCORE_A[encoded.outcome]
+    ridge = np.concatenate([np.full(m, 0.5 / math.log(10) ** 2), np.full(4, 0.5)])
+    # The same draws as the bootstrap makes, per round.
     for r, round_rng in enumerate(np.random.default_rng(11).spawn(3)):
-        counts = np.bincount(round_rng.integers(0, n, n), minlength=n)
-        s, theta = samples[r, :m], samples[r, m:]
-        residual = counts * (y - expit(s[encoded.a] - s[encoded.b] + f @ theta))
-        gradient = np.bincount(encoded.a, residual, m) - np.bincount(encoded.b, residual, m)
-        gradient -= 0.5 * s / math.log(10) ** 2
-        # Summed over 4,000 battles, whose curvature is hundreds per parameter: a gradient of
-        # 1e-5 is a parameter error of about 1e-8 (2e-6 rating points).
-        assert np.abs(gradient).max() < 1e-5
-        assert np.abs(f.T @ residual - 0.5 * theta).max() < 1e-5
-        assert np.abs(samples[r] - fit.params).max() > 1e-4  # a different resample
+        counts = resample_counts(round_rng, n)
+        phi = samples[r]
+        p = expit(x @ phi)
+        gradient = x.T @ (counts * (y - p)) - ridge * phi
+        hessian = (x * (counts * p * (1 - p))[:, None]).T @ x + np.diag(ridge)
+        # One exact Newton step from the round's answer: how far it is from the optimum.
+        assert np.abs(np.linalg.solve(hessian, gradient)).max() * POINTS < 1e-3
+        assert np.abs(phi - fit.params).max() > 1e-4  # a different resample
+
+
+def test_resampled_counts_follow_the_multinomial_law() -> None:
+    rng = np.random.default_rng(17)
+    n = 100_003  # more than one block, the last one short
+    draws = np.array([resample_counts(rng, n) for _ in range(20)])
+    assert np.all(draws.sum(axis=1) == n)
+    assert np.all(draws >= 0) and np.all(draws == np.rint(draws))
+    # Each battle's count is Binomial(n, 1/n): mean 1, variance 1 - 1/n; P(0) = (1 - 1/n)^n.
+    assert draws.mean() == pytest.approx(1.0)
+    assert draws.var() == pytest.approx(1.0, abs=0.01)
+    assert (draws == 0).mean() == pytest.approx(math.exp(-1), abs=0.003)
+    # Blocks are not favoured: the mean count of each block of positions stays near 1.
+    blocks = draws.sum(axis=0)[: 3 * 32768].reshape(3, -1).mean(axis=1) / 20
+    assert np.abs(blocks - 1).max() < 0.01
 
 
 def test_bootstrap_and_sandwich_intervals_agree() -> None:
