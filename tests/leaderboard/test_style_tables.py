@@ -114,3 +114,14 @@ def test_leaderboard_page_shows_the_style_coefficients(styled_arena: Arena) -> N
     assert 'data-method="bt-style"' in plain.text  # the method picker offers it
     assert csv.status_code == 200 and csv.headers["x-arena-method"] == "bt-style"
     assert 'filename="leaderboard-bt-style-all.csv"' in csv.headers["content-disposition"]
+
+
+def test_model_page_and_json_under_bt_style(styled_arena: Arena) -> None:
+    with styled_arena.client() as client:
+        board = client.get("/api/leaderboard", params={"method": "bt-style"}).json()
+        model = client.get("/api/leaderboard/models/alpha-large", params={"method": "bt-style"})
+        page = client.get("/models/alpha-large", params={"method": "bt-style"})
+    row = next(r for r in board["models"] if r["model"] == "alpha-large")
+    assert model.status_code == 200 and model.json()["method"] == "bt-style"
+    assert model.json()["current"]["rating"] == row["rating"]
+    assert page.status_code == 200 and "Style-controlled Bradley-Terry" in page.text
