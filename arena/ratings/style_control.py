@@ -22,8 +22,9 @@ output (CONVENTIONS):
               fixed to mean 0, the gauge its solver lands on from zero.
 
 The features are continuous, so the fit runs over battles, not pair counts; but Newton on a few
-hundred parameters needs only X'WX and X'r, and the battles are sorted by ordered pair once so
-that every model-side sum is a per-pair segmented sum followed by a sum over a few thousand pairs.
+hundred parameters needs only X'WX and X'r: their model-side parts are sums per ordered pair (a
+bincount into a table of a few thousand cells) and their feature parts a few dot products, all
+taken in one pass over cache-sized blocks of battles.
 """
 
 from __future__ import annotations
@@ -109,8 +110,9 @@ class StyleBattles:
     c and the standardised features, stored as elements x battles so that each element's row is
     contiguous; `feature_mean` and `feature_sd` are those of the normalised differences
     (population sd; an element that never varies gets an all-zero feature, sd reported as 0, and
-    so a zero coefficient). `gram(v)` is sum_i v_i x_i x_i^T and `score(v)` is sum_i v_i x_i
-    for x_i = (e_a - e_b, f_i). Model-side sums are bincounts over the few thousand ordered pairs
+    so a zero coefficient). With x_i = (e_a - e_b, f_i): `score(v)` is sum_i v_i x_i, `score_at`
+    the likelihood's gradient and `sums_at` the gradient with a Gram matrix sum_i v_i x_i x_i^T.
+    Model-side sums are bincounts over the few thousand ordered pairs
     (a table that stays in cache), so nothing is sorted or gathered at random over the battles.
     """
 
@@ -231,12 +233,6 @@ class StyleBattles:
         out[m:] = self.single[0] @ values.astype(np.float32) if single else self.f @ values
         return out
 
-    def gram(self, values: FloatArray) -> FloatArray:
-        """sum_i values_i x_i x_i^T, (models + elements) square."""
-        weighted = self.f * values
-        cross = np.array([self.per_pair(row) for row in weighted]).reshape(self.n_features, -1)
-        return self._assemble_gram(self.per_pair(values), cross, weighted @ self.f.T)
-
     def _assemble_gram(
         self, per_pair: FloatArray, cross_pair: FloatArray, features: FloatArray
     ) -> FloatArray:
@@ -261,17 +257,18 @@ class StyleBattles:
 
     def sums_at(
         self, phi: FloatArray, weights: FloatArray, *, squared_scores: bool = False
-    ) -> tuple[FloatArray, FloatArray]:
-        """At `phi`: the likelihood's gradient sum_i w_i (y_i - p_i) x_i, and the Gram matrix
-        sum_i v_i x_i x_i^T of the curvature v = w p (1 - p), or with `squared_scores` of the
-        squared scores v = (w (y - p))^2. One pass in cache-sized blocks of battles."""
+    ) -> tuple[FloatArray, FloatArray, FloatArray | None]:
+        """At `phi`: the likelihood's gradient sum_i w_i (y_i - p_i) x_i, the Gram matrix
+        sum_i v_i x_i x_i^T of the curvature v = w p (1 - p), and with `squared_scores` that of
+        the squared scores v = (w (y - p))^2 (else None). One pass in cache-sized blocks."""
         m, k = self.n_models, self.n_features
         pair_logit = phi[:m][self.pa] - phi[:m][self.pb]
         theta = phi[m:]
+        kinds = 2 if squared_scores else 1
         residual_pair = np.zeros(self.n_pairs)
-        value_pair = np.zeros(self.n_pairs)
-        cross_pair = np.zeros((k, self.n_pairs))
-        features = np.zeros((k, k))
+        value_pair = np.zeros((kinds, self.n_pairs))
+        cross_pair = np.zeros((kinds, k, self.n_pairs))
+        features = np.zeros((kinds, k, k))
         feature_score = np.zeros(k)
         block = min(_CACHE_BLOCK, self.n_battles)
         for start in range(0, self.n_battles, block):
@@ -285,25 +282,29 @@ class StyleBattles:
             w = weights[start:stop]
             residual = self.y[start:stop] - p
             residual *= w
-            if squared_scores:
-                value = residual * residual
-            else:
-                value = w * p
-                value *= 1.0 - p
+            curvature = w * p
+            curvature *= 1.0 - p
+            values = [curvature, residual * residual] if squared_scores else [curvature]
             residual_pair += np.bincount(pairs, residual, self.n_pairs)
-            value_pair += np.bincount(pairs, value, self.n_pairs)
             if k:
                 feature_score += f @ residual
-                weighted = f * value
-                for e in range(k):
-                    cross_pair[e] += np.bincount(pairs, weighted[e], self.n_pairs)
-                features += weighted @ f.T
+            for kind, value in enumerate(values):
+                value_pair[kind] += np.bincount(pairs, value, self.n_pairs)
+                if k:
+                    weighted = f * value
+                    for e in range(k):
+                        cross_pair[kind, e] += np.bincount(pairs, weighted[e], self.n_pairs)
+                    features[kind] += weighted @ f.T
         gradient = np.empty(self.n_params)
         gradient[:m] = np.bincount(self.pa, residual_pair, m) - np.bincount(
             self.pb, residual_pair, m
         )
         gradient[m:] = feature_score
-        return gradient, self._assemble_gram(value_pair, cross_pair, features)
+        grams = [
+            self._assemble_gram(value_pair[kind], cross_pair[kind], features[kind])
+            for kind in range(kinds)
+        ]
+        return gradient, grams[0], grams[1] if squared_scores else None
 
     def negative_log_likelihood(self, eta: FloatArray, counts: FloatArray | None = None) -> float:
         c = self.c if counts is None else self.c * counts
@@ -373,7 +374,7 @@ def newton_style(
     previous = math.inf
     for iteration in range(1, max_iter + 1):
         if hessian is None:
-            gradient, gram = data.sums_at(phi, c)
+            gradient, gram, _ = data.sums_at(phi, c)
             hessian = _hessian(data, ridge, gram)
         else:
             gradient = data.score_at(phi, c)
@@ -382,7 +383,7 @@ def newton_style(
         size = float(np.abs(step).max())
         if previous < _CHORD_FROM and size > _CHORD_RATIO * previous:
             # The kept Hessian is too far off: take a full Newton step instead.
-            _, gram = data.sums_at(phi, c)
+            _, gram, _ = data.sums_at(phi, c)
             hessian = _hessian(data, ridge, gram)
             step = _solve(hessian, gradient)
             size = float(np.abs(step).max())
@@ -435,7 +436,7 @@ class StyleControlFit:
     """The fitted strengths (natural-log units, mean 0) and coefficients (log-odds per sd).
 
     `feature_mean` and `feature_sd` are those of the normalised differences the features were
-    standardised with; `data` holds the sorted battles for intervals.
+    standardised with; `data` holds the prepared battles for intervals and the bootstrap.
     """
 
     models: tuple[str, ...]
@@ -573,12 +574,13 @@ def style_sandwich_covariance(fit: StyleControlFit, *, ridge: float) -> FloatArr
     data = fit.data
     m = data.n_models
     phi = fit.params
-    _, hessian = data.sums_at(phi, data.c)
+    _, hessian, squared_scores = data.sums_at(phi, data.c, squared_scores=True)
+    if squared_scores is None:
+        raise ValueError("sums_at gave no squared scores")
     hessian[np.diag_indices_from(hessian)] += ridge * data.n_battles
     penalty_gradient = fit.ridge * phi
     gradient_cov = (
-        data.sums_at(phi, data.c, squared_scores=True)[1]
-        - np.outer(penalty_gradient, penalty_gradient) / float(data.n_battles) ** 2
+        squared_scores - np.outer(penalty_gradient, penalty_gradient) / float(data.n_battles) ** 2
     )
     # As for plain Bradley-Terry (intervals.sandwich_covariance): "all strengths up by one" is an
     # eigenvector of H (the likelihood ignores it) and G annihilates it (the ridge's gradient too:
