@@ -54,6 +54,7 @@ from arena.moderation import Moderator, RecordRefusal, Stage, record_refusal
 from arena.pages import install_security_headers
 from arena.pages import router as pages_router
 from arena.ratelimit import RateLimiter
+from arena.ratings.style_features import cl100k_base
 from arena.registry.address_guard import guarded_chat
 from arena.registry.admin_routes import router as admin_router
 from arena.registry.health import HealthMonitor, trip_breakers
@@ -98,10 +99,14 @@ def _finish_turn(
 ) -> FinishTurn:
     async def finish(plan: turns.TurnPlan, answers: dict[Side, Answer]) -> turns.TurnEnd:
         withheld = None
+        style = None
         if all(answer.ok for answer in answers.values()):
             # A battle a side failed is unvotable already: only a votable one is moderated.
             verdict = await moderator.check_answers([answers[Side.a].text, answers[Side.b].text])
             withheld = verdict.reason
+            # Tokenising the answers takes milliseconds: in a thread, not on the event loop, and
+            # not inside the write transaction (on SQLite it holds the database's write lock).
+            style = await asyncio.to_thread(turns.turn_style, plan, answers)
         ok = await transactions.write(
             lambda connection: turns.finish_turn(
                 connection,
@@ -109,6 +114,7 @@ def _finish_turn(
                 answers=answers,
                 identity_aliases=settings.identity_aliases,
                 withheld=withheld,
+                style=style,
             )
         )
         if withheld is not None:
@@ -229,6 +235,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.release_notice = release_notice(settings)
         # Built here, not in the first battle's write transaction: a few tenths of a second.
         await asyncio.to_thread(folding_table)
+        # The same for the encoding that counts answer tokens (and a missing one stops here).
+        await asyncio.to_thread(cl100k_base)
         app.state.http = client
         app.state.planned_turns = PlannedTurns()
         moderator = Moderator.from_settings(settings, client, _refusal_recorder(transactions))

@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena import migrate
 from arena.audit import STATUS_ACTIONS, actions_csv, cli_actor, recent_actions, record_action
-from arena.battles import erasure
+from arena.battles import erasure, style_backfill
 from arena.config import Settings
-from arena.db import database_location, in_one_transaction
+from arena.db import database_location, in_one_transaction, make_sync_engine
 from arena.errors import ArenaError
 from arena.judge_cli import judge_app
 from arena.listening import announce_when_listening
@@ -501,6 +501,36 @@ def battles_erase(
             f"{battle.battle_id}: {state} at {battle.erased_at:%Y-%m-%d %H:%M:%S} UTC",
             markup=False,
             highlight=False,
+        )
+
+
+@battles_app.command("backfill-style")
+def battles_backfill_style(
+    batch: Annotated[
+        int, typer.Option(min=1, max=100_000, help="Battles per committed transaction")
+    ] = style_backfill.BATCH,
+) -> None:
+    """Work out the style features (answer tokens, headers, list items, bold spans) of battles
+    stored before they were kept, from their stored answers. Safe beside a running arena and
+    to run again: it resumes where it stopped. The recompute also fills the voted ones it meets."""
+    settings = Settings()
+    engine = make_sync_engine(settings.database_url)
+    try:
+        outcome = style_backfill.backfill_styles(
+            engine,
+            batch=batch,
+            progress=lambda done, total: err_console.print(
+                f"{done}/{total} battles", markup=False, highlight=False
+            ),
+        )
+    finally:
+        engine.dispose()
+    console.print(f"style features stored for {outcome.stored} battle(s)", markup=False)
+    if outcome.erased_without_style:
+        console.print(
+            f"{outcome.erased_without_style} battle(s) were erased before their style was worked "
+            "out: the style-controlled tables leave them out",
+            markup=False,
         )
 
 

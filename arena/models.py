@@ -275,6 +275,23 @@ class Battle(Base):
     # How often the visitor asked both sides again for the latest turn before the vote; the
     # vote is on the answers shown last (arena/battles/turns.py, regenerate_turn).
     regenerations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Each side's style over its answers, as FastChat's conv_metadata holds it (answer tokens,
+    # headers h1-h6, list items, bold spans; arena/ratings/style_features.py), for style control
+    # and the export. Stored with the answers; None until then, or for a battle stored before
+    # the column existed and not backfilled yet (arena/battles/style_backfill.py).
+    conv_metadata: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON(none_as_null=True), default=None
+    )
+    # The four numbers per side the style-controlled fit reads (each a sum of conv_metadata's
+    # counts), as columns: reading them out of the JSON takes minutes at a million battles.
+    style_a_tokens: Mapped[int | None] = mapped_column(Integer, default=None)
+    style_a_headers: Mapped[int | None] = mapped_column(Integer, default=None)
+    style_a_lists: Mapped[int | None] = mapped_column(Integer, default=None)
+    style_a_bold: Mapped[int | None] = mapped_column(Integer, default=None)
+    style_b_tokens: Mapped[int | None] = mapped_column(Integer, default=None)
+    style_b_headers: Mapped[int | None] = mapped_column(Integer, default=None)
+    style_b_lists: Mapped[int | None] = mapped_column(Integer, default=None)
+    style_b_bold: Mapped[int | None] = mapped_column(Integer, default=None)
 
     model_a: Mapped[Model] = relationship(foreign_keys=[model_a_id])
     model_b: Mapped[Model] = relationship(foreign_keys=[model_b_id])

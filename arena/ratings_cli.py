@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +40,12 @@ class OutputFormat(enum.StrEnum):
 class MethodChoice(enum.StrEnum):
     bt = "bt"
     elo = "elo"
+    bt_style = "bt-style"
+
+
+class StyleConventionChoice(enum.StrEnum):
+    fastchat = "fastchat"
+    arena_rank = "arena-rank"
 
 
 def _database_battles(category: str) -> pd.DataFrame:
@@ -137,6 +144,40 @@ def _table(board: Leaderboard, source: str) -> Table:
     return table
 
 
+def _style_table(board: Leaderboard) -> Table:
+    params = board.params
+    points = float(params["scale"]) / math.log(float(params["base"]))
+    confidence = params.get("confidence") or 0.95
+    caption = (
+        f"convention {params['style_convention']} (reg {params['style_reg']:g})"
+        f" · coefficient = log-odds per standard deviation of (a - b) / (a + b + 1)"
+        f" · points = coefficient x {points:.1f}"
+        + (
+            f" · {params['battles_without_style']:,} battles without style left out"
+            if params.get("battles_without_style")
+            else ""
+        )
+    )
+    table = Table(title="Style coefficients", caption=caption, caption_justify="left")
+    table.add_column("Element")
+    table.add_column("Coefficient", justify="right")
+    table.add_column(f"{confidence:.0%} CI", justify="right")
+    table.add_column("Rating points", justify="right")
+    table.add_column("Odds x per sd", justify="right")
+    for row in board.style_coefficients or ():
+        data = row.to_json_dict(points)
+        table.add_row(
+            row.element,
+            f"{row.coefficient:+.4f}",
+            f"[{row.ci_lower:+.4f}, {row.ci_upper:+.4f}]"
+            if row.ci_lower is not None and row.ci_upper is not None
+            else "",
+            f"{data['rating_points']:+.1f}",
+            f"{data['odds_ratio']:.3f}",
+        )
+    return table
+
+
 @ratings_app.command("compute")
 def compute(
     battles_file: Annotated[
@@ -150,7 +191,11 @@ def compute(
         ),
     ] = None,
     method: Annotated[
-        MethodChoice, typer.Option(help="bt: Bradley-Terry maximum likelihood; elo: online Elo.")
+        MethodChoice,
+        typer.Option(
+            help="bt: Bradley-Terry maximum likelihood; elo: online Elo; bt-style: Bradley-Terry"
+            " controlled for answer length, headers, lists and bold (needs conv_metadata).",
+        ),
     ] = MethodChoice.bt,
     bootstrap: Annotated[
         int | None,
@@ -180,6 +225,18 @@ def compute(
             "--reweighted", help="Weigh each pair by 1 / max(its battles, 50), as arena-rank can."
         ),
     ] = False,
+    style_convention: Annotated[
+        StyleConventionChoice,
+        typer.Option(
+            help="bt-style only. fastchat: ridge 0.5 on ratings and coefficients of the summed"
+            " log-likelihood (FastChat's compute_style_control); arena-rank: ridge 1.0 on the"
+            " coefficients of the mean log-likelihood (arena-rank's ContextualBradleyTerry).",
+        ),
+    ] = StyleConventionChoice.fastchat,
+    style_reg: Annotated[
+        float | None,
+        typer.Option(help="bt-style only: the ridge strength, instead of the convention's.", min=0),
+    ] = None,
     output_format: Annotated[
         OutputFormat, typer.Option("--format", help="table, json or csv, on standard output.")
     ] = OutputFormat.table,
@@ -188,6 +245,13 @@ def compute(
     # Imported here so that the other `arena` commands start without pandas and scipy.
     from arena.ratings import RatingsError, compute_leaderboard, parse_anchor, read_battles_file
 
+    if method is not MethodChoice.bt_style and (
+        style_reg is not None or style_convention is not StyleConventionChoice.fastchat
+    ):
+        err_console.print(
+            "[red]error:[/red] --style-convention and --style-reg apply to --method bt-style only."
+        )
+        raise typer.Exit(2)
     try:
         anchor_pair = parse_anchor(anchor) if anchor is not None else None
         if battles_file is not None:
@@ -217,6 +281,8 @@ def compute(
                 reweighted=reweighted,
                 category=category,
                 progress=progress,
+                style_convention=style_convention.value,
+                style_reg=style_reg,
             )
     except RatingsError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
@@ -228,6 +294,8 @@ def compute(
         typer.echo(_csv(board), nl=False)
     else:
         Console().print(_table(board, source))
+        if board.style_coefficients is not None:
+            Console().print(_style_table(board))
 
 
 @ratings_app.command("recompute")

@@ -185,6 +185,20 @@ def _copy_value(value: Any) -> Any:
     return value
 
 
+def _conv_metadata(tokens: Any, markdown: Any) -> dict[str, Any]:
+    """FastChat's conv_metadata with these sums: all headers h2, list items ordered, bold **."""
+    made: dict[str, Any] = {}
+    for i, side in enumerate("ab"):
+        headers, lists, bold = (int(v) for v in markdown[i])
+        made |= {
+            f"sum_assistant_{side}_tokens": int(tokens[i]),
+            f"header_count_{side}": {f"h{h}": headers if h == 2 else 0 for h in range(1, 7)},
+            f"list_count_{side}": {"ordered": lists, "unordered": 0},
+            f"bold_count_{side}": {"**": bold, "__": 0},
+        }
+    return made
+
+
 def populate(url: str, n_models: int, n_votes: int, seed: int = 1) -> None:
     """Models, battles and counted votes in bulk; tags as the recompute job would store them."""
     import psycopg
@@ -194,6 +208,7 @@ def populate(url: str, n_models: int, n_votes: int, seed: int = 1) -> None:
     from arena import migrate
     from arena.db import make_sync_engine
     from arena.models import Battle, Model, ModelStatus, Vote
+    from arena.ratings.style_control import STYLE_COLUMNS
 
     migrate.upgrade(url)
     rng = np.random.default_rng(seed)
@@ -240,10 +255,15 @@ def populate(url: str, n_models: int, n_votes: int, seed: int = 1) -> None:
     battle_ids = [secrets.token_urlsafe(16) for _ in range(n_votes)]
     session_ids = [f"{i:064x}" for i in rng.integers(0, 2**62, 5000)]
 
+    # Each side's style as the app stores it with the answers (conv_metadata and its sums).
+    tokens = rng.lognormal(6.0, 0.8, (n_votes, 2)).astype(np.int64)
+    markdown = rng.poisson((2.0, 4.0, 3.0), (n_votes, 2, 3))
+
     battle_given = {
         "id": None, "model_a_id": None, "model_b_id": None, "session_hash": None,
         "status": None, "turns": None, "language": None, "category_tags": None,
-        "created_at": None, "ready_at": None,
+        "created_at": None, "ready_at": None, "conv_metadata": None,
+        **dict.fromkeys(STYLE_COLUMNS),
     }  # fmt: skip
     vote_given = {
         "battle_id": None, "winner": None, "session_hash": None, "created_at": None,
@@ -280,6 +300,12 @@ def populate(url: str, n_models: int, n_votes: int, seed: int = 1) -> None:
                             json.dumps(tags),
                             at - timedelta(seconds=40),
                             at - timedelta(seconds=10),
+                            json.dumps(_conv_metadata(tokens[i], markdown[i])),
+                            *(
+                                int(v)
+                                for side in (0, 1)
+                                for v in (tokens[i, side], *markdown[i, side])
+                            ),
                             *battle_constants,
                         )
                     )

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from arena.ratings_cli import ratings_app
-from tests.ratings.simulate import simulate_battles
+from tests.ratings.simulate import simulate_battles, simulate_style_battles
 
 runner = CliRunner()
 
@@ -114,6 +114,80 @@ def test_errors_are_one_clear_line(tmp_path: Path, battles_file: Path) -> None:
     )
     assert result.exit_code == 2
     assert "needs the text" in result.stderr
+
+
+@pytest.fixture
+def style_battles(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """The same style battles as a FastChat JSON list, as JSON Lines, and as a CSV with the
+    flat style columns."""
+    rng = np.random.default_rng(5)
+    battles, style_a, style_b = simulate_style_battles(
+        np.array([0.5, 0.1, 0.0, -0.4]), np.array([300.0, 900.0, 500.0, 400.0]), 0.5, 3000, rng
+    )
+    json_list = tmp_path / "clean_battle.json"
+    json_list.write_text(battles.to_json(orient="records"))
+    json_lines = tmp_path / "clean_battle.jsonl"
+    json_lines.write_text(battles.to_json(orient="records", lines=True))
+    flat = battles.drop(columns="conv_metadata")
+    for e, element in enumerate(("tokens", "headers", "lists", "bold")):
+        flat[f"style_a_{element}"] = style_a[:, e]
+        flat[f"style_b_{element}"] = style_b[:, e]
+    table = tmp_path / "battles.csv"
+    flat.to_csv(table, index=False)
+    return json_list, json_lines, table
+
+
+def test_bt_style_reads_fastchat_json_json_lines_and_style_columns(
+    style_battles: tuple[Path, Path, Path],
+) -> None:
+    outputs = []
+    for path in style_battles:
+        result = runner.invoke(
+            ratings_app,
+            ["compute", "--battles", str(path), "--method", "bt-style", "--format", "json"],
+        )
+        assert result.exit_code == 0, result.output
+        outputs.append(json.loads(result.stdout))
+    first = outputs[0]
+    assert first["method"] == "bt-style"
+    assert first["params"]["style_convention"] == "fastchat"
+    assert [c["element"] for c in first["style_coefficients"]] == [
+        "tokens", "headers", "lists", "bold"
+    ]  # fmt: skip
+    tokens = first["style_coefficients"][0]
+    assert tokens["ci_lower"] < 0.5 < tokens["ci_upper"]
+    for other in outputs[1:]:
+        # The same numbers to rounding (BLAS may sum in another order for other memory).
+        for key in ("models", "style_coefficients"):
+            for theirs, ours in zip(other[key], first[key], strict=True):
+                numbers = {k: v for k, v in ours.items() if isinstance(v, float)}
+                assert {k: theirs[k] for k in numbers} == pytest.approx(numbers, abs=1e-9)
+                assert {k: v for k, v in theirs.items() if k not in numbers} == {
+                    k: v for k, v in ours.items() if k not in numbers
+                }
+
+
+def test_bt_style_table_and_options(style_battles: tuple[Path, Path, Path]) -> None:
+    path = str(style_battles[0])
+    table = runner.invoke(
+        ratings_app,
+        ["compute", "--battles", path, "--method", "bt-style", "--style-convention", "arena-rank"],
+    )
+    assert table.exit_code == 0, table.output
+    words = " ".join(table.stdout.split())
+    assert "Style coefficients" in words and "convention arena-rank (reg 1)" in words
+    assert "tokens" in words and "Odds x per sd" in words
+    result = runner.invoke(ratings_app, ["compute", "--battles", path, "--style-reg", "2"])
+    assert result.exit_code == 2
+    assert "--method bt-style only" in result.stderr
+
+
+def test_bt_style_without_style_says_what_it_needs(battles_file: Path) -> None:
+    result = runner.invoke(
+        ratings_app, ["compute", "--battles", str(battles_file), "--method", "bt-style"]
+    )
+    assert result.exit_code == 2
+    assert "conv_metadata" in result.stderr
 
 
 def test_counted_votes_from_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

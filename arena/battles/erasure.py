@@ -2,8 +2,8 @@
 
 What goes: every prompt and answer of every turn, the prompts' images (those no other prompt
 carries are deleted), and the upstream errors (an endpoint may echo the prompt in one). What
-stays: the battle row (pair, times, flags, timings, language and category tags, worked out from
-the texts first if no recompute did yet) and its vote, so that
+stays: the battle row (pair, times, flags, timings, language and category tags and style
+features, worked out from the texts first if not done yet) and its vote, so that
 the ratings and every count stay what they were and the vote is still exported as an anonymous
 result, marked erased and without text. An erased battle takes no vote, follow-up or stream any
 more (its claims and votes check `erased_at`)."""
@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from arena.battles.style_backfill import fill_styles
 from arena.battles.turns import fail_interrupted_turn
 from arena.config import Settings
 from arena.errors import BattleNotFound, Conflict, NotFound
@@ -123,6 +124,11 @@ async def _erase(session: AsyncSession, battle: Battle, settings: Settings) -> E
         with_images = await battle_has_images(session, battle_id=battle.id)
         language, tags = battle_tags(battle_text(messages.all()), with_images=with_images)
         marks.update(language=language[:16], category_tags=tags)
+    if battle.conv_metadata is None and battle.status in (BattleStatus.ready, BattleStatus.voted):
+        # Stored before style features were kept and not backfilled yet: worked out now, from
+        # the answers while they exist, so that its vote stays in the style-controlled tables.
+        battle_id = battle.id
+        await session.run_sync(lambda sync: fill_styles(sync, [battle_id]))
     # Guarded as the claims are: a turn claimed since the read is streaming, and is not erased
     # under it.
     marked = await session.execute(

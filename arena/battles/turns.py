@@ -31,6 +31,8 @@ from arena.errors import (
 from arena.images.decoding import CleanImage
 from arena.images.store import read_prompt_images
 from arena.models import Battle, BattleStatus, Message, Model, Side, utcnow
+from arena.ratings.style_control import STYLE_COLUMNS
+from arena.ratings.style_features import conv_metadata, style_sums
 from arena.registry.keys import KeyRing
 from arena.upstream.client import Answer, ChatMessage, Endpoint
 from arena.visitors import Visitor
@@ -442,6 +444,8 @@ _MARK_READY = (
         status=BattleStatus.ready,
         ready_at=bindparam("finished_at"),
         answer_chars=bindparam("finished_chars"),
+        conv_metadata=bindparam("finished_style"),
+        **{column: bindparam(f"finished_{column}") for column in STYLE_COLUMNS},
     )
 )
 
@@ -452,6 +456,17 @@ _MARK_FAILED = (
 )
 
 
+def turn_style(plan: TurnPlan, answers: Mapping[Side, Answer]) -> dict[str, Any]:
+    """The battle's style once this turn's answers are in (FastChat's conv_metadata): each
+    side's earlier answers, from its conversation, and this one."""
+
+    def answered(side_plan: SidePlan, answer: Answer) -> list[str]:
+        earlier = [m["content"] for m in side_plan.conversation if m["role"] == "assistant"]
+        return [*earlier, answer.text]
+
+    return conv_metadata(answered(plan.a, answers[Side.a]), answered(plan.b, answers[Side.b]))
+
+
 def finish_turn(
     connection: Connection,
     *,
@@ -459,14 +474,17 @@ def finish_turn(
     answers: dict[Side, Answer],
     identity_aliases: Mapping[str, Sequence[str]],
     withheld: str | None = None,
+    style: Mapping[str, Any] | None = None,
 ) -> bool:
     """Store both answers and end the turn: the battle ready if both answered, failed otherwise.
 
     A ready battle keeps the length of the latest answers (for the reading-time check at the
-    vote) and is flagged when an answer names its own model or organisation. `withheld`: the
-    reason moderation withheld the answers for; the battle is then failed and flagged
-    `moderated` (its answers are kept for the operator, never shown or released again), though
-    both models answered, so neither counts a failure."""
+    vote) and its style over all its answers (`style`, from turn_style, worked out here when
+    not given: callers on the event loop work it out beforehand, off the writer's
+    transaction), and is flagged when an answer names its own model or organisation.
+    `withheld`: the reason moderation withheld the answers for; the battle is then failed and
+    flagged `moderated` (its answers are kept for the operator, never shown or released again),
+    though both models answered, so neither counts a failure."""
     rows = []
     outcomes: list[tuple[int, bool]] = []
     for side, side_plan in ((Side.a, plan.a), (Side.b, plan.b)):
@@ -510,12 +528,15 @@ def finish_turn(
         )
         return False
     texts = {side: answer.text for side, answer in answers.items()}
+    metadata = dict(style) if style is not None else turn_style(plan, answers)
     connection.execute(
         _MARK_READY,
         {
             "finished_id": plan.battle_id,
             "finished_at": utcnow(),
             "finished_chars": sum(len(text) for text in texts.values()),
+            "finished_style": metadata,
+            **{f"finished_{column}": n for column, n in style_sums(metadata).items()},
         },
     )
     models = {

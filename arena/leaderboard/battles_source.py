@@ -14,6 +14,7 @@ import pandas as pd
 from sqlalchemy import BigInteger, Text, case, cast, func, select, update
 from sqlalchemy.orm import Session
 
+from arena.battles.style_backfill import fill_styles, unstyled_battle_ids
 from arena.images.store import battles_with_images
 from arena.models import Battle, JudgeLabel, Message, Model, Side, Vote
 from arena.ratings.categories import (
@@ -22,6 +23,7 @@ from arena.ratings.categories import (
     estimate_tokens,
     looks_like_code,
 )
+from arena.ratings.style_control import STYLE_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ BATTLE_FRAME_COLUMNS: Final[tuple[str, ...]] = (
     "judge_creative_writing",
     "judge_refusal",
     "judge",
+    *STYLE_COLUMNS,
 )
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
@@ -209,6 +212,7 @@ def _counted_votes_sql(session: Session) -> str:
                 ),
                 else_="",
             ),
+            *(getattr(Battle, column) for column in STYLE_COLUMNS),
         )
         .join(Battle, Battle.id == Vote.battle_id)
         .outerjoin(JudgeLabel, JudgeLabel.battle_id == Vote.battle_id)
@@ -235,6 +239,7 @@ _RAW_COLUMNS: Final = (
     "creative_writing",
     "refusal",
     "judge",
+    *STYLE_COLUMNS,
 )
 
 
@@ -263,7 +268,10 @@ def _raw_counted_votes(session: Session) -> pd.DataFrame:
             names=list(_RAW_COLUMNS),
             header=None,
             keep_default_na=False,
-            dtype={"winner": str, "language": str, "judge": str},
+            # A battle without style features has empty style cells: NaN, as on SQLite.
+            na_values={column: [""] for column in STYLE_COLUMNS},
+            dtype={"winner": "str", "language": "str", "judge": "str"}
+            | dict.fromkeys(STYLE_COLUMNS, "float64"),
         )
     rows = connection.exec_driver_sql(sql).fetchall()
     frame = pd.DataFrame.from_records(rows, columns=list(_RAW_COLUMNS))
@@ -285,18 +293,24 @@ def load_counted_battles(session: Session, *, tag_missing: bool = True) -> pd.Da
     """The counted votes as a battles table, one row per vote, in time order.
 
     Columns: BATTLE_FRAME_COLUMNS (vote_id, model_a, model_b, winner, tstamp, turn, anony,
-    language, tag_coding, tag_long, tag_vision, and the judge's labels: judged, judge_hard_score,
+    language, tag_coding, tag_long, tag_vision, the judge's labels: judged, judge_hard_score,
     judge_math, judge_instruction_following, judge_creative_writing, judge_refusal, and judge,
-    naming the judge and prompt version that labelled the battle). Battles voted on since the
-    last call have no tags yet; with `tag_missing` their texts are read once and the tags stored
+    naming the judge and prompt version that labelled the battle; and the style features
+    STYLE_COLUMNS as floats, NaN for a battle that has none). Battles voted on since the last
+    call have no tags yet; with `tag_missing` their texts are read once and the tags stored
     (flushed, not committed), so later calls read no text at all; without it their language is
-    blank.
+    blank. Battles stored before style features were kept get theirs the same way
+    (style_backfill.fill_styles).
     """
     if tag_missing:
         untagged = untagged_battle_ids(session)
         if untagged:
             tag_battles(session, untagged)
             log.info("tagged %d newly voted battle(s) with language and categories", len(untagged))
+        unstyled = unstyled_battle_ids(session, counted_only=True)
+        if unstyled:
+            fill_styles(session, unstyled)
+            log.info("worked out the style features of %d voted battle(s)", len(unstyled))
     raw = _raw_counted_votes(session)
     if len(raw) == 0:
         return empty_battles_frame()
@@ -329,5 +343,9 @@ def load_counted_battles(session: Session, *, tag_missing: bool = True) -> pd.Da
             "judge_creative_writing": raw["creative_writing"].to_numpy(dtype=np.int64) == 1,
             "judge_refusal": raw["refusal"].to_numpy(dtype=np.int64) == 1,
             "judge": raw["judge"].astype(str).to_numpy(dtype=object),
+            **{
+                column: pd.to_numeric(raw[column]).to_numpy(dtype=np.float64)
+                for column in STYLE_COLUMNS
+            },
         }
     )

@@ -23,7 +23,7 @@ from arena.leaderboard.export_description import (
     redaction_applied,
     redaction_summary,
 )
-from arena.leaderboard.export_fields import IMAGE_PARTS, ExportField
+from arena.leaderboard.export_fields import CONV_METADATA_FEATURES, IMAGE_PARTS, ExportField
 from arena.leaderboard.snapshots import ALL, BT
 from arena.models import RatingSnapshot
 
@@ -198,12 +198,25 @@ def _feature(f: ExportField) -> dict[str, Any]:
             "name": f.name,
             "list": [{"name": name, "dtype": kind} for name, kind in IMAGE_PARTS],
         }
+    if f.type == "conv_metadata":
+        return {"name": f.name, "struct": _struct(CONV_METADATA_FEATURES)}
     return {"name": f.name, "dtype": f.type}
+
+
+def _struct(features: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "struct": _struct(inner)}
+        if isinstance(inner, dict)
+        else {"name": name, "dtype": inner}
+        for name, inner in features.items()
+    ]
 
 
 def _type_label(f: ExportField) -> str:
     if f.type == "images":
         return "list of {turn, sha256, mime_type, width, height}"
+    if f.type == "conv_metadata":
+        return "struct of counts (int64), or null"
     return "list of {role, content} (strings)" if f.type == "conversation" else f.type
 
 

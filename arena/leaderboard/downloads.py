@@ -50,6 +50,7 @@ BATTLE_COLUMNS: Final[tuple[str, ...]] = (
     "tag_coding",
     "tag_long",
     "regenerations",
+    "conv_metadata",
 )
 # text_status: released, erased (by its visitor) or withheld (no release notice was shown)
 CSV_TEXT_COLUMNS: Final[tuple[str, ...]] = ("text_status", "prompt", "answer_a", "answer_b")
@@ -82,6 +83,8 @@ class ExportedVote:
     # False for a vote of a named battle (the visitor chose the models): FastChat's marking
     anony: bool = True
     regenerations: int = 0
+    # FastChat's conv_metadata as the database holds it (JSON text); None: the battle has none
+    conv_metadata: str | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,8 @@ def _export_select(scope: ExportScope, dialect: str, decisive_only: bool) -> Any
             case((has_tag(TAG_LONG), 1), else_=0),
             case((Battle.mode == BattleMode.named, 0), else_=1),
             Battle.regenerations,
+            # As text: written into each line as it is, not parsed and written again.
+            cast(Battle.conv_metadata, Text),
         )
         .join(Battle, Battle.id == Vote.battle_id)
         .join(model_a, model_a.id == Battle.model_a_id)
@@ -186,6 +191,7 @@ async def counted_vote_batches(
                 long_,
                 anony,
                 regenerations,
+                style,
             ) in partition:
                 judge = judges.get(session_hash)
                 if judge is None:
@@ -205,6 +211,7 @@ async def counted_vote_batches(
                         tag_long=long_ == 1,
                         anony=anony == 1,
                         regenerations=int(regenerations),
+                        conv_metadata=None if style is None else str(style),
                     )
                 )
             yield batch
@@ -265,6 +272,13 @@ def conversation(messages: Sequence[Turn], side: Side) -> list[dict[str, str]]:
 
 
 def _record(vote: ExportedVote) -> dict[str, Any]:
+    return {
+        **_record_without_style(vote),
+        "conv_metadata": None if vote.conv_metadata is None else json.loads(vote.conv_metadata),
+    }
+
+
+def _record_without_style(vote: ExportedVote) -> dict[str, Any]:
     return {
         "model_a": vote.model_a,
         "model_b": vote.model_b,
@@ -356,7 +370,8 @@ def _json_line(vote: ExportedVote) -> str:
         f'"tstamp": {vote.tstamp!r}, "vote_id": {vote.vote_id}, '
         f'"tag_coding": {"true" if vote.tag_coding else "false"}, '
         f'"tag_long": {"true" if vote.tag_long else "false"}, '
-        f'"regenerations": {vote.regenerations}}}'
+        f'"regenerations": {vote.regenerations}, '
+        f'"conv_metadata": {vote.conv_metadata or "null"}}}'
     )
 
 
@@ -411,7 +426,8 @@ async def battles_csv(
     async for batch, texts in batches:
         rows = []
         for vote in batch:
-            record = _record(vote)
+            # conv_metadata as its JSON text (parsed and written again it would be the same)
+            record = {**_record_without_style(vote), "conv_metadata": vote.conv_metadata or ""}
             row: list[Cell] = [record[c] for c in BATTLE_COLUMNS]
             if texts is not None:
                 text: BattleText = battle_text(texts.messages.get(vote.battle_id, []))

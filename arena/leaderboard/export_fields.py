@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import pyarrow as pa
 
-# Hugging Face `datasets` feature names; a conversation is a list of {role, content} messages.
-FieldType = Literal["string", "int64", "float64", "bool", "conversation", "images"]
+from arena.ratings.style_features import BOLD_KEYS, HEADER_KEYS, LIST_KEYS
+
+# Hugging Face `datasets` feature names; a conversation is a list of {role, content} messages,
+# conv_metadata FastChat's style counts of both sides (CONV_METADATA_FEATURES).
+FieldType = Literal["string", "int64", "float64", "bool", "conversation", "images", "conv_metadata"]
 
 MESSAGE_TYPE: Final = pa.struct([("role", pa.string()), ("content", pa.string())])
 # The images of a battle's prompts: their hash names the file at /images/{sha256}.
@@ -22,6 +25,22 @@ IMAGE_PARTS: Final[tuple[tuple[str, str], ...]] = (
 IMAGE_TYPE: Final = pa.struct(
     [(name, pa.int64() if kind == "int64" else pa.string()) for name, kind in IMAGE_PARTS]
 )
+
+
+def _counts(keys: tuple[str, ...]) -> list[tuple[str, Any]]:
+    return [(key, pa.int64()) for key in keys]
+
+
+def _side_style(side: str) -> list[tuple[str, Any]]:
+    return [
+        (f"sum_assistant_{side}_tokens", pa.int64()),
+        (f"header_count_{side}", pa.struct(_counts(HEADER_KEYS))),
+        (f"list_count_{side}", pa.struct(_counts(LIST_KEYS))),
+        (f"bold_count_{side}", pa.struct(_counts(BOLD_KEYS))),
+    ]
+
+
+CONV_METADATA_TYPE: Final = pa.struct(_side_style("a") + _side_style("b"))
 _ARROW_TYPES: Final[dict[FieldType, pa.DataType]] = {
     "string": pa.string(),
     "int64": pa.int64(),
@@ -29,7 +48,21 @@ _ARROW_TYPES: Final[dict[FieldType, pa.DataType]] = {
     "bool": pa.bool_(),
     "conversation": pa.list_(MESSAGE_TYPE),
     "images": pa.list_(IMAGE_TYPE),
+    "conv_metadata": CONV_METADATA_TYPE,
 }
+
+
+def _feature_of(arrow_type: pa.DataType) -> Any:
+    if isinstance(arrow_type, pa.StructType):
+        return {
+            arrow_type.field(i).name: _feature_of(arrow_type.field(i).type)
+            for i in range(arrow_type.num_fields)
+        }
+    return "int64"
+
+
+# conv_metadata as a `datasets` feature: {name: dtype or nested {name: dtype}}.
+CONV_METADATA_FEATURES: Final[dict[str, Any]] = _feature_of(CONV_METADATA_TYPE)
 
 
 @dataclass(frozen=True)
@@ -37,6 +70,8 @@ class ExportField:
     name: str
     type: FieldType
     meaning: str
+    # Only conv_metadata may be missing: a battle erased before its style was worked out.
+    nullable: bool = False
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -59,7 +94,10 @@ _BATTLE_FIELDS: Final = (
     ),
     ExportField("turn", "int64", "number of prompts the visitor sent in the battle"),
     ExportField(
-        "anony", "bool", "the names were hidden until the vote (always true: battles are anonymous)"
+        "anony",
+        "bool",
+        "the names were hidden until the vote: true for a battle, false for a side-by-side "
+        "battle whose visitor chose the models (never counted in the ratings)",
     ),
     ExportField("language", "string", "language of the first prompt, as detected by py3langid"),
     ExportField(
@@ -80,6 +118,16 @@ _BATTLE_FIELDS: Final = (
         "int64",
         "how often the visitor asked both models again for the latest answers before voting; "
         "the vote is on the answers shown last",
+    ),
+    ExportField(
+        "conv_metadata",
+        "conv_metadata",
+        "each side's style over all its answers, as FastChat's `conv_metadata` holds it, for "
+        "style control: `sum_assistant_a_tokens` (answer tokens, cl100k_base encoding), "
+        "`header_count_a` {h1..h6}, `list_count_a` {ordered, unordered}, `bold_count_a` "
+        "{**, __} (Markdown outside code blocks), and the `_b` twins; null for a battle erased "
+        "before its style was worked out (the style-controlled tables leave it out)",
+        nullable=True,
     ),
 )
 _CONVERSATION_FIELDS: Final = (
@@ -122,5 +170,5 @@ def battle_fields(with_conversations: bool) -> tuple[ExportField, ...]:
 
 
 def arrow_schema(fields: tuple[ExportField, ...]) -> pa.Schema:
-    # Every value is always present in the JSON Lines export: nothing is nullable here either.
-    return pa.schema([pa.field(f.name, f.arrow_type, nullable=False) for f in fields])
+    # Every value but a missing conv_metadata is present in the JSON Lines export: the same here.
+    return pa.schema([pa.field(f.name, f.arrow_type, nullable=f.nullable) for f in fields])

@@ -23,14 +23,24 @@ from arena.leaderboard.schemas import (
     OpponentOut,
     SnapshotOut,
     StatusChangeOut,
+    StyleCoefficientOut,
     UnratedOut,
 )
 from arena.leaderboard.service import BoardRow, BoardView, ModelView, SnapshotInfo, sort_rows
-from arena.leaderboard.snapshots import ALL, BT, ELO, METHOD_LABELS, category_label
+from arena.leaderboard.snapshots import ALL, BT, BT_STYLE, ELO, METHOD_LABELS, category_label
 from arena.ratings.categories import JUDGED_CATEGORIES
 from arena.spreadsheet_csv import Cell, csv_text
 from arena.templating import templates
 
+# The `arena ratings compute --method` of each table (a bootstrap table adds --bootstrap).
+_CLI_METHODS: Final[dict[str, str]] = {ELO: "elo", BT_STYLE: "bt-style"}
+# How the page names each style element.
+STYLE_ELEMENT_LABELS: Final[dict[str, str]] = {
+    "tokens": "Answer length (tokens)",
+    "headers": "Headers",
+    "lists": "List items",
+    "bold": "Bold spans",
+}
 # Columns whose first click sorts high to low.
 DESCENDING_FIRST: Final = frozenset({"rating", "votes", "win_rate"})
 LEADERBOARD_CSV_COLUMNS: Final[tuple[str, ...]] = (
@@ -94,6 +104,13 @@ def fragility_out(view: BoardView) -> FragilityOut | None:
     return None if stored is None else FragilityOut.model_validate(stored)
 
 
+def style_coefficients_out(view: BoardView) -> list[StyleCoefficientOut] | None:
+    stored = view.extras.get("style_coefficients")
+    if stored is None:
+        return None
+    return [StyleCoefficientOut.model_validate(c) for c in stored]
+
+
 def leaderboard_out(view: BoardView) -> LeaderboardOut:
     snapshot = view.snapshot
     return LeaderboardOut(
@@ -109,6 +126,10 @@ def leaderboard_out(view: BoardView) -> LeaderboardOut:
         methods=list(view.methods),
         categories=view.categories,
         fragility=fragility_out(view),
+        style_coefficients=style_coefficients_out(view),
+        battles_without_style=view.extras.get("battles_without_style")
+        if view.method == BT_STYLE
+        else None,
     )
 
 
@@ -253,8 +274,10 @@ def reproduce_command(snapshot: SnapshotInfo) -> str:
     parts = [
         "arena ratings compute",
         f"--battles battles-snapshot-{snapshot.id}.jsonl",
-        f"--method {'elo' if snapshot.method == ELO else 'bt'}",
+        f"--method {_CLI_METHODS.get(snapshot.method, 'bt')}",
     ]
+    if params.get("style_convention") and params["style_convention"] != "fastchat":
+        parts.append(f"--style-convention {params['style_convention']}")
     if params.get("bootstrap_rounds"):
         parts += [f"--bootstrap {params['bootstrap_rounds']}", f"--seed {params.get('seed')}"]
     anchor = params.get("anchor")
@@ -305,6 +328,25 @@ def judged_by_note(view: BoardView, judge: JudgeName | None) -> str | None:
             shown = f"{shown} (the demo judge: keyword rules, not an LLM)"
         parts.append(f"{shown}: {int(count):,} battle{'' if int(count) == 1 else 's'}")
     return "Battles put in this category by the judge " + "; ".join(parts) + "."
+
+
+def _bounds(lower: float | None, upper: float | None, digits: int) -> str:
+    if lower is None or upper is None:
+        return "—"
+    return f"{lower:.{digits}f} to {upper:.{digits}f}"
+
+
+def style_row(c: StyleCoefficientOut) -> dict[str, str]:
+    """One line of the page's style table: the effect in rating points and as an odds ratio."""
+    return {
+        "element": c.element,
+        "label": STYLE_ELEMENT_LABELS.get(c.element, c.element),
+        "points": f"{c.rating_points:+.1f}",
+        "points_ci": _bounds(c.rating_points_lower, c.rating_points_upper, 1),
+        "odds": f"×{c.odds_ratio:.3f}",
+        "odds_ci": _bounds(c.odds_ratio_lower, c.odds_ratio_upper, 3),
+        "sd": f"{c.feature_sd:.3f}",
+    }
 
 
 def render_leaderboard(
@@ -392,6 +434,7 @@ def render_leaderboard(
         ("Sampling shares CSV", "/leaderboard/sampling-share.csv"),
     ]
     query = _query(category=view.category, method=view.method)
+    style = style_coefficients_out(view)
     counted_now = vote_counts.counted if vote_counts is not None else view.votes_total
     cast_now = vote_counts.total if vote_counts is not None else view.votes_total
     newer_votes = max(0, counted_now - view.votes_total) if snapshot is not None else 0
@@ -421,6 +464,8 @@ def render_leaderboard(
         ],
         first_place=None if fragility is None else fragility.first_place,
         holds_text=holds_text,
+        style_rows=None if style is None else [style_row(c) for c in style],
+        battles_without_style=int(view.extras.get("battles_without_style") or 0),
         vote_counts=vote_counts,
         # The table is as of its snapshot; the vote counts are read when the page is built.
         counted_now=counted_now,

@@ -31,7 +31,11 @@ CategoryQuery = Annotated[
 ]
 MethodQuery = Annotated[
     str | None,
-    Query(description="bt (default), bt-bootstrap when configured, or elo", max_length=16),
+    Query(
+        description="bt (default), bt-bootstrap when configured, bt-style (controlled for answer"
+        " length and Markdown), or elo",
+        max_length=16,
+    ),
 ]
 SortQuery = Annotated[str | None, Query(max_length=16)]
 OrderQuery = Annotated[str | None, Query(max_length=4)]

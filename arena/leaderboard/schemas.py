@@ -19,7 +19,10 @@ class _FromAttributes(BaseModel):
 class SnapshotOut(_FromAttributes):
     id: int
     computed_at: datetime
-    method: str = Field(description="bt (sandwich intervals), bt-bootstrap or elo")
+    method: str = Field(
+        description="bt (sandwich intervals), bt-bootstrap, bt-style (style-controlled, sandwich"
+        " intervals) or elo"
+    )
     category: str
     params: dict[str, Any] = Field(description="every setting that shaped the numbers")
     vote_set_hash: str = Field(description="SHA-256 identifying exactly which votes went in")
@@ -85,6 +88,31 @@ class FragilityOut(BaseModel):
     adjacent: list[SwapOut] = Field(description="each model against the next one, top first")
 
 
+class StyleCoefficientOut(BaseModel):
+    """One style element's effect in a style-controlled table, with its 95% interval three ways."""
+
+    element: str = Field(description="tokens, headers, lists or bold")
+    coefficient: float = Field(
+        description="change in the log-odds of winning per standard deviation of the element's"
+        " normalised difference (a - b) / (a + b + 1) between the two answers"
+    )
+    ci_lower: float | None
+    ci_upper: float | None
+    rating_points: float = Field(
+        description="the same effect as a rating gap: coefficient * 400 / ln 10"
+    )
+    rating_points_lower: float | None
+    rating_points_upper: float | None
+    odds_ratio: float = Field(
+        description="exp(coefficient): how much one standard deviation more of the element"
+        " multiplies the odds of winning"
+    )
+    odds_ratio_lower: float | None
+    odds_ratio_upper: float | None
+    feature_mean: float = Field(description="mean of the normalised difference over the battles")
+    feature_sd: float = Field(description="its standard deviation (the unit of `coefficient`)")
+
+
 class LeaderboardOut(BaseModel):
     """The same shape as `arena ratings compute --format json`, plus the snapshot it came from."""
 
@@ -101,6 +129,16 @@ class LeaderboardOut(BaseModel):
     categories: list[str]
     fragility: FragilityOut | None = Field(
         default=None, description="Bradley-Terry tables only; null for online Elo"
+    )
+    style_coefficients: list[StyleCoefficientOut] | None = Field(
+        default=None,
+        description="bt-style only: what answer length and Markdown do to the odds of winning;"
+        " the ratings are net of them",
+    )
+    battles_without_style: int | None = Field(
+        default=None,
+        description="bt-style only: counted votes left out because their battle has no style"
+        " features (erased before they were worked out)",
     )
 
 

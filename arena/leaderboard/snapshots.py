@@ -47,6 +47,7 @@ from arena.ratings.categories import (
     JUDGED_COLUMN,
     MATH,
 )
+from arena.ratings.style_control import STYLE_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,12 @@ JOB_NAME: Final = "ratings-recompute"
 SNAPSHOT_SEED: Final = 20240501
 BT: Final = "bt"
 BT_BOOTSTRAP: Final = "bt-bootstrap"
+BT_STYLE: Final = "bt-style"
 ELO: Final = "elo"
 METHOD_LABELS: Final[dict[str, str]] = {
     BT: "Bradley-Terry, sandwich 95% intervals",
     BT_BOOTSTRAP: "Bradley-Terry, bootstrap 95% intervals",
+    BT_STYLE: "Style-controlled Bradley-Terry, sandwich 95% intervals",
     ELO: "Online Elo (K=4), no intervals",
 }
 ALL: Final = "all"
@@ -89,7 +92,14 @@ HISTORY_TIERS: Final[tuple[tuple[timedelta, timedelta], ...]] = (
     (timedelta(days=2), timedelta(hours=1)),
 )
 # What a superseded snapshot keeps of its extras (the matrices go): enough to re-rate it.
-KEPT_EXTRAS: Final[tuple[str, ...]] = ("unrated", "category_votes", "votes_total", "judged_by")
+KEPT_EXTRAS: Final[tuple[str, ...]] = (
+    "unrated",
+    "category_votes",
+    "votes_total",
+    "judged_by",
+    "battles_without_style",
+    "style_coefficients",
+)
 
 
 def category_label(category: str) -> str:
@@ -99,8 +109,9 @@ def category_label(category: str) -> str:
 
 
 def snapshot_methods(bootstrap_rounds: int) -> tuple[str, ...]:
-    """The tables of each category: BT with sandwich intervals, BT bootstrap if configured, Elo."""
-    return (BT, BT_BOOTSTRAP, ELO) if bootstrap_rounds > 0 else (BT, ELO)
+    """The tables of each category: BT with sandwich intervals, BT bootstrap if configured,
+    style-controlled BT (sandwich intervals), Elo."""
+    return (BT, BT_BOOTSTRAP, BT_STYLE, ELO) if bootstrap_rounds > 0 else (BT, BT_STYLE, ELO)
 
 
 @dataclass(frozen=True)
@@ -264,6 +275,9 @@ def _leaderboard(
     """One table; `bt` is the plain Bradley-Terry table of the same battles when made already."""
     if method == ELO:
         return compute_leaderboard(battles, method="elo", anchor=anchor)
+    if method == BT_STYLE:
+        # FastChat's convention (ridge 0.5 on the summed log-likelihood), named in the params.
+        return compute_leaderboard(battles, method="bt-style", anchor=anchor)
     if method == BT_BOOTSTRAP:
         board = compute_leaderboard(
             battles,
@@ -278,6 +292,16 @@ def _leaderboard(
     return compute_leaderboard(battles, method="bt", anchor=anchor, fragility=config.fragility)
 
 
+def styled_battles(battles: pd.DataFrame) -> pd.DataFrame:
+    """The battles that have style features: those a style-controlled table rates (a battle
+    erased before its style was worked out has none)."""
+    if not set(STYLE_COLUMNS) <= set(battles.columns):
+        return battles.head(0)
+    values = battles[list(STYLE_COLUMNS)].to_numpy(dtype=np.float64, na_value=np.nan)
+    kept: pd.DataFrame = battles.loc[np.isfinite(values).all(axis=1)].reset_index(drop=True)
+    return kept
+
+
 def category_snapshots(
     category: str,
     battles: pd.DataFrame,
@@ -286,18 +310,46 @@ def category_snapshots(
     shared_extras: dict[str, Any],
 ) -> list[NewSnapshot]:
     """Every method's table for one category's battles (possibly empty tables, never an error for
-    too few votes); RatingsError and other failures propagate to the caller."""
-    rated, unrated = rateable_battles(battles)
-    extras: dict[str, Any] = {
-        "unrated": unrated,
-        "category_votes": len(battles),
-        **shared_extras,
-    }
-    # Which judge put these battles in the category: the page, the JSON and every download of
-    # the table name it (a change of judge shows, and `arena judge relabel` can follow).
-    judged = {"judged_by": judged_by(battles)} if category in JUDGED_CATEGORIES else {}
-    extras.update(judged)
+    too few votes); RatingsError and other failures propagate to the caller. The
+    style-controlled table rates the battles that have style features, which may leave other
+    models unrated than the plain tables do; its extras say how many battles it left out."""
     methods = snapshot_methods(config.bootstrap_rounds)
+    extras = {"category_votes": len(battles), **shared_extras}
+    if category in JUDGED_CATEGORIES:
+        # Which judge put these battles in the category: the page, the JSON and every download
+        # of the table name it (a change of judge shows, and `arena judge relabel` can follow).
+        extras["judged_by"] = judged_by(battles)
+    made = _method_snapshots(
+        category, battles, [m for m in methods if m != BT_STYLE], config=config, extras=extras
+    )
+    if BT_STYLE in methods:
+        made += _method_snapshots(
+            category, battles, [BT_STYLE], config=config, extras=extras, by_style=True
+        )
+    return made
+
+
+def _method_snapshots(
+    category: str,
+    battles: pd.DataFrame,
+    methods: Sequence[str],
+    *,
+    config: RecomputeConfig,
+    extras: dict[str, Any],
+    by_style: bool = False,
+) -> list[NewSnapshot]:
+    """The tables of `methods` over `battles`; `by_style`: which models can be rated is decided
+    on the battles that have style features, and the fit is handed all battles among those
+    models, leaving out (and counting) the rest itself, as `arena ratings compute` does on the
+    snapshot's download."""
+    rated, unrated = rateable_battles(styled_battles(battles) if by_style else battles)
+    judged = {"judged_by": extras["judged_by"]} if "judged_by" in extras else {}
+    table = rated
+    if by_style and len(rated):
+        kept = set(rated["model_a"]) | set(rated["model_b"])
+        among = battles["model_a"].isin(kept) & battles["model_b"].isin(kept)
+        table = battles.loc[among.to_numpy()].reset_index(drop=True)
+    extras = {"unrated": unrated, **extras}
     if len(rated) == 0:
         return [
             NewSnapshot(
@@ -313,11 +365,15 @@ def category_snapshots(
         ]
     counts = aggregate_battles(rated)
     anchor = _anchor(config, counts.models)
-    gains = sampling_gains(counts) if config.sampling_gains and category == ALL else None
+    gains = (
+        sampling_gains(counts)
+        if config.sampling_gains and category == ALL and BT in methods
+        else None
+    )
     made = []
     bt: Leaderboard | None = None
     for method in methods:
-        board = _leaderboard(rated, method, config, anchor, bt)
+        board = _leaderboard(table, method, config, anchor, bt)
         if method == BT:
             bt = board
         # `rated` holds this category's battles already (category_of): the same parameters as
@@ -336,6 +392,14 @@ def category_snapshots(
                 extras={
                     **extras,
                     "fragility": as_json["fragility"],
+                    **(
+                        {
+                            "style_coefficients": as_json["style_coefficients"],
+                            "battles_without_style": params["battles_without_style"],
+                        }
+                        if "style_coefficients" in as_json
+                        else {}
+                    ),
                     "models": order,
                     "win_fraction": _matrix(win_fraction_matrix(counts, order=order), 4),
                     "battle_count": _matrix(battle_count_matrix(counts, order=order), None),

@@ -65,8 +65,30 @@ from arena.ratings.matrices import (
     votes_per_model,
     win_fraction_matrix,
 )
+from arena.ratings.style_control import (
+    CONVENTIONS,
+    STYLE_COLUMNS,
+    STYLE_ELEMENTS,
+    Convention,
+    StyleCoefficient,
+    StyleControlFit,
+    bootstrap_style_control,
+    fit_style_control,
+    style_arrays,
+    style_sandwich_covariance,
+)
 
 __all__ = [
+    "CONVENTIONS",
+    "STYLE_COLUMNS",
+    "STYLE_ELEMENTS",
+    "Convention",
+    "StyleCoefficient",
+    "StyleControlFit",
+    "bootstrap_style_control",
+    "fit_style_control",
+    "style_arrays",
+    "style_sandwich_covariance",
     "BASE",
     "CONFIDENCE",
     "DEFAULT_BOOTSTRAP_ROUNDS",

@@ -20,8 +20,9 @@ Winner = Literal["model_a", "model_b", "tie", "tie (bothbad)"]
 WINNERS: Final[tuple[Winner, ...]] = ("model_a", "model_b", "tie", "tie (bothbad)")
 REQUIRED_COLUMNS: Final[tuple[str, ...]] = ("model_a", "model_b", "winner")
 # Read when present: tstamp orders online Elo; vote_id feeds the vote-set hash; the text columns
-# and the precomputed tag_* flags feed the category filters; the rest are FastChat's
-# clean-battle columns, carried through.
+# and the precomputed tag_* flags feed the category filters; conv_metadata (FastChat's style
+# counts, or the style_* columns) feeds style control; the rest are FastChat's clean-battle
+# columns, carried through.
 OPTIONAL_COLUMNS: Final[tuple[str, ...]] = (
     "tstamp",
     "vote_id",
@@ -35,6 +36,7 @@ OPTIONAL_COLUMNS: Final[tuple[str, ...]] = (
     "tag_coding",
     "tag_long",
     "tag_vision",
+    "conv_metadata",
 )
 
 IntArray = npt.NDArray[np.int64]

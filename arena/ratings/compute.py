@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from arena.ratings.battles import (
@@ -17,7 +18,7 @@ from arena.ratings.battles import (
     encode_battles,
     vote_set_hash,
 )
-from arena.ratings.bradley_terry import BradleyTerryFit, fit_bradley_terry
+from arena.ratings.bradley_terry import BradleyTerryFit, check_ratings_exist, fit_bradley_terry
 from arena.ratings.categories import ALL, category_mask
 from arena.ratings.elo import BASE, ELO_K, INIT_RATING, SCALE, online_elo_encoded
 from arena.ratings.errors import InvalidBattles
@@ -31,11 +32,23 @@ from arena.ratings.intervals import (
     bootstrap_intervals,
     rank_upper_bound,
     sandwich_intervals,
+    z_value,
 )
 from arena.ratings.matrices import average_win_rate
+from arena.ratings.style_control import (
+    CONVENTIONS,
+    STYLE_ELEMENTS,
+    Convention,
+    StyleCoefficient,
+    bootstrap_style_control,
+    fit_style_control,
+    style_arrays,
+    style_coefficients,
+    style_sandwich_covariance,
+)
 
-Method = Literal["bt", "elo"]
-METHODS: Final[tuple[Method, ...]] = ("bt", "elo")
+Method = Literal["bt", "elo", "bt-style"]
+METHODS: Final[tuple[Method, ...]] = ("bt", "elo", "bt-style")
 Progress = Callable[[int, int], None]
 LEADERBOARD_COLUMNS: Final[tuple[str, ...]] = (
     "model",
@@ -74,6 +87,8 @@ class Leaderboard:
     `intervals` keeps the raw bounds and, for a bootstrap, every round's ratings (model order as
     `models`, that is by name), for plots; it is not part of the JSON. `fragility` (Bradley-Terry
     only) says how many votes hold each adjacent pair and first place, and which votes.
+    `style_coefficients` (method bt-style only) holds each style element's fitted effect; the JSON
+    then has a "style_coefficients" list (StyleCoefficient.to_json_dict).
     """
 
     method: Method
@@ -84,11 +99,17 @@ class Leaderboard:
     models: tuple[str, ...] = ()
     intervals: RatingIntervals | None = field(default=None, repr=False, compare=False)
     fragility: Fragility | None = None
+    style_coefficients: tuple[StyleCoefficient, ...] | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         """{"method", "params", "vote_set_hash", "n_battles", "models": [{model, rating, ci_lower,
         ci_upper, rank, votes, win_rate, swap_votes}], "fragility": {method, first_place,
-        adjacent} or null}, JSON-ready (NaN becomes null)."""
+        adjacent} or null}, JSON-ready (NaN becomes null); for bt-style also
+        "style_coefficients": [{element, coefficient, ci_lower, ci_upper, rating_points, ...}]."""
+        style: dict[str, Any] = {}
+        if self.style_coefficients is not None:
+            points = float(self.params["scale"]) / math.log(float(self.params["base"]))
+            style["style_coefficients"] = [c.to_json_dict(points) for c in self.style_coefficients]
         return {
             "method": self.method,
             "params": dict(self.params),
@@ -108,7 +129,7 @@ class Leaderboard:
                 }
                 for row in self.rows
             ],
-        }
+        } | style
 
     def to_frame(self) -> pd.DataFrame:
         """The rows as a DataFrame with LEADERBOARD_COLUMNS, in leaderboard order."""
@@ -199,6 +220,8 @@ def compute_leaderboard(
     category: str = ALL,
     progress: Progress | None = None,
     fragility: bool = True,
+    style_convention: Convention = "fastchat",
+    style_reg: float | None = None,
 ) -> Leaderboard:
     """Ratings of every model in `battles`, with intervals, rank upper bounds, votes and win rates.
 
@@ -208,6 +231,11 @@ def compute_leaderboard(
     FastChat's). method="elo": online Elo in time order with K=k; no interval unless
     `bootstrap_rounds` is given, in which case, as FastChat's `elo` system, every round runs online
     Elo over a resample in random order and the rating is the bootstrap median.
+    method="bt-style": Bradley-Terry controlled for answer length and Markdown (style_control.py),
+    with `style_convention` (fastchat: ridge reg = 0.5 on everything, the default; arena-rank:
+    ridge reg = 1.0 on the style coefficients of the mean log-likelihood) and `style_reg` to
+    override reg; the battles need style columns or conv_metadata, and those without are left
+    out (counted in params["battles_without_style"]). Intervals as for bt.
     An anchor (model, rating) translates the whole table, bounds included, so that model sits at
     that rating; without one, Bradley-Terry ratings have mean `init`. `bootstrap_rounds` 0 means
     none. `progress(done, total)` is called as the bootstrap advances. With `fragility`, a
@@ -220,6 +248,10 @@ def compute_leaderboard(
         raise InvalidBattles(f"method must be one of {', '.join(METHODS)}; got {method!r}.")
     if method == "elo" and reweighted:
         raise InvalidBattles("reweighting applies to Bradley-Terry only; drop it for method 'elo'.")
+    if style_convention not in CONVENTIONS:
+        raise InvalidBattles(
+            f"style convention must be one of {', '.join(CONVENTIONS)}; got {style_convention!r}."
+        )
     if bootstrap_rounds is not None and bootstrap_rounds < 0:
         raise InvalidBattles(f"bootstrap rounds must be 0 or more; got {bootstrap_rounds}.")
     rounds = bootstrap_rounds or None
@@ -227,6 +259,21 @@ def compute_leaderboard(
         battles = battles.loc[category_mask(battles, category)].reset_index(drop=True)
         if len(battles) == 0:
             raise InvalidBattles(f"category {category!r} has no battles.")
+    without_style = 0
+    if method == "bt-style":
+        style_a, style_b = style_arrays(battles)
+        has_style: npt.NDArray[np.bool_] = np.asarray(
+            np.isfinite(style_a).all(axis=1) & np.isfinite(style_b).all(axis=1), dtype=bool
+        )
+        without_style = int((~has_style).sum())
+        if without_style == len(battles):
+            raise InvalidBattles(
+                f"none of the {len(battles)} battles has style features; style control needs"
+                " conv_metadata (or the style_* columns) for each battle."
+            )
+        if without_style:
+            battles = battles.loc[has_style].reset_index(drop=True)
+            style_a, style_b = style_a[has_style], style_b[has_style]
 
     encoded = encode_battles(battles)
     counts = count_pairs(encoded)
@@ -234,7 +281,51 @@ def compute_leaderboard(
     params: dict[str, Any] = {"scale": scale, "base": base, "init": init}
     intervals: RatingIntervals | None
     fit: BradleyTerryFit | None = None
-    if method == "bt":
+    coefficients: tuple[StyleCoefficient, ...] | None = None
+    if method == "bt-style":
+        check_ratings_exist(counts)
+        style_fit = fit_style_control(
+            encoded.a,
+            encoded.b,
+            encoded.outcome,
+            style_a,
+            style_b,
+            models=encoded.models,
+            convention=style_convention,
+            reg=style_reg,
+            reweighted=reweighted,
+            scale=scale,
+            base=base,
+            init=init,
+        )
+        ratings = style_fit.ratings
+        m = len(encoded.models)
+        if rounds is None:
+            covariance = style_sandwich_covariance(style_fit, ridge=HESSIAN_RIDGE)
+            half = z_value(confidence) * np.sqrt(np.diag(covariance))
+            intervals = RatingIntervals(
+                lower=ratings - style_fit.points_per_unit * half[:m],
+                upper=ratings + style_fit.points_per_unit * half[:m],
+                method="sandwich",
+                confidence=confidence,
+            )
+            coef_lower = style_fit.coefficients - half[m:]
+            coef_upper = style_fit.coefficients + half[m:]
+            params["hessian_ridge"] = HESSIAN_RIDGE
+        else:
+            samples = bootstrap_style_control(style_fit, rounds=rounds, rng=rng, progress=progress)
+            intervals = bootstrap_intervals(
+                style_fit.init + style_fit.points_per_unit * samples[:, :m], confidence=confidence
+            )
+            tail = (1.0 - confidence) / 2.0
+            coef_lower, coef_upper = np.quantile(samples[:, m:], [tail, 1.0 - tail], axis=0)
+        coefficients = style_coefficients(style_fit, coef_lower, coef_upper)
+        params["reweighted"] = reweighted
+        params["style_convention"] = style_convention
+        params["style_reg"] = style_fit.reg
+        params["style_elements"] = list(STYLE_ELEMENTS)
+        params["battles_without_style"] = without_style
+    elif method == "bt":
         fit = fit_bradley_terry(counts, reweighted=reweighted, scale=scale, base=base, init=init)
         ratings = fit.ratings
         if rounds is None:
@@ -309,5 +400,6 @@ def compute_leaderboard(
         rows=rows,
         models=encoded.models,
         intervals=intervals,
+        style_coefficients=coefficients,
     )
     return board if fragile is None else with_fragility(board, fragile)

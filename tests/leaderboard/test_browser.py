@@ -42,6 +42,16 @@ def test_leaderboard_and_model_page_in_a_browser(
     page.wait_for_url("**method=elo**")
     expect(page.locator("#lb-caption")).to_contain_text("Online Elo")
     expect(page.locator("#leaderboard-table tbody tr").first).to_be_visible()
+    method = page.get_by_role("navigation", name="Method")
+    method.get_by_role("link", name="Style-controlled Bradley-Terry").click()
+    page.wait_for_url("**method=bt-style**")
+    expect(page.locator("#lb-caption")).to_contain_text("Style-controlled")
+    style_rows = page.locator("#style-table tbody tr")
+    expect(style_rows).to_have_count(4)
+    expect(style_rows.first.locator("th")).to_have_text("Answer length (tokens)")
+    expect(style_rows.first.locator("td").nth(2)).to_contain_text("×")
+    assert page.locator("#plot-ratings svg circle").count() == 4
+    browser_page.screenshot("leaderboard-style.png")
 
     page.get_by_role("link", name="beta-chat").first.click()
     page.wait_for_url("**/models/beta-chat**")
@@ -57,6 +67,10 @@ def test_leaderboard_and_model_page_in_a_browser(
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0
     browser_page.screenshot("leaderboard-phone.png")
+    page.goto(f"{rated_arena.url}/leaderboard?method=bt-style")
+    expect(page.locator("#style-table")).to_be_visible()
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0
     page.goto(f"{rated_arena.url}/models/beta-chat")
     expect(page.locator("#opponents-table tbody tr").first).to_be_visible()
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")

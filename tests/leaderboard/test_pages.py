@@ -144,7 +144,7 @@ def test_unknown_category_or_method_is_422_naming_the_allowed_values(rated_arena
     for allowed in ("all", "coding", "long", "multi-turn", "language:English", "language:German"):
         assert allowed in detail
     assert bad_method.status_code == 422
-    assert "bt, bt-bootstrap, elo" in bad_method.json()["detail"]
+    assert "bt, bt-bootstrap, bt-style, elo" in bad_method.json()["detail"]
     assert bad_page.status_code == 422 and "text/html" in bad_page.headers["content-type"]
     assert "language:Klingon" in _text(bad_page.text)
 

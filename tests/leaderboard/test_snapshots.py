@@ -41,7 +41,7 @@ def _latest(arena: Arena, method: str, category: str) -> RatingSnapshot:
 
 def test_recompute_stores_every_method_and_category(rated_arena: Arena) -> None:
     tables = {(s.method, s.category) for s in _snapshots(rated_arena)}
-    for method in ("bt", "bt-bootstrap", "elo"):
+    for method in ("bt", "bt-bootstrap", "bt-style", "elo"):
         for category in ("all", "coding", "long", "multi-turn", "language:English"):
             assert (method, category) in tables
         assert (method, "language:German") in tables
