@@ -45,7 +45,7 @@ test: lint
 docs: setup
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
-# The README's pictures of each mode (docs/img/), from a demo arena in headless Chromium.
+# The README's pictures of each mode (docs/images/), from a demo arena in headless Chromium.
 screenshots: setup
 	$(BIN)/python docs/screenshots.py
 

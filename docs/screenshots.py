@@ -1,9 +1,9 @@
 """The README's screenshots of each mode, taken from a real arena on the demo endpoints.
 
-    make screenshots        # writes docs/img/*.png
+    make screenshots        # writes docs/images/*.png
 
 It starts `arena serve --demo` on a fresh SQLite file and a free port, drives Debian's Chromium
-with Playwright through an anonymous battle (before and after the vote), a battle with an
+with Playwright through an anonymous battle (after the vote), a battle with an
 image, a side-by-side battle and a direct chat, and saves one picture of each. Nothing is
 downloaded: the demo endpoints answer locally.
 """
@@ -24,7 +24,7 @@ from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "docs" / "img"
+OUT = ROOT / "docs" / "images"
 CHROMIUM = "/usr/bin/chromium"
 VIEWPORT = {"width": 1280, "height": 860}
 
@@ -87,10 +87,9 @@ def main() -> None:
 
                 page.goto(url + "/")
                 ask(page, "Explain in three short points why the sky is blue.")
-                page.screenshot(path=str(OUT / "battle.png"))
                 page.get_by_role("button", name="A is better").click()
                 expect(page.locator("#side-a .reveal-name")).not_to_be_empty()
-                page.screenshot(path=str(OUT / "battle-revealed.png"))
+                page.screenshot(path=str(OUT / "battle.png"))
 
                 page.get_by_role("button", name="New battle").click()
                 page.set_input_files(
@@ -100,7 +99,10 @@ def main() -> None:
                 ask(page, "What is in this picture?")
                 page.screenshot(path=str(OUT / "vision.png"))
 
+                # A fresh visitor for each mode: an open battle would lock the pickers.
+                page = browser.new_context(viewport=VIEWPORT).new_page()
                 page.goto(url + "/?mode=named")
+                page.locator("#named-a option").nth(2).wait_for(state="attached")
                 options = page.locator("#named-a option").evaluate_all(
                     "(os) => os.map((o) => o.value).filter(Boolean)"
                 )
@@ -109,7 +111,9 @@ def main() -> None:
                 ask(page, "Write a haiku about autumn rain.")
                 page.screenshot(path=str(OUT / "side-by-side.png"))
 
+                page = browser.new_context(viewport=VIEWPORT).new_page()
                 page.goto(url + "/?mode=chat")
+                page.locator("#chat-model option").nth(1).wait_for(state="attached")
                 chat_options = page.locator("#chat-model option").evaluate_all(
                     "(os) => os.map((o) => o.value).filter(Boolean)"
                 )
