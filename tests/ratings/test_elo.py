@@ -90,3 +90,39 @@ def test_bootstrap_rounds_are_online_elo_on_resampled_rows() -> None:
     for r in range(3):
         expected = online_elo(battles.iloc[picks[r]].reset_index(drop=True))
         assert samples[r] == pytest.approx(expected.to_numpy(), abs=1e-9)
+
+
+def test_bootstrap_spans_draw_blocks_and_matches_plain_elo_per_round() -> None:
+    """More battles than one block of draws: the draws stay (rounds, block) per call, in order."""
+    rng = np.random.default_rng(11)
+    n = 5000
+    names = np.array(["A", "B", "C", "D", "E"], dtype=object)
+    a = rng.integers(0, 5, n)
+    b = (a + rng.integers(1, 5, n)) % 5
+    winners = np.array(["model_a", "model_b", "tie", "tie (bothbad)"], dtype=object)
+    battles = pd.DataFrame(
+        {"model_a": names[a], "model_b": names[b], "winner": winners[rng.integers(0, 4, n)]}
+    )
+    encoded = encode_battles(battles)
+    samples = bootstrap_online_elo(encoded, rounds=4, rng=np.random.default_rng(3))
+    draws = np.random.default_rng(3)
+    first = draws.integers(0, n, size=(4, 4096))
+    second = draws.integers(0, n, size=(4, n - 4096))
+    picks = np.concatenate([first, second], axis=1)
+    for r in range(4):
+        expected = online_elo(battles.iloc[picks[r]].reset_index(drop=True))
+        assert samples[r] == pytest.approx(expected.to_numpy(), abs=1e-9)
+
+
+def test_bootstrap_is_the_same_whatever_the_threads() -> None:
+    battles = pd.DataFrame(
+        {
+            "model_a": ["A", "B", "C", "A", "B", "D"],
+            "model_b": ["B", "C", "A", "C", "D", "A"],
+            "winner": ["model_a", "tie", "model_b", "model_a", "model_b", "tie (bothbad)"],
+        }
+    )
+    encoded = encode_battles(battles)
+    one = bootstrap_online_elo(encoded, rounds=7, rng=np.random.default_rng(5), threads=1)
+    three = bootstrap_online_elo(encoded, rounds=7, rng=np.random.default_rng(5), threads=3)
+    assert np.array_equal(one, three)
