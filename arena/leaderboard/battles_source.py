@@ -11,7 +11,7 @@ from typing import Any, Final, Protocol
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import BigInteger, Text, case, cast, func, select, update
+from sqlalchemy import BigInteger, Text, case, cast, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from arena.models import Battle, Message, Model, Side, Vote
@@ -40,6 +40,7 @@ BATTLE_FRAME_COLUMNS: Final[tuple[str, ...]] = (
     "language",
     "tag_coding",
     "tag_long",
+    "prompt_tokens",
 )
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
@@ -95,6 +96,16 @@ def battle_text(messages: Iterable[Turn]) -> BattleText:
     )
 
 
+def battle_markers() -> dict[str, Any]:
+    """Per-battle markers the leaderboard views read, by battles-table column: a SQL expression
+    over a counted vote's row (Battle, Vote) that is 1 where the marker holds, else 0.
+
+    The refusal view (arena.ratings.views.NO_REFUSALS) becomes available as soon as this holds
+    an entry for its column, REFUSAL_COLUMN ("refusal"): a judge's label of either answer.
+    """
+    return {}
+
+
 def battle_tags(text: BattleText) -> tuple[str, list[str]]:
     """The language of the first prompt and the category tags, as the rating filters define them."""
     tags: list[str] = []
@@ -119,12 +130,17 @@ def tag_battles(session: Session, battle_ids: Sequence[str]) -> dict[str, tuple[
         for message in session.scalars(select(Message).where(Message.battle_id.in_(chunk))):
             by_battle[message.battle_id].append(message)
         for battle_id, messages in by_battle.items():
-            language, tags = battle_tags(battle_text(messages))
+            text = battle_text(messages)
+            language, tags = battle_tags(text)
             found[battle_id] = (language, tags)
             session.execute(
                 update(Battle)
                 .where(Battle.id == battle_id)
-                .values(language=language[:16], category_tags=tags)
+                .values(
+                    language=language[:16],
+                    category_tags=tags,
+                    prompt_tokens=estimate_tokens(text.prompt),
+                )
             )
         session.flush()
         session.expunge_all()
@@ -137,12 +153,16 @@ def has_tag(tag: str) -> Any:
 
 
 def untagged_battle_ids(session: Session) -> list[str]:
-    """Battles with a counted vote whose language and tags have not been worked out yet."""
+    """Battles with a counted vote whose language, tags or prompt length have not been worked
+    out yet (battles tagged before prompt lengths were stored are measured once)."""
     return list(
         session.scalars(
             select(Battle.id)
             .join(Vote, Vote.battle_id == Battle.id)
-            .where(Vote.counted.is_(True), Battle.language == "")
+            .where(
+                Vote.counted.is_(True),
+                or_(Battle.language == "", Battle.prompt_tokens.is_(None)),
+            )
         )
     )
 
@@ -171,6 +191,8 @@ def _counted_votes_sql(session: Session) -> str:
             Battle.language,
             case((has_tag(TAG_CODING), 1), else_=0),
             case((has_tag(TAG_LONG), 1), else_=0),
+            func.coalesce(Battle.prompt_tokens, -1),
+            *battle_markers().values(),
         )
         .join(Battle, Battle.id == Vote.battle_id)
         .where(Vote.counted.is_(True))
@@ -188,7 +210,12 @@ _RAW_COLUMNS: Final = (
     "language",
     "coding",
     "long",
+    "prompt_tokens",
 )
+
+
+def _raw_columns() -> list[str]:
+    return [*_RAW_COLUMNS, *battle_markers()]
 
 
 def _raw_counted_votes(session: Session) -> pd.DataFrame:
@@ -209,17 +236,17 @@ def _raw_counted_votes(session: Session) -> pd.DataFrame:
             for chunk in copy:
                 buffer.write(chunk)
         if buffer.tell() == 0:
-            return pd.DataFrame(columns=list(_RAW_COLUMNS))
+            return pd.DataFrame(columns=_raw_columns())
         buffer.seek(0)
         return pd.read_csv(
             buffer,
-            names=list(_RAW_COLUMNS),
+            names=_raw_columns(),
             header=None,
             keep_default_na=False,
             dtype={"winner": str, "language": str},
         )
     rows = connection.exec_driver_sql(sql).fetchall()
-    frame = pd.DataFrame.from_records(rows, columns=list(_RAW_COLUMNS))
+    frame = pd.DataFrame.from_records(rows, columns=_raw_columns())
     if len(frame):
         stamps = pd.to_datetime(frame["moment"], utc=True, format="ISO8601")
         frame["moment"] = stamps.astype("int64") // 1000
@@ -231,14 +258,16 @@ def model_names(session: Session) -> dict[int, str]:
 
 
 def empty_battles_frame() -> pd.DataFrame:
-    return pd.DataFrame({column: pd.Series(dtype=object) for column in BATTLE_FRAME_COLUMNS})
+    columns = [*BATTLE_FRAME_COLUMNS, *battle_markers()]
+    return pd.DataFrame({column: pd.Series(dtype=object) for column in columns})
 
 
 def load_counted_battles(session: Session, *, tag_missing: bool = True) -> pd.DataFrame:
     """The counted votes as a battles table, one row per vote, in time order.
 
     Columns: BATTLE_FRAME_COLUMNS (vote_id, model_a, model_b, winner, tstamp, turn, anony,
-    language, tag_coding, tag_long). Battles voted on since the last call have no tags yet; with
+    language, tag_coding, tag_long, prompt_tokens: NaN where not measured), then one boolean
+    column per battle_markers() entry. Battles voted on since the last call have no tags yet; with
     `tag_missing` their texts are read once and the tags stored (flushed, not committed), so later
     calls read no text at all; without it their language is blank.
     """
@@ -257,6 +286,7 @@ def load_counted_battles(session: Session, *, tag_missing: bool = True) -> pd.Da
     labels = np.empty(max(names) + 1, dtype=object)
     labels[list(names)] = list(names.values())
     micros = raw["moment"].to_numpy(dtype=np.int64)
+    tokens = raw["prompt_tokens"].to_numpy(dtype=np.float64)
     return pd.DataFrame(
         {
             "vote_id": raw["vote_id"].to_numpy(dtype=np.int64),
@@ -270,5 +300,7 @@ def load_counted_battles(session: Session, *, tag_missing: bool = True) -> pd.Da
             "language": raw["language"].astype(str).to_numpy(dtype=object),
             "tag_coding": raw["coding"].to_numpy(dtype=np.int64) == 1,
             "tag_long": raw["long"].to_numpy(dtype=np.int64) == 1,
+            "prompt_tokens": np.where(tokens < 0, np.nan, tokens),
+            **{name: raw[name].to_numpy(dtype=np.int64) == 1 for name in battle_markers()},
         }
     )

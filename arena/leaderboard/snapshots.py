@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Final
 
 import numpy as np
@@ -33,11 +34,21 @@ from arena.ratings import (
     fit_bradley_terry,
     parse_anchor,
     predicted_win_matrix,
-    vote_set_hash,
     win_fraction_matrix,
     with_fragility,
 )
 from arena.ratings.active_sampling import pair_gains
+from arena.ratings.battles import count_pairs
+from arena.ratings.categories import BoolArray
+from arena.ratings.subsets import BattleSubset, CodedBattles
+from arena.ratings.views import (
+    DEFAULT_MIN_PROMPT_TOKENS,
+    NO_SHORT,
+    PLAIN,
+    stored_views,
+    view_exclusions,
+    view_mask,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +113,10 @@ class RecomputeConfig:
     fragility: bool = True
     # Whether the overall Bradley-Terry table carries the pair gains of the active sampler.
     sampling_gains: bool = False
+    # A first prompt shorter than this many tokens is a "short prompt" for the views.
+    min_prompt_tokens: int = DEFAULT_MIN_PROMPT_TOKENS
+    # Off only for bench/recompute_views.py's baseline: the plain view of every table alone.
+    views: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RecomputeConfig:
@@ -111,6 +126,7 @@ class RecomputeConfig:
             anchor=settings.anchor,
             vote_window_seconds=settings.vote_window_seconds,
             sampling_gains=settings.sampling_mode == "active",
+            min_prompt_tokens=settings.short_prompt_tokens,
         )
 
 
@@ -135,6 +151,7 @@ class NewSnapshot:
     n_votes: int
     rows: list[dict[str, Any]]
     extras: dict[str, Any] = field(default_factory=dict)
+    view: str = PLAIN
 
 
 def _matrix(frame: pd.DataFrame, digits: int | None) -> list[list[float | None]]:
@@ -147,17 +164,14 @@ def _matrix(frame: pd.DataFrame, digits: int | None) -> list[list[float | None]]
     return rows
 
 
-def rateable_battles(battles: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """The battles among the models that can be rated together, and the models left out, why.
+def rateable_models(counts: PairCounts) -> tuple[set[str], list[dict[str, Any]]]:
+    """The models that can be rated together, and the models left out, why.
 
     Bradley-Terry ratings are finite exactly when every model can be reached from every other by
     a chain of "beat" (a tie counts both ways): the "beaten" graph is strongly connected. Rather
     than hide the whole table while a newcomer has only lost, the largest strongly connected group
     (by battles) is rated and the other models are listed as not yet rated.
     """
-    if len(battles) == 0:
-        return battles, []
-    counts = aggregate_battles(battles)
     m = counts.n_models
     beat_lo = counts.wins_lo + counts.ties  # lo beat hi (half of a tie each way)
     beat_hi = counts.wins_hi + counts.ties
@@ -189,12 +203,21 @@ def rateable_battles(battles: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str
         for i, name in enumerate(counts.models)
         if name not in kept
     ]
+    return kept, unrated
+
+
+def rateable_battles(battles: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """The battles among the models that can be rated together (rateable_models), and the
+    models left out, why."""
+    if len(battles) == 0:
+        return battles, []
+    kept, unrated = rateable_models(aggregate_battles(battles))
     keep = (battles["model_a"].isin(kept) & battles["model_b"].isin(kept)).to_numpy()
     return battles.loc[keep].reset_index(drop=True), unrated
 
 
-def category_of(battles: pd.DataFrame, category: str) -> pd.DataFrame:
-    """The battles of one category, chosen by the rating engine's own filter, so that
+def category_rows(battles: pd.DataFrame, category: str) -> BoolArray:
+    """Which battles are in one category, chosen by the rating engine's own filter, so that
     `arena ratings compute --category C` on a download selects exactly the same ones.
 
     A language filter looks at one column only: it runs on the distinct languages (a few dozen)
@@ -205,11 +228,11 @@ def category_of(battles: pd.DataFrame, category: str) -> pd.DataFrame:
         keep = category_mask(pd.DataFrame({"language": distinct}), category)[codes]
     else:
         keep = category_mask(battles, category)
-    return battles.loc[keep].reset_index(drop=True)
+    return np.asarray(keep, dtype=bool)
 
 
-def category_subsets(battles: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """(category, its battles) for the fixed categories and the largest languages."""
+def snapshot_categories(battles: pd.DataFrame) -> list[str]:
+    """The fixed categories and the largest languages (MIN_LANGUAGE_VOTES or more votes)."""
     categories = list(FIXED_CATEGORIES)
     languages = battles["language"].astype(str)
     counts = languages[~languages.isin(["", "unknown"])].value_counts()
@@ -218,7 +241,7 @@ def category_subsets(battles: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         for language, n in counts.head(MAX_LANGUAGES).items()
         if int(n) >= MIN_LANGUAGE_VOTES
     )
-    return [(category, category_of(battles, category)) for category in categories]
+    return categories
 
 
 def _anchor(config: RecomputeConfig, models: Sequence[str]) -> tuple[str, float] | None:
@@ -230,70 +253,100 @@ def _anchor(config: RecomputeConfig, models: Sequence[str]) -> tuple[str, float]
 
 
 def _leaderboard(
-    battles: pd.DataFrame,
+    subset: BattleSubset,
     method: str,
     config: RecomputeConfig,
     anchor: tuple[str, float] | None,
     bt: Leaderboard | None,
+    fragility: bool,
 ) -> Leaderboard:
     """One table; `bt` is the plain Bradley-Terry table of the same battles when made already."""
+    coded = partial(compute_leaderboard, encoded=subset.encoded, vote_hash=subset.vote_hash)
     if method == ELO:
-        return compute_leaderboard(battles, method="elo", anchor=anchor)
+        return coded(subset.battles, method="elo", anchor=anchor)
     if method == BT_BOOTSTRAP:
-        board = compute_leaderboard(
-            battles,
+        board = coded(
+            subset.battles,
             method="bt",
             bootstrap_rounds=config.bootstrap_rounds,
             seed=config.seed,
             anchor=anchor,
-            fragility=bt is None and config.fragility,
+            fragility=bt is None and fragility,
         )
         # The bootstrap table keeps the full-data fit's ratings, hence its order and fragility.
         return board if bt is None else with_fragility(board, bt.fragility)
-    return compute_leaderboard(battles, method="bt", anchor=anchor, fragility=config.fragility)
+    return coded(subset.battles, method="bt", anchor=anchor, fragility=fragility)
+
+
+def view_params(view: str, config: RecomputeConfig) -> dict[str, Any]:
+    """What a snapshot's params say of its view: its key, its exclusions, their setting."""
+    exclusions = view_exclusions(view)
+    params: dict[str, Any] = {"view": view, "exclusions": list(exclusions)}
+    if NO_SHORT in exclusions:
+        params["min_prompt_tokens"] = config.min_prompt_tokens
+    return params
 
 
 def category_snapshots(
     category: str,
-    battles: pd.DataFrame,
+    coded: CodedBattles,
+    rows: BoolArray,
     *,
     config: RecomputeConfig,
     shared_extras: dict[str, Any],
+    view: str = PLAIN,
 ) -> list[NewSnapshot]:
-    """Every method's table for one category's battles (possibly empty tables, never an error for
-    too few votes); RatingsError and other failures propagate to the caller."""
-    rated, unrated = rateable_battles(battles)
+    """Every method's table for the battles `rows` selects of `coded` (one category in one view,
+    its exclusions applied); possibly empty tables, never an error for too few votes;
+    RatingsError and other failures propagate to the caller.
+
+    The fragility figures are worked out for the plain view only: they cost more than the
+    rest of a table, and say how many votes hold the published order.
+    """
+    subset = coded.subset(rows)
+    unrated: list[dict[str, Any]] = []
+    if subset.n_battles:
+        kept, unrated = rateable_models(count_pairs(subset.encoded))
+        if len(kept) < len(subset.encoded.models):
+            subset = coded.subset(rows & coded.rows_of_models(kept))
     extras: dict[str, Any] = {
         "unrated": unrated,
-        "category_votes": len(battles),
+        "category_votes": int(rows.sum()),
         **shared_extras,
     }
+    shown = view_params(view, config)
     methods = snapshot_methods(config.bootstrap_rounds)
-    if len(rated) == 0:
+    if subset.n_battles == 0:
         return [
             NewSnapshot(
                 method=method,
                 category=category,
-                params={"category": category},
-                vote_set_hash=vote_set_hash(rated),
+                params={"category": category, **shown},
+                vote_set_hash=subset.vote_hash,
                 n_votes=0,
                 rows=[],
                 extras=extras,
+                view=view,
             )
             for method in methods
         ]
-    counts = aggregate_battles(rated)
+    counts = count_pairs(subset.encoded)
     anchor = _anchor(config, counts.models)
-    gains = sampling_gains(counts) if config.sampling_gains and category == ALL else None
+    gains = (
+        sampling_gains(counts)
+        if config.sampling_gains and category == ALL and view == PLAIN
+        else None
+    )
     made = []
     bt: Leaderboard | None = None
+    fragility = config.fragility and view == PLAIN
     for method in methods:
-        board = _leaderboard(rated, method, config, anchor, bt)
+        board = _leaderboard(subset, method, config, anchor, bt, fragility)
         if method == BT:
             bt = board
-        # `rated` holds this category's battles already (category_of): the same parameters as
+        # The subset holds this category's battles already: the same parameters as
         # `arena ratings compute --category C` on all of them.
-        params = {**board.params, "category": category}
+        params = {**board.params, "category": category, **shown}
         order = [row.model for row in board.rows]
         as_json = board.to_json_dict()
         made.append(
@@ -318,6 +371,7 @@ def category_snapshots(
                     ),
                     **({GAINS_KEY: gains} if gains is not None and method == BT else {}),
                 },
+                view=view,
             )
         )
     return made
@@ -361,26 +415,43 @@ def sampling_shares(session: Session, *, now: datetime, window: timedelta) -> di
 def compute_snapshots(
     battles: pd.DataFrame, *, config: RecomputeConfig, shares: dict[str, Any]
 ) -> tuple[list[NewSnapshot], list[str]]:
-    """Snapshots for every category; a category that fails is logged and named, the rest go on."""
+    """Snapshots for every category in every view; a (category, view) that fails is logged and
+    named, the rest go on. The battles are coded once; each table is a mask over them."""
     made: list[NewSnapshot] = []
     failed: list[str] = []
     shared = {"votes_total": len(battles), **shares}
-    for category, subset in category_subsets(battles):
+    coded = CodedBattles(battles)
+    views = stored_views(battles) if config.views else (PLAIN,)
+    kept_by_view = {
+        view: view_mask(battles, view, min_prompt_tokens=config.min_prompt_tokens) for view in views
+    }
+    for category in snapshot_categories(battles):
         try:
-            made.extend(
-                category_snapshots(
-                    category,
-                    subset,
-                    config=config,
-                    shared_extras=shared,
-                )
-            )
+            in_category = category_rows(battles, category)
         except Exception:
-            # One broken table must not hold back the others; the reason goes to the log.
-            log.exception(
-                "recompute: category %s failed; its last good snapshot stays in place", category
-            )
+            log.exception("recompute: category %s failed; its last good snapshots stay", category)
             failed.append(category)
+            continue
+        for view in views:
+            try:
+                made.extend(
+                    category_snapshots(
+                        category,
+                        coded,
+                        in_category & kept_by_view[view],
+                        config=config,
+                        shared_extras=shared,
+                        view=view,
+                    )
+                )
+            except Exception:
+                # One broken table must not hold back the others; the reason goes to the log.
+                log.exception(
+                    "recompute: category %s, view %r failed; its last good snapshot stays",
+                    category,
+                    view,
+                )
+                failed.append(category if view == PLAIN else f"{category} ({view})")
     return made, failed
 
 
@@ -416,6 +487,7 @@ def store_snapshots(session: Session, made: Sequence[NewSnapshot], *, computed_a
                 n_votes=snapshot.n_votes,
                 rows=snapshot.rows,
                 extras=snapshot.extras,
+                view=snapshot.view,
             )
         )
     session.flush()
@@ -426,6 +498,7 @@ def store_snapshots(session: Session, made: Sequence[NewSnapshot], *, computed_a
                 select(RatingSnapshot.id, RatingSnapshot.computed_at).where(
                     RatingSnapshot.method == snapshot.method,
                     RatingSnapshot.category == snapshot.category,
+                    RatingSnapshot.view == snapshot.view,
                 )
             )
         ]

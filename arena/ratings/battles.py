@@ -248,7 +248,7 @@ def _name_hashes(models: tuple[str, ...]) -> npt.NDArray[np.uint64]:
     )
 
 
-def _timestamps(battles: pd.DataFrame) -> FloatArray | None:
+def timestamps(battles: pd.DataFrame) -> FloatArray | None:
     if "tstamp" not in battles.columns:
         return None
     column = battles["tstamp"]
@@ -265,7 +265,7 @@ def _timestamps(battles: pd.DataFrame) -> FloatArray | None:
 
 def battle_order(battles: pd.DataFrame) -> IntArray:
     """Row positions by tstamp (equal stamps in table order); table order without tstamp."""
-    stamps = _timestamps(battles)
+    stamps = timestamps(battles)
     if stamps is None:
         return np.arange(len(battles), dtype=np.int64)
     return np.argsort(stamps, kind="stable").astype(np.int64)
@@ -292,7 +292,7 @@ def vote_set_hash(battles: pd.DataFrame, encoded: EncodedBattles | None = None) 
     cell_hash = _mix64(names[keys // (4 * m)] ^ np.uint64(0x9E3779B97F4A7C15))
     cell_hash = _mix64(cell_hash ^ names[(keys // 4) % m])
     cell_hash = _mix64(cell_hash ^ ((keys % 4).astype(np.uint64) + np.uint64(1)))
-    stamps = _timestamps(battles)
+    stamps = timestamps(battles)
     if stamps is None:
         # Battles without a time are equal within a cell: weigh each cell by its count.
         total = np.sum(cell_hash * counts.astype(np.uint64), dtype=np.uint64)

@@ -215,7 +215,11 @@ def test_model_page_draws_the_rating_over_time(rated_arena: Arena) -> None:
     async def older(session: AsyncSession) -> None:
         current = await session.scalar(
             select(RatingSnapshot)
-            .where(RatingSnapshot.method == "bt", RatingSnapshot.category == "all")
+            .where(
+                RatingSnapshot.method == "bt",
+                RatingSnapshot.category == "all",
+                RatingSnapshot.view == "",
+            )
             .order_by(RatingSnapshot.computed_at.desc())
             .limit(1)
         )
