@@ -236,6 +236,8 @@ def populate(url: str, n_models: int, n_votes: int, seed: int = 1) -> None:
     coding = rng.random(n_votes) < 0.15
     long_ = rng.random(n_votes) < 0.08
     turns = np.where(rng.random(n_votes) < 0.1, 2, 1)
+    # First-prompt lengths: a fifth under five tokens (the "short prompt" view's default cut).
+    prompt_tokens = np.where(rng.random(n_votes) < 0.2, rng.integers(1, 5, n_votes), 40)
     counted = rng.random(n_votes) >= 0.02
     battle_ids = [secrets.token_urlsafe(16) for _ in range(n_votes)]
     session_ids = [f"{i:064x}" for i in rng.integers(0, 2**62, 5000)]
@@ -243,7 +245,7 @@ def populate(url: str, n_models: int, n_votes: int, seed: int = 1) -> None:
     battle_given = {
         "id": None, "model_a_id": None, "model_b_id": None, "session_hash": None,
         "status": None, "turns": None, "language": None, "category_tags": None,
-        "created_at": None, "ready_at": None,
+        "created_at": None, "ready_at": None, "prompt_tokens": None,
     }  # fmt: skip
     vote_given = {
         "battle_id": None, "winner": None, "session_hash": None, "created_at": None,
@@ -280,6 +282,7 @@ def populate(url: str, n_models: int, n_votes: int, seed: int = 1) -> None:
                             json.dumps(tags),
                             at - timedelta(seconds=40),
                             at - timedelta(seconds=10),
+                            int(prompt_tokens[i]),
                             *battle_constants,
                         )
                     )
