@@ -279,7 +279,10 @@ def _leaderboard(
 
 
 def view_params(view: str, config: RecomputeConfig) -> dict[str, Any]:
-    """What a snapshot's params say of its view: its key, its exclusions, their setting."""
+    """What a snapshot's params say of its view: its key, its exclusions, their setting.
+    Nothing for the plain view, whose params stay those `arena ratings compute` gives."""
+    if view == PLAIN:
+        return {}
     exclusions = view_exclusions(view)
     params: dict[str, Any] = {"view": view, "exclusions": list(exclusions)}
     if NO_SHORT in exclusions:
