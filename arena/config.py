@@ -191,6 +191,9 @@ class Settings(BaseSettings):
     """Or after this long, in seconds, if anything changed."""
     anchor: str = ""
     """`MODEL=RATING`: shift every table that holds MODEL so it sits at RATING."""
+    short_prompt_tokens: int = Field(default=5, ge=1, le=100_000)
+    """The "exclude short prompts" view leaves out battles whose first prompt has fewer than
+    this many tokens (estimated: one per CJK character, one per four other characters)."""
 
     # Open data
     release_conversations: bool = False

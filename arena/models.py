@@ -260,6 +260,9 @@ class Battle(Base):
     # duplicate_prompt), and the length of the latest answers, to tell a read from a blind click.
     flags: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     answer_chars: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The first prompt's estimated tokens (arena.ratings.categories.estimate_tokens), worked out
+    # with the language and tags; None until then. The "exclude short prompts" view reads it.
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer, default=None)
     # When the page that carried the release notice was served to this battle's session (signed
     # by the server, arena/consent.py); None: never shown, so its text is never released.
     notice_shown_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -470,6 +473,8 @@ class RatingSnapshot(Base):
     computed_at: Mapped[datetime] = mapped_column(default=utcnow)
     method: Mapped[str] = mapped_column(String(16))
     category: Mapped[str] = mapped_column(String(32))
+    # The exclusions applied before rating (arena.ratings.views.view_key): "" for none.
+    view: Mapped[str] = mapped_column(String(64), default="", server_default="")
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     vote_set_hash: Mapped[str] = mapped_column(String(64))
     n_votes: Mapped[int] = mapped_column(Integer)
@@ -477,7 +482,10 @@ class RatingSnapshot(Base):
     # Matrices and other tables for the plots, keyed by table name
     extras: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
-    __table_args__ = (Index("ix_rating_snapshot_lookup", "method", "category", "computed_at"),)
+    __table_args__ = (
+        Index("ix_rating_snapshot_lookup", "method", "category", "computed_at"),
+        Index("ix_rating_snapshot_view_lookup", "method", "category", "view", "computed_at"),
+    )
 
 
 class JudgeEndpoint(Base):

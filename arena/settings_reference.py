@@ -76,7 +76,13 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("Sampling", ("new_model_vote_target", "new_model_boost", "sampling_mode", "sampling_floor")),
     (
         "Ratings",
-        ("bootstrap_rounds", "recompute_every_votes", "recompute_every_seconds", "anchor"),
+        (
+            "bootstrap_rounds",
+            "recompute_every_votes",
+            "recompute_every_seconds",
+            "anchor",
+            "short_prompt_tokens",
+        ),
     ),
     (
         "Open data",

@@ -251,6 +251,8 @@ def populate(url: str, n_models: int, n_votes: int, seed: int = 1) -> None:
     coding = rng.random(n_votes) < 0.15
     long_ = rng.random(n_votes) < 0.08
     turns = np.where(rng.random(n_votes) < 0.1, 2, 1)
+    # First-prompt lengths: a fifth under five tokens (the "short prompt" view's default cut).
+    prompt_tokens = np.where(rng.random(n_votes) < 0.2, rng.integers(1, 5, n_votes), 40)
     counted = rng.random(n_votes) >= 0.02
     battle_ids = [secrets.token_urlsafe(16) for _ in range(n_votes)]
     session_ids = [f"{i:064x}" for i in rng.integers(0, 2**62, 5000)]
@@ -263,7 +265,7 @@ def populate(url: str, n_models: int, n_votes: int, seed: int = 1) -> None:
         "id": None, "model_a_id": None, "model_b_id": None, "session_hash": None,
         "status": None, "turns": None, "language": None, "category_tags": None,
         "created_at": None, "ready_at": None, "conv_metadata": None,
-        **dict.fromkeys(STYLE_COLUMNS),
+        **dict.fromkeys(STYLE_COLUMNS), "prompt_tokens": None,
     }  # fmt: skip
     vote_given = {
         "battle_id": None, "winner": None, "session_hash": None, "created_at": None,
@@ -306,6 +308,7 @@ def populate(url: str, n_models: int, n_votes: int, seed: int = 1) -> None:
                                 for side in (0, 1)
                                 for v in (tokens[i, side], *markdown[i, side])
                             ),
+                            int(prompt_tokens[i]),
                             *battle_constants,
                         )
                     )

@@ -40,7 +40,11 @@ def rated_models(rows: list[Any]) -> dict[str, RatedModel]:
 
 _LATEST_ROWS = (
     select(RatingSnapshot.rows)
-    .where(RatingSnapshot.method == METHOD, RatingSnapshot.category == CATEGORY)
+    .where(
+        RatingSnapshot.method == METHOD,
+        RatingSnapshot.category == CATEGORY,
+        RatingSnapshot.view == "",  # the plain view: no exclusions
+    )
     .order_by(RatingSnapshot.computed_at.desc(), RatingSnapshot.id.desc())
     .limit(1)
 )

@@ -157,7 +157,11 @@ def snapshot_gains(rows: Any, stored: Any, computed_at: datetime | None = None) 
 
 _LATEST_SNAPSHOT = (
     select(RatingSnapshot.id, RatingSnapshot.computed_at)
-    .where(RatingSnapshot.method == METHOD, RatingSnapshot.category == CATEGORY)
+    .where(
+        RatingSnapshot.method == METHOD,
+        RatingSnapshot.category == CATEGORY,
+        RatingSnapshot.view == "",  # the plain view: no exclusions
+    )
     .order_by(RatingSnapshot.computed_at.desc(), RatingSnapshot.id.desc())
     .limit(1)
 )

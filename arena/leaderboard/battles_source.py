@@ -11,7 +11,7 @@ from typing import Any, Final, Protocol
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import BigInteger, Text, case, cast, func, select, update
+from sqlalchemy import BigInteger, Text, case, cast, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from arena.battles.style_backfill import fill_styles, unstyled_battle_ids
@@ -24,6 +24,7 @@ from arena.ratings.categories import (
     looks_like_code,
 )
 from arena.ratings.style_control import STYLE_COLUMNS
+from arena.ratings.views import REFUSAL_COLUMN
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ BATTLE_FRAME_COLUMNS: Final[tuple[str, ...]] = (
     "judge_refusal",
     "judge",
     *STYLE_COLUMNS,
+    "prompt_tokens",
 )
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
@@ -109,6 +111,14 @@ def battle_text(messages: Iterable[Turn]) -> BattleText:
     )
 
 
+def battle_markers() -> dict[str, Any]:
+    """Per-battle markers the leaderboard views read, by battles-table column: a SQL expression
+    over a counted vote's row (Battle, Vote, and its JudgeLabel, outer-joined) that is 1 where
+    the marker holds, else 0. REFUSAL_COLUMN ("refusal", arena.ratings.views.NO_REFUSALS): the
+    judge labelled either answer a refusal."""
+    return {REFUSAL_COLUMN: case((JudgeLabel.refusal.is_(True), 1), else_=0)}
+
+
 def battle_tags(text: BattleText, *, with_images: bool = False) -> tuple[str, list[str]]:
     """The language of the first prompt and the category tags, as the rating filters define them;
     `with_images`: a prompt of the battle carries images (the vision category)."""
@@ -137,14 +147,17 @@ def tag_battles(session: Session, battle_ids: Sequence[str]) -> dict[str, tuple[
             by_battle[message.battle_id].append(message)
         with_images = battles_with_images(session.connection(), chunk)
         for battle_id, messages in by_battle.items():
-            language, tags = battle_tags(
-                battle_text(messages), with_images=battle_id in with_images
-            )
+            text = battle_text(messages)
+            language, tags = battle_tags(text, with_images=battle_id in with_images)
             found[battle_id] = (language, tags)
             session.execute(
                 update(Battle)
                 .where(Battle.id == battle_id)
-                .values(language=language[:16], category_tags=tags)
+                .values(
+                    language=language[:16],
+                    category_tags=tags,
+                    prompt_tokens=estimate_tokens(text.prompt),
+                )
             )
         session.flush()
         session.expunge_all()
@@ -157,12 +170,16 @@ def has_tag(tag: str) -> Any:
 
 
 def untagged_battle_ids(session: Session) -> list[str]:
-    """Battles with a counted vote whose language and tags have not been worked out yet."""
+    """Battles with a counted vote whose language, tags or prompt length have not been worked
+    out yet (battles tagged before prompt lengths were stored are measured once)."""
     return list(
         session.scalars(
             select(Battle.id)
             .join(Vote, Vote.battle_id == Battle.id)
-            .where(Vote.counted.is_(True), Battle.language == "")
+            .where(
+                Vote.counted.is_(True),
+                or_(Battle.language == "", Battle.prompt_tokens.is_(None)),
+            )
         )
     )
 
@@ -213,6 +230,8 @@ def _counted_votes_sql(session: Session) -> str:
                 else_="",
             ),
             *(getattr(Battle, column) for column in STYLE_COLUMNS),
+            func.coalesce(Battle.prompt_tokens, -1),
+            *battle_markers().values(),
         )
         .join(Battle, Battle.id == Vote.battle_id)
         .outerjoin(JudgeLabel, JudgeLabel.battle_id == Vote.battle_id)
@@ -240,7 +259,12 @@ _RAW_COLUMNS: Final = (
     "refusal",
     "judge",
     *STYLE_COLUMNS,
+    "prompt_tokens",
 )
+
+
+def _raw_columns() -> list[str]:
+    return [*_RAW_COLUMNS, *battle_markers()]
 
 
 def _raw_counted_votes(session: Session) -> pd.DataFrame:
@@ -261,11 +285,11 @@ def _raw_counted_votes(session: Session) -> pd.DataFrame:
             for chunk in copy:
                 buffer.write(chunk)
         if buffer.tell() == 0:
-            return pd.DataFrame(columns=list(_RAW_COLUMNS))
+            return pd.DataFrame(columns=_raw_columns())
         buffer.seek(0)
         return pd.read_csv(
             buffer,
-            names=list(_RAW_COLUMNS),
+            names=_raw_columns(),
             header=None,
             keep_default_na=False,
             # A battle without style features has empty style cells: NaN, as on SQLite.
@@ -274,7 +298,7 @@ def _raw_counted_votes(session: Session) -> pd.DataFrame:
             | dict.fromkeys(STYLE_COLUMNS, "float64"),
         )
     rows = connection.exec_driver_sql(sql).fetchall()
-    frame = pd.DataFrame.from_records(rows, columns=list(_RAW_COLUMNS))
+    frame = pd.DataFrame.from_records(rows, columns=_raw_columns())
     if len(frame):
         stamps = pd.to_datetime(frame["moment"], utc=True, format="ISO8601")
         frame["moment"] = stamps.astype("int64") // 1000
@@ -286,7 +310,8 @@ def model_names(session: Session) -> dict[int, str]:
 
 
 def empty_battles_frame() -> pd.DataFrame:
-    return pd.DataFrame({column: pd.Series(dtype=object) for column in BATTLE_FRAME_COLUMNS})
+    columns = [*BATTLE_FRAME_COLUMNS, *battle_markers()]
+    return pd.DataFrame({column: pd.Series(dtype=object) for column in columns})
 
 
 def load_counted_battles(session: Session, *, tag_missing: bool = True) -> pd.DataFrame:
@@ -295,9 +320,10 @@ def load_counted_battles(session: Session, *, tag_missing: bool = True) -> pd.Da
     Columns: BATTLE_FRAME_COLUMNS (vote_id, model_a, model_b, winner, tstamp, turn, anony,
     language, tag_coding, tag_long, tag_vision, the judge's labels: judged, judge_hard_score,
     judge_math, judge_instruction_following, judge_creative_writing, judge_refusal, and judge,
-    naming the judge and prompt version that labelled the battle; and the style features
-    STYLE_COLUMNS as floats, NaN for a battle that has none). Battles voted on since the last
-    call have no tags yet; with `tag_missing` their texts are read once and the tags stored
+    naming the judge and prompt version that labelled the battle; the style features
+    STYLE_COLUMNS as floats, NaN for a battle that has none; prompt_tokens: NaN where not
+    measured), then one boolean column per battle_markers() entry. Battles voted on since the
+    last call have no tags yet; with `tag_missing` their texts are read once and the tags stored
     (flushed, not committed), so later calls read no text at all; without it their language is
     blank. Battles stored before style features were kept get theirs the same way
     (style_backfill.fill_styles).
@@ -321,6 +347,7 @@ def load_counted_battles(session: Session, *, tag_missing: bool = True) -> pd.Da
     labels = np.empty(max(names) + 1, dtype=object)
     labels[list(names)] = list(names.values())
     micros = raw["moment"].to_numpy(dtype=np.int64)
+    tokens = raw["prompt_tokens"].to_numpy(dtype=np.float64)
     return pd.DataFrame(
         {
             "vote_id": raw["vote_id"].to_numpy(dtype=np.int64),
@@ -347,5 +374,7 @@ def load_counted_battles(session: Session, *, tag_missing: bool = True) -> pd.Da
                 column: pd.to_numeric(raw[column]).to_numpy(dtype=np.float64)
                 for column in STYLE_COLUMNS
             },
+            "prompt_tokens": np.where(tokens < 0, np.nan, tokens),
+            **{name: raw[name].to_numpy(dtype=np.int64) == 1 for name in battle_markers()},
         }
     )

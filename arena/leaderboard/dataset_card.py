@@ -135,7 +135,7 @@ async def matching_leaderboard(
     Every table of one recompute shares its time; the overall one (category `all`) was computed
     from exactly the votes a snapshot-scoped export holds.
     """
-    query = select(RatingSnapshot).where(RatingSnapshot.category == ALL)
+    query = select(RatingSnapshot).where(RatingSnapshot.category == ALL, RatingSnapshot.view == "")
     if snapshot_id is not None:
         asked = await session.get(RatingSnapshot, snapshot_id)
         if asked is None:

@@ -29,6 +29,7 @@ from arena.leaderboard.schemas import (
 from arena.leaderboard.service import BoardRow, BoardView, ModelView, SnapshotInfo, sort_rows
 from arena.leaderboard.snapshots import ALL, BT, BT_STYLE, ELO, METHOD_LABELS, category_label
 from arena.ratings.categories import JUDGED_CATEGORIES
+from arena.ratings.views import EXCLUSION_LABELS, EXCLUSIONS
 from arena.spreadsheet_csv import Cell, csv_text
 from arena.templating import templates
 
@@ -59,6 +60,7 @@ LEADERBOARD_CSV_COLUMNS: Final[tuple[str, ...]] = (
     "activated_at",
     "paused_at",
     "retired_at",
+    "rank_change",
 )
 TABLE_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("rank", "Rank (UB)"),
@@ -116,6 +118,11 @@ def leaderboard_out(view: BoardView) -> LeaderboardOut:
     return LeaderboardOut(
         method=view.method,
         category=view.category,
+        exclude=list(view.choice.exclude),
+        show_retired=view.choice.show_retired,
+        compare=view.choice.compare,
+        compared_snapshot=snapshot_out(view.compared),
+        exclusions=list(view.exclusions),
         params={} if snapshot is None else snapshot.params,
         vote_set_hash=None if snapshot is None else snapshot.vote_set_hash,
         n_battles=0 if snapshot is None else snapshot.n_votes,
@@ -157,6 +164,7 @@ def leaderboard_csv(view: BoardView) -> str:
                 iso(row.activated_at),
                 iso(row.paused_at),
                 iso(row.retired_at),
+                row.rank_change,
             ]
         )
     return csv_text(lines)
@@ -232,6 +240,24 @@ def _query(**values: str | None) -> str:
     kept = {k: v for k, v in values.items() if v and not (k == "category" and v == ALL)}
     kept = {k: v for k, v in kept.items() if not (k == "method" and v == BT)}
     return ("?" + urlencode(kept)) if kept else ""
+
+
+def board_query(view: BoardView, **changed: str | None) -> str:
+    """The query of this table's URL (category, method and view), with some values changed."""
+    choice = view.choice
+    values: dict[str, str | None] = {
+        "category": view.category,
+        "method": view.method,
+        "exclude": ",".join(choice.exclude),
+        "retired": "show" if choice.show_retired else None,
+        "compare": choice.compare,
+    }
+    return _query(**{**values, **changed})
+
+
+def _toggled(exclude: tuple[str, ...], exclusion: str) -> str:
+    chosen = set(exclude) ^ {exclusion}
+    return ",".join(e for e in EXCLUSIONS if e in chosen)
 
 
 def model_href(name: str) -> str:
@@ -364,8 +390,11 @@ def render_leaderboard(
     else:
         rows = sort_rows(view.rows, sort, descending)
     headers = []
-    for key, label in TABLE_COLUMNS:
-        sort_key = {"ci": None, "holds": None}.get(key, key)
+    columns = list(TABLE_COLUMNS)
+    if view.choice.compare is not None:
+        columns.insert(1, ("rank_change", f"Δ rank vs {view.choice.compare}"))
+    for key, label in columns:
+        sort_key = {"ci": None, "holds": None, "rank_change": None}.get(key, key)
         if sort_key is None:
             headers.append({"label": label, "href": None, "aria_sort": None, "key": key})
             continue
@@ -375,12 +404,7 @@ def render_leaderboard(
             {
                 "label": label,
                 "key": key,
-                "href": _query(
-                    category=view.category,
-                    method=view.method,
-                    sort=sort_key,
-                    order="desc" if next_desc else "asc",
-                ),
+                "href": board_query(view, sort=sort_key, order="desc" if next_desc else "asc"),
                 "aria_sort": ("descending" if descending else "ascending") if current else None,
             }
         )
@@ -433,25 +457,39 @@ def render_leaderboard(
         ("Battle counts CSV", "/leaderboard/battle-count.csv"),
         ("Sampling shares CSV", "/leaderboard/sampling-share.csv"),
     ]
-    query = _query(category=view.category, method=view.method)
+    query = board_query(view)
     style = style_coefficients_out(view)
     counted_now = vote_counts.counted if vote_counts is not None else view.votes_total
     cast_now = vote_counts.total if vote_counts is not None else view.votes_total
     newer_votes = max(0, counted_now - view.votes_total) if snapshot is not None else 0
     return templates.get_template("leaderboard.html").render(
-        reproduce=None if snapshot is None else reproduce_command(snapshot),
+        # The battles download carries no prompt lengths or judge labels: a view's table cannot
+        # be re-rated from it, so only the plain view offers the command.
+        reproduce=None if snapshot is None or view.choice.exclude else reproduce_command(snapshot),
         nav="leaderboard",
         view=view,
         snapshot=snapshot,
         method_label=METHOD_LABELS.get(view.method, view.method),
         category_name=category_label(view.category),
-        categories=[
-            (c, category_label(c), _query(category=c, method=view.method)) for c in view.categories
+        categories=[(c, category_label(c), board_query(view, category=c)) for c in view.categories],
+        methods=[(m, METHOD_LABELS.get(m, m), board_query(view, method=m)) for m in view.methods],
+        exclusions=[
+            (
+                e,
+                EXCLUSION_LABELS[e],
+                e in view.choice.exclude,
+                board_query(view, exclude=_toggled(view.choice.exclude, e)),
+            )
+            for e in view.exclusions
         ],
-        methods=[
-            (m, METHOD_LABELS.get(m, m), _query(category=view.category, method=m))
+        retired_href=board_query(view, retired=None if view.choice.show_retired else "show"),
+        compares=[
+            (m, METHOD_LABELS.get(m, m), board_query(view, compare=m))
             for m in view.methods
+            if m != view.method
         ],
+        compare_off_href=board_query(view, compare=None),
+        compare_label=METHOD_LABELS.get(view.choice.compare or "", view.choice.compare),
         headers=headers,
         table=table,
         figures={k: Markup(v) for k, v in figures.items()},

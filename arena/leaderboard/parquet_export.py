@@ -56,6 +56,7 @@ LEADERBOARD_SCHEMA: Final = pa.schema(
         pa.field("activated_at", _UTC_TIME),
         pa.field("paused_at", _UTC_TIME),
         pa.field("retired_at", _UTC_TIME),
+        pa.field("rank_change", pa.int64()),
     ]
 )
 

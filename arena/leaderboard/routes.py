@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
@@ -35,6 +35,24 @@ MethodQuery = Annotated[
         description="bt (default), bt-bootstrap when configured, bt-style (controlled for answer"
         " length and Markdown), or elo",
         max_length=16,
+    ),
+]
+ExcludeQuery = Annotated[
+    str | None,
+    Query(
+        description="exclusions applied before rating, comma-separated: ties, short"
+        " (prompts under ARENA_SHORT_PROMPT_TOKENS tokens), refusals (when judged)",
+        max_length=64,
+    ),
+]
+RetiredQuery = Annotated[
+    Literal["show", "hide"] | None,
+    Query(description="show: list retired models (with their dates); hidden by default"),
+]
+CompareQuery = Annotated[
+    str | None,
+    Query(
+        description="a method whose table the rank_change column compares against", max_length=16
     ),
 ]
 SortQuery = Annotated[str | None, Query(max_length=16)]
@@ -88,7 +106,15 @@ async def _cached(
 
 def snapshot_headers(view: service.BoardView) -> dict[str, str]:
     snapshot = view.snapshot
-    headers = {"X-Arena-Method": view.method, "X-Arena-Category": view.category}
+    headers = {
+        "X-Arena-Method": view.method,
+        "X-Arena-Category": view.category,
+        "X-Arena-View": view.choice.key,
+        "X-Arena-Retired": "shown" if view.choice.show_retired else "hidden",
+    }
+    if view.compared is not None:
+        headers["X-Arena-Compared-Snapshot-Id"] = str(view.compared.id)
+        headers["X-Arena-Compare"] = view.compared.method
     if snapshot is None:
         headers["X-Arena-Snapshot"] = "none"
         return headers
@@ -104,16 +130,42 @@ def snapshot_headers(view: service.BoardView) -> dict[str, str]:
     return headers
 
 
+def view_choice(
+    exclude: str | None, retired: str | None, compare: str | None
+) -> service.ViewChoice:
+    return service.ViewChoice(
+        exclude=tuple(part.strip() for part in (exclude or "").split(",") if part.strip()),
+        show_retired=retired == "show",
+        compare=compare or None,
+    )
+
+
 async def _board_view(
-    request: Request, session: AsyncSession, method: str | None, category: str | None
+    request: Request,
+    session: AsyncSession,
+    method: str | None,
+    category: str | None,
+    choice: service.ViewChoice | None = None,
 ) -> service.BoardView:
     return await service.board_view(
-        session, method=method, category=category, bootstrap_rounds=_bootstrap_rounds(request)
+        session,
+        method=method,
+        category=category,
+        bootstrap_rounds=_bootstrap_rounds(request),
+        choice=choice,
     )
 
 
 def _file_part(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "table"
+
+
+def _table_name(view: service.BoardView) -> str:
+    """method-category, then -without-EXCLUSIONS for a view that applies some."""
+    name = f"{_file_part(view.method)}-{_file_part(view.category)}"
+    if view.choice.exclude:
+        name += "-without-" + "-".join(view.choice.exclude)
+    return name
 
 
 def _attachment(name: str) -> dict[str, str]:
@@ -129,15 +181,19 @@ async def leaderboard_page(
     session: SessionDep,
     category: CategoryQuery = None,
     method: MethodQuery = None,
+    exclude: ExcludeQuery = None,
+    retired: RetiredQuery = None,
+    compare: CompareQuery = None,
     sort: SortQuery = None,
     order: OrderQuery = None,
 ) -> Response:
     sort_key = sort if sort in service.SORT_KEYS else "rank"
     descending = order == "desc" if order in ("asc", "desc") else sort_key in pages.DESCENDING_FIRST
+    choice = view_choice(exclude, retired, compare)
 
     async def build() -> Rendered:
         try:
-            view = await _board_view(request, session, method, category)
+            view = await _board_view(request, session, method, category, choice)
         except InvalidInput as exc:
             return Rendered.make(
                 pages.render_error(exc.message, status_code=422).encode(),
@@ -159,7 +215,7 @@ async def leaderboard_page(
             html.encode(), "text/html; charset=utf-8", headers=snapshot_headers(view)
         )
 
-    key = ("page", category, method, sort_key, descending)
+    key = ("page", category, method, choice, sort_key, descending)
     return _respond(request, await _cached(request, session, key, build))
 
 
@@ -198,6 +254,13 @@ class BoardQuery:
 
     category: CategoryQuery = None
     method: MethodQuery = None
+    exclude: ExcludeQuery = None
+    retired: RetiredQuery = None
+    compare: CompareQuery = None
+
+    @property
+    def choice(self) -> service.ViewChoice:
+        return view_choice(self.exclude, self.retired, self.compare)
 
 
 BoardDep = Annotated[BoardQuery, Depends()]
@@ -222,14 +285,14 @@ async def _board_table(
     """A table of the board, rendered once per data generation, with the snapshot's headers."""
 
     async def build() -> Rendered:
-        view = await _board_view(request, session, board.method, board.category)
+        view = await _board_view(request, session, board.method, board.category, board.choice)
         table = render(view)
         headers = snapshot_headers(view)
         if table.filename is not None:
             headers.update(_attachment(table.filename))
         return Rendered.make(table.body, table.media_type, headers=headers)
 
-    cache_key = (*key, board.category, board.method)
+    cache_key = (*key, board.category, board.method, board.choice)
     return _respond(request, await _cached(request, session, cache_key, build))
 
 
@@ -241,7 +304,7 @@ def _csv(
     stem: str, text: Callable[[service.BoardView], str]
 ) -> Callable[[service.BoardView], _Table]:
     def render(view: service.BoardView) -> _Table:
-        name = f"{stem}-{_file_part(view.method)}-{_file_part(view.category)}.csv"
+        name = f"{stem}-{_table_name(view)}.csv"
         return _Table(text(view).encode(), CSV_TYPE, name)
 
     return render
@@ -270,7 +333,7 @@ async def leaderboard_parquet(request: Request, session: SessionDep, board: Boar
             "arena:" + name.removeprefix("X-Arena-").lower(): value
             for name, value in snapshot_headers(view).items()
         }
-        name = f"leaderboard-{_file_part(view.method)}-{_file_part(view.category)}.parquet"
+        name = f"leaderboard-{_table_name(view)}.parquet"
         fragility = pages.fragility_out(view)
         first = None if fragility is None else fragility.first_place
         body = parquet_export.leaderboard_parquet(

@@ -24,6 +24,11 @@ class SnapshotOut(_FromAttributes):
         " intervals) or elo"
     )
     category: str
+    view: str = Field(
+        default="",
+        description="the exclusions applied before rating, joined by '+' (ties, short,"
+        " refusals); empty for none",
+    )
     params: dict[str, Any] = Field(description="every setting that shaped the numbers")
     vote_set_hash: str = Field(description="SHA-256 identifying exactly which votes went in")
     n_votes: int
@@ -49,6 +54,12 @@ class LeaderboardRowOut(_FromAttributes):
     activated_at: datetime | None
     paused_at: datetime | None
     retired_at: datetime | None
+    rank_change: int | None = Field(
+        default=None,
+        description="with `compare`: the model's rank in the compared method's table minus its"
+        " rank here (positive: ranked higher here); null without `compare` or when the"
+        " compared table does not rate the model",
+    )
 
 
 class UnratedOut(BaseModel):
@@ -118,6 +129,21 @@ class LeaderboardOut(BaseModel):
 
     method: str
     category: str
+    exclude: list[str] = Field(
+        default_factory=list, description="the exclusions applied before rating"
+    )
+    show_retired: bool = Field(
+        default=False, description="whether retired models are listed (with their dates)"
+    )
+    compare: str | None = Field(
+        default=None, description="the method the rank_change column is measured against"
+    )
+    compared_snapshot: SnapshotOut | None = Field(
+        default=None, description="the snapshot of the compared table"
+    )
+    exclusions: list[str] = Field(
+        default_factory=list, description="the exclusions stored tables apply, to choose from"
+    )
     params: dict[str, Any]
     vote_set_hash: str | None
     n_battles: int

@@ -21,6 +21,8 @@ from arena.leaderboard.snapshots import (
 )
 from arena.models import Model, ModelStatus, ModelStatusEvent, RatingSnapshot, Vote
 from arena.ratings.categories import JUDGED_CATEGORIES
+from arena.ratings.errors import RatingsError
+from arena.ratings.views import EXCLUSIONS, PLAIN, view_exclusions, view_key
 
 Generation = tuple[int, int]
 SORT_KEYS: Final[tuple[str, ...]] = (
@@ -43,6 +45,21 @@ class BoardRow(LeaderboardRowOut):
 
 
 @dataclass(frozen=True)
+class ViewChoice:
+    """How a table is viewed beyond its method and category: the exclusions applied before
+    rating (a stored view), whether retired models are listed, and the method whose table the
+    rank change is measured against (None: no rank-change column)."""
+
+    exclude: tuple[str, ...] = ()
+    show_retired: bool = False
+    compare: str | None = None
+
+    @property
+    def key(self) -> str:
+        return view_key(self.exclude)
+
+
+@dataclass(frozen=True)
 class SnapshotInfo:
     id: int
     computed_at: datetime
@@ -51,6 +68,7 @@ class SnapshotInfo:
     params: dict[str, Any]
     vote_set_hash: str
     n_votes: int
+    view: str = ""
 
 
 @dataclass(frozen=True)
@@ -66,6 +84,10 @@ class BoardView:
     methods: tuple[str, ...]
     categories: list[str]
     votes_total: int
+    choice: ViewChoice = field(default_factory=ViewChoice)
+    exclusions: tuple[str, ...] = ()
+    retired_hidden: int = 0
+    compared: SnapshotInfo | None = None
 
 
 async def data_generation(session: AsyncSession) -> Generation:
@@ -112,12 +134,41 @@ def resolve_category(category: str | None, categories: list[str]) -> str:
     raise InvalidInput(f"category: {category!r} has no table; use one of {', '.join(categories)}")
 
 
+def resolve_view(choice: ViewChoice, methods: tuple[str, ...]) -> ViewChoice:
+    """The choice with its exclusions in order; InvalidInput names an unknown exclusion or
+    compared method."""
+    try:
+        key = choice.key
+    except RatingsError as exc:
+        raise InvalidInput(f"exclude: {exc}") from None
+    if choice.compare not in (None, "") and choice.compare not in methods:
+        raise InvalidInput(
+            f"compare: {choice.compare!r} is not a table here; use one of {', '.join(methods)}"
+        )
+    return ViewChoice(
+        exclude=view_exclusions(key),
+        show_retired=choice.show_retired,
+        compare=choice.compare or None,
+    )
+
+
+async def stored_exclusions(session: AsyncSession) -> tuple[str, ...]:
+    """The exclusions some stored view applies, in EXCLUSIONS order."""
+    keys = (await session.scalars(select(RatingSnapshot.view).distinct())).all()
+    found = {e for key in keys for e in view_exclusions(key)}
+    return tuple(e for e in EXCLUSIONS if e in found)
+
+
 async def latest_snapshot(
-    session: AsyncSession, *, method: str, category: str
+    session: AsyncSession, *, method: str, category: str, view: str = PLAIN
 ) -> RatingSnapshot | None:
     return await session.scalar(
         select(RatingSnapshot)
-        .where(RatingSnapshot.method == method, RatingSnapshot.category == category)
+        .where(
+            RatingSnapshot.method == method,
+            RatingSnapshot.category == category,
+            RatingSnapshot.view == view,
+        )
         .order_by(RatingSnapshot.computed_at.desc(), RatingSnapshot.id.desc())
         .limit(1)
     )
@@ -157,6 +208,7 @@ def _info(snapshot: RatingSnapshot) -> SnapshotInfo:
         params=dict(snapshot.params),
         vote_set_hash=snapshot.vote_set_hash,
         n_votes=snapshot.n_votes,
+        view=snapshot.view,
     )
 
 
@@ -199,16 +251,53 @@ def sort_rows(rows: list[BoardRow], key: str, descending: bool) -> list[BoardRow
     return present + missing
 
 
+def with_rank_change(rows: list[BoardRow], compared: list[dict[str, Any]]) -> list[BoardRow]:
+    """Each row's rank_change: its rank in the compared table minus its rank here (positive:
+    ranked higher here); None for a model the compared table does not rate."""
+    ranks = {str(r["model"]): int(r["rank"]) for r in compared}
+    return [
+        row.model_copy(
+            update={"rank_change": ranks[row.model] - row.rank if row.model in ranks else None}
+        )
+        for row in rows
+    ]
+
+
 async def board_view(
-    session: AsyncSession, *, method: str | None, category: str | None, bootstrap_rounds: int
+    session: AsyncSession,
+    *,
+    method: str | None,
+    category: str | None,
+    bootstrap_rounds: int,
+    choice: ViewChoice | None = None,
 ) -> BoardView:
-    """The latest table for (method, category); InvalidInput names the allowed values."""
+    """The latest table for (method, category, view); InvalidInput names the allowed values.
+
+    Retired models are left out unless the choice shows them; with a compared method, each
+    row carries its rank change against that method's table of the same category and view.
+    """
     methods = snapshot_methods(bootstrap_rounds)
     chosen_method = resolve_method(method, methods)
     categories = await snapshot_categories(session)
     chosen_category = resolve_category(category, categories)
-    snapshot = await latest_snapshot(session, method=chosen_method, category=chosen_category)
+    chosen = resolve_view(choice or ViewChoice(), methods)
+    snapshot = await latest_snapshot(
+        session, method=chosen_method, category=chosen_category, view=chosen.key
+    )
+    if snapshot is None and chosen.key != PLAIN:
+        raise InvalidInput(
+            f"exclude: no table excludes {' and '.join(chosen.exclude)} yet; the recompute"
+            " stores one for each exclusion its votes have the data for"
+        )
     facts = await all_model_facts(session)
+    rows = [] if snapshot is None else board_rows(list(snapshot.rows), facts)
+    compared = None
+    if chosen.compare is not None and snapshot is not None:
+        compared = await latest_snapshot(
+            session, method=chosen.compare, category=chosen_category, view=chosen.key
+        )
+        rows = with_rank_change(rows, [] if compared is None else list(compared.rows))
+    shown = rows if chosen.show_retired else [r for r in rows if r.status != "retired"]
     votes_total = (
         int(snapshot.extras.get("votes_total", snapshot.n_votes))
         if snapshot is not None and snapshot.extras
@@ -218,12 +307,16 @@ async def board_view(
         method=chosen_method,
         category=chosen_category,
         snapshot=None if snapshot is None else _info(snapshot),
-        rows=[] if snapshot is None else board_rows(list(snapshot.rows), facts),
+        rows=shown,
         unrated=[] if snapshot is None else list(snapshot.extras.get("unrated", [])),
         extras={} if snapshot is None else dict(snapshot.extras),
         methods=methods,
         categories=categories,
         votes_total=votes_total,
+        choice=chosen,
+        exclusions=await stored_exclusions(session),
+        retired_hidden=len(rows) - len(shown),
+        compared=None if compared is None else _info(compared),
     )
 
 
@@ -311,7 +404,7 @@ async def model_view(
     if model is None or model.status == ModelStatus.pending:
         return None
     facts = _facts(model)
-    snapshot = await latest_snapshot(session, method=chosen, category=ALL)
+    snapshot = await latest_snapshot(session, method=chosen, category=ALL, view=PLAIN)
     row = None
     unrated_reason = None
     unrated_votes = 0
@@ -327,7 +420,11 @@ async def model_view(
     history = []
     for computed_at, rows_json in await session.execute(
         select(RatingSnapshot.computed_at, RatingSnapshot.rows)
-        .where(RatingSnapshot.method == chosen, RatingSnapshot.category == ALL)
+        .where(
+            RatingSnapshot.method == chosen,
+            RatingSnapshot.category == ALL,
+            RatingSnapshot.view == PLAIN,
+        )
         .order_by(RatingSnapshot.computed_at)
     ):
         for entry in rows_json:

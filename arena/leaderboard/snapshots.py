@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Final
 
 import numpy as np
@@ -34,11 +35,11 @@ from arena.ratings import (
     fit_bradley_terry,
     parse_anchor,
     predicted_win_matrix,
-    vote_set_hash,
     win_fraction_matrix,
     with_fragility,
 )
 from arena.ratings.active_sampling import pair_gains
+from arena.ratings.battles import count_pairs
 from arena.ratings.categories import (
     CREATIVE_WRITING,
     HARD,
@@ -46,8 +47,18 @@ from arena.ratings.categories import (
     JUDGED_CATEGORIES,
     JUDGED_COLUMN,
     MATH,
+    BoolArray,
 )
 from arena.ratings.style_control import STYLE_COLUMNS
+from arena.ratings.subsets import BattleSubset, CodedBattles
+from arena.ratings.views import (
+    DEFAULT_MIN_PROMPT_TOKENS,
+    NO_SHORT,
+    PLAIN,
+    stored_views,
+    view_exclusions,
+    view_mask,
+)
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +138,10 @@ class RecomputeConfig:
     fragility: bool = True
     # Whether the overall Bradley-Terry table carries the pair gains of the active sampler.
     sampling_gains: bool = False
+    # A first prompt shorter than this many tokens is a "short prompt" for the views.
+    min_prompt_tokens: int = DEFAULT_MIN_PROMPT_TOKENS
+    # Off only for bench/recompute_views.py's baseline: the plain view of every table alone.
+    views: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RecomputeConfig:
@@ -136,6 +151,7 @@ class RecomputeConfig:
             anchor=settings.anchor,
             vote_window_seconds=settings.vote_window_seconds,
             sampling_gains=settings.sampling_mode == "active",
+            min_prompt_tokens=settings.short_prompt_tokens,
         )
 
 
@@ -160,6 +176,7 @@ class NewSnapshot:
     n_votes: int
     rows: list[dict[str, Any]]
     extras: dict[str, Any] = field(default_factory=dict)
+    view: str = PLAIN
 
 
 def _matrix(frame: pd.DataFrame, digits: int | None) -> list[list[float | None]]:
@@ -172,17 +189,14 @@ def _matrix(frame: pd.DataFrame, digits: int | None) -> list[list[float | None]]
     return rows
 
 
-def rateable_battles(battles: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """The battles among the models that can be rated together, and the models left out, why.
+def rateable_models(counts: PairCounts) -> tuple[set[str], list[dict[str, Any]]]:
+    """The models that can be rated together, and the models left out, why.
 
     Bradley-Terry ratings are finite exactly when every model can be reached from every other by
     a chain of "beat" (a tie counts both ways): the "beaten" graph is strongly connected. Rather
     than hide the whole table while a newcomer has only lost, the largest strongly connected group
     (by battles) is rated and the other models are listed as not yet rated.
     """
-    if len(battles) == 0:
-        return battles, []
-    counts = aggregate_battles(battles)
     m = counts.n_models
     beat_lo = counts.wins_lo + counts.ties  # lo beat hi (half of a tie each way)
     beat_hi = counts.wins_hi + counts.ties
@@ -214,12 +228,21 @@ def rateable_battles(battles: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str
         for i, name in enumerate(counts.models)
         if name not in kept
     ]
+    return kept, unrated
+
+
+def rateable_battles(battles: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """The battles among the models that can be rated together (rateable_models), and the
+    models left out, why."""
+    if len(battles) == 0:
+        return battles, []
+    kept, unrated = rateable_models(aggregate_battles(battles))
     keep = (battles["model_a"].isin(kept) & battles["model_b"].isin(kept)).to_numpy()
     return battles.loc[keep].reset_index(drop=True), unrated
 
 
-def category_of(battles: pd.DataFrame, category: str) -> pd.DataFrame:
-    """The battles of one category, chosen by the rating engine's own filter, so that
+def category_rows(battles: pd.DataFrame, category: str) -> BoolArray:
+    """Which battles are in one category, chosen by the rating engine's own filter, so that
     `arena ratings compute --category C` on a download selects exactly the same ones.
 
     A language filter looks at one column only: it runs on the distinct languages (a few dozen)
@@ -230,20 +253,11 @@ def category_of(battles: pd.DataFrame, category: str) -> pd.DataFrame:
         keep = category_mask(pd.DataFrame({"language": distinct}), category)[codes]
     else:
         keep = category_mask(battles, category)
-    return battles.loc[keep].reset_index(drop=True)
+    return np.asarray(keep, dtype=bool)
 
 
-def judged_by(battles: pd.DataFrame) -> dict[str, int]:
-    """How many of these battles each judge (and prompt version) labelled, most first."""
-    if "judge" not in battles.columns or len(battles) == 0:
-        return {}
-    judges = battles.loc[battles[JUDGED_COLUMN].to_numpy(dtype=bool), "judge"].astype(str)
-    return {str(name): int(n) for name, n in judges.value_counts().items()}
-
-
-def category_subsets(battles: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """(category, its battles) for the fixed categories, the judged ones once a judge has
-    labelled any counted battle, and the largest languages."""
+def snapshot_categories(battles: pd.DataFrame) -> list[str]:
+    """The fixed categories and the largest languages (MIN_LANGUAGE_VOTES or more votes)."""
     categories = list(FIXED_CATEGORIES)
     if JUDGED_COLUMN in battles.columns and bool(battles[JUDGED_COLUMN].to_numpy(bool).any()):
         categories.extend(JUDGED_CATEGORIES)
@@ -254,7 +268,7 @@ def category_subsets(battles: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         for language, n in counts.head(MAX_LANGUAGES).items()
         if int(n) >= MIN_LANGUAGE_VOTES
     )
-    return [(category, category_of(battles, category)) for category in categories]
+    return categories
 
 
 def _anchor(config: RecomputeConfig, models: Sequence[str]) -> tuple[str, float] | None:
@@ -266,154 +280,204 @@ def _anchor(config: RecomputeConfig, models: Sequence[str]) -> tuple[str, float]
 
 
 def _leaderboard(
-    battles: pd.DataFrame,
+    subset: BattleSubset,
     method: str,
     config: RecomputeConfig,
     anchor: tuple[str, float] | None,
     bt: Leaderboard | None,
+    fragility: bool,
 ) -> Leaderboard:
     """One table; `bt` is the plain Bradley-Terry table of the same battles when made already."""
+    coded = partial(compute_leaderboard, encoded=subset.encoded, vote_hash=subset.vote_hash)
     if method == ELO:
-        return compute_leaderboard(battles, method="elo", anchor=anchor)
-    if method == BT_STYLE:
-        # FastChat's convention (ridge 0.5 on the summed log-likelihood), named in the params.
-        return compute_leaderboard(battles, method="bt-style", anchor=anchor)
+        return coded(subset.battles, method="elo", anchor=anchor)
     if method == BT_BOOTSTRAP:
-        board = compute_leaderboard(
-            battles,
+        board = coded(
+            subset.battles,
             method="bt",
             bootstrap_rounds=config.bootstrap_rounds,
             seed=config.seed,
             anchor=anchor,
-            fragility=bt is None and config.fragility,
+            fragility=bt is None and fragility,
         )
         # The bootstrap table keeps the full-data fit's ratings, hence its order and fragility.
         return board if bt is None else with_fragility(board, bt.fragility)
-    return compute_leaderboard(battles, method="bt", anchor=anchor, fragility=config.fragility)
+    return coded(subset.battles, method="bt", anchor=anchor, fragility=fragility)
 
 
-def styled_battles(battles: pd.DataFrame) -> pd.DataFrame:
-    """The battles that have style features: those a style-controlled table rates (a battle
-    erased before its style was worked out has none)."""
+def view_params(view: str, config: RecomputeConfig) -> dict[str, Any]:
+    """What a snapshot's params say of its view: its key, its exclusions, their setting.
+    Nothing for the plain view, whose params stay those `arena ratings compute` gives."""
+    if view == PLAIN:
+        return {}
+    exclusions = view_exclusions(view)
+    params: dict[str, Any] = {"view": view, "exclusions": list(exclusions)}
+    if NO_SHORT in exclusions:
+        params["min_prompt_tokens"] = config.min_prompt_tokens
+    return params
+
+
+def styled_rows(battles: pd.DataFrame) -> BoolArray:
+    """Which battles have style features: those a style-controlled table rates (a battle erased
+    before its style was worked out has none)."""
     if not set(STYLE_COLUMNS) <= set(battles.columns):
-        return battles.head(0)
+        return np.zeros(len(battles), dtype=bool)
     values = battles[list(STYLE_COLUMNS)].to_numpy(dtype=np.float64, na_value=np.nan)
-    kept: pd.DataFrame = battles.loc[np.isfinite(values).all(axis=1)].reset_index(drop=True)
-    return kept
+    return np.asarray(np.isfinite(values).all(axis=1), dtype=bool)
+
+
+def judged_by(battles: pd.DataFrame) -> dict[str, int]:
+    """How many of these battles each judge (and prompt version) labelled, most first."""
+    if "judge" not in battles.columns or len(battles) == 0:
+        return {}
+    judges = battles.loc[battles[JUDGED_COLUMN].to_numpy(dtype=bool), "judge"].astype(str)
+    return {str(name): int(n) for name, n in judges.value_counts().items()}
 
 
 def category_snapshots(
     category: str,
-    battles: pd.DataFrame,
+    coded: CodedBattles,
+    rows: BoolArray,
     *,
+    battles: pd.DataFrame,
     config: RecomputeConfig,
     shared_extras: dict[str, Any],
+    view: str = PLAIN,
 ) -> list[NewSnapshot]:
-    """Every method's table for one category's battles (possibly empty tables, never an error for
-    too few votes); RatingsError and other failures propagate to the caller. The
-    style-controlled table rates the battles that have style features, which may leave other
-    models unrated than the plain tables do; its extras say how many battles it left out."""
+    """Every method's table for the battles `rows` selects of `coded` (one category in one view,
+    its exclusions applied; `battles` is the table `coded` codes); possibly empty tables, never
+    an error for too few votes; RatingsError and other failures propagate to the caller.
+
+    The fragility figures are worked out for the plain view only: they cost more than the
+    rest of a table, and say how many votes hold the published order. The style-controlled
+    table decides which models it can rate on the battles that have style features, which may
+    leave other models unrated than the plain tables do; its extras say how many battles it
+    left out.
+    """
     methods = snapshot_methods(config.bootstrap_rounds)
-    extras = {"category_votes": len(battles), **shared_extras}
+    extras: dict[str, Any] = {"category_votes": int(rows.sum()), **shared_extras}
+    shown = view_params(view, config)
     if category in JUDGED_CATEGORIES:
         # Which judge put these battles in the category: the page, the JSON and every download
         # of the table name it (a change of judge shows, and `arena judge relabel` can follow).
-        extras["judged_by"] = judged_by(battles)
-    made = _method_snapshots(
-        category, battles, [m for m in methods if m != BT_STYLE], config=config, extras=extras
-    )
+        extras["judged_by"] = judged_by(battles.loc[rows])
+        shown = {**shown, "judged_by": extras["judged_by"]}
+    table = _TableInput(category, coded, view, shown, extras, config)
+    made = table.snapshots(rows, [m for m in methods if m != BT_STYLE])
     if BT_STYLE in methods:
-        made += _method_snapshots(
-            category, battles, [BT_STYLE], config=config, extras=extras, by_style=True
-        )
+        made += table.snapshots(rows & styled_rows(battles), [BT_STYLE], style_from=(battles, rows))
     return made
 
 
-def _method_snapshots(
-    category: str,
-    battles: pd.DataFrame,
-    methods: Sequence[str],
-    *,
-    config: RecomputeConfig,
-    extras: dict[str, Any],
-    by_style: bool = False,
-) -> list[NewSnapshot]:
-    """The tables of `methods` over `battles`; `by_style`: which models can be rated is decided
-    on the battles that have style features, and the fit is handed all battles among those
-    models, leaving out (and counting) the rest itself, as `arena ratings compute` does on the
-    snapshot's download."""
-    rated, unrated = rateable_battles(styled_battles(battles) if by_style else battles)
-    judged = {"judged_by": extras["judged_by"]} if "judged_by" in extras else {}
-    table = rated
-    if by_style and len(rated):
-        kept = set(rated["model_a"]) | set(rated["model_b"])
-        among = battles["model_a"].isin(kept) & battles["model_b"].isin(kept)
-        table = battles.loc[among.to_numpy()].reset_index(drop=True)
-    extras = {"unrated": unrated, **extras}
-    if len(rated) == 0:
-        return [
-            NewSnapshot(
-                method=method,
-                category=category,
-                params={"category": category, **judged},
-                vote_set_hash=vote_set_hash(rated),
-                n_votes=0,
-                rows=[],
-                extras=extras,
-            )
-            for method in methods
-        ]
-    counts = aggregate_battles(rated)
-    anchor = _anchor(config, counts.models)
-    gains = (
-        sampling_gains(counts)
-        if config.sampling_gains and category == ALL and BT in methods
-        else None
-    )
-    made = []
-    bt: Leaderboard | None = None
-    for method in methods:
-        board = _leaderboard(table, method, config, anchor, bt)
-        if method == BT:
-            bt = board
-        # `rated` holds this category's battles already (category_of): the same parameters as
-        # `arena ratings compute --category C` on all of them.
-        params = {**board.params, "category": category, **judged}
-        order = [row.model for row in board.rows]
-        as_json = board.to_json_dict()
-        made.append(
-            NewSnapshot(
-                method=method,
-                category=category,
-                params=params,
-                vote_set_hash=board.vote_set_hash,
-                n_votes=board.n_battles,
-                rows=as_json["models"],
-                extras={
-                    **extras,
-                    "fragility": as_json["fragility"],
-                    **(
-                        {
-                            "style_coefficients": as_json["style_coefficients"],
-                            "battles_without_style": params["battles_without_style"],
-                        }
-                        if "style_coefficients" in as_json
-                        else {}
-                    ),
-                    "models": order,
-                    "win_fraction": _matrix(win_fraction_matrix(counts, order=order), 4),
-                    "battle_count": _matrix(battle_count_matrix(counts, order=order), None),
-                    "predicted_win": _matrix(
-                        predicted_win_matrix(
-                            board.ratings(), scale=params["scale"], base=params["base"]
+@dataclass(frozen=True)
+class _TableInput:
+    category: str
+    coded: CodedBattles
+    view: str
+    shown: dict[str, Any]
+    extras: dict[str, Any]
+    config: RecomputeConfig
+
+    def snapshots(
+        self,
+        rows: BoolArray,
+        methods: Sequence[str],
+        *,
+        style_from: tuple[pd.DataFrame, BoolArray] | None = None,
+    ) -> list[NewSnapshot]:
+        """The tables of `methods` over `rows`, the unrateable models left out; `style_from`:
+        (the battles, the category's rows) for the style-controlled fit, which is handed every
+        battle among the rateable models and leaves out (and counts) those without style."""
+        category, coded, view, shown, config = (
+            self.category,
+            self.coded,
+            self.view,
+            self.shown,
+            self.config,
+        )
+        subset = coded.subset(rows)
+        unrated: list[dict[str, Any]] = []
+        kept: set[str] = set(subset.encoded.models)
+        if subset.n_battles:
+            kept, unrated = rateable_models(count_pairs(subset.encoded))
+            if len(kept) < len(subset.encoded.models):
+                subset = coded.subset(rows & coded.rows_of_models(kept))
+        extras: dict[str, Any] = {"unrated": unrated, **self.extras}
+        if subset.n_battles == 0:
+            return [
+                NewSnapshot(
+                    method=method,
+                    category=category,
+                    params={"category": category, **shown},
+                    vote_set_hash=subset.vote_hash,
+                    n_votes=0,
+                    rows=[],
+                    extras=extras,
+                    view=view,
+                )
+                for method in methods
+            ]
+        counts = count_pairs(subset.encoded)
+        anchor = _anchor(config, counts.models)
+        gains = (
+            sampling_gains(counts)
+            if config.sampling_gains and category == ALL and view == PLAIN and BT in methods
+            else None
+        )
+        made = []
+        bt: Leaderboard | None = None
+        fragility = config.fragility and view == PLAIN
+        for method in methods:
+            if method == BT_STYLE and style_from is not None:
+                battles, category_rows_ = style_from
+                among = battles.loc[category_rows_ & coded.rows_of_models(kept)]
+                # FastChat's convention (ridge 0.5 on the summed log-likelihood), in the params.
+                board = compute_leaderboard(
+                    among.reset_index(drop=True), method="bt-style", anchor=anchor
+                )
+            else:
+                board = _leaderboard(subset, method, config, anchor, bt, fragility)
+            if method == BT:
+                bt = board
+            # The subset holds this category's battles already: the same parameters as
+            # `arena ratings compute --category C` on all of them.
+            params = {**board.params, "category": category, **shown}
+            order = [row.model for row in board.rows]
+            as_json = board.to_json_dict()
+            made.append(
+                NewSnapshot(
+                    method=method,
+                    category=category,
+                    params=params,
+                    vote_set_hash=board.vote_set_hash,
+                    n_votes=board.n_battles,
+                    rows=as_json["models"],
+                    extras={
+                        **extras,
+                        "fragility": as_json["fragility"],
+                        **(
+                            {
+                                "style_coefficients": as_json["style_coefficients"],
+                                "battles_without_style": params["battles_without_style"],
+                            }
+                            if "style_coefficients" in as_json
+                            else {}
                         ),
-                        4,
-                    ),
-                    **({GAINS_KEY: gains} if gains is not None and method == BT else {}),
-                },
+                        "models": order,
+                        "win_fraction": _matrix(win_fraction_matrix(counts, order=order), 4),
+                        "battle_count": _matrix(battle_count_matrix(counts, order=order), None),
+                        "predicted_win": _matrix(
+                            predicted_win_matrix(
+                                board.ratings(), scale=params["scale"], base=params["base"]
+                            ),
+                            4,
+                        ),
+                        **({GAINS_KEY: gains} if gains is not None and method == BT else {}),
+                    },
+                    view=view,
+                )
             )
-        )
-    return made
+        return made
 
 
 def sampling_gains(counts: PairCounts) -> dict[str, Any]:
@@ -475,26 +539,44 @@ def named_votes(session: Session) -> dict[str, Any]:
 def compute_snapshots(
     battles: pd.DataFrame, *, config: RecomputeConfig, shares: dict[str, Any]
 ) -> tuple[list[NewSnapshot], list[str]]:
-    """Snapshots for every category; a category that fails is logged and named, the rest go on."""
+    """Snapshots for every category in every view; a (category, view) that fails is logged and
+    named, the rest go on. The battles are coded once; each table is a mask over them."""
     made: list[NewSnapshot] = []
     failed: list[str] = []
     shared = {"votes_total": len(battles), **shares}
-    for category, subset in category_subsets(battles):
+    coded = CodedBattles(battles)
+    views = stored_views(battles) if config.views else (PLAIN,)
+    kept_by_view = {
+        view: view_mask(battles, view, min_prompt_tokens=config.min_prompt_tokens) for view in views
+    }
+    for category in snapshot_categories(battles):
         try:
-            made.extend(
-                category_snapshots(
-                    category,
-                    subset,
-                    config=config,
-                    shared_extras=shared,
-                )
-            )
+            in_category = category_rows(battles, category)
         except Exception:
-            # One broken table must not hold back the others; the reason goes to the log.
-            log.exception(
-                "recompute: category %s failed; its last good snapshot stays in place", category
-            )
+            log.exception("recompute: category %s failed; its last good snapshots stay", category)
             failed.append(category)
+            continue
+        for view in views:
+            try:
+                made.extend(
+                    category_snapshots(
+                        category,
+                        coded,
+                        in_category & kept_by_view[view],
+                        battles=battles,
+                        config=config,
+                        shared_extras=shared,
+                        view=view,
+                    )
+                )
+            except Exception:
+                # One broken table must not hold back the others; the reason goes to the log.
+                log.exception(
+                    "recompute: category %s, view %r failed; its last good snapshot stays",
+                    category,
+                    view,
+                )
+                failed.append(category if view == PLAIN else f"{category} ({view})")
     return made, failed
 
 
@@ -530,6 +612,7 @@ def store_snapshots(session: Session, made: Sequence[NewSnapshot], *, computed_a
                 n_votes=snapshot.n_votes,
                 rows=snapshot.rows,
                 extras=snapshot.extras,
+                view=snapshot.view,
             )
         )
     session.flush()
@@ -540,6 +623,7 @@ def store_snapshots(session: Session, made: Sequence[NewSnapshot], *, computed_a
                 select(RatingSnapshot.id, RatingSnapshot.computed_at).where(
                     RatingSnapshot.method == snapshot.method,
                     RatingSnapshot.category == snapshot.category,
+                    RatingSnapshot.view == snapshot.view,
                 )
             )
         ]

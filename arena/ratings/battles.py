@@ -45,6 +45,8 @@ FloatArray = npt.NDArray[np.float64]
 # Above this many (model, model, outcome) bins, bincount's dense table would outgrow np.unique.
 _DENSE_BINS_LIMIT: Final = 30_000_000
 _PARALLEL_ROWS: Final = 200_000
+# Read as text whatever they look like: names and ids must not become numbers.
+_CSV_TEXT_COLUMNS: Final = ("model_a", "model_b", "winner", "vote_id", "judge")
 
 
 @dataclass(frozen=True)
@@ -249,7 +251,7 @@ def _name_hashes(models: tuple[str, ...]) -> npt.NDArray[np.uint64]:
     )
 
 
-def _timestamps(battles: pd.DataFrame) -> FloatArray | None:
+def timestamps(battles: pd.DataFrame) -> FloatArray | None:
     if "tstamp" not in battles.columns:
         return None
     column = battles["tstamp"]
@@ -266,7 +268,7 @@ def _timestamps(battles: pd.DataFrame) -> FloatArray | None:
 
 def battle_order(battles: pd.DataFrame) -> IntArray:
     """Row positions by tstamp (equal stamps in table order); table order without tstamp."""
-    stamps = _timestamps(battles)
+    stamps = timestamps(battles)
     if stamps is None:
         return np.arange(len(battles), dtype=np.int64)
     return np.argsort(stamps, kind="stable").astype(np.int64)
@@ -293,7 +295,7 @@ def vote_set_hash(battles: pd.DataFrame, encoded: EncodedBattles | None = None) 
     cell_hash = _mix64(names[keys // (4 * m)] ^ np.uint64(0x9E3779B97F4A7C15))
     cell_hash = _mix64(cell_hash ^ names[(keys // 4) % m])
     cell_hash = _mix64(cell_hash ^ ((keys % 4).astype(np.uint64) + np.uint64(1)))
-    stamps = _timestamps(battles)
+    stamps = timestamps(battles)
     if stamps is None:
         # Battles without a time are equal within a cell: weigh each cell by its count.
         total = np.sum(cell_hash * counts.astype(np.uint64), dtype=np.uint64)
@@ -396,6 +398,28 @@ def _read_json_records(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A CSV battles file through pyarrow's reader: several times faster than pandas' on a
+    million rows, and its strings stay in Arrow, which pd.factorize hashes without the GIL.
+    Only an empty cell is missing (as pandas' keep_default_na=False, na_values=[""])."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    header = pa_csv.ReadOptions(block_size=1 << 24)
+    convert = pa_csv.ConvertOptions(
+        column_types=dict.fromkeys(_CSV_TEXT_COLUMNS, pa.string()),
+        null_values=[""],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+    )
+    try:
+        table = pa_csv.read_csv(path, read_options=header, convert_options=convert)
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        raise InvalidBattles(f"{path}: not a readable CSV file ({exc}).") from exc
+    frame: pd.DataFrame = table.to_pandas()
+    return frame
+
+
 def read_battles_file(path: str | Path) -> LoadedBattles:
     """Read a FastChat clean-battle file: JSON list, JSON Lines, or CSV or Parquet by its suffix.
 
@@ -406,11 +430,7 @@ def read_battles_file(path: str | Path) -> LoadedBattles:
     if not path.is_file():
         raise InvalidBattles(f"{path}: no such file.")
     if path.suffix.lower() == ".csv":
-        text_columns = dict.fromkeys(("model_a", "model_b", "winner", "vote_id", "judge"), "string")
-        try:
-            battles = pd.read_csv(path, dtype=text_columns, keep_default_na=False, na_values=[""])
-        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise InvalidBattles(f"{path}: not a readable CSV file ({exc}).") from exc
+        battles = _read_csv(path)
     elif path.suffix.lower() == ".parquet":
         try:
             battles = pd.read_parquet(path)

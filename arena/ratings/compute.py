@@ -12,6 +12,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from arena.ratings.battles import (
+    EncodedBattles,
     FloatArray,
     battle_order,
     count_pairs,
@@ -222,6 +223,8 @@ def compute_leaderboard(
     fragility: bool = True,
     style_convention: Convention = "fastchat",
     style_reg: float | None = None,
+    encoded: EncodedBattles | None = None,
+    vote_hash: str | None = None,
 ) -> Leaderboard:
     """Ratings of every model in `battles`, with intervals, rank upper bounds, votes and win rates.
 
@@ -243,6 +246,10 @@ def compute_leaderboard(
     (fragility.rank_fragility; online Elo has none). Raises InvalidBattles for a
     malformed table, an unknown category or anchor, RatingsUndefined when Bradley-Terry ratings
     would be infinite.
+
+    `encoded` (with category "all") is `battles` already coded, and `vote_hash` its vote-set
+    hash: a caller that rates many subsets of one table codes and hashes them once (the
+    recompute job); `battles` then needs only the tstamp column, for online Elo's order.
     """
     if method not in METHODS:
         raise InvalidBattles(f"method must be one of {', '.join(METHODS)}; got {method!r}.")
@@ -275,7 +282,8 @@ def compute_leaderboard(
             battles = battles.loc[has_style].reset_index(drop=True)
             style_a, style_b = style_a[has_style], style_b[has_style]
 
-    encoded = encode_battles(battles)
+    if encoded is None or category != ALL or without_style:
+        encoded = encode_battles(battles)
     counts = count_pairs(encoded)
     rng = np.random.default_rng(seed)
     params: dict[str, Any] = {"scale": scale, "base": base, "init": init}
@@ -395,7 +403,11 @@ def compute_leaderboard(
     board = Leaderboard(
         method=method,
         params=params,
-        vote_set_hash=vote_set_hash(battles, encoded),
+        vote_set_hash=(
+            vote_hash
+            if vote_hash is not None and not without_style
+            else vote_set_hash(battles, encoded)
+        ),
         n_battles=encoded.n_battles,
         rows=rows,
         models=encoded.models,

@@ -12,8 +12,7 @@ from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import expit
-from scipy.stats import norm
+from scipy.special import expit, ndtri
 
 from arena.ratings.battles import EncodedBattles, FloatArray, IntArray, PairCounts
 from arena.ratings.bradley_terry import (
@@ -118,7 +117,7 @@ def sandwich_covariance(
 
 def z_value(confidence: float) -> float:
     """The two-sided normal quantile: 1.959964 for 95%."""
-    return float(norm.ppf(1.0 - (1.0 - confidence) / 2.0))
+    return float(ndtri(1.0 - (1.0 - confidence) / 2.0))
 
 
 def sandwich_intervals(

@@ -68,7 +68,7 @@ def percentiles(values: list[float]) -> Percentiles:
 async def _rating(session: AsyncSession, name: str) -> RatingOut | None:
     snapshot = await session.scalar(
         select(RatingSnapshot)
-        .where(RatingSnapshot.category == RATING_CATEGORY)
+        .where(RatingSnapshot.category == RATING_CATEGORY, RatingSnapshot.view == "")
         .order_by(
             (RatingSnapshot.method == RATING_METHOD).desc(),
             RatingSnapshot.computed_at.desc(),

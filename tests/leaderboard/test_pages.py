@@ -54,7 +54,7 @@ def test_empty_state_before_any_vote(quiet_arena: Arena) -> None:
     assert api["snapshot"] is None and api["models"] == [] and api["votes_total"] == 0
     assert csv.status_code == 200 and csv.text.splitlines() == [
         "rank,model,rating,ci_lower,ci_upper,votes,win_rate,swap_votes,first_place_votes,"
-        "organization,license,status,activated_at,paused_at,retired_at"
+        "organization,license,status,activated_at,paused_at,retired_at,rank_change"
     ]
     assert csv.headers["x-arena-snapshot"] == "none"
 
@@ -73,8 +73,9 @@ def test_too_few_votes_say_so(quiet_arena: Arena) -> None:
 def test_leaderboard_page_shows_the_snapshot(rated_arena: Arena) -> None:
     _retire(rated_arena, "delta-mini", "superseded by delta-2")
     with rated_arena.client() as client:
-        page = client.get("/leaderboard")
-        api = client.get("/api/leaderboard").json()
+        # Retired models are hidden unless asked for (tests/leaderboard/test_views.py).
+        page = client.get("/leaderboard", params={"retired": "show"})
+        api = client.get("/api/leaderboard", params={"retired": "show"}).json()
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     html = page.text
@@ -215,7 +216,11 @@ def test_model_page_draws_the_rating_over_time(rated_arena: Arena) -> None:
     async def older(session: AsyncSession) -> None:
         current = await session.scalar(
             select(RatingSnapshot)
-            .where(RatingSnapshot.method == "bt", RatingSnapshot.category == "all")
+            .where(
+                RatingSnapshot.method == "bt",
+                RatingSnapshot.category == "all",
+                RatingSnapshot.view == "",
+            )
             .order_by(RatingSnapshot.computed_at.desc())
             .limit(1)
         )

@@ -34,7 +34,11 @@ def _snapshots(arena: Arena) -> list[RatingSnapshot]:
 
 
 def _latest(arena: Arena, method: str, category: str) -> RatingSnapshot:
-    found = [s for s in _snapshots(arena) if s.method == method and s.category == category]
+    found = [
+        s
+        for s in _snapshots(arena)
+        if s.method == method and s.category == category and s.view == ""
+    ]
     assert found, f"no {method}/{category} snapshot"
     return max(found, key=lambda s: (s.computed_at, s.id))
 
@@ -141,7 +145,9 @@ def test_failed_recompute_keeps_the_last_good_snapshot(rated_arena: Arena) -> No
 def test_history_is_thinned_and_only_the_latest_keeps_its_matrices(rated_arena: Arena) -> None:
     for _ in range(2):
         recompute(rated_arena)
-    history = [s for s in _snapshots(rated_arena) if (s.method, s.category) == ("bt", "all")]
+    history = [
+        s for s in _snapshots(rated_arena) if (s.method, s.category, s.view) == ("bt", "all", "")
+    ]
     # Three runs within five minutes: only the newest remains.
     assert len(history) == 1
     assert "win_fraction" in history[0].extras

@@ -90,3 +90,68 @@ def test_bootstrap_rounds_are_online_elo_on_resampled_rows() -> None:
     for r in range(3):
         expected = online_elo(battles.iloc[picks[r]].reset_index(drop=True))
         assert samples[r] == pytest.approx(expected.to_numpy(), abs=1e-9)
+
+
+def test_bootstrap_spans_draw_blocks_and_matches_plain_elo_per_round() -> None:
+    """More battles than one block of draws: the draws stay (rounds, block) per call, in order."""
+    rng = np.random.default_rng(11)
+    n = 5000
+    names = np.array(["A", "B", "C", "D", "E"], dtype=object)
+    a = rng.integers(0, 5, n)
+    b = (a + rng.integers(1, 5, n)) % 5
+    winners = np.array(["model_a", "model_b", "tie", "tie (bothbad)"], dtype=object)
+    battles = pd.DataFrame(
+        {"model_a": names[a], "model_b": names[b], "winner": winners[rng.integers(0, 4, n)]}
+    )
+    encoded = encode_battles(battles)
+    samples = bootstrap_online_elo(encoded, rounds=4, rng=np.random.default_rng(3))
+    draws = np.random.default_rng(3)
+    first = draws.integers(0, n, size=(4, 4096))
+    second = draws.integers(0, n, size=(4, n - 4096))
+    picks = np.concatenate([first, second], axis=1)
+    for r in range(4):
+        expected = online_elo(battles.iloc[picks[r]].reset_index(drop=True))
+        assert samples[r] == pytest.approx(expected.to_numpy(), abs=1e-9)
+
+
+def test_bootstrap_is_the_same_whatever_the_threads() -> None:
+    battles = pd.DataFrame(
+        {
+            "model_a": ["A", "B", "C", "A", "B", "D"],
+            "model_b": ["B", "C", "A", "C", "D", "A"],
+            "winner": ["model_a", "tie", "model_b", "model_a", "model_b", "tie (bothbad)"],
+        }
+    )
+    encoded = encode_battles(battles)
+    one = bootstrap_online_elo(encoded, rounds=7, rng=np.random.default_rng(5), threads=1)
+    three = bootstrap_online_elo(encoded, rounds=7, rng=np.random.default_rng(5), threads=3)
+    assert np.array_equal(one, three)
+
+
+def _python_online_elo(battles: pd.DataFrame) -> dict[str, float]:
+    """FastChat's compute_elo loop, written out in plain Python floats."""
+    rating: dict[str, float] = {}
+    for a, b, winner in battles[["model_a", "model_b", "winner"]].itertuples(index=False):
+        ra = rating.setdefault(a, 1000.0)
+        rb = rating.setdefault(b, 1000.0)
+        ea = 1 / (1 + 10 ** ((rb - ra) / 400))
+        eb = 1 / (1 + 10 ** ((ra - rb) / 400))
+        sa = 1.0 if winner == "model_a" else 0.0 if winner == "model_b" else 0.5
+        rating[a] = ra + 4 * (sa - ea)
+        rating[b] = rb + 4 * (1 - sa - eb)
+    return rating
+
+
+def test_online_elo_is_bit_for_bit_the_python_loop() -> None:
+    rng = np.random.default_rng(21)
+    n = 20_000
+    names = np.array([f"m{i}" for i in range(12)], dtype=object)
+    a = rng.integers(0, 12, n)
+    b = (a + rng.integers(1, 12, n)) % 12
+    winners = np.array(["model_a", "model_b", "tie", "tie (bothbad)"], dtype=object)
+    battles = pd.DataFrame(
+        {"model_a": names[a], "model_b": names[b], "winner": winners[rng.integers(0, 4, n)]}
+    )
+    ours = online_elo(battles)
+    expected = _python_online_elo(battles)
+    assert {name: float(r) for name, r in ours.items()} == expected

@@ -1,0 +1,94 @@
+"""Many tables from one battles table: coded and hashed once, then each table is a row mask.
+
+The recompute job rates every category in every view of the same counted votes. Coding the
+model names (hashing a million strings) and sorting the vote ids for the vote-set hash are most
+of the cost of a table; done once here, a table costs a few array selections.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from arena.ratings.battles import (
+    EncodedBattles,
+    FloatArray,
+    IntArray,
+    encode_battles,
+    timestamps,
+    vote_set_hash,
+)
+from arena.ratings.categories import BoolArray
+
+
+@dataclass(frozen=True)
+class BattleSubset:
+    """Some rows of a CodedBattles: coded over the models they hold (sorted by name, as
+    encode_battles codes them), with their vote-set hash and a table holding their tstamp
+    column only (online Elo's order)."""
+
+    encoded: EncodedBattles
+    vote_hash: str
+    battles: pd.DataFrame
+
+    @property
+    def n_battles(self) -> int:
+        return self.encoded.n_battles
+
+
+class CodedBattles:
+    """A battles table coded once; `subset(mask)` gives any of its row subsets coded and hashed
+    exactly as encode_battles and vote_set_hash would code and hash that subset on its own."""
+
+    def __init__(self, battles: pd.DataFrame) -> None:
+        self.encoded = encode_battles(battles)
+        self.tstamp: FloatArray | None = timestamps(battles)
+        self.n_rows = len(battles)
+        self._sorted_ids: npt.NDArray[np.str_] | None = None
+        self._id_order: IntArray | None = None
+        if "vote_id" in battles.columns:
+            # vote_set_hash sorts the ids as text; a subset of a sorted list stays sorted.
+            ids = np.array([str(v) for v in battles["vote_id"].tolist()], dtype=np.str_)
+            self._id_order = np.argsort(ids, kind="stable").astype(np.int64)
+            self._sorted_ids = ids[self._id_order]
+
+    def _frame(self, mask: BoolArray) -> pd.DataFrame:
+        if self.tstamp is None:
+            return pd.DataFrame(index=pd.RangeIndex(int(mask.sum())))
+        return pd.DataFrame({"tstamp": self.tstamp[mask]})
+
+    def subset(self, mask: BoolArray) -> BattleSubset:
+        enc = self.encoded
+        a, b, outcome = enc.a[mask], enc.b[mask], enc.outcome[mask]
+        used = np.zeros(len(enc.models), dtype=bool)
+        used[a] = True
+        used[b] = True
+        position = np.cumsum(used) - 1
+        models = tuple(name for name, kept in zip(enc.models, used, strict=True) if kept)
+        encoded = EncodedBattles(
+            models=models, a=position[a], b=position[b], outcome=outcome.copy()
+        )
+        frame = self._frame(mask)
+        if self._sorted_ids is not None and self._id_order is not None:
+            chosen = self._sorted_ids[mask[self._id_order]]
+            digest = hashlib.sha256(b"arena-vote-ids-v1\n")
+            digest.update("\n".join(chosen.tolist()).encode())
+            vote_hash = digest.hexdigest()
+        else:
+            vote_hash = vote_set_hash(frame, encoded) if len(frame) else _empty_rows_hash()
+        return BattleSubset(encoded=encoded, vote_hash=vote_hash, battles=frame)
+
+    def rows_of_models(self, names: set[str]) -> BoolArray:
+        """Which rows are battles between two of the named models."""
+        keep = np.array([name in names for name in self.encoded.models], dtype=bool)
+        return np.asarray(keep[self.encoded.a] & keep[self.encoded.b], dtype=bool)
+
+
+def _empty_rows_hash() -> str:
+    digest = hashlib.sha256(b"arena-vote-rows-v1\n")
+    digest.update(b"0 0\n")
+    return digest.hexdigest()

@@ -1,0 +1,125 @@
+"""Leaderboard views: which battles an exclusion toggle leaves out (ties, short prompts, refusals).
+
+A view is a set of exclusions applied to a category's battles before rating them, as the
+toggles of FastChat's leaderboard ("exclude ties", "exclude short query", "exclude refusal").
+Its key is the exclusions' names in EXCLUSIONS order joined by "+" ("" for none), so
+"ties+short" names one table whatever the order the toggles were set in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+from arena.ratings.battles import FloatArray
+from arena.ratings.categories import BoolArray, estimate_tokens
+from arena.ratings.errors import InvalidBattles
+
+NO_TIES: Final = "ties"
+NO_SHORT: Final = "short"
+NO_REFUSALS: Final = "refusals"
+EXCLUSIONS: Final[tuple[str, ...]] = (NO_TIES, NO_SHORT, NO_REFUSALS)
+PLAIN: Final = ""
+EXCLUSION_LABELS: Final[dict[str, str]] = {
+    NO_TIES: "Exclude ties",
+    NO_SHORT: "Exclude short prompts",
+    NO_REFUSALS: "Exclude refusals",
+}
+# FastChat's "short query" toggle: fewer than 5 tokens in the first prompt.
+DEFAULT_MIN_PROMPT_TOKENS: Final = 5
+# Per-battle columns the exclusions read: the first prompt's token count (or its text), and a
+# refusal marker (true when a judge labelled either answer a refusal).
+PROMPT_TOKENS_COLUMN: Final = "prompt_tokens"
+REFUSAL_COLUMN: Final = "refusal"
+_TIE_WINNERS: Final = ("tie", "tie (bothbad)")
+
+
+def view_key(exclusions: Iterable[str]) -> str:
+    """The key of a set of exclusions; InvalidBattles names an unknown one."""
+    chosen = {e.strip() for e in exclusions if e.strip()}
+    unknown = sorted(chosen - set(EXCLUSIONS))
+    if unknown:
+        raise InvalidBattles(
+            f"unknown exclusion(s) {', '.join(map(repr, unknown))}; use {', '.join(EXCLUSIONS)}."
+        )
+    return "+".join(e for e in EXCLUSIONS if e in chosen)
+
+
+def view_exclusions(key: str) -> tuple[str, ...]:
+    """The exclusions of a view key, in EXCLUSIONS order."""
+    return tuple(e for e in EXCLUSIONS if e in view_key(key.split("+")).split("+"))
+
+
+def _prompt_tokens(battles: pd.DataFrame) -> FloatArray:
+    """The first prompt's tokens per battle, as floats: NaN where a battle was not measured."""
+    if PROMPT_TOKENS_COLUMN in battles.columns:
+        tokens = pd.to_numeric(battles[PROMPT_TOKENS_COLUMN], errors="coerce")
+        return np.asarray(tokens.to_numpy(dtype=np.float64, na_value=np.nan))
+    if "prompt" in battles.columns:
+        texts = battles["prompt"].fillna("").astype(str).tolist()
+        return np.fromiter((estimate_tokens(t) for t in texts), np.float64, len(texts))
+    raise InvalidBattles(
+        f"excluding short prompts needs the column {PROMPT_TOKENS_COLUMN} or prompt; this"
+        " battles table has neither."
+    )
+
+
+def exclusion_mask(
+    battles: pd.DataFrame, exclusion: str, *, min_prompt_tokens: int = DEFAULT_MIN_PROMPT_TOKENS
+) -> BoolArray:
+    """Which battles an exclusion leaves out (True: left out).
+
+    ties: both tie kinds; short: a first prompt of fewer than `min_prompt_tokens` estimated
+    tokens (a battle whose prompt was never measured stays in); refusals: the `refusal` column
+    is true.
+    """
+    if exclusion == NO_TIES:
+        return np.asarray(battles["winner"].isin(_TIE_WINNERS).to_numpy(), dtype=bool)
+    if exclusion == NO_SHORT:
+        tokens = _prompt_tokens(battles)
+        with np.errstate(invalid="ignore"):
+            return np.asarray(tokens < min_prompt_tokens, dtype=bool)
+    if exclusion == NO_REFUSALS:
+        if REFUSAL_COLUMN not in battles.columns:
+            raise InvalidBattles(
+                f"excluding refusals needs the column {REFUSAL_COLUMN} (a judge's refusal"
+                " label per battle); this battles table has none."
+            )
+        marked = battles[REFUSAL_COLUMN].astype("boolean").fillna(False)
+        return np.asarray(marked.to_numpy(dtype=bool), dtype=bool)
+    raise InvalidBattles(f"unknown exclusion {exclusion!r}; use {', '.join(EXCLUSIONS)}.")
+
+
+def view_mask(
+    battles: pd.DataFrame, key: str, *, min_prompt_tokens: int = DEFAULT_MIN_PROMPT_TOKENS
+) -> BoolArray:
+    """Which battles a view keeps (True: kept)."""
+    kept = np.ones(len(battles), dtype=bool)
+    for exclusion in view_exclusions(key):
+        kept &= ~exclusion_mask(battles, exclusion, min_prompt_tokens=min_prompt_tokens)
+    return kept
+
+
+def available_exclusions(battles: pd.DataFrame) -> tuple[str, ...]:
+    """The exclusions this table has the columns for, in EXCLUSIONS order."""
+    have = set(battles.columns)
+    found = [NO_TIES]
+    if PROMPT_TOKENS_COLUMN in have or "prompt" in have:
+        found.append(NO_SHORT)
+    if REFUSAL_COLUMN in have:
+        found.append(NO_REFUSALS)
+    return tuple(found)
+
+
+def stored_views(battles: pd.DataFrame) -> tuple[str, ...]:
+    """The views a recompute stores for a table: every combination of the available
+    exclusions, the plain view first."""
+    available = available_exclusions(battles)
+    keys = [
+        view_key(e for bit, e in enumerate(available) if chosen >> bit & 1)
+        for chosen in range(1 << len(available))
+    ]
+    return tuple(sorted(keys, key=lambda k: (k.count("+") + (k != PLAIN), k)))
