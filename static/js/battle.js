@@ -3,7 +3,8 @@
 // Model output is untrusted: it only ever reaches the page through renderMarkdown (DOM nodes and
 // textContent) or textContent itself. Nothing in this file assigns innerHTML.
 
-import { renderMarkdown } from "./markdown.js";
+import { ApiError, api, readStream } from "./api.js";
+import { copyCodeOnClick, renderMarkdown } from "./markdown.js";
 import { battleRequest } from "./modes.js";
 
 const STORAGE_KEY = "arena.battle";
@@ -60,98 +61,6 @@ function remembered() {
   } catch {
     return null;
   }
-}
-
-class ApiError extends Error {
-  constructor(status, message) {
-    super(message);
-    this.status = status;
-  }
-}
-
-// ------------------------------------------------------------------ talking to the API
-
-function detailOf(status, data, response) {
-  let message = "";
-  if (data && typeof data.detail === "string") message = data.detail;
-  else if (data && Array.isArray(data.detail)) message = data.detail.map((d) => d.msg).join("; ");
-  if (!message) message = `The server answered with status ${status}. Please try again.`;
-  const retry = response && response.headers.get("Retry-After");
-  if (status === 429 && retry) message += ` (You can try again in ${retry} s.)`;
-  return message;
-}
-
-async function api(method, path, body, signal) {
-  let response;
-  try {
-    response = await fetch(path, {
-      method,
-      headers: body === undefined ? { Accept: "application/json" } : { Accept: "application/json", "Content-Type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      credentials: "same-origin",
-      cache: "no-store",
-      signal,
-    });
-  } catch (error) {
-    if (error.name === "AbortError") throw error;
-    throw new ApiError(0, "The arena could not be reached. Check your connection and try again.");
-  }
-  const data = await response.json().catch(() => null);
-  if (!response.ok) throw new ApiError(response.status, detailOf(response.status, data, response));
-  return data;
-}
-
-// Reads one turn's SSE stream; says whether the closing "end" event arrived.
-async function readStream(battleId, onEvent, signal) {
-  let response;
-  try {
-    response = await fetch(`/api/battles/${encodeURIComponent(battleId)}/stream`, {
-      headers: { Accept: "text/event-stream" },
-      credentials: "same-origin",
-      cache: "no-store",
-      signal,
-    });
-  } catch (error) {
-    if (error.name === "AbortError") throw error;
-    return false;
-  }
-  if (!response.ok) {
-    const data = await response.json().catch(() => null);
-    throw new ApiError(response.status, detailOf(response.status, data, response));
-  }
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  let ended = false;
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value;
-      let boundary;
-      while ((boundary = /\r?\n\r?\n/.exec(buffer))) {
-        const block = buffer.slice(0, boundary.index);
-        buffer = buffer.slice(boundary.index + boundary[0].length);
-        const data = block
-          .split(/\r?\n/)
-          .filter((line) => line.startsWith("data:"))
-          .map((line) => line.slice(line.startsWith("data: ") ? 6 : 5))
-          .join("\n");
-        if (!data) continue;
-        let event;
-        try {
-          event = JSON.parse(data);
-        } catch {
-          continue;
-        }
-        onEvent(event);
-        if (event.type === "end") ended = true;
-      }
-    }
-  } catch (error) {
-    if (error.name === "AbortError") throw error;
-    return false;
-  }
-  return ended;
 }
 
 // ------------------------------------------------------------------ rendering
@@ -498,7 +407,7 @@ async function streamTurn(turn) {
     };
     let ended;
     try {
-      ended = await readStream(battleId, onEvent, controller.signal);
+      ended = await readStream(`/api/battles/${encodeURIComponent(battleId)}/stream`, onEvent, controller.signal);
     } catch (error) {
       if (controller.signal.aborted) return;
       // 409: the turn is still running server-side (an earlier connection); wait and replay it.
@@ -810,21 +719,7 @@ newBattleButton.addEventListener("click", () => {
   promptBox.focus();
 });
 
-// Copy buttons live inside rendered answers, which are rebuilt on every frame: delegate.
-sidesBox.addEventListener("click", async (event) => {
-  const button = event.target.closest(".md-copy");
-  if (!button) return;
-  const code = button.closest(".md-code").querySelector("code").textContent;
-  try {
-    await navigator.clipboard.writeText(code);
-    button.textContent = "Copied";
-  } catch {
-    button.textContent = "Copy failed";
-  }
-  setTimeout(() => {
-    button.textContent = "Copy";
-  }, 1500);
-});
+copyCodeOnClick(sidesBox);
 
 if (/Mac|iPhone|iPad/.test(navigator.platform)) {
   const key = document.querySelector("#prompt-hint kbd");

@@ -4,7 +4,7 @@
 // textContent) or textContent itself. Nothing in this file assigns innerHTML.
 
 import { ApiError, api, readStream } from "./api.js";
-import { renderMarkdown } from "./markdown.js";
+import { copyCodeOnClick, renderMarkdown } from "./markdown.js";
 
 const STORAGE_KEY = "arena.chat";
 const RECONNECT_DELAYS_MS = [500, 1000, 2000, 3000, 5000];
@@ -357,20 +357,7 @@ newChatButton.addEventListener("click", () => {
   modelSelect.focus();
 });
 
-thread.addEventListener("click", async (event) => {
-  const button = event.target.closest(".md-copy");
-  if (!button) return;
-  const code = button.closest(".md-code").querySelector("code").textContent;
-  try {
-    await navigator.clipboard.writeText(code);
-    button.textContent = "Copied";
-  } catch {
-    button.textContent = "Copy failed";
-  }
-  setTimeout(() => {
-    button.textContent = "Copy";
-  }, 1500);
-});
+copyCodeOnClick(thread);
 
 if (/Mac|iPhone|iPad/.test(navigator.platform)) {
   const key = document.querySelector("#chat-hint kbd");

@@ -502,3 +502,22 @@ function renderInline(text, parent, depth, inLink) {
   }
   flush();
 }
+
+// The copy buttons of code blocks live inside rendered answers, which are rebuilt on every frame:
+// one listener on the element that holds them.
+export function copyCodeOnClick(container) {
+  container.addEventListener("click", async (event) => {
+    const button = event.target.closest(".md-copy");
+    if (!button) return;
+    const code = button.closest(".md-code").querySelector("code").textContent;
+    try {
+      await navigator.clipboard.writeText(code);
+      button.textContent = "Copied";
+    } catch {
+      button.textContent = "Copy failed";
+    }
+    setTimeout(() => {
+      button.textContent = "Copy";
+    }, 1500);
+  });
+}
