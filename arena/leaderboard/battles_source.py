@@ -114,9 +114,9 @@ def battle_text(messages: Iterable[Turn]) -> BattleText:
 def battle_markers() -> dict[str, Any]:
     """Per-battle markers the leaderboard views read, by battles-table column: a SQL expression
     over a counted vote's row (Battle, Vote, and its JudgeLabel, outer-joined) that is 1 where
-    the marker holds, else 0. REFUSAL_COLUMN ("refusal", arena.ratings.views.NO_REFUSALS): the
-    judge labelled either answer a refusal."""
-    return {REFUSAL_COLUMN: case((JudgeLabel.refusal.is_(True), 1), else_=0)}
+    the marker holds, else 0. None today: the refusal view's column (REFUSAL_COLUMN) is the
+    judge's refusal label, added by load_counted_battles once a judge has labelled a battle."""
+    return {}
 
 
 def battle_tags(text: BattleText, *, with_images: bool = False) -> tuple[str, list[str]]:
@@ -348,7 +348,7 @@ def load_counted_battles(session: Session, *, tag_missing: bool = True) -> pd.Da
     labels[list(names)] = list(names.values())
     micros = raw["moment"].to_numpy(dtype=np.int64)
     tokens = raw["prompt_tokens"].to_numpy(dtype=np.float64)
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "vote_id": raw["vote_id"].to_numpy(dtype=np.int64),
             "model_a": labels[raw["a"].to_numpy(dtype=np.int64)],
@@ -378,3 +378,8 @@ def load_counted_battles(session: Session, *, tag_missing: bool = True) -> pd.Da
             **{name: raw[name].to_numpy(dtype=np.int64) == 1 for name in battle_markers()},
         }
     )
+    if bool(frame["judged"].any()):
+        # The "exclude refusals" view (arena.ratings.views) exists once a judge labels battles:
+        # without one, it would be the plain view again, computed for nothing.
+        frame[REFUSAL_COLUMN] = frame["judge_refusal"]
+    return frame
