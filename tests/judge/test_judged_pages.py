@@ -27,7 +27,7 @@ PROMPTS = (
     "[hard] [math] Prove that the product of two odd numbers is odd.",
     "[hard] [if] Name three rivers in exactly three bullet points.",
     "[creative] Write a short poem about autumn rain.",
-    "Hello there, how are you today?",
+    "[refusal] Hello there, how are you today?",
 )
 STRENGTHS = {"alpha-large": 1.0, "beta-chat": 0.4, "gamma-7b": 0.0, "delta-mini": -0.5}
 
@@ -111,6 +111,12 @@ def test_labelled_battles_give_the_judged_tables_naming_their_judge(
         assert "hard" in board["categories"]
         download = client.get("/leaderboard.csv", params={"category": "hard"})
         assert '"judged_by":{"judge / prompt v1":30}' in download.headers["X-Arena-Params"]
+        # The judge's refusal labels give the "exclude refusals" view: a quarter of the prompts.
+        plain = client.get("/api/leaderboard").json()
+        assert "refusals" in plain["exclusions"]
+        without = client.get("/api/leaderboard", params={"exclude": "refusals"})
+        assert without.status_code == 200, without.text
+        assert without.json()["n_battles"] == plain["n_battles"] - 15
 
 
 def test_the_demo_judge_is_named_as_one(arena_factory: Callable[..., Arena]) -> None:
