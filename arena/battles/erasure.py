@@ -24,6 +24,7 @@ from arena.errors import BattleNotFound, Conflict, NotFound
 from arena.images.store import battle_has_images, forget_battle_images
 from arena.leaderboard.battles_source import battle_tags, battle_text
 from arena.models import Battle, BattleStatus, Message, utcnow
+from arena.ratings.categories import estimate_tokens
 from arena.visitors import Visitor, salted_hash
 
 # Battle ids a single operator command takes: requests come one e-mail at a time.
@@ -117,13 +118,17 @@ async def _erase(session: AsyncSession, battle: Battle, settings: Settings) -> E
         await session.refresh(battle)
     now = utcnow()
     marks: dict[str, object] = {"erased_at": now}
-    if battle.language == "":
-        # Not tagged by a recompute yet: tagged now, from the texts while they exist, so that
-        # the vote stays in the categories it belongs to (the recompute tags only once).
+    if battle.language == "" or battle.prompt_tokens is None:
+        # Not tagged or measured by a recompute yet: done now, from the texts while they exist,
+        # so that the vote stays in the categories and views it belongs to (the recompute never
+        # reads an erased battle's texts).
         messages = await session.scalars(select(Message).where(Message.battle_id == battle.id))
-        with_images = await battle_has_images(session, battle_id=battle.id)
-        language, tags = battle_tags(battle_text(messages.all()), with_images=with_images)
-        marks.update(language=language[:16], category_tags=tags)
+        text = battle_text(messages.all())
+        if battle.language == "":
+            with_images = await battle_has_images(session, battle_id=battle.id)
+            language, tags = battle_tags(text, with_images=with_images)
+            marks.update(language=language[:16], category_tags=tags)
+        marks["prompt_tokens"] = estimate_tokens(text.prompt)
     if battle.conv_metadata is None and battle.status in (BattleStatus.ready, BattleStatus.voted):
         # Stored before style features were kept and not backfilled yet: worked out now, from
         # the answers while they exist, so that its vote stays in the style-controlled tables.

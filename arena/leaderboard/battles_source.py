@@ -171,13 +171,16 @@ def has_tag(tag: str) -> Any:
 
 def untagged_battle_ids(session: Session) -> list[str]:
     """Battles with a counted vote whose language, tags or prompt length have not been worked
-    out yet (battles tagged before prompt lengths were stored are measured once)."""
+    out yet (battles tagged before prompt lengths were stored are measured once). Erased
+    battles are left alone: their texts are gone, and erasure tagged them while they were
+    there."""
     return list(
         session.scalars(
             select(Battle.id)
             .join(Vote, Vote.battle_id == Battle.id)
             .where(
                 Vote.counted.is_(True),
+                Battle.erased_at.is_(None),
                 or_(Battle.language == "", Battle.prompt_tokens.is_(None)),
             )
         )
