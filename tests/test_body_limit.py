@@ -70,7 +70,10 @@ def test_a_300_mb_body_is_refused_without_the_server_growing(
     finally:
         arena.stop()
     growth_mb = (after - before) / 2**20
-    assert growth_mb < 20, f"RSS grew by {growth_mb:.0f} MB from {before / 2**20:.0f} MB"
+    # A new battle's body may hold up to its own limit (room for images in base64) before the
+    # 413; the allocator may keep that much. Nothing beyond it: the 300 MB are never held.
+    allowed_mb = 20 + images_body_bytes(settings) / 2**20
+    assert growth_mb < allowed_mb, f"RSS grew by {growth_mb:.0f} MB from {before / 2**20:.0f} MB"
     for (path, framing), answer in answers.items():
         assert answer.status_code == 413, (path, framing, answer.status_code, answer.text[:300])
         # A new battle's body may carry images in base64: its limit has room for them.
