@@ -25,7 +25,10 @@ GENERATED_ID = re.compile(r"[0-9a-f]{16}")
 def test_json_lines_carry_the_request_id_sent_back_in_the_header(
     database_url: str, tmp_path: Path, fake_upstream: FakeUpstream
 ) -> None:
-    settings = make_settings(database_url, tmp_path, log_format="json", max_body_bytes=4096)
+    # No images: a new battle's body then has the plain limit, so 10 kB is refused with 413.
+    settings = make_settings(
+        database_url, tmp_path, log_format="json", max_body_bytes=4096, max_images_per_prompt=0
+    )
     add_model(settings, "alpha", fake_upstream.base_url, organization="A")
     add_model(settings, "beta", fake_upstream.base_url, organization="B")
     log_path = tmp_path / "serve.log"

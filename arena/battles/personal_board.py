@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pandas as pd
-from sqlalchemy import String, cast, select
+from sqlalchemy import String, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -28,6 +28,17 @@ class TooFewVotes(Exception):
             f"{counted}, {self.needed} more to go. Votes that do not count (too fast, an answer "
             "that named its model, ...) are not in it."
         )
+
+
+async def counted_votes(session: AsyncSession, *, visitor: Visitor) -> int:
+    """How many of this session's votes count: the personal leaderboard needs
+    MIN_PERSONAL_VOTES of them."""
+    found = await session.scalar(
+        select(func.count())
+        .select_from(Vote)
+        .where(Vote.session_hash == visitor.session_hash, Vote.counted.is_(True))
+    )
+    return int(found or 0)
 
 
 async def personal_leaderboard(session: AsyncSession, *, visitor: Visitor) -> PersonalLeaderboard:

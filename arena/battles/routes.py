@@ -380,7 +380,8 @@ async def list_my_battles(
     """The battles started in this browser session, newest first."""
     window = vote_window(request.app.state.settings)
     return MyBattles(
-        battles=await mine.my_battles(session, visitor=visitor, window=window, limit=limit)
+        battles=await mine.my_battles(session, visitor=visitor, window=window, limit=limit),
+        counted_votes=await personal_board.counted_votes(session, visitor=visitor),
     )
 
 

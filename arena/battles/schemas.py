@@ -136,6 +136,8 @@ class MyBattle(BaseModel):
 
 class MyBattles(BaseModel):
     battles: list[MyBattle]
+    # How many of the session's votes count; the personal leaderboard needs 20 of them
+    counted_votes: int = 0
 
 
 class BattleErasedOut(BaseModel):

@@ -131,6 +131,7 @@ async function load() {
   if (!data.battles.length) statusLine.textContent = "No battles in this browser yet.";
   else if (statusLine.textContent.startsWith("Loading")) statusLine.textContent = "";
   root.dataset.state = "loaded";
+  return data.counted_votes;
 }
 
 // The personal leaderboard: from 20 counted votes on; until then, how many are still needed.
@@ -144,7 +145,23 @@ function cell(text) {
   return td;
 }
 
-async function loadBoard() {
+// Below MIN_PERSONAL_VOTES the board is not asked for (the server would answer 409): the list
+// says how many votes count already.
+const MIN_PERSONAL_VOTES = 20;
+
+function notYet(counted) {
+  const needed = MIN_PERSONAL_VOTES - counted;
+  boardStatus.textContent =
+    `Your own leaderboard appears once ${MIN_PERSONAL_VOTES} of your votes count: ` +
+    `${needed} more to go (you have ${counted}).`;
+  boardTable.hidden = true;
+}
+
+async function loadBoard(counted) {
+  if (typeof counted === "number" && counted < MIN_PERSONAL_VOTES) {
+    notYet(counted);
+    return;
+  }
   let response;
   let data;
   try {
@@ -158,12 +175,8 @@ async function loadBoard() {
     boardStatus.textContent = "The arena could not be reached. Check your connection and try again.";
     return;
   }
-  if (response.status === 409 && data && typeof data.votes_needed === "number") {
-    const needed = data.votes_needed;
-    boardStatus.textContent =
-      `Your own leaderboard appears once ${data.counted_votes + needed} of your votes count: ` +
-      `${needed} more to go (you have ${data.counted_votes}).`;
-    boardTable.hidden = true;
+  if (response.status === 409 && data && typeof data.counted_votes === "number") {
+    notYet(data.counted_votes);
     return;
   }
   if (!response.ok || !data) {
@@ -191,5 +204,4 @@ async function loadBoard() {
   boardTable.hidden = false;
 }
 
-load();
-loadBoard();
+load().then(loadBoard);
