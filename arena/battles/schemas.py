@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from arena.api_input import InputSchema
 from arena.models import BattleMode, BattleStatus, Winner
+from arena.registry.schemas import ModelName
 
 # A hard ceiling for the parser; the configurable limit (ARENA_MAX_PROMPT_CHARS) is checked after.
 _PROMPT_CEILING = 200_000
@@ -39,9 +40,6 @@ class PromptIn(InputSchema):
         if "\x00" in value:
             raise ValueError("the prompt contains a NUL character")
         return value
-
-
-ModelName = Annotated[str, Field(min_length=1, max_length=100)]
 
 
 class BattleIn(PromptIn):

@@ -8,8 +8,9 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from arena.api_input import InputSchema
-from arena.battles.schemas import ModelName, PromptIn
+from arena.battles.schemas import PromptIn
 from arena.models import BattleStatus, Feedback
+from arena.registry.schemas import ModelName
 
 
 class ChatIn(PromptIn):
