@@ -1,10 +1,10 @@
 // The battle page: start a battle, read both answers from one SSE stream, follow-ups, vote, reveal.
 //
-// Model output is untrusted: it only ever reaches the page through renderMarkdown (DOM nodes and
+// Model output is untrusted: it only ever reaches the page through markdown.js (DOM nodes and
 // textContent) or textContent itself. Nothing in this file assigns innerHTML.
 
 import { ApiError, api, readStream } from "./api.js";
-import { copyCodeOnClick, renderMarkdown } from "./markdown.js";
+import { answerContent, copyCodeOnClick } from "./markdown.js";
 import { battleRequest } from "./modes.js";
 
 const STORAGE_KEY = "arena.battle";
@@ -108,23 +108,7 @@ function markDirty(answer) {
 
 function renderAnswer(answer) {
   answer.dirty = false;
-  const content = renderMarkdown(answer.text);
-  if (answer.error) {
-    const failed = document.createElement("p");
-    failed.className = "answer-error";
-    failed.textContent = answer.error;
-    content.append(failed);
-  } else if (answer.finish === "length") {
-    const cut = document.createElement("p");
-    cut.className = "answer-note";
-    cut.textContent = "This answer stopped at its length limit.";
-    content.append(cut);
-  } else if (!answer.text && answer.finish === null) {
-    const waiting = document.createElement("p");
-    waiting.className = "answer-waiting";
-    waiting.textContent = "Waiting for the answer…";
-    content.append(waiting);
-  }
+  const content = answerContent(answer);
   answer.node.replaceChildren(content);
   answer.node.classList.toggle("is-streaming", !answer.error && answer.finish === null);
 }

@@ -1,10 +1,10 @@
 // The direct chat tab: one chosen model, several turns, a thumbs up or down per answer.
 //
-// Model output is untrusted: it only ever reaches the page through renderMarkdown (DOM nodes and
+// Model output is untrusted: it only ever reaches the page through markdown.js (DOM nodes and
 // textContent) or textContent itself. Nothing in this file assigns innerHTML.
 
 import { ApiError, api, readStream } from "./api.js";
-import { copyCodeOnClick, renderMarkdown } from "./markdown.js";
+import { answerContent, copyCodeOnClick } from "./markdown.js";
 
 const STORAGE_KEY = "arena.chat";
 const RECONNECT_DELAYS_MS = [500, 1000, 2000, 3000, 5000];
@@ -134,23 +134,7 @@ function newTurn(prompt, number) {
 }
 
 function render(turn) {
-  const content = renderMarkdown(turn.text);
-  if (turn.error) {
-    const failed = document.createElement("p");
-    failed.className = "answer-error";
-    failed.textContent = turn.error;
-    content.append(failed);
-  } else if (turn.finish === "length") {
-    const cut = document.createElement("p");
-    cut.className = "answer-note";
-    cut.textContent = "This answer stopped at its length limit.";
-    content.append(cut);
-  } else if (!turn.text && turn.finish === null) {
-    const waiting = document.createElement("p");
-    waiting.className = "answer-waiting";
-    waiting.textContent = "Waiting for the answer…";
-    content.append(waiting);
-  }
+  const content = answerContent(turn);
   turn.node.replaceChildren(content);
   turn.node.classList.toggle("is-streaming", !turn.error && turn.finish === null);
   turn.thumbs.hidden = Boolean(turn.error) || turn.finish === null;

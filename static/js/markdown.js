@@ -521,3 +521,26 @@ export function copyCodeOnClick(container) {
     }, 1500);
   });
 }
+
+// An answer as the pages show it: its Markdown, then why it stopped (an error, the length limit)
+// or that it is still awaited. `answer` holds text, error and finish (null while streaming).
+export function answerContent(answer) {
+  const content = renderMarkdown(answer.text);
+  if (answer.error) {
+    const failed = document.createElement("p");
+    failed.className = "answer-error";
+    failed.textContent = answer.error;
+    content.append(failed);
+  } else if (answer.finish === "length") {
+    const cut = document.createElement("p");
+    cut.className = "answer-note";
+    cut.textContent = "This answer stopped at its length limit.";
+    content.append(cut);
+  } else if (!answer.text && answer.finish === null) {
+    const waiting = document.createElement("p");
+    waiting.className = "answer-waiting";
+    waiting.textContent = "Waiting for the answer…";
+    content.append(waiting);
+  }
+  return content;
+}
