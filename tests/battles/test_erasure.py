@@ -157,7 +157,7 @@ def test_another_session_cannot_delete_and_learns_nothing(
         assert refused.status_code == missing.status_code == 404
         assert refused.json() == missing.json()
         assert owner.delete("/api/battles/no-such-battle-id-000000000").status_code == 404
-        assert stranger.get("/api/me/battles").json() == {"battles": []}
+        assert stranger.get("/api/me/battles").json() == {"battles": [], "counted_votes": 0}
     assert SECRET_PROMPT in _stored_texts(arena)
 
 

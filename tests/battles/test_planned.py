@@ -99,7 +99,8 @@ def test_a_planned_turn_another_request_took_is_cut_short_and_not_stored(
     """The stream request relays the planned calls before its claim is written; when the claim
     finds the turn taken (by a request on another worker, here the test), the calls are dropped,
     nothing of them is stored, and the stream ends without its "end" event: a stream cut short,
-    which the visitor's page asks for again and is answered from the database."""
+    which the visitor's page asks for again and is answered once the other worker has stored it
+    (tests/battles/test_reload_mid_answer.py)."""
     arena.add_model("alpha", fake_upstream.base_url, "slow:0.02")
     arena.add_model("beta", fake_upstream.base_url, "slow:0.02")
     with arena.client() as visitor:
@@ -116,9 +117,6 @@ def test_a_planned_turn_another_request_took_is_cut_short_and_not_stored(
         arena.db(taken_elsewhere)
         cut_short = read_stream(visitor, battle_id)
         assert all(event["type"] != "end" for event in cut_short.events), cut_short.events
-        again = visitor.get(f"/api/battles/{battle_id}/stream")
-        assert again.status_code == 409, again.text
-        assert "already streaming" in again.json()["detail"]
 
     time.sleep(1.0)  # well past the time both answers would have taken
     assert arena.db(_stored(battle_id)) == ([Side.user], BattleStatus.streaming)
