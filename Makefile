@@ -38,8 +38,12 @@ lint: setup
 	$(BIN)/ruff format --check arena tests bench migrations
 	$(BIN)/mypy arena
 
+# Most tests wait on servers, subprocesses and a browser rather than compute, so the suite runs on
+# more processes than there are cores; TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= 4
+
 test: lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --numprocesses $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The manual in docs/, built offline; --strict turns a broken link or a missing page into an error.
 docs: setup
