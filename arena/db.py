@@ -434,6 +434,9 @@ async def in_one_transaction(url: str, work: Callable[[AsyncSession], Awaitable[
     engine = make_async_engine(url)
     try:
         async with make_sessionmaker(engine)() as session, session.begin():
+            # These steps read, then write: on SQLite a deferred transaction would fail at once
+            # should a running arena commit in between (_begin_statement).
+            await begin_write(session)
             return await work(session)
     finally:
         await engine.dispose()

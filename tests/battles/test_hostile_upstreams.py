@@ -208,12 +208,13 @@ def test_hostile_endpoints_fail_fast_and_do_not_stall_the_worker(
 
     # Before the bounds, /healthz waited 3.6 to 4.2 s here (p99 of about 30 requests: most of
     # the time went on waiting) and the worker grew by 500 to 700 MB. Now the p99 is 4 to 7
-    # ms on a quiet two-core machine. The slowest 1 % are left out: a pass of the cycle
-    # collector over the old generation can take a few hundred ms there, battles or not.
+    # ms on a quiet two-core machine, and about 100 ms with the suite's other processes on the
+    # same cores: the bound sits well between that and the stall. The slowest 1 % are left out:
+    # a pass of the cycle collector over the old generation can take a few hundred ms there.
     latencies = watch.latencies
     assert len(latencies) >= 100, latencies
     p99 = latencies[math.ceil(len(latencies) * 0.99) - 1]
-    assert p99 < 0.050, (
+    assert p99 < 0.5, (
         f"/healthz p99 {p99 * 1000:.0f} ms, slowest {latencies[-1] * 1000:.0f} ms, "
         f"{len(latencies)} requests"
     )
