@@ -294,8 +294,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = _ArenaApp(
         max_body_bytes=settings.max_body_bytes,
-        # A new battle's prompt may carry images in base64 (arena/images/).
-        larger_posts={"/api/battles": images_body_bytes(settings)},
+        # A new battle's prompt, and a chat's every prompt, may carry images in base64
+        # (arena/images/).
+        larger_posts=dict.fromkeys(
+            ("/api/battles", "/api/chats", "/api/chats/{chat_id}/turns"),
+            images_body_bytes(settings),
+        ),
         request_ids=settings.log_format == "json",
         title="arena",
         summary="Anonymous battles between chat models, votes, ratings and open data.",

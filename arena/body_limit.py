@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from arena.errors import BodyTooLarge, arena_error_response
 from arena.pages import ALWAYS
+
+_PLACEHOLDER = re.compile(r"\{[^{}/]+\}")
+
+
+def _template(path: str) -> re.Pattern[str]:
+    """A route's path with `{name}` placeholders as a pattern matching the paths it serves."""
+    pieces = _PLACEHOLDER.split(path)
+    return re.compile("[^/]+".join(re.escape(piece) for piece in pieces))
 
 
 class BodyLimit:
@@ -26,23 +35,33 @@ class BodyLimit:
     headers.
 
     `larger_posts` names the paths whose POST bodies may be larger, with their own limit: a
-    prompt with images attached (arena/images/) carries them in base64 inside its JSON."""
+    prompt with images attached (arena/images/) carries them in base64 inside its JSON. A path
+    is written as its route is, `/api/chats/{chat_id}/turns`: a `{name}` stands for one
+    non-empty path segment."""
 
     def __init__(
         self, app: ASGIApp, max_bytes: int, larger_posts: Mapping[str, int] | None = None
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.larger_posts = dict(larger_posts or {})
+        posts = dict(larger_posts or {})
+        self.larger_posts = {path: limit for path, limit in posts.items() if "{" not in path}
+        self._templates = [(_template(path), limit) for path, limit in posts.items() if "{" in path]
 
     def _limit(self, scope: Scope) -> int:
-        if scope["method"] != "POST" or not self.larger_posts:
+        if scope["method"] != "POST" or not (self.larger_posts or self._templates):
             return self.max_bytes
         path: str = scope["path"]
         root_path: str = scope.get("root_path", "")
         if root_path and path.startswith(root_path):
             path = path[len(root_path) :]
-        return self.larger_posts.get(path, self.max_bytes)
+        exact = self.larger_posts.get(path)
+        if exact is not None:
+            return exact
+        for template, limit in self._templates:
+            if template.fullmatch(path):
+                return limit
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

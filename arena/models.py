@@ -413,6 +413,20 @@ class ChatMessage(Base):
     __table_args__ = (UniqueConstraint("chat_id", "turn", "role", name="one_per_role_and_turn"),)
 
 
+class ChatImage(Base):
+    """Which images a visitor's prompt in a chat carries (the chat's turn), in the order
+    attached; the images themselves are the battles' table `image`, stored once by hash."""
+
+    __tablename__ = "chat_image"
+
+    chat_id: Mapped[str] = mapped_column(ForeignKey("chat.id", ondelete="CASCADE"))
+    turn: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer)
+    image_sha256: Mapped[str] = mapped_column(ForeignKey("image.sha256"), index=True)
+
+    __table_args__ = (PrimaryKeyConstraint("chat_id", "turn", "position"),)
+
+
 class ChatFeedback(Base):
     """The visitor's thumbs up or down on one answer of a chat; the latest one stands."""
 

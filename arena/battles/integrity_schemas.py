@@ -20,6 +20,8 @@ class ModelSamplingOut(_FromData):
 
     name: str
     organization: str
+    # Reads images in prompts: the direct chat offers to attach some only then
+    supports_images: bool
     status: ModelStatus
     sampling_weight: float
     boosted: bool

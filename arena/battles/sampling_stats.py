@@ -89,6 +89,7 @@ async def sampling_report(
             ModelSamplingOut(
                 name=model.name,
                 organization=model.organization,
+                supports_images=model.supports_images,
                 status=model.status,
                 sampling_weight=model.sampling_weight,
                 boosted=model.id in boosted,

@@ -28,6 +28,7 @@ from arena.errors import (
     InvalidInput,
     NotYourBattle,
 )
+from arena.images.content import user_content
 from arena.images.decoding import CleanImage
 from arena.images.store import read_prompt_images
 from arena.models import Battle, BattleStatus, Message, Model, Side, utcnow
@@ -274,19 +275,10 @@ def _conversation(
         if message_side == Side.user:
             turn += 1
             attached = images.get(turn, ())
-            conversation.append({"role": "user", "content": _user_content(content, attached)})
+            conversation.append({"role": "user", "content": user_content(content, attached)})
         elif message_side == side:
             conversation.append({"role": "assistant", "content": content})
     return conversation
-
-
-def _user_content(prompt: str, images: Sequence[CleanImage]) -> str | list[dict[str, Any]]:
-    """A prompt as sent upstream: its text, or with images OpenAI's list of content parts."""
-    if not images:
-        return prompt
-    parts: list[dict[str, Any]] = [{"type": "text", "text": prompt}]
-    parts.extend({"type": "image_url", "image_url": {"url": image.data_url()}} for image in images)
-    return parts
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,18 @@ from fastapi import APIRouter, Depends, Request, status
 from starlette.datastructures import State
 
 from arena.battles.relay import EventStreamResponse, TurnEvents
-from arena.battles.routes import SSE_HEADERS
-from arena.battles.schemas import PromptIn
+from arena.battles.routes import SSE_HEADERS, attached_images
 from arena.battles.turns import check_prompt
 from arena.chats import service
 from arena.chats.relay import ChatRunner, replay
-from arena.chats.schemas import ChatCreated, ChatIn, ChatOut, FeedbackIn, FeedbackOut
+from arena.chats.schemas import (
+    ChatCreated,
+    ChatIn,
+    ChatOut,
+    ChatTurnIn,
+    FeedbackIn,
+    FeedbackOut,
+)
 from arena.db import Transactions
 from arena.moderation import Moderator
 from arena.ratelimit import limit_battles
@@ -28,19 +34,24 @@ router = APIRouter(prefix="/api/chats", tags=["chats"])
 async def create_chat(body: ChatIn, request: Request, visitor: VisitorDep) -> ChatCreated:
     state = request.app.state
     transactions: Transactions = state.transactions
-    # As for a battle: its length first, so that moderation is never asked about a prompt
-    # refused anyway; a refused prompt leaves nothing behind but its count.
+    # As for a battle: its length, its images and the model first, so that moderation is never
+    # asked about a prompt refused anyway; a refused prompt leaves nothing behind but its count.
     check_prompt(body.prompt, state.settings)
-    moderator: Moderator = state.moderator
-    await moderator.check_prompt(body.prompt)
+    images = await attached_images(state, body.images)
     model_id = await transactions.read(
         lambda connection: service.choose_model(
-            connection, name=body.model, prompt=body.prompt, settings=state.settings
+            connection,
+            name=body.model,
+            prompt=body.prompt,
+            settings=state.settings,
+            with_images=bool(images),
         )
     )
+    moderator: Moderator = state.moderator
+    await moderator.check_prompt(body.prompt, [image.data_url() for image in images])
     chat_id = await transactions.write(
         lambda connection: service.create_chat(
-            connection, model_id=model_id, prompt=body.prompt, visitor=visitor
+            connection, model_id=model_id, prompt=body.prompt, visitor=visitor, images=images
         )
     )
     return ChatCreated(chat_id=chat_id)
@@ -95,13 +106,14 @@ async def stream_chat(chat_id: str, request: Request, visitor: VisitorDep) -> Ev
     "/{chat_id}/turns", status_code=status.HTTP_201_CREATED, dependencies=[Depends(limit_battles)]
 )
 async def add_turn(
-    chat_id: str, body: PromptIn, request: Request, visitor: VisitorDep
+    chat_id: str, body: ChatTurnIn, request: Request, visitor: VisitorDep
 ) -> ChatCreated:
     state = request.app.state
     transactions: Transactions = state.transactions
     check_prompt(body.prompt, state.settings)
+    images = await attached_images(state, body.images)
     moderator: Moderator = state.moderator
-    await moderator.check_prompt(body.prompt)
+    await moderator.check_prompt(body.prompt, [image.data_url() for image in images])
     await transactions.write(
         lambda connection: service.add_turn(
             connection,
@@ -109,6 +121,7 @@ async def add_turn(
             prompt=body.prompt,
             visitor=visitor,
             settings=state.settings,
+            images=images,
         )
     )
     return ChatCreated(chat_id=chat_id)

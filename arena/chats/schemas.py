@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from arena.api_input import InputSchema
-from arena.battles.schemas import PromptIn
+from arena.battles.schemas import AttachedImages, PromptIn
 from arena.models import BattleStatus, Feedback
 from arena.registry.schemas import ModelName
 
@@ -17,6 +17,14 @@ class ChatIn(PromptIn):
     """A new chat with the model named `model` (an active one), starting with `prompt`."""
 
     model: ModelName
+    # Up to ARENA_MAX_IMAGES_PER_PROMPT images; the model must read images.
+    images: AttachedImages = Field(default_factory=list)
+
+
+class ChatTurnIn(PromptIn):
+    """A follow-up prompt of a chat, with images if the chat's model reads them."""
+
+    images: AttachedImages = Field(default_factory=list)
 
 
 class ChatCreated(BaseModel):
@@ -41,11 +49,16 @@ class ChatMessageOut(BaseModel):
     finish_reason: str | None = None
     error: str | None = None
     feedback: Feedback | None = None
+    # How many images the visitor attached to this prompt (0 for an answer); the images
+    # themselves never leave the server.
+    image_count: int = 0
 
 
 class ChatModelOut(BaseModel):
     name: str
     organization: str
+    # Whether the model reads images: a follow-up may carry some
+    supports_images: bool
 
 
 class ChatOut(BaseModel):

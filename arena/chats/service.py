@@ -1,6 +1,8 @@
 """A direct chat's life, as plain functions over a sync `Connection` run in the reader and writer
 threads (`db.Transactions`; each write must be safe to run twice): started with one active model,
 a turn claimed for streaming and planned, its answer stored, follow-ups, the visitor's thumbs.
+A prompt may carry images (arena/images/) when the chat's model reads them; they are sent upstream
+with every later turn, and never leave the server otherwise.
 
 A chat is not a battle: the visitor chose the model, so nothing is hidden and nothing is rated.
 It shares the battle's limits (prompt length, turns, rate limits) and its relay.
@@ -9,7 +11,8 @@ It shares the battle's limits (prompt length, turns, rate limits) and its relay.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -22,7 +25,10 @@ from arena.battles.creation import chosen_models
 from arena.battles.turns import check_prompt
 from arena.chats.schemas import ChatMessageOut, ChatModelOut, ChatOut
 from arena.config import Settings
-from arena.errors import BattleNotReady, ChatNotFound, Conflict, NotYourChat
+from arena.errors import BattleNotReady, ChatNotFound, Conflict, InvalidInput, NotYourChat
+from arena.images.content import user_content
+from arena.images.decoding import CleanImage
+from arena.images.store import chat_image_counts, read_chat_images, store_chat_images
 from arena.models import (
     BattleStatus,
     Chat,
@@ -36,6 +42,7 @@ from arena.models import (
 )
 from arena.registry.keys import KeyRing
 from arena.upstream.client import Answer, Endpoint
+from arena.upstream.client import ChatMessage as UpstreamMessage
 from arena.visitors import Visitor
 
 # One text for every failure: the upstream error is kept for the operator, never shown.
@@ -51,7 +58,7 @@ class ChatPlan:
     turn: int
     model_id: int
     endpoint: Endpoint
-    conversation: list[dict[str, str]]
+    conversation: list[UpstreamMessage]
 
 
 def _owned(session_hash: str, visitor: Visitor) -> None:
@@ -59,15 +66,26 @@ def _owned(session_hash: str, visitor: Visitor) -> None:
         raise NotYourChat()
 
 
-def choose_model(connection: Connection, *, name: str, prompt: str, settings: Settings) -> int:
-    """The id of the active model named `name`, once the prompt is checked; reads only."""
+def choose_model(
+    connection: Connection, *, name: str, prompt: str, settings: Settings, with_images: bool
+) -> int:
+    """The id of the active model named `name` (one that reads images, for a prompt
+    `with_images`), once the prompt is checked; reads only."""
     check_prompt(prompt, settings)
-    (model_id,) = chosen_models(connection, [name])
+    (model_id,) = chosen_models(connection, [name], with_images=with_images)
     return model_id
 
 
-def create_chat(connection: Connection, *, model_id: int, prompt: str, visitor: Visitor) -> str:
-    """Store the chat and its first prompt, waiting to be streamed; the chat's id."""
+def create_chat(
+    connection: Connection,
+    *,
+    model_id: int,
+    prompt: str,
+    visitor: Visitor,
+    images: Sequence[CleanImage] = (),
+) -> str:
+    """Store the chat and its first prompt with its `images` (already checked and re-encoded),
+    waiting to be streamed; the chat's id."""
     chat_id = secrets.token_urlsafe(16)
     connection.execute(
         insert(Chat).values(
@@ -85,26 +103,35 @@ def create_chat(connection: Connection, *, model_id: int, prompt: str, visitor: 
             chat_id=chat_id, turn=1, role=ChatRole.user, content=prompt, created_at=utcnow()
         )
     )
+    store_chat_images(connection, chat_id=chat_id, turn=1, images=images)
     return chat_id
 
 
 _FOLLOWED_UP = (
-    select(Chat.session_hash, Chat.status, Chat.turns, Model.status, Model.name)
+    select(
+        Chat.session_hash, Chat.status, Chat.turns, Model.status, Model.name, Model.supports_images
+    )
     .join(Model, Model.id == Chat.model_id)
     .where(Chat.id == bindparam("chat_id"))
 )
 
 
 def add_turn(
-    connection: Connection, *, chat_id: str, prompt: str, visitor: Visitor, settings: Settings
+    connection: Connection,
+    *,
+    chat_id: str,
+    prompt: str,
+    visitor: Visitor,
+    settings: Settings,
+    images: Sequence[CleanImage] = (),
 ) -> int:
-    """Store the visitor's follow-up as the chat's next turn; its number, or raise why the chat
-    takes none now."""
+    """Store the visitor's follow-up, with its `images` (already checked and re-encoded), as the
+    chat's next turn; its number, or raise why the chat takes none now."""
     check_prompt(prompt, settings)
     found = connection.execute(_FOLLOWED_UP, {"chat_id": chat_id}).one_or_none()
     if found is None:
         raise ChatNotFound()
-    session_hash, status, turns, model_status, model_name = found
+    session_hash, status, turns, model_status, model_name, reads_images = found
     _owned(session_hash, visitor)
     if status == BattleStatus.failed:
         raise Conflict("The latest answer of this chat failed; start a new chat.")
@@ -114,6 +141,11 @@ def add_turn(
         raise Conflict(
             f"{model_name!r} is {model_status.value} now and takes no more prompts; start a new "
             "chat with an active model."
+        )
+    if images and not reads_images:
+        raise InvalidInput(
+            f"images: {model_name!r} does not read images; send the follow-up without images, "
+            "or start a new chat with a model that does"
         )
     if turns >= settings.max_turns:
         raise Conflict(f"This chat reached its limit of {settings.max_turns} turns; start anew.")
@@ -130,6 +162,7 @@ def add_turn(
             chat_id=chat_id, turn=turn, role=ChatRole.user, content=prompt, created_at=utcnow()
         )
     )
+    store_chat_images(connection, chat_id=chat_id, turn=turn, images=images)
     return turn
 
 
@@ -138,7 +171,9 @@ class ClaimedChatTurn:
     chat_id: str
     turn: int
     endpoint: Any  # a row of _ENDPOINT
-    messages: list[tuple[ChatRole, str]]
+    messages: list[tuple[int, ChatRole, str]]  # turn, role, content
+    # The images of the prompts that carry some, by turn
+    images: Mapping[int, Sequence[CleanImage]] = field(default_factory=dict)
 
 
 _CLAIM = (
@@ -165,7 +200,7 @@ _ENDPOINT = select(
     Model.system_prompt,
 ).where(Model.id == bindparam("model_id"))
 _CONVERSATION = (
-    select(ChatMessage.role, ChatMessage.content)
+    select(ChatMessage.turn, ChatMessage.role, ChatMessage.content)
     .where(ChatMessage.chat_id == bindparam("chat_id"))
     .order_by(ChatMessage.turn, ChatMessage.id)
 )
@@ -190,9 +225,11 @@ def claim_turn(
     model_id, turn = claimed
     endpoint = connection.execute(_ENDPOINT, {"model_id": model_id}).one()
     messages = [
-        (role, content) for role, content in connection.execute(_CONVERSATION, {"chat_id": chat_id})
+        (message_turn, role, content)
+        for message_turn, role, content in connection.execute(_CONVERSATION, {"chat_id": chat_id})
     ]
-    return ClaimedChatTurn(chat_id, turn, endpoint, messages)
+    images = read_chat_images(connection, chat_id=chat_id)
+    return ClaimedChatTurn(chat_id, turn, endpoint, messages, images)
 
 
 def plan_turn(claimed: ClaimedChatTurn, *, keys: KeyRing) -> ChatPlan:
@@ -208,7 +245,15 @@ def plan_turn(claimed: ClaimedChatTurn, *, keys: KeyRing) -> ChatPlan:
         temperature=temperature,
         system_prompt=system_prompt,
     )
-    conversation = [{"role": role.value, "content": content} for role, content in claimed.messages]
+    conversation: list[UpstreamMessage] = [
+        {
+            "role": role.value,
+            "content": user_content(content, claimed.images.get(turn, ()))
+            if role == ChatRole.user
+            else content,
+        }
+        for turn, role, content in claimed.messages
+    ]
     return ChatPlan(claimed.chat_id, claimed.turn, model_id, endpoint, conversation)
 
 
@@ -320,19 +365,21 @@ def chat_view(connection: Connection, *, chat_id: str, visitor: Visitor) -> Chat
             Chat.created_at,
             Model.name,
             Model.organization,
+            Model.supports_images,
         )
         .join(Model, Model.id == Chat.model_id)
         .where(Chat.id == chat_id)
     ).one_or_none()
     if found is None:
         raise ChatNotFound()
-    session_hash, status, turns, created_at, name, organization = found
+    session_hash, status, turns, created_at, name, organization, reads_images = found
     _owned(session_hash, visitor)
     thumbs = dict(
         connection.execute(
             select(ChatFeedback.turn, ChatFeedback.rating).where(ChatFeedback.chat_id == chat_id)
         ).all()
     )
+    image_counts = chat_image_counts(connection, chat_id=chat_id)
     messages = [
         ChatMessageOut(
             turn=turn,
@@ -341,6 +388,7 @@ def chat_view(connection: Connection, *, chat_id: str, visitor: Visitor) -> Chat
             finish_reason=finish_reason,
             error=CHAT_ERROR if error else None,
             feedback=thumbs.get(turn) if role == ChatRole.assistant else None,
+            image_count=image_counts.get(turn, 0) if role == ChatRole.user else 0,
         )
         for turn, role, content, finish_reason, error in connection.execute(
             select(
@@ -356,7 +404,7 @@ def chat_view(connection: Connection, *, chat_id: str, visitor: Visitor) -> Chat
     ]
     return ChatOut(
         chat_id=chat_id,
-        model=ChatModelOut(name=name, organization=organization),
+        model=ChatModelOut(name=name, organization=organization, supports_images=reads_images),
         status=status,
         turns=turns,
         created_at=created_at,

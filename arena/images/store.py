@@ -1,19 +1,20 @@
 """Attached images in the database: stored once by content hash, linked to the prompts that
-carry them, read back for the upstream calls, and released with the texts or not at all."""
+carry them (a battle's or a direct chat's), read back for the upstream calls, and released with
+a battle's texts or not at all (a chat's never)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, exists, insert, select
+from sqlalchemy import delete, exists, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from arena.images.decoding import CleanImage
 from arena.leaderboard.release import text_released
-from arena.models import Battle, Image, PromptImage, Vote
+from arena.models import Battle, ChatImage, Image, PromptImage, Vote
 
 
 def _insert_if_new(connection: Connection) -> Any:
@@ -27,13 +28,8 @@ def _insert_if_new(connection: Connection) -> Any:
     raise RuntimeError(f"images are stored on SQLite or PostgreSQL, not {dialect}")
 
 
-def store_prompt_images(
-    connection: Connection, *, battle_id: str, turn: int, images: Sequence[CleanImage]
-) -> None:
-    """Store the images of the visitor's prompt of `turn` (safe to run twice in a retried
-    transaction: nothing is stored twice)."""
-    if not images:
-        return
+def _store_images(connection: Connection, images: Sequence[CleanImage]) -> None:
+    """Each distinct image stored unless a prompt (of a battle or a chat) already has it."""
     connection.execute(
         _insert_if_new(connection),
         [
@@ -48,12 +44,37 @@ def store_prompt_images(
             for image in {image.sha256: image for image in images}.values()
         ],
     )
+
+
+def _positions(images: Sequence[CleanImage]) -> list[dict[str, Any]]:
+    return [{"position": position, "image_sha256": i.sha256} for position, i in enumerate(images)]
+
+
+def store_prompt_images(
+    connection: Connection, *, battle_id: str, turn: int, images: Sequence[CleanImage]
+) -> None:
+    """Store the images of the visitor's prompt of `turn` (safe to run twice in a retried
+    transaction: nothing is stored twice)."""
+    if not images:
+        return
+    _store_images(connection, images)
     connection.execute(
         insert(PromptImage),
-        [
-            {"battle_id": battle_id, "turn": turn, "position": position, "image_sha256": i.sha256}
-            for position, i in enumerate(images)
-        ],
+        [{"battle_id": battle_id, "turn": turn, **link} for link in _positions(images)],
+    )
+
+
+def store_chat_images(
+    connection: Connection, *, chat_id: str, turn: int, images: Sequence[CleanImage]
+) -> None:
+    """Store the images of the visitor's prompt of `turn` in a direct chat, as
+    `store_prompt_images` does for a battle's."""
+    if not images:
+        return
+    _store_images(connection, images)
+    connection.execute(
+        insert(ChatImage),
+        [{"chat_id": chat_id, "turn": turn, **link} for link in _positions(images)],
     )
 
 
@@ -71,14 +92,40 @@ _PROMPT_IMAGES = (
 )
 
 
-def read_prompt_images(connection: Connection, *, battle_id: str) -> dict[int, list[CleanImage]]:
-    """The images of each of the battle's prompts, by turn, in the order attached."""
+_CHAT_IMAGES = (
+    select(ChatImage.turn, Image.sha256, Image.mime_type, Image.width, Image.height, Image.data)
+    .join(Image, Image.sha256 == ChatImage.image_sha256)
+    .order_by(ChatImage.turn, ChatImage.position)
+)
+
+
+def _by_turn(
+    rows: Iterable[tuple[int, str, str, int, int, bytes]],
+) -> dict[int, list[CleanImage]]:
     found: dict[int, list[CleanImage]] = {}
-    for turn, sha256, mime_type, width, height, data in connection.execute(
-        _PROMPT_IMAGES.where(PromptImage.battle_id == battle_id)
-    ):
+    for turn, sha256, mime_type, width, height, data in rows:
         found.setdefault(turn, []).append(CleanImage(sha256, mime_type, width, height, data))
     return found
+
+
+def read_prompt_images(connection: Connection, *, battle_id: str) -> dict[int, list[CleanImage]]:
+    """The images of each of the battle's prompts, by turn, in the order attached."""
+    return _by_turn(connection.execute(_PROMPT_IMAGES.where(PromptImage.battle_id == battle_id)))
+
+
+def read_chat_images(connection: Connection, *, chat_id: str) -> dict[int, list[CleanImage]]:
+    """The images of each of the chat's prompts, by turn, in the order attached."""
+    return _by_turn(connection.execute(_CHAT_IMAGES.where(ChatImage.chat_id == chat_id)))
+
+
+def chat_image_counts(connection: Connection, *, chat_id: str) -> dict[int, int]:
+    """How many images each of the chat's prompts carries, by turn (turns without any absent)."""
+    rows = connection.execute(
+        select(ChatImage.turn, func.count())
+        .where(ChatImage.chat_id == chat_id)
+        .group_by(ChatImage.turn)
+    )
+    return {int(turn): int(count) for turn, count in rows}
 
 
 async def images_of_prompt(
@@ -112,7 +159,7 @@ def battles_with_images(connection: Connection, battle_ids: Sequence[str]) -> se
 
 async def forget_battle_images(session: AsyncSession, *, battle_id: str) -> int:
     """Unlink a battle's images (its visitor erased it) and delete those no other prompt
-    carries; how many images were deleted."""
+    carries, a battle's or a chat's; how many images were deleted."""
     hashes = list(
         (
             await session.scalars(
@@ -132,6 +179,7 @@ async def forget_battle_images(session: AsyncSession, *, battle_id: str) -> int:
         .where(
             Image.sha256.in_(set(hashes)),
             ~exists().where(PromptImage.image_sha256 == Image.sha256),
+            ~exists().where(ChatImage.image_sha256 == Image.sha256),
         )
         .execution_options(synchronize_session=False)
     )

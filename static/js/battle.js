@@ -4,6 +4,7 @@
 // textContent) or textContent itself. Nothing in this file assigns innerHTML.
 
 import { ApiError, api, readStream } from "./api.js";
+import { imageAttacher, thumbnails } from "./attachments.js";
 import { answerContent, copyCodeOnClick } from "./markdown.js";
 import { battleRequest } from "./modes.js";
 
@@ -30,20 +31,20 @@ const copySharedButton = document.getElementById("copy-shared");
 const unshareButton = document.getElementById("unshare");
 const voteButtons = [...document.querySelectorAll(".vote-button")];
 const maxPrompt = Number(root.dataset.maxPrompt) || 8000;
-const maxImages = Number(root.dataset.maxImages) || 0;
-const maxImageBytes = Number(root.dataset.maxImageBytes) || 0;
-const IMAGE_TYPES = ["image/png", "image/jpeg", "image/webp", "image/gif"];
-const attachBox = document.getElementById("attach");
-const attachButton = document.getElementById("attach-button");
-const imagesInput = document.getElementById("images-input");
-const attachmentList = document.getElementById("attachments");
 const sideBoxes = Object.fromEntries(SIDES.map((side) => [side, document.getElementById(`side-${side}`)]));
 
 // state: idle | starting | streaming | ready | failed | closed | voting | voted | lost
 // mode: "anonymous", or "named" (side by side: the names are shown from the start)
 const battle = { id: null, state: "idle", turns: [], controller: null, winner: null, mode: null, shareUrl: null };
-// The images attached to the first prompt, as data URLs (what the API takes), in order.
-const attached = [];
+// Images go with the first prompt only.
+const attacher = imageAttacher({
+  root,
+  prefix: "",
+  form,
+  promptBox,
+  accepting: () => battle.id === null,
+  notify: showNotice,
+});
 
 // Storage can be switched off (private modes, strict settings): the page then just forgets.
 function remember(battleId) {
@@ -170,9 +171,7 @@ function setState(state) {
   promptBox.disabled = busy;
   sendButton.disabled = busy;
   sendButton.textContent = battle.id === null ? "Send" : "Send follow-up";
-  // Images go with the first prompt only.
-  if (attachBox) attachBox.hidden = battle.id !== null;
-  if (attachButton) attachButton.disabled = busy || attached.length >= maxImages;
+  attacher.show(battle.id === null);
   promptBox.placeholder = battle.id === null ? "Ask anything" : "Ask both models a follow-up, or vote above";
   for (const side of SIDES) {
     sideBoxes[side].querySelector(".thread").setAttribute("aria-busy", String(state === "streaming"));
@@ -230,116 +229,6 @@ function clearBattle() {
     button.removeAttribute("aria-pressed");
   }
   showNotice("");
-}
-
-// ------------------------------------------------------------------ attached images
-
-// The visitor's own pictures, shown back as data URLs (the page's policy allows no blob: URLs).
-function thumbnails(images) {
-  const list = document.createElement("ul");
-  list.className = "asked-images";
-  images.forEach((url, index) => {
-    const item = document.createElement("li");
-    const img = document.createElement("img");
-    img.src = url;
-    img.alt = `Attached image ${index + 1}`;
-    item.append(img);
-    list.append(item);
-  });
-  return list;
-}
-
-function renderAttachments() {
-  if (!attachmentList) return;
-  attachmentList.replaceChildren();
-  attached.forEach((url, index) => {
-    const item = document.createElement("li");
-    item.className = "attachment";
-    const img = document.createElement("img");
-    img.src = url;
-    img.alt = `Attached image ${index + 1}`;
-    const remove = document.createElement("button");
-    remove.type = "button";
-    remove.className = "attachment-remove";
-    remove.textContent = "×";
-    remove.setAttribute("aria-label", `Remove image ${index + 1}`);
-    remove.addEventListener("click", () => {
-      attached.splice(index, 1);
-      renderAttachments();
-      (attachmentList.querySelector(".attachment-remove") || attachButton).focus();
-    });
-    item.append(img, remove);
-    attachmentList.append(item);
-  });
-  attachmentList.hidden = attached.length === 0;
-  if (attachButton) attachButton.disabled = attached.length >= maxImages || promptBox.disabled;
-}
-
-function readAsDataUrl(file) {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(String(reader.result));
-    reader.onerror = () => reject(reader.error);
-    reader.readAsDataURL(file);
-  });
-}
-
-// Checked here for a quick answer; the server decodes each picture and has the last word.
-async function attachFiles(files) {
-  if (!maxImages || battle.id !== null) return;
-  const problems = [];
-  for (const file of files) {
-    if (attached.length >= maxImages) {
-      problems.push(`At most ${maxImages} images per prompt.`);
-      break;
-    }
-    if (!IMAGE_TYPES.includes(file.type)) {
-      problems.push(`${file.name || "This file"} is not a PNG, JPEG, WebP or GIF image.`);
-      continue;
-    }
-    if (file.size > maxImageBytes) {
-      const mb = (maxImageBytes / 1e6).toFixed(1);
-      problems.push(`${file.name || "This image"} is over ${mb} MB; attach a smaller one.`);
-      continue;
-    }
-    try {
-      attached.push(await readAsDataUrl(file));
-    } catch {
-      problems.push(`${file.name || "This image"} could not be read.`);
-    }
-  }
-  showNotice(problems.join(" "));
-  renderAttachments();
-}
-
-function imageFiles(items) {
-  return [...(items || [])].filter((file) => file && file.type && file.type.startsWith("image/"));
-}
-
-if (attachButton && imagesInput) {
-  attachButton.addEventListener("click", () => imagesInput.click());
-  imagesInput.addEventListener("change", async () => {
-    await attachFiles([...imagesInput.files]);
-    imagesInput.value = "";
-  });
-  promptBox.addEventListener("paste", (event) => {
-    const files = imageFiles(event.clipboardData && event.clipboardData.files);
-    if (!files.length || battle.id !== null) return;
-    event.preventDefault();
-    attachFiles(files);
-  });
-  form.addEventListener("dragover", (event) => {
-    if (battle.id !== null || !event.dataTransfer || ![...event.dataTransfer.types].includes("Files")) return;
-    event.preventDefault();
-    form.classList.add("is-dropping");
-  });
-  form.addEventListener("dragleave", () => form.classList.remove("is-dropping"));
-  form.addEventListener("drop", (event) => {
-    form.classList.remove("is-dropping");
-    if (battle.id !== null || !event.dataTransfer) return;
-    event.preventDefault();
-    attachFiles(imageFiles(event.dataTransfer.files));
-  });
 }
 
 // ------------------------------------------------------------------ the flow
@@ -492,7 +381,7 @@ async function send() {
   showNotice("");
   const first = battle.id === null;
   const previous = battle.state;
-  const images = first ? [...attached] : [];
+  const images = first ? attacher.images() : [];
   setState("starting");
   try {
     if (first) {
@@ -514,8 +403,7 @@ async function send() {
   }
   promptBox.value = "";
   updateCount();
-  attached.length = 0;
-  renderAttachments();
+  attacher.clear();
   const turn = newTurn(prompt, images);
   renderAllNow();
   await streamTurn(turn);
@@ -695,8 +583,7 @@ document.addEventListener("keydown", (event) => {
 
 newBattleButton.addEventListener("click", () => {
   clearBattle();
-  attached.length = 0;
-  renderAttachments();
+  attacher.clear();
   setState("idle");
   promptBox.value = "";
   updateCount();

@@ -1,9 +1,11 @@
-// The direct chat tab: one chosen model, several turns, a thumbs up or down per answer.
+// The direct chat tab: one chosen model, several turns, a thumbs up or down per answer; images
+// attached to any prompt when the model reads them.
 //
 // Model output is untrusted: it only ever reaches the page through markdown.js (DOM nodes and
 // textContent) or textContent itself. Nothing in this file assigns innerHTML.
 
 import { ApiError, api, readStream } from "./api.js";
+import { imageAttacher, thumbnails } from "./attachments.js";
 import { answerContent, copyCodeOnClick } from "./markdown.js";
 
 const STORAGE_KEY = "arena.chat";
@@ -26,7 +28,25 @@ const newChatButton = document.getElementById("new-chat");
 const maxPrompt = Number(root.dataset.maxPrompt) || 8000;
 
 // state: idle | starting | streaming | ready | failed | lost
-const chat = { id: null, state: "idle", turns: [], controller: null };
+// readsImages: whether the open chat's model reads images (from the chat's view)
+const chat = { id: null, state: "idle", turns: [], controller: null, readsImages: false };
+
+// Before a chat starts, the model picker's choice says (modes.js marks each option from
+// /api/sampling); after, the chat's own model.
+function takesImages() {
+  if (chat.id !== null) return chat.readsImages;
+  const chosen = modelSelect.selectedOptions[0];
+  return Boolean(chosen && chosen.dataset.supportsImages === "true");
+}
+
+const attacher = imageAttacher({
+  root,
+  prefix: "chat-",
+  form,
+  promptBox,
+  accepting: takesImages,
+  notify: showNotice,
+});
 
 function remember(chatId) {
   try {
@@ -74,6 +94,7 @@ function setState(state) {
   sendButton.disabled = busy;
   modelSelect.disabled = busy;
   sendButton.textContent = started ? "Send follow-up" : "Send";
+  attacher.show(takesImages());
   thread.setAttribute("aria-busy", String(state === "streaming"));
 }
 
@@ -111,7 +132,8 @@ function thumbsFor(turn) {
   return bar;
 }
 
-function newTurn(prompt, number) {
+// `images`: the data URLs sent with the prompt, or after a reload only how many there were.
+function newTurn(prompt, number, images = []) {
   const box = document.createElement("section");
   box.className = "turn";
   const asked = document.createElement("div");
@@ -123,6 +145,16 @@ function newTurn(prompt, number) {
   words.className = "asked-text";
   words.textContent = prompt;
   asked.append(who, words);
+  if (typeof images === "number") {
+    if (images > 0) {
+      const note = document.createElement("p");
+      note.className = "asked-note hint";
+      note.textContent = images === 1 ? "1 image attached" : `${images} images attached`;
+      asked.append(note);
+    }
+  } else if (images.length) {
+    asked.append(thumbnails(images));
+  }
   const answer = document.createElement("div");
   answer.className = "answer md";
   const turn = { number, text: "", error: null, finish: null, node: answer, rating: null };
@@ -235,15 +267,19 @@ async function send() {
   showNotice("");
   const first = chat.id === null;
   const previous = chat.state;
+  const readsImages = takesImages();
+  const images = readsImages ? attacher.images() : [];
+  const request = images.length ? { prompt, images } : { prompt };
   setState("starting");
   try {
     if (first) {
-      const created = await api("POST", "/api/chats", { model: modelSelect.value, prompt });
+      const created = await api("POST", "/api/chats", { model: modelSelect.value, ...request });
       chat.id = created.chat_id;
+      chat.readsImages = readsImages;
       remember(chat.id);
       showModel({ name: modelSelect.value, organization: "" });
     } else {
-      await api("POST", `/api/chats/${encodeURIComponent(chat.id)}/turns`, { prompt });
+      await api("POST", `/api/chats/${encodeURIComponent(chat.id)}/turns`, request);
     }
   } catch (error) {
     showNotice(error.message);
@@ -253,7 +289,8 @@ async function send() {
   }
   promptBox.value = "";
   updateCount();
-  const turn = newTurn(prompt, chat.turns.length + 1);
+  attacher.clear();
+  const turn = newTurn(prompt, chat.turns.length + 1, images);
   render(turn);
   await streamTurn(turn);
 }
@@ -273,7 +310,8 @@ async function rate(turn, rating) {
 
 function clearChat() {
   if (chat.controller) chat.controller.abort();
-  Object.assign(chat, { id: null, turns: [], controller: null });
+  Object.assign(chat, { id: null, turns: [], controller: null, readsImages: false });
+  attacher.clear();
   remember(null);
   thread.replaceChildren();
   showNotice("");
@@ -291,11 +329,12 @@ async function restore() {
     return;
   }
   chat.id = view.chat_id;
+  chat.readsImages = Boolean(view.model.supports_images);
   showModel(view.model);
   let last = null;
   for (const message of view.messages) {
     if (message.role === "user") {
-      last = newTurn(message.content, message.turn);
+      last = newTurn(message.content, message.turn, message.image_count || 0);
     } else if (last) {
       Object.assign(last, {
         text: message.content,
@@ -332,6 +371,16 @@ promptBox.addEventListener("keydown", (event) => {
 });
 
 promptBox.addEventListener("input", updateCount);
+
+// A model that reads no images takes none: what was attached for another goes.
+function modelChosen() {
+  if (chat.id !== null) return;
+  if (!takesImages()) attacher.clear();
+  attacher.show(takesImages());
+}
+
+modelSelect.addEventListener("change", modelChosen);
+document.addEventListener("arena:models", modelChosen);
 
 newChatButton.addEventListener("click", () => {
   clearChat();

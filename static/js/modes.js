@@ -16,26 +16,30 @@ const pickers = [...document.querySelectorAll('select[data-models="active"]')];
 let modelsLoaded = null;
 
 // The active models, from the public sampling report (every approved model with its status).
+// Each option says whether its model reads images (data-supports-images), for the chat's attach
+// control; "arena:models" tells the pickers' users that the options changed.
 function loadModels() {
   if (modelsLoaded) return modelsLoaded;
   modelsLoaded = api("GET", "/api/sampling")
     .then((report) => {
-      const names = report.models
+      const models = report.models
         .filter((model) => model.status === "active")
-        .map((model) => model.name)
-        .sort((x, y) => x.localeCompare(y));
+        .sort((x, y) => x.name.localeCompare(y.name));
+      const names = models.map((model) => model.name);
       for (const select of pickers) {
         const chosen = select.value;
         const placeholder = select.options[0];
-        const options = names.map((name) => {
+        const options = models.map((model) => {
           const option = document.createElement("option");
-          option.value = name;
-          option.textContent = name;
+          option.value = model.name;
+          option.textContent = model.name;
+          option.dataset.supportsImages = String(Boolean(model.supports_images));
           return option;
         });
         select.replaceChildren(placeholder, ...options);
         if (names.includes(chosen)) select.value = chosen;
       }
+      document.dispatchEvent(new CustomEvent("arena:models"));
       return names;
     })
     .catch(() => {

@@ -70,7 +70,11 @@ def test_chat_turns_and_feedback(arena: Arena, fake_upstream: FakeUpstream) -> N
             f"/api/chats/{chat_id}/feedback", json={"turn": 2, "rating": "up"}
         ).is_success
         view = visitor.get(f"/api/chats/{chat_id}").json()
-        assert view["model"] == {"name": "alpha-7b", "organization": "Alpha Labs"}
+        assert view["model"] == {
+            "name": "alpha-7b",
+            "organization": "Alpha Labs",
+            "supports_images": False,
+        }
         assert view["status"] == "ready" and view["turns"] == 2
         assert [(m["turn"], m["role"], m["feedback"]) for m in view["messages"]] == [
             (1, "user", None),

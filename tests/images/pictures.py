@@ -7,7 +7,7 @@ import io
 import struct
 import zlib
 
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 # The EXIF GPS tags (IFD 0x8825): a position in Paris, which must never be stored or sent on.
 GPS_IFD = 0x8825
@@ -31,6 +31,16 @@ def jpeg_with_gps(size: tuple[int, int] = (64, 48)) -> bytes:
     exif[0x0110] = "PhoneModel X"  # Model
     exif[GPS_IFD] = PARIS
     return picture(size, (200, 30, 30), "JPEG", exif=exif.tobytes())
+
+
+def png_with_gps(size: tuple[int, int] = (48, 36)) -> bytes:
+    """A PNG carrying an eXIf chunk with a GPS position and a text chunk naming its author."""
+    exif = Image.Exif()
+    exif[0x0110] = "PhoneModel X"  # Model
+    exif[GPS_IFD] = PARIS
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Author", "Jane Q. Visitor")
+    return picture(size, (20, 160, 90), "PNG", exif=exif.tobytes(), pnginfo=text)
 
 
 def noise_png(side: int) -> bytes:

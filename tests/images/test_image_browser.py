@@ -1,5 +1,6 @@
 """Attaching images on the battle page in headless Chromium, on a desktop and on a phone: the
-file picker, paste, thumbnails that can be removed from the keyboard, and the image battle."""
+file picker, paste, thumbnails that can be removed from the keyboard, the image battle, and the
+direct chat with a model that reads images."""
 
 from __future__ import annotations
 
@@ -30,13 +31,14 @@ def _file(name: str, data: bytes, mime: str = "image/png") -> dict[str, Any]:
     return {"name": name, "mimeType": mime, "buffer": data}
 
 
+# Pastes a PNG into the prompt box whose id is given (the battle's by default).
 PASTE = """
-([name, bytes]) => {
+([name, bytes, box]) => {
   const transfer = new DataTransfer();
   transfer.items.add(new File([new Uint8Array(bytes)], name, {type: "image/png"}));
   const event = new ClipboardEvent("paste", {clipboardData: transfer, bubbles: true,
                                              cancelable: true});
-  document.getElementById("prompt").dispatchEvent(event);
+  document.getElementById(box || "prompt").dispatchEvent(event);
   return event.defaultPrevented;
 }
 """
@@ -151,3 +153,68 @@ def test_a_refused_image_is_explained_and_can_be_removed(
     # 422 from the refused image: the one console line a failed fetch leaves
     assert all("422" in e for e in browser_page.console_errors)
     assert browser_page.page_errors == []
+
+
+@pytest.mark.browser
+def test_chat_with_images_when_the_model_reads_them(
+    arena: Arena, fake_upstream: FakeUpstream, browser_page: BrowserPage
+) -> None:
+    _models(arena, fake_upstream)
+    page = browser_page.page
+    page.goto(arena.url + "/?mode=chat")
+    chat = page.locator("#chat")
+    attach = chat.get_by_role("button", name="Attach images")
+    expect(page.locator("#chat-model option")).to_have_count(4)
+    # No model chosen, or one that reads no images: nothing to attach.
+    expect(attach).to_be_hidden()
+    page.select_option("#chat-model", "blind-c")
+    expect(attach).to_be_hidden()
+    assert not page.evaluate(PASTE, ["ignored.png", list(picture()), "chat-prompt"])
+    page.select_option("#chat-model", "seer-a")
+    expect(attach).to_be_visible()
+
+    page.set_input_files("#chat-images-input", files=[_file("blue.png", picture((40, 30)))])
+    assert page.evaluate(PASTE, ["red.png", list(picture((12, 12), (200, 30, 30))), "chat-prompt"])
+    expect(page.locator("#chat-attachments img")).to_have_count(2)
+    page.set_input_files("#chat-images-input", files=[_file("notes.txt", b"hi", "text/plain")])
+    expect(page.locator("#chat-notice")).to_contain_text("notes.txt is not a PNG, JPEG")
+    page.get_by_role("button", name="Remove image 2").click()
+    expect(page.locator("#chat-attachments img")).to_have_count(1)
+    # Another model that reads none: what was attached goes with the control.
+    page.select_option("#chat-model", "blind-c")
+    expect(attach).to_be_hidden()
+    expect(page.locator("#chat-attachments")).to_be_hidden()
+    page.select_option("#chat-model", "seer-a")
+    expect(page.locator("#chat-attachments img")).to_have_count(0)
+    page.set_input_files("#chat-images-input", files=[_file("blue.png", picture((40, 30)))])
+
+    page.fill("#chat-prompt", "What do you see?")
+    page.press("#chat-prompt", "Control+Enter")
+    expect(page.locator("#chat-thread .answer")).to_have_text(
+        "I see 1 picture(s): image/png 40x30."
+    )
+    expect(page.locator("#chat-thread .asked-images img")).to_have_count(1)
+    expect(page.locator("#chat-attachments")).to_be_hidden()
+    # A follow-up may carry pictures too.
+    expect(attach).to_be_visible()
+    assert page.evaluate(PASTE, ["red.png", list(picture((12, 12), (200, 30, 30))), "chat-prompt"])
+    page.fill("#chat-prompt", "And now?")
+    page.get_by_role("button", name="Send follow-up").click()
+    expect(page.locator("#chat-thread .answer").nth(1)).to_have_text(
+        "I see 2 picture(s): image/png 40x30, image/png 12x12."
+    )
+    browser_page.screenshot("chat-images.png")
+
+    # After a reload the pictures are not sent back: each prompt says how many it carried.
+    page.reload()
+    expect(page.locator("#chat-thread .asked-note")).to_have_text(
+        ["1 image attached", "1 image attached"]
+    )
+    expect(attach).to_be_visible()
+    page.get_by_role("button", name="New chat").click()
+    page.select_option("#chat-model", "blind-c")
+    page.fill("#chat-prompt", "Hello")
+    page.press("#chat-prompt", "Control+Enter")
+    expect(page.locator("#chat-thread .answer")).to_contain_text("You asked: Hello")
+    expect(attach).to_be_hidden()
+    assert browser_page.console_errors == [] and browser_page.page_errors == []
