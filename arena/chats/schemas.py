@@ -41,6 +41,8 @@ class ChatMessageOut(BaseModel):
     finish_reason: str | None = None
     error: str | None = None
     feedback: Feedback | None = None
+    # An answer moderation withheld: `content` is empty and `error` says so
+    withheld: bool = False
 
 
 class ChatModelOut(BaseModel):

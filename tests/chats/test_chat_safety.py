@@ -1,0 +1,147 @@
+"""Direct chats as safe as battles, through real HTTP on both databases: an answer moderation
+flags is withheld (in the stream, the chat's view and a reload) and counted; the moderation
+endpoint down follows ARENA_MODERATION_WHEN_DOWN."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from arena.chats.service import CHAT_WITHHELD
+from arena.models import ModerationRefusal
+from tests.conftest import Arena
+from tests.fake_upstream import MOD_500, FakeUpstream, answer_for
+from tests.registry.accounts import ADMIN_TOKEN
+from tests.sse import read_chat_stream, start_chat
+
+WITHHELD = {"side": "a", "type": "withheld", "message": CHAT_WITHHELD}
+FAILED_END = {"type": "end", "status": "failed"}
+
+
+def _refusals(arena: Arena) -> list[tuple[str, str, str | None, str | None]]:
+    async def work(session: AsyncSession) -> list[tuple[str, str, str | None, str | None]]:
+        rows = await session.execute(
+            select(
+                ModerationRefusal.stage,
+                ModerationRefusal.reason,
+                ModerationRefusal.battle_id,
+                ModerationRefusal.chat_id,
+            ).order_by(ModerationRefusal.id)
+        )
+        return [(stage, reason, battle, chat) for stage, reason, battle, chat in rows]
+
+    return arena.db(work)
+
+
+def _metric(arena: Arena, series: str) -> float:
+    with arena.client() as reader:
+        for line in reader.get("/metrics").text.splitlines():
+            if line.startswith(series + " "):
+                return float(line.split()[-1])
+    return 0.0
+
+
+def _answers(view: dict[str, Any]) -> list[dict[str, Any]]:
+    return [m for m in view["messages"] if m["role"] == "assistant"]
+
+
+def test_a_flagged_chat_answer_is_withheld_everywhere_and_counted(
+    arena_factory: Any, fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    blocklist = tmp_path / "blocklist.txt"
+    # The prompt "zorblax" passes (one word of the phrase); the answer echoing it does not.
+    blocklist.write_text("asked zorblax\n")
+    arena = arena_factory(moderation_blocklist_file=blocklist, metrics=True)
+    arena.add_model("alpha-7b", fake_upstream.base_url)
+    refused = 'arena_moderation_refusals_total{reason="blocklist",stage="answer"}'
+    before = _metric(arena, refused)
+    with arena.client() as visitor:
+        chat_id = start_chat(visitor, "alpha-7b", "Hello")
+        assert read_chat_stream(visitor, chat_id).end == {"type": "end", "status": "ready"}
+        assert visitor.post(f"/api/chats/{chat_id}/turns", json={"prompt": "zorblax"}).is_success
+
+        # The answer streams as it is written, then is taken back: withheld, the chat over.
+        stream = read_chat_stream(visitor, chat_id)
+        assert stream.text("a") == answer_for("zorblax")
+        assert stream.events[-3:] == [
+            {"side": "a", "type": "done", "finish_reason": "stop"},
+            WITHHELD,
+            FAILED_END,
+        ]
+
+        # Never again as text: not in the chat's view, not in a reload's replay.
+        view = visitor.get(f"/api/chats/{chat_id}").json()
+        assert view["status"] == "failed"
+        first, second = _answers(view)
+        assert first["content"] == answer_for("Hello") and not first["withheld"]
+        assert second == {
+            "turn": 2,
+            "role": "assistant",
+            "content": "",
+            "finish_reason": None,
+            "error": CHAT_WITHHELD,
+            "feedback": None,
+            "withheld": True,
+        }
+        assert answer_for("zorblax") not in str(view)
+        assert read_chat_stream(visitor, chat_id).events == [WITHHELD, FAILED_END]
+
+        # The chat takes no follow-up, and the withheld answer no thumbs; the first one still does.
+        more = visitor.post(f"/api/chats/{chat_id}/turns", json={"prompt": "go on"})
+        assert more.status_code == 409 and "start a new chat" in more.json()["detail"]
+        thumbs = visitor.post(f"/api/chats/{chat_id}/feedback", json={"turn": 2, "rating": "up"})
+        assert thumbs.status_code == 409 and "withheld by moderation" in thumbs.json()["detail"]
+        assert visitor.post(
+            f"/api/chats/{chat_id}/feedback", json={"turn": 1, "rating": "up"}
+        ).is_success
+
+    # Counted for the operator, with the chat (and no battle) it came from.
+    assert _refusals(arena) == [("answer", "blocklist", None, chat_id)]
+    assert _metric(arena, refused) - before == 1
+    with arena.client() as operator:
+        signed_in = operator.post("/admin/login", data={"token": ADMIN_TOKEN})
+        assert signed_in.status_code in (200, 303)
+        assert "<td>answer</td><td>blocklist</td><td>1</td>" in operator.get("/admin").text
+
+
+@pytest.mark.parametrize("when_down", ["stop", "continue"])
+def test_chat_answers_and_the_moderation_endpoint(
+    arena_factory: Any, fake_upstream: FakeUpstream, when_down: str
+) -> None:
+    arena = arena_factory(
+        moderation_url=f"{fake_upstream.base_url}/moderations",
+        moderation_timeout=0.5,
+        moderation_when_down=when_down,
+    )
+    arena.add_model("violent-7b", fake_upstream.base_url, "says:Some FLAG-violence here")
+    arena.add_model("breaks-mod-7b", fake_upstream.base_url, f"says:an answer {MOD_500}")
+    with arena.client() as visitor:
+        # Flagged by the endpoint: withheld whatever the setting says.
+        flagged_id = start_chat(visitor, "violent-7b", "Tell me a story")
+        assert read_chat_stream(visitor, flagged_id).events[-2:] == [WITHHELD, FAILED_END]
+        # The endpoint down on the answer (HTTP 500): ARENA_MODERATION_WHEN_DOWN decides.
+        down_id = start_chat(visitor, "breaks-mod-7b", "hello")
+        stream = read_chat_stream(visitor, down_id)
+        view = visitor.get(f"/api/chats/{down_id}").json()
+        replayed = read_chat_stream(visitor, down_id)
+
+    asked = [r.body["input"] for r in fake_upstream.received if r.path.endswith("/moderations")]
+    assert "Some FLAG-violence here" in asked and f"an answer {MOD_500}" in asked
+    if when_down == "stop":
+        assert stream.events[-2:] == [WITHHELD, FAILED_END]
+        assert view["status"] == "failed" and _answers(view)[0]["error"] == CHAT_WITHHELD
+        assert MOD_500 not in str(view)
+        assert replayed.events == [WITHHELD, FAILED_END]
+        assert _refusals(arena) == [
+            ("answer", "flagged:violence", None, flagged_id),
+            ("answer", "unavailable", None, down_id),
+        ]
+    else:
+        assert stream.end == {"type": "end", "status": "ready"}
+        assert view["status"] == "ready" and _answers(view)[0]["content"] == f"an answer {MOD_500}"
+        assert replayed.text("a") == f"an answer {MOD_500}"
+        assert _refusals(arena) == [("answer", "flagged:violence", None, flagged_id)]
