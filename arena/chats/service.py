@@ -3,8 +3,8 @@ threads (`db.Transactions`; each write must be safe to run twice): started with 
 a turn claimed for streaming and planned, its answer stored, follow-ups, the visitor's thumbs.
 
 A chat is not a battle: the visitor chose the model, so nothing is hidden and nothing is rated.
-It shares the battle's limits (prompt length, turns, rate limits), its relay and its moderation
-(an answer moderation flags is withheld).
+It shares the battle's limits (prompt length, turns, rate limits), its relay, its moderation (an
+answer moderation flags is withheld) and its circuit breaker (each answer counts).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from arena.battles.creation import chosen_models
-from arena.battles.turns import TurnEnd, check_prompt
+from arena.battles.turns import TurnEnd, check_prompt, count_answer
 from arena.chats.schemas import ChatMessageOut, ChatModelOut, ChatOut
 from arena.config import Settings
 from arena.errors import BattleNotReady, ChatNotFound, Conflict, NotYourChat
@@ -225,7 +225,9 @@ def finish_turn(
     """Store the answer and end the turn: the chat ready for a follow-up, or failed.
 
     `withheld`: the reason moderation withheld the answer for; the chat is then failed, the
-    answer kept for the operator but never shown or replayed, and the refusal counted."""
+    answer kept for the operator but never shown or replayed, and the refusal counted. Each
+    answer counts for the circuit breaker as a battle's does (`turns.finish_turn`): a failed one
+    adds a failure in a row, any other (a withheld one too: the model did answer) resets them."""
     failure = answer.failure
     connection.execute(
         insert(ChatMessage).values(
@@ -241,6 +243,7 @@ def finish_turn(
             created_at=utcnow(),
         )
     )
+    count_answer(connection, model_id=plan.model_id, answered=failure is None)
     if failure is not None:
         ended = TurnEnd.failed
     elif withheld is not None:

@@ -21,6 +21,7 @@ from arena.models import (
     BattleMode,
     Chat,
     ChatFeedback,
+    ChatMessage,
     Feedback,
     Message,
     Model,
@@ -32,7 +33,7 @@ from arena.models import (
     utcnow,
 )
 from arena.registry.failure_reasons import explain_stored_error
-from arena.registry.health import answers_of
+from arena.registry.health import answers_of, chat_answers_of
 from arena.registry.keys import KeyRing
 from arena.registry.schemas import (
     ChatFeedbackOut,
@@ -127,16 +128,22 @@ async def _sampling_share(
 
 
 async def failure_streak(session: AsyncSession, model_id: int, *, over: ColumnElement[bool]) -> int:
-    """The model's failed answers in a row among settled battles: those since its latest answer
-    there and its latest activation, the two things that reset the circuit breaker's count
-    (health.py). The breaker's own count also resets on an answer in a battle still open, and
-    an owner who saw that reset would know its model is in that battle; this one waits for the
-    battle to settle."""
+    """The model's failed answers in a row among settled battles and direct chats: those since
+    its latest answer there and its latest activation, the things that reset the circuit
+    breaker's count (health.py). The breaker's own count also resets on an answer in a battle
+    still open, and an owner who saw that reset would know its model is in that battle; this
+    one waits for the battle to settle."""
     mine = and_(answers_of(model_id), over)
     answered_at = await session.scalar(
         select(func.max(Message.created_at))
         .join(Battle, Battle.id == Message.battle_id)
         .where(mine, Message.error.is_(None))
+    )
+    chat_answers = chat_answers_of(model_id)
+    chat_answered_at = await session.scalar(
+        select(func.max(ChatMessage.created_at))
+        .join(Chat, Chat.id == ChatMessage.chat_id)
+        .where(chat_answers, ChatMessage.error.is_(None))
     )
     activated_at = await session.scalar(
         select(func.max(ModelStatusEvent.created_at)).where(
@@ -148,10 +155,16 @@ async def failure_streak(session: AsyncSession, model_id: int, *, over: ColumnEl
         .join(Battle, Battle.id == Message.battle_id)
         .where(mine, Message.error.is_not(None))
     )
-    resets = [moment for moment in (answered_at, activated_at) if moment is not None]
+    chat_failures = (
+        select(func.count(ChatMessage.id))
+        .join(Chat, Chat.id == ChatMessage.chat_id)
+        .where(chat_answers, ChatMessage.error.is_not(None))
+    )
+    resets = [m for m in (answered_at, chat_answered_at, activated_at) if m is not None]
     if resets:
         failures = failures.where(Message.created_at > max(resets))
-    return int(await session.scalar(failures) or 0)
+        chat_failures = chat_failures.where(ChatMessage.created_at > max(resets))
+    return int(await session.scalar(failures) or 0) + int(await session.scalar(chat_failures) or 0)
 
 
 async def model_out(

@@ -1,21 +1,22 @@
 """Direct chats as safe as battles, through real HTTP on both databases: an answer moderation
 flags is withheld (in the stream, the chat's view and a reload) and counted; the moderation
-endpoint down follows ARENA_MODERATION_WHEN_DOWN."""
+endpoint down follows ARENA_MODERATION_WHEN_DOWN; failed chat answers feed the circuit breaker."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.chats.service import CHAT_WITHHELD
-from arena.models import ModerationRefusal
+from arena.models import Model, ModerationRefusal
 from tests.conftest import Arena
 from tests.fake_upstream import MOD_500, FakeUpstream, answer_for
-from tests.registry.accounts import ADMIN_TOKEN
+from tests.registry.accounts import ADMIN_TOKEN, bearer, owner_with_model
 from tests.sse import read_chat_stream, start_chat
 
 WITHHELD = {"side": "a", "type": "withheld", "message": CHAT_WITHHELD}
@@ -35,6 +36,25 @@ def _refusals(arena: Arena) -> list[tuple[str, str, str | None, str | None]]:
         return [(stage, reason, battle, chat) for stage, reason, battle, chat in rows]
 
     return arena.db(work)
+
+
+def _failures(arena: Arena, name: str) -> tuple[int, str]:
+    """The circuit breaker's count of the model's failures in a row, and its status."""
+
+    async def work(session: AsyncSession) -> tuple[int, str]:
+        model = await session.scalar(select(Model).where(Model.name == name))
+        assert model is not None
+        return model.consecutive_failures, model.status.value
+
+    return arena.db(work)
+
+
+def _stats(arena: Arena, token: str, name: str) -> dict[str, Any]:
+    with arena.client() as owner:
+        answer = owner.get(f"/api/models/{name}/stats", headers=bearer(token))
+        assert answer.status_code == 200, answer.text
+        stats: dict[str, Any] = answer.json()
+        return stats
 
 
 def _metric(arena: Arena, series: str) -> float:
@@ -107,6 +127,9 @@ def test_a_flagged_chat_answer_is_withheld_everywhere_and_counted(
         assert signed_in.status_code in (200, 303)
         assert "<td>answer</td><td>blocklist</td><td>1</td>" in operator.get("/admin").text
 
+    # The model answered: no failure for the circuit breaker.
+    assert _failures(arena, "alpha-7b") == (0, "active")
+
 
 @pytest.mark.parametrize("when_down", ["stop", "continue"])
 def test_chat_answers_and_the_moderation_endpoint(
@@ -145,3 +168,51 @@ def test_chat_answers_and_the_moderation_endpoint(
         assert view["status"] == "ready" and _answers(view)[0]["content"] == f"an answer {MOD_500}"
         assert replayed.text("a") == f"an answer {MOD_500}"
         assert _refusals(arena) == [("answer", "flagged:violence", None, flagged_id)]
+
+
+def test_failed_chat_answers_trip_the_circuit_breaker_and_an_answer_resets_it(
+    arena_factory: Any, fake_upstream: FakeUpstream
+) -> None:
+    arena = arena_factory(circuit_breaker_failures=2, health_probe_seconds=0)
+    token = owner_with_model(arena, fake_upstream.base_url, name="flaky-7b")
+
+    def upstream(behaviour: str) -> None:
+        async def work(session: AsyncSession) -> None:
+            await session.execute(
+                update(Model).where(Model.name == "flaky-7b").values(upstream_model=behaviour)
+            )
+
+        arena.db(work)
+
+    def chat(visitor: httpx.Client) -> str:
+        chat_id = start_chat(visitor, "flaky-7b", "hello")
+        stream = read_chat_stream(visitor, chat_id)
+        return str(stream.end["status"])
+
+    with arena.client() as visitor:
+        upstream("error500")
+        assert chat(visitor) == "failed"
+        assert _failures(arena, "flaky-7b") == (1, "active")
+        assert _stats(arena, token, "flaky-7b")["consecutive_failures"] == 1
+
+        # One answer resets the count, for the breaker and in what the owner reads.
+        upstream("normal")
+        assert chat(visitor) == "ready"
+        assert _failures(arena, "flaky-7b") == (0, "active")
+        assert _stats(arena, token, "flaky-7b")["consecutive_failures"] == 0
+
+        upstream("error500")
+        assert chat(visitor) == "failed"
+        assert _failures(arena, "flaky-7b") == (1, "active")
+        assert chat(visitor) == "failed"
+        assert _failures(arena, "flaky-7b") == (2, "paused")
+
+        # Paused: no new chat with it.
+        refused = visitor.post("/api/chats", json={"model": "flaky-7b", "prompt": "hi"})
+        assert refused.status_code == 422 and "'flaky-7b' is paused" in refused.json()["detail"]
+
+    stats = _stats(arena, token, "flaky-7b")
+    assert stats["status"] == "paused" and stats["events"][0]["actor"] == "circuit-breaker"
+    assert "2 consecutive failed answers (last failure: http_status)" in stats["status_reason"]
+    assert stats["consecutive_failures"] == 2
+    assert stats["answers"] == stats["failed_answers"] == stats["battles"] == 0
