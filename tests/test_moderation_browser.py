@@ -14,6 +14,7 @@ from arena.chats.service import CHAT_WITHHELD
 from arena.moderation import WITHHELD_MESSAGE
 from tests.browser import BrowserPage
 from tests.fake_upstream import FakeUpstream, answer_for
+from tests.registry.accounts import owner_with_model
 
 
 def _send(page: Any, prompt: str) -> None:
@@ -58,14 +59,14 @@ def test_refused_prompts_and_withheld_answers_on_the_battle_page(
 
 
 @pytest.mark.browser
-def test_a_withheld_chat_answer_on_the_chat_page(
+def test_a_withheld_chat_answer_on_the_chat_page_and_in_its_owners_stats(
     arena_factory: Any, fake_upstream: FakeUpstream, browser_page: BrowserPage, tmp_path: Path
 ) -> None:
     blocklist = tmp_path / "blocklist.txt"
     # The prompt "zorblax" passes (one word of the phrase); the answer echoing it does not.
     blocklist.write_text("asked zorblax\n")
     arena = arena_factory(moderation_blocklist_file=blocklist)
-    arena.add_model("alpha-7b", fake_upstream.base_url)
+    token = owner_with_model(arena, fake_upstream.base_url, name="alpha-7b")
     page = browser_page.page
     page.goto(arena.url + "/?mode=chat")
     page.select_option("#chat-model", "alpha-7b")
@@ -89,4 +90,14 @@ def test_a_withheld_chat_answer_on_the_chat_page(
     page.reload()
     withheld_on_the_page()
     assert answer_for("zorblax") not in page.content()
+
+    # Its owner reads the counts on the owner page, never the chat itself.
+    page.goto(arena.url + "/owner")
+    page.fill("#signin-token", token)
+    page.click("#signin-form button[type=submit]")
+    page.locator('#models-table tr[data-model="alpha-7b"] button[data-action="stats"]').click()
+    expect(page.locator("#stats-list")).to_contain_text(
+        "0.0% (0 of 2 answers failed, 1 withheld by moderation)"
+    )
+    assert "zorblax" not in page.content() and "Hello" not in page.content()
     assert browser_page.page_errors == []

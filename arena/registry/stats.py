@@ -2,7 +2,8 @@
 
 Every figure drawn from battles counts settled battles only (battles/settled.py): an owner who
 read its stats before and after someone's battle started, or answered, must not learn that its
-model is in it while the battle can still be voted on.
+model is in it while the battle can still be voted on. Direct chats are not anonymous (their
+visitor chose the model): their counts are current, and never carry a prompt or a visitor.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.battles.settled import drawn, settled
@@ -36,6 +37,7 @@ from arena.registry.failure_reasons import explain_stored_error
 from arena.registry.health import answers_of, chat_answers_of
 from arena.registry.keys import KeyRing
 from arena.registry.schemas import (
+    ChatAnswersOut,
     ChatFeedbackOut,
     ModelOut,
     ModelStats,
@@ -246,22 +248,31 @@ async def model_stats(
         api_key = keys.decrypt(model.api_key_encrypted) if model.api_key_encrypted else None
     except ValueError:
         api_key = None
+
+    def explained(error: str | None) -> str:
+        return explain_stored_error(
+            error or "", base_url=model.base_url, api_key=api_key, model=model.upstream_model
+        ).reason
+
     recent_errors = [
-        RecentError(
-            at=m.created_at,
-            error=explain_stored_error(
-                m.error or "",
-                base_url=model.base_url,
-                api_key=api_key,
-                model=model.upstream_model,
-            ).reason,
-        )
+        RecentError(at=m.created_at, error=explained(m.error))
         for m in await session.scalars(
             answers_query.where(mine, Message.error.is_not(None))
             .order_by(Message.created_at.desc(), Message.id.desc())
             .limit(ERRORS_SHOWN)
         )
     ]
+    recent_errors += [
+        RecentError(at=at, error=explained(error), source="chat")
+        for at, error in await session.execute(
+            select(ChatMessage.created_at, ChatMessage.error)
+            .join(Chat, Chat.id == ChatMessage.chat_id)
+            .where(chat_answers_of(model.id), ChatMessage.error.is_not(None))
+            .order_by(ChatMessage.created_at.desc(), ChatMessage.id.desc())
+            .limit(ERRORS_SHOWN)
+        )
+    ]
+    recent_errors = sorted(recent_errors, key=lambda e: e.at, reverse=True)[:ERRORS_SHOWN]
     timings = (
         await session.execute(
             select(Message.first_token_ms, Message.duration_ms)
@@ -332,6 +343,7 @@ async def model_stats(
             both_bad=named["both_bad"],
         ),
         chat_feedback=await chat_feedback(session, model.id),
+        chat_answers=await chat_answers(session, model.id),
     )
 
 
@@ -359,4 +371,26 @@ async def chat_feedback(session: AsyncSession, model_id: int) -> ChatFeedbackOut
     )
     return ChatFeedbackOut(
         chats=chats or 0, up=thumbs.get(Feedback.up, 0), down=thumbs.get(Feedback.down, 0)
+    )
+
+
+async def chat_answers(session: AsyncSession, model_id: int) -> ChatAnswersOut:
+    """The model's answers in direct chats: how many, how many failed, how many moderation
+    withheld. Counts only: no prompt, no answer text, no visitor."""
+    answers, failed, withheld = (
+        await session.execute(
+            select(
+                func.count(ChatMessage.id),
+                func.count(ChatMessage.error),
+                func.count(case((ChatMessage.withheld, 1))),
+            )
+            .join(Chat, Chat.id == ChatMessage.chat_id)
+            .where(chat_answers_of(model_id))
+        )
+    ).one()
+    return ChatAnswersOut(
+        answers=answers,
+        failed_answers=failed,
+        withheld_answers=withheld,
+        error_rate=round(failed / answers, 4) if answers else None,
     )

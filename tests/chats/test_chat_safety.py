@@ -1,6 +1,7 @@
 """Direct chats as safe as battles, through real HTTP on both databases: an answer moderation
 flags is withheld (in the stream, the chat's view and a reload) and counted; the moderation
-endpoint down follows ARENA_MODERATION_WHEN_DOWN; failed chat answers feed the circuit breaker."""
+endpoint down follows ARENA_MODERATION_WHEN_DOWN; failed chat answers feed the circuit breaker;
+the owner sees the chat answers, failures and withheld answers in the model's stats."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from arena.chats.service import CHAT_WITHHELD
+from arena.chats.service import CHAT_ERROR, CHAT_WITHHELD
 from arena.models import Model, ModerationRefusal
 from tests.conftest import Arena
 from tests.fake_upstream import MOD_500, FakeUpstream, answer_for
@@ -76,7 +77,7 @@ def test_a_flagged_chat_answer_is_withheld_everywhere_and_counted(
     # The prompt "zorblax" passes (one word of the phrase); the answer echoing it does not.
     blocklist.write_text("asked zorblax\n")
     arena = arena_factory(moderation_blocklist_file=blocklist, metrics=True)
-    arena.add_model("alpha-7b", fake_upstream.base_url)
+    token = owner_with_model(arena, fake_upstream.base_url, name="alpha-7b")
     refused = 'arena_moderation_refusals_total{reason="blocklist",stage="answer"}'
     before = _metric(arena, refused)
     with arena.client() as visitor:
@@ -127,8 +128,17 @@ def test_a_flagged_chat_answer_is_withheld_everywhere_and_counted(
         assert signed_in.status_code in (200, 303)
         assert "<td>answer</td><td>blocklist</td><td>1</td>" in operator.get("/admin").text
 
-    # The model answered: no failure for the circuit breaker.
+    # The model answered: no failure for the circuit breaker. Its owner sees the counts only.
     assert _failures(arena, "alpha-7b") == (0, "active")
+    stats = _stats(arena, token, "alpha-7b")
+    assert stats["chat_answers"] == {
+        "answers": 2,
+        "failed_answers": 0,
+        "withheld_answers": 1,
+        "error_rate": 0.0,
+    }
+    assert stats["consecutive_failures"] == 0 and stats["recent_errors"] == []
+    assert "zorblax" not in str(stats) and "Hello" not in str(stats)
 
 
 @pytest.mark.parametrize("when_down", ["stop", "continue"])
@@ -215,4 +225,15 @@ def test_failed_chat_answers_trip_the_circuit_breaker_and_an_answer_resets_it(
     assert stats["status"] == "paused" and stats["events"][0]["actor"] == "circuit-breaker"
     assert "2 consecutive failed answers (last failure: http_status)" in stats["status_reason"]
     assert stats["consecutive_failures"] == 2
+    assert stats["chat_answers"] == {
+        "answers": 4,
+        "failed_answers": 3,
+        "withheld_answers": 0,
+        "error_rate": 0.75,
+    }
+    # The chat failures in the recent errors, explained as the battles' are; no battle counted.
+    errors = stats["recent_errors"]
+    assert [e["source"] for e in errors] == ["chat"] * 3
+    assert all("500" in e["error"] for e in errors)
     assert stats["answers"] == stats["failed_answers"] == stats["battles"] == 0
+    assert CHAT_ERROR not in str(stats) and "hello" not in str(stats)
