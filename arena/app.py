@@ -160,11 +160,33 @@ def _refusal_recorder(transactions: Transactions) -> RecordRefusal:
     return record
 
 
-def _finish_chat_turn(transactions: Transactions) -> FinishChatTurn:
-    async def finish(plan: chats.ChatPlan, answer: Answer) -> bool:
-        return await transactions.write(
-            lambda connection: chats.finish_turn(connection, plan=plan, answer=answer)
+def _finish_chat_turn(
+    transactions: Transactions,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    moderator: Moderator,
+) -> FinishChatTurn:
+    async def finish(plan: chats.ChatPlan, answer: Answer) -> turns.TurnEnd:
+        withheld = None
+        if answer.ok:
+            # As a battle's answers: a failed one is shown as failed, so only a whole one is
+            # moderated (and when the endpoint is down, ARENA_MODERATION_WHEN_DOWN decides).
+            withheld = (await moderator.check_answers([answer.text])).reason
+        ended = await transactions.write(
+            lambda connection: chats.finish_turn(
+                connection, plan=plan, answer=answer, withheld=withheld
+            )
         )
+        if withheld is not None:
+            metrics.moderation_refused("answer", withheld)
+        if ended is turns.TurnEnd.failed:
+            # The circuit breaker, as after a battle's failed turn: a model failing in chats
+            # is paused too (and should the worker die first, the health monitor's sweep does).
+            async with write_session(sessionmaker) as session:
+                await trip_breakers(
+                    session, threshold=settings.circuit_breaker_failures, model_ids=(plan.model_id,)
+                )
+        return ended
 
     return finish
 
@@ -251,7 +273,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.chat_runner = ChatRunner(
             client,
             upstream_limits(settings),
-            _finish_chat_turn(transactions),
+            _finish_chat_turn(transactions, sessionmaker, settings, moderator),
             chat=guarded_chat(allow_private=settings.allow_private_endpoints),
         )
         webhook_sender = WebhookSender(settings, sessionmaker, client, app.state.keys).start()

@@ -249,7 +249,7 @@ class Settings(BaseSettings):
     moderation_when_down: Literal["stop", "continue"] = "stop"
     """When the moderation endpoint is down (unreachable, too slow, an error status, an answer
     that does not parse): `stop` refuses new prompts and withholds answers, `continue` lets
-    battles go on unmoderated (logged and counted)."""
+    battles and direct chats go on unmoderated (logged and counted)."""
     moderation_blocklist_file: Path | None = None
     """A UTF-8 file of blocked words and phrases, one a line, and `re:` regular expressions
     (docs/moderation.md); re-read within seconds when it changes. The arena refuses to start if

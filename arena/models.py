@@ -408,6 +408,8 @@ class ChatMessage(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     first_token_ms: Mapped[float | None] = mapped_column(Float, default=None)
     duration_ms: Mapped[float | None] = mapped_column(Float, default=None)
+    # An answer moderation withheld: kept for the operator, never shown or replayed again
+    withheld: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (UniqueConstraint("chat_id", "turn", "role", name="one_per_role_and_turn"),)
@@ -575,8 +577,9 @@ class WorkerInstance(Base):
 
 class ModerationRefusal(Base):
     """One refusal by moderation (arena/moderation.py), counted by reason for the operator: a
-    prompt refused before any model saw it, or a turn's answers withheld. No text is kept, and
-    no battle for a prompt: a refused first prompt never became one."""
+    prompt refused before any model saw it, or a turn's answers withheld (a battle's, or a
+    direct chat's). No text is kept, and no battle or chat for a prompt: a refused first prompt
+    never became one."""
 
     __tablename__ = "moderation_refusal"
 
@@ -587,3 +590,4 @@ class ModerationRefusal(Base):
     # e.g. blocklist, flagged:hate, unavailable (moderation.REASONS lists them)
     reason: Mapped[str] = mapped_column(String(64))
     battle_id: Mapped[str | None] = mapped_column(String(43), default=None)
+    chat_id: Mapped[str | None] = mapped_column(String(43), default=None)

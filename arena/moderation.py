@@ -5,8 +5,9 @@ every refusal counted by reason (docs/moderation.md).
 The battle path makes two calls: `Moderator.check_prompt` before a pair is drawn (or a follow-up
 stored), which raises `PromptRefused` or `ModerationUnavailable` after counting the refusal, and
 `Moderator.check_answers` once both answers are in, whose verdict the turn is settled with
-(`turns.finish_turn`). Nothing is checked, and nothing costs anything, when neither a blocklist
-nor an endpoint is configured.
+(`turns.finish_turn`). A direct chat makes the same two calls, on its prompts and on each answer
+(`chats.service.finish_turn`). Nothing is checked, and nothing costs anything, when neither a
+blocklist nor an endpoint is configured.
 """
 
 from __future__ import annotations
@@ -553,11 +554,17 @@ _INSERT_REFUSAL = insert(ModerationRefusal)
 
 
 def record_refusal(
-    connection: Connection, *, stage: Stage, reason: str, battle_id: str | None = None
+    connection: Connection,
+    *,
+    stage: Stage,
+    reason: str,
+    battle_id: str | None = None,
+    chat_id: str | None = None,
 ) -> None:
     """Count one refusal, in the caller's write transaction."""
     connection.execute(
-        _INSERT_REFUSAL, {"stage": stage, "reason": reason[:64], "battle_id": battle_id}
+        _INSERT_REFUSAL,
+        {"stage": stage, "reason": reason[:64], "battle_id": battle_id, "chat_id": chat_id},
     )
 
 
@@ -592,9 +599,9 @@ def moderation_setup(settings: Settings) -> str:
     if settings.moderation_url:
         host = httpx.URL(settings.moderation_url).host
         down = (
-            "battles stop"
+            "battles and chats stop"
             if settings.moderation_when_down == "stop"
-            else "battles go on unmoderated"
+            else "battles and chats go on unmoderated"
         )
         parts.append(f"the moderation endpoint at {host} (when it is down, {down})")
     if not parts:

@@ -1,4 +1,4 @@
-"""Reading the arena's battle stream the way a client does."""
+"""Reading the arena's battle and chat streams the way a client does."""
 
 from __future__ import annotations
 
@@ -32,10 +32,19 @@ class StreamResult:
 
 
 def read_stream(client: httpx.Client, battle_id: str) -> StreamResult:
+    return _read(client, f"/api/battles/{battle_id}/stream")
+
+
+def read_chat_stream(client: httpx.Client, chat_id: str) -> StreamResult:
+    """A direct chat's stream: the battle's event shapes, side `a` only."""
+    return _read(client, f"/api/chats/{chat_id}/stream")
+
+
+def _read(client: httpx.Client, path: str) -> StreamResult:
     started = time.perf_counter()
     events: list[dict[str, Any]] = []
     times: list[float] = []
-    with client.stream("GET", f"/api/battles/{battle_id}/stream") as response:
+    with client.stream("GET", path) as response:
         assert response.status_code == 200, response.read()
         assert response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
@@ -49,3 +58,9 @@ def start_battle(client: httpx.Client, prompt: str = "What is the capital of Fra
     response = client.post("/api/battles", json={"prompt": prompt})
     assert response.status_code == 201, response.text
     return str(response.json()["battle_id"])
+
+
+def start_chat(client: httpx.Client, model: str, prompt: str) -> str:
+    response = client.post("/api/chats", json={"model": model, "prompt": prompt})
+    assert response.status_code == 201, response.text
+    return str(response.json()["chat_id"])

@@ -429,6 +429,18 @@ _COUNT_FAILURE = (
     .where(Model.id == bindparam("failing_id"))
     .values(consecutive_failures=Model.consecutive_failures + 1)
 )
+
+
+def count_answer(connection: Connection, *, model_id: int, answered: bool) -> None:
+    """One answer of the model in the circuit breaker's count of its failures in a row
+    (`Model.consecutive_failures`, tripped by registry/health.py): an answer resets it, a failure
+    adds one. Battles and direct chats alike."""
+    if answered:
+        connection.execute(_RESET_FAILURES, {"answered_ids": [model_id]})
+    else:
+        connection.execute(_COUNT_FAILURE, {"failing_id": model_id})
+
+
 _MARK_READY = (
     update(Battle)
     .where(Battle.id == bindparam("finished_id"))
@@ -505,10 +517,7 @@ def finish_turn(
         connection.execute(_RESET_FAILURES, {"answered_ids": sorted(m for m, _ in outcomes)})
     else:
         for model_id, answered in sorted(outcomes):
-            if answered:
-                connection.execute(_RESET_FAILURES, {"answered_ids": [model_id]})
-            else:
-                connection.execute(_COUNT_FAILURE, {"failing_id": model_id})
+            count_answer(connection, model_id=model_id, answered=answered)
     if not all(answer.ok for answer in answers.values()):
         connection.execute(_MARK_FAILED, {"finished_id": plan.battle_id})
         return False

@@ -9,7 +9,8 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 from arena.battles.relay import ChatCall, TurnEvents, sse
-from arena.chats.service import CHAT_ERROR, ChatPlan, PastChatTurn
+from arena.battles.turns import TurnEnd
+from arena.chats.service import CHAT_ERROR, CHAT_WITHHELD, ChatPlan, PastChatTurn
 from arena.models import BattleStatus
 from arena.upstream.client import (
     Answer,
@@ -24,9 +25,13 @@ from arena.upstream.http import UpstreamClient
 
 log = logging.getLogger(__name__)
 
-# Called once the answer is over; stores it and says whether the chat can go on.
-FinishChatTurn = Callable[[ChatPlan, Answer], Awaitable[bool]]
+# Called once the answer is over; moderates and stores it, and says how the turn ended.
+FinishChatTurn = Callable[[ChatPlan, Answer], Awaitable[TurnEnd]]
 SIDE = "a"
+
+
+def _withheld() -> dict[str, Any]:
+    return {"side": SIDE, "type": "withheld", "message": CHAT_WITHHELD}
 
 
 def _event(event: UpstreamEvent) -> dict[str, Any]:
@@ -76,7 +81,11 @@ class ChatRunner:
             answer = await self._chat(
                 self._client, plan.endpoint, plan.conversation, self._limits, emit
             )
-            if await self._finish(plan, answer):
+            ended = await self._finish(plan, answer)
+            if ended is TurnEnd.withheld:
+                # After its `done`: the page takes the streamed text off and shows why.
+                events.put(_withheld())
+            elif ended is TurnEnd.ready:
                 status = BattleStatus.ready
         except Exception:
             log.exception("chat %s: turn %d could not be settled", plan.chat_id, plan.turn)
@@ -96,7 +105,12 @@ class ChatRunner:
 
 
 async def replay(past: PastChatTurn) -> AsyncGenerator[str, None]:
-    """The events of a turn that already ran, for a reload or a second tab."""
+    """The events of a turn that already ran, for a reload or a second tab; of an answer
+    moderation withheld, only that it was."""
+    if past.withheld:
+        yield sse(_withheld())
+        yield sse({"type": "end", "status": BattleStatus.failed.value})
+        return
     if past.content:
         yield sse({"side": SIDE, "type": "delta", "text": past.content})
     if past.failed:

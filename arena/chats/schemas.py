@@ -52,6 +52,8 @@ class ChatMessageOut(BaseModel):
     # How many images the visitor attached to this prompt (0 for an answer); the images
     # themselves never leave the server.
     image_count: int = 0
+    # An answer moderation withheld: `content` is empty and `error` says so
+    withheld: bool = False
 
 
 class ChatModelOut(BaseModel):

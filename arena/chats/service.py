@@ -5,7 +5,8 @@ A prompt may carry images (arena/images/) when the chat's model reads them; they
 with every later turn, and never leave the server otherwise.
 
 A chat is not a battle: the visitor chose the model, so nothing is hidden and nothing is rated.
-It shares the battle's limits (prompt length, turns, rate limits) and its relay.
+It shares the battle's limits (prompt length, turns, rate limits), its relay, its moderation (an
+answer moderation flags is withheld) and its circuit breaker (each answer counts).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from arena.battles.creation import chosen_models
-from arena.battles.turns import check_prompt
+from arena.battles.turns import TurnEnd, check_prompt, count_answer
 from arena.chats.schemas import ChatMessageOut, ChatModelOut, ChatOut
 from arena.config import Settings
 from arena.errors import BattleNotReady, ChatNotFound, Conflict, InvalidInput, NotYourChat
@@ -40,6 +41,7 @@ from arena.models import (
     ModelStatus,
     utcnow,
 )
+from arena.moderation import record_refusal
 from arena.registry.keys import KeyRing
 from arena.upstream.client import Answer, Endpoint
 from arena.upstream.client import ChatMessage as UpstreamMessage
@@ -47,6 +49,11 @@ from arena.visitors import Visitor
 
 # One text for every failure: the upstream error is kept for the operator, never shown.
 CHAT_ERROR = "This answer could not be completed. Start a new chat, or try another model."
+# What the visitor reads in place of an answer moderation withheld; which rule matched is not said.
+CHAT_WITHHELD = (
+    "This answer was withheld by the arena's moderation, so this chat cannot go on. "
+    "Please start a new chat."
+)
 INTERRUPTED = "interrupted: the arena worker relaying this chat stopped before the answer ended"
 
 
@@ -257,8 +264,15 @@ def plan_turn(claimed: ClaimedChatTurn, *, keys: KeyRing) -> ChatPlan:
     return ChatPlan(claimed.chat_id, claimed.turn, model_id, endpoint, conversation)
 
 
-def finish_turn(connection: Connection, *, plan: ChatPlan, answer: Answer) -> bool:
-    """Store the answer and end the turn: the chat ready for a follow-up, or failed."""
+def finish_turn(
+    connection: Connection, *, plan: ChatPlan, answer: Answer, withheld: str | None = None
+) -> TurnEnd:
+    """Store the answer and end the turn: the chat ready for a follow-up, or failed.
+
+    `withheld`: the reason moderation withheld the answer for; the chat is then failed, the
+    answer kept for the operator but never shown or replayed, and the refusal counted. Each
+    answer counts for the circuit breaker as a battle's does (`turns.finish_turn`): a failed one
+    adds a failure in a row, any other (a withheld one too: the model did answer) resets them."""
     failure = answer.failure
     connection.execute(
         insert(ChatMessage).values(
@@ -270,16 +284,24 @@ def finish_turn(connection: Connection, *, plan: ChatPlan, answer: Answer) -> bo
             error=None if failure is None else f"{failure.kind}: {failure.detail}"[:10_000],
             first_token_ms=answer.first_token_ms,
             duration_ms=answer.duration_ms,
+            withheld=failure is None and withheld is not None,
             created_at=utcnow(),
         )
     )
-    status = BattleStatus.ready if failure is None else BattleStatus.failed
+    count_answer(connection, model_id=plan.model_id, answered=failure is None)
+    if failure is not None:
+        ended = TurnEnd.failed
+    elif withheld is not None:
+        ended = TurnEnd.withheld
+        record_refusal(connection, stage="answer", reason=withheld, chat_id=plan.chat_id)
+    else:
+        ended = TurnEnd.ready
     connection.execute(
         update(Chat)
         .where(Chat.id == plan.chat_id, Chat.status == BattleStatus.streaming)
-        .values(status=status)
+        .values(status=BattleStatus.ready if ended is TurnEnd.ready else BattleStatus.failed)
     )
-    return failure is None
+    return ended
 
 
 def fail_interrupted_turn(connection: Connection, *, chat_id: str, turn: int) -> bool:
@@ -333,7 +355,7 @@ def record_feedback(
     session_hash, model_id = found
     _owned(session_hash, visitor)
     answered = connection.execute(
-        select(ChatMessage.error).where(
+        select(ChatMessage.error, ChatMessage.withheld).where(
             ChatMessage.chat_id == chat_id,
             ChatMessage.turn == turn,
             ChatMessage.role == ChatRole.assistant,
@@ -343,6 +365,10 @@ def record_feedback(
         raise Conflict(f"turn: this chat has no answer for turn {turn} yet; rate an answer shown")
     if answered.error is not None:
         raise Conflict(f"turn: the answer of turn {turn} failed; there is nothing to rate")
+    if answered.withheld:
+        raise Conflict(
+            f"turn: the answer of turn {turn} was withheld by moderation; there is nothing to rate"
+        )
     dialect_insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
     statement = dialect_insert(ChatFeedback).values(
         chat_id=chat_id, model_id=model_id, turn=turn, rating=rating, created_at=utcnow()
@@ -390,13 +416,18 @@ def chat_view(connection: Connection, *, chat_id: str, visitor: Visitor) -> Chat
             feedback=thumbs.get(turn) if role == ChatRole.assistant else None,
             image_count=image_counts.get(turn, 0) if role == ChatRole.user else 0,
         )
-        for turn, role, content, finish_reason, error in connection.execute(
+        if not withheld
+        else ChatMessageOut(
+            turn=turn, role=role.value, content="", error=CHAT_WITHHELD, withheld=True
+        )
+        for turn, role, content, finish_reason, error, withheld in connection.execute(
             select(
                 ChatMessage.turn,
                 ChatMessage.role,
                 ChatMessage.content,
                 ChatMessage.finish_reason,
                 ChatMessage.error,
+                ChatMessage.withheld,
             )
             .where(ChatMessage.chat_id == chat_id)
             .order_by(ChatMessage.turn, ChatMessage.id)
@@ -419,6 +450,8 @@ class PastChatTurn:
     content: str
     finish_reason: str | None
     failed: bool
+    # Moderation withheld it: replayed as such, never as text.
+    withheld: bool = False
 
 
 def turn_to_replay(
@@ -442,10 +475,14 @@ def turn_to_replay(
             raise Conflict("This chat is already streaming in another tab or request.")
         fail_interrupted_turn(connection, chat_id=chat_id, turn=turns)
     answer = connection.execute(
-        select(ChatMessage.content, ChatMessage.finish_reason, ChatMessage.error).where(
+        select(
+            ChatMessage.content, ChatMessage.finish_reason, ChatMessage.error, ChatMessage.withheld
+        ).where(
             ChatMessage.chat_id == chat_id,
             ChatMessage.turn == turns,
             ChatMessage.role == ChatRole.assistant,
         )
     ).one()
+    if answer.withheld:
+        return PastChatTurn("", None, failed=True, withheld=True)
     return PastChatTurn(answer.content, answer.finish_reason, answer.error is not None)

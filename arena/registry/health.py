@@ -12,7 +12,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from arena.background_tasks import stop_task
 from arena.config import Settings
-from arena.models import Battle, Message, Model, ModelStatus, ModelStatusEvent, Side, utcnow
+from arena.models import (
+    Battle,
+    Chat,
+    ChatMessage,
+    ChatRole,
+    Message,
+    Model,
+    ModelStatus,
+    ModelStatusEvent,
+    Side,
+    utcnow,
+)
 from arena.registry.failure_reasons import explain_stored_error
 from arena.registry.keys import KeyRing
 from arena.registry.probe import probe_endpoint
@@ -41,18 +52,37 @@ def answers_of(model_id: int) -> ColumnElement[bool]:
     )
 
 
+def chat_answers_of(model_id: int) -> ColumnElement[bool]:
+    """The condition selecting this model's answers among chat messages joined with their chat."""
+    return and_(Chat.model_id == model_id, ChatMessage.role == ChatRole.assistant)
+
+
 async def _last_failure_kind(session: AsyncSession, model_id: int, base_url: str) -> str:
-    """What kind of failure the model's latest failed answer was, as its owner may read it."""
-    error = await session.scalar(
-        select(Message.error)
-        .join(Battle, Battle.id == Message.battle_id)
-        .where(Message.error.is_not(None), answers_of(model_id))
-        .order_by(Message.created_at.desc(), Message.id.desc())
-        .limit(1)
-    )
-    if error is None:
+    """What kind of failure the model's latest failed answer (in a battle or a chat) was, as its
+    owner may read it."""
+    in_battles = (
+        await session.execute(
+            select(Message.error, Message.created_at)
+            .join(Battle, Battle.id == Message.battle_id)
+            .where(Message.error.is_not(None), answers_of(model_id))
+            .order_by(Message.created_at.desc(), Message.id.desc())
+            .limit(1)
+        )
+    ).one_or_none()
+    in_chats = (
+        await session.execute(
+            select(ChatMessage.error, ChatMessage.created_at)
+            .join(Chat, Chat.id == ChatMessage.chat_id)
+            .where(ChatMessage.error.is_not(None), chat_answers_of(model_id))
+            .order_by(ChatMessage.created_at.desc(), ChatMessage.id.desc())
+            .limit(1)
+        )
+    ).one_or_none()
+    found = [row for row in (in_battles, in_chats) if row is not None]
+    if not found:
         return "unknown"
-    return explain_stored_error(error, base_url=base_url, api_key=None).kind
+    error, _at = max(found, key=lambda row: row[1])
+    return explain_stored_error(error or "", base_url=base_url, api_key=None).kind
 
 
 async def trip_breakers(

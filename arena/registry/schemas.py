@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Final
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -346,6 +346,8 @@ class StatusEventOut(BaseModel):
 class RecentError(BaseModel):
     at: datetime
     error: str
+    # Where the answer failed: in a battle (settled ones only) or in a direct chat
+    source: Literal["battle", "chat"] = "battle"
 
 
 class NamedVotesOut(BaseModel):
@@ -364,6 +366,17 @@ class ChatFeedbackOut(BaseModel):
     chats: int = 0
     up: int = 0
     down: int = 0
+
+
+class ChatAnswersOut(BaseModel):
+    """The model's answers in direct chats, counted apart from its battles' answers."""
+
+    answers: int = 0
+    failed_answers: int = 0
+    # Answered, and withheld by the arena's moderation: not failures (docs/moderation.md)
+    withheld_answers: int = 0
+    # failed_answers / answers
+    error_rate: float | None = None
 
 
 class ModelStats(BaseModel):
@@ -398,3 +411,4 @@ class ModelStats(BaseModel):
     # Counted apart from the votes above, which are the anonymous battles' only
     named_votes: NamedVotesOut = NamedVotesOut()
     chat_feedback: ChatFeedbackOut = ChatFeedbackOut()
+    chat_answers: ChatAnswersOut = ChatAnswersOut()

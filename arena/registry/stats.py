@@ -2,7 +2,8 @@
 
 Every figure drawn from battles counts settled battles only (battles/settled.py): an owner who
 read its stats before and after someone's battle started, or answered, must not learn that its
-model is in it while the battle can still be voted on.
+model is in it while the battle can still be voted on. Direct chats are not anonymous (their
+visitor chose the model): their counts are current, and never carry a prompt or a visitor.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.battles.settled import drawn, settled
@@ -21,6 +22,7 @@ from arena.models import (
     BattleMode,
     Chat,
     ChatFeedback,
+    ChatMessage,
     Feedback,
     Message,
     Model,
@@ -32,9 +34,10 @@ from arena.models import (
     utcnow,
 )
 from arena.registry.failure_reasons import explain_stored_error
-from arena.registry.health import answers_of
+from arena.registry.health import answers_of, chat_answers_of
 from arena.registry.keys import KeyRing
 from arena.registry.schemas import (
+    ChatAnswersOut,
     ChatFeedbackOut,
     ModelOut,
     ModelStats,
@@ -127,16 +130,22 @@ async def _sampling_share(
 
 
 async def failure_streak(session: AsyncSession, model_id: int, *, over: ColumnElement[bool]) -> int:
-    """The model's failed answers in a row among settled battles: those since its latest answer
-    there and its latest activation, the two things that reset the circuit breaker's count
-    (health.py). The breaker's own count also resets on an answer in a battle still open, and
-    an owner who saw that reset would know its model is in that battle; this one waits for the
-    battle to settle."""
+    """The model's failed answers in a row among settled battles and direct chats: those since
+    its latest answer there and its latest activation, the things that reset the circuit
+    breaker's count (health.py). The breaker's own count also resets on an answer in a battle
+    still open, and an owner who saw that reset would know its model is in that battle; this
+    one waits for the battle to settle."""
     mine = and_(answers_of(model_id), over)
     answered_at = await session.scalar(
         select(func.max(Message.created_at))
         .join(Battle, Battle.id == Message.battle_id)
         .where(mine, Message.error.is_(None))
+    )
+    chat_answers = chat_answers_of(model_id)
+    chat_answered_at = await session.scalar(
+        select(func.max(ChatMessage.created_at))
+        .join(Chat, Chat.id == ChatMessage.chat_id)
+        .where(chat_answers, ChatMessage.error.is_(None))
     )
     activated_at = await session.scalar(
         select(func.max(ModelStatusEvent.created_at)).where(
@@ -148,10 +157,16 @@ async def failure_streak(session: AsyncSession, model_id: int, *, over: ColumnEl
         .join(Battle, Battle.id == Message.battle_id)
         .where(mine, Message.error.is_not(None))
     )
-    resets = [moment for moment in (answered_at, activated_at) if moment is not None]
+    chat_failures = (
+        select(func.count(ChatMessage.id))
+        .join(Chat, Chat.id == ChatMessage.chat_id)
+        .where(chat_answers, ChatMessage.error.is_not(None))
+    )
+    resets = [m for m in (answered_at, chat_answered_at, activated_at) if m is not None]
     if resets:
         failures = failures.where(Message.created_at > max(resets))
-    return int(await session.scalar(failures) or 0)
+        chat_failures = chat_failures.where(ChatMessage.created_at > max(resets))
+    return int(await session.scalar(failures) or 0) + int(await session.scalar(chat_failures) or 0)
 
 
 async def model_out(
@@ -233,22 +248,31 @@ async def model_stats(
         api_key = keys.decrypt(model.api_key_encrypted) if model.api_key_encrypted else None
     except ValueError:
         api_key = None
+
+    def explained(error: str | None) -> str:
+        return explain_stored_error(
+            error or "", base_url=model.base_url, api_key=api_key, model=model.upstream_model
+        ).reason
+
     recent_errors = [
-        RecentError(
-            at=m.created_at,
-            error=explain_stored_error(
-                m.error or "",
-                base_url=model.base_url,
-                api_key=api_key,
-                model=model.upstream_model,
-            ).reason,
-        )
+        RecentError(at=m.created_at, error=explained(m.error))
         for m in await session.scalars(
             answers_query.where(mine, Message.error.is_not(None))
             .order_by(Message.created_at.desc(), Message.id.desc())
             .limit(ERRORS_SHOWN)
         )
     ]
+    recent_errors += [
+        RecentError(at=at, error=explained(error), source="chat")
+        for at, error in await session.execute(
+            select(ChatMessage.created_at, ChatMessage.error)
+            .join(Chat, Chat.id == ChatMessage.chat_id)
+            .where(chat_answers_of(model.id), ChatMessage.error.is_not(None))
+            .order_by(ChatMessage.created_at.desc(), ChatMessage.id.desc())
+            .limit(ERRORS_SHOWN)
+        )
+    ]
+    recent_errors = sorted(recent_errors, key=lambda e: e.at, reverse=True)[:ERRORS_SHOWN]
     timings = (
         await session.execute(
             select(Message.first_token_ms, Message.duration_ms)
@@ -319,6 +343,7 @@ async def model_stats(
             both_bad=named["both_bad"],
         ),
         chat_feedback=await chat_feedback(session, model.id),
+        chat_answers=await chat_answers(session, model.id),
     )
 
 
@@ -346,4 +371,26 @@ async def chat_feedback(session: AsyncSession, model_id: int) -> ChatFeedbackOut
     )
     return ChatFeedbackOut(
         chats=chats or 0, up=thumbs.get(Feedback.up, 0), down=thumbs.get(Feedback.down, 0)
+    )
+
+
+async def chat_answers(session: AsyncSession, model_id: int) -> ChatAnswersOut:
+    """The model's answers in direct chats: how many, how many failed, how many moderation
+    withheld. Counts only: no prompt, no answer text, no visitor."""
+    answers, failed, withheld = (
+        await session.execute(
+            select(
+                func.count(ChatMessage.id),
+                func.count(ChatMessage.error),
+                func.count(case((ChatMessage.withheld, 1))),
+            )
+            .join(Chat, Chat.id == ChatMessage.chat_id)
+            .where(chat_answers_of(model_id))
+        )
+    ).one()
+    return ChatAnswersOut(
+        answers=answers,
+        failed_answers=failed,
+        withheld_answers=withheld,
+        error_rate=round(failed / answers, 4) if answers else None,
     )

@@ -27,7 +27,7 @@ const decide = document.getElementById("chat-decide");
 const newChatButton = document.getElementById("new-chat");
 const maxPrompt = Number(root.dataset.maxPrompt) || 8000;
 
-// state: idle | starting | streaming | ready | failed | lost
+// state: idle | starting | streaming | ready | failed | withheld | lost
 // readsImages: whether the open chat's model reads images (from the chat's view)
 const chat = { id: null, state: "idle", turns: [], controller: null, readsImages: false };
 
@@ -70,6 +70,7 @@ const STATUS_TEXT = {
   streaming: "The model is answering…",
   ready: "Ask a follow-up, or rate the answer.",
   failed: "The answer failed, so this chat cannot go on. Start a new chat.",
+  withheld: "The arena's moderation withheld the answer, so this chat cannot go on. Start a new chat.",
   lost: "This chat cannot go on. Start a new chat.",
 };
 
@@ -89,7 +90,7 @@ function setState(state) {
   document.getElementById("chat-intro").hidden = started;
   statusLine.textContent = STATUS_TEXT[state] || "";
   const busy = state === "starting" || state === "streaming";
-  form.hidden = state === "failed" || state === "lost";
+  form.hidden = state === "failed" || state === "withheld" || state === "lost";
   promptBox.disabled = busy;
   sendButton.disabled = busy;
   modelSelect.disabled = busy;
@@ -157,7 +158,7 @@ function newTurn(prompt, number, images = []) {
   }
   const answer = document.createElement("div");
   answer.className = "answer md";
-  const turn = { number, text: "", error: null, finish: null, node: answer, rating: null };
+  const turn = { number, text: "", error: null, finish: null, withheld: false, node: answer, rating: null };
   turn.thumbs = thumbsFor(turn);
   box.append(asked, answer, turn.thumbs);
   thread.append(box);
@@ -203,7 +204,7 @@ async function streamTurn(turn) {
   setState("streaming");
   const started = Date.now();
   for (let attempt = 0; ; attempt += 1) {
-    Object.assign(turn, { text: "", error: null, finish: null });
+    Object.assign(turn, { text: "", error: null, finish: null, withheld: false });
     let endStatus = null;
     const onEvent = (event) => {
       if (event.type === "end") {
@@ -213,6 +214,11 @@ async function streamTurn(turn) {
       if (event.type === "delta" && typeof event.text === "string") turn.text += event.text;
       else if (event.type === "done") turn.finish = event.finish_reason || "stop";
       else if (event.type === "error") turn.error = String(event.message || "This answer failed.");
+      else if (event.type === "withheld") {
+        // Moderation withheld the answer once it was in: its text is taken off the page.
+        Object.assign(turn, { text: "", withheld: true });
+        turn.error = String(event.message || "This answer was withheld.");
+      }
       renderSoon(turn);
     };
     let ended;
@@ -232,7 +238,7 @@ async function streamTurn(turn) {
     if (ended) {
       render(turn);
       showNotice("");
-      setState(endStatus === "ready" ? "ready" : "failed");
+      setState(endStatus === "ready" ? "ready" : turn.withheld ? "withheld" : "failed");
       if (endStatus === "ready") promptBox.focus();
       return;
     }
@@ -340,6 +346,7 @@ async function restore() {
         text: message.content,
         error: message.error,
         finish: message.error ? null : message.finish_reason || "stop",
+        withheld: Boolean(message.withheld),
         rating: message.feedback,
       });
       render(last);
@@ -349,7 +356,7 @@ async function restore() {
     render(last);
     await streamTurn(last);
   } else {
-    setState(view.status === "ready" ? "ready" : "failed");
+    setState(view.status === "ready" ? "ready" : last && last.withheld ? "withheld" : "failed");
   }
 }
 

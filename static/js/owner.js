@@ -318,6 +318,13 @@ function chatFeedback(chats) {
   return `${chats.chats} chat${chats.chats === 1 ? "" : "s"}: ${chats.up} thumbs up, ${chats.down} thumbs down`;
 }
 
+// Answers in direct chats, counted apart from the battles' answers below.
+function chatAnswers(answers) {
+  if (!answers || !answers.answers) return "none";
+  const withheld = answers.withheld_answers ? `, ${answers.withheld_answers} withheld by moderation` : "";
+  return `${percent(answers.error_rate)} (${answers.failed_answers} of ${answers.answers} answers failed${withheld})`;
+}
+
 async function showStats(name) {
   const stats = await api("GET", `/api/models/${encodeURIComponent(name)}/stats`);
   $("#stats-name").textContent = stats.name;
@@ -333,6 +340,7 @@ async function showStats(name) {
     ["Flagged votes", flagged],
     ["Side-by-side votes", namedVotes(stats.named_votes)],
     ["Direct chats", chatFeedback(stats.chat_feedback)],
+    ["Chat error rate", chatAnswers(stats.chat_answers)],
     ["Battles", stats.battles],
     ["Error rate", `${percent(stats.error_rate)} (${stats.failed_answers} of ${stats.answers} answers)`],
     ["Failures in a row", `${stats.consecutive_failures} (paused automatically at ${stats.circuit_breaker_threshold || "never"})`],
@@ -352,7 +360,10 @@ async function showStats(name) {
   }
   const errors = $("#errors-list");
   errors.replaceChildren();
-  for (const error of stats.recent_errors) errors.append(el("li", `${new Date(error.at).toLocaleString()}: ${error.error}`));
+  for (const error of stats.recent_errors) {
+    const where = error.source === "chat" ? " (direct chat)" : "";
+    errors.append(el("li", `${new Date(error.at).toLocaleString()}${where}: ${error.error}`));
+  }
   if (!stats.recent_errors.length) errors.append(el("li", "none"));
   $("#stats").hidden = false;
 }

@@ -274,7 +274,9 @@ def test_a_prompt_is_moderated_with_its_images(
         before = len(fake_upstream.received)
         chat_id = _chat(visitor, "seer-a", [data_url(png_with_gps())])
         _stream(visitor, chat_id)
-        (checked,) = moderated(before)
+        # The prompt first, then the answer once it is over.
+        checked, answer_checked = moderated(before)
+        assert isinstance(answer_checked, str)  # the answer, as text
         stored_sha = next(iter(_stored(arena)[0]))
         # The moderation endpoint is shown what the model is: the re-encoded picture.
         assert checked[0] == {"type": "text", "text": PROMPT}
