@@ -185,6 +185,10 @@ class Settings(BaseSettings):
     # Ratings
     bootstrap_rounds: int = Field(default=100, ge=0, le=10_000)
     """Bootstrap rounds of the `bt-bootstrap` tables (`0`: none)."""
+    style_bootstrap_rounds: int = Field(default=0, ge=0, le=10_000)
+    """Bootstrap rounds of the `bt-style-bootstrap` tables, one for each category (no
+    exclusions), beside the sandwich intervals of `bt-style` (`0`: none). They cost most of a
+    recompute: 100 rounds take about 15 s per million votes of a category."""
     recompute_every_votes: int = Field(default=50, ge=1)
     """Recompute the leaderboard after this many new counted votes."""
     recompute_every_seconds: float = Field(default=300.0, gt=0)

@@ -487,7 +487,7 @@ class RatingSnapshot(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     computed_at: Mapped[datetime] = mapped_column(default=utcnow)
-    method: Mapped[str] = mapped_column(String(16))
+    method: Mapped[str] = mapped_column(String(32))
     category: Mapped[str] = mapped_column(String(32))
     # The exclusions applied before rating (arena.ratings.views.view_key): "" for none.
     view: Mapped[str] = mapped_column(String(64), default="", server_default="")

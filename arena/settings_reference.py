@@ -78,6 +78,7 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
         "Ratings",
         (
             "bootstrap_rounds",
+            "style_bootstrap_rounds",
             "recompute_every_votes",
             "recompute_every_seconds",
             "anchor",

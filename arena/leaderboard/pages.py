@@ -27,14 +27,27 @@ from arena.leaderboard.schemas import (
     UnratedOut,
 )
 from arena.leaderboard.service import BoardRow, BoardView, ModelView, SnapshotInfo, sort_rows
-from arena.leaderboard.snapshots import ALL, BT, BT_STYLE, ELO, METHOD_LABELS, category_label
+from arena.leaderboard.snapshots import (
+    ALL,
+    BT,
+    BT_STYLE,
+    BT_STYLE_BOOTSTRAP,
+    ELO,
+    METHOD_LABELS,
+    STYLE_METHODS,
+    category_label,
+)
 from arena.ratings.categories import JUDGED_CATEGORIES
 from arena.ratings.views import EXCLUSION_LABELS, EXCLUSIONS
 from arena.spreadsheet_csv import Cell, csv_text
 from arena.templating import templates
 
 # The `arena ratings compute --method` of each table (a bootstrap table adds --bootstrap).
-_CLI_METHODS: Final[dict[str, str]] = {ELO: "elo", BT_STYLE: "bt-style"}
+_CLI_METHODS: Final[dict[str, str]] = {
+    ELO: "elo",
+    BT_STYLE: "bt-style",
+    BT_STYLE_BOOTSTRAP: "bt-style",
+}
 # How the page names each style element.
 STYLE_ELEMENT_LABELS: Final[dict[str, str]] = {
     "tokens": "Answer length (tokens)",
@@ -135,7 +148,7 @@ def leaderboard_out(view: BoardView) -> LeaderboardOut:
         fragility=fragility_out(view),
         style_coefficients=style_coefficients_out(view),
         battles_without_style=view.extras.get("battles_without_style")
-        if view.method == BT_STYLE
+        if view.method in STYLE_METHODS
         else None,
     )
 

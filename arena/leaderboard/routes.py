@@ -33,8 +33,8 @@ MethodQuery = Annotated[
     str | None,
     Query(
         description="bt (default), bt-bootstrap when configured, bt-style (controlled for answer"
-        " length and Markdown), or elo",
-        max_length=16,
+        " length and Markdown), bt-style-bootstrap when configured, or elo",
+        max_length=24,
     ),
 ]
 ExcludeQuery = Annotated[
@@ -52,7 +52,7 @@ RetiredQuery = Annotated[
 CompareQuery = Annotated[
     str | None,
     Query(
-        description="a method whose table the rank_change column compares against", max_length=16
+        description="a method whose table the rank_change column compares against", max_length=24
     ),
 ]
 SortQuery = Annotated[str | None, Query(max_length=16)]
@@ -69,8 +69,13 @@ def _cache(request: Request) -> PageCache:
     return cache
 
 
-def _bootstrap_rounds(request: Request) -> int:
-    return int(request.app.state.settings.bootstrap_rounds)
+def _bootstrap_rounds(request: Request) -> dict[str, int]:
+    """The bootstrap settings, which decide the methods the recompute stores tables of."""
+    settings = request.app.state.settings
+    return {
+        "bootstrap_rounds": int(settings.bootstrap_rounds),
+        "style_bootstrap_rounds": int(settings.style_bootstrap_rounds),
+    }
 
 
 def _respond(
@@ -151,8 +156,8 @@ async def _board_view(
         session,
         method=method,
         category=category,
-        bootstrap_rounds=_bootstrap_rounds(request),
         choice=choice,
+        **_bootstrap_rounds(request),
     )
 
 
@@ -226,7 +231,7 @@ async def model_page(
     async def build() -> Rendered:
         try:
             view = await service.model_view(
-                session, name=name, method=method, bootstrap_rounds=_bootstrap_rounds(request)
+                session, name=name, method=method, **_bootstrap_rounds(request)
             )
         except InvalidInput as exc:
             return Rendered.make(
@@ -369,7 +374,7 @@ async def model_json(
 
     async def build() -> Rendered:
         view = await service.model_view(
-            session, name=name, method=method, bootstrap_rounds=_bootstrap_rounds(request)
+            session, name=name, method=method, **_bootstrap_rounds(request)
         )
         if view is None:
             body = json.dumps(

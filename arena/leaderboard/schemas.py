@@ -21,7 +21,7 @@ class SnapshotOut(_FromAttributes):
     computed_at: datetime
     method: str = Field(
         description="bt (sandwich intervals), bt-bootstrap, bt-style (style-controlled, sandwich"
-        " intervals) or elo"
+        " intervals), bt-style-bootstrap or elo"
     )
     category: str
     view: str = Field(

@@ -15,9 +15,12 @@ from arena.leaderboard.schemas import LeaderboardRowOut, ModelFacts
 from arena.leaderboard.snapshots import (
     ALL,
     BT,
+    BT_STYLE,
+    BT_STYLE_BOOTSTRAP,
     FIXED_CATEGORIES,
     LANGUAGE_PREFIX,
     snapshot_methods,
+    view_methods,
 )
 from arena.models import Model, ModelStatus, ModelStatusEvent, RatingSnapshot, Vote
 from arena.ratings.categories import JUDGED_CATEGORIES
@@ -270,17 +273,24 @@ async def board_view(
     category: str | None,
     bootstrap_rounds: int,
     choice: ViewChoice | None = None,
+    style_bootstrap_rounds: int = 0,
 ) -> BoardView:
     """The latest table for (method, category, view); InvalidInput names the allowed values.
 
     Retired models are left out unless the choice shows them; with a compared method, each
     row carries its rank change against that method's table of the same category and view.
     """
-    methods = snapshot_methods(bootstrap_rounds)
-    chosen_method = resolve_method(method, methods)
+    every_method = snapshot_methods(bootstrap_rounds, style_bootstrap_rounds)
+    chosen_method = resolve_method(method, every_method)
     categories = await snapshot_categories(session)
     chosen_category = resolve_category(category, categories)
-    chosen = resolve_view(choice or ViewChoice(), methods)
+    chosen = resolve_view(choice or ViewChoice(), every_method)
+    methods = view_methods(every_method, chosen.key)
+    if chosen_method not in methods or (chosen.compare or chosen_method) not in methods:
+        raise InvalidInput(
+            f"method: {BT_STYLE_BOOTSTRAP} tables are stored without exclusions only; choose"
+            f" {BT_STYLE} (sandwich intervals) with exclusions, or leave exclude out"
+        )
     snapshot = await latest_snapshot(
         session, method=chosen_method, category=chosen_category, view=chosen.key
     )
@@ -394,11 +404,16 @@ def _opponents(extras: dict[str, Any], name: str) -> list[Opponent]:
 
 
 async def model_view(
-    session: AsyncSession, *, name: str, method: str | None, bootstrap_rounds: int
+    session: AsyncSession,
+    *,
+    name: str,
+    method: str | None,
+    bootstrap_rounds: int,
+    style_bootstrap_rounds: int = 0,
 ) -> ModelView | None:
     """The model's page, or None when there is no public model of that name (pending ones are
     not public: they have never been in a battle)."""
-    methods = snapshot_methods(bootstrap_rounds)
+    methods = snapshot_methods(bootstrap_rounds, style_bootstrap_rounds)
     chosen = resolve_method(method, methods)
     model = await session.scalar(select(Model).where(Model.name == name))
     if model is None or model.status == ModelStatus.pending:

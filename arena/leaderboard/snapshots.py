@@ -69,11 +69,15 @@ SNAPSHOT_SEED: Final = 20240501
 BT: Final = "bt"
 BT_BOOTSTRAP: Final = "bt-bootstrap"
 BT_STYLE: Final = "bt-style"
+BT_STYLE_BOOTSTRAP: Final = "bt-style-bootstrap"
+# The style-controlled tables: fitted on the battles with style features (styled_rows).
+STYLE_METHODS: Final = frozenset({BT_STYLE, BT_STYLE_BOOTSTRAP})
 ELO: Final = "elo"
 METHOD_LABELS: Final[dict[str, str]] = {
     BT: "Bradley-Terry, sandwich 95% intervals",
     BT_BOOTSTRAP: "Bradley-Terry, bootstrap 95% intervals",
     BT_STYLE: "Style-controlled Bradley-Terry, sandwich 95% intervals",
+    BT_STYLE_BOOTSTRAP: "Style-controlled Bradley-Terry, bootstrap 95% intervals",
     ELO: "Online Elo (K=4), no intervals",
 }
 ALL: Final = "all"
@@ -119,10 +123,22 @@ def category_label(category: str) -> str:
     return CATEGORY_LABELS.get(category, category)
 
 
-def snapshot_methods(bootstrap_rounds: int) -> tuple[str, ...]:
+def snapshot_methods(bootstrap_rounds: int, style_bootstrap_rounds: int = 0) -> tuple[str, ...]:
     """The tables of each category: BT with sandwich intervals, BT bootstrap if configured,
-    style-controlled BT (sandwich intervals), Elo."""
-    return (BT, BT_BOOTSTRAP, BT_STYLE, ELO) if bootstrap_rounds > 0 else (BT, BT_STYLE, ELO)
+    style-controlled BT (sandwich intervals), its bootstrap if configured, Elo."""
+    return (
+        BT,
+        *((BT_BOOTSTRAP,) if bootstrap_rounds > 0 else ()),
+        BT_STYLE,
+        *((BT_STYLE_BOOTSTRAP,) if style_bootstrap_rounds > 0 else ()),
+        ELO,
+    )
+
+
+def view_methods(methods: Sequence[str], view: str) -> tuple[str, ...]:
+    """The methods of `methods` with a table in `view`: the style-controlled bootstrap is
+    stored for the plain view only (it costs most of a recompute)."""
+    return tuple(m for m in methods if view == PLAIN or m != BT_STYLE_BOOTSTRAP)
 
 
 @dataclass(frozen=True)
@@ -131,6 +147,7 @@ class RecomputeConfig:
 
     database_url: str
     bootstrap_rounds: int = 0
+    style_bootstrap_rounds: int = 0
     anchor: str = ""
     seed: int = SNAPSHOT_SEED
     vote_window_seconds: float = DEFAULT_VOTE_WINDOW_SECONDS
@@ -148,6 +165,7 @@ class RecomputeConfig:
         return cls(
             database_url=settings.database_url,
             bootstrap_rounds=settings.bootstrap_rounds,
+            style_bootstrap_rounds=settings.style_bootstrap_rounds,
             anchor=settings.anchor,
             vote_window_seconds=settings.vote_window_seconds,
             sampling_gains=settings.sampling_mode == "active",
@@ -354,7 +372,9 @@ def category_snapshots(
     leave other models unrated than the plain tables do; its extras say how many battles it
     left out.
     """
-    methods = snapshot_methods(config.bootstrap_rounds)
+    methods = view_methods(
+        snapshot_methods(config.bootstrap_rounds, config.style_bootstrap_rounds), view
+    )
     extras: dict[str, Any] = {"category_votes": int(rows.sum()), **shared_extras}
     shown = view_params(view, config)
     if category in JUDGED_CATEGORIES:
@@ -363,9 +383,10 @@ def category_snapshots(
         extras["judged_by"] = judged_by(battles.loc[rows])
         shown = {**shown, "judged_by": extras["judged_by"]}
     table = _TableInput(category, coded, view, shown, extras, config)
-    made = table.snapshots(rows, [m for m in methods if m != BT_STYLE])
-    if BT_STYLE in methods:
-        made += table.snapshots(rows & styled_rows(battles), [BT_STYLE], style_from=(battles, rows))
+    made = table.snapshots(rows, [m for m in methods if m not in STYLE_METHODS])
+    styled = [m for m in methods if m in STYLE_METHODS]
+    if styled:
+        made += table.snapshots(rows & styled_rows(battles), styled, style_from=(battles, rows))
     return made
 
 
@@ -428,12 +449,18 @@ class _TableInput:
         bt: Leaderboard | None = None
         fragility = config.fragility and view == PLAIN
         for method in methods:
-            if method == BT_STYLE and style_from is not None:
+            if method in STYLE_METHODS and style_from is not None:
                 battles, category_rows_ = style_from
                 among = battles.loc[category_rows_ & coded.rows_of_models(kept)]
-                # FastChat's convention (ridge 0.5 on the summed log-likelihood), in the params.
+                # FastChat's convention (ridge 0.5 on the summed log-likelihood), in the params;
+                # the bootstrap keeps the full-data fit's ratings, as bt-bootstrap does.
+                rounds = config.style_bootstrap_rounds if method == BT_STYLE_BOOTSTRAP else None
                 board = compute_leaderboard(
-                    among.reset_index(drop=True), method="bt-style", anchor=anchor
+                    among.reset_index(drop=True),
+                    method="bt-style",
+                    anchor=anchor,
+                    bootstrap_rounds=rounds,
+                    seed=config.seed if rounds else None,
                 )
             else:
                 board = _leaderboard(subset, method, config, anchor, bt, fragility)

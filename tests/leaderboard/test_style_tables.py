@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -125,3 +126,43 @@ def test_model_page_and_json_under_bt_style(styled_arena: Arena) -> None:
     assert model.status_code == 200 and model.json()["method"] == "bt-style"
     assert model.json()["current"]["rating"] == row["rating"]
     assert page.status_code == 200 and "Style-controlled Bradley-Terry" in page.text
+
+
+def test_style_bootstrap_tables_when_configured(arena_factory: Callable[..., Arena]) -> None:
+    """With ARENA_STYLE_BOOTSTRAP_ROUNDS the recompute stores a bt-style-bootstrap table of each
+    category, plain view only: the full-data fit's ratings with bootstrap intervals, offered
+    by the API and the page, and reproducible with the CLI options the page names."""
+    arena = arena_factory(
+        recompute_every_votes=10**9,
+        recompute_every_seconds=3600.0,
+        bootstrap_rounds=0,
+        style_bootstrap_rounds=20,
+    )
+    add_models(arena)
+    seed_votes(arena.settings.database_url, _length_biased_votes(400))
+    outcome = recompute(arena)
+    assert outcome.ran and not outcome.failed
+    with arena.client() as client:
+        sandwich = client.get("/api/leaderboard", params={"method": "bt-style"}).json()
+        booted = client.get("/api/leaderboard", params={"method": "bt-style-bootstrap"})
+        with_view = client.get(
+            "/api/leaderboard", params={"method": "bt-style-bootstrap", "exclude": "ties"}
+        )
+        page = client.get("/leaderboard", params={"method": "bt-style-bootstrap"})
+    assert booted.status_code == 200, booted.text
+    board = booted.json()
+    assert "bt-style-bootstrap" in board["methods"] and "bt-bootstrap" not in board["methods"]
+    params = board["params"]
+    assert params["interval"] == "bootstrap" and params["bootstrap_rounds"] == 20
+    assert isinstance(params["seed"], int)
+    ratings = {r["model"]: r["rating"] for r in board["models"]}
+    assert ratings == pytest.approx({r["model"]: r["rating"] for r in sandwich["models"]})
+    widths = [r["ci_upper"] - r["ci_lower"] for r in board["models"]]
+    assert all(width > 0 for width in widths)
+    assert {c["element"] for c in board["style_coefficients"]} >= {"tokens"}
+
+    assert with_view.status_code == 422
+    assert "stored without exclusions only" in with_view.json()["detail"]
+    assert page.status_code == 200
+    assert "Style-controlled Bradley-Terry, bootstrap 95% intervals" in page.text
+    assert f"--method bt-style --bootstrap 20 --seed {params['seed']}" in page.text
