@@ -8,6 +8,7 @@ import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -48,7 +49,7 @@ class StyleConventionChoice(enum.StrEnum):
     arena_rank = "arena-rank"
 
 
-def _database_battles(category: str) -> pd.DataFrame:
+def _database_battles(category: str, *, measure_prompts: bool = False) -> pd.DataFrame:
     """The counted votes from the database named by ARENA_DATABASE_URL, read-only."""
     from sqlalchemy.orm import Session
 
@@ -60,7 +61,9 @@ def _database_battles(category: str) -> pd.DataFrame:
     engine = make_sync_engine(settings.database_url)
     try:
         with Session(engine) as session:
-            needs_text = category in _TEXT_CATEGORIES or category.startswith("language:")
+            needs_text = (
+                category in _TEXT_CATEGORIES or category.startswith("language:") or measure_prompts
+            )
             # Tags worked out here for untagged battles are not kept: this command only reads.
             battles = load_counted_battles(session, tag_missing=needs_text)
             session.rollback()
@@ -110,7 +113,9 @@ def _table(board: Leaderboard, source: str) -> Table:
     interval = params.get("interval")
     caption = (
         f"{board.method} · {board.n_battles:,} battles from {source} · category"
-        f" {params.get('category')} · intervals {interval or 'none'}"
+        f" {params.get('category')}"
+        + (f" · without {', '.join(params['exclusions'])}" if params.get("exclusions") else "")
+        + f" · intervals {interval or 'none'}"
         + (f" ({params['bootstrap_rounds']} rounds)" if interval == "bootstrap" else "")
         + (
             f" · anchor {params['anchor']['model']} = {params['anchor']['rating']:g}"
@@ -216,9 +221,28 @@ def compute(
     category: Annotated[
         str,
         typer.Option(
-            help="all, coding, long, multi-turn, or language:NAME (e.g. language:English)."
+            help="all, coding, long, multi-turn, vision, language:NAME (e.g. language:English),"
+            " or a judged one: hard, math, instruction-following, creative-writing (needs the"
+            " judge's labels: category_tag, as the arena's exports and FastChat's files carry)."
         ),
     ] = "all",
+    exclude: Annotated[
+        str | None,
+        typer.Option(
+            help="A leaderboard view: leave out ties, short (first prompt under"
+            " --min-prompt-tokens tokens; needs prompt_tokens or the prompt) and/or refusals (a"
+            " judge's refusal label), comma-separated, e.g. ties,short,refusals.",
+        ),
+    ] = None,
+    min_prompt_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help="With --exclude short: a first prompt of fewer tokens is short. Default 5"
+            " (FastChat's); an arena's tables use its ARENA_SHORT_PROMPT_TOKENS, which their"
+            " reproduce command names.",
+            min=1,
+        ),
+    ] = None,
     reweighted: Annotated[
         bool,
         typer.Option(
@@ -243,7 +267,21 @@ def compute(
 ) -> None:
     """Compute a leaderboard: ratings, 95% intervals, rank (upper bound), votes, win rate."""
     # Imported here so that the other `arena` commands start without pandas and scipy.
-    from arena.ratings import RatingsError, compute_leaderboard, parse_anchor, read_battles_file
+    from arena.ratings import (
+        InvalidBattles,
+        RatingsError,
+        compute_leaderboard,
+        parse_anchor,
+        read_battles_file,
+    )
+    from arena.ratings.views import (
+        DEFAULT_MIN_PROMPT_TOKENS,
+        NO_SHORT,
+        view_exclusions,
+        view_key,
+        view_mask,
+        view_params,
+    )
 
     if method is not MethodChoice.bt_style and (
         style_reg is not None or style_convention is not StyleConventionChoice.fastchat
@@ -254,6 +292,10 @@ def compute(
         raise typer.Exit(2)
     try:
         anchor_pair = parse_anchor(anchor) if anchor is not None else None
+        view = view_key((exclude or "").split(","))
+        if min_prompt_tokens is not None and NO_SHORT not in view_exclusions(view):
+            raise InvalidBattles("--min-prompt-tokens applies to --exclude short only.")
+        cut = DEFAULT_MIN_PROMPT_TOKENS if min_prompt_tokens is None else min_prompt_tokens
         if battles_file is not None:
             loaded = read_battles_file(battles_file)
             battles, source = loaded.battles, str(battles_file)
@@ -263,13 +305,22 @@ def compute(
                     " (anony: false), as FastChat does"
                 )
         else:
-            battles, source = _database_battles(category), "the database"
+            measure = NO_SHORT in view_exclusions(view)
+            battles, source = _database_battles(category, measure_prompts=measure), "the database"
             if battles.empty:
                 err_console.print(
                     "[red]error:[/red] the database has no counted votes yet; pass --battles FILE"
                     " to rate a battles file."
                 )
                 raise typer.Exit(2)
+        if view:
+            # The recompute's own mask (arena/leaderboard/snapshots.py), so a view's table is
+            # re-rated from exactly the battles it kept.
+            battles = battles.loc[view_mask(battles, view, min_prompt_tokens=cut)].reset_index(
+                drop=True
+            )
+            if battles.empty:
+                raise InvalidBattles(f"the view {view} leaves no battles to rate.")
         show_progress = bootstrap is not None and bootstrap > 0 and sys.stdout.isatty()
         with _progress_bar(show_progress) as progress:
             board = compute_leaderboard(
@@ -284,6 +335,9 @@ def compute(
                 style_convention=style_convention.value,
                 style_reg=style_reg,
             )
+        if view:
+            shown = view_params(view, min_prompt_tokens=cut)
+            board = replace(board, params={**board.params, **shown})
     except RatingsError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

@@ -2,21 +2,24 @@
 
     python bench/exports.py                       # 1,000,000 votes, a few minutes on 2 cores
     python bench/exports.py --votes 200000
+    python bench/exports.py --votes 200000 --labelled   # every battle labelled by a judge
 
 A scratch PostgreSQL database (created here, dropped at the end) gets --votes counted votes
 (bench/leaderboard.py's `populate`, loaded with COPY); the arena runs under uvicorn in a
 subprocess, and once its startup recompute has stored the tables, each export is downloaded
-whole, in the order JSON Lines, Parquet, CSV, JSON Lines, Parquet. For each it prints seconds
-to the last byte, megabytes, rows per second and the server's peak resident memory during the
-download above its resident memory before it (sampled every 20 ms). The ratios are Parquet
-against JSON Lines (the mean of both runs of each), the baseline measured in the same run.
-Only 127.0.0.1 is contacted.
+whole, in the order JSON Lines, Parquet, CSV, JSON Lines, Parquet (with --labelled, every
+battle carries a judge's labels first: the longest rows, a category_tag in each). For each it
+prints seconds to the last byte, megabytes, rows per second and the server's peak resident
+memory during the download above its resident memory before it (sampled every 20 ms). The
+ratios are Parquet against JSON Lines (the mean of both runs of each), the baseline measured in
+the same run. Only 127.0.0.1 is contacted.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import sys
 import tempfile
 import threading
@@ -28,6 +31,30 @@ from leaderboard import ADMIN_URL, HOST, arena_server, populate
 from scratch import scratch_database
 
 PATHS = ("/battles.jsonl", "/battles.parquet", "/battles.csv", "/battles.jsonl", "/battles.parquet")
+
+
+def label_every_battle(url: str) -> None:
+    """A judge's labels on every battle, as the labeller stores them (criteria names and their
+    count, the four flags, the judge and prompt version): a third of them hard prompts."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from arena.judge.verdict import CRITERIA, PROMPT_VERSION
+
+    every = json.dumps(list(CRITERIA))
+    some = json.dumps(list(CRITERIA[:2]))
+    with psycopg.connect(make_url(url).render_as_string(hide_password=False)) as conn:
+        conn.execute(
+            "INSERT INTO judge_label (battle_id, queued_at, next_attempt_at, attempts, stale,"
+            " labelled_at, judge_model, prompt_version, criteria, hard_score, math,"
+            " instruction_following, creative_writing, refusal)"
+            " SELECT id, now(), now(), 1, false, now(), 'bench-judge', %s,"
+            " CAST(CASE WHEN hard THEN %s ELSE %s END AS json), CASE WHEN hard THEN %s ELSE 2 END,"
+            " random() < 0.2, random() < 0.3, random() < 0.1, random() < 0.05"
+            " FROM (SELECT id, random() < 0.33 AS hard FROM battle) AS drawn",
+            (PROMPT_VERSION, every, some, len(CRITERIA)),
+        )
+        conn.execute("ANALYZE judge_label")
 
 
 def _server_process() -> Any:
@@ -105,6 +132,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=int, default=100)
     parser.add_argument("--votes", type=int, default=1_000_000)
+    parser.add_argument("--labelled", action="store_true", help="label every battle first")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -114,8 +142,11 @@ def main() -> None:
     ):
         started = time.perf_counter()
         populate(url, args.models, args.votes)
+        if args.labelled:
+            label_every_battle(url)
         print(
-            f"data: {args.models} models, {args.votes:,} votes (COPY) in "
+            f"data: {args.models} models, {args.votes:,} votes (COPY)"
+            f"{', every battle labelled' if args.labelled else ''} in "
             f"{time.perf_counter() - started:.1f} s"
         )
         with arena_server(url, Path(folder)) as port:

@@ -6,8 +6,10 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -248,3 +250,93 @@ def test_counted_votes_from_the_database(tmp_path: Path, monkeypatch: pytest.Mon
     assert data["n_battles"] == 5
     assert {m["model"] for m in data["models"]} == {"alpha", "beta", "gamma"}
     assert sum(m["votes"] for m in data["models"]) == 10
+
+
+def _tag(hard: bool, math: bool, refusal: bool) -> dict[str, dict[str, bool]]:
+    criteria = ("specificity", "domain_knowledge", "complexity", "problem_solving")
+    more = ("creativity", "technical_accuracy", "real_world")
+    return {
+        "criteria_v0.1": dict.fromkeys(criteria, True) | dict.fromkeys(more, hard),
+        "math_v0.1": {"math": math},
+        "if_v0.1": {"if": False},
+        "creative_writing_v0.1": {"creative_writing": False},
+        "refusal_v0.2": {"refusal": refusal},
+    }
+
+
+@pytest.fixture
+def labelled_file(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
+    """Battles with prompt lengths and FastChat category tags (some unlabelled, some unmeasured)."""
+    rng = np.random.default_rng(8)
+    battles = simulate_battles(np.array([0.7, 0.3, 0.0, -0.5]), 1500, rng, tie_share=0.2)
+    n = len(battles)
+    tokens = rng.integers(1, 40, n).astype(float)
+    tokens[rng.random(n) < 0.05] = np.nan
+    battles["prompt_tokens"] = tokens
+    labelled = rng.random(n) < 0.9
+    hard, math, refusal = (rng.random(n) < share for share in (0.4, 0.3, 0.1))
+    battles["category_tag"] = [
+        _tag(bool(h), bool(m), bool(r)) if seen else None
+        for seen, h, m, r in zip(labelled, hard, math, refusal, strict=True)
+    ]
+    path = tmp_path / "labelled.jsonl"
+    path.write_text(battles.to_json(orient="records", lines=True))
+    return path, battles.assign(refusal=labelled & refusal, hard=labelled & hard)
+
+
+def _json(args: list[str]) -> dict[str, Any]:
+    result = runner.invoke(ratings_app, ["compute", *args, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def test_a_view_leaves_out_what_the_recompute_leaves_out(
+    tmp_path: Path, labelled_file: tuple[Path, pd.DataFrame]
+) -> None:
+    path, battles = labelled_file
+    base = ["--battles", str(path), "--category", "hard"]
+    viewed = _json([*base, "--exclude", "short, refusals,ties", "--min-prompt-tokens", "8"])
+    # The same battles by hand: hard, no tie, no refusal, not under 8 tokens (unmeasured stay).
+    kept = battles.loc[
+        battles["hard"]
+        & ~battles["winner"].str.startswith("tie")
+        & ~battles["refusal"]
+        & ~(battles["prompt_tokens"] < 8)
+    ]
+    by_hand = tmp_path / "by_hand.jsonl"
+    by_hand.write_text(kept.drop(columns=["refusal", "hard"]).to_json(orient="records", lines=True))
+    plain = _json(["--battles", str(by_hand), "--category", "hard"])
+    assert viewed["n_battles"] == plain["n_battles"] == len(kept)
+    assert viewed["models"] == plain["models"] and viewed["vote_set_hash"] == plain["vote_set_hash"]
+    assert viewed["params"] == {
+        **plain["params"],
+        "view": "ties+short+refusals",
+        "exclusions": ["ties", "short", "refusals"],
+        "min_prompt_tokens": 8,
+    }
+    # Without --min-prompt-tokens: FastChat's 5; without short, no cut in the params.
+    assert _json([*base, "--exclude", "short"])["params"]["min_prompt_tokens"] == 5
+    ties = _json([*base, "--exclude", "ties"])["params"]
+    assert ties["exclusions"] == ["ties"] and "min_prompt_tokens" not in ties
+    table = runner.invoke(ratings_app, ["compute", *base, "--exclude", "ties"])
+    assert table.exit_code == 0 and "without ties" in " ".join(table.stdout.split())
+
+
+def test_views_say_what_they_need(
+    battles_file: Path, labelled_file: tuple[Path, pd.DataFrame]
+) -> None:
+    labelled, _ = labelled_file
+    for args, message in (
+        (["--battles", str(labelled), "--exclude", "draws"], "unknown exclusion(s) 'draws'"),
+        (["--battles", str(battles_file), "--exclude", "refusals"], "refusal_v0.2"),
+        (["--battles", str(battles_file), "--exclude", "short"], "prompt_tokens"),
+        (["--battles", str(battles_file), "--category", "math"], "judge's labels"),
+        (
+            ["--battles", str(labelled), "--exclude", "ties", "--min-prompt-tokens", "3"],
+            "--min-prompt-tokens applies to --exclude short only",
+        ),
+    ):
+        result = runner.invoke(ratings_app, ["compute", *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert message in " ".join(result.stderr.split()), (args, result.stderr)

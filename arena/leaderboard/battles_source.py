@@ -187,6 +187,16 @@ def untagged_battle_ids(session: Session) -> list[str]:
     )
 
 
+def labelling_judge() -> Any:
+    """The judge that labelled a battle, as tables and exports name it: "model / prompt v1" (a
+    SQL expression over JudgeLabel, meaningful where labelled_at is set)."""
+    return (
+        func.coalesce(JudgeLabel.judge_model, "")
+        + " / prompt "
+        + func.coalesce(JudgeLabel.prompt_version, "")
+    )
+
+
 def _flag(column: Any) -> Any:
     return case((column.is_(True), 1), else_=0)
 
@@ -223,15 +233,7 @@ def _counted_votes_sql(session: Session) -> str:
             _flag(JudgeLabel.instruction_following),
             _flag(JudgeLabel.creative_writing),
             _flag(JudgeLabel.refusal),
-            case(
-                (
-                    JudgeLabel.labelled_at.is_not(None),
-                    func.coalesce(JudgeLabel.judge_model, "")
-                    + " / prompt "
-                    + func.coalesce(JudgeLabel.prompt_version, ""),
-                ),
-                else_="",
-            ),
+            case((JudgeLabel.labelled_at.is_not(None), labelling_judge()), else_=""),
             *(getattr(Battle, column) for column in STYLE_COLUMNS),
             func.coalesce(Battle.prompt_tokens, -1),
             *battle_markers().values(),

@@ -23,7 +23,12 @@ from arena.leaderboard.export_description import (
     redaction_applied,
     redaction_summary,
 )
-from arena.leaderboard.export_fields import CONV_METADATA_FEATURES, IMAGE_PARTS, ExportField
+from arena.leaderboard.export_fields import (
+    CATEGORY_TAG_FEATURES,
+    CONV_METADATA_FEATURES,
+    IMAGE_PARTS,
+    ExportField,
+)
 from arena.leaderboard.snapshots import ALL, BT
 from arena.models import RatingSnapshot
 
@@ -200,6 +205,8 @@ def _feature(f: ExportField) -> dict[str, Any]:
         }
     if f.type == "conv_metadata":
         return {"name": f.name, "struct": _struct(CONV_METADATA_FEATURES)}
+    if f.type == "category_tag":
+        return {"name": f.name, "struct": _struct(CATEGORY_TAG_FEATURES)}
     return {"name": f.name, "dtype": f.type}
 
 
@@ -217,6 +224,10 @@ def _type_label(f: ExportField) -> str:
         return "list of {turn, sha256, mime_type, width, height}"
     if f.type == "conv_metadata":
         return "struct of counts (int64), or null"
+    if f.type == "category_tag":
+        return "struct of structs of bool, or null"
+    if f.nullable:
+        return f"{f.type}, or null"
     return "list of {role, content} (strings)" if f.type == "conversation" else f.type
 
 

@@ -7,9 +7,11 @@ left out, and every prompt and answer passes arena.leaderboard.redaction first.
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache, reduce
 from json.encoder import encode_basestring as _string
 from typing import Any, Final
 
@@ -20,6 +22,7 @@ from sqlalchemy.orm import aliased
 from arena.battles.integrity import NAMED
 from arena.errors import NotFound
 from arena.images.store import released_images
+from arena.judge.verdict import CRITERIA
 from arena.leaderboard.battles_source import (
     TAG_CODING,
     TAG_LONG,
@@ -27,16 +30,25 @@ from arena.leaderboard.battles_source import (
     Turn,
     battle_text,
     has_tag,
+    labelling_judge,
     tstamp_of,
 )
 from arena.leaderboard.redaction import redact
 from arena.leaderboard.release import WITHHELD, text_released, text_statuses
-from arena.models import Battle, BattleMode, Message, Model, Side, Vote, Winner
+from arena.models import Battle, BattleMode, JudgeLabel, Message, Model, Side, Vote, Winner
+from arena.ratings.category_tags import (
+    CATEGORY_TAG_COLUMN,
+    JUDGE_COLUMNS,
+    CategoryTag,
+    category_tag,
+)
 from arena.spreadsheet_csv import Cell, csv_text
 from arena.visitors import salted_hash
 
-# FastChat's clean-battle columns, then the vote id (the vote-set hash is computed from it) and
-# the two text-derived category flags (the rating engine's coding / long filters read them).
+# FastChat's clean-battle columns, then the vote id (the vote-set hash is computed from it), the
+# two text-derived category flags (the rating engine's coding / long filters read them), and
+# what the leaderboard views and the judged categories read: the first prompt's length and the
+# judge's labels as FastChat's category_tag, with the judge that gave them.
 BATTLE_COLUMNS: Final[tuple[str, ...]] = (
     "model_a",
     "model_b",
@@ -51,6 +63,25 @@ BATTLE_COLUMNS: Final[tuple[str, ...]] = (
     "tag_long",
     "regenerations",
     "conv_metadata",
+    "prompt_tokens",
+    CATEGORY_TAG_COLUMN,
+    "category_judge",
+)
+# The CSV has no nested cells: category_tag becomes the judge columns the rating engine reads
+# (judged, judge_hard_score = how many criteria are met, judge_math, ...), empty but for
+# `judged` where no judge labelled the battle.
+CSV_BATTLE_COLUMNS: Final[tuple[str, ...]] = tuple(
+    column
+    for name in BATTLE_COLUMNS
+    for column in (JUDGE_COLUMNS if name == CATEGORY_TAG_COLUMN else (name,))
+)
+# The judge's labels packed in one integer by the export's query: bit i is LABEL_FLAGS[i].
+LABEL_FLAGS: Final[tuple[str, ...]] = (
+    *CRITERIA,
+    "math",
+    "instruction_following",
+    "creative_writing",
+    "refusal",
 )
 # text_status: released, erased (by its visitor) or withheld (no release notice was shown)
 CSV_TEXT_COLUMNS: Final[tuple[str, ...]] = ("text_status", "prompt", "answer_a", "answer_b")
@@ -85,6 +116,11 @@ class ExportedVote:
     regenerations: int = 0
     # FastChat's conv_metadata as the database holds it (JSON text); None: the battle has none
     conv_metadata: str | None = None
+    # The first prompt's estimated tokens (the short-prompts view); None: never measured
+    prompt_tokens: int | None = None
+    # The judge's labels (bits of LABEL_FLAGS) and who gave them; None: not labelled
+    label_bits: int | None = None
+    category_judge: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +141,64 @@ def named_only() -> ColumnElement[bool]:
     """The condition on `Battle` joined with `Vote` selecting the votes of named battles held
     back by nothing but their mode (integrity.named_vote_flags)."""
     return and_(Battle.mode == BattleMode.named, cast(Vote.flags, Text) == json.dumps([NAMED]))
+
+
+def label_bits() -> Any:
+    """The judge's labels of a battle as one integer, bit i set where LABEL_FLAGS[i] holds, or
+    -1 where it is not labelled (a SQL expression over JudgeLabel): one small column, which
+    the writers turn into category_tag through a table of its 2,048 values."""
+    criteria = cast(JudgeLabel.criteria, Text)
+    flags = (
+        JudgeLabel.math,
+        JudgeLabel.instruction_following,
+        JudgeLabel.creative_writing,
+        JudgeLabel.refusal,
+    )
+    bits = [
+        # The criteria are stored as a JSON list of their names, quoted.
+        case((criteria.contains(f'"{name}"', autoescape=True), 1 << i), else_=0)
+        for i, name in enumerate(CRITERIA)
+    ] + [case((flag.is_(True), 1 << (len(CRITERIA) + j)), else_=0) for j, flag in enumerate(flags)]
+    return case((JudgeLabel.labelled_at.is_(None), -1), else_=reduce(operator.add, bits))
+
+
+def category_tag_of(bits: int) -> CategoryTag:
+    """The category_tag of the labels `bits` (label_bits); one dict per value, shared by every
+    row that has it (the writers read it, never change it)."""
+    return _category_tags()[bits]
+
+
+@cache
+def _category_tags() -> list[CategoryTag]:
+    n = len(CRITERIA)
+    return [
+        category_tag(
+            {name: bool(bits >> i & 1) for i, name in enumerate(CRITERIA)},
+            math=bool(bits >> n & 1),
+            instruction_following=bool(bits >> (n + 1) & 1),
+            creative_writing=bool(bits >> (n + 2) & 1),
+            refusal=bool(bits >> (n + 3) & 1),
+        )
+        for bits in range(1 << len(LABEL_FLAGS))
+    ]
+
+
+@cache
+def _category_tag_texts() -> list[str]:
+    return [json.dumps(tag) for tag in _category_tags()]
+
+
+@cache
+def _flat_labels() -> list[tuple[Cell, ...]]:
+    """The CSV's judge cells (JUDGE_COLUMNS) of each value of label_bits."""
+    n, flags = len(CRITERIA), range(len(CRITERIA), len(LABEL_FLAGS))
+    return [
+        (True, (bits & ((1 << n) - 1)).bit_count(), *(bool(bits >> f & 1) for f in flags))
+        for bits in range(1 << len(LABEL_FLAGS))
+    ]
+
+
+_UNLABELLED_CELLS: Final[tuple[Cell, ...]] = (False, *(None,) * (len(JUDGE_COLUMNS) - 1))
 
 
 def _export_select(scope: ExportScope, dialect: str, decisive_only: bool) -> Any:
@@ -134,10 +228,14 @@ def _export_select(scope: ExportScope, dialect: str, decisive_only: bool) -> Any
             Battle.regenerations,
             # As text: written into each line as it is, not parsed and written again.
             cast(Battle.conv_metadata, Text),
+            Battle.prompt_tokens,
+            label_bits(),
+            case((JudgeLabel.labelled_at.is_not(None), labelling_judge()), else_=None),
         )
         .join(Battle, Battle.id == Vote.battle_id)
         .join(model_a, model_a.id == Battle.model_a_id)
         .join(model_b, model_b.id == Battle.model_b_id)
+        .outerjoin(JudgeLabel, JudgeLabel.battle_id == Battle.id)
         # The battles export holds the votes of named battles too, marked `anony: false` as
         # FastChat's clean battles are (the rating engine leaves them out); the preference pairs
         # hold counted votes only.
@@ -192,6 +290,9 @@ async def counted_vote_batches(
                 anony,
                 regenerations,
                 style,
+                prompt_tokens,
+                bits,
+                labeller,
             ) in partition:
                 judge = judges.get(session_hash)
                 if judge is None:
@@ -212,6 +313,9 @@ async def counted_vote_batches(
                         anony=anony == 1,
                         regenerations=int(regenerations),
                         conv_metadata=None if style is None else str(style),
+                        prompt_tokens=None if prompt_tokens is None else int(prompt_tokens),
+                        label_bits=None if bits is None or bits < 0 else int(bits),
+                        category_judge=None if labeller is None else str(labeller),
                     )
                 )
             yield batch
@@ -275,6 +379,9 @@ def _record(vote: ExportedVote) -> dict[str, Any]:
     return {
         **_record_without_style(vote),
         "conv_metadata": None if vote.conv_metadata is None else json.loads(vote.conv_metadata),
+        "prompt_tokens": vote.prompt_tokens,
+        CATEGORY_TAG_COLUMN: None if vote.label_bits is None else category_tag_of(vote.label_bits),
+        "category_judge": vote.category_judge,
     }
 
 
@@ -362,6 +469,7 @@ async def export_batches(
 
 def _json_line(vote: ExportedVote) -> str:
     # The same text json.dumps(_record(vote)) gives, written out directly: a million votes.
+    bits, labeller = vote.label_bits, vote.category_judge
     return (
         f'{{"model_a": {_string(vote.model_a)}, "model_b": {_string(vote.model_b)}, '
         f'"winner": {_string(vote.winner)}, "judge": {_string(vote.judge)}, '
@@ -371,7 +479,10 @@ def _json_line(vote: ExportedVote) -> str:
         f'"tag_coding": {"true" if vote.tag_coding else "false"}, '
         f'"tag_long": {"true" if vote.tag_long else "false"}, '
         f'"regenerations": {vote.regenerations}, '
-        f'"conv_metadata": {vote.conv_metadata or "null"}}}'
+        f'"conv_metadata": {vote.conv_metadata or "null"}, '
+        f'"prompt_tokens": {"null" if vote.prompt_tokens is None else vote.prompt_tokens}, '
+        f'"category_tag": {"null" if bits is None else _category_tag_texts()[bits]}, '
+        f'"category_judge": {"null" if labeller is None else _string(labeller)}}}'
     )
 
 
@@ -414,7 +525,7 @@ async def battles_csv(
 ) -> AsyncIterator[bytes]:
     """The same rows as battles_jsonl as plain CSV; texts as text_status / prompt / answer_a /
     answer_b (empty where the battle's texts are not released)."""
-    header: list[Cell] = [*BATTLE_COLUMNS, *(CSV_TEXT_COLUMNS if with_conversations else ())]
+    header: list[Cell] = [*CSV_BATTLE_COLUMNS, *(CSV_TEXT_COLUMNS if with_conversations else ())]
     yield _csv_bytes([header])
     batches = export_batches(
         sessionmaker,
@@ -426,15 +537,38 @@ async def battles_csv(
     async for batch, texts in batches:
         rows = []
         for vote in batch:
-            # conv_metadata as its JSON text (parsed and written again it would be the same)
-            record = {**_record_without_style(vote), "conv_metadata": vote.conv_metadata or ""}
-            row: list[Cell] = [record[c] for c in BATTLE_COLUMNS]
+            row: list[Cell] = _csv_row(vote)
             if texts is not None:
                 text: BattleText = battle_text(texts.messages.get(vote.battle_id, []))
                 status = texts.statuses.get(vote.battle_id, WITHHELD)
                 row.extend([status, text.prompt, text.answer_a, text.answer_b])
             rows.append(row)
         yield _csv_bytes(rows)
+
+
+def _csv_row(vote: ExportedVote) -> list[Cell]:
+    """The CSV_BATTLE_COLUMNS cells of a vote, in their order (written out, not looked up by
+    name: a million rows)."""
+    labels = _UNLABELLED_CELLS if vote.label_bits is None else _flat_labels()[vote.label_bits]
+    return [
+        vote.model_a,
+        vote.model_b,
+        vote.winner,
+        vote.judge,
+        vote.turn,
+        vote.anony,
+        vote.language,
+        vote.tstamp,
+        vote.vote_id,
+        vote.tag_coding,
+        vote.tag_long,
+        vote.regenerations,
+        # conv_metadata as its JSON text (parsed and written again it would be the same)
+        vote.conv_metadata or "",
+        vote.prompt_tokens,
+        *labels,
+        vote.category_judge,
+    ]
 
 
 def preference_pairs(batch: Sequence[ExportedVote], texts: ReleasedTexts | None) -> list[Any]:

@@ -7,11 +7,23 @@ from typing import Any, Final, Literal
 
 import pyarrow as pa
 
+from arena.judge.verdict import CRITERIA
+from arena.ratings.category_tags import CRITERIA_TAG, FLAG_TAGS
 from arena.ratings.style_features import BOLD_KEYS, HEADER_KEYS, LIST_KEYS
 
 # Hugging Face `datasets` feature names; a conversation is a list of {role, content} messages,
-# conv_metadata FastChat's style counts of both sides (CONV_METADATA_FEATURES).
-FieldType = Literal["string", "int64", "float64", "bool", "conversation", "images", "conv_metadata"]
+# conv_metadata FastChat's style counts of both sides (CONV_METADATA_FEATURES), category_tag
+# FastChat's judge labels (CATEGORY_TAG_FEATURES).
+FieldType = Literal[
+    "string",
+    "int64",
+    "float64",
+    "bool",
+    "conversation",
+    "images",
+    "conv_metadata",
+    "category_tag",
+]
 
 MESSAGE_TYPE: Final = pa.struct([("role", pa.string()), ("content", pa.string())])
 # The images of a battle's prompts: their hash names the file at /images/{sha256}.
@@ -41,6 +53,10 @@ def _side_style(side: str) -> list[tuple[str, Any]]:
 
 
 CONV_METADATA_TYPE: Final = pa.struct(_side_style("a") + _side_style("b"))
+CATEGORY_TAG_TYPE: Final = pa.struct(
+    [(CRITERIA_TAG, pa.struct([(name, pa.bool_()) for name in CRITERIA]))]
+    + [(tag, pa.struct([(key, pa.bool_())])) for tag, key, _ in FLAG_TAGS]
+)
 _ARROW_TYPES: Final[dict[FieldType, pa.DataType]] = {
     "string": pa.string(),
     "int64": pa.int64(),
@@ -49,6 +65,7 @@ _ARROW_TYPES: Final[dict[FieldType, pa.DataType]] = {
     "conversation": pa.list_(MESSAGE_TYPE),
     "images": pa.list_(IMAGE_TYPE),
     "conv_metadata": CONV_METADATA_TYPE,
+    "category_tag": CATEGORY_TAG_TYPE,
 }
 
 
@@ -58,11 +75,12 @@ def _feature_of(arrow_type: pa.DataType) -> Any:
             arrow_type.field(i).name: _feature_of(arrow_type.field(i).type)
             for i in range(arrow_type.num_fields)
         }
-    return "int64"
+    return "bool" if pa.types.is_boolean(arrow_type) else "int64"
 
 
-# conv_metadata as a `datasets` feature: {name: dtype or nested {name: dtype}}.
+# conv_metadata and category_tag as `datasets` features: {name: dtype or nested {name: dtype}}.
 CONV_METADATA_FEATURES: Final[dict[str, Any]] = _feature_of(CONV_METADATA_TYPE)
+CATEGORY_TAG_FEATURES: Final[dict[str, Any]] = _feature_of(CATEGORY_TAG_TYPE)
 
 
 @dataclass(frozen=True)
@@ -70,7 +88,8 @@ class ExportField:
     name: str
     type: FieldType
     meaning: str
-    # Only conv_metadata may be missing: a battle erased before its style was worked out.
+    # Null where the value does not exist: a battle erased before its style was worked out, a
+    # prompt never measured, a battle no judge labelled.
     nullable: bool = False
 
     @property
@@ -127,6 +146,34 @@ _BATTLE_FIELDS: Final = (
         "`header_count_a` {h1..h6}, `list_count_a` {ordered, unordered}, `bold_count_a` "
         "{**, __} (Markdown outside code blocks), and the `_b` twins; null for a battle erased "
         "before its style was worked out (the style-controlled tables leave it out)",
+        nullable=True,
+    ),
+    ExportField(
+        "prompt_tokens",
+        "int64",
+        "estimated tokens of the first prompt (one per CJK character, one per four other "
+        "characters), which the `short` view compares with the arena's cut "
+        "(ARENA_SHORT_PROMPT_TOKENS); null for a battle whose prompt was never measured (erased "
+        "first), which that view keeps",
+        nullable=True,
+    ),
+    ExportField(
+        "category_tag",
+        "category_tag",
+        "the judge's labels of the first prompt, in FastChat's shape: `criteria_v0.1` "
+        "(Arena-Hard's seven criteria, each true or false; the `hard` category is 6 or more "
+        "true), `math_v0.1` {math}, `if_v0.1` {if}, `creative_writing_v0.1` {creative_writing} "
+        "and `refusal_v0.2` {refusal: at least one answer declines; the `refusals` view leaves "
+        "those battles out}; null for a battle no judge labelled. The CSV has the columns "
+        "`judged`, `judge_hard_score` (criteria met), `judge_math`, "
+        "`judge_instruction_following`, `judge_creative_writing` and `judge_refusal` instead",
+        nullable=True,
+    ),
+    ExportField(
+        "category_judge",
+        "string",
+        "the judge that gave category_tag, as `MODEL / prompt VERSION` (its model id and the "
+        "version of the arena's prompt); null where no judge labelled the battle",
         nullable=True,
     ),
 )

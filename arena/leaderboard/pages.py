@@ -38,7 +38,12 @@ from arena.leaderboard.snapshots import (
     category_label,
 )
 from arena.ratings.categories import JUDGED_CATEGORIES
-from arena.ratings.views import EXCLUSION_LABELS, EXCLUSIONS
+from arena.ratings.views import (
+    DEFAULT_MIN_PROMPT_TOKENS,
+    EXCLUSION_LABELS,
+    EXCLUSIONS,
+    NO_SHORT,
+)
 from arena.spreadsheet_csv import Cell, csv_text
 from arena.templating import templates
 
@@ -326,6 +331,14 @@ def reproduce_command(snapshot: SnapshotInfo) -> str:
         parts.append("--reweighted")
     if snapshot.category != ALL:
         parts.append("--category " + shlex.quote(snapshot.category))
+    exclusions = [str(e) for e in params.get("exclusions") or ()]
+    if exclusions:
+        # The view's battles, left out by the same mask the recompute applied; the export
+        # carries what it reads (prompt_tokens, the judge's category_tag).
+        parts.append("--exclude " + shlex.quote(",".join(exclusions)))
+        if NO_SHORT in exclusions:
+            cut = int(params.get("min_prompt_tokens", DEFAULT_MIN_PROMPT_TOKENS))
+            parts.append(f"--min-prompt-tokens {cut}")
     parts.append("--format json")
     return " ".join(parts)
 
@@ -476,9 +489,7 @@ def render_leaderboard(
     cast_now = vote_counts.total if vote_counts is not None else view.votes_total
     newer_votes = max(0, counted_now - view.votes_total) if snapshot is not None else 0
     return templates.get_template("leaderboard.html").render(
-        # The battles download carries no prompt lengths or judge labels: a view's table cannot
-        # be re-rated from it, so only the plain view offers the command.
-        reproduce=None if snapshot is None or view.choice.exclude else reproduce_command(snapshot),
+        reproduce=None if snapshot is None else reproduce_command(snapshot),
         nav="leaderboard",
         view=view,
         snapshot=snapshot,

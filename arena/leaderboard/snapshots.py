@@ -53,12 +53,11 @@ from arena.ratings.style_control import STYLE_COLUMNS
 from arena.ratings.subsets import BattleSubset, CodedBattles
 from arena.ratings.views import (
     DEFAULT_MIN_PROMPT_TOKENS,
-    NO_SHORT,
     PLAIN,
     stored_views,
-    view_exclusions,
     view_mask,
 )
+from arena.ratings.views import view_params as views_params
 
 log = logging.getLogger(__name__)
 
@@ -325,14 +324,9 @@ def _leaderboard(
 
 def view_params(view: str, config: RecomputeConfig) -> dict[str, Any]:
     """What a snapshot's params say of its view: its key, its exclusions, their setting.
-    Nothing for the plain view, whose params stay those `arena ratings compute` gives."""
-    if view == PLAIN:
-        return {}
-    exclusions = view_exclusions(view)
-    params: dict[str, Any] = {"view": view, "exclusions": list(exclusions)}
-    if NO_SHORT in exclusions:
-        params["min_prompt_tokens"] = config.min_prompt_tokens
-    return params
+    Nothing for the plain view, whose params stay those `arena ratings compute` gives; a view's
+    are those `arena ratings compute --exclude ...` adds."""
+    return views_params(view, min_prompt_tokens=config.min_prompt_tokens)
 
 
 def styled_rows(battles: pd.DataFrame) -> BoolArray:

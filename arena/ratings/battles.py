@@ -14,15 +14,19 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from arena.ratings.category_tags import with_judge_columns
 from arena.ratings.errors import InvalidBattles
+from arena.ratings.views import PROMPT_TOKENS_COLUMN
 
 Winner = Literal["model_a", "model_b", "tie", "tie (bothbad)"]
 WINNERS: Final[tuple[Winner, ...]] = ("model_a", "model_b", "tie", "tie (bothbad)")
 REQUIRED_COLUMNS: Final[tuple[str, ...]] = ("model_a", "model_b", "winner")
 # Read when present: tstamp orders online Elo; vote_id feeds the vote-set hash; the text columns
 # and the precomputed tag_* flags feed the category filters; conv_metadata (FastChat's style
-# counts, or the style_* columns) feeds style control; the rest are FastChat's clean-battle
-# columns, carried through.
+# counts, or the style_* columns) feeds style control; category_tag (FastChat's judge labels, or
+# the flattened judged / judge_* columns of a CSV) feeds the judged categories and the refusals
+# view, prompt_tokens the short-prompts view; the rest are FastChat's clean-battle columns,
+# carried through.
 OPTIONAL_COLUMNS: Final[tuple[str, ...]] = (
     "tstamp",
     "vote_id",
@@ -37,6 +41,8 @@ OPTIONAL_COLUMNS: Final[tuple[str, ...]] = (
     "tag_long",
     "tag_vision",
     "conv_metadata",
+    "category_tag",
+    "prompt_tokens",
 )
 
 IntArray = npt.NDArray[np.int64]
@@ -46,7 +52,14 @@ FloatArray = npt.NDArray[np.float64]
 _DENSE_BINS_LIMIT: Final = 30_000_000
 _PARALLEL_ROWS: Final = 200_000
 # Read as text whatever they look like: names and ids must not become numbers.
-_CSV_TEXT_COLUMNS: Final = ("model_a", "model_b", "winner", "vote_id", "judge")
+_CSV_TEXT_COLUMNS: Final = (
+    "model_a",
+    "model_b",
+    "winner",
+    "vote_id",
+    "judge",
+    "category_judge",
+)
 
 
 @dataclass(frozen=True)
@@ -420,11 +433,23 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return frame
 
 
+def _with_prompt_tokens(battles: pd.DataFrame) -> pd.DataFrame:
+    if PROMPT_TOKENS_COLUMN not in battles.columns:
+        return battles
+    # null where a battle's prompt was never measured: NaN, which the short-prompts view keeps
+    tokens = pd.to_numeric(battles[PROMPT_TOKENS_COLUMN], errors="coerce")
+    return battles.assign(
+        **{PROMPT_TOKENS_COLUMN: tokens.to_numpy(dtype=np.float64, na_value=np.nan)}
+    )
+
+
 def read_battles_file(path: str | Path) -> LoadedBattles:
     """Read a FastChat clean-battle file: JSON list, JSON Lines, or CSV or Parquet by its suffix.
 
     Battles marked `anony: false` are left out and counted in `dropped_non_anonymous`; the table is
     validated, so a bad winner value or a missing column fails here with the row that caused it.
+    A category_tag (FastChat's judge labels) becomes the judge columns the judged categories and
+    the refusals view read (category_tags.with_judge_columns), as do a CSV's flattened ones.
     """
     path = Path(path)
     if not path.is_file():
@@ -439,6 +464,7 @@ def read_battles_file(path: str | Path) -> LoadedBattles:
     else:
         battles = pd.DataFrame.from_records(_read_json_records(path))
     battles = _add_conversation_columns(battles)
+    battles = _with_prompt_tokens(with_judge_columns(battles))
     battles, dropped = drop_non_anonymous(battles)
     validate_battles(battles)
     return LoadedBattles(battles=battles, dropped_non_anonymous=dropped)

@@ -9,12 +9,12 @@ Its key is the exclusions' names in EXCLUSIONS order joined by "+" ("" for none)
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
-from arena.ratings.battles import FloatArray
 from arena.ratings.categories import BoolArray, estimate_tokens
 from arena.ratings.errors import InvalidBattles
 
@@ -35,6 +35,8 @@ DEFAULT_MIN_PROMPT_TOKENS: Final = 5
 PROMPT_TOKENS_COLUMN: Final = "prompt_tokens"
 REFUSAL_COLUMN: Final = "refusal"
 _TIE_WINNERS: Final = ("tie", "tie (bothbad)")
+# Not arena.ratings.battles' alias: the battles reader imports this module.
+FloatArray = npt.NDArray[np.float64]
 
 
 def view_key(exclusions: Iterable[str]) -> str:
@@ -62,8 +64,8 @@ def _prompt_tokens(battles: pd.DataFrame) -> FloatArray:
         texts = battles["prompt"].fillna("").astype(str).tolist()
         return np.fromiter((estimate_tokens(t) for t in texts), np.float64, len(texts))
     raise InvalidBattles(
-        f"excluding short prompts needs the column {PROMPT_TOKENS_COLUMN} or prompt; this"
-        " battles table has neither."
+        f"excluding short prompts needs the column {PROMPT_TOKENS_COLUMN} (the first prompt's"
+        " tokens, in the arena's battles exports) or prompt; this battles table has neither."
     )
 
 
@@ -86,7 +88,8 @@ def exclusion_mask(
         if REFUSAL_COLUMN not in battles.columns:
             raise InvalidBattles(
                 f"excluding refusals needs the column {REFUSAL_COLUMN} (a judge's refusal"
-                " label per battle); this battles table has none."
+                " label per battle: in a battles file, category_tag's refusal_v0.2 or the CSV"
+                " column judge_refusal); this battles table has none."
             )
         marked = battles[REFUSAL_COLUMN].astype("boolean").fillna(False)
         return np.asarray(marked.to_numpy(dtype=bool), dtype=bool)
@@ -101,6 +104,18 @@ def view_mask(
     for exclusion in view_exclusions(key):
         kept &= ~exclusion_mask(battles, exclusion, min_prompt_tokens=min_prompt_tokens)
     return kept
+
+
+def view_params(key: str, *, min_prompt_tokens: int) -> dict[str, Any]:
+    """What a table's params say of its view: its key, its exclusions and, when short prompts
+    are left out, the cut; nothing for the plain view."""
+    exclusions = view_exclusions(key)
+    if not exclusions:
+        return {}
+    params: dict[str, Any] = {"view": view_key(exclusions), "exclusions": list(exclusions)}
+    if NO_SHORT in exclusions:
+        params["min_prompt_tokens"] = min_prompt_tokens
+    return params
 
 
 def available_exclusions(battles: pd.DataFrame) -> tuple[str, ...]:

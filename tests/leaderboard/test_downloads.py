@@ -4,16 +4,34 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.battles.integrity import IDENTITY_LEAK
-from arena.leaderboard.downloads import ExportedVote, _json_line, _record
+from arena.leaderboard.downloads import (
+    BATTLE_COLUMNS,
+    CSV_BATTLE_COLUMNS,
+    LABEL_FLAGS,
+    ExportedVote,
+    _csv_row,
+    _json_line,
+    _record,
+    battle_record,
+)
+from arena.leaderboard.export_fields import arrow_schema, battle_fields
 from arena.models import Vote
+from arena.ratings import read_battles_file
+from arena.spreadsheet_csv import csv_text
 from tests.conftest import Arena
 from tests.leaderboard.conftest import (
     CODE,
@@ -217,6 +235,73 @@ def test_json_lines_are_what_json_dumps_writes() -> None:
         ),
     ):
         assert _json_line(vote) == json.dumps(_record(vote), ensure_ascii=False)
+        labelled = replace(
+            vote, prompt_tokens=12, label_bits=0b10010110011, category_judge='m "q" / prompt v1'
+        )
+        assert _json_line(labelled) == json.dumps(_record(labelled), ensure_ascii=False)
+        # The CSV row holds the same values under the same names, category_tag flattened.
+        for exported in (vote, labelled):
+            row = dict(zip(CSV_BATTLE_COLUMNS, _csv_row(exported), strict=True))
+            record = _record(exported)
+            plain = [c for c in BATTLE_COLUMNS if c not in ("conv_metadata", "category_tag")]
+            assert {c: row[c] for c in plain} == {c: record[c] for c in plain}
+        assert row["judge_hard_score"] == 4 and row["judge_refusal"] is True
+
+
+def _labelled_votes() -> list[ExportedVote]:
+    """One vote for each value of the labels (label_bits), and one never labelled."""
+    models = ("alpha", "beta", "gamma")
+    return [
+        ExportedVote(
+            vote_id=n + 1,
+            battle_id=f"b{n}",
+            model_a=models[n % 3],
+            model_b=models[(n + 1) % 3],
+            winner="model_a" if n % 2 else "tie",
+            judge="judge_1",
+            turn=1,
+            language="English",
+            tstamp=1.7e9 + n,
+            tag_coding=False,
+            tag_long=False,
+            prompt_tokens=None if bits is None else n % 9,
+            label_bits=bits,
+            category_judge=None if bits is None else "judge / prompt v1",
+        )
+        for n, bits in enumerate([*range(1 << len(LABEL_FLAGS)), None])
+    ]
+
+
+def _write_export(votes: list[ExportedVote], path: Path) -> None:
+    if path.suffix == ".jsonl":
+        path.write_text("\n".join(_json_line(v) for v in votes) + "\n")
+    elif path.suffix == ".csv":
+        path.write_text(csv_text([list(CSV_BATTLE_COLUMNS), *(_csv_row(v) for v in votes)]))
+    else:
+        schema = arrow_schema(battle_fields(False))
+        records = [battle_record(v, None) for v in votes]
+        pq.write_table(pa.Table.from_pylist(records, schema=schema), path)
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "csv", "parquet"])
+def test_every_label_the_export_writes_is_read_back(tmp_path: Path, suffix: str) -> None:
+    votes = _labelled_votes()
+    path = tmp_path / f"battles.{suffix}"
+    _write_export(votes, path)
+    battles = read_battles_file(path).battles
+    labelled = [v.label_bits is not None for v in votes]
+    bits = [v.label_bits or 0 for v in votes]
+    assert battles["judged"].tolist() == labelled
+    # The hard score is the number of criteria met, the low seven bits.
+    assert battles["judge_hard_score"].tolist() == [(b & 0x7F).bit_count() for b in bits]
+    for offset, column in enumerate(
+        ("judge_math", "judge_instruction_following", "judge_creative_writing", "judge_refusal")
+    ):
+        assert battles[column].tolist() == [bool(b >> (7 + offset) & 1) for b in bits], column
+    assert battles["refusal"].tolist() == battles["judge_refusal"].tolist()
+    tokens = battles["prompt_tokens"].tolist()
+    assert tokens[:-1] == [float(v.prompt_tokens or 0) for v in votes[:-1]]
+    assert math.isnan(tokens[-1])
 
 
 PLANTED_PROMPT = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import secrets
 import subprocess
 import sys
@@ -72,8 +73,13 @@ def _same_rows(response: httpx.Response, records: list[dict[str, Any]]) -> pa.Ta
         if isinstance(field_type, pa.ListType) and isinstance(values[0], Iterable):
             # pandas gives a list column as arrays of dicts
             values = [[dict(m) for m in v] for v in values]
-        assert values == [r[column] for r in records], column
+        assert _nulls_as_none(values) == [r[column] for r in records], column
     return table
+
+
+def _nulls_as_none(values: list[Any]) -> list[Any]:
+    """pandas reads a null string as NaN; JSON has no NaN, so a NaN here is a null there."""
+    return [None if isinstance(v, float) and math.isnan(v) else v for v in values]
 
 
 def test_battles_parquet_is_the_jsonl_row_for_row(rated_arena: Arena) -> None:
@@ -90,14 +96,23 @@ def test_battles_parquet_is_the_jsonl_row_for_row(rated_arena: Arena) -> None:
     # pandas reads the file itself (not a copy) with the types the schema names.
     frame = pd.read_parquet(io.BytesIO(parquet.content))
     assert list(frame.columns) == list(BATTLE_COLUMNS)
-    assert frame.to_dict("records") == records
+    assert [
+        dict(zip(r, _nulls_as_none(list(r.values())), strict=True))
+        for r in frame.to_dict("records")
+    ] == records
     assert str(frame["tstamp"].dtype) == "float64" and str(frame["vote_id"].dtype) == "int64"
     assert str(frame["anony"].dtype) == "bool" and str(frame["tag_coding"].dtype) == "bool"
     schema = table.schema
     assert schema.field("model_a").type == pa.string()
     assert schema.field("turn").type == pa.int64()
-    # Only conv_metadata may be null (a battle erased before its style was worked out).
-    assert [f.name for f in schema if f.nullable] == ["conv_metadata"]
+    # Null only where a value does not exist: a battle erased before its style or its prompt's
+    # length was worked out, a battle no judge labelled (here: no judge at all).
+    assert [f.name for f in schema if f.nullable] == [
+        "conv_metadata", "prompt_tokens", "category_tag", "category_judge"
+    ]  # fmt: skip
+    assert schema.field("prompt_tokens").type == pa.int64()
+    assert all(r["category_tag"] is None and r["category_judge"] is None for r in records)
+    assert all(isinstance(r["prompt_tokens"], int) for r in records)
     assert all(isinstance(r["conv_metadata"]["header_count_a"], dict) for r in records)
 
 
@@ -160,6 +175,12 @@ def test_battles_card_names_fields_period_filters_counts_and_licence(rated_arena
     assert style["sum_assistant_a_tokens"] == {"name": "sum_assistant_a_tokens", "dtype": "int64"}
     assert [f["name"] for f in style["header_count_b"]["struct"]] == [f"h{i}" for i in range(1, 7)]
     assert [f["name"] for f in style["bold_count_a"]["struct"]] == ["**", "__"]
+    # category_tag likewise, in FastChat's names: a struct per tag, booleans inside
+    tags = {f["name"]: f["struct"] for f in by_name["category_tag"]["struct"]}
+    assert list(tags) == [
+        "criteria_v0.1", "math_v0.1", "if_v0.1", "creative_writing_v0.1", "refusal_v0.2"
+    ]  # fmt: skip
+    assert len(tags["criteria_v0.1"]) == 7 and tags["if_v0.1"] == [{"name": "if", "dtype": "bool"}]
     arena_meta = meta["arena"]
     assert arena_meta["rows"] == len(records) == 402
     assert (
@@ -183,9 +204,14 @@ def test_battles_card_names_fields_period_filters_counts_and_licence(rated_arena
     assert any(f.startswith("Counted votes only.") for f in arena_meta["filters"])
     assert "answer named its own model" in body
     # Every field is in the table with its meaning.
+    labels = {
+        "conv_metadata": "struct of counts (int64), or null",
+        "category_tag": "struct of structs of bool, or null",
+        "prompt_tokens": "int64, or null",
+        "category_judge": "string, or null",
+    }
     for field in battle_fields(False):
-        label = "struct of counts (int64), or null" if field.name == "conv_metadata" else field.type
-        assert f"| `{field.name}` | {label} | " in body
+        assert f"| `{field.name}` | {labels.get(field.name, field.type)} | " in body
     assert "seconds since 1970-01-01T00:00:00Z (UTC)" in body
     for name in ("alpha-large", "beta-chat", "gamma-7b", "delta-mini", "newcomer"):
         appearances = sum((r["model_a"] == name) + (r["model_b"] == name) for r in records)
