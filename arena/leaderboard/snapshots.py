@@ -449,9 +449,12 @@ class _TableInput:
                 # FastChat's convention (ridge 0.5 on the summed log-likelihood), in the params;
                 # the bootstrap keeps the full-data fit's ratings, as bt-bootstrap does.
                 rounds = config.style_bootstrap_rounds if method == BT_STYLE_BOOTSTRAP else None
+                # The subset holds exactly the battles rated (with style, among `kept`): its
+                # hash, from the ids sorted once, saves hashing a million ids per table.
                 board = compute_leaderboard(
                     among.reset_index(drop=True),
                     method="bt-style",
+                    vote_hash=subset.vote_hash,
                     anchor=anchor,
                     bootstrap_rounds=rounds,
                     seed=config.seed if rounds else None,

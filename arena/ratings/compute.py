@@ -249,7 +249,8 @@ def compute_leaderboard(
 
     `encoded` (with category "all") is `battles` already coded, and `vote_hash` its vote-set
     hash: a caller that rates many subsets of one table codes and hashes them once (the
-    recompute job); `battles` then needs only the tstamp column, for online Elo's order.
+    recompute job); `battles` then needs only the tstamp column, for online Elo's order. For
+    bt-style, `vote_hash` is that of the battles rated: those of `battles` with style features.
     """
     if method not in METHODS:
         raise InvalidBattles(f"method must be one of {', '.join(METHODS)}; got {method!r}.")
@@ -403,11 +404,7 @@ def compute_leaderboard(
     board = Leaderboard(
         method=method,
         params=params,
-        vote_set_hash=(
-            vote_hash
-            if vote_hash is not None and not without_style
-            else vote_set_hash(battles, encoded)
-        ),
+        vote_set_hash=(vote_hash if vote_hash is not None else vote_set_hash(battles, encoded)),
         n_battles=encoded.n_battles,
         rows=rows,
         models=encoded.models,
