@@ -64,28 +64,32 @@ _OTHERS = select(Model.id).where(
 
 
 def chosen_models(
-    connection: Connection, names: Sequence[str], *, with_images: bool = False
+    connection: Connection,
+    names: Sequence[str],
+    *,
+    with_images: bool = False,
+    field: str = "models",
 ) -> list[int]:
     """The ids of the models named `names`, in that order; raise unless each is active (and,
-    `with_images`, reads images)."""
+    `with_images`, reads images), naming the request's `field` in the message."""
     rows = connection.execute(_BY_NAME, {"chosen_names": list(names)})
     found = {name: (model_id, status, images) for model_id, name, status, images in rows}
     ids = []
     for name in names:
         if name not in found:
             raise InvalidInput(
-                f"models: no model is named {name!r}; choose one of the active models the "
-                "battle page lists (names are exact, capitals included)"
+                f"{field}: no model is named {name!r}; choose one of the active models the "
+                "page lists (names are exact, capitals included)"
             )
         model_id, status, reads_images = found[name]
         if status != ModelStatus.active:
             raise InvalidInput(
-                f"models: {name!r} is {status.value} and takes no battles now; choose an active "
+                f"{field}: {name!r} is {status.value} and takes no prompts now; choose an active "
                 "model"
             )
         if with_images and not reads_images:
             raise InvalidInput(
-                f"models: {name!r} does not read images; choose a model that does, or send the "
+                f"{field}: {name!r} does not read images; choose a model that does, or send the "
                 "prompt without images"
             )
         ids.append(model_id)

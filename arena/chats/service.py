@@ -79,7 +79,7 @@ def choose_model(
     """The id of the active model named `name` (one that reads images, for a prompt
     `with_images`), once the prompt is checked; reads only."""
     check_prompt(prompt, settings)
-    (model_id,) = chosen_models(connection, [name], with_images=with_images)
+    (model_id,) = chosen_models(connection, [name], with_images=with_images, field="model")
     return model_id
 
 

@@ -171,7 +171,7 @@ def test_images_for_a_model_that_reads_none_are_refused(
     with arena.client() as visitor:
         refused = _create(visitor, "blind-c", [data_url(picture())])
         assert refused.status_code == 422, refused.text
-        assert "'blind-c' does not read images" in refused.json()["detail"]
+        assert "model: 'blind-c' does not read images" in refused.json()["detail"]
         assert "send the prompt without images" in refused.json()["detail"]
 
         chat_id = _chat(visitor, "blind-c", [], "Hello")
