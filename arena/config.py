@@ -103,8 +103,8 @@ class Settings(BaseSettings):
     is decoded: a small file that would decode to a huge picture (a decompression bomb) is
     refused."""
     max_turns: int = Field(default=8, ge=1, le=100)
-    """Turns per battle (the first prompt, its follow-ups and each time both sides were asked
-    again for the latest turn)."""
+    """Turns per battle or direct chat (the first prompt, its follow-ups and each time the
+    latest turn's answers were asked again)."""
     vote_window_seconds: float = Field(default=DEFAULT_VOTE_WINDOW_SECONDS, gt=0, le=30 * 86_400)
     """A battle takes its vote and follow-ups this long after it starts; past it, it is over and
     counts in the public and owner figures. Counting it while it can still be voted on would name

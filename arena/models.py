@@ -388,6 +388,8 @@ class Chat(Base):
         _enum(BattleStatus, "chat_status"), default=BattleStatus.pending
     )
     turns: Mapped[int] = mapped_column(Integer, default=1)
+    # How often the latest answer of a turn was asked again; each counts as a turn (the limit)
+    regenerations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     stream_started_at: Mapped[datetime | None] = mapped_column(default=None)
     streamed_by: Mapped[str | None] = mapped_column(String(32), default=None)

@@ -82,6 +82,7 @@ def test_a_withheld_chat_answer_on_the_chat_page_and_in_its_owners_stats(
         expect(page.locator("#chat-status")).to_contain_text("moderation withheld the answer")
         expect(page.locator("#chat-form")).to_be_hidden()
         expect(page.get_by_role("button", name="New chat")).to_be_visible()
+        expect(page.locator("#chat-regenerate")).to_be_hidden()
         expect(page.locator("#chat-thread .turn").nth(1).locator(".thumbs")).to_be_hidden()
         assert answer_for("zorblax") not in page.locator("#chat-thread").inner_text()
         expect(page.locator("#chat-thread .answer").first).to_have_text(answer_for("Hello"))

@@ -176,6 +176,54 @@ def test_direct_chat_turns_thumbs_and_reload(
 
 
 @pytest.mark.browser
+def test_direct_chat_regenerates_its_latest_answer_on_a_phone(
+    arena: Arena, fake_upstream: FakeUpstream, browser_page: BrowserPage
+) -> None:
+    arena.add_model("delta-3b", fake_upstream.base_url, "counting:0.02")
+    page = browser_page.page
+    page.set_viewport_size(PHONE)
+    page.goto(arena.url + "/?mode=chat")
+    expect(page.locator("#chat-model option")).to_have_count(2)
+    page.select_option("#chat-model", "delta-3b")
+    page.fill("#chat-prompt", "Name a river")
+    page.press("#chat-prompt", "Control+Enter")
+    answer = page.locator("#chat-thread .answer")
+    expect(answer).to_have_text(re.compile(r"^Answer number \d+ to: Name a river\."))
+    regenerate = page.get_by_role("button", name="Regenerate")
+    expect(regenerate).to_be_visible()
+    first = answer.inner_text()
+    page.get_by_role("button", name="Good answer").click()
+    expect(page.get_by_role("button", name="Good answer")).to_have_attribute("aria-pressed", "true")
+    box = regenerate.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+
+    # From the keyboard: the new answer streams in place of the old, its thumbs cleared.
+    regenerate.focus()
+    page.keyboard.press("Enter")
+    expect(answer).to_have_count(1)
+    expect(answer).not_to_have_text(first)
+    expect(answer).to_have_text(re.compile(r"^Answer number \d+ to: Name a river\."))
+    expect(regenerate).to_be_visible()
+    expect(page.get_by_role("button", name="Good answer")).to_have_attribute(
+        "aria-pressed", "false"
+    )
+    expect(page.locator("#chat-thread .asked-text")).to_have_text(["Name a river"])
+    browser_page.screenshot("chat-regenerated-phone.png")
+
+    # A reload shows the new answer only.
+    second = answer.inner_text()
+    page.reload()
+    expect(answer).to_have_text(second)
+    expect(regenerate).to_be_visible()
+    _no_errors(browser_page)
+
+    async def thumbs(session: AsyncSession) -> int:
+        return len((await session.execute(select(ChatFeedback.id))).all())
+
+    assert arena.db(thumbs) == 0
+
+
+@pytest.mark.browser
 def test_direct_chat_on_a_phone_from_the_keyboard(
     arena: Arena, fake_upstream: FakeUpstream, browser_page: BrowserPage
 ) -> None:

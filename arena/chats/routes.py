@@ -17,6 +17,7 @@ from arena.chats.schemas import (
     ChatCreated,
     ChatIn,
     ChatOut,
+    ChatRegenerated,
     ChatTurnIn,
     FeedbackIn,
     FeedbackOut,
@@ -125,6 +126,24 @@ async def add_turn(
         )
     )
     return ChatCreated(chat_id=chat_id)
+
+
+@router.post(
+    "/{chat_id}/regenerate",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[Depends(limit_battles)],
+)
+async def regenerate(chat_id: str, request: Request, visitor: VisitorDep) -> ChatRegenerated:
+    """Ask the model again for the latest answer; the stream route then serves the new one.
+    Counts as a turn against the chat's limit and the rate limits."""
+    state = request.app.state
+    transactions: Transactions = state.transactions
+    regenerations = await transactions.write(
+        lambda connection: service.regenerate_turn(
+            connection, chat_id=chat_id, visitor=visitor, settings=state.settings
+        )
+    )
+    return ChatRegenerated(chat_id=chat_id, regenerations=regenerations)
 
 
 @router.post("/{chat_id}/feedback")

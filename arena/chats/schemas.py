@@ -31,6 +31,12 @@ class ChatCreated(BaseModel):
     chat_id: str
 
 
+class ChatRegenerated(BaseModel):
+    chat_id: str
+    # How often this chat's latest answer was asked again so far, this time included
+    regenerations: int
+
+
 class FeedbackIn(InputSchema):
     turn: int = Field(ge=1, le=100, description="the answer's turn, 1 for the first")
     rating: Feedback
@@ -69,5 +75,7 @@ class ChatOut(BaseModel):
     # pending (a turn waits to be streamed), streaming, ready, failed (the latest answer failed)
     status: BattleStatus
     turns: int
+    # Answers asked again (each counts as a turn against ARENA_MAX_TURNS)
+    regenerations: int
     created_at: datetime
     messages: list[ChatMessageOut]

@@ -1,6 +1,7 @@
 """A direct chat's life, as plain functions over a sync `Connection` run in the reader and writer
 threads (`db.Transactions`; each write must be safe to run twice): started with one active model,
-a turn claimed for streaming and planned, its answer stored, follow-ups, the visitor's thumbs.
+a turn claimed for streaming and planned, its answer stored, follow-ups, the latest answer asked
+again (regenerated), the visitor's thumbs.
 A prompt may carry images (arena/images/) when the chat's model reads them; they are sent upstream
 with every later turn, and never leave the server otherwise.
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -116,11 +117,68 @@ def create_chat(
 
 _FOLLOWED_UP = (
     select(
-        Chat.session_hash, Chat.status, Chat.turns, Model.status, Model.name, Model.supports_images
+        Chat.session_hash,
+        Chat.status,
+        Chat.turns,
+        Chat.regenerations,
+        Model.status,
+        Model.name,
+        Model.supports_images,
     )
     .join(Model, Model.id == Chat.model_id)
     .where(Chat.id == bindparam("chat_id"))
 )
+_LATEST_WITHHELD = select(ChatMessage.withheld).where(
+    ChatMessage.chat_id == bindparam("chat_id"),
+    ChatMessage.turn == bindparam("turn"),
+    ChatMessage.role == ChatRole.assistant,
+)
+
+
+@dataclass(frozen=True)
+class OpenChat:
+    """A chat that takes another turn now, as it was read."""
+
+    turns: int
+    regenerations: int
+    model_name: str
+    reads_images: bool
+
+
+def _open_for_another_turn(
+    connection: Connection, chat_id: str, visitor: Visitor, settings: Settings, *, asking: str
+) -> OpenChat:
+    """The chat as read, or raise why it takes no new turn now (a follow-up or a regeneration,
+    as `asking` says). Regenerations count as turns against the limit: each one costs the model
+    a call, as a follow-up does."""
+    found = connection.execute(_FOLLOWED_UP, {"chat_id": chat_id}).one_or_none()
+    if found is None:
+        raise ChatNotFound()
+    session_hash, status, turns, regenerations, model_status, model_name, reads_images = found
+    _owned(session_hash, visitor)
+    if status == BattleStatus.failed:
+        withheld = connection.execute(
+            _LATEST_WITHHELD, {"chat_id": chat_id, "turn": turns}
+        ).scalar_one_or_none()
+        if withheld:
+            raise Conflict(
+                "The latest answer of this chat was withheld by the arena's moderation; start a "
+                "new chat."
+            )
+        raise Conflict("The latest answer of this chat failed; start a new chat.")
+    if status != BattleStatus.ready:
+        raise BattleNotReady(f"Wait for the answer to finish, then {asking}.")
+    if model_status != ModelStatus.active:
+        raise Conflict(
+            f"{model_name!r} is {model_status.value} now and takes no more prompts; start a new "
+            "chat with an active model."
+        )
+    if turns + regenerations >= settings.max_turns:
+        raise Conflict(
+            f"This chat reached its limit of {settings.max_turns} turns (regenerations count as "
+            "turns); start a new chat."
+        )
+    return OpenChat(turns, regenerations, model_name, reads_images)
 
 
 def add_turn(
@@ -135,31 +193,18 @@ def add_turn(
     """Store the visitor's follow-up, with its `images` (already checked and re-encoded), as the
     chat's next turn; its number, or raise why the chat takes none now."""
     check_prompt(prompt, settings)
-    found = connection.execute(_FOLLOWED_UP, {"chat_id": chat_id}).one_or_none()
-    if found is None:
-        raise ChatNotFound()
-    session_hash, status, turns, model_status, model_name, reads_images = found
-    _owned(session_hash, visitor)
-    if status == BattleStatus.failed:
-        raise Conflict("The latest answer of this chat failed; start a new chat.")
-    if status != BattleStatus.ready:
-        raise BattleNotReady("Wait for the answer to finish, then send your follow-up.")
-    if model_status != ModelStatus.active:
-        raise Conflict(
-            f"{model_name!r} is {model_status.value} now and takes no more prompts; start a new "
-            "chat with an active model."
-        )
-    if images and not reads_images:
+    chat = _open_for_another_turn(
+        connection, chat_id, visitor, settings, asking="send your follow-up"
+    )
+    if images and not chat.reads_images:
         raise InvalidInput(
-            f"images: {model_name!r} does not read images; send the follow-up without images, "
-            "or start a new chat with a model that does"
+            f"images: {chat.model_name!r} does not read images; send the follow-up without "
+            "images, or start a new chat with a model that does"
         )
-    if turns >= settings.max_turns:
-        raise Conflict(f"This chat reached its limit of {settings.max_turns} turns; start anew.")
-    turn = turns + 1
+    turn = chat.turns + 1
     asked = connection.execute(
         update(Chat)
-        .where(Chat.id == chat_id, Chat.status == BattleStatus.ready, Chat.turns == turns)
+        .where(Chat.id == chat_id, Chat.status == BattleStatus.ready, Chat.turns == chat.turns)
         .values(status=BattleStatus.pending, turns=turn)
     )
     if asked.rowcount != 1:
@@ -171,6 +216,55 @@ def add_turn(
     )
     store_chat_images(connection, chat_id=chat_id, turn=turn, images=images)
     return turn
+
+
+# The status, turn and count guards as read: one winner among racing requests.
+_ASK_AGAIN = (
+    update(Chat)
+    .where(
+        Chat.id == bindparam("regenerated_id"),
+        Chat.status == BattleStatus.ready,
+        Chat.turns == bindparam("turns_before"),
+        Chat.regenerations == bindparam("regenerations_before"),
+    )
+    .values(status=BattleStatus.pending, regenerations=bindparam("regenerations_after"))
+)
+_FORGET_ANSWER = delete(ChatMessage).where(
+    ChatMessage.chat_id == bindparam("regenerated_id"),
+    ChatMessage.turn == bindparam("regenerated_turn"),
+    ChatMessage.role == ChatRole.assistant,
+)
+# The thumbs rated the answer dropped, not the one to come.
+_FORGET_THUMBS = delete(ChatFeedback).where(
+    ChatFeedback.chat_id == bindparam("regenerated_id"),
+    ChatFeedback.turn == bindparam("regenerated_turn"),
+)
+
+
+def regenerate_turn(
+    connection: Connection, *, chat_id: str, visitor: Visitor, settings: Settings
+) -> int:
+    """Ask the model again for the latest turn: its answer and that answer's thumbs are
+    dropped, and the turn waits to be streamed anew with the same conversation. The chat's
+    count of regenerations, this one included."""
+    chat = _open_for_another_turn(
+        connection, chat_id, visitor, settings, asking="ask for a new answer"
+    )
+    regenerated = {"regenerated_id": chat_id, "regenerated_turn": chat.turns}
+    asked = connection.execute(
+        _ASK_AGAIN,
+        {
+            "regenerated_id": chat_id,
+            "turns_before": chat.turns,
+            "regenerations_before": chat.regenerations,
+            "regenerations_after": chat.regenerations + 1,
+        },
+    )
+    if asked.rowcount != 1:
+        raise BattleNotReady("Another request changed this chat just now; reload it.")
+    connection.execute(_FORGET_ANSWER, regenerated)
+    connection.execute(_FORGET_THUMBS, regenerated)
+    return chat.regenerations + 1
 
 
 @dataclass(frozen=True)
@@ -388,6 +482,7 @@ def chat_view(connection: Connection, *, chat_id: str, visitor: Visitor) -> Chat
             Chat.session_hash,
             Chat.status,
             Chat.turns,
+            Chat.regenerations,
             Chat.created_at,
             Model.name,
             Model.organization,
@@ -398,7 +493,7 @@ def chat_view(connection: Connection, *, chat_id: str, visitor: Visitor) -> Chat
     ).one_or_none()
     if found is None:
         raise ChatNotFound()
-    session_hash, status, turns, created_at, name, organization, reads_images = found
+    session_hash, status, turns, regenerations, created_at, name, organization, reads_images = found
     _owned(session_hash, visitor)
     thumbs = dict(
         connection.execute(
@@ -438,6 +533,7 @@ def chat_view(connection: Connection, *, chat_id: str, visitor: Visitor) -> Chat
         model=ChatModelOut(name=name, organization=organization, supports_images=reads_images),
         status=status,
         turns=turns,
+        regenerations=regenerations,
         created_at=created_at,
         messages=messages,
     )

@@ -1,5 +1,5 @@
-// The direct chat tab: one chosen model, several turns, a thumbs up or down per answer; images
-// attached to any prompt when the model reads them.
+// The direct chat tab: one chosen model, several turns, a thumbs up or down per answer, the
+// latest answer asked again (Regenerate); images attached to any prompt when the model reads them.
 //
 // Model output is untrusted: it only ever reaches the page through markdown.js (DOM nodes and
 // textContent) or textContent itself. Nothing in this file assigns innerHTML.
@@ -25,6 +25,7 @@ const side = document.getElementById("chat-side");
 const thread = document.getElementById("chat-thread");
 const decide = document.getElementById("chat-decide");
 const newChatButton = document.getElementById("new-chat");
+const regenerateButton = document.getElementById("chat-regenerate");
 const maxPrompt = Number(root.dataset.maxPrompt) || 8000;
 
 // state: idle | starting | streaming | ready | failed | withheld | lost
@@ -68,7 +69,7 @@ function remembered() {
 const STATUS_TEXT = {
   starting: "Starting the chat…",
   streaming: "The model is answering…",
-  ready: "Ask a follow-up, or rate the answer.",
+  ready: "Ask a follow-up, rate the answer, or regenerate it.",
   failed: "The answer failed, so this chat cannot go on. Start a new chat.",
   withheld: "The arena's moderation withheld the answer, so this chat cannot go on. Start a new chat.",
   lost: "This chat cannot go on. Start a new chat.",
@@ -90,6 +91,7 @@ function setState(state) {
   document.getElementById("chat-intro").hidden = started;
   statusLine.textContent = STATUS_TEXT[state] || "";
   const busy = state === "starting" || state === "streaming";
+  regenerateButton.hidden = state !== "ready";
   form.hidden = state === "failed" || state === "withheld" || state === "lost";
   promptBox.disabled = busy;
   sendButton.disabled = busy;
@@ -301,6 +303,24 @@ async function send() {
   await streamTurn(turn);
 }
 
+// The latest answer is asked again: its text and its thumbs give way to the new answer's, in place.
+async function regenerate() {
+  if (chat.state !== "ready" || !chat.turns.length) return;
+  const turn = chat.turns[chat.turns.length - 1];
+  showNotice("");
+  setState("starting");
+  try {
+    await api("POST", `/api/chats/${encodeURIComponent(chat.id)}/regenerate`);
+  } catch (error) {
+    showNotice(error.message);
+    setState("ready");
+    return;
+  }
+  Object.assign(turn, { text: "", error: null, finish: null, withheld: false, rating: null });
+  render(turn);
+  await streamTurn(turn);
+}
+
 async function rate(turn, rating) {
   if (!chat.id) return;
   try {
@@ -388,6 +408,8 @@ function modelChosen() {
 
 modelSelect.addEventListener("change", modelChosen);
 document.addEventListener("arena:models", modelChosen);
+
+regenerateButton.addEventListener("click", regenerate);
 
 newChatButton.addEventListener("click", () => {
   clearChat();

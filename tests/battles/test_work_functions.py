@@ -1,6 +1,6 @@
-"""Every work function the battle path hands to `Transactions.write` is safe to run twice: a
-transaction shared with a failing write is rolled back and each of its writes runs again alone,
-so the second run must stand as if the first had never been."""
+"""Every work function the battle path (and a chat's regeneration) hands to `Transactions.write`
+is safe to run twice: a transaction shared with a failing write is rolled back and each of its
+writes runs again alone, so the second run must stand as if the first had never been."""
 
 from __future__ import annotations
 
@@ -15,9 +15,20 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.battles import creation, turns
+from arena.chats import service as chats
 from arena.config import Settings
 from arena.db import Transactions, make_sync_engine
-from arena.models import Battle, BattleStatus, Message, Model, Side
+from arena.models import (
+    Battle,
+    BattleStatus,
+    Chat,
+    ChatFeedback,
+    ChatMessage,
+    Feedback,
+    Message,
+    Model,
+    Side,
+)
 from arena.registry import service as registry
 from arena.registry.keys import KeyRing
 from arena.upstream.client import Answer, Failed
@@ -213,3 +224,48 @@ def test_a_failed_answer_is_counted_once_though_its_turn_ran_twice(settings: Set
     asyncio.run(scenario())
     counts = _count(settings, select(func.sum(Model.consecutive_failures)))
     assert counts == 1
+
+
+def test_a_chat_regeneration_stands_after_running_twice(settings: Settings) -> None:
+    _seed(settings)
+    keys = KeyRing.from_settings(settings)
+
+    async def scenario() -> str:
+        async with transactions_on(settings.database_url) as transactions:
+            model_id = await transactions.read(
+                lambda c: chats.choose_model(
+                    c, name="alpha", prompt="Again?", settings=settings, with_images=False
+                )
+            )
+            chat_id = await transactions.write(
+                lambda c: chats.create_chat(c, model_id=model_id, prompt="Again?", visitor=VISITOR)
+            )
+            claimed = await transactions.write(
+                lambda c: chats.claim_turn(c, chat_id=chat_id, visitor=VISITOR, worker=WORKER)
+            )
+            assert claimed is not None
+            plan = chats.plan_turn(claimed, keys=keys)
+            await transactions.write(
+                lambda c: chats.finish_turn(c, plan=plan, answer=Answer(text="first answer"))
+            )
+            await transactions.write(
+                lambda c: chats.record_feedback(
+                    c, chat_id=chat_id, turn=1, rating=Feedback.up, visitor=VISITOR
+                )
+            )
+            regenerations = await _beside_a_failure(
+                transactions,
+                lambda c: chats.regenerate_turn(
+                    c, chat_id=chat_id, visitor=VISITOR, settings=settings
+                ),
+            )
+            assert regenerations == 1
+            return chat_id
+
+    chat_id = asyncio.run(scenario())
+    assert _count(settings, select(Chat.regenerations).where(Chat.id == chat_id)) == 1
+    assert _count(settings, select(Chat.status).where(Chat.id == chat_id)) == BattleStatus.pending
+    remaining = select(func.count()).select_from(ChatMessage).where(ChatMessage.chat_id == chat_id)
+    assert _count(settings, remaining) == 1  # the prompt; the answer is gone
+    thumbs = select(func.count()).select_from(ChatFeedback).where(ChatFeedback.chat_id == chat_id)
+    assert _count(settings, thumbs) == 0

@@ -115,6 +115,8 @@ def test_a_flagged_chat_answer_is_withheld_everywhere_and_counted(
         # The chat takes no follow-up, and the withheld answer no thumbs; the first one still does.
         more = visitor.post(f"/api/chats/{chat_id}/turns", json={"prompt": "go on"})
         assert more.status_code == 409 and "start a new chat" in more.json()["detail"]
+        again = visitor.post(f"/api/chats/{chat_id}/regenerate")
+        assert again.status_code == 409 and "withheld" in again.json()["detail"]
         thumbs = visitor.post(f"/api/chats/{chat_id}/feedback", json={"turn": 2, "rating": "up"})
         assert thumbs.status_code == 409 and "withheld by moderation" in thumbs.json()["detail"]
         assert visitor.post(
