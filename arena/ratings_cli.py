@@ -296,9 +296,10 @@ def compute(
         if min_prompt_tokens is not None and NO_SHORT not in view_exclusions(view):
             raise InvalidBattles("--min-prompt-tokens applies to --exclude short only.")
         cut = DEFAULT_MIN_PROMPT_TOKENS if min_prompt_tokens is None else min_prompt_tokens
+        encoded = None
         if battles_file is not None:
             loaded = read_battles_file(battles_file)
-            battles, source = loaded.battles, str(battles_file)
+            battles, source, encoded = loaded.battles, str(battles_file), loaded.encoded
             if loaded.dropped_non_anonymous:
                 err_console.print(
                     f"left out {loaded.dropped_non_anonymous:,} non-anonymous battle(s)"
@@ -319,6 +320,7 @@ def compute(
             battles = battles.loc[view_mask(battles, view, min_prompt_tokens=cut)].reset_index(
                 drop=True
             )
+            encoded = None
             if battles.empty:
                 raise InvalidBattles(f"the view {view} leaves no battles to rate.")
         show_progress = bootstrap is not None and bootstrap > 0 and sys.stdout.isatty()
@@ -326,6 +328,7 @@ def compute(
             board = compute_leaderboard(
                 battles,
                 method=method.value,
+                encoded=encoded,
                 bootstrap_rounds=bootstrap,
                 seed=seed,
                 anchor=anchor_pair,

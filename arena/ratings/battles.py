@@ -139,6 +139,8 @@ class LoadedBattles:
 
     battles: pd.DataFrame
     dropped_non_anonymous: int
+    # The table coded, as its validation coded it: rating it whole need not code it again.
+    encoded: EncodedBattles
 
 
 def _first_labels(battles: pd.DataFrame, mask: npt.NDArray[np.bool_], limit: int = 3) -> str:
@@ -466,5 +468,5 @@ def read_battles_file(path: str | Path) -> LoadedBattles:
     battles = _add_conversation_columns(battles)
     battles = _with_prompt_tokens(with_judge_columns(battles))
     battles, dropped = drop_non_anonymous(battles)
-    validate_battles(battles)
-    return LoadedBattles(battles=battles, dropped_non_anonymous=dropped)
+    encoded = encode_battles(battles)  # validates the table
+    return LoadedBattles(battles=battles, dropped_non_anonymous=dropped, encoded=encoded)
