@@ -11,7 +11,6 @@ from functools import cache
 from typing import Final
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
 from arena.ratings.battles import (
@@ -156,27 +155,29 @@ def _resample_kernel() -> Callable[..., None]:
     def run_rounds(
         flat: FloatArray,
         picks: IntArray,
-        a: npt.NDArray[np.int32],
-        b: npt.NDArray[np.int32],
-        score: FloatArray,
+        packed: IntArray,
+        scores: FloatArray,
         r0: int,
         r1: int,
         m: int,
         k: float,
         log_base_over_scale: float,
+        bits: int,
     ) -> None:
         width = picks.shape[1]
         ia = np.empty(width, np.int64)
         ib = np.empty(width, np.int64)
         sa = np.empty(width, np.float64)
+        low = (1 << bits) - 1
         for r in range(r0, r1):
             offset = r * m
             # Gathering first lets the independent loads overlap; the update chain is serial.
+            # One packed code per battle (a, b, outcome): one random load per draw, not three.
             for t in range(width):
-                p = picks[r, t]
-                ia[t] = offset + a[p]
-                ib[t] = offset + b[p]
-                sa[t] = score[p]
+                code = packed[picks[r, t]]
+                sa[t] = scores[code & 3]
+                ib[t] = offset + ((code >> 2) & low)
+                ia[t] = offset + (code >> (2 + bits))
             for t in range(width):
                 ra = flat[ia[t]]
                 rb = flat[ib[t]]
@@ -214,9 +215,7 @@ def bootstrap_online_elo(
     n = encoded.n_battles
     m = len(encoded.models)
     flat = np.full(rounds * m, float(init))
-    score = _SCORE_A[encoded.outcome]
-    a = encoded.a.astype(np.int32)
-    b = encoded.b.astype(np.int32)
+    packed, bits = _packed_battles(encoded)
     kernel = _resample_kernel()
     workers = max(1, min(threads or _usable_cores(), 4, rounds))
     bounds = np.linspace(0, rounds, workers + 1).astype(np.int64).tolist()
@@ -226,7 +225,9 @@ def bootstrap_online_elo(
             width = min(_STEP_BLOCK, n - start)
             picks = rng.integers(0, n, size=(rounds, width))
             done = [
-                pool.submit(kernel, flat, picks, a, b, score, r0, r1, m, k, log_base_over_scale)
+                pool.submit(
+                    kernel, flat, picks, packed, _SCORE_A, r0, r1, m, k, log_base_over_scale, bits
+                )
                 for r0, r1 in itertools.pairwise(bounds)
             ]
             for future in done:
@@ -234,6 +235,20 @@ def bootstrap_online_elo(
             if progress is not None:
                 progress(start + width, n)
     return flat.reshape(rounds, m)
+
+
+def _packed_battles(encoded: EncodedBattles) -> tuple[IntArray, int]:
+    """Each battle as one integer, (a << (2 + bits)) | (b << 2) | outcome, with `bits` the width
+    of a model code: the bootstrap reads one array at random, which stays in cache four times
+    longer than three (a 1,000,000-battle table in 4 MB)."""
+    bits = max(1, (len(encoded.models) - 1).bit_length())
+    dtype = np.int32 if 2 + 2 * bits <= 31 else np.int64
+    packed = (
+        (encoded.a.astype(np.int64) << (2 + bits))
+        | (encoded.b.astype(np.int64) << 2)
+        | encoded.outcome.astype(np.int64)
+    )
+    return packed.astype(dtype), bits
 
 
 def _usable_cores() -> int:
