@@ -107,3 +107,25 @@ def test_a_coded_subset_is_coded_and_hashed_as_the_subset_alone(with_ids: bool) 
             subset.battles, method=method, encoded=subset.encoded, vote_hash=subset.vote_hash
         )
         assert quick.to_json_dict() == compute_leaderboard(alone, method=method).to_json_dict()
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.3, 1.0])
+def test_subset_hash_of_text_ids_equals_the_hash_of_the_subset_alone(keep: float) -> None:
+    """Ids of any length and script hash as vote_set_hash's sorted lines, whichever rows stay."""
+    rng = np.random.default_rng(11)
+    n = 300
+    names = np.array(["a", "b", "c", "d"])
+    pairs = rng.choice(4, size=(n, 2))
+    pairs[:, 1] = (pairs[:, 0] + 1 + rng.integers(0, 3, n)) % 4
+    ids = [f"{'é' * (i % 3)}v{i}{'ü' if i % 7 == 0 else ''}" for i in rng.permutation(n * 5)[:n]]
+    battles = pd.DataFrame(
+        {
+            "vote_id": ids,
+            "model_a": names[pairs[:, 0]],
+            "model_b": names[pairs[:, 1]],
+            "winner": rng.choice(["model_a", "model_b", "tie"], n),
+        }
+    )
+    mask = rng.random(n) < keep
+    subset = CodedBattles(battles).subset(mask)
+    assert subset.vote_hash == vote_set_hash(battles.loc[mask].reset_index(drop=True))
