@@ -7,6 +7,7 @@
 import { ApiError, api, readStream } from "./api.js";
 import { imageAttacher, thumbnails } from "./attachments.js";
 import { answerContent, copyCodeOnClick } from "./markdown.js";
+import { promptForm } from "./prompt_form.js";
 
 const STORAGE_KEY = "arena.chat";
 const RECONNECT_DELAYS_MS = [500, 1000, 2000, 3000, 5000];
@@ -380,24 +381,7 @@ async function restore() {
   }
 }
 
-function updateCount() {
-  countLabel.textContent = `${promptBox.value.length} / ${maxPrompt}`;
-  countLabel.classList.toggle("is-near-limit", promptBox.value.length > maxPrompt * 0.9);
-}
-
-form.addEventListener("submit", (event) => {
-  event.preventDefault();
-  if (!sendButton.disabled) send();
-});
-
-promptBox.addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
-    event.preventDefault();
-    if (!sendButton.disabled) send();
-  }
-});
-
-promptBox.addEventListener("input", updateCount);
+const updateCount = promptForm({ form, promptBox, sendButton, countLabel, maxPrompt, send });
 
 // A model that reads no images takes none: what was attached for another goes.
 function modelChosen() {
