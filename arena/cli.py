@@ -65,11 +65,14 @@ def check_settings() -> None:
         raise typer.Exit(2) from None
 
 
-def _in_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run one unit of work in one transaction, turning arena errors into a clean exit."""
+def _in_session(
+    settings: Settings, work: Callable[[AsyncSession], Awaitable[T]], *, writes: bool = True
+) -> T:
+    """Run one unit of work in one transaction, turning arena errors into a clean exit;
+    `writes=False` for a command that only reads (in_one_transaction)."""
 
     try:
-        return asyncio.run(in_one_transaction(settings.database_url, work))
+        return asyncio.run(in_one_transaction(settings.database_url, work, writes=writes))
     except ArenaError as exc:
         err_console.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(2) from None
@@ -245,7 +248,7 @@ def models_list(
     async def work(session: AsyncSession) -> list[Model]:
         return await registry.list_models(session, status=status)
 
-    models = _in_session(Settings(), work)
+    models = _in_session(Settings(), work, writes=False)
     table = Table("name", "status", "why", "organization", "upstream model", "base URL", "key")
     for m in models:
         table.add_row(
@@ -369,7 +372,7 @@ def owners_invite(email: str) -> None:
 @owners_app.command("list")
 def owners_list() -> None:
     """Every owner, its number of models and whether its token is revoked."""
-    summaries = _in_session(Settings(), owners.list_owners)
+    summaries = _in_session(Settings(), owners.list_owners, writes=False)
     table = Table("id", "name", "email", "models", "created", "revoked")
     for s in summaries:
         table.add_row(
@@ -434,7 +437,7 @@ def audit_list(
         async def whole(session: AsyncSession) -> list[bytes]:
             return [chunk async for chunk in actions_csv(session)]
 
-        for chunk in _in_session(settings, whole):
+        for chunk in _in_session(settings, whole, writes=False):
             sys.stdout.write(chunk.decode())
         return
 
@@ -442,7 +445,7 @@ def audit_list(
         return list(await recent_actions(session, limit=limit))
 
     table = Table("id", "time (UTC)", "actor", "action", "target", "reason")
-    for entry in _in_session(settings, work):
+    for entry in _in_session(settings, work, writes=False):
         table.add_row(
             str(entry.id),
             f"{entry.created_at:%Y-%m-%d %H:%M:%S}",

@@ -428,15 +428,19 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-async def in_one_transaction(url: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+async def in_one_transaction(
+    url: str, work: Callable[[AsyncSession], Awaitable[T]], *, writes: bool = True
+) -> T:
     """`work` in one committed transaction on an engine of its own, for the CLI and start-up
-    steps that run outside the app (which keeps one engine for its lifetime)."""
+    steps that run outside the app (which keeps one engine for its lifetime). `writes=False`
+    for work that only reads: it then never holds SQLite's write lock."""
     engine = make_async_engine(url)
     try:
         async with make_sessionmaker(engine)() as session, session.begin():
-            # These steps read, then write: on SQLite a deferred transaction would fail at once
-            # should a running arena commit in between (_begin_statement).
-            await begin_write(session)
+            if writes:
+                # Work that reads, then writes: on SQLite a deferred transaction would fail at
+                # once should a running arena commit in between (_begin_statement).
+                await begin_write(session)
             return await work(session)
     finally:
         await engine.dispose()

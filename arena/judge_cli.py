@@ -30,9 +30,11 @@ err_console = Console(stderr=True)
 T = TypeVar("T")
 
 
-def _in_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+def _in_session(
+    settings: Settings, work: Callable[[AsyncSession], Awaitable[T]], *, writes: bool = True
+) -> T:
     try:
-        return asyncio.run(in_one_transaction(settings.database_url, work))
+        return asyncio.run(in_one_transaction(settings.database_url, work, writes=writes))
     except ArenaError as exc:
         err_console.print(f"[red]error:[/red] {exc.message}", highlight=False)
         raise typer.Exit(2) from None
@@ -105,7 +107,7 @@ def judge_show() -> None:
             described = name.model + (" (the demo judge: keyword rules, not an LLM)" * name.demo)
         return described, await labels.label_counts(session)
 
-    described, counts = _in_session(settings, work)
+    described, counts = _in_session(settings, work, writes=False)
     console.print(f"judge: {described}; prompt version {PROMPT_VERSION}", markup=False)
     console.print(
         f"labelled: {counts.labelled}, waiting: {counts.waiting}, given up: {counts.given_up}",

@@ -69,7 +69,7 @@ def _cache(request: Request) -> PageCache:
     return cache
 
 
-def _bootstrap_rounds(request: Request) -> dict[str, int]:
+def _bootstrap_settings(request: Request) -> dict[str, int]:
     """The bootstrap settings, which decide the methods the recompute stores tables of."""
     settings = request.app.state.settings
     return {
@@ -157,7 +157,7 @@ async def _board_view(
         method=method,
         category=category,
         choice=choice,
-        **_bootstrap_rounds(request),
+        **_bootstrap_settings(request),
     )
 
 
@@ -231,7 +231,7 @@ async def model_page(
     async def build() -> Rendered:
         try:
             view = await service.model_view(
-                session, name=name, method=method, **_bootstrap_rounds(request)
+                session, name=name, method=method, **_bootstrap_settings(request)
             )
         except InvalidInput as exc:
             return Rendered.make(
@@ -374,7 +374,7 @@ async def model_json(
 
     async def build() -> Rendered:
         view = await service.model_view(
-            session, name=name, method=method, **_bootstrap_rounds(request)
+            session, name=name, method=method, **_bootstrap_settings(request)
         )
         if view is None:
             body = json.dumps(

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
+import sqlite3
+import time
+from pathlib import Path
 
+from cryptography.fernet import Fernet
 from typer.testing import CliRunner
 
 from arena.cli import app as cli
@@ -88,3 +93,29 @@ def test_every_operator_action_is_logged_with_its_reason(
     whole = _cli(arena, "audit", "list", "--csv")
     assert whole.splitlines()[0] == "id,time,actor,action,target,reason"
     assert len(whole.splitlines()) == len(log) + 1
+
+
+def test_reading_commands_do_not_wait_for_sqlite_s_write_lock(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    """A listing reads only: while a writer holds SQLite's write lock (a busy arena), it answers
+    at once instead of queueing behind the writer for the busy timeout. (PostgreSQL readers
+    never wait for writers.)"""
+    path = tmp_path / "arena.db"
+    shutil.copyfile(sqlite_template, path)
+    env = {
+        "ARENA_DATABASE_URL": f"sqlite:///{path}",
+        "ARENA_DATA_DIR": str(tmp_path),
+        "ARENA_SECRET_KEY": Fernet.generate_key().decode(),
+    }
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        for command in (["audit", "list", "--csv"], ["models", "list"], ["owners", "list"]):
+            result = CliRunner().invoke(cli, command, env=env)
+            assert result.exit_code == 0, result.output
+        assert time.monotonic() - started < 10
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
