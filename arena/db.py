@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import orjson
 from fastapi import Depends, Request
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -187,14 +188,24 @@ def make_async_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -
     return engine
 
 
-def make_sync_engine(url: str) -> Engine:
+def fast_json(value: Any) -> str:
+    """JSON text of `value` as json.dumps gives it, up to spacing and float spelling, and about
+    eight times faster (orjson); keys that are not text become text, as json.dumps makes them."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def make_sync_engine(url: str, *, json_serializer: Callable[[Any], str] | None = None) -> Engine:
+    """`json_serializer` writes the JSON columns (default: json.dumps)."""
     driver_url = _driver_url(url, asynchronous=False)
+    options: dict[str, Any] = {}
+    if json_serializer is not None:
+        options["json_serializer"] = json_serializer
     if driver_url.get_backend_name() == "sqlite":
         _prepare_sqlite_file(driver_url)
-        engine = create_engine(driver_url)
+        engine = create_engine(driver_url, **options)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(driver_url, pool_pre_ping=True)
+    return create_engine(driver_url, pool_pre_ping=True, **options)
 
 
 def _sync_engine_for_threads(async_url: URL) -> Engine:

@@ -80,6 +80,7 @@ GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
             "bootstrap_rounds",
             "style_bootstrap_rounds",
             "recompute_every_votes",
+            "recompute_processes",
             "recompute_every_seconds",
             "anchor",
             "short_prompt_tokens",

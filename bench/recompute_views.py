@@ -9,7 +9,10 @@ fresh process each time, as the server's worker process runs it: loading the cou
 every category x method x view the page offers (bootstrap --bootstrap rounds), storing the
 snapshots. The baseline, measured in the same run, is the same recompute with the plain view
 only (views=False), the tables the page offered before the views; each is run --repeats times,
-alternating. It prints wall time, the process's peak resident memory and the ratio.
+alternating, on --processes processes (the setting's default), and the every-view recompute
+once more on one process, to show what the forked process buys. It prints wall time, CPU
+(the forked child's included), the peak resident memory of the process and of its child, and
+the ratios.
 """
 
 from __future__ import annotations
@@ -21,33 +24,49 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from leaderboard import ADMIN_URL, populate  # noqa: E402  (bench/leaderboard.py)
 from scratch import scratch_database  # noqa: E402
 
+from arena.config import Settings  # noqa: E402
 
-def _recompute(url: str, bootstrap: int, views: bool) -> tuple[float, float, int, int]:
+Run = tuple[float, float, float, int, int, int]
+
+
+def _cpu(usage: resource.struct_rusage) -> float:
+    return usage.ru_utime + usage.ru_stime
+
+
+def _recompute(url: str, bootstrap: int, views: bool, processes: int) -> tuple[Any, ...]:
     from arena.leaderboard.snapshots import RecomputeConfig, run_recompute
 
-    before = resource.getrusage(resource.RUSAGE_SELF)
+    before = _cpu(resource.getrusage(resource.RUSAGE_SELF))
+    before_children = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN))
     outcome = run_recompute(
-        RecomputeConfig(database_url=url, bootstrap_rounds=bootstrap, views=views)
+        RecomputeConfig(
+            database_url=url, bootstrap_rounds=bootstrap, views=views, processes=processes
+        )
     )
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return outcome.seconds, cpu, outcome.stored, after.ru_maxrss
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = _cpu(own) - before + _cpu(children) - before_children
+    return outcome.seconds, cpu, outcome.stored, own.ru_maxrss, children.ru_maxrss
 
 
-def timed(url: str, bootstrap: int, views: bool) -> tuple[float, float, float, int, int]:
-    """(seconds the recompute reported, its CPU seconds (all threads; the database's own work
-    is not in it), wall seconds with the process start, snapshots, peak KiB)."""
+def timed(url: str, bootstrap: int, views: bool, processes: int) -> Run:
+    """(seconds the recompute reported, its CPU seconds (all threads and the forked child; the
+    database's own work is not in it), wall seconds with the process start, snapshots, peak KiB
+    of the process, peak KiB of its forked child)."""
     context = multiprocessing.get_context("spawn")
     with context.Pool(1) as pool:
         started = time.perf_counter()
-        seconds, cpu, stored, peak = pool.apply(_recompute, (url, bootstrap, views))
-        return seconds, cpu, time.perf_counter() - started, stored, peak
+        seconds, cpu, stored, peak, child_peak = pool.apply(
+            _recompute, (url, bootstrap, views, processes)
+        )
+        return seconds, cpu, time.perf_counter() - started, stored, peak, child_peak
 
 
 def main() -> None:
@@ -56,6 +75,9 @@ def main() -> None:
     parser.add_argument("--votes", type=int, default=1_000_000)
     parser.add_argument("--bootstrap", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--processes", type=int, default=Settings.model_fields["recompute_processes"].default
+    )
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory() as folder,
@@ -65,20 +87,30 @@ def main() -> None:
         populate(url, args.models, args.votes)
         seconds = time.perf_counter() - started
         print(f"data: {args.models} models, {args.votes:,} votes in {seconds:.0f} s")
-        timed(url, args.bootstrap, True)  # the first run compiles and caches the Elo kernels
-        runs: dict[bool, list[tuple[float, float, float, int, int]]] = {False: [], True: []}
+        # The first run compiles and caches the Elo kernels.
+        timed(url, args.bootstrap, True, args.processes)
+        kinds = {
+            "plain view only (baseline)": (False, args.processes),
+            "every view": (True, args.processes),
+            "every view, one process": (True, 1),
+        }
+        runs: dict[str, list[Run]] = {label: [] for label in kinds}
         for _ in range(args.repeats):
-            for views in (False, True):
-                runs[views].append(timed(url, args.bootstrap, views))
-    for views, label in ((False, "plain view only (baseline)"), (True, "every view")):
-        best = min(runs[views])
+            for label, (views, processes) in kinds.items():
+                runs[label].append(timed(url, args.bootstrap, views, processes))
+    for label, (_, processes) in kinds.items():
+        best = min(runs[label])
         print(
-            f"{label}: {best[3]} snapshots, recompute {best[0]:.2f} s wall, {best[1]:.2f} s CPU"
-            f" ({best[2]:.2f} s with process start), peak memory {best[4] / 1024**2:.2f} GiB"
+            f"{label}: {best[3]} snapshots on {processes} process(es), recompute {best[0]:.2f} s"
+            f" wall, {best[1]:.2f} s CPU ({best[2]:.2f} s with process start), peak memory"
+            f" {best[4] / 1024**2:.2f} GiB (forked child {best[5] / 1024**2:.2f} GiB)"
         )
-    wall = min(runs[True])[0] / min(runs[False])[0]
-    cpu = min(runs[True])[1] / min(runs[False])[1]
-    print(f"every view costs {wall:.2f}x the plain view alone in wall time, {cpu:.2f}x in CPU")
+    baseline, every, one = (min(runs[label]) for label in kinds)
+    print(
+        f"every view costs {every[0] / baseline[0]:.2f}x the plain view alone in wall time,"
+        f" {every[1] / baseline[1]:.2f}x in CPU; on one process it takes"
+        f" {one[0] / every[0]:.2f}x as long"
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
@@ -28,6 +29,17 @@ log = logging.getLogger(__name__)
 
 # How often the cheap "anything new?" query runs, at most.
 MAX_POLL_SECONDS: Final = 5.0
+
+
+# How much lower the recompute's CPU priority is than the server's (Unix nice): its processes
+# use the cores the requests leave idle, and a request never waits behind a fit.
+RECOMPUTE_NICENESS: Final = 10
+
+
+def lower_priority() -> None:
+    """Lower this process's CPU priority (the recompute worker; its forks inherit it)."""
+    if hasattr(os, "nice"):
+        os.nice(RECOMPUTE_NICENESS)
 
 
 class RecomputeScheduler:
@@ -155,7 +167,9 @@ class RecomputeScheduler:
         if self.executor is None:
             # spawn, not fork: this process runs an event loop and threads.
             self.executor = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=lower_priority,
             )
         loop = asyncio.get_running_loop()
         try:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from sqlalchemy import BigInteger, Text, case, cast, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -268,6 +269,19 @@ _RAW_COLUMNS: Final = (
 )
 
 
+_TEXT_COLUMNS: Final = ("winner", "language", "judge")
+
+
+def _texts(column: pd.Series) -> npt.NDArray[np.object_]:
+    """A column of texts as an object array of str; a categorical one is expanded from its few
+    categories, so each distinct text is one object however many rows hold it."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        names = np.array([str(name) for name in column.cat.categories] + [""], dtype=object)
+        codes = column.cat.codes.to_numpy()
+        return np.asarray(names[codes], dtype=object)  # code -1 (missing) is the last: ""
+    return np.asarray(column.astype(str).to_numpy(dtype=object), dtype=object)
+
+
 def _raw_columns() -> list[str]:
     return [*_RAW_COLUMNS, *battle_markers()]
 
@@ -282,6 +296,11 @@ def _raw_counted_votes(session: Session) -> pd.DataFrame:
         # default 4 MB spills them to disk. JIT compilation costs more than it saves here.
         connection.exec_driver_sql("SET LOCAL work_mem = '256MB'")
         connection.exec_driver_sql("SET LOCAL jit = off")
+        # The planner prices handing a million rows from a parallel worker to the leader above
+        # the work it saves; measured, one worker halves the join (a million votes: 2.0 s of
+        # server time, 1.1 s). The server's own limit on workers still holds.
+        connection.exec_driver_sql("SET LOCAL parallel_setup_cost = 0")
+        connection.exec_driver_sql("SET LOCAL parallel_tuple_cost = 0")
         driver = connection.connection.driver_connection
         if driver is None:
             raise RuntimeError("the PostgreSQL connection has no driver connection to COPY with")
@@ -299,7 +318,8 @@ def _raw_counted_votes(session: Session) -> pd.DataFrame:
             keep_default_na=False,
             # A battle without style features has empty style cells: NaN, as on SQLite.
             na_values={column: [""] for column in STYLE_COLUMNS},
-            dtype={"winner": "str", "language": "str", "judge": "str"}
+            # A handful of distinct texts each: categories, not a million strings.
+            dtype=dict.fromkeys(_TEXT_COLUMNS, "category")
             | dict.fromkeys(STYLE_COLUMNS, "float64"),
         )
     rows = connection.exec_driver_sql(sql).fetchall()
@@ -358,12 +378,12 @@ def load_counted_battles(session: Session, *, tag_missing: bool = True) -> pd.Da
             "vote_id": raw["vote_id"].to_numpy(dtype=np.int64),
             "model_a": labels[raw["a"].to_numpy(dtype=np.int64)],
             "model_b": labels[raw["b"].to_numpy(dtype=np.int64)],
-            "winner": raw["winner"].astype(str).to_numpy(dtype=object),
+            "winner": _texts(raw["winner"]),
             # the same arithmetic as tstamp_of: integer microseconds, one division
             "tstamp": micros / 1_000_000,
             "turn": raw["turn"].to_numpy(dtype=np.int64),
             "anony": np.ones(len(raw), dtype=bool),
-            "language": raw["language"].astype(str).to_numpy(dtype=object),
+            "language": _texts(raw["language"]),
             "tag_coding": raw["coding"].to_numpy(dtype=np.int64) == 1,
             "tag_long": raw["long"].to_numpy(dtype=np.int64) == 1,
             "tag_vision": raw["vision"].to_numpy(dtype=np.int64) == 1,
@@ -374,7 +394,7 @@ def load_counted_battles(session: Session, *, tag_missing: bool = True) -> pd.Da
             == 1,
             "judge_creative_writing": raw["creative_writing"].to_numpy(dtype=np.int64) == 1,
             "judge_refusal": raw["refusal"].to_numpy(dtype=np.int64) == 1,
-            "judge": raw["judge"].astype(str).to_numpy(dtype=object),
+            "judge": _texts(raw["judge"]),
             **{
                 column: pd.to_numeric(raw[column]).to_numpy(dtype=np.float64)
                 for column in STYLE_COLUMNS

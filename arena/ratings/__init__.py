@@ -61,9 +61,12 @@ from arena.ratings.intervals import (
 from arena.ratings.matrices import (
     average_win_rate,
     battle_count_matrix,
+    battle_count_values,
     predicted_win_matrix,
+    predicted_win_values,
     votes_per_model,
     win_fraction_matrix,
+    win_fraction_values,
 )
 from arena.ratings.style_control import (
     CONVENTIONS,
@@ -120,6 +123,7 @@ __all__ = [
     "available_categories",
     "average_win_rate",
     "battle_count_matrix",
+    "battle_count_values",
     "bradley_terry_ratings",
     "category_mask",
     "check_ratings_exist",
@@ -132,6 +136,7 @@ __all__ = [
     "online_elo",
     "parse_anchor",
     "predicted_win_matrix",
+    "predicted_win_values",
     "rank_fragility",
     "rank_upper_bound",
     "read_battles_file",
@@ -140,5 +145,6 @@ __all__ = [
     "vote_set_hash",
     "votes_per_model",
     "win_fraction_matrix",
+    "win_fraction_values",
     "with_fragility",
 ]

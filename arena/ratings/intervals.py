@@ -24,6 +24,7 @@ from arena.ratings.bradley_terry import (
 )
 from arena.ratings.elo import BASE, ELO_K, INIT_RATING, SCALE, bootstrap_online_elo
 from arena.ratings.errors import RatingsUndefined
+from arena.ratings.resampling import multinomial_rows
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ def bootstrap_bradley_terry(
 
     def draw(block_rng: np.random.Generator, size: int) -> FloatArray:
         resampled = np.zeros((size, 3 * p))
-        resampled[:, present] = block_rng.multinomial(n, shares, size=size)
+        resampled[:, present] = multinomial_rows(block_rng, n, shares, size)
         return resampled
 
     def fit_block(resampled: FloatArray) -> FloatArray:
@@ -225,10 +226,15 @@ def bootstrap_bradley_terry(
         )
 
     # Each block of rounds has its own generator spawned from `rng`, so the draws depend on the
-    # seed only, not on threads. Worker threads draw the multinomial counts (numpy releases the
-    # GIL there) a few blocks ahead while this thread fits the blocks already drawn.
+    # seed only, not on threads. Worker threads draw and fit whole blocks (numpy releases the
+    # GIL in both); this thread collects them in order and redraws the rare resamples without
+    # a finite fit.
     sizes = [min(_BOOTSTRAP_BLOCK, rounds - start) for start in range(0, rounds, _BOOTSTRAP_BLOCK)]
     block_rngs = rng.spawn(len(sizes))
+
+    def drawn_and_fitted(block: int) -> FloatArray:
+        return fit_block(draw(block_rngs[block], sizes[block]))
+
     workers = max(1, min(len(sizes), os.cpu_count() or 1))
     samples: list[FloatArray] = []
     redrawn = draws = finished = 0
@@ -237,13 +243,12 @@ def bootstrap_bradley_terry(
         submitted = 0
         while finished < rounds:
             while submitted < len(sizes) and len(pending) < 2 * workers:
-                future = pool.submit(draw, block_rngs[submitted], sizes[submitted])
+                future = pool.submit(drawn_and_fitted, submitted)
                 pending.append((submitted, future))
                 submitted += 1
             block, future = pending.popleft()
-            resampled = future.result()
+            strengths = future.result()
             draws += sizes[block]
-            strengths = fit_block(resampled)
             kept = [strengths]
             missing = sizes[block] - strengths.shape[0]
             block_draws = sizes[block]
