@@ -23,6 +23,7 @@ import resource
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +61,13 @@ def timed(url: str, bootstrap: int, views: bool, processes: int) -> Run:
     """(seconds the recompute reported, its CPU seconds (all threads and the forked child; the
     database's own work is not in it), wall seconds with the process start, snapshots, peak KiB
     of the process, peak KiB of its forked child)."""
+    # A fresh process as the server's recompute worker is (a Pool's daemonic one could not fork).
     context = multiprocessing.get_context("spawn")
-    with context.Pool(1) as pool:
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         started = time.perf_counter()
-        seconds, cpu, stored, peak, child_peak = pool.apply(
-            _recompute, (url, bootstrap, views, processes)
-        )
+        seconds, cpu, stored, peak, child_peak = pool.submit(
+            _recompute, url, bootstrap, views, processes
+        ).result()
         return seconds, cpu, time.perf_counter() - started, stored, peak, child_peak
 
 

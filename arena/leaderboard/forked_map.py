@@ -17,7 +17,7 @@ import multiprocessing
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,13 @@ def _run_group(pieces: Sequence[int]) -> list[Any]:
 
 
 def can_fork() -> bool:
-    """Whether forking is safe here: on Linux, with this thread the only one."""
-    return sys.platform.startswith("linux") and threading.active_count() == 1
+    """Whether forking is safe and allowed here: on Linux, with this thread the only one, in a
+    process that may have children (a multiprocessing.Pool's daemonic workers may not)."""
+    return (
+        sys.platform.startswith("linux")
+        and threading.active_count() == 1
+        and not multiprocessing.current_process().daemon
+    )
 
 
 def balanced_groups(costs: Sequence[float], groups: int) -> list[list[int]]:
@@ -68,14 +73,22 @@ def forked_map(
         context = multiprocessing.get_context("fork")
         # With fork, the executor starts every child at the first submit, before its own thread.
         with ProcessPoolExecutor(max_workers=len(groups) - 1, mp_context=context) as pool:
-            futures = [(group, pool.submit(_run_group, group)) for group in groups[1:]]
+            futures: list[tuple[list[int], Future[list[Any]] | None]] = []
+            for group in groups[1:]:
+                try:
+                    futures.append((group, pool.submit(_run_group, group)))
+                except Exception:
+                    log.exception("could not fork; %d piece(s) run here", len(group))
+                    futures.append((group, None))
             results.update(zip(groups[0], _run_group(groups[0]), strict=True))
             for group, future in futures:
                 try:
-                    results.update(zip(group, future.result(), strict=True))
+                    if future is not None:
+                        results.update(zip(group, future.result(), strict=True))
+                        continue
                 except Exception:
                     log.exception("a forked process failed; its %d piece(s) run here", len(group))
-                    results.update((piece, work(piece)) for piece in group)
+                results.update((piece, work(piece)) for piece in group)
     finally:
         _work = None
     log.info("%d pieces of work ran on %d processes", pieces, len(groups))

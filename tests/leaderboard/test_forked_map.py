@@ -90,6 +90,25 @@ def test_pieces_run_in_two_processes_in_order() -> None:
     assert "10 pieces of work ran on 2 processes" in done.stderr
 
 
+def test_a_daemonic_pool_worker_runs_the_pieces_itself() -> None:
+    # multiprocessing.Pool's workers may not have children; the server's worker may.
+    done = run_python(
+        """
+        import json, multiprocessing, os
+        from arena.leaderboard.forked_map import forked_map
+
+        def inside(_):
+            me = os.getpid()
+            return forked_map(lambda i: os.getpid() == me, [1.0] * 4, processes=2)
+
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            print(json.dumps(pool.apply(inside, (0,))))
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [True] * 4
+
+
 def test_a_child_that_dies_has_its_pieces_run_here() -> None:
     done = run_python(
         """
