@@ -199,15 +199,17 @@ def _conv_metadata(tokens: Any, markdown: Any) -> dict[str, Any]:
     return made
 
 
-def populate(url: str, n_models: int, n_votes: int, seed: int = 1) -> None:
-    """Models, battles and counted votes in bulk; tags as the recompute job would store them."""
+def populate(url: str, n_models: int, n_votes: int, seed: int = 1, *, judged: bool = False) -> None:
+    """Models, battles and counted votes in bulk; tags as the recompute job would store them;
+    with `judged`, a judge's labels on every battle, so that the judged categories (hard, math,
+    instruction following, creative writing) and the "exclude refusals" views exist."""
     import psycopg
     from sqlalchemy import insert
     from sqlalchemy.engine import make_url
 
     from arena import migrate
     from arena.db import make_sync_engine
-    from arena.models import Battle, Model, ModelStatus, Vote
+    from arena.models import Battle, JudgeLabel, Model, ModelStatus, Vote
     from arena.ratings.style_control import STYLE_COLUMNS
 
     migrate.upgrade(url)
@@ -326,7 +328,41 @@ def populate(url: str, n_models: int, n_votes: int, seed: int = 1) -> None:
                             *vote_constants,
                         )
                     )
+            if judged:
+                _copy_judge_labels(cur, battle_ids, start, JudgeLabel.__table__, rng)
         conn.execute("ANALYZE")
+
+
+def _copy_judge_labels(
+    cur: Any, battle_ids: list[str], start: datetime, table: Any, rng: np.random.Generator
+) -> None:
+    """One label per battle: Arena-Hard criteria met each with probability 0.5 (so about 6% are
+    "hard", six or more of seven), math 10%, instruction following 20%, creative writing 15%,
+    a refusal 3%."""
+    n = len(battle_ids)
+    hard_score = rng.binomial(7, 0.5, n)
+    flags = rng.random((n, 4)) < np.array([0.10, 0.20, 0.15, 0.03])
+    given = {
+        "battle_id": None, "labelled_at": None, "judge_model": None, "prompt_version": None,
+        "hard_score": None, "math": None, "instruction_following": None,
+        "creative_writing": None, "refusal": None,
+    }  # fmt: skip
+    extra, constants = _full_rows(table, given)
+    constants = [_copy_value(v) for v in constants]
+    columns = ", ".join([*given, *extra])
+    with cur.copy(f"COPY judge_label ({columns}) FROM STDIN") as copy:
+        for i in range(n):
+            copy.write_row(
+                (
+                    battle_ids[i],
+                    start + timedelta(seconds=i * 0.5 + 60),
+                    "bench-judge",
+                    "v1",
+                    int(hard_score[i]),
+                    *(bool(f) for f in flags[i]),
+                    *constants,
+                )
+            )
 
 
 # ---------------------------------------------------------------- the arena

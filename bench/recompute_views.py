@@ -3,9 +3,10 @@
     python bench/recompute_views.py                     # a few minutes on 2 cores
     python bench/recompute_views.py --votes 200000
 
-A scratch PostgreSQL database (bench/leaderboard.py's `populate`: --models models, --votes counted
-votes, languages, category tags and first-prompt lengths) is recomputed by `run_recompute` in a
-fresh process each time, as the server's worker process runs it: loading the counted votes,
+A scratch PostgreSQL database (bench/leaderboard.py's `populate`: --models models, --votes
+counted votes, languages, category tags, first-prompt lengths and, unless --no-judge, a judge's
+labels) is recomputed by `run_recompute` in a fresh process each time, as the server's worker
+process runs it: loading the counted votes,
 every category x method x view the page offers (bootstrap --bootstrap rounds), storing the
 snapshots. The baseline, measured in the same run, is the same recompute with the plain view
 only (views=False), the tables the page offered before the views; each is run --repeats times,
@@ -78,6 +79,11 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument(
+        "--no-judge",
+        action="store_true",
+        help="no judge labels: without the judged categories and the refusals views",
+    )
+    parser.add_argument(
         "--processes", type=int, default=Settings.model_fields["recompute_processes"].default
     )
     args = parser.parse_args()
@@ -86,9 +92,10 @@ def main() -> None:
         scratch_database(ADMIN_URL, Path(folder)) as url,
     ):
         started = time.perf_counter()
-        populate(url, args.models, args.votes)
+        populate(url, args.models, args.votes, judged=not args.no_judge)
         seconds = time.perf_counter() - started
-        print(f"data: {args.models} models, {args.votes:,} votes in {seconds:.0f} s")
+        labels = "no judge labels" if args.no_judge else "a judge's labels on every battle"
+        print(f"data: {args.models} models, {args.votes:,} votes, {labels}, in {seconds:.0f} s")
         # The first run compiles and caches the Elo kernels.
         timed(url, args.bootstrap, True, args.processes)
         kinds = {
