@@ -340,9 +340,6 @@ def view_params(view: str, config: RecomputeConfig) -> dict[str, Any]:
     return views_params(view, min_prompt_tokens=config.min_prompt_tokens)
 
 
-STYLE_FIT_COLUMNS: Final = ("model_a", "model_b", "winner", *STYLE_COLUMNS)
-
-
 def styled_rows(battles: pd.DataFrame) -> BoolArray:
     """Which battles have style features: those a style-controlled table rates (a battle erased
     before its style was worked out has none)."""
@@ -426,13 +423,15 @@ class _TableInput:
             self.shown,
             self.config,
         )
+        subset_rows = rows
         subset = coded.subset(rows)
         unrated: list[dict[str, Any]] = []
         kept: set[str] = set(subset.encoded.models)
         if subset.n_battles:
             kept, unrated = rateable_models(count_pairs(subset.encoded))
             if len(kept) < len(subset.encoded.models):
-                subset = coded.subset(rows & coded.rows_of_models(kept))
+                subset_rows = rows & coded.rows_of_models(kept)
+                subset = coded.subset(subset_rows)
         extras: dict[str, Any] = {"unrated": unrated, **self.extras}
         if subset.n_battles == 0:
             return [
@@ -463,33 +462,36 @@ class _TableInput:
         battle_count = battle_count_values(counts)
         position = {name: i for i, name in enumerate(counts.models)}
         for method in methods:
+            method_params: dict[str, Any]
             if method in STYLE_METHODS and style_from is not None:
                 battles, category_rows_ = style_from
-                # Only the columns the fit reads: taking every column of a million rows costs
-                # more than the fit's own preparation.
-                among = battles.loc[
-                    category_rows_ & coded.rows_of_models(kept), list(STYLE_FIT_COLUMNS)
-                ]
+                # The subset holds exactly the battles rated (with style, among `kept`), coded
+                # and hashed once; the fit reads their style columns only (taking every column
+                # of a million rows costs more than the fit's own preparation).
+                styled = battles.loc[subset_rows, list(STYLE_COLUMNS)].reset_index(drop=True)
                 # FastChat's convention (ridge 0.5 on the summed log-likelihood), in the params;
                 # the bootstrap keeps the full-data fit's ratings, as bt-bootstrap does.
                 rounds = config.style_bootstrap_rounds if method == BT_STYLE_BOOTSTRAP else None
-                # The subset holds exactly the battles rated (with style, among `kept`): its
-                # hash, from the ids sorted once, saves hashing a million ids per table.
                 board = compute_leaderboard(
-                    among.reset_index(drop=True),
+                    styled,
                     method="bt-style",
+                    encoded=subset.encoded,
                     vote_hash=subset.vote_hash,
                     anchor=anchor,
                     bootstrap_rounds=rounds,
                     seed=config.seed if rounds else None,
                 )
+                # The category's battles among the rateable models that had no style to rate.
+                unstyled = category_rows_ & coded.rows_of_models(kept) & ~subset_rows
+                method_params = {"battles_without_style": int(unstyled.sum())}
             else:
                 board = _leaderboard(subset, method, config, anchor, bt, fragility)
+                method_params = {}
             if method == BT:
                 bt = board
             # The subset holds this category's battles already: the same parameters as
             # `arena ratings compute --category C` on all of them.
-            params = {**board.params, "category": category, **shown}
+            params = {**board.params, **method_params, "category": category, **shown}
             order = [row.model for row in board.rows]
             in_order = np.ix_(*[np.array([position[name] for name in order], dtype=np.int64)] * 2)
             as_json = board.to_json_dict()

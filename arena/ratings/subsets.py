@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +24,8 @@ from arena.ratings.battles import (
     vote_set_hash,
 )
 from arena.ratings.categories import BoolArray
+
+_RECENT_SUBSETS: Final = 2
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class CodedBattles:
         self._id_order: IntArray | None = None
         self._id_lines: npt.NDArray[np.uint8] | None = None
         self._id_line_lengths: IntArray | None = None
+        self._recent: dict[bytes, BattleSubset] = {}
         if "vote_id" in battles.columns:
             texts = [str(v) for v in battles["vote_id"].tolist()]
             order = np.argsort(np.array(texts, dtype=np.str_), kind="stable").astype(np.int64)
@@ -68,6 +72,20 @@ class CodedBattles:
         return pd.DataFrame({"tstamp": self.tstamp[mask]})
 
     def subset(self, mask: BoolArray) -> BattleSubset:
+        # A table's style-controlled methods ask again for the rows its other methods had (every
+        # battle with style features, as is usual): the last two subsets (all the table's rows,
+        # those of its rateable models) are kept for them.
+        key = np.packbits(mask).tobytes()
+        known = self._recent.get(key)
+        if known is not None:
+            return known
+        made = self._subset(mask)
+        self._recent[key] = made
+        if len(self._recent) > _RECENT_SUBSETS:
+            del self._recent[next(iter(self._recent))]
+        return made
+
+    def _subset(self, mask: BoolArray) -> BattleSubset:
         enc = self.encoded
         a, b, outcome = enc.a[mask], enc.b[mask], enc.outcome[mask]
         used = np.zeros(len(enc.models), dtype=bool)
