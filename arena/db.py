@@ -194,12 +194,20 @@ def fast_json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-def make_sync_engine(url: str, *, json_serializer: Callable[[Any], str] | None = None) -> Engine:
-    """`json_serializer` writes the JSON columns (default: json.dumps)."""
+def make_sync_engine(
+    url: str,
+    *,
+    json_serializer: Callable[[Any], str] | None = None,
+    json_deserializer: Callable[[str], Any] | None = None,
+) -> Engine:
+    """`json_serializer` writes the JSON columns, `json_deserializer` reads them (default:
+    json.dumps and json.loads)."""
     driver_url = _driver_url(url, asynchronous=False)
     options: dict[str, Any] = {}
     if json_serializer is not None:
         options["json_serializer"] = json_serializer
+    if json_deserializer is not None:
+        options["json_deserializer"] = json_deserializer
     if driver_url.get_backend_name() == "sqlite":
         _prepare_sqlite_file(driver_url)
         engine = create_engine(driver_url, **options)

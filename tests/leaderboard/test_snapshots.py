@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.db import make_sync_engine
 from arena.job_lock import hold_job_lock
 from arena.leaderboard.background import RECOMPUTE_NICENESS
-from arena.leaderboard.snapshots import JOB_NAME, kept_snapshot_ids
+from arena.leaderboard.snapshots import JOB_NAME, KEPT_EXTRAS, kept_snapshot_ids
 from arena.models import Battle, RatingSnapshot, Vote
 from arena.ratings import InvalidBattles
 from tests.conftest import Arena
@@ -154,6 +154,30 @@ def test_history_is_thinned_and_only_the_latest_keeps_its_matrices(rated_arena: 
     # Three runs within five minutes: only the newest remains.
     assert len(history) == 1
     assert "win_fraction" in history[0].extras
+
+
+def test_a_superseded_snapshot_keeps_its_rows_and_short_facts_only(rated_arena: Arena) -> None:
+    first = _latest(rated_arena, "bt", "all")
+
+    async def backdate(session: AsyncSession) -> None:
+        # Ten minutes old: in another five-minute bucket than the next run's, so it is kept.
+        await session.execute(
+            update(RatingSnapshot).values(computed_at=first.computed_at - timedelta(minutes=10))
+        )
+
+    rated_arena.db(backdate)
+    recompute(rated_arena)
+    history = {
+        s.id: s
+        for s in _snapshots(rated_arena)
+        if (s.method, s.category, s.view) == ("bt", "all", "")
+    }
+    assert len(history) == 2
+    older, newer = history[first.id], history[max(history)]
+    assert older.rows == first.rows
+    assert set(older.extras) == set(KEPT_EXTRAS) & set(first.extras)
+    assert {k: older.extras[k] for k in older.extras} == {k: first.extras[k] for k in older.extras}
+    assert "win_fraction" in newer.extras and "win_fraction" not in older.extras
 
 
 def test_kept_snapshot_ids_thin_older_history() -> None:
