@@ -15,19 +15,18 @@ from __future__ import annotations
 from typing import Final
 
 import numpy as np
-import numpy.typing as npt
+
+from arena.ratings.battles import FloatArray, IntArray
 
 # The Poisson mean sits this many standard deviations below n: a row overshoots (and is drawn
 # again) with probability about 0.1 %, and about 3 * sqrt(n) draws per row are left to add.
 _SIGMAS_BELOW: Final = 3.0
 
-IntArray = npt.NDArray[np.int64]
-
 
 def multinomial_rows(
     rng: np.random.Generator,
     n: int,
-    shares: npt.NDArray[np.float64],
+    shares: FloatArray,
     size: int,
     *,
     sigmas_below: float = _SIGMAS_BELOW,
