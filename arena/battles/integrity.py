@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
 
-from sqlalchemy import Text, bindparam, cast, func, select, update
+from sqlalchemy import ColumnElement, Text, bindparam, cast, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -266,6 +266,19 @@ class VoteCounts:
     counted: int
     excluded: int
     by_reason: dict[str, int] = field(default_factory=dict)
+
+
+def held_back_only_for(flag: str) -> ColumnElement[bool]:
+    """The condition on `Vote` selecting the votes held back for `flag` and nothing else."""
+    # The flags are a JSON list written by this module, so its text is exactly json.dumps's.
+    return cast(Vote.flags, Text) == json.dumps([flag])
+
+
+def counted_or_duplicate() -> ColumnElement[bool]:
+    """The condition on `Vote` selecting the votes a leaderboard table may rate: the counted
+    ones, and those held back for nothing but a prompt past the duplicate limit (the views
+    that turn deduplication off rate them too)."""
+    return or_(Vote.counted.is_(True), held_back_only_for(DUPLICATE_PROMPT))
 
 
 def _flag_list(stored: object) -> list[str]:

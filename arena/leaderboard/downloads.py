@@ -19,7 +19,7 @@ from sqlalchemy import BigInteger, ColumnElement, String, Text, and_, case, cast
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
-from arena.battles.integrity import NAMED
+from arena.battles.integrity import NAMED, held_back_only_for
 from arena.errors import NotFound
 from arena.images.store import released_images
 from arena.judge.verdict import CRITERIA
@@ -140,7 +140,7 @@ def judge_of(secret: str, session_hash: str) -> str:
 def named_only() -> ColumnElement[bool]:
     """The condition on `Battle` joined with `Vote` selecting the votes of named battles held
     back by nothing but their mode (integrity.named_vote_flags)."""
-    return and_(Battle.mode == BattleMode.named, cast(Vote.flags, Text) == json.dumps([NAMED]))
+    return and_(Battle.mode == BattleMode.named, held_back_only_for(NAMED))
 
 
 def label_bits() -> Any:

@@ -1,8 +1,12 @@
-"""Leaderboard views: which battles an exclusion toggle leaves out (ties, short prompts, refusals).
+"""Leaderboard views: which battles an exclusion toggle leaves out (ties, short prompts, refusals),
+and whether the votes held back beyond the duplicate-prompt limit are rated too.
 
 A view is a set of exclusions applied to a category's battles before rating them, as the
-toggles of FastChat's leaderboard ("exclude ties", "exclude short query", "exclude refusal").
-Its key is the exclusions' names in EXCLUSIONS order joined by "+" ("" for none), so
+toggles of FastChat's leaderboard ("exclude ties", "exclude short query", "exclude refusal"),
+and its deduplication toggle: by default a table rates the counted votes, which leave out the
+votes of a prompt used more often than the duplicate limit (FastChat's dedup_tag "sampled":
+false); a view that keeps duplicates rates those too. Its key is the exclusions' names in
+EXCLUSIONS order, then KEEP_DUPLICATES where it keeps them, joined by "+" ("" for none), so
 "ties+short" names one table whatever the order the toggles were set in.
 """
 
@@ -22,6 +26,8 @@ NO_TIES: Final = "ties"
 NO_SHORT: Final = "short"
 NO_REFUSALS: Final = "refusals"
 EXCLUSIONS: Final[tuple[str, ...]] = (NO_TIES, NO_SHORT, NO_REFUSALS)
+# The view part that turns deduplication off: votes held back beyond the duplicate limit rated too.
+KEEP_DUPLICATES: Final = "duplicates"
 PLAIN: Final = ""
 EXCLUSION_LABELS: Final[dict[str, str]] = {
     NO_TIES: "Exclude ties",
@@ -34,25 +40,50 @@ DEFAULT_MIN_PROMPT_TOKENS: Final = 5
 # refusal marker (true when a judge labelled either answer a refusal).
 PROMPT_TOKENS_COLUMN: Final = "prompt_tokens"
 REFUSAL_COLUMN: Final = "refusal"
+# Per battle: true where the vote was held back only because its prompt had been used more often
+# than the duplicate limit (a battles file's dedup_tag {"sampled": false}); such rows are rated in
+# the views that keep duplicates only.
+DUPLICATE_COLUMN: Final = "duplicate"
 _TIE_WINNERS: Final = ("tie", "tie (bothbad)")
 # Not arena.ratings.battles' alias: the battles reader imports this module.
 FloatArray = npt.NDArray[np.float64]
 
 
-def view_key(exclusions: Iterable[str]) -> str:
-    """The key of a set of exclusions; InvalidBattles names an unknown one."""
+def view_key(exclusions: Iterable[str], *, keep_duplicates: bool = False) -> str:
+    """The key of a set of exclusions, keeping duplicates or not; InvalidBattles names an
+    unknown exclusion."""
     chosen = {e.strip() for e in exclusions if e.strip()}
     unknown = sorted(chosen - set(EXCLUSIONS))
     if unknown:
         raise InvalidBattles(
             f"unknown exclusion(s) {', '.join(map(repr, unknown))}; use {', '.join(EXCLUSIONS)}."
         )
-    return "+".join(e for e in EXCLUSIONS if e in chosen)
+    parts = [e for e in EXCLUSIONS if e in chosen]
+    return "+".join([*parts, KEEP_DUPLICATES] if keep_duplicates else parts)
+
+
+def _key_parts(key: str) -> set[str]:
+    return {part.strip() for part in key.split("+") if part.strip()}
 
 
 def view_exclusions(key: str) -> tuple[str, ...]:
     """The exclusions of a view key, in EXCLUSIONS order."""
-    return tuple(e for e in EXCLUSIONS if e in view_key(key.split("+")).split("+"))
+    parts = _key_parts(key) - {KEEP_DUPLICATES}
+    return tuple(e for e in EXCLUSIONS if e in view_key(parts).split("+"))
+
+
+def keeps_duplicates(key: str) -> bool:
+    """Whether a view rates the votes held back beyond the duplicate limit too."""
+    return KEEP_DUPLICATES in _key_parts(key)
+
+
+def duplicate_rows(battles: pd.DataFrame) -> BoolArray:
+    """Which battles were held back beyond the duplicate limit (DUPLICATE_COLUMN); none when
+    the table has no such column."""
+    if DUPLICATE_COLUMN not in battles.columns:
+        return np.zeros(len(battles), dtype=bool)
+    marked = battles[DUPLICATE_COLUMN].astype("boolean").fillna(False)
+    return np.asarray(marked.to_numpy(dtype=bool), dtype=bool)
 
 
 def _prompt_tokens(battles: pd.DataFrame) -> FloatArray:
@@ -99,8 +130,11 @@ def exclusion_mask(
 def view_mask(
     battles: pd.DataFrame, key: str, *, min_prompt_tokens: int = DEFAULT_MIN_PROMPT_TOKENS
 ) -> BoolArray:
-    """Which battles a view keeps (True: kept)."""
+    """Which battles a view keeps (True: kept): the held-back duplicates only where the view
+    keeps them."""
     kept = np.ones(len(battles), dtype=bool)
+    if not keeps_duplicates(key):
+        kept &= ~duplicate_rows(battles)
     for exclusion in view_exclusions(key):
         kept &= ~exclusion_mask(battles, exclusion, min_prompt_tokens=min_prompt_tokens)
     return kept
@@ -108,13 +142,19 @@ def view_mask(
 
 def view_params(key: str, *, min_prompt_tokens: int) -> dict[str, Any]:
     """What a table's params say of its view: its key, its exclusions and, when short prompts
-    are left out, the cut; nothing for the plain view."""
+    are left out, the cut, and keep_duplicates where the held-back duplicates are rated too;
+    nothing for the plain view."""
     exclusions = view_exclusions(key)
-    if not exclusions:
+    keep = keeps_duplicates(key)
+    if not exclusions and not keep:
         return {}
-    params: dict[str, Any] = {"view": view_key(exclusions), "exclusions": list(exclusions)}
+    params: dict[str, Any] = {"view": view_key(exclusions, keep_duplicates=keep)}
+    if exclusions:
+        params["exclusions"] = list(exclusions)
     if NO_SHORT in exclusions:
         params["min_prompt_tokens"] = min_prompt_tokens
+    if keep:
+        params["keep_duplicates"] = True
     return params
 
 
@@ -131,10 +171,13 @@ def available_exclusions(battles: pd.DataFrame) -> tuple[str, ...]:
 
 def stored_views(battles: pd.DataFrame) -> tuple[str, ...]:
     """The views a recompute stores for a table: every combination of the available
-    exclusions, the plain view first."""
+    exclusions, the plain view first; each once more keeping the held-back duplicates when the
+    table has some (without any, those views would be the same tables again)."""
     available = available_exclusions(battles)
+    keeps = (False, True) if bool(duplicate_rows(battles).any()) else (False,)
     keys = [
-        view_key(e for bit, e in enumerate(available) if chosen >> bit & 1)
+        view_key((e for bit, e in enumerate(available) if chosen >> bit & 1), keep_duplicates=keep)
+        for keep in keeps
         for chosen in range(1 << len(available))
     ]
     return tuple(sorted(keys, key=lambda k: (k.count("+") + (k != PLAIN), k)))
