@@ -11,6 +11,7 @@ from typing import Final
 from sqlalchemy import Engine, Select, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from arena.battles.integrity import counted_or_duplicate
 from arena.models import Battle, BattleStatus, Message, Side, Vote
 from arena.ratings.style_control import STYLE_COLUMNS
 from arena.ratings.style_features import conv_metadata, style_sums
@@ -31,22 +32,22 @@ _STORE = (
 )
 
 
-def _missing(counted_only: bool) -> Select[str]:
+def _missing(rated_only: bool) -> Select[str]:
     query = select(Battle.id).where(
         Battle.conv_metadata.is_(None),
         Battle.status.in_(_ANSWERED),
         # An erased battle's answers are gone: its style cannot be worked out any more.
         Battle.erased_at.is_(None),
     )
-    if counted_only:
-        query = query.join(Vote, Vote.battle_id == Battle.id).where(Vote.counted.is_(True))
+    if rated_only:
+        query = query.join(Vote, Vote.battle_id == Battle.id).where(counted_or_duplicate())
     return query.order_by(Battle.id)
 
 
-def unstyled_battle_ids(session: Session, *, counted_only: bool = False) -> list[str]:
-    """Answered, unerased battles without style features (only those with a counted vote when
-    `counted_only`)."""
-    return list(session.scalars(_missing(counted_only)))
+def unstyled_battle_ids(session: Session, *, rated_only: bool = False) -> list[str]:
+    """Answered, unerased battles without style features (only those with a vote a table may
+    rate, integrity.counted_or_duplicate, when `rated_only`)."""
+    return list(session.scalars(_missing(rated_only)))
 
 
 def fill_styles(session: Session, battle_ids: Sequence[str]) -> int:

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from arena.battles.integrity import counted_or_duplicate
 from arena.judge.verdict import Verdict
 from arena.leaderboard.battles_source import BattleText, battle_text
 from arena.models import Battle, JudgeLabel, Message, Vote, utcnow
@@ -57,12 +58,17 @@ async def waiting_count(session: AsyncSession) -> int:
 
 
 def _unqueued() -> Any:
-    """Battle ids of counted votes not in the queue yet (nor labelled), oldest vote first."""
+    """Battle ids of votes a table may rate (counted, or held back as duplicate prompts only)
+    not in the queue yet (nor labelled), oldest vote first."""
     return (
         select(Battle.id)
         .join(Vote, Vote.battle_id == Battle.id)
         .outerjoin(JudgeLabel, JudgeLabel.battle_id == Battle.id)
-        .where(Vote.counted.is_(True), Battle.erased_at.is_(None), JudgeLabel.battle_id.is_(None))
+        .where(
+            counted_or_duplicate(),
+            Battle.erased_at.is_(None),
+            JudgeLabel.battle_id.is_(None),
+        )
         .order_by(Vote.id)
     )
 

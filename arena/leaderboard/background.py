@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from arena import metrics
 from arena.background_tasks import stop_task
+from arena.battles.integrity import counted_or_duplicate
 from arena.config import Settings
 from arena.leaderboard.snapshots import (
     RecomputeConfig,
@@ -58,7 +59,7 @@ class RecomputeScheduler:
         self.config = RecomputeConfig.from_settings(settings)
         self.engine = engine
         self.watermark: int | None = None  # highest counted vote id at the last attempt
-        self.counted_at_attempt = 0
+        self.rated_at_attempt = 0
         self.last_attempt = 0.0  # time.monotonic() of the last attempt
         self.last_seen_computed: datetime | None = None
         self.executor: ProcessPoolExecutor | None = None
@@ -112,24 +113,24 @@ class RecomputeScheduler:
             ):
                 # First look, or another worker stored snapshots: start counting from what they saw.
                 self.last_seen_computed = latest
-                seen_until = select(func.max(Vote.id)).where(Vote.counted.is_(True))
+                seen_until = select(func.max(Vote.id)).where(counted_or_duplicate())
                 if latest is not None:
                     seen_until = seen_until.where(Vote.created_at <= latest)
                 self.watermark = int(await conn.scalar(seen_until) or 0)
-                self.counted_at_attempt = int(
+                self.rated_at_attempt = int(
                     await conn.scalar(
-                        select(func.count()).select_from(Vote).where(Vote.counted.is_(True))
+                        select(func.count()).select_from(Vote).where(counted_or_duplicate())
                     )
                     or 0
                 )
                 self.last_attempt = time.monotonic()
                 if latest is None:
-                    return self.counted_at_attempt > 0
+                    return self.rated_at_attempt > 0
             new = int(
                 await conn.scalar(
                     select(func.count())
                     .select_from(Vote)
-                    .where(Vote.counted.is_(True), Vote.id > self.watermark)
+                    .where(counted_or_duplicate(), Vote.id > self.watermark)
                 )
                 or 0
             )
@@ -140,11 +141,11 @@ class RecomputeScheduler:
             # T seconds passed: recompute if anything changed, including votes no longer counted.
             counted = int(
                 await conn.scalar(
-                    select(func.count()).select_from(Vote).where(Vote.counted.is_(True))
+                    select(func.count()).select_from(Vote).where(counted_or_duplicate())
                 )
                 or 0
             )
-            if new == 0 and counted == self.counted_at_attempt:
+            if new == 0 and counted == self.rated_at_attempt:
                 # Labels the judge added since change the judged categories' tables.
                 labelled = await conn.scalar(select(func.max(JudgeLabel.labelled_at)))
                 if labelled is not None and (
@@ -157,12 +158,12 @@ class RecomputeScheduler:
 
     async def _recompute(self, seen: SeenSnapshots | None) -> RecomputeOutcome | None:
         async with self.engine.connect() as conn:
-            watermark = await conn.scalar(select(func.max(Vote.id)).where(Vote.counted.is_(True)))
+            watermark = await conn.scalar(select(func.max(Vote.id)).where(counted_or_duplicate()))
             counted = await conn.scalar(
-                select(func.count()).select_from(Vote).where(Vote.counted.is_(True))
+                select(func.count()).select_from(Vote).where(counted_or_duplicate())
             )
         self.watermark = int(watermark or 0)
-        self.counted_at_attempt = int(counted or 0)
+        self.rated_at_attempt = int(counted or 0)
         self.last_attempt = time.monotonic()
         if self.executor is None:
             # spawn, not fork: this process runs an event loop and threads.

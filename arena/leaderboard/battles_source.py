@@ -15,6 +15,7 @@ import pandas as pd
 from sqlalchemy import BigInteger, Text, case, cast, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from arena.battles.integrity import counted_or_duplicate
 from arena.battles.style_backfill import fill_styles, unstyled_battle_ids
 from arena.images.store import battles_with_images
 from arena.models import Battle, JudgeLabel, Message, Model, Side, Vote
@@ -25,7 +26,7 @@ from arena.ratings.categories import (
     looks_like_code,
 )
 from arena.ratings.style_control import STYLE_COLUMNS
-from arena.ratings.views import REFUSAL_COLUMN
+from arena.ratings.views import DUPLICATE_COLUMN, REFUSAL_COLUMN
 
 log = logging.getLogger(__name__)
 
@@ -171,16 +172,16 @@ def has_tag(tag: str) -> Any:
 
 
 def untagged_battle_ids(session: Session) -> list[str]:
-    """Battles with a counted vote whose language, tags or prompt length have not been worked
-    out yet (battles tagged before prompt lengths were stored are measured once). Erased
-    battles are left alone: their texts are gone, and erasure tagged them while they were
-    there."""
+    """Battles with a vote a table may rate (counted_or_duplicate) whose language, tags or
+    prompt length have not been worked out yet (battles tagged before prompt lengths were
+    stored are measured once). Erased battles are left alone: their texts are gone, and
+    erasure tagged them while they were there."""
     return list(
         session.scalars(
             select(Battle.id)
             .join(Vote, Vote.battle_id == Battle.id)
             .where(
-                Vote.counted.is_(True),
+                counted_or_duplicate(),
                 Battle.erased_at.is_(None),
                 or_(Battle.language == "", Battle.prompt_tokens.is_(None)),
             )
@@ -202,9 +203,10 @@ def _flag(column: Any) -> Any:
     return case((column.is_(True), 1), else_=0)
 
 
-def _counted_votes_sql(session: Session) -> str:
+def _counted_votes_sql(session: Session, *, with_duplicates: bool) -> str:
     """Every counted vote with its battle's facts (unordered: sorting a million rows is cheaper
-    in numpy than in the database).
+    in numpy than in the database); `with_duplicates`: the votes held back as duplicate prompts
+    only too, marked in the last column.
 
     The vote time comes as whole microseconds since the epoch on PostgreSQL (EXTRACT gives an
     exact numeric) and as the stored text on SQLite; both become tstamp_of's value.
@@ -237,11 +239,12 @@ def _counted_votes_sql(session: Session) -> str:
             case((JudgeLabel.labelled_at.is_not(None), labelling_judge()), else_=""),
             *(getattr(Battle, column) for column in STYLE_COLUMNS),
             func.coalesce(Battle.prompt_tokens, -1),
+            case((Vote.counted.is_(True), 0), else_=1),
             *battle_markers().values(),
         )
         .join(Battle, Battle.id == Vote.battle_id)
         .outerjoin(JudgeLabel, JudgeLabel.battle_id == Vote.battle_id)
-        .where(Vote.counted.is_(True))
+        .where(counted_or_duplicate() if with_duplicates else Vote.counted.is_(True))
     )
     return str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
@@ -266,6 +269,7 @@ _RAW_COLUMNS: Final = (
     "judge",
     *STYLE_COLUMNS,
     "prompt_tokens",
+    "duplicate",
 )
 
 
@@ -286,10 +290,10 @@ def _raw_columns() -> list[str]:
     return [*_RAW_COLUMNS, *battle_markers()]
 
 
-def _raw_counted_votes(session: Session) -> pd.DataFrame:
+def _raw_counted_votes(session: Session, *, with_duplicates: bool) -> pd.DataFrame:
     # A million rows through ORM result processing take half a minute; PostgreSQL's COPY to CSV
     # read by pandas takes about a second, so the bulk read bypasses the ORM on purpose.
-    sql = _counted_votes_sql(session)
+    sql = _counted_votes_sql(session, with_duplicates=with_duplicates)
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         # The join and its hash table fit in memory with room to spare at a million votes; the
@@ -339,8 +343,12 @@ def empty_battles_frame() -> pd.DataFrame:
     return pd.DataFrame({column: pd.Series(dtype=object) for column in columns})
 
 
-def load_counted_battles(session: Session, *, tag_missing: bool = True) -> pd.DataFrame:
-    """The counted votes as a battles table, one row per vote, in time order.
+def load_counted_battles(
+    session: Session, *, tag_missing: bool = True, with_duplicates: bool = False
+) -> pd.DataFrame:
+    """The counted votes as a battles table, one row per vote, in time order; `with_duplicates`:
+    and the votes held back for nothing but a prompt past the duplicate limit, marked in the
+    column DUPLICATE_COLUMN (which only the views that keep duplicates rate).
 
     Columns: BATTLE_FRAME_COLUMNS (vote_id, model_a, model_b, winner, tstamp, turn, anony,
     language, tag_coding, tag_long, tag_vision, the judge's labels: judged, judge_hard_score,
@@ -358,11 +366,11 @@ def load_counted_battles(session: Session, *, tag_missing: bool = True) -> pd.Da
         if untagged:
             tag_battles(session, untagged)
             log.info("tagged %d newly voted battle(s) with language and categories", len(untagged))
-        unstyled = unstyled_battle_ids(session, counted_only=True)
+        unstyled = unstyled_battle_ids(session, rated_only=True)
         if unstyled:
             fill_styles(session, unstyled)
             log.info("worked out the style features of %d voted battle(s)", len(unstyled))
-    raw = _raw_counted_votes(session)
+    raw = _raw_counted_votes(session, with_duplicates=with_duplicates)
     if len(raw) == 0:
         return empty_battles_frame()
     micros = raw["moment"].to_numpy(dtype=np.int64)
@@ -403,6 +411,8 @@ def load_counted_battles(session: Session, *, tag_missing: bool = True) -> pd.Da
             **{name: raw[name].to_numpy(dtype=np.int64) == 1 for name in battle_markers()},
         }
     )
+    if with_duplicates:
+        frame[DUPLICATE_COLUMN] = raw["duplicate"].to_numpy(dtype=np.int64) == 1
     if bool(frame["judged"].any()):
         # The "exclude refusals" view (arena.ratings.views) exists once a judge labels battles:
         # without one, it would be the plain view again, computed for nothing.

@@ -141,6 +141,8 @@ def leaderboard_out(view: BoardView) -> LeaderboardOut:
         compare=view.choice.compare,
         compared_snapshot=snapshot_out(view.compared),
         exclusions=list(view.exclusions),
+        dedup=not view.choice.keep_duplicates,
+        dedup_off_stored=view.duplicates_stored,
         params={} if snapshot is None else snapshot.params,
         vote_set_hash=None if snapshot is None else snapshot.vote_set_hash,
         n_battles=0 if snapshot is None else snapshot.n_votes,
@@ -269,6 +271,7 @@ def board_query(view: BoardView, **changed: str | None) -> str:
         "exclude": ",".join(choice.exclude),
         "retired": "show" if choice.show_retired else None,
         "compare": choice.compare,
+        "dedup": "off" if choice.keep_duplicates else None,
     }
     return _query(**{**values, **changed})
 
@@ -339,6 +342,10 @@ def reproduce_command(snapshot: SnapshotInfo) -> str:
         if NO_SHORT in exclusions:
             cut = int(params.get("min_prompt_tokens", DEFAULT_MIN_PROMPT_TOKENS))
             parts.append(f"--min-prompt-tokens {cut}")
+    if params.get("keep_duplicates"):
+        # The download holds the held-back duplicates (dedup_tag sampled: false); the reader
+        # leaves them out unless told.
+        parts.append("--keep-duplicates")
     parts.append("--format json")
     return " ".join(parts)
 
@@ -409,6 +416,7 @@ def render_leaderboard(
     vote_counts: VoteCounts | None = None,
     sampling: SamplingOut | None = None,
     judge: JudgeName | None = None,
+    duplicate_limit: int,
 ) -> str:
     snapshot = view.snapshot
     if sort == "rank":
@@ -507,6 +515,8 @@ def render_leaderboard(
             for e in view.exclusions
         ],
         retired_href=board_query(view, retired=None if view.choice.show_retired else "show"),
+        dedup_href=board_query(view, dedup=None if view.choice.keep_duplicates else "off"),
+        duplicate_limit=duplicate_limit,
         compares=[
             (m, METHOD_LABELS.get(m, m), board_query(view, compare=m))
             for m in view.methods

@@ -45,6 +45,14 @@ ExcludeQuery = Annotated[
         max_length=64,
     ),
 ]
+DedupQuery = Annotated[
+    Literal["on", "off"] | None,
+    Query(
+        description="off: rate the votes held back for a prompt used more often than"
+        " ARENA_DUPLICATE_PROMPT_LIMIT too (FastChat's dedup_tag sampled: false); on (default):"
+        " the counted votes only"
+    ),
+]
 RetiredQuery = Annotated[
     Literal["show", "hide"] | None,
     Query(description="show: list retired models (with their dates); hidden by default"),
@@ -136,12 +144,13 @@ def snapshot_headers(view: service.BoardView) -> dict[str, str]:
 
 
 def view_choice(
-    exclude: str | None, retired: str | None, compare: str | None
+    exclude: str | None, retired: str | None, compare: str | None, dedup: str | None = None
 ) -> service.ViewChoice:
     return service.ViewChoice(
         exclude=tuple(part.strip() for part in (exclude or "").split(",") if part.strip()),
         show_retired=retired == "show",
         compare=compare or None,
+        keep_duplicates=dedup == "off",
     )
 
 
@@ -166,10 +175,13 @@ def _file_part(text: str) -> str:
 
 
 def _table_name(view: service.BoardView) -> str:
-    """method-category, then -without-EXCLUSIONS for a view that applies some."""
+    """method-category, then -without-EXCLUSIONS for a view that applies some, then
+    -with-duplicates for one that keeps them."""
     name = f"{_file_part(view.method)}-{_file_part(view.category)}"
     if view.choice.exclude:
         name += "-without-" + "-".join(view.choice.exclude)
+    if view.choice.keep_duplicates:
+        name += "-with-duplicates"
     return name
 
 
@@ -189,12 +201,13 @@ async def leaderboard_page(
     exclude: ExcludeQuery = None,
     retired: RetiredQuery = None,
     compare: CompareQuery = None,
+    dedup: DedupQuery = None,
     sort: SortQuery = None,
     order: OrderQuery = None,
 ) -> Response:
     sort_key = sort if sort in service.SORT_KEYS else "rank"
     descending = order == "desc" if order in ("asc", "desc") else sort_key in pages.DESCENDING_FIRST
-    choice = view_choice(exclude, retired, compare)
+    choice = view_choice(exclude, retired, compare, dedup)
 
     async def build() -> Rendered:
         try:
@@ -215,6 +228,7 @@ async def leaderboard_page(
                 session, settings=request.app.state.settings
             ),
             judge=await judge_name(session, settings=request.app.state.settings),
+            duplicate_limit=request.app.state.settings.duplicate_prompt_limit,
         )
         return Rendered.make(
             html.encode(), "text/html; charset=utf-8", headers=snapshot_headers(view)
@@ -262,10 +276,11 @@ class BoardQuery:
     exclude: ExcludeQuery = None
     retired: RetiredQuery = None
     compare: CompareQuery = None
+    dedup: DedupQuery = None
 
     @property
     def choice(self) -> service.ViewChoice:
-        return view_choice(self.exclude, self.retired, self.compare)
+        return view_choice(self.exclude, self.retired, self.compare, self.dedup)
 
 
 BoardDep = Annotated[BoardQuery, Depends()]

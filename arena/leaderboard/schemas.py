@@ -144,6 +144,16 @@ class LeaderboardOut(BaseModel):
     exclusions: list[str] = Field(
         default_factory=list, description="the exclusions stored tables apply, to choose from"
     )
+    dedup: bool = Field(
+        default=True,
+        description="true: the counted votes only; false: the votes held back for a prompt used"
+        " more often than the duplicate limit are rated too (FastChat's dedup_tag sampled: false)",
+    )
+    dedup_off_stored: bool = Field(
+        default=False,
+        description="whether tables without deduplication are stored (none until a vote is held"
+        " back as a duplicate prompt: until then they would be the same tables)",
+    )
     params: dict[str, Any]
     vote_set_hash: str | None
     n_battles: int

@@ -25,7 +25,7 @@ from arena.leaderboard.snapshots import (
 from arena.models import Model, ModelStatus, ModelStatusEvent, RatingSnapshot, Vote
 from arena.ratings.categories import JUDGED_CATEGORIES
 from arena.ratings.errors import RatingsError
-from arena.ratings.views import EXCLUSIONS, PLAIN, view_exclusions, view_key
+from arena.ratings.views import EXCLUSIONS, PLAIN, keeps_duplicates, view_exclusions, view_key
 
 Generation = tuple[int, int]
 SORT_KEYS: Final[tuple[str, ...]] = (
@@ -50,16 +50,19 @@ class BoardRow(LeaderboardRowOut):
 @dataclass(frozen=True)
 class ViewChoice:
     """How a table is viewed beyond its method and category: the exclusions applied before
-    rating (a stored view), whether retired models are listed, and the method whose table the
-    rank change is measured against (None: no rank-change column)."""
+    rating and whether duplicates are kept (a stored view), whether retired models are listed,
+    and the method whose table the rank change is measured against (None: no rank-change
+    column)."""
 
     exclude: tuple[str, ...] = ()
     show_retired: bool = False
     compare: str | None = None
+    # Deduplication off: the votes held back for a prompt past the duplicate limit rated too.
+    keep_duplicates: bool = False
 
     @property
     def key(self) -> str:
-        return view_key(self.exclude)
+        return view_key(self.exclude, keep_duplicates=self.keep_duplicates)
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,9 @@ class BoardView:
     exclusions: tuple[str, ...] = ()
     retired_hidden: int = 0
     compared: SnapshotInfo | None = None
+    # Whether some stored view keeps the held-back duplicates (else deduplication changes
+    # nothing: no vote has been held back as a duplicate prompt).
+    duplicates_stored: bool = False
 
 
 async def data_generation(session: AsyncSession) -> Generation:
@@ -152,14 +158,16 @@ def resolve_view(choice: ViewChoice, methods: tuple[str, ...]) -> ViewChoice:
         exclude=view_exclusions(key),
         show_retired=choice.show_retired,
         compare=choice.compare or None,
+        keep_duplicates=keeps_duplicates(key),
     )
 
 
-async def stored_exclusions(session: AsyncSession) -> tuple[str, ...]:
-    """The exclusions some stored view applies, in EXCLUSIONS order."""
+async def stored_view_parts(session: AsyncSession) -> tuple[tuple[str, ...], bool]:
+    """The exclusions some stored view applies, in EXCLUSIONS order, and whether some stored
+    view keeps the held-back duplicates."""
     keys = (await session.scalars(select(RatingSnapshot.view).distinct())).all()
     found = {e for key in keys for e in view_exclusions(key)}
-    return tuple(e for e in EXCLUSIONS if e in found)
+    return tuple(e for e in EXCLUSIONS if e in found), any(map(keeps_duplicates, keys))
 
 
 async def latest_snapshot(
@@ -294,6 +302,12 @@ async def board_view(
     snapshot = await latest_snapshot(
         session, method=chosen_method, category=chosen_category, view=chosen.key
     )
+    exclusions, duplicates_stored = await stored_view_parts(session)
+    if snapshot is None and chosen.keep_duplicates and not duplicates_stored:
+        raise InvalidInput(
+            "dedup: no vote has been held back for a prompt used more often than the duplicate"
+            " limit, so turning deduplication off would change nothing; leave dedup out"
+        )
     if snapshot is None and chosen.key != PLAIN:
         raise InvalidInput(
             f"exclude: no table excludes {' and '.join(chosen.exclude)} yet; the recompute"
@@ -324,9 +338,10 @@ async def board_view(
         categories=categories,
         votes_total=votes_total,
         choice=chosen,
-        exclusions=await stored_exclusions(session),
+        exclusions=exclusions,
         retired_hidden=len(rows) - len(shown),
         compared=None if compared is None else _info(compared),
+        duplicates_stored=duplicates_stored,
     )
 
 

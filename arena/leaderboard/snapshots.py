@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Final
@@ -57,7 +57,11 @@ from arena.ratings.subsets import BattleSubset, CodedBattles
 from arena.ratings.views import (
     DEFAULT_MIN_PROMPT_TOKENS,
     PLAIN,
+    duplicate_rows,
+    keeps_duplicates,
     stored_views,
+    view_exclusions,
+    view_key,
     view_mask,
 )
 from arena.ratings.views import view_params as views_params
@@ -285,12 +289,20 @@ def category_rows(battles: pd.DataFrame, category: str) -> BoolArray:
     return np.asarray(keep, dtype=bool)
 
 
-def snapshot_categories(battles: pd.DataFrame) -> list[str]:
-    """The fixed categories and the largest languages (MIN_LANGUAGE_VOTES or more votes)."""
+def snapshot_categories(battles: pd.DataFrame, counted: BoolArray | None = None) -> list[str]:
+    """The fixed categories and the largest languages (MIN_LANGUAGE_VOTES or more votes), as
+    the rows `counted` selects (all by default) have them."""
     categories = list(FIXED_CATEGORIES)
-    if JUDGED_COLUMN in battles.columns and bool(battles[JUDGED_COLUMN].to_numpy(bool).any()):
+    judged = (
+        battles[JUDGED_COLUMN].to_numpy(bool)
+        if JUDGED_COLUMN in battles.columns
+        else np.zeros(len(battles), dtype=bool)
+    )
+    if bool((judged if counted is None else judged & counted).any()):
         categories.extend(JUDGED_CATEGORIES)
     languages = battles["language"].astype(str)
+    if counted is not None:
+        languages = languages[counted]
     counts = languages[~languages.isin(["", "unknown"])].value_counts()
     categories.extend(
         f"{LANGUAGE_PREFIX}{language}"
@@ -596,7 +608,8 @@ def compute_snapshots(
     """Snapshots for every category in every view; a (category, view) that fails is logged and
     named, the rest go on. The battles are coded once; each table is a mask over them. The
     tables are spread over config.processes processes (forked_map), in the same order."""
-    shared = {"votes_total": len(battles), **shares}
+    duplicates = duplicate_rows(battles)
+    shared = {"votes_total": int((~duplicates).sum()), **shares}
     coded = CodedBattles(battles)
     views = stored_views(battles) if config.views else (PLAIN,)
     kept_by_view = {
@@ -605,14 +618,22 @@ def compute_snapshots(
     made: list[NewSnapshot] = []
     failed: list[str] = []
     tables: list[tuple[str, str, BoolArray]] = []
-    for category in snapshot_categories(battles):
+    # A view keeping duplicates whose category has none is its deduplicated twin again: copied,
+    # not computed ((category, the twin's view), the view it is stored under).
+    twins: list[tuple[tuple[str, str], str]] = []
+    for category in snapshot_categories(battles, ~duplicates):
         try:
             in_category = category_rows(battles, category)
         except Exception:
             log.exception("recompute: category %s failed; its last good snapshots stay", category)
             failed.append(category)
             continue
-        tables.extend((category, view, in_category & kept_by_view[view]) for view in views)
+        for view in views:
+            rows = in_category & kept_by_view[view]
+            if keeps_duplicates(view) and not (rows & duplicates).any():
+                twins.append(((category, view_key(view_exclusions(view))), view))
+            else:
+                tables.append((category, view, rows))
 
     def table(index: int) -> tuple[list[NewSnapshot], str | None]:
         category, view, rows = tables[index]
@@ -638,11 +659,26 @@ def compute_snapshots(
 
     # A table's cost: a part that grows with its battles, and the bootstrap's, which does not.
     costs = [float(rows.sum()) + _TABLE_FIXED_COST for _, _, rows in tables]
-    for table_made, table_failed in forked_map(table, costs, processes=config.processes):
+    results = forked_map(table, costs, processes=config.processes)
+    for table_made, table_failed in results:
         made.extend(table_made)
         if table_failed is not None:
             failed.append(table_failed)
+    index = {(category, view): i for i, (category, view, _) in enumerate(tables)}
+    for twin, view in twins:
+        made.extend(twin_snapshot(s, view, config) for s in results[index[twin]][0])
     return made, failed
+
+
+def twin_snapshot(snapshot: NewSnapshot, view: str, config: RecomputeConfig) -> NewSnapshot:
+    """A table stored again under the view that keeps duplicates, for a category that has none:
+    the same votes, hence the same numbers and vote-set hash; its params name the view."""
+    return replace(
+        snapshot,
+        view=view,
+        params={**snapshot.params, **view_params(view, config)},
+        extras={k: v for k, v in snapshot.extras.items() if k != GAINS_KEY},
+    )
 
 
 def kept_snapshot_ids(stamps: Sequence[tuple[int, datetime]], now: datetime) -> set[int]:
@@ -750,8 +786,9 @@ def recompute(session: Session, *, config: RecomputeConfig) -> RecomputeOutcome:
     if config.anchor:
         parse_anchor(config.anchor)  # a malformed setting fails the whole run, before any work
     computed_at = utcnow()
-    battles = load_counted_battles(session)
-    if len(battles) == 0:
+    battles = load_counted_battles(session, with_duplicates=True)
+    counted = int((~duplicate_rows(battles)).sum())
+    if counted == 0:
         log.info("recompute: no counted votes yet, nothing to rate")
         return RecomputeOutcome(ran=True, seconds=time.perf_counter() - started)
     shares = {
@@ -768,7 +805,7 @@ def recompute(session: Session, *, config: RecomputeConfig) -> RecomputeOutcome:
     seconds = time.perf_counter() - started
     log.info(
         "recompute: %d votes, %d snapshots stored in %.2f s%s",
-        len(battles),
+        counted,
         stored,
         seconds,
         f"; failed categories: {', '.join(failed)}" if failed else "",
@@ -776,7 +813,7 @@ def recompute(session: Session, *, config: RecomputeConfig) -> RecomputeOutcome:
     return RecomputeOutcome(
         ran=True,
         stored=stored,
-        n_votes=len(battles),
+        n_votes=counted,
         failed=tuple(failed),
         seconds=seconds,
         computed_at=computed_at,

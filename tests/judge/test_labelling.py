@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from arena.battles.integrity import DUPLICATE_PROMPT
 from arena.db import make_async_engine, make_sessionmaker, make_sync_engine
 from arena.errors import EndpointRefused
 from arena.judge import labels
@@ -35,7 +36,13 @@ PROMPTS = (
 )
 
 
-def _seed(settings_url: str, n: int = 8, *, counted: bool = True) -> None:
+def _seed(
+    settings_url: str,
+    n: int = 8,
+    *,
+    counted: bool = True,
+    vote_flags: tuple[str, ...] | None = None,
+) -> None:
     votes = [
         SeedVote(
             MODELS[i % 2],
@@ -43,6 +50,7 @@ def _seed(settings_url: str, n: int = 8, *, counted: bool = True) -> None:
             "model_a" if i % 3 else "model_b",
             prompt=PROMPTS[i % len(PROMPTS)],
             counted=counted,
+            vote_flags=vote_flags,
         )
         for i in range(n)
     ]
@@ -198,7 +206,7 @@ def test_backoff_doubles_gives_up_and_relabel_tries_again(
     assert not row.stale and row.judge_model == "judge-fenced"
 
 
-def test_the_queue_is_bounded_and_only_counted_votes_enter_it(
+def test_the_queue_is_bounded_and_only_votes_a_table_rates_enter_it(
     database_url: str, tmp_path: Path, fake_upstream: FakeUpstream
 ) -> None:
     settings = judge_settings(
@@ -208,6 +216,9 @@ def test_the_queue_is_bounded_and_only_counted_votes_enter_it(
     _models(settings, fake_upstream)
     _seed(database_url, 6)
     _seed(database_url, 2, counted=False)
+    # Held back for a prompt past the duplicate limit only: the tables without deduplication
+    # rate it, so the judged ones need its labels too.
+    _seed(database_url, 1, counted=False, vote_flags=(DUPLICATE_PROMPT,))
     engine = make_sync_engine(database_url)
     try:
         with engine.begin() as conn:
@@ -239,9 +250,9 @@ def test_the_queue_is_bounded_and_only_counted_votes_enter_it(
             conn.execute(update(JudgeLabel).values(next_attempt_at=utcnow()))
     finally:
         engine.dispose()
-    assert label_due(working) == 6
+    assert label_due(working) == 7
     rows = stored_labels(working)
-    assert len(rows) == 6 and all(r.labelled_at is not None for r in rows)
+    assert len(rows) == 7 and all(r.labelled_at is not None for r in rows)
     assert "open-battle-not-voted" not in {r.battle_id for r in rows}
 
 

@@ -45,6 +45,8 @@ class SeedVote:
     notice_shown: bool = True
     erased: bool = False
     battle_flags: tuple[str, ...] = ()
+    # Why an uncounted vote was held back (default: a suspicious session)
+    vote_flags: tuple[str, ...] | None = None
 
 
 def seed_votes(database_url: str, votes: Sequence[SeedVote], *, start: datetime = START) -> None:
@@ -106,7 +108,11 @@ def seed_votes(database_url: str, votes: Sequence[SeedVote], *, start: datetime 
                         "ip_hash": f"ip-hash-{vote.session}",
                         "created_at": at,
                         "counted": vote.counted,
-                        "flags": [] if vote.counted else [SUSPICIOUS_SESSION],
+                        "flags": list(vote.vote_flags)
+                        if vote.vote_flags is not None
+                        else []
+                        if vote.counted
+                        else [SUSPICIOUS_SESSION],
                     }
                 )
             conn.execute(insert(Battle), battles)

@@ -9,12 +9,15 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from arena.battles.integrity import DUPLICATE_PROMPT, SUSPICIOUS_SESSION
 from arena.models import ModelStatus
 from arena.registry import service as registry
 from tests.conftest import Arena
 from tests.leaderboard.conftest import (
+    CODE,
     ENGLISH,
     STRENGTHS,
+    SeedVote,
     add_models,
     recompute,
     seed_votes,
@@ -124,3 +127,72 @@ def test_rank_change_against_another_method(rated_arena: Arena) -> None:
     assert "Δ rank vs elo" in page
     assert all(m["rank_change"] is None for m in plain["models"])
     assert wrong.status_code == 422 and "glicko" in wrong.text
+
+
+def test_deduplication_off_rates_the_held_back_duplicates_too(quiet_arena: Arena) -> None:
+    add_models(quiet_arena)
+    counted = simulated_votes(STRENGTHS, 300, tie_share=0.2, prompts=(ENGLISH, ENGLISH, CODE))
+    # The weakest model wins every vote of a prompt pasted past the duplicate limit; one more
+    # was held back for another reason too, and no table may rate it.
+    duplicates = [
+        SeedVote(
+            "delta-mini", "alpha-large", "model_a", counted=False, vote_flags=(DUPLICATE_PROMPT,)
+        )
+        for _ in range(40)
+    ]
+    also_suspicious = SeedVote(
+        "delta-mini",
+        "beta-chat",
+        "model_a",
+        counted=False,
+        vote_flags=(DUPLICATE_PROMPT, SUSPICIOUS_SESSION),
+    )
+    seed_votes(quiet_arena.settings.database_url, [*counted, *duplicates, also_suspicious])
+    outcome = recompute(quiet_arena)
+    assert outcome.failed == () and outcome.n_votes == 300
+    ties = sum(v.winner.startswith("tie") for v in counted)
+    with quiet_arena.client() as client:
+        plain = client.get("/api/leaderboard").json()
+        kept = client.get("/api/leaderboard", params={"dedup": "off"})
+        assert kept.status_code == 200, kept.text
+        body = kept.json()
+        both = client.get("/api/leaderboard", params={"dedup": "off", "exclude": "ties"}).json()
+        coding = client.get("/api/leaderboard", params={"category": "coding"}).json()
+        coding_kept = client.get(
+            "/api/leaderboard", params={"category": "coding", "dedup": "off"}
+        ).json()
+        table = client.get("/leaderboard.csv", params={"dedup": "off"})
+        page = client.get("/leaderboard").text
+        page_kept = client.get("/leaderboard", params={"dedup": "off"}).text
+        wrong = client.get("/api/leaderboard", params={"dedup": "maybe"})
+    assert plain["dedup"] is True and plain["dedup_off_stored"] is True
+    assert plain["n_battles"] == plain["votes_total"] == 300
+    assert body["dedup"] is False and body["n_battles"] == 340
+    assert body["snapshot"]["view"] == "duplicates" == kept.headers["x-arena-view"]
+    assert body["params"]["keep_duplicates"] is True and body["params"]["view"] == "duplicates"
+    assert body["vote_set_hash"] != plain["vote_set_hash"]
+    rating = {m["model"]: m["rating"] for m in plain["models"]}
+    rating_kept = {m["model"]: m["rating"] for m in body["models"]}
+    assert rating_kept["delta-mini"] > rating["delta-mini"]
+    assert both["n_battles"] == 340 - ties and both["snapshot"]["view"] == "ties+duplicates"
+    # The duplicates were all English prose: the coding table without deduplication is the
+    # same votes, stored again under its view rather than computed again.
+    assert coding_kept["snapshot"]["view"] == "duplicates"
+    assert coding_kept["vote_set_hash"] == coding["vote_set_hash"]
+    assert coding_kept["models"] == coding["models"]
+    assert "with-duplicates" in table.headers["content-disposition"]
+    assert 'data-dedup role="switch" aria-checked="true"' in page
+    assert 'data-dedup role="switch" aria-checked="false"' in page_kept
+    assert "held back because their prompt had been used more than 25 times" in page_kept
+    assert "--keep-duplicates" in page_kept and "--keep-duplicates" not in page
+    assert wrong.status_code == 422
+
+
+def test_deduplication_off_is_refused_while_nothing_was_held_back(rated_arena: Arena) -> None:
+    with rated_arena.client() as client:
+        plain = client.get("/api/leaderboard").json()
+        kept = client.get("/api/leaderboard", params={"dedup": "off"})
+        page = client.get("/leaderboard").text
+    assert plain["dedup"] is True and plain["dedup_off_stored"] is False
+    assert kept.status_code == 422 and "would change nothing" in kept.text
+    assert "data-dedup " not in page and "None has been yet" in page

@@ -11,10 +11,12 @@ from arena.ratings.subsets import CodedBattles
 from arena.ratings.views import (
     available_exclusions,
     exclusion_mask,
+    keeps_duplicates,
     stored_views,
     view_exclusions,
     view_key,
     view_mask,
+    view_params,
 )
 
 BATTLES = pd.DataFrame(
@@ -71,6 +73,35 @@ def test_refusals_need_a_marker_and_follow_it() -> None:
 def test_stored_views_are_every_combination_plain_first() -> None:
     assert stored_views(BATTLES) == ("", "short", "ties", "ties+short")
     assert stored_views(BATTLES[["model_a", "model_b", "winner"]]) == ("", "ties")
+
+
+def test_held_back_duplicates_are_rated_only_where_a_view_keeps_them() -> None:
+    held = BATTLES.assign(duplicate=[False, False, True, False, None, True])
+    assert view_key(["ties"], keep_duplicates=True) == "ties+duplicates"
+    assert view_key([], keep_duplicates=True) == "duplicates"
+    assert view_exclusions("ties+duplicates") == ("ties",)
+    assert keeps_duplicates("short+duplicates") and not keeps_duplicates("short")
+    assert view_mask(held, "").tolist() == [True, True, False, True, True, False]
+    assert view_mask(held, "duplicates").tolist() == [True] * 6
+    assert view_mask(held, "ties+duplicates").tolist() == [True, False, True, False, True, True]
+    # Each view once more keeping them, but only when the table holds some.
+    assert stored_views(held) == (
+        "", "duplicates", "short", "ties", "short+duplicates", "ties+duplicates",
+        "ties+short", "ties+short+duplicates",
+    )  # fmt: skip
+    assert stored_views(held.assign(duplicate=False)) == stored_views(BATTLES)
+    assert view_params("duplicates", min_prompt_tokens=5) == {
+        "view": "duplicates",
+        "keep_duplicates": True,
+    }
+    assert view_params("short+duplicates", min_prompt_tokens=7) == {
+        "view": "short+duplicates",
+        "exclusions": ["short"],
+        "min_prompt_tokens": 7,
+        "keep_duplicates": True,
+    }
+    with pytest.raises(InvalidBattles, match="'duplicates'"):
+        view_key(["duplicates"])  # not an exclusion: keep_duplicates says it
 
 
 @pytest.mark.parametrize("with_ids", [True, False])
