@@ -7,11 +7,13 @@ import csv
 import io
 from datetime import datetime
 
+from playwright.sync_api import expect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from arena.battles.integrity import DUPLICATE_PROMPT, SUSPICIOUS_SESSION
 from arena.models import ModelStatus
 from arena.registry import service as registry
+from tests.browser import BrowserPage
 from tests.conftest import Arena
 from tests.leaderboard.conftest import (
     CODE,
@@ -129,11 +131,11 @@ def test_rank_change_against_another_method(rated_arena: Arena) -> None:
     assert wrong.status_code == 422 and "glicko" in wrong.text
 
 
-def test_deduplication_off_rates_the_held_back_duplicates_too(quiet_arena: Arena) -> None:
-    add_models(quiet_arena)
+def _seed_with_held_back_duplicates(arena: Arena) -> list[SeedVote]:
+    """300 counted votes and 40 held back for the duplicate limit alone, all won by the weakest
+    model; and one held back for another reason too, which no table may rate. The counted."""
+    add_models(arena)
     counted = simulated_votes(STRENGTHS, 300, tie_share=0.2, prompts=(ENGLISH, ENGLISH, CODE))
-    # The weakest model wins every vote of a prompt pasted past the duplicate limit; one more
-    # was held back for another reason too, and no table may rate it.
     duplicates = [
         SeedVote(
             "delta-mini", "alpha-large", "model_a", counted=False, vote_flags=(DUPLICATE_PROMPT,)
@@ -147,9 +149,14 @@ def test_deduplication_off_rates_the_held_back_duplicates_too(quiet_arena: Arena
         counted=False,
         vote_flags=(DUPLICATE_PROMPT, SUSPICIOUS_SESSION),
     )
-    seed_votes(quiet_arena.settings.database_url, [*counted, *duplicates, also_suspicious])
-    outcome = recompute(quiet_arena)
+    seed_votes(arena.settings.database_url, [*counted, *duplicates, also_suspicious])
+    outcome = recompute(arena)
     assert outcome.failed == () and outcome.n_votes == 300
+    return counted
+
+
+def test_deduplication_off_rates_the_held_back_duplicates_too(quiet_arena: Arena) -> None:
+    counted = _seed_with_held_back_duplicates(quiet_arena)
     ties = sum(v.winner.startswith("tie") for v in counted)
     with quiet_arena.client() as client:
         plain = client.get("/api/leaderboard").json()
@@ -196,3 +203,28 @@ def test_deduplication_off_is_refused_while_nothing_was_held_back(rated_arena: A
     assert plain["dedup"] is True and plain["dedup_off_stored"] is False
     assert kept.status_code == 422 and "would change nothing" in kept.text
     assert "data-dedup " not in page and "None has been yet" in page
+
+
+def test_the_deduplication_switch_in_a_browser(
+    quiet_arena: Arena, browser_page: BrowserPage
+) -> None:
+    _seed_with_held_back_duplicates(quiet_arena)
+    page = browser_page.page
+    page.goto(f"{quiet_arena.url}/leaderboard?exclude=ties")
+    switch = page.get_by_role("switch", name="Deduplicate prompts")
+    expect(switch).to_have_attribute("aria-checked", "true")
+    switch.click()
+    page.wait_for_url("**dedup=off**")
+    expect(switch).to_have_attribute("aria-checked", "false")
+    expect(page.locator("[data-dedup-note]")).to_contain_text("are rated too")
+    # The other toggles keep the choice: ties stay excluded, deduplication stays off.
+    expect(page.get_by_role("switch", name="Exclude ties")).to_have_attribute(
+        "aria-checked", "true"
+    )
+    page.get_by_role("switch", name="Exclude ties").click()
+    page.wait_for_url("**/leaderboard?dedup=off")
+    expect(switch).to_have_attribute("aria-checked", "false")
+    switch.click()
+    page.wait_for_url("**/leaderboard")
+    expect(switch).to_have_attribute("aria-checked", "true")
+    assert browser_page.console_errors == [] and browser_page.page_errors == []
