@@ -49,8 +49,12 @@ class StyleConventionChoice(enum.StrEnum):
     arena_rank = "arena-rank"
 
 
-def _database_battles(category: str, *, measure_prompts: bool = False) -> pd.DataFrame:
-    """The counted votes from the database named by ARENA_DATABASE_URL, read-only."""
+def _database_battles(
+    category: str, *, measure_prompts: bool = False, with_duplicates: bool = False
+) -> pd.DataFrame:
+    """The counted votes from the database named by ARENA_DATABASE_URL, read-only; with
+    `with_duplicates`, the votes held back beyond the duplicate-prompt limit too, marked in
+    DUPLICATE_COLUMN."""
     from sqlalchemy.orm import Session
 
     from arena.config import Settings
@@ -65,7 +69,17 @@ def _database_battles(category: str, *, measure_prompts: bool = False) -> pd.Dat
                 category in _TEXT_CATEGORIES or category.startswith("language:") or measure_prompts
             )
             # Tags worked out here for untagged battles are not kept: this command only reads.
-            battles = load_counted_battles(session, tag_missing=needs_text)
+            if with_duplicates:
+                # with_duplicates comes with battles_source's change on main; until the merge
+                # brings it mypy does not know it, and after it mypy calls this ignore unused:
+                # then this is one call, with_duplicates=with_duplicates.
+                battles = load_counted_battles(
+                    session,
+                    tag_missing=needs_text,
+                    with_duplicates=True,  # type: ignore[call-arg]
+                )
+            else:
+                battles = load_counted_battles(session, tag_missing=needs_text)
             session.rollback()
             return battles
     finally:
@@ -115,6 +129,11 @@ def _table(board: Leaderboard, source: str) -> Table:
         f"{board.method} · {board.n_battles:,} battles from {source} · category"
         f" {params.get('category')}"
         + (f" · without {', '.join(params['exclusions'])}" if params.get("exclusions") else "")
+        + (
+            " · with the votes held back beyond the duplicate-prompt limit"
+            if params.get("keep_duplicates")
+            else ""
+        )
         + f" · intervals {interval or 'none'}"
         + (f" ({params['bootstrap_rounds']} rounds)" if interval == "bootstrap" else "")
         + (
@@ -261,6 +280,15 @@ def compute(
         float | None,
         typer.Option(help="bt-style only: the ridge strength, instead of the convention's.", min=0),
     ] = None,
+    keep_duplicates: Annotated[
+        bool,
+        typer.Option(
+            "--keep-duplicates",
+            help="Rate the votes held back beyond the duplicate-prompt limit too (dedup_tag"
+            " sampled: false; left out by default, as FastChat's deduplicated leaderboard and the"
+            " arena's tables leave them out).",
+        ),
+    ] = False,
     output_format: Annotated[
         OutputFormat, typer.Option("--format", help="table, json or csv, on standard output.")
     ] = OutputFormat.table,
@@ -276,6 +304,7 @@ def compute(
     )
     from arena.ratings.views import (
         DEFAULT_MIN_PROMPT_TOKENS,
+        DUPLICATE_COLUMN,
         NO_SHORT,
         view_exclusions,
         view_key,
@@ -292,31 +321,41 @@ def compute(
         raise typer.Exit(2)
     try:
         anchor_pair = parse_anchor(anchor) if anchor is not None else None
-        view = view_key((exclude or "").split(","))
+        view = view_key((exclude or "").split(","), keep_duplicates=keep_duplicates)
         if min_prompt_tokens is not None and NO_SHORT not in view_exclusions(view):
             raise InvalidBattles("--min-prompt-tokens applies to --exclude short only.")
         cut = DEFAULT_MIN_PROMPT_TOKENS if min_prompt_tokens is None else min_prompt_tokens
         encoded = None
         if battles_file is not None:
-            loaded = read_battles_file(battles_file)
+            loaded = read_battles_file(battles_file, keep_duplicates=keep_duplicates)
             battles, source, encoded = loaded.battles, str(battles_file), loaded.encoded
             if loaded.dropped_non_anonymous:
                 err_console.print(
                     f"left out {loaded.dropped_non_anonymous:,} non-anonymous battle(s)"
                     " (anony: false), as FastChat does"
                 )
+            if loaded.dropped_duplicates:
+                err_console.print(
+                    f"left out {loaded.dropped_duplicates:,} vote(s) held back beyond the"
+                    " duplicate-prompt limit (dedup_tag sampled: false); --keep-duplicates rates"
+                    " them"
+                )
         else:
             measure = NO_SHORT in view_exclusions(view)
-            battles, source = _database_battles(category, measure_prompts=measure), "the database"
+            battles = _database_battles(
+                category, measure_prompts=measure, with_duplicates=keep_duplicates
+            )
+            source = "the database"
             if battles.empty:
                 err_console.print(
                     "[red]error:[/red] the database has no counted votes yet; pass --battles FILE"
                     " to rate a battles file."
                 )
                 raise typer.Exit(2)
-        if view:
+        if view or DUPLICATE_COLUMN in battles.columns:
             # The recompute's own mask (arena/leaderboard/snapshots.py), so a view's table is
-            # re-rated from exactly the battles it kept.
+            # re-rated from exactly the battles it kept, and the plain view never rates a vote
+            # held back beyond the duplicate-prompt limit.
             battles = battles.loc[view_mask(battles, view, min_prompt_tokens=cut)].reset_index(
                 drop=True
             )

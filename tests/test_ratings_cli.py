@@ -192,64 +192,106 @@ def test_bt_style_without_style_says_what_it_needs(battles_file: Path) -> None:
     assert "conv_metadata" in result.stderr
 
 
-def test_counted_votes_from_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("arena.leaderboard.battles_source")
+def _seed_database(url: str) -> None:
+    """Six votes between three models, five counted; one held back for nothing but the
+    duplicate-prompt limit, one for that and for being too fast."""
     from datetime import UTC, datetime, timedelta
 
     from sqlalchemy.orm import Session
 
+    from arena.battles.integrity import DUPLICATE_PROMPT, TOO_FAST
     from arena.db import make_sync_engine
-    from arena.models import Base, Battle, Message, Model, Side, Vote, Winner
-
-    url = f"sqlite:///{tmp_path / 'arena.db'}"
-    monkeypatch.setenv("ARENA_DATABASE_URL", url)
-    engine = make_sync_engine(url)
-    Base.metadata.create_all(engine)
-    empty = runner.invoke(ratings_app, ["compute"])
-    assert empty.exit_code == 2
-    assert "no counted votes" in empty.stderr
+    from arena.models import Battle, Message, Model, Side, Vote, Winner
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
     results = [("alpha", "beta", Winner.model_a), ("beta", "alpha", Winner.model_a)]
     results += [("alpha", "gamma", Winner.tie), ("gamma", "beta", Winner.model_b)]
     results += [("gamma", "alpha", Winner.model_a), ("beta", "gamma", Winner.tie_bothbad)]
-    with Session(engine) as session:
-        models = {
-            name: Model(name=name, base_url="http://127.0.0.1:9/v1", upstream_model=name)
-            for name in ("alpha", "beta", "gamma")
-        }
-        session.add_all(models.values())
-        session.flush()
-        for i, (a, b, winner) in enumerate(results):
-            battle_id = f"battle-{i}"
-            session.add(
-                Battle(
-                    id=battle_id,
-                    model_a_id=models[a].id,
-                    model_b_id=models[b].id,
-                    session_hash="s",
-                )
-            )
+    results += [("alpha", "beta", Winner.model_b), ("gamma", "beta", Winner.model_a)]
+    held_back = {5: [TOO_FAST], 6: [DUPLICATE_PROMPT], 7: [DUPLICATE_PROMPT, TOO_FAST]}
+    engine = make_sync_engine(url)
+    try:
+        with Session(engine) as session:
+            models = {
+                name: Model(name=name, base_url="http://127.0.0.1:9/v1", upstream_model=name)
+                for name in ("alpha", "beta", "gamma")
+            }
+            session.add_all(models.values())
             session.flush()
-            session.add(Message(battle_id=battle_id, turn=1, side=Side.user, content="Hello there"))
-            session.add(
-                Vote(
-                    battle_id=battle_id,
-                    winner=winner,
-                    session_hash="s",
-                    created_at=start + timedelta(minutes=i),
-                    counted=i != 5,
+            for i, (a, b, winner) in enumerate(results):
+                battle_id = f"battle-{i}"
+                session.add(
+                    Battle(
+                        id=battle_id,
+                        model_a_id=models[a].id,
+                        model_b_id=models[b].id,
+                        session_hash="s",
+                    )
                 )
-            )
-        session.commit()
-    engine.dispose()
+                session.flush()
+                session.add(
+                    Message(battle_id=battle_id, turn=1, side=Side.user, content="Hello there")
+                )
+                session.add(
+                    Vote(
+                        battle_id=battle_id,
+                        winner=winner,
+                        session_hash="s",
+                        created_at=start + timedelta(minutes=i),
+                        counted=i not in held_back,
+                        flags=held_back.get(i, []),
+                    )
+                )
+            session.commit()
+    finally:
+        engine.dispose()
 
+
+def test_counted_votes_from_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("arena.leaderboard.battles_source")
+    from arena.db import make_sync_engine
+    from arena.models import Base
+
+    url = f"sqlite:///{tmp_path / 'arena.db'}"
+    monkeypatch.setenv("ARENA_DATABASE_URL", url)
+    engine = make_sync_engine(url)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    empty = runner.invoke(ratings_app, ["compute"])
+    assert empty.exit_code == 2
+    assert "no counted votes" in empty.stderr
+
+    _seed_database(url)
     result = runner.invoke(ratings_app, ["compute", "--method", "elo", "--format", "json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["n_battles"] == 5
+    # The counted votes only: not the vote held back as a duplicate.
+    assert data["n_battles"] == 5 and "view" not in data["params"]
     assert {m["model"] for m in data["models"]} == {"alpha", "beta", "gamma"}
     assert sum(m["votes"] for m in data["models"]) == 10
+
+
+def test_keep_duplicates_from_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import inspect
+
+    from arena.db import make_sync_engine
+    from arena.leaderboard.battles_source import load_counted_battles
+    from arena.models import Base
+
+    if "with_duplicates" not in inspect.signature(load_counted_battles).parameters:
+        pytest.skip("load_counted_battles reads held-back duplicates once main's change is in")
+    url = f"sqlite:///{tmp_path / 'arena.db'}"
+    monkeypatch.setenv("ARENA_DATABASE_URL", url)
+    engine = make_sync_engine(url)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    _seed_database(url)
+    plain = _json(["--method", "elo"])
+    kept = _json(["--method", "elo", "--keep-duplicates"])
+    # The vote held back for nothing but the limit joins; the one also too fast does not.
+    assert (plain["n_battles"], kept["n_battles"]) == (5, 6)
+    assert kept["params"] == {**plain["params"], "view": "duplicates", "keep_duplicates": True}
+    assert kept["vote_set_hash"] != plain["vote_set_hash"]
 
 
 def _tag(hard: bool, math: bool, refusal: bool) -> dict[str, dict[str, bool]]:
@@ -340,3 +382,79 @@ def test_views_say_what_they_need(
         result = runner.invoke(ratings_app, ["compute", *args])
         assert result.exit_code == 2, (args, result.output)
         assert message in " ".join(result.stderr.split()), (args, result.stderr)
+
+
+@pytest.fixture
+def deduplicated_file(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
+    """Battles with vote ids and FastChat's dedup_tag, about one in six not sampled."""
+    rng = np.random.default_rng(4)
+    battles = simulate_battles(np.array([0.6, 0.2, 0.0, -0.4]), 1200, rng, tie_share=0.2)
+    held = rng.random(len(battles)) < 0.15
+    battles["vote_id"] = np.arange(len(battles))
+    battles["dedup_tag"] = [{"high_freq": bool(h), "sampled": not h} for h in held]
+    path = tmp_path / "deduplicated.jsonl"
+    path.write_text(battles.to_json(orient="records", lines=True))
+    return path, battles.assign(held=held)
+
+
+def _without_tags(tmp_path: Path, battles: pd.DataFrame, name: str) -> str:
+    path = tmp_path / name
+    path.write_text(
+        battles.drop(columns=["dedup_tag", "held"]).to_json(orient="records", lines=True)
+    )
+    return str(path)
+
+
+def test_keep_duplicates_rates_the_votes_held_back_as_duplicates(
+    tmp_path: Path, deduplicated_file: tuple[Path, pd.DataFrame]
+) -> None:
+    path, battles = deduplicated_file
+    held = battles["held"].to_numpy()
+    default = runner.invoke(ratings_app, ["compute", "--battles", str(path), "--format", "json"])
+    assert default.exit_code == 0, default.output
+    assert (
+        f"left out {int(held.sum())} vote(s) held back beyond the duplicate-prompt limit"
+        " (dedup_tag sampled: false); --keep-duplicates rates them"
+    ) in " ".join(default.stderr.split())
+    deduplicated = json.loads(default.stdout)
+    # By default the held-back votes are not rated: the table of a file without them.
+    sampled_only = _json(["--battles", _without_tags(tmp_path, battles[~held], "sampled.jsonl")])
+    assert deduplicated == sampled_only and deduplicated["n_battles"] == int((~held).sum())
+    assert "view" not in deduplicated["params"]
+
+    kept = runner.invoke(
+        ratings_app, ["compute", "--battles", str(path), "--keep-duplicates", "--format", "json"]
+    )
+    assert kept.exit_code == 0, kept.output
+    assert "held back" not in kept.stderr
+    rated = json.loads(kept.stdout)
+    # Kept: every vote rated, as a file without dedup_tag is; the params say which view.
+    everything = _json(["--battles", _without_tags(tmp_path, battles, "all.jsonl")])
+    assert rated["n_battles"] == len(battles) == everything["n_battles"]
+    assert rated["models"] == everything["models"]
+    assert rated["vote_set_hash"] == everything["vote_set_hash"] != deduplicated["vote_set_hash"]
+    assert rated["params"] == {
+        **everything["params"],
+        "view": "duplicates",
+        "keep_duplicates": True,
+    }
+
+    no_ties = _json(["--battles", str(path), "--keep-duplicates", "--exclude", "ties"])
+    assert no_ties["n_battles"] == int((~battles["winner"].str.startswith("tie")).sum())
+    assert no_ties["params"]["view"] == "ties+duplicates"
+    assert no_ties["params"]["exclusions"] == ["ties"] and no_ties["params"]["keep_duplicates"]
+    table = runner.invoke(ratings_app, ["compute", "--battles", str(path), "--keep-duplicates"])
+    assert table.exit_code == 0, table.output
+    assert "with the votes held back beyond the duplicate-prompt limit" in " ".join(
+        table.stdout.split()
+    )
+
+
+def test_a_file_without_dedup_tag_rates_the_same_with_keep_duplicates(battles_file: Path) -> None:
+    plain = runner.invoke(ratings_app, ["compute", "--battles", str(battles_file)])
+    assert plain.exit_code == 0 and "duplicate" not in plain.stderr
+    args = ["--battles", str(battles_file)]
+    without, kept = _json(args), _json([*args, "--keep-duplicates"])
+    assert kept["models"] == without["models"]
+    assert kept["vote_set_hash"] == without["vote_set_hash"]
+    assert kept["params"] == {**without["params"], "view": "duplicates", "keep_duplicates": True}

@@ -26,6 +26,7 @@ from arena.leaderboard.export_description import (
 from arena.leaderboard.export_fields import (
     CATEGORY_TAG_FEATURES,
     CONV_METADATA_FEATURES,
+    DEDUP_TAG_FEATURES,
     IMAGE_PARTS,
     ExportField,
 )
@@ -43,7 +44,8 @@ _SUMMARIES: Final[dict[ExportKind, str]] = {
     "battles": (
         "One row per counted vote of this arena: which two models met in an anonymous battle "
         "and which one the visitor preferred (and the votes of side-by-side battles, marked "
-        "`anony: false`), in FastChat's clean-battle columns, so the "
+        "`anony: false`, and those held back beyond the duplicate-prompt limit, marked "
+        "`dedup_tag` `sampled: false`), in FastChat's clean-battle columns, so the "
         "leaderboard can be recomputed with FastChat's notebook or `arena ratings compute "
         "--battles FILE`."
     ),
@@ -74,6 +76,9 @@ class ExportStats:
     rows: int = 0
     # Of which votes of named (side-by-side) battles, `anony: false`: no rating counts them
     named: int = 0
+    # Of which votes held back beyond the duplicate-prompt limit, dedup_tag `sampled: false`:
+    # only the views that keep duplicates rate them
+    duplicates: int = 0
     first_tstamp: float | None = None
     last_tstamp: float | None = None
     winners: Counter[str] = field(default_factory=Counter)
@@ -84,6 +89,7 @@ class ExportStats:
         for vote in votes:
             self.rows += 1
             self.named += 0 if vote.anony else 1
+            self.duplicates += 0 if vote.sampled else 1
             if self.first_tstamp is None or vote.tstamp < self.first_tstamp:
                 self.first_tstamp = vote.tstamp
             if self.last_tstamp is None or vote.tstamp > self.last_tstamp:
@@ -207,6 +213,8 @@ def _feature(f: ExportField) -> dict[str, Any]:
         return {"name": f.name, "struct": _struct(CONV_METADATA_FEATURES)}
     if f.type == "category_tag":
         return {"name": f.name, "struct": _struct(CATEGORY_TAG_FEATURES)}
+    if f.type == "dedup_tag":
+        return {"name": f.name, "struct": _struct(DEDUP_TAG_FEATURES)}
     return {"name": f.name, "dtype": f.type}
 
 
@@ -226,6 +234,8 @@ def _type_label(f: ExportField) -> str:
         return "struct of counts (int64), or null"
     if f.type == "category_tag":
         return "struct of structs of bool, or null"
+    if f.type == "dedup_tag":
+        return "struct of bool"
     if f.nullable:
         return f"{f.type}, or null"
     return "list of {role, content} (strings)" if f.type == "conversation" else f.type
@@ -239,8 +249,13 @@ def _exact(facts: CardFacts, stats: ExportStats) -> bool:
         and facts.export == "battles"
         and facts.scope.until is not None
         and board.computed_at == facts.scope.until
-        and stats.rows - stats.named == board.n_votes
+        and _counted(stats) == board.n_votes
     )
+
+
+def _counted(stats: ExportStats) -> int:
+    """The rows an export holds that the leaderboard's plain tables rate."""
+    return stats.rows - stats.named - stats.duplicates
 
 
 def _front_matter(facts: CardFacts, stats: ExportStats) -> dict[str, Any]:
@@ -263,6 +278,7 @@ def _front_matter(facts: CardFacts, stats: ExportStats) -> dict[str, Any]:
         "arena": {
             "export": facts.export,
             "rows": stats.rows,
+            "held_back_duplicates": stats.duplicates,
             "models": len(stats.battles_per_model),
             "votes_by_winner": {w: stats.winners.get(w, 0) for w in WINNERS},
             "collection_period": {
@@ -313,7 +329,7 @@ def _leaderboard_text(facts: CardFacts, stats: ExportStats) -> list[str]:
     elif facts.export == "battles":
         said.append(
             f"This export holds every counted vote at the time of the download "
-            f"({stats.rows - stats.named:,}), "
+            f"({_counted(stats):,}), "
             f"which need not be the leaderboard's; `?snapshot={board.snapshot_id}` on the "
             "download gives exactly the leaderboard's votes."
         )
@@ -327,6 +343,15 @@ def _leaderboard_text(facts: CardFacts, stats: ExportStats) -> list[str]:
             f"It also holds {stats.named:,} votes of side-by-side battles, whose visitor chose "
             'the models by name: marked `"anony": false`, as FastChat marks them, and left out '
             "of every rating."
+        )
+    if stats.duplicates:
+        said.append(
+            f"It also holds {stats.duplicates:,} votes held back for nothing but a prompt used "
+            "more often than the duplicate-prompt limit: marked "
+            '`"dedup_tag": {"high_freq": true, "sampled": false}`, as FastChat marks the '
+            "prompts its deduplication leaves out. Raters leave them out by default, as the "
+            "leaderboard's tables do; `arena ratings compute --keep-duplicates` rates them, as "
+            "the views without deduplication do."
         )
     return said
 
@@ -387,6 +412,14 @@ def render_card(facts: CardFacts, stats: ExportStats) -> str:
         "## Counts",
         "",
         f"- rows: {stats.rows:,}",
+        *(
+            [
+                "- of which votes held back beyond the duplicate-prompt limit (`dedup_tag` "
+                f"`sampled: false`, left out by raters by default): {stats.duplicates:,}"
+            ]
+            if facts.export == "battles"
+            else []
+        ),
         f"- models: {len(stats.battles_per_model)}",
         "- votes by winner: " + ", ".join(f"{w} {stats.winners.get(w, 0):,}" for w in WINNERS),
         "- battles per model: "

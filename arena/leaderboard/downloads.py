@@ -1,5 +1,10 @@
 """Open data: counted votes as FastChat clean battles (CSV, JSON Lines) and DPO preference pairs.
 
+The battles exports also hold two kinds of votes that are not counted, marked as FastChat's files
+mark them: those of named battles (`anony: false`) and those held back for nothing but a prompt
+past the duplicate limit (`dedup_tag` {"sampled": false}), so that every leaderboard view, those
+that rate the duplicates too included, can be re-rated from the download alone.
+
 Texts leave only through released_messages: battles withheld by arena.leaderboard.release are
 left out, and every prompt and answer passes arena.leaderboard.redaction first.
 """
@@ -19,7 +24,7 @@ from sqlalchemy import BigInteger, ColumnElement, String, Text, and_, case, cast
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
-from arena.battles.integrity import NAMED, held_back_only_for
+from arena.battles.integrity import DUPLICATE_PROMPT, NAMED, held_back_only_for
 from arena.errors import NotFound
 from arena.images.store import released_images
 from arena.judge.verdict import CRITERIA
@@ -42,13 +47,15 @@ from arena.ratings.category_tags import (
     CategoryTag,
     category_tag,
 )
+from arena.ratings.dedup_tags import DEDUP_COLUMNS, DEDUP_TAG_COLUMN, DedupTag, dedup_tag
 from arena.spreadsheet_csv import Cell, csv_text
 from arena.visitors import salted_hash
 
 # FastChat's clean-battle columns, then the vote id (the vote-set hash is computed from it), the
 # two text-derived category flags (the rating engine's coding / long filters read them), and
 # what the leaderboard views and the judged categories read: the first prompt's length and the
-# judge's labels as FastChat's category_tag, with the judge that gave them.
+# judge's labels as FastChat's category_tag, with the judge that gave them, and FastChat's
+# dedup_tag, which says whether the vote was held back beyond the duplicate-prompt limit.
 BATTLE_COLUMNS: Final[tuple[str, ...]] = (
     "model_a",
     "model_b",
@@ -66,14 +73,17 @@ BATTLE_COLUMNS: Final[tuple[str, ...]] = (
     "prompt_tokens",
     CATEGORY_TAG_COLUMN,
     "category_judge",
+    DEDUP_TAG_COLUMN,
 )
 # The CSV has no nested cells: category_tag becomes the judge columns the rating engine reads
 # (judged, judge_hard_score = how many criteria are met, judge_math, ...), empty but for
-# `judged` where no judge labelled the battle.
+# `judged` where no judge labelled the battle; dedup_tag becomes DEDUP_COLUMNS.
 CSV_BATTLE_COLUMNS: Final[tuple[str, ...]] = tuple(
     column
     for name in BATTLE_COLUMNS
-    for column in (JUDGE_COLUMNS if name == CATEGORY_TAG_COLUMN else (name,))
+    for column in {CATEGORY_TAG_COLUMN: JUDGE_COLUMNS, DEDUP_TAG_COLUMN: DEDUP_COLUMNS}.get(
+        name, (name,)
+    )
 )
 # The judge's labels packed in one integer by the export's query: bit i is LABEL_FLAGS[i].
 LABEL_FLAGS: Final[tuple[str, ...]] = (
@@ -121,6 +131,9 @@ class ExportedVote:
     # The judge's labels (bits of LABEL_FLAGS) and who gave them; None: not labelled
     label_bits: int | None = None
     category_judge: str | None = None
+    # False for a vote held back for nothing but a prompt past the duplicate limit: FastChat's
+    # dedup_tag {"high_freq": true, "sampled": false} (counted votes have no flags, so are true)
+    sampled: bool = True
 
 
 @dataclass(frozen=True)
@@ -199,6 +212,10 @@ def _flat_labels() -> list[tuple[Cell, ...]]:
 
 
 _UNLABELLED_CELLS: Final[tuple[Cell, ...]] = (False, *(None,) * (len(JUDGE_COLUMNS) - 1))
+# dedup_tag by `sampled`: one dict each, shared by every row (the writers never change it), and
+# its JSON text, written into each line as it is.
+_DEDUP_TAGS: Final[dict[bool, DedupTag]] = {s: dedup_tag(sampled=s) for s in (True, False)}
+_DEDUP_TEXTS: Final[dict[bool, str]] = {s: json.dumps(tag) for s, tag in _DEDUP_TAGS.items()}
 
 
 def _export_select(scope: ExportScope, dialect: str, decisive_only: bool) -> Any:
@@ -231,15 +248,21 @@ def _export_select(scope: ExportScope, dialect: str, decisive_only: bool) -> Any
             Battle.prompt_tokens,
             label_bits(),
             case((JudgeLabel.labelled_at.is_not(None), labelling_judge()), else_=None),
+            case((held_back_only_for(DUPLICATE_PROMPT), 0), else_=1),
         )
         .join(Battle, Battle.id == Vote.battle_id)
         .join(model_a, model_a.id == Battle.model_a_id)
         .join(model_b, model_b.id == Battle.model_b_id)
         .outerjoin(JudgeLabel, JudgeLabel.battle_id == Battle.id)
         # The battles export holds the votes of named battles too, marked `anony: false` as
-        # FastChat's clean battles are (the rating engine leaves them out); the preference pairs
-        # hold counted votes only.
-        .where(Vote.counted.is_(True) if decisive_only else or_(Vote.counted, named_only()))
+        # FastChat's clean battles are (the rating engine leaves them out), and those held back
+        # for nothing but the duplicate limit, marked in dedup_tag (rated by the views that keep
+        # duplicates); the preference pairs hold counted votes only.
+        .where(
+            Vote.counted.is_(True)
+            if decisive_only
+            else or_(Vote.counted, named_only(), held_back_only_for(DUPLICATE_PROMPT))
+        )
         # The recompute reads the votes in this order too: online Elo follows it.
         .order_by(Vote.created_at, Vote.id)
     )
@@ -293,6 +316,7 @@ async def counted_vote_batches(
                 prompt_tokens,
                 bits,
                 labeller,
+                sampled,
             ) in partition:
                 judge = judges.get(session_hash)
                 if judge is None:
@@ -316,6 +340,7 @@ async def counted_vote_batches(
                         prompt_tokens=None if prompt_tokens is None else int(prompt_tokens),
                         label_bits=None if bits is None or bits < 0 else int(bits),
                         category_judge=None if labeller is None else str(labeller),
+                        sampled=sampled == 1,
                     )
                 )
             yield batch
@@ -382,6 +407,7 @@ def _record(vote: ExportedVote) -> dict[str, Any]:
         "prompt_tokens": vote.prompt_tokens,
         CATEGORY_TAG_COLUMN: None if vote.label_bits is None else category_tag_of(vote.label_bits),
         "category_judge": vote.category_judge,
+        DEDUP_TAG_COLUMN: _DEDUP_TAGS[vote.sampled],
     }
 
 
@@ -482,7 +508,8 @@ def _json_line(vote: ExportedVote) -> str:
         f'"conv_metadata": {vote.conv_metadata or "null"}, '
         f'"prompt_tokens": {"null" if vote.prompt_tokens is None else vote.prompt_tokens}, '
         f'"category_tag": {"null" if bits is None else _category_tag_texts()[bits]}, '
-        f'"category_judge": {"null" if labeller is None else _string(labeller)}}}'
+        f'"category_judge": {"null" if labeller is None else _string(labeller)}, '
+        f'"dedup_tag": {_DEDUP_TEXTS[vote.sampled]}}}'
     )
 
 
@@ -568,6 +595,9 @@ def _csv_row(vote: ExportedVote) -> list[Cell]:
         vote.prompt_tokens,
         *labels,
         vote.category_judge,
+        # DEDUP_COLUMNS: dedup_high_freq, dedup_sampled
+        not vote.sampled,
+        vote.sampled,
     ]
 
 

@@ -40,13 +40,25 @@ def export_filters(
     *, scope: ExportScope, conversations_released: bool, decisive_only: bool
 ) -> list[str]:
     """Which stored votes an export leaves out and what it leaves out of each, in plain words."""
-    filters = [
-        "Counted votes only. Every vote is stored, but one is not counted when "
-        + "; or when ".join(REASONS.values())
-        + ".",
-        "Anonymous battles only: the names were hidden until the vote.",
-        "No session, IP address or battle id; the voter appears only as `judge`, a salted hash.",
-    ]
+    not_counted = "Every vote is stored, but one is not counted when " + "; or when ".join(
+        REASONS.values()
+    )
+    if decisive_only:
+        filters = [
+            f"Counted votes only. {not_counted}.",
+            "Anonymous battles only: the names were hidden until the vote.",
+        ]
+    else:
+        filters = [
+            "Counted votes, and two kinds of votes that are not counted, each marked so that a "
+            "rater leaves it out: those of side-by-side battles, whose visitor chose the models "
+            "(`anony: false`), and those held back for nothing but a prompt used more often "
+            "than the duplicate-prompt limit (`dedup_tag` with `sampled: false`; "
+            f"`arena ratings compute --keep-duplicates` rates them). {not_counted}.",
+        ]
+    filters.append(
+        "No session, IP address or battle id; the voter appears only as `judge`, a salted hash."
+    )
     if scope.until is not None:
         filters.append(f"Votes cast up to {scope.until.isoformat()} only (the snapshot's time).")
     if scope.exclude_models:

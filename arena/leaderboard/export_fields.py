@@ -9,11 +9,12 @@ import pyarrow as pa
 
 from arena.judge.verdict import CRITERIA
 from arena.ratings.category_tags import CRITERIA_TAG, FLAG_TAGS
+from arena.ratings.dedup_tags import HIGH_FREQ_KEY, SAMPLED_KEY
 from arena.ratings.style_features import BOLD_KEYS, HEADER_KEYS, LIST_KEYS
 
 # Hugging Face `datasets` feature names; a conversation is a list of {role, content} messages,
 # conv_metadata FastChat's style counts of both sides (CONV_METADATA_FEATURES), category_tag
-# FastChat's judge labels (CATEGORY_TAG_FEATURES).
+# FastChat's judge labels (CATEGORY_TAG_FEATURES), dedup_tag FastChat's {high_freq, sampled}.
 FieldType = Literal[
     "string",
     "int64",
@@ -23,6 +24,7 @@ FieldType = Literal[
     "images",
     "conv_metadata",
     "category_tag",
+    "dedup_tag",
 ]
 
 MESSAGE_TYPE: Final = pa.struct([("role", pa.string()), ("content", pa.string())])
@@ -57,6 +59,7 @@ CATEGORY_TAG_TYPE: Final = pa.struct(
     [(CRITERIA_TAG, pa.struct([(name, pa.bool_()) for name in CRITERIA]))]
     + [(tag, pa.struct([(key, pa.bool_())])) for tag, key, _ in FLAG_TAGS]
 )
+DEDUP_TAG_TYPE: Final = pa.struct([(HIGH_FREQ_KEY, pa.bool_()), (SAMPLED_KEY, pa.bool_())])
 _ARROW_TYPES: Final[dict[FieldType, pa.DataType]] = {
     "string": pa.string(),
     "int64": pa.int64(),
@@ -66,6 +69,7 @@ _ARROW_TYPES: Final[dict[FieldType, pa.DataType]] = {
     "images": pa.list_(IMAGE_TYPE),
     "conv_metadata": CONV_METADATA_TYPE,
     "category_tag": CATEGORY_TAG_TYPE,
+    "dedup_tag": DEDUP_TAG_TYPE,
 }
 
 
@@ -78,9 +82,11 @@ def _feature_of(arrow_type: pa.DataType) -> Any:
     return "bool" if pa.types.is_boolean(arrow_type) else "int64"
 
 
-# conv_metadata and category_tag as `datasets` features: {name: dtype or nested {name: dtype}}.
+# conv_metadata, category_tag and dedup_tag as `datasets` features: {name: dtype or nested
+# {name: dtype}}.
 CONV_METADATA_FEATURES: Final[dict[str, Any]] = _feature_of(CONV_METADATA_TYPE)
 CATEGORY_TAG_FEATURES: Final[dict[str, Any]] = _feature_of(CATEGORY_TAG_TYPE)
+DEDUP_TAG_FEATURES: Final[dict[str, Any]] = _feature_of(DEDUP_TAG_TYPE)
 
 
 @dataclass(frozen=True)
@@ -175,6 +181,17 @@ _BATTLE_FIELDS: Final = (
         "the judge that gave category_tag, as `MODEL / prompt VERSION` (its model id and the "
         "version of the arena's prompt); null where no judge labelled the battle",
         nullable=True,
+    ),
+    ExportField(
+        "dedup_tag",
+        "dedup_tag",
+        "FastChat's deduplication tag {high_freq, sampled}: `sampled` false (and `high_freq` "
+        "true) for a vote held back for nothing but its prompt: when the battle started, that "
+        "prompt had been used more often than the arena's duplicate limit "
+        "(ARENA_DUPLICATE_PROMPT_LIMIT), so the vote is not counted; raters leave such rows out "
+        "by default (`arena ratings compute --keep-duplicates` keeps them, as the leaderboard's "
+        "views without deduplication do); {high_freq: false, sampled: true} for every other "
+        "row. The CSV has the columns `dedup_high_freq` and `dedup_sampled` instead",
     ),
 )
 _CONVERSATION_FIELDS: Final = (

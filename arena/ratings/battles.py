@@ -15,8 +15,9 @@ import numpy.typing as npt
 import pandas as pd
 
 from arena.ratings.category_tags import with_judge_columns
+from arena.ratings.dedup_tags import sampled_rows
 from arena.ratings.errors import InvalidBattles
-from arena.ratings.views import PROMPT_TOKENS_COLUMN
+from arena.ratings.views import DUPLICATE_COLUMN, PROMPT_TOKENS_COLUMN, duplicate_rows
 
 Winner = Literal["model_a", "model_b", "tie", "tie (bothbad)"]
 WINNERS: Final[tuple[Winner, ...]] = ("model_a", "model_b", "tie", "tie (bothbad)")
@@ -25,7 +26,8 @@ REQUIRED_COLUMNS: Final[tuple[str, ...]] = ("model_a", "model_b", "winner")
 # and the precomputed tag_* flags feed the category filters; conv_metadata (FastChat's style
 # counts, or the style_* columns) feeds style control; category_tag (FastChat's judge labels, or
 # the flattened judged / judge_* columns of a CSV) feeds the judged categories and the refusals
-# view, prompt_tokens the short-prompts view; the rest are FastChat's clean-battle columns,
+# view, prompt_tokens the short-prompts view, dedup_tag (or a CSV's dedup_sampled) which votes
+# were held back beyond the duplicate-prompt limit; the rest are FastChat's clean-battle columns,
 # carried through.
 OPTIONAL_COLUMNS: Final[tuple[str, ...]] = (
     "tstamp",
@@ -43,6 +45,7 @@ OPTIONAL_COLUMNS: Final[tuple[str, ...]] = (
     "conv_metadata",
     "category_tag",
     "prompt_tokens",
+    "dedup_tag",
 )
 
 IntArray = npt.NDArray[np.int64]
@@ -139,6 +142,8 @@ class LoadedBattles:
 
     battles: pd.DataFrame
     dropped_non_anonymous: int
+    # Left out as FastChat's deduplicated leaderboard leaves them out: dedup_tag sampled false
+    dropped_duplicates: int
     # The table coded, as its validation coded it: rating it whole need not code it again.
     encoded: EncodedBattles
 
@@ -355,6 +360,16 @@ def drop_non_anonymous(battles: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return battles.loc[~named].reset_index(drop=True), dropped
 
 
+def drop_held_back_duplicates(battles: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Leave out the battles held back beyond the duplicate-prompt limit (DUPLICATE_COLUMN), and
+    the column with them: what is left is the table of a file without them."""
+    if DUPLICATE_COLUMN not in battles.columns:
+        return battles, 0
+    held_back = duplicate_rows(battles)
+    kept = battles.loc[~held_back] if held_back.any() else battles
+    return kept.drop(columns=DUPLICATE_COLUMN).reset_index(drop=True), int(held_back.sum())
+
+
 def _turn_texts(conversation: Any, role: str) -> list[str]:
     if isinstance(conversation, np.ndarray):  # a list column read from Parquet
         conversation = conversation.tolist()
@@ -445,13 +460,18 @@ def _with_prompt_tokens(battles: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def read_battles_file(path: str | Path) -> LoadedBattles:
+def read_battles_file(path: str | Path, *, keep_duplicates: bool = False) -> LoadedBattles:
     """Read a FastChat clean-battle file: JSON list, JSON Lines, or CSV or Parquet by its suffix.
 
     Battles marked `anony: false` are left out and counted in `dropped_non_anonymous`; the table is
     validated, so a bad winner value or a missing column fails here with the row that caused it.
     A category_tag (FastChat's judge labels) becomes the judge columns the judged categories and
     the refusals view read (category_tags.with_judge_columns), as do a CSV's flattened ones.
+    Battles whose dedup_tag says `sampled: false` (a CSV's dedup_sampled false) were held back
+    beyond the duplicate-prompt limit: left out and counted in `dropped_duplicates`, as FastChat's
+    deduplicated leaderboard leaves them out, or with `keep_duplicates` kept and marked in
+    DUPLICATE_COLUMN (the views that keep duplicates rate them). A file without dedup_tag has
+    no such column.
     """
     path = Path(path)
     if not path.is_file():
@@ -467,6 +487,18 @@ def read_battles_file(path: str | Path) -> LoadedBattles:
         battles = pd.DataFrame.from_records(_read_json_records(path))
     battles = _add_conversation_columns(battles)
     battles = _with_prompt_tokens(with_judge_columns(battles))
+    # Read before any row is left out, so that an error names the file's rows.
+    sampled = sampled_rows(battles)
+    if sampled is not None:
+        battles = battles.assign(**{DUPLICATE_COLUMN: ~sampled})
     battles, dropped = drop_non_anonymous(battles)
+    duplicates = 0
+    if sampled is not None and not keep_duplicates:
+        battles, duplicates = drop_held_back_duplicates(battles)
     encoded = encode_battles(battles)  # validates the table
-    return LoadedBattles(battles=battles, dropped_non_anonymous=dropped, encoded=encoded)
+    return LoadedBattles(
+        battles=battles,
+        dropped_non_anonymous=dropped,
+        dropped_duplicates=duplicates,
+        encoded=encoded,
+    )

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from arena.battles.integrity import DUPLICATE_PROMPT
+from arena.battles.integrity import DUPLICATE_PROMPT, SUSPICIOUS_SESSION
 from arena.db import make_async_engine, make_sessionmaker, make_sync_engine
 from arena.errors import EndpointRefused
 from arena.judge import labels
@@ -41,7 +41,7 @@ def _seed(
     n: int = 8,
     *,
     counted: bool = True,
-    vote_flags: tuple[str, ...] | None = None,
+    held_back_for: tuple[str, ...] = (SUSPICIOUS_SESSION,),
 ) -> None:
     votes = [
         SeedVote(
@@ -50,7 +50,7 @@ def _seed(
             "model_a" if i % 3 else "model_b",
             prompt=PROMPTS[i % len(PROMPTS)],
             counted=counted,
-            vote_flags=vote_flags,
+            held_back_for=held_back_for,
         )
         for i in range(n)
     ]
@@ -218,7 +218,7 @@ def test_the_queue_is_bounded_and_only_votes_a_table_rates_enter_it(
     _seed(database_url, 2, counted=False)
     # Held back for a prompt past the duplicate limit only: the tables without deduplication
     # rate it, so the judged ones need its labels too.
-    _seed(database_url, 1, counted=False, vote_flags=(DUPLICATE_PROMPT,))
+    _seed(database_url, 1, counted=False, held_back_for=(DUPLICATE_PROMPT,))
     engine = make_sync_engine(database_url)
     try:
         with engine.begin() as conn:

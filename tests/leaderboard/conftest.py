@@ -45,8 +45,8 @@ class SeedVote:
     notice_shown: bool = True
     erased: bool = False
     battle_flags: tuple[str, ...] = ()
-    # Why an uncounted vote was held back (default: a suspicious session)
-    vote_flags: tuple[str, ...] | None = None
+    # Why a vote that is not counted was held back (its flags)
+    held_back_for: tuple[str, ...] = (SUSPICIOUS_SESSION,)
 
 
 def seed_votes(database_url: str, votes: Sequence[SeedVote], *, start: datetime = START) -> None:
@@ -108,11 +108,7 @@ def seed_votes(database_url: str, votes: Sequence[SeedVote], *, start: datetime 
                         "ip_hash": f"ip-hash-{vote.session}",
                         "created_at": at,
                         "counted": vote.counted,
-                        "flags": list(vote.vote_flags)
-                        if vote.vote_flags is not None
-                        else []
-                        if vote.counted
-                        else [SUSPICIOUS_SESSION],
+                        "flags": [] if vote.counted else list(vote.held_back_for),
                     }
                 )
             conn.execute(insert(Battle), battles)

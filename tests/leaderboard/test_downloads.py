@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from arena.battles.integrity import IDENTITY_LEAK
+from arena.battles.integrity import DUPLICATE_PROMPT, IDENTITY_LEAK, TOO_FAST
 from arena.leaderboard.downloads import (
     BATTLE_COLUMNS,
     CSV_BATTLE_COLUMNS,
@@ -31,6 +31,8 @@ from arena.leaderboard.downloads import (
 from arena.leaderboard.export_fields import arrow_schema, battle_fields
 from arena.models import Vote
 from arena.ratings import read_battles_file
+from arena.ratings.battles import vote_set_hash
+from arena.ratings.views import DUPLICATE_COLUMN
 from arena.spreadsheet_csv import csv_text
 from tests.conftest import Arena
 from tests.leaderboard.conftest import (
@@ -239,13 +241,22 @@ def test_json_lines_are_what_json_dumps_writes() -> None:
             vote, prompt_tokens=12, label_bits=0b10010110011, category_judge='m "q" / prompt v1'
         )
         assert _json_line(labelled) == json.dumps(_record(labelled), ensure_ascii=False)
-        # The CSV row holds the same values under the same names, category_tag flattened.
-        for exported in (vote, labelled):
+        duplicate = replace(vote, sampled=False)
+        assert _json_line(duplicate) == json.dumps(_record(duplicate), ensure_ascii=False)
+        # The CSV row holds the same values under the same names, the tags flattened.
+        for exported in (vote, duplicate, labelled):
             row = dict(zip(CSV_BATTLE_COLUMNS, _csv_row(exported), strict=True))
             record = _record(exported)
-            plain = [c for c in BATTLE_COLUMNS if c not in ("conv_metadata", "category_tag")]
+            nested = ("conv_metadata", "category_tag", "dedup_tag")
+            plain = [c for c in BATTLE_COLUMNS if c not in nested]
             assert {c: row[c] for c in plain} == {c: record[c] for c in plain}
+            assert (row["dedup_high_freq"], row["dedup_sampled"]) == (
+                record["dedup_tag"]["high_freq"],
+                record["dedup_tag"]["sampled"],
+            )
         assert row["judge_hard_score"] == 4 and row["judge_refusal"] is True
+        assert _record(vote)["dedup_tag"] == {"high_freq": False, "sampled": True}
+        assert _record(duplicate)["dedup_tag"] == {"high_freq": True, "sampled": False}
 
 
 def _labelled_votes() -> list[ExportedVote]:
@@ -302,6 +313,27 @@ def test_every_label_the_export_writes_is_read_back(tmp_path: Path, suffix: str)
     tokens = battles["prompt_tokens"].tolist()
     assert tokens[:-1] == [float(v.prompt_tokens or 0) for v in votes[:-1]]
     assert math.isnan(tokens[-1])
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "csv", "parquet"])
+def test_the_dedup_tag_the_export_writes_is_read_back(tmp_path: Path, suffix: str) -> None:
+    votes = [replace(v, sampled=v.vote_id % 3 != 0) for v in _labelled_votes()]
+    path = tmp_path / f"battles.{suffix}"
+    _write_export(votes, path)
+    held_back = [v.vote_id for v in votes if not v.sampled]
+    assert 0 < len(held_back) < len(votes)
+
+    deduplicated = read_battles_file(path)
+    assert deduplicated.dropped_duplicates == len(held_back)
+    assert deduplicated.battles["vote_id"].astype(int).tolist() == [
+        v.vote_id for v in votes if v.sampled
+    ]
+    assert DUPLICATE_COLUMN not in deduplicated.battles.columns
+
+    kept = read_battles_file(path, keep_duplicates=True)
+    assert kept.dropped_duplicates == 0
+    assert kept.battles["vote_id"].astype(int).tolist() == [v.vote_id for v in votes]
+    assert kept.battles[DUPLICATE_COLUMN].tolist() == [not v.sampled for v in votes]
 
 
 PLANTED_PROMPT = (
@@ -382,3 +414,84 @@ def test_released_texts_are_redacted_and_identity_leaks_withheld(
     assert len(pairs) == 2
     assert pairs[0]["prompt"][0]["content"] == prompt
     assert pairs[0]["rejected"][0]["content"].startswith("I cannot reach [IP]")
+
+
+def test_votes_held_back_as_duplicates_are_exported_marked(
+    arena_factory: Callable[..., Arena], tmp_path: Path
+) -> None:
+    arena = arena_factory(
+        release_conversations=True, recompute_every_votes=10**9, recompute_every_seconds=3600.0
+    )
+    add_models(arena)
+    duplicate = (DUPLICATE_PROMPT,)
+    seed_votes(
+        arena.settings.database_url,
+        [
+            SeedVote("alpha-large", "beta-chat", "model_a"),
+            SeedVote("beta-chat", "gamma-7b", "model_a"),
+            SeedVote("gamma-7b", "alpha-large", "model_a"),
+            SeedVote("alpha-large", "beta-chat", "tie"),
+            # Held back for nothing but the duplicate limit: exported, not sampled.
+            SeedVote(
+                "gamma-7b",
+                "alpha-large",
+                "model_b",
+                counted=False,
+                battle_flags=duplicate,
+                held_back_for=duplicate,
+            ),
+            # Held back for the limit and for something else: not exported.
+            SeedVote(
+                "delta-mini",
+                "alpha-large",
+                "model_a",
+                counted=False,
+                battle_flags=duplicate,
+                held_back_for=(DUPLICATE_PROMPT, TOO_FAST),
+            ),
+            SeedVote("delta-mini", "beta-chat", "tie", counted=False, held_back_for=(TOO_FAST,)),
+        ],
+    )
+    outcome = recompute(arena)
+    assert outcome.ran
+    with arena.client() as client:
+        snapshot = client.get("/api/leaderboard").json()["snapshot"]
+        downloads = {
+            suffix: client.get(f"/battles.{suffix}", params={"snapshot": snapshot["id"]})
+            for suffix in ("jsonl", "csv", "parquet")
+        }
+        pairs = [json.loads(line) for line in client.get("/preferences.jsonl").text.splitlines()]
+        card = client.get("/battles.card.md", params={"snapshot": snapshot["id"]}).text
+    records = [json.loads(line) for line in downloads["jsonl"].text.splitlines()]
+    counted = {"high_freq": False, "sampled": True}
+    assert [(r["winner"], r["dedup_tag"]) for r in records] == [
+        *(("model_a", counted),) * 3,
+        ("tie", counted),
+        ("model_b", {"high_freq": True, "sampled": False}),
+    ]
+    assert records[4]["conversation_a"][0]["content"] == ENGLISH
+    table = pd.read_csv(io.StringIO(downloads["csv"].text))
+    assert list(table.columns[-6:-4]) == ["dedup_high_freq", "dedup_sampled"]
+    assert table["dedup_sampled"].tolist() == [True, True, True, True, False]
+    assert table["dedup_high_freq"].tolist() == [False, False, False, False, True]
+    parquet = pq.read_table(io.BytesIO(downloads["parquet"].content))
+    assert parquet.column("dedup_tag").to_pylist() == [r["dedup_tag"] for r in records]
+    # The preference pairs stay counted decisive votes only: side A won each of those.
+    assert [p["chosen"][0]["content"] for p in pairs] == [
+        "Because of Rayleigh scattering. (turn 1)"
+    ] * 3
+    # The card counts them and says what raters do with them.
+    assert "held_back_duplicates: 1" in card
+    assert "left out by raters by default): 1" in card
+    assert "Raters leave them out by default" in card and "--keep-duplicates" in card
+    # Read back from each format: the plain table's votes by default, all three when kept.
+    for suffix, response in downloads.items():
+        path = tmp_path / f"battles.{suffix}"
+        path.write_bytes(response.content)
+        deduplicated = read_battles_file(path)
+        assert deduplicated.dropped_duplicates == 1, suffix
+        assert vote_set_hash(deduplicated.battles) == snapshot["vote_set_hash"], suffix
+        kept = read_battles_file(path, keep_duplicates=True).battles
+        assert kept[DUPLICATE_COLUMN].tolist() == [False, False, False, False, True], suffix
+        assert kept["vote_id"].astype(int).tolist() == [r["vote_id"] for r in records], suffix
+    assert "same_votes: true" in card

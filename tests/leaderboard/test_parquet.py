@@ -181,6 +181,11 @@ def test_battles_card_names_fields_period_filters_counts_and_licence(rated_arena
         "criteria_v0.1", "math_v0.1", "if_v0.1", "creative_writing_v0.1", "refusal_v0.2"
     ]  # fmt: skip
     assert len(tags["criteria_v0.1"]) == 7 and tags["if_v0.1"] == [{"name": "if", "dtype": "bool"}]
+    # dedup_tag too: FastChat's {high_freq, sampled}
+    assert by_name["dedup_tag"]["struct"] == [
+        {"name": "high_freq", "dtype": "bool"},
+        {"name": "sampled", "dtype": "bool"},
+    ]
     arena_meta = meta["arena"]
     assert arena_meta["rows"] == len(records) == 402
     assert (
@@ -201,7 +206,9 @@ def test_battles_card_names_fields_period_filters_counts_and_licence(rated_arena
     # Redaction is said honestly, from the one place that lists the steps.
     assert arena_meta["redaction"] == []
     assert "Redaction applied: none (the export holds no prompts or answers)." in body
-    assert any(f.startswith("Counted votes only.") for f in arena_meta["filters"])
+    # Counted votes, and the held-back votes a rater can tell apart (anony, dedup_tag)
+    assert any(f.startswith("Counted votes, and two kinds") for f in arena_meta["filters"])
+    assert arena_meta["held_back_duplicates"] == 0
     assert "answer named its own model" in body
     # Every field is in the table with its meaning.
     labels = {
@@ -209,6 +216,7 @@ def test_battles_card_names_fields_period_filters_counts_and_licence(rated_arena
         "category_tag": "struct of structs of bool, or null",
         "prompt_tokens": "int64, or null",
         "category_judge": "string, or null",
+        "dedup_tag": "struct of bool",
     }
     for field in battle_fields(False):
         assert f"| `{field.name}` | {labels.get(field.name, field.type)} | " in body
@@ -288,6 +296,7 @@ def test_released_conversations_and_preferences_as_parquet(
         "tie (bothbad)": 0,
     }
     assert "Decisive votes only" in prefs_body
+    assert any(f.startswith("Counted votes only.") for f in prefs_meta["arena"]["filters"])
     assert prefs_meta["configs"][0]["data_files"][0]["path"] == "preferences.parquet"
 
 

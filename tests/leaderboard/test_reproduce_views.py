@@ -165,9 +165,9 @@ def test_judged_tables_and_views_reproduce_from_the_download(
     }
     assert sum(tags[estimate_tokens(PROMPTS[2])]["criteria_v0.1"].values()) == 5
     assert tags[estimate_tokens(PROMPTS[3])]["refusal_v0.2"] == {"refusal": True}
-    # The CSV flattens the tag into the columns the rating engine reads.
+    # The CSV flattens the tags into the columns the rating engine reads.
     rows = list(csv.DictReader(io.StringIO(table, newline="")))
-    assert list(rows[0])[-7:] == [
+    assert list(rows[0])[-9:] == [
         "judged",
         "judge_hard_score",
         "judge_math",
@@ -175,6 +175,8 @@ def test_judged_tables_and_views_reproduce_from_the_download(
         "judge_creative_writing",
         "judge_refusal",
         "category_judge",
+        "dedup_high_freq",
+        "dedup_sampled",
     ]
     hard_math = next(r for r in rows if r["prompt_tokens"] == str(estimate_tokens(HARD_MATH)))
     assert (hard_math["judged"], hard_math["judge_hard_score"], hard_math["judge_math"]) == (

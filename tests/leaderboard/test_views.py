@@ -138,7 +138,7 @@ def _seed_with_held_back_duplicates(arena: Arena) -> list[SeedVote]:
     counted = simulated_votes(STRENGTHS, 300, tie_share=0.2, prompts=(ENGLISH, ENGLISH, CODE))
     duplicates = [
         SeedVote(
-            "delta-mini", "alpha-large", "model_a", counted=False, vote_flags=(DUPLICATE_PROMPT,)
+            "delta-mini", "alpha-large", "model_a", counted=False, held_back_for=(DUPLICATE_PROMPT,)
         )
         for _ in range(40)
     ]
@@ -147,7 +147,7 @@ def _seed_with_held_back_duplicates(arena: Arena) -> list[SeedVote]:
         "beta-chat",
         "model_a",
         counted=False,
-        vote_flags=(DUPLICATE_PROMPT, SUSPICIOUS_SESSION),
+        held_back_for=(DUPLICATE_PROMPT, SUSPICIOUS_SESSION),
     )
     seed_votes(arena.settings.database_url, [*counted, *duplicates, also_suspicious])
     outcome = recompute(arena)
