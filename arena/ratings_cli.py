@@ -69,17 +69,9 @@ def _database_battles(
                 category in _TEXT_CATEGORIES or category.startswith("language:") or measure_prompts
             )
             # Tags worked out here for untagged battles are not kept: this command only reads.
-            if with_duplicates:
-                # with_duplicates comes with battles_source's change on main; until the merge
-                # brings it mypy does not know it, and after it mypy calls this ignore unused:
-                # then this is one call, with_duplicates=with_duplicates.
-                battles = load_counted_battles(
-                    session,
-                    tag_missing=needs_text,
-                    with_duplicates=True,  # type: ignore[call-arg]
-                )
-            else:
-                battles = load_counted_battles(session, tag_missing=needs_text)
+            battles = load_counted_battles(
+                session, tag_missing=needs_text, with_duplicates=with_duplicates
+            )
             session.rollback()
             return battles
     finally:

@@ -272,14 +272,9 @@ def test_counted_votes_from_the_database(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_keep_duplicates_from_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import inspect
-
     from arena.db import make_sync_engine
-    from arena.leaderboard.battles_source import load_counted_battles
     from arena.models import Base
 
-    if "with_duplicates" not in inspect.signature(load_counted_battles).parameters:
-        pytest.skip("load_counted_battles reads held-back duplicates once main's change is in")
     url = f"sqlite:///{tmp_path / 'arena.db'}"
     monkeypatch.setenv("ARENA_DATABASE_URL", url)
     engine = make_sync_engine(url)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from sqlalchemy import insert, select
 
-from arena.battles.integrity import SUSPICIOUS_SESSION
+from arena.battles.integrity import DUPLICATE_PROMPT, SUSPICIOUS_SESSION
 from arena.db import make_sync_engine
 from arena.leaderboard.snapshots import RecomputeConfig, RecomputeOutcome, run_recompute
 from arena.models import Battle, BattleStatus, Message, Model, Side, Vote
@@ -204,6 +204,31 @@ def recompute(arena: Arena, **overrides: Any) -> RecomputeOutcome:
     if overrides:
         config = RecomputeConfig(**{**config.__dict__, **overrides})
     return run_recompute(config)
+
+
+def seed_held_back_duplicates(arena: Arena) -> list[SeedVote]:
+    """300 counted votes and 40 held back for the duplicate limit alone, all won by the weakest
+    model, and one held back for another reason too, which no table may rate; recomputed.
+    Returns the counted votes."""
+    add_models(arena)
+    counted = simulated_votes(STRENGTHS, 300, tie_share=0.2, prompts=(ENGLISH, ENGLISH, CODE))
+    duplicates = [
+        SeedVote(
+            "delta-mini", "alpha-large", "model_a", counted=False, held_back_for=(DUPLICATE_PROMPT,)
+        )
+        for _ in range(40)
+    ]
+    also_suspicious = SeedVote(
+        "delta-mini",
+        "beta-chat",
+        "model_a",
+        counted=False,
+        held_back_for=(DUPLICATE_PROMPT, SUSPICIOUS_SESSION),
+    )
+    seed_votes(arena.settings.database_url, [*counted, *duplicates, also_suspicious])
+    outcome = recompute(arena)
+    assert outcome.failed == () and outcome.n_votes == 300
+    return counted
 
 
 @pytest.fixture

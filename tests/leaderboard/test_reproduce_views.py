@@ -24,7 +24,13 @@ from arena.ratings_cli import ratings_app
 from tests.conftest import Arena
 from tests.fake_upstream import FakeUpstream
 from tests.judge.conftest import SECRET_KEY, label_due
-from tests.leaderboard.conftest import add_models, recompute, seed_votes, simulated_votes
+from tests.leaderboard.conftest import (
+    add_models,
+    recompute,
+    seed_held_back_duplicates,
+    seed_votes,
+    simulated_votes,
+)
 from tests.leaderboard.test_reproduce import ROW_FIELDS
 
 HARD_MATH = "[hard] [math] Prove that the product of two odd numbers is odd."
@@ -184,3 +190,41 @@ def test_judged_tables_and_views_reproduce_from_the_download(
         "7",
         "True",
     )
+
+
+def test_tables_without_deduplication_reproduce_from_the_download(
+    quiet_arena: Arena, tmp_path: Path
+) -> None:
+    seed_held_back_duplicates(quiet_arena)
+    tables = [
+        # (category, exclude, dedup, method, download format)
+        ("all", "", "off", "bt", "jsonl"),
+        ("all", "ties", "off", "bt-bootstrap", "csv"),
+        ("all", "", "off", "elo", "parquet"),
+        # no held-back vote in it: its deduplicated table stored again under the view
+        ("coding", "", "off", "bt", "parquet"),
+        # the download holds the held-back votes; the reader leaves them out unless told
+        ("all", "ties", "on", "bt", "jsonl"),
+    ]
+    with quiet_arena.client() as client:
+        for category, exclude, dedup, method, suffix in tables:
+            query = {"category": category, "method": method, "dedup": dedup}
+            if exclude:
+                query["exclude"] = exclude
+            board = client.get("/api/leaderboard", params=query).json()
+            snapshot = board["snapshot"]
+            command = _page_command(client, query)
+            assert ("--keep-duplicates" in command) == (dedup == "off")
+            download = client.get(f"/battles.{suffix}", params={"snapshot": snapshot["id"]})
+            assert download.status_code == 200
+            battles = tmp_path / f"battles-snapshot-{snapshot['id']}.{suffix}"
+            battles.write_bytes(download.content)
+
+            computed = _run(command, battles)
+
+            where = (category, exclude, dedup, method, suffix)
+            assert computed["vote_set_hash"] == board["vote_set_hash"], where
+            assert computed["n_battles"] == board["n_battles"], where
+            rows = [{k: m[k] for k in ROW_FIELDS} for m in computed["models"]]
+            assert rows == [{k: m[k] for k in ROW_FIELDS} for m in board["models"]], where
+            assert computed["params"] == board["params"], where

@@ -10,18 +10,16 @@ from datetime import datetime
 from playwright.sync_api import expect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from arena.battles.integrity import DUPLICATE_PROMPT, SUSPICIOUS_SESSION
 from arena.models import ModelStatus
 from arena.registry import service as registry
 from tests.browser import BrowserPage
 from tests.conftest import Arena
 from tests.leaderboard.conftest import (
-    CODE,
     ENGLISH,
     STRENGTHS,
-    SeedVote,
     add_models,
     recompute,
+    seed_held_back_duplicates,
     seed_votes,
     simulated_votes,
 )
@@ -131,32 +129,8 @@ def test_rank_change_against_another_method(rated_arena: Arena) -> None:
     assert wrong.status_code == 422 and "glicko" in wrong.text
 
 
-def _seed_with_held_back_duplicates(arena: Arena) -> list[SeedVote]:
-    """300 counted votes and 40 held back for the duplicate limit alone, all won by the weakest
-    model; and one held back for another reason too, which no table may rate. The counted."""
-    add_models(arena)
-    counted = simulated_votes(STRENGTHS, 300, tie_share=0.2, prompts=(ENGLISH, ENGLISH, CODE))
-    duplicates = [
-        SeedVote(
-            "delta-mini", "alpha-large", "model_a", counted=False, held_back_for=(DUPLICATE_PROMPT,)
-        )
-        for _ in range(40)
-    ]
-    also_suspicious = SeedVote(
-        "delta-mini",
-        "beta-chat",
-        "model_a",
-        counted=False,
-        held_back_for=(DUPLICATE_PROMPT, SUSPICIOUS_SESSION),
-    )
-    seed_votes(arena.settings.database_url, [*counted, *duplicates, also_suspicious])
-    outcome = recompute(arena)
-    assert outcome.failed == () and outcome.n_votes == 300
-    return counted
-
-
 def test_deduplication_off_rates_the_held_back_duplicates_too(quiet_arena: Arena) -> None:
-    counted = _seed_with_held_back_duplicates(quiet_arena)
+    counted = seed_held_back_duplicates(quiet_arena)
     ties = sum(v.winner.startswith("tie") for v in counted)
     with quiet_arena.client() as client:
         plain = client.get("/api/leaderboard").json()
@@ -208,7 +182,7 @@ def test_deduplication_off_is_refused_while_nothing_was_held_back(rated_arena: A
 def test_the_deduplication_switch_in_a_browser(
     quiet_arena: Arena, browser_page: BrowserPage
 ) -> None:
-    _seed_with_held_back_duplicates(quiet_arena)
+    seed_held_back_duplicates(quiet_arena)
     page = browser_page.page
     page.goto(f"{quiet_arena.url}/leaderboard?exclude=ties")
     switch = page.get_by_role("switch", name="Deduplicate prompts")
