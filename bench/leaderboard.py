@@ -199,10 +199,20 @@ def _conv_metadata(tokens: Any, markdown: Any) -> dict[str, Any]:
     return made
 
 
-def populate(url: str, n_models: int, n_votes: int, seed: int = 1, *, judged: bool = False) -> None:
+def populate(
+    url: str,
+    n_models: int,
+    n_votes: int,
+    seed: int = 1,
+    *,
+    judged: bool = False,
+    duplicates: float = 0.0,
+) -> None:
     """Models, battles and counted votes in bulk; tags as the recompute job would store them;
     with `judged`, a judge's labels on every battle, so that the judged categories (hard, math,
-    instruction following, creative writing) and the "exclude refusals" views exist."""
+    instruction following, creative writing) and the "exclude refusals" views exist; with
+    `duplicates`, that share of the votes held back for the duplicate-prompt limit alone, so
+    that the tables without deduplication exist."""
     import psycopg
     from sqlalchemy import insert
     from sqlalchemy.engine import make_url
@@ -255,7 +265,9 @@ def populate(url: str, n_models: int, n_votes: int, seed: int = 1, *, judged: bo
     turns = np.where(rng.random(n_votes) < 0.1, 2, 1)
     # First-prompt lengths: a fifth under five tokens (the "short prompt" view's default cut).
     prompt_tokens = np.where(rng.random(n_votes) < 0.2, rng.integers(1, 5, n_votes), 40)
-    counted = rng.random(n_votes) >= 0.02
+    held = rng.random(n_votes)
+    counted = held >= 0.02 + duplicates
+    duplicate = ~counted & (held >= 0.02)
     battle_ids = [secrets.token_urlsafe(16) for _ in range(n_votes)]
     session_ids = [f"{i:064x}" for i in rng.integers(0, 2**62, 5000)]
 
@@ -324,7 +336,11 @@ def populate(url: str, n_models: int, n_votes: int, seed: int = 1, *, judged: bo
                             session_ids[i % len(session_ids)],
                             start + timedelta(seconds=i * 0.5),
                             bool(counted[i]),
-                            "[]" if counted[i] else '["suspicious"]',
+                            "[]"
+                            if counted[i]
+                            else '["duplicate_prompt"]'
+                            if duplicate[i]
+                            else '["suspicious"]',
                             *vote_constants,
                         )
                     )

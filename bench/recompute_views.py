@@ -5,9 +5,10 @@
 
 A scratch PostgreSQL database (bench/leaderboard.py's `populate`: --models models, --votes
 counted votes, languages, category tags, first-prompt lengths and, unless --no-judge, a judge's
-labels) is recomputed by `run_recompute` in a fresh process each time, as the server's worker
-process runs it: loading the counted votes,
-every category x method x view the page offers (bootstrap --bootstrap rounds), storing the
+labels; with --duplicates, a share of the votes held back as duplicate prompts) is recomputed
+by `run_recompute` in a fresh process each time, as the server's worker process runs it:
+loading the counted votes, every category x method x view the page offers (bootstrap
+--bootstrap rounds), storing the
 snapshots. The baseline, measured in the same run, is the same recompute with the plain view
 only (views=False), the tables the page offered before the views; each is run --repeats times,
 alternating, on --processes processes (the setting's default), and the every-view recompute
@@ -84,6 +85,13 @@ def main() -> None:
         help="no judge labels: without the judged categories and the refusals views",
     )
     parser.add_argument(
+        "--duplicates",
+        type=float,
+        default=0.0,
+        help="this share of the votes held back for the duplicate-prompt limit alone: the"
+        " tables without deduplication are stored too (twice the tables)",
+    )
+    parser.add_argument(
         "--processes", type=int, default=Settings.model_fields["recompute_processes"].default
     )
     args = parser.parse_args()
@@ -92,10 +100,13 @@ def main() -> None:
         scratch_database(ADMIN_URL, Path(folder)) as url,
     ):
         started = time.perf_counter()
-        populate(url, args.models, args.votes, judged=not args.no_judge)
+        populate(url, args.models, args.votes, judged=not args.no_judge, duplicates=args.duplicates)
         seconds = time.perf_counter() - started
         labels = "no judge labels" if args.no_judge else "a judge's labels on every battle"
-        print(f"data: {args.models} models, {args.votes:,} votes, {labels}, in {seconds:.0f} s")
+        held = f", {args.duplicates:.0%} held back as duplicates" if args.duplicates else ""
+        print(
+            f"data: {args.models} models, {args.votes:,} votes, {labels}{held}, in {seconds:.0f} s"
+        )
         # The first run compiles and caches the Elo kernels.
         timed(url, args.bootstrap, True, args.processes)
         kinds = {
