@@ -308,10 +308,15 @@ async def board_view(
             "dedup: no vote has been held back for a prompt used more often than the duplicate"
             " limit, so turning deduplication off would change nothing; leave dedup out"
         )
-    if snapshot is None and chosen.key != PLAIN:
+    if snapshot is None and chosen.exclude:
         raise InvalidInput(
             f"exclude: no table excludes {' and '.join(chosen.exclude)} yet; the recompute"
             " stores one for each exclusion its votes have the data for"
+        )
+    if snapshot is None and chosen.keep_duplicates:
+        raise InvalidInput(
+            f"dedup: no table of {chosen_category} without deduplication yet; the next"
+            " recompute stores one"
         )
     facts = await all_model_facts(session)
     rows = [] if snapshot is None else board_rows(list(snapshot.rows), facts)
