@@ -381,6 +381,7 @@ def category_snapshots(
     config: RecomputeConfig,
     shared_extras: dict[str, Any],
     view: str = PLAIN,
+    styled: BoolArray | None = None,
 ) -> list[NewSnapshot]:
     """Every method's table for the battles `rows` selects of `coded` (one category in one view,
     its exclusions applied; `battles` is the table `coded` codes); possibly empty tables, never
@@ -390,7 +391,7 @@ def category_snapshots(
     rest of a table, and say how many votes hold the published order. The style-controlled
     table decides which models it can rate on the battles that have style features, which may
     leave other models unrated than the plain tables do; its extras say how many battles it
-    left out.
+    left out. `styled`: styled_rows(battles), when the caller has it already.
     """
     methods = view_methods(
         snapshot_methods(config.bootstrap_rounds, config.style_bootstrap_rounds), view
@@ -404,9 +405,10 @@ def category_snapshots(
         shown = {**shown, "judged_by": extras["judged_by"]}
     table = _TableInput(category, coded, view, shown, extras, config)
     made = table.snapshots(rows, [m for m in methods if m not in STYLE_METHODS])
-    styled = [m for m in methods if m in STYLE_METHODS]
-    if styled:
-        made += table.snapshots(rows & styled_rows(battles), styled, style_from=(battles, rows))
+    styled_methods = [m for m in methods if m in STYLE_METHODS]
+    if styled_methods:
+        with_style = styled_rows(battles) if styled is None else styled
+        made += table.snapshots(rows & with_style, styled_methods, style_from=(battles, rows))
     return made
 
 
@@ -611,6 +613,8 @@ def compute_snapshots(
     duplicates = duplicate_rows(battles)
     shared = {"votes_total": int((~duplicates).sum()), **shares}
     coded = CodedBattles(battles)
+    # Which battles have style features: the same for every table, worked out once.
+    styled = styled_rows(battles)
     views = stored_views(battles) if config.views else (PLAIN,)
     kept_by_view = {
         view: view_mask(battles, view, min_prompt_tokens=config.min_prompt_tokens) for view in views
@@ -646,6 +650,7 @@ def compute_snapshots(
                 config=config,
                 shared_extras=shared,
                 view=view,
+                styled=styled,
             )
         except Exception:
             # One broken table must not hold back the others; the reason goes to the log.
