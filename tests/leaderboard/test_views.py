@@ -191,6 +191,7 @@ def test_the_deduplication_switch_in_a_browser(
     page.wait_for_url("**dedup=off**")
     expect(switch).to_have_attribute("aria-checked", "false")
     expect(page.locator("[data-dedup-note]")).to_contain_text("are rated too")
+    browser_page.screenshot("leaderboard-dedup-off.png", full_page=False)
     # The other toggles keep the choice: ties stay excluded, deduplication stays off.
     expect(page.get_by_role("switch", name="Exclude ties")).to_have_attribute(
         "aria-checked", "true"
