@@ -146,7 +146,8 @@ class Settings(BaseSettings):
     """JSON: more names by which a model or organisation gives itself away, keyed by model name
     or organisation, e.g. `{"OpenAI": ["ChatGPT"]}`; the name and organisation always count."""
     duplicate_prompt_limit: int = Field(default=25, ge=1)
-    """A normalised prompt seen more often than this: later votes on it are not counted."""
+    """A normalised prompt seen more often than this: later votes on it are not counted (the
+    leaderboard's tables without deduplication rate them)."""
     reading_chars_per_second: float = Field(default=100.0, gt=0)
     """Votes faster than this reading speed (characters of the latest answers per second) are
     flagged."""
