@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any, Final, Protocol
 
 from sqlalchemy import ColumnElement, Text, bindparam, cast, func, or_, select, update
@@ -268,12 +269,16 @@ class VoteCounts:
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
+# Built once per flag: the recompute scheduler asks every few seconds, and each new cast()
+# leaves a reference cycle for the cycle collector.
+@cache
 def held_back_only_for(flag: str) -> ColumnElement[bool]:
     """The condition on `Vote` selecting the votes held back for `flag` and nothing else."""
     # The flags are a JSON list written by this module, so its text is exactly json.dumps's.
     return cast(Vote.flags, Text) == json.dumps([flag])
 
 
+@cache
 def counted_or_duplicate() -> ColumnElement[bool]:
     """The condition on `Vote` selecting the votes a leaderboard table may rate: the counted
     ones, and those held back for nothing but a prompt past the duplicate limit (the views
