@@ -296,7 +296,6 @@ def compute(
     )
     from arena.ratings.views import (
         DEFAULT_MIN_PROMPT_TOKENS,
-        DUPLICATE_COLUMN,
         NO_SHORT,
         view_exclusions,
         view_key,
@@ -344,14 +343,14 @@ def compute(
                     " to rate a battles file."
                 )
                 raise typer.Exit(2)
-        if view or DUPLICATE_COLUMN in battles.columns:
+        if view:
             # The recompute's own mask (arena/leaderboard/snapshots.py), so a view's table is
-            # re-rated from exactly the battles it kept, and the plain view never rates a vote
-            # held back beyond the duplicate-prompt limit.
-            battles = battles.loc[view_mask(battles, view, min_prompt_tokens=cut)].reset_index(
-                drop=True
-            )
-            encoded = None
+            # re-rated from exactly the battles it kept. Held-back duplicates reach here only
+            # when the view keeps them: both readers leave them out otherwise.
+            kept = view_mask(battles, view, min_prompt_tokens=cut)
+            if not kept.all():
+                battles = battles.loc[kept].reset_index(drop=True)
+                encoded = None  # it codes every row read
             if battles.empty:
                 raise InvalidBattles(f"the view {view} leaves no battles to rate.")
         show_progress = bootstrap is not None and bootstrap > 0 and sys.stdout.isatty()

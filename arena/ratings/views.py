@@ -68,8 +68,8 @@ def _key_parts(key: str) -> set[str]:
 
 def view_exclusions(key: str) -> tuple[str, ...]:
     """The exclusions of a view key, in EXCLUSIONS order."""
-    parts = _key_parts(key) - {KEEP_DUPLICATES}
-    return tuple(e for e in EXCLUSIONS if e in view_key(parts).split("+"))
+    ordered = view_key(_key_parts(key) - {KEEP_DUPLICATES})  # checks them, too
+    return tuple(ordered.split("+")) if ordered else ()
 
 
 def keeps_duplicates(key: str) -> bool:
