@@ -18,6 +18,11 @@ from arena.ratings import (
     compute_leaderboard,
     fit_bradley_terry,
 )
+from arena.ratings.bradley_terry import (
+    newton_strengths,
+    refine_strengths,
+    strength_hessian_inverse,
+)
 from tests.ratings.simulate import simulate_battles
 
 POINTS = 400 / math.log(10)
@@ -245,3 +250,36 @@ def test_random_tournaments_ignore_sides_and_match_regression(battles: pd.DataFr
     assert bradley_terry_ratings(swapped).to_numpy() == pytest.approx(ours.to_numpy(), abs=1e-8)
     reference = logistic_regression_ratings(battles)
     assert ours.sort_index().to_numpy() == pytest.approx(reference.to_numpy(), abs=1e-5)
+
+
+def test_bootstrap_refits_land_on_each_resamples_maximum() -> None:
+    # The chord refits of the bootstrap, near and far from the full-data fit, against Newton's
+    # own iterations from zero and against the gradient of each resample's likelihood.
+    rng = np.random.default_rng(4)
+    counts = aggregate_battles(simulate_battles(rng.normal(0, 1, 8), 4000, rng, tie_share=0.1))
+    fit = fit_bradley_terry(counts)
+    totals = counts.totals.astype(np.float64)
+    shares = counts.totals / counts.n_battles
+    resampled = rng.multinomial(counts.n_battles, shares, size=40).astype(np.float64)
+    win_share = (counts.wins_lo + 0.5 * counts.ties) / counts.totals
+    wins = resampled * win_share
+    # Resamples far from the data: every result reversed (its first step is too large to trust,
+    # so Newton finishes it), and one pair's wins moved a long way.
+    wins[0] = resampled[0] * (1.0 - win_share)
+    wins[1, 0] = 0.02 * resampled[1, 0]
+    inverse = strength_hessian_inverse(counts.lo, counts.hi, fit.strengths, totals)
+    start = np.tile(fit.strengths, (40, 1))
+    refined = refine_strengths(counts.lo, counts.hi, wins, resampled, start, inverse)
+    exact, _ = newton_strengths(counts.lo, counts.hi, wins, resampled, np.zeros_like(start))
+    assert np.abs(refined - exact).max() < 1e-9
+    p = 1 / (1 + np.exp(refined[:, counts.hi] - refined[:, counts.lo]))
+    residual = wins - resampled * p
+    gradient = np.stack(
+        [np.bincount(counts.lo, r, 8) - np.bincount(counts.hi, r, 8) for r in residual]
+    )
+    assert np.abs(gradient).max() < 1e-7
+    # Strengths keep the mean of where they started (the gauge).
+    assert refined.mean(axis=1) == pytest.approx(np.full(40, fit.strengths.mean()), abs=1e-12)
+    assert refine_strengths(
+        counts.lo, counts.hi, wins[:0], resampled[:0], start[:0], inverse
+    ).shape == (0, 8)
