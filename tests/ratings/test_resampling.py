@@ -1,4 +1,4 @@
-"""The bootstrap's multinomial draws (arena/ratings/resampling.py) follow the multinomial law."""
+"""The bootstrap's draws (arena/ratings/resampling.py) follow the multinomial and Poisson laws."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import math
 
 import numpy as np
 import pytest
-from scipy.stats import chisquare
+from scipy.stats import chisquare, poisson
 
-from arena.ratings.resampling import multinomial_rows
+from arena.ratings.resampling import multinomial_rows, poisson_rows
 
 
 def exact_probabilities(n: int, shares: np.ndarray) -> dict[tuple[int, ...], float]:
@@ -78,3 +78,34 @@ def test_no_draws_and_a_negative_count() -> None:
     assert (multinomial_rows(np.random.default_rng(0), 0, shares, 3) == 0).all()
     with pytest.raises(ValueError, match="0 or more"):
         multinomial_rows(np.random.default_rng(0), -1, shares, 3)
+
+
+@pytest.mark.parametrize("mean", [1e-9, 0.3, 1.0, 3.7, 66.0, 1234.5, 2.5e6])
+def test_poisson_counts_invert_the_exact_distribution_function(mean: float) -> None:
+    # Each count is the smallest x with P(X <= x) >= u for its uniform u: scipy's quantile
+    # function of the same uniforms, drawn in the same order from the same seed.
+    rounds = 4000
+    counts = poisson_rows(np.random.default_rng(11), np.array([mean, 0.0]), rounds)
+    uniforms = np.random.default_rng(11).random((2, rounds))
+    assert counts.shape == (rounds, 2)
+    assert (counts[:, 1] == 0).all()
+    assert (counts[:, 0] == poisson.ppf(uniforms[0], mean).astype(np.int64)).all()
+
+
+def test_poisson_counts_have_the_poisson_law_in_every_column() -> None:
+    means = np.array([0.05, 2.0, 9.5, 40.0, 700.0])
+    counts = poisson_rows(np.random.default_rng(2), means, 50_000)
+    for column, mean in zip(counts.T, means, strict=True):
+        values, seen = np.unique(column, return_counts=True)
+        wanted = poisson.pmf(values, mean) * column.size
+        enough = wanted > 20
+        observed = np.append(seen[enough], seen[~enough].sum())
+        expected = np.append(wanted[enough], column.size - wanted[enough].sum())
+        assert chisquare(observed, expected).pvalue > 1e-3
+
+
+def test_poisson_means_must_be_finite_and_not_negative() -> None:
+    for means in ([1.0, -0.5], [np.nan], [np.inf]):
+        with pytest.raises(ValueError, match="finite and 0 or more"):
+            poisson_rows(np.random.default_rng(0), np.array(means), 3)
+    assert poisson_rows(np.random.default_rng(0), np.array([]), 3).shape == (3, 0)
