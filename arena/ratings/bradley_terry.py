@@ -298,7 +298,7 @@ def _chord_kernel() -> Callable[..., None]:
 
     One fit at a time, one pass over the pairs per iteration: the batched numpy form spent most
     of its time gathering strengths per pair and summing the residuals back per model, over
-    arrays a hundred fits wide (a hundred models' bootstrap: about half the time). It releases
+    arrays a hundred fits wide, and took about twice as long for a hundred models. It releases
     the GIL, so the bootstrap's threads refit their blocks side by side.
     """
     import numba
