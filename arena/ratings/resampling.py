@@ -129,21 +129,59 @@ def multinomial_rows(
     """
     if n < 0:
         raise ValueError(f"n must be 0 or more; got {n}.")
-    k = shares.size
     mean = max(n - sigmas_below * np.sqrt(n), 0.0)
-    counts = poisson_rows(rng, mean * shares, size)
-    totals = counts.sum(axis=1)
+    # Cell-major (cells x rows), as poisson_rows draws them: each cell's rounds side by side.
+    by_cell = poisson_rows(rng, mean * shares, size).T
+    totals = by_cell.sum(axis=0)
     over = np.flatnonzero(totals > n)
     while over.size:
-        counts[over] = poisson_rows(rng, mean * shares, over.size)
-        totals[over] = counts[over].sum(axis=1)
+        by_cell[:, over] = poisson_rows(rng, mean * shares, over.size).T
+        totals[over] = by_cell[:, over].sum(axis=0)
         over = over[totals[over] > n]
     missing = n - totals
     cumulative = np.cumsum(shares)
-    drawn = np.searchsorted(
-        cumulative, rng.random(int(missing.sum())) * cumulative[-1], side="right"
-    )
-    cells = np.minimum(drawn, k - 1)  # a uniform rounded up to the total lands in the last cell
-    rows = np.repeat(np.arange(size, dtype=np.int64), missing)
-    counts += np.bincount(rows * k + cells, minlength=size * k).reshape(size, k)
-    return counts
+    uniforms = rng.random(int(missing.sum()))
+    _categorical_kernel()(np.ascontiguousarray(cumulative), uniforms, missing, by_cell)
+    return by_cell.T
+
+
+@cache
+def _categorical_kernel() -> Callable[..., None]:
+    """multinomial_rows' draws added one by one, compiled: row r takes the next missing[r]
+    uniforms, each landing in the first cell whose cumulative share exceeds it (numpy's
+    searchsorted, side "right"; a uniform rounded up to the total lands in the last cell). A
+    guide table starts each search a step or two from its answer, where a binary search took
+    about as long as all the Poisson counts."""
+    import numba
+
+    @numba.njit(nogil=True, cache=True)
+    def add_draws(
+        cumulative: FloatArray, uniforms: FloatArray, missing: IntArray, by_cell: IntArray
+    ) -> None:
+        n_cells = cumulative.size
+        if n_cells == 0:
+            return
+        total = cumulative[n_cells - 1]
+        guide = np.empty(n_cells, np.int64)
+        at = 0
+        for h in range(n_cells):
+            threshold = h / n_cells * total
+            while at < n_cells - 1 and cumulative[at] <= threshold:
+                at += 1
+            guide[h] = at
+        drawn = 0
+        for row in range(missing.size):
+            for _ in range(missing[row]):
+                u = uniforms[drawn]
+                drawn += 1
+                target = u * total
+                at = guide[min(int(u * n_cells), n_cells - 1)]
+                # The guide's threshold and the target are rounded apart: step back if it passed.
+                while at > 0 and cumulative[at - 1] > target:
+                    at -= 1
+                while at < n_cells - 1 and cumulative[at] <= target:
+                    at += 1
+                by_cell[at, row] += 1
+
+    kernel: Callable[..., None] = add_draws
+    return kernel
