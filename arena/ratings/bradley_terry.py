@@ -336,11 +336,15 @@ def _chord_kernel() -> Callable[..., None]:
                     residual = wins[f, k] - totals[f, k] / (1.0 + math.exp(th[b] - th[a]))
                     gradient[a] += residual
                     gradient[b] -= residual
-                # step = gradient @ hessian_inverse, row by row (contiguous, vectorised).
+                # step = gradient @ hessian_inverse, row by row, without temporaries.
                 step[:] = 0.0
                 for i in range(m):
-                    step += gradient[i] * hessian_inverse[i]
-                size = np.abs(step).max()
+                    g = gradient[i]
+                    for j in range(m):
+                        step[j] += g * hessian_inverse[i, j]
+                size = 0.0
+                for j in range(m):
+                    size = max(size, abs(step[j]))
                 if iteration == 0:
                     wild = False
                     for k in range(n_pairs):
