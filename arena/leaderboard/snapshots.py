@@ -52,6 +52,7 @@ from arena.ratings.categories import (
     MATH,
     BoolArray,
 )
+from arena.ratings.compute import warm_compiled_kernels
 from arena.ratings.style_control import STYLE_COLUMNS
 from arena.ratings.subsets import BattleSubset, CodedBattles
 from arena.ratings.views import (
@@ -840,6 +841,9 @@ def run_recompute(config: RecomputeConfig, seen: SeenSnapshots | None = None) ->
     the lock would redo the first one's work on the same votes. Any failure rolls the whole run
     back, so the last good snapshots stay, and is logged.
     """
+    # Outside the job lock and the transaction: loading (or compiling) numba's kernels takes a
+    # second or more, and on SQLite the transaction holds the write lock once it tags battles.
+    warm_compiled_kernels()
     engine = make_sync_engine(
         config.database_url, json_serializer=fast_json, json_deserializer=orjson.loads
     )

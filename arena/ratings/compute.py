@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -412,3 +413,21 @@ def compute_leaderboard(
         style_coefficients=coefficients,
     )
     return board if fragile is None else with_fragility(board, fragile)
+
+
+@cache
+def warm_compiled_kernels() -> None:
+    """Compile, or load from numba's disk cache, every compiled loop a leaderboard recompute
+    runs (online Elo, the bootstrap's draws and refits), on a few battles: once per process.
+
+    The recompute calls it before it opens its database transaction. Loading takes about a
+    second, and compiling after an install takes tens of seconds on a busy machine. On SQLite,
+    the recompute's transaction holds the write lock once it has tagged new battles, so neither
+    should happen inside it.
+    """
+    pairs = [("a", "b"), ("b", "c"), ("a", "c")]
+    outcomes = ["model_a", "model_b", "tie"]
+    rows = [(x, y, w) for x, y in pairs for w in outcomes for _ in range(4)]
+    battles = pd.DataFrame(rows, columns=["model_a", "model_b", "winner"])
+    compute_leaderboard(battles, bootstrap_rounds=2, seed=0, fragility=False)
+    compute_leaderboard(battles, method="elo")

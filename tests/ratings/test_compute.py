@@ -124,3 +124,22 @@ def test_importing_the_engine_pulls_in_no_web_or_database_code() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.strip() == ""
+
+
+def test_warming_compiles_every_kernel_the_tables_run() -> None:
+    # After the warm-up, rating real battles compiles nothing more: the recompute warms up
+    # before its transaction, so no compile ever happens while it holds the database.
+    from arena.ratings.bradley_terry import _chord_kernel
+    from arena.ratings.compute import warm_compiled_kernels
+    from arena.ratings.elo import _in_order_kernel
+    from arena.ratings.resampling import _kernels
+
+    warm_compiled_kernels()
+    kernels = [_chord_kernel(), _kernels().invert, _kernels().add_draws, _in_order_kernel()]
+    warmed = [len(kernel.signatures) for kernel in kernels]  # type: ignore[attr-defined]
+    assert all(warmed)
+    rng = np.random.default_rng(3)
+    battles = simulate_battles(rng.normal(0, 1, 12), 3000, rng, tie_share=0.1)
+    compute_leaderboard(battles, bootstrap_rounds=20, seed=1)
+    compute_leaderboard(battles, method="elo")
+    assert [len(kernel.signatures) for kernel in kernels] == warmed  # type: ignore[attr-defined]
