@@ -16,10 +16,7 @@ against them (numpy's sampler pays a logarithm, a log-gamma and a rejection test
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from functools import cache
-from typing import Final, NamedTuple
+from typing import Final
 
 import numpy as np
 
@@ -42,110 +39,10 @@ def poisson_rows(rng: np.random.Generator, means: FloatArray, size: int) -> IntA
         raise ValueError("Poisson means must be finite and 0 or more.")
     uniforms = rng.random((means.size, size))
     counts = np.empty((means.size, size), dtype=np.int64)
-    _kernels().invert(means, uniforms, counts, _TAIL)
+    from arena.ratings import guide_tables  # numba, only where a bootstrap draws
+
+    guide_tables.invert_poisson(means, uniforms, counts, _TAIL)
     return counts.T
-
-
-class _Kernels(NamedTuple):
-    """The compiled loops: poisson_rows' inversion, multinomial_rows' draws added one by one."""
-
-    invert: Callable[..., None]
-    add_draws: Callable[..., None]
-
-
-@cache
-def _kernels() -> _Kernels:
-    """The compiled loops (numba, on first use, cached on disk; they release the GIL).
-
-    Both invert uniform draws against a table of cumulative probabilities with a guide table:
-    for each of g equal slices of [0, total), the first entry whose cumulative probability
-    passes the slice's start, so a search starts a step or two from its answer.
-
-    invert, per cell: the probabilities from the most likely count outwards by the recurrence
-    p(x + 1) = p(x) * mean / (x + 1), cumulated, then every round's uniform looked up (one
-    guide slice per round). add_draws: row r takes the next missing[r] uniforms, each landing
-    in the first cell whose cumulative share exceeds it (numpy's searchsorted, side "right"; a
-    uniform rounded up to the total lands in the last cell), where a binary search took about
-    as long as all the Poisson counts.
-    """
-    import numba
-
-    @numba.njit(nogil=True, cache=True)
-    def fill_guide(cumulative: FloatArray, kept: int, guide: IntArray) -> None:
-        total = cumulative[kept - 1]
-        at = 0
-        for h in range(guide.size):
-            threshold = h / guide.size * total
-            while at < kept - 1 and cumulative[at] <= threshold:
-                at += 1
-            guide[h] = at
-
-    @numba.njit(nogil=True, cache=True)
-    def look_up(cumulative: FloatArray, kept: int, guide: IntArray, u: float) -> int:
-        target = u * cumulative[kept - 1]
-        at = int(guide[min(int(u * guide.size), guide.size - 1)])
-        # The guide's threshold and the target are rounded apart: step back if it passed.
-        while at > 0 and cumulative[at - 1] > target:
-            at -= 1
-        while at < kept - 1 and cumulative[at] <= target:
-            at += 1
-        return at
-
-    @numba.njit(nogil=True, cache=True)
-    def invert(means: FloatArray, uniforms: FloatArray, counts: IntArray, tail: float) -> None:
-        n_cells, rounds = uniforms.shape
-        cumulative = np.empty(256)
-        guide = np.empty(rounds, np.int64)
-        for j in range(n_cells):
-            mean = means[j]
-            if mean == 0.0:
-                counts[j, :] = 0
-                continue
-            mode = int(mean)
-            top = math.exp(mode * math.log(mean) - mean - math.lgamma(mode + 1.0))
-            smallest = top * tail
-            low = mode
-            p = top
-            while low > 0 and p * low / mean >= smallest:
-                p = p * low / mean
-                low -= 1
-            # p is now the probability of `low`; cumulate upwards until the far tail.
-            total = p
-            cumulative[0] = total
-            kept = 1
-            x = low
-            while True:
-                p = p * mean / (x + 1)
-                x += 1
-                if x > mode and p < smallest:
-                    break
-                if kept == cumulative.size:
-                    grown = np.empty(2 * kept)
-                    grown[:kept] = cumulative
-                    cumulative = grown
-                total += p
-                cumulative[kept] = total
-                kept += 1
-            fill_guide(cumulative, kept, guide)
-            for r in range(rounds):
-                counts[j, r] = low + look_up(cumulative, kept, guide, uniforms[j, r])
-
-    @numba.njit(nogil=True, cache=True)
-    def add_draws(
-        cumulative: FloatArray, uniforms: FloatArray, missing: IntArray, by_cell: IntArray
-    ) -> None:
-        n_cells = cumulative.size
-        if n_cells == 0:
-            return
-        guide = np.empty(n_cells, np.int64)
-        fill_guide(cumulative, n_cells, guide)
-        drawn = 0
-        for row in range(missing.size):
-            for _ in range(missing[row]):
-                by_cell[look_up(cumulative, n_cells, guide, uniforms[drawn]), row] += 1
-                drawn += 1
-
-    return _Kernels(invert=invert, add_draws=add_draws)
 
 
 def multinomial_rows(
@@ -176,5 +73,7 @@ def multinomial_rows(
     missing = n - totals
     cumulative = np.cumsum(shares)
     uniforms = rng.random(int(missing.sum()))
-    _kernels().add_draws(np.ascontiguousarray(cumulative), uniforms, missing, by_cell)
+    from arena.ratings import guide_tables
+
+    guide_tables.add_draws(np.ascontiguousarray(cumulative), uniforms, missing, by_cell)
     return by_cell.T

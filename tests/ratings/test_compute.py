@@ -132,10 +132,10 @@ def test_warming_compiles_every_kernel_the_tables_run() -> None:
     from arena.ratings.bradley_terry import _chord_kernel
     from arena.ratings.compute import warm_compiled_kernels
     from arena.ratings.elo import _in_order_kernel
-    from arena.ratings.resampling import _kernels
+    from arena.ratings.guide_tables import add_draws, invert_poisson
 
     warm_compiled_kernels()
-    kernels = [_chord_kernel(), _kernels().invert, _kernels().add_draws, _in_order_kernel()]
+    kernels = [_chord_kernel(), invert_poisson, add_draws, _in_order_kernel()]
     warmed = [len(kernel.signatures) for kernel in kernels]  # type: ignore[attr-defined]
     assert all(warmed)
     rng = np.random.default_rng(3)
@@ -143,3 +143,32 @@ def test_warming_compiles_every_kernel_the_tables_run() -> None:
     compute_leaderboard(battles, bootstrap_rounds=20, seed=1)
     compute_leaderboard(battles, method="elo")
     assert [len(kernel.signatures) for kernel in kernels] == warmed  # type: ignore[attr-defined]
+
+
+def test_a_new_process_loads_every_kernel_from_the_disk_cache() -> None:
+    # Compiling takes seconds; every recompute worker and every server start would pay it if a
+    # kernel's cache entry did not match in the next process (as happens to numba closures).
+    code = (
+        "from arena.ratings.compute import warm_compiled_kernels\n"
+        "from arena.ratings.bradley_terry import _chord_kernel\n"
+        "from arena.ratings.elo import _in_order_kernel\n"
+        "from arena.ratings.guide_tables import add_draws, invert_poisson\n"
+        "warm_compiled_kernels()\n"
+        "for k in (_chord_kernel(), invert_poisson, add_draws, _in_order_kernel()):\n"
+        "    print(k.__name__, len(k.stats.cache_hits), len(k.stats.cache_misses))\n"
+    )
+
+    def loaded_and_compiled() -> dict[str, tuple[int, int]]:
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+        )
+        rows = (line.split() for line in out.stdout.splitlines())
+        return {name: (int(hits), int(misses)) for name, hits, misses in rows}
+
+    loaded_and_compiled()  # the first process may compile, after an install
+    assert loaded_and_compiled() == {
+        "chord": (1, 0),
+        "invert_poisson": (1, 0),
+        "add_draws": (1, 0),
+        "run_in_order": (1, 0),
+    }
