@@ -203,7 +203,7 @@ def _flag(column: Any) -> Any:
     return case((column.is_(True), 1), else_=0)
 
 
-def _counted_votes_sql(session: Session, *, with_duplicates: bool) -> str:
+def _counted_votes_sql(session: Session, *, with_duplicates: bool, up_to_vote: int | None) -> str:
     """Every counted vote with its battle's facts (unordered: sorting a million rows is cheaper
     in numpy than in the database); `with_duplicates`: the votes held back as duplicate prompts
     only too, marked in the last column.
@@ -246,6 +246,8 @@ def _counted_votes_sql(session: Session, *, with_duplicates: bool) -> str:
         .outerjoin(JudgeLabel, JudgeLabel.battle_id == Vote.battle_id)
         .where(counted_or_duplicate() if with_duplicates else Vote.counted.is_(True))
     )
+    if up_to_vote is not None:
+        query = query.where(Vote.id <= up_to_vote)
     return str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
@@ -290,10 +292,12 @@ def _raw_columns() -> list[str]:
     return [*_RAW_COLUMNS, *battle_markers()]
 
 
-def _raw_counted_votes(session: Session, *, with_duplicates: bool) -> pd.DataFrame:
+def _raw_counted_votes(
+    session: Session, *, with_duplicates: bool, up_to_vote: int | None
+) -> pd.DataFrame:
     # A million rows through ORM result processing take half a minute; PostgreSQL's COPY to CSV
     # read by pandas takes about a second, so the bulk read bypasses the ORM on purpose.
-    sql = _counted_votes_sql(session, with_duplicates=with_duplicates)
+    sql = _counted_votes_sql(session, with_duplicates=with_duplicates, up_to_vote=up_to_vote)
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         # The join and its hash table fit in memory with room to spare at a million votes; the
@@ -343,8 +347,25 @@ def empty_battles_frame() -> pd.DataFrame:
     return pd.DataFrame({column: pd.Series(dtype=object) for column in columns})
 
 
+def tag_voted_battles(session: Session) -> None:
+    """Store the language, category tags, prompt length and style features of every battle
+    voted on since the last call, read once from its texts; flushes, never commits."""
+    untagged = untagged_battle_ids(session)
+    if untagged:
+        tag_battles(session, untagged)
+        log.info("tagged %d newly voted battle(s) with language and categories", len(untagged))
+    unstyled = unstyled_battle_ids(session, rated_only=True)
+    if unstyled:
+        fill_styles(session, unstyled)
+        log.info("worked out the style features of %d voted battle(s)", len(unstyled))
+
+
 def load_counted_battles(
-    session: Session, *, tag_missing: bool = True, with_duplicates: bool = False
+    session: Session,
+    *,
+    tag_missing: bool = True,
+    with_duplicates: bool = False,
+    up_to_vote: int | None = None,
 ) -> pd.DataFrame:
     """The counted votes as a battles table, one row per vote, in time order; `with_duplicates`:
     and the votes held back for nothing but a prompt past the duplicate limit, marked in the
@@ -356,21 +377,13 @@ def load_counted_battles(
     naming the judge and prompt version that labelled the battle; the style features
     STYLE_COLUMNS as floats, NaN for a battle that has none; prompt_tokens: NaN where not
     measured), then one boolean column per battle_markers() entry. Battles voted on since the
-    last call have no tags yet; with `tag_missing` their texts are read once and the tags stored
-    (flushed, not committed), so later calls read no text at all; without it their language is
-    blank. Battles stored before style features were kept get theirs the same way
-    (style_backfill.fill_styles).
+    last call have no tags yet; with `tag_missing` they are tagged first (tag_voted_battles),
+    so later calls read no text at all; without it their language is blank. `up_to_vote`: only
+    the votes with an id up to this one.
     """
     if tag_missing:
-        untagged = untagged_battle_ids(session)
-        if untagged:
-            tag_battles(session, untagged)
-            log.info("tagged %d newly voted battle(s) with language and categories", len(untagged))
-        unstyled = unstyled_battle_ids(session, rated_only=True)
-        if unstyled:
-            fill_styles(session, unstyled)
-            log.info("worked out the style features of %d voted battle(s)", len(unstyled))
-    raw = _raw_counted_votes(session, with_duplicates=with_duplicates)
+        tag_voted_battles(session)
+    raw = _raw_counted_votes(session, with_duplicates=with_duplicates, up_to_vote=up_to_vote)
     if len(raw) == 0:
         return empty_battles_frame()
     micros = raw["moment"].to_numpy(dtype=np.int64)

@@ -16,6 +16,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sqlalchemy import and_, delete, func, select, text, union_all, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
@@ -24,7 +25,7 @@ from arena.battles.settled import drawn, settled
 from arena.config import DEFAULT_VOTE_WINDOW_SECONDS, Settings
 from arena.db import fast_json, make_sync_engine
 from arena.job_lock import hold_job_lock
-from arena.leaderboard.battles_source import load_counted_battles
+from arena.leaderboard.battles_source import load_counted_battles, tag_voted_battles
 from arena.leaderboard.downloads import named_only
 from arena.leaderboard.forked_map import forked_map
 from arena.models import Battle, Model, RatingSnapshot, Vote, utcnow
@@ -786,28 +787,51 @@ def _chunks(ids: Sequence[int], size: int = 500) -> list[Sequence[int]]:
     return [ids[start : start + size] for start in range(0, len(ids), size)]
 
 
-def recompute(session: Session, *, config: RecomputeConfig) -> RecomputeOutcome:
-    """Load the counted votes, compute every table and store them; flushes, never commits."""
+def recompute(
+    engine: Engine, *, config: RecomputeConfig, seen: SeenSnapshots | None = None
+) -> RecomputeOutcome:
+    """Tag the newly voted battles, load the counted votes, compute every table and store them:
+    ran=False, without any work, if `seen` is given and snapshots were stored since.
+
+    Three transactions, so that on SQLite the write lock is held only to tag and to store, never
+    while the tables are computed (tens of seconds at a million votes), when every vote would
+    wait for it. Tags are facts of a battle, kept even if the run fails later; the snapshots are
+    stored all together or not at all. The caller holds the job lock throughout.
+    """
     started = time.perf_counter()
     if config.anchor:
         parse_anchor(config.anchor)  # a malformed setting fails the whole run, before any work
-    computed_at = utcnow()
-    battles = load_counted_battles(session, with_duplicates=True)
-    counted = int((~duplicate_rows(battles)).sum())
-    if counted == 0:
-        log.info("recompute: no counted votes yet, nothing to rate")
-        return RecomputeOutcome(ran=True, seconds=time.perf_counter() - started)
-    shares = {
-        **sampling_shares(
-            session, now=computed_at, window=timedelta(seconds=config.vote_window_seconds)
-        ),
-        **named_votes(session),
-    }
+    with Session(engine) as session, session.begin():
+        if seen is not None:
+            latest = session.scalar(select(func.max(RatingSnapshot.computed_at)))
+            if latest is not None and (seen.latest is None or latest > seen.latest):
+                log.info("recompute: another worker recomputed meanwhile; skipped")
+                return RecomputeOutcome(ran=False)
+        # Votes cast while this run computes wait for the next: they are not tagged yet.
+        up_to_vote = session.scalar(select(func.max(Vote.id)))
+        tag_voted_battles(session)
+    with Session(engine) as session, session.begin():
+        computed_at = utcnow()
+        battles = load_counted_battles(
+            session, tag_missing=False, with_duplicates=True, up_to_vote=up_to_vote or 0
+        )
+        counted = int((~duplicate_rows(battles)).sum())
+        if counted == 0:
+            log.info("recompute: no counted votes yet, nothing to rate")
+            return RecomputeOutcome(ran=True, seconds=time.perf_counter() - started)
+        shares = {
+            **sampling_shares(
+                session, now=computed_at, window=timedelta(seconds=config.vote_window_seconds)
+            ),
+            **named_votes(session),
+        }
+    log.info("recompute: %d votes loaded in %.2f s", counted, time.perf_counter() - started)
     # The matrices here are small; BLAS's own threads only spin against the bootstrap's threads
     # and the forked processes (a million votes: 11 s on one process with them, 9.7 s without).
     with threadpool_limits(limits=1, user_api="blas"):
         made, failed = compute_snapshots(battles, config=config, shares=shares)
-    stored = store_snapshots(session, made, computed_at=computed_at)
+    with Session(engine) as session, session.begin():
+        stored = store_snapshots(session, made, computed_at=computed_at)
     seconds = time.perf_counter() - started
     log.info(
         "recompute: %d votes, %d snapshots stored in %.2f s%s",
@@ -838,8 +862,8 @@ def run_recompute(config: RecomputeConfig, seen: SeenSnapshots | None = None) ->
     or, given `seen`, if another worker stored snapshots since this one decided to run.
 
     Several instances watch the same votes and may decide at the same moment; the second to get
-    the lock would redo the first one's work on the same votes. Any failure rolls the whole run
-    back, so the last good snapshots stay, and is logged.
+    the lock would redo the first one's work on the same votes. A failure stores no snapshot,
+    so the last good ones stay.
     """
     # Outside the job lock and the transaction: loading (or compiling) numba's kernels takes a
     # second or more, and on SQLite the transaction holds the write lock once it tags battles.
@@ -852,12 +876,6 @@ def run_recompute(config: RecomputeConfig, seen: SeenSnapshots | None = None) ->
             if not got:
                 log.info("recompute: another worker is recomputing; skipped")
                 return RecomputeOutcome(ran=False)
-            with Session(engine) as session, session.begin():
-                if seen is not None:
-                    latest = session.scalar(select(func.max(RatingSnapshot.computed_at)))
-                    if latest is not None and (seen.latest is None or latest > seen.latest):
-                        log.info("recompute: another worker recomputed meanwhile; skipped")
-                        return RecomputeOutcome(ran=False)
-                return recompute(session, config=config)
+            return recompute(engine, config=config, seen=seen)
     finally:
         engine.dispose()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -251,3 +253,45 @@ def test_active_mode_stores_the_pair_gains(arena_factory: Callable[..., Arena]) 
 
 def test_weighted_mode_stores_no_gains(rated_arena: Arena) -> None:
     assert "sampling_gains" not in _latest(rated_arena, "bt", "all").extras
+
+
+class _StartsABattleOnceLoaded(logging.Handler):
+    """Starts a battle through the arena the moment the recompute says its votes are loaded,
+    in the recompute's own thread: the recompute computes only after this returns."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+        self.answers: list[httpx.Response | Exception] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "votes loaded" not in record.getMessage():
+            return
+        try:
+            with httpx.Client(base_url=self.url, timeout=10) as visitor:
+                self.answers.append(visitor.post("/api/battles", json={"prompt": "Meanwhile?"}))
+        except Exception as error:  # noqa: BLE001 (reported by the test)
+            self.answers.append(error)
+
+
+def test_battles_start_while_a_recompute_computes(quiet_arena: Arena) -> None:
+    # On SQLite a transaction that has written holds the only write lock: a recompute that kept
+    # its tags uncommitted while it computed made every battle and vote wait for its tables.
+    add_models(quiet_arena)
+    seed_votes(quiet_arena.settings.database_url, simulated_votes(STRENGTHS, 200))
+    watcher = _StartsABattleOnceLoaded(quiet_arena.url)
+    logger = logging.getLogger("arena.leaderboard.snapshots")
+    logger.addHandler(watcher)
+    previous_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        outcome = recompute(quiet_arena)
+    finally:
+        logger.removeHandler(watcher)
+        logger.setLevel(previous_level)
+    assert outcome.ran and outcome.n_votes == 200
+    [answer] = watcher.answers
+    assert isinstance(answer, httpx.Response), f"the battle did not start: {answer!r}"
+    assert answer.status_code == 201, answer.text
+    # The battle started after the votes were loaded: an open battle, in no table.
+    assert _latest(quiet_arena, "bt", "all").n_votes == 200
