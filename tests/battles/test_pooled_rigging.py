@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 import random
 
+import numpy as np
 import pytest
 
 from arena.battles.integrity import POOLED_ADDRESS, POOLED_ALIKE
-from arena.battles.pooled_rigging import pooled_suspicions
+from arena.battles.pooled_rigging import poisson_at_least, pooled_suspicions
 from arena.battles.rigging import DecisiveVote, rigging_verdicts, win_probability
 from arena.config import Settings
 
@@ -135,3 +136,14 @@ def test_pooled_tests_switched_off_or_unrated_find_nothing() -> None:
         pooled_suspicions(unrated, RATINGS, alpha=1e-4, pool_addresses=True, alike_min_votes=3)
         == []
     )
+
+
+def test_the_poisson_tail_is_scipys() -> None:
+    from scipy.stats import poisson
+
+    observed = np.arange(0, 400, dtype=float)
+    for mean in (0.0, 1e-9, 0.5, 3.0, 80.0, 1000.0):
+        means = np.full(observed.size, mean)
+        assert np.allclose(
+            poisson_at_least(observed, means), poisson.sf(observed - 1, means), rtol=1e-12, atol=0
+        ), mean

@@ -166,3 +166,12 @@ def test_no_drawable_pair_falls_below_the_floor(
 def test_blend_refuses_a_floor_outside_0_to_1() -> None:
     with pytest.raises(ValueError, match="floor must be between 0 and 1; got 1.5"):
         blend_shares(np.ones(1), np.ones(1), np.ones(1, dtype=bool), floor=1.5)
+
+
+def test_the_ranking_weight_uses_the_normal_density() -> None:
+    from scipy.stats import norm
+
+    from arena.ratings.active_sampling import _normal_density
+
+    z = np.linspace(-40, 40, 8001)
+    assert np.allclose(_normal_density(z), norm.pdf(z), rtol=1e-13, atol=0)
