@@ -113,12 +113,22 @@ class FakeUpstream:
     received: list[Received] = field(default_factory=list)
     # Served over TLS: its base URL is https://localhost (the name in its certificate).
     tls: bool = False
+    # The "held" model's answers wait for this after their first word (hold(), release()).
+    released: threading.Event = field(default_factory=threading.Event)
 
     @property
     def base_url(self) -> str:
         if self.tls:
             return f"https://localhost:{self.port}/v1"
         return f"http://127.0.0.1:{self.port}/v1"
+
+    def hold(self) -> None:
+        """Stop the "held" model's answers after their first word, until release()."""
+        self.released.clear()
+
+    def release(self) -> None:
+        """Let the "held" model's answers go on past their first word."""
+        self.released.set()
 
     def requests_for(self, model: str) -> list[Received]:
         return [r for r in self.received if r.body.get("model") == model]
@@ -295,12 +305,20 @@ class _Handler:
         await writer.drain()
 
     async def _stream_text(
-        self, writer: asyncio.StreamWriter, model: str, text: str, delay: float
+        self,
+        writer: asyncio.StreamWriter,
+        model: str,
+        text: str,
+        delay: float,
+        *,
+        held: threading.Event | None = None,
     ) -> None:
         await self._stream_head(writer)
-        for word in _words(text):
+        for n, word in enumerate(_words(text)):
             if delay:
                 await asyncio.sleep(delay)
+            if held is not None and n == 1:
+                await asyncio.get_running_loop().run_in_executor(None, held.wait, 300)
             writer.write(_sse_chunk(model, word))
             await writer.drain()
         writer.write(_sse_chunk(model, None, "stop"))
@@ -324,6 +342,10 @@ class _Handler:
             await self._stream_text(writer, model, answer_for(prompt), option or 0.0)
         elif name == "slow":
             await self._stream_text(writer, model, answer_for(prompt), option or 0.15)
+        elif name == "held":
+            # The first word, then the rest once the test calls release() (for at most 300 s)
+            held = self.upstream.released
+            await self._stream_text(writer, model, answer_for(prompt), 0.0, held=held)
         elif name == "vision":
             await self._stream_text(writer, model, vision_answer(body), 0.0)
         elif name == "text-only":
@@ -500,5 +522,6 @@ def start_fake_upstream(
 def fake_upstream() -> Iterator[FakeUpstream]:
     upstream, thread, loop = start_fake_upstream()
     yield upstream
+    upstream.release()  # no held answer keeps a thread waiting past the test
     loop.call_soon_threadsafe(loop.stop)
     thread.join(timeout=5)

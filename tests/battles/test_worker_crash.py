@@ -22,9 +22,17 @@ from tests.conftest import add_model, make_settings, run_db
 from tests.fake_upstream import FakeUpstream
 from tests.sse import read_stream, start_battle
 
-# About 14 words, one every 3 s: a turn still streaming while a worker starts (which takes
-# seconds: the app imports numpy, pandas and scipy).
-SLOW_MODEL = "slow:3.0"
+# The first word, then nothing until the test releases the rest: a turn still streaming
+# however long a worker takes to start (seconds: the app imports numpy, pandas and scipy).
+HELD_MODEL = "held"
+
+
+@pytest.fixture
+def held_upstream(fake_upstream: FakeUpstream) -> Iterator[FakeUpstream]:
+    """The fake upstream, its "held" answers stopped after their first word until release()."""
+    fake_upstream.hold()
+    yield fake_upstream
+    fake_upstream.release()
 
 
 def _status(settings: Settings, battle_id: str) -> str:
@@ -34,6 +42,13 @@ def _status(settings: Settings, battle_id: str) -> str:
         return battle.status.value
 
     return run_db(settings, work)
+
+
+def _until_status(settings: Settings, battle_id: str, status: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while _status(settings, battle_id) != status:
+        assert time.monotonic() < deadline, f"the battle never became {status}"
+        time.sleep(0.05)
 
 
 def _workers_listed(settings: Settings) -> int:
@@ -56,21 +71,22 @@ def _until_first_delta(events: Iterator[dict[str, object]]) -> None:
     raise AssertionError("the stream ended before its first token")
 
 
-def _two_slow_models(database_url: str, tmp_path: Path, fake_upstream: FakeUpstream) -> Settings:
-    """Settings of an arena whose two models answer slowly enough to be caught mid-stream."""
+def _two_held_models(database_url: str, tmp_path: Path, fake_upstream: FakeUpstream) -> Settings:
+    """Settings of an arena whose two models stop after their first word until the test lets
+    them go on (FakeUpstream.release), to be caught mid-stream."""
     settings = make_settings(
-        database_url, tmp_path, first_token_timeout=10.0, idle_timeout=10.0, total_timeout=120.0
+        database_url, tmp_path, first_token_timeout=10.0, idle_timeout=120.0, total_timeout=240.0
     )
-    add_model(settings, "alpha", fake_upstream.base_url, SLOW_MODEL, organization="A")
-    add_model(settings, "beta", fake_upstream.base_url, SLOW_MODEL, organization="B")
+    add_model(settings, "alpha", fake_upstream.base_url, HELD_MODEL, organization="A")
+    add_model(settings, "beta", fake_upstream.base_url, HELD_MODEL, organization="B")
     return settings
 
 
 @pytest.mark.slow
 def test_a_turn_cut_short_by_sigkill_is_settled_when_the_next_worker_starts(
-    database_url: str, tmp_path: Path, fake_upstream: FakeUpstream
+    database_url: str, tmp_path: Path, held_upstream: FakeUpstream
 ) -> None:
-    settings = _two_slow_models(database_url, tmp_path, fake_upstream)
+    settings = _two_held_models(database_url, tmp_path, held_upstream)
 
     killed = ArenaProcess(settings, tmp_path / "killed.log").start()
     try:
@@ -79,6 +95,8 @@ def test_a_turn_cut_short_by_sigkill_is_settled_when_the_next_worker_starts(
             with visitor.stream("GET", f"/api/battles/{battle_id}/stream") as response:
                 assert response.status_code == 200
                 _until_first_delta(_events(response.iter_lines()))
+                # The first word reaches the visitor before the turn's start is on disk.
+                _until_status(settings, battle_id, "streaming")
                 killed.kill()
             session_id = visitor.cookies[SESSION_COOKIE]
     finally:
@@ -110,14 +128,15 @@ def test_a_turn_cut_short_by_sigkill_is_settled_when_the_next_worker_starts(
 
 @pytest.mark.slow
 def test_a_worker_starting_leaves_a_live_workers_turn_alone(
-    database_url: str, tmp_path: Path, fake_upstream: FakeUpstream
+    database_url: str, tmp_path: Path, held_upstream: FakeUpstream
 ) -> None:
-    settings = _two_slow_models(database_url, tmp_path, fake_upstream)
+    settings = _two_held_models(database_url, tmp_path, held_upstream)
 
     live = ArenaProcess(settings, tmp_path / "live.log").start()
     starting = ArenaProcess(settings, tmp_path / "starting.log")
     try:
-        with httpx.Client(base_url=live.url, timeout=30) as visitor:
+        # The stream is silent while the other worker starts: a read may wait that long.
+        with httpx.Client(base_url=live.url, timeout=120) as visitor:
             battle_id = start_battle(visitor)
             with visitor.stream("GET", f"/api/battles/{battle_id}/stream") as response:
                 assert response.status_code == 200
@@ -127,6 +146,7 @@ def test_a_worker_starting_leaves_a_live_workers_turn_alone(
                 # The other worker has started (and settled what it found) mid-turn.
                 assert _status(settings, battle_id) == "streaming", "the turn ended too soon"
                 assert _workers_listed(settings) == 2
+                held_upstream.release()
                 rest = list(events)
             assert rest[-1] == {"type": "end", "status": "ready"}
             assert not [e for e in rest if e["type"] == "error"]
