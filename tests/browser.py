@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Page
 
 CHROMIUM = Path("/usr/bin/chromium")
+# How long an action or an expect() waits for the page. The tests check what a page does, not
+# how fast: on a busy two-core machine running the suite four ways, Chromium can take many
+# seconds to lay out a page (Playwright's own expect() default is 5 s).
+PAGE_TIMEOUT_MS = 30_000
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -60,6 +64,9 @@ def chromium() -> Iterator[Browser]:
     except ImportError:
         require(False, "browser tests need the playwright package (pip install -e '.[dev]')")
         raise
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=PAGE_TIMEOUT_MS)
     driver = sync_playwright().start()
     try:
         browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -75,7 +82,7 @@ def chromium() -> Iterator[Browser]:
 @pytest.fixture
 def browser_page(chromium: Browser) -> Iterator[BrowserPage]:
     context = chromium.new_context(viewport=DESKTOP, color_scheme="light")
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
     page = context.new_page()
     watched = BrowserPage(page)
 

@@ -14,7 +14,7 @@ from arena.api_docs import ASSET_CACHE_CONTROL, docs_policy
 from tests.browser import BrowserPage
 from tests.conftest import Arena
 
-RENDER_TIMEOUT_MS = 30_000
+RENDER_TIMEOUT_MS = 90_000  # a whole OpenAPI document to render
 REDOCLY_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
 
 
