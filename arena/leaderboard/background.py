@@ -25,6 +25,7 @@ from arena.leaderboard.snapshots import (
     run_recompute,
 )
 from arena.models import JudgeLabel, RatingSnapshot, Vote
+from arena.parent_watch import exit_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,12 @@ MAX_POLL_SECONDS: Final = 5.0
 RECOMPUTE_NICENESS: Final = 10
 
 
-def lower_priority() -> None:
-    """Lower this process's CPU priority (the recompute worker; its forks inherit it)."""
+def start_recompute_worker() -> None:
+    """The recompute worker's set-up: a lower CPU priority (its forks inherit it), and an end
+    of its own if the server that started it dies."""
     if hasattr(os, "nice"):
         os.nice(RECOMPUTE_NICENESS)
+    exit_with_parent()
 
 
 class RecomputeScheduler:
@@ -170,7 +173,7 @@ class RecomputeScheduler:
             self.executor = ProcessPoolExecutor(
                 max_workers=1,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=lower_priority,
+                initializer=start_recompute_worker,
             )
         loop = asyncio.get_running_loop()
         try:

@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, TypeVar
 
+from arena.parent_watch import exit_with_parent
+
 log = logging.getLogger(__name__)
 
 Result = TypeVar("Result")
@@ -72,7 +74,9 @@ def forked_map(
     try:
         context = multiprocessing.get_context("fork")
         # With fork, the executor starts every child at the first submit, before its own thread.
-        with ProcessPoolExecutor(max_workers=len(groups) - 1, mp_context=context) as pool:
+        with ProcessPoolExecutor(
+            max_workers=len(groups) - 1, mp_context=context, initializer=exit_with_parent
+        ) as pool:
             futures: list[tuple[list[int], Future[list[Any]] | None]] = []
             for group in groups[1:]:
                 try:
