@@ -61,7 +61,7 @@ def test_metrics_are_off_unless_switched_on(arena: Arena) -> None:
 def test_the_token_guards_metrics_and_the_battle_is_counted(
     arena_factory: Callable[..., Arena], fake_upstream: FakeUpstream
 ) -> None:
-    arena = arena_factory(metrics=True, metrics_token=TOKEN, vote_rate_limit="1/minute")
+    arena = arena_factory(metrics=True, metrics_token=TOKEN, vote_rate_limit="1/hour")
     arena.add_model("alpha", fake_upstream.base_url, organization="A")
     arena.add_model("beta", fake_upstream.base_url, organization="B")
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
@@ -72,7 +72,7 @@ def test_the_token_guards_metrics_and_the_battle_is_counted(
 
     before = _scrape(arena)
     _battle_and_vote(arena)
-    with arena.client() as visitor:  # a second vote in the minute: refused by the vote limit
+    with arena.client() as visitor:  # a second vote in the hour: refused by the vote limit
         battle_id = start_battle(visitor)
         read_stream(visitor, battle_id)
         assert visitor.post(f"/api/battles/{battle_id}/vote", json={"winner": "tie"}).is_success

@@ -33,7 +33,7 @@ def shared_settings(empty_postgres_database: str, tmp_path: Path) -> Settings:
         tmp_path,
         redis_url=REDIS_URL,
         rate_limit_key_prefix=f"two-instances-{os.urandom(4).hex()}",
-        battle_rate_limit="3/minute",
+        battle_rate_limit="3/hour",
         recompute_every_votes=1,
         recompute_every_seconds=1.0,
         rigging_scan_seconds=1.0,
@@ -107,7 +107,7 @@ def test_two_instances_share_battles_votes_limits_and_jobs(
             )
             assert again.status_code == 409, again.text
 
-        # The session's battle limit is 3 a minute, counted in Redis whichever instance serves.
+        # The session's battle limit is 3 an hour, counted in Redis whichever instance serves.
         for instance in (second, first):
             more = visitor.post(f"{instance.url}/api/battles", json={"prompt": "More?"})
             assert more.status_code == 201, more.text

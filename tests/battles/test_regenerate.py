@@ -124,7 +124,7 @@ def test_regenerations_count_as_turns_and_need_a_finished_battle_of_ones_own(
 def test_regenerations_spend_the_battle_rate_limit(
     arena_factory: Callable[..., Arena], fake_upstream: FakeUpstream
 ) -> None:
-    arena = arena_factory(battle_rate_limit="2/minute")
+    arena = arena_factory(battle_rate_limit="2/hour")
     arena.add_model("alpha", fake_upstream.base_url)
     arena.add_model("beta", fake_upstream.base_url)
     with arena.client() as visitor:

@@ -169,7 +169,7 @@ def test_a_chat_is_its_visitors_only(arena: Arena, fake_upstream: FakeUpstream) 
 
 
 def test_chats_share_the_battle_rate_limit(arena_factory: Any, fake_upstream: FakeUpstream) -> None:
-    arena = arena_factory(battle_rate_limit="2/minute")
+    arena = arena_factory(battle_rate_limit="2/hour")
     arena.add_model("alpha-7b", fake_upstream.base_url)
     arena.add_model("beta-13b", fake_upstream.base_url)
     with arena.client() as visitor:

@@ -187,7 +187,7 @@ def test_regenerations_count_as_turns_against_the_chat_limit(
 def test_regenerations_spend_the_battle_rate_limit(
     arena_factory: Callable[..., Arena], fake_upstream: FakeUpstream
 ) -> None:
-    arena = arena_factory(battle_rate_limit="2/minute")
+    arena = arena_factory(battle_rate_limit="2/hour")
     arena.add_model("alpha-7b", fake_upstream.base_url)
     with arena.client() as visitor:
         chat_id = start_chat(visitor, "alpha-7b", "hello")
