@@ -865,8 +865,8 @@ def run_recompute(config: RecomputeConfig, seen: SeenSnapshots | None = None) ->
     the lock would redo the first one's work on the same votes. A failure stores no snapshot,
     so the last good ones stay.
     """
-    # Outside the job lock and the transaction: loading (or compiling) numba's kernels takes a
-    # second or more, and on SQLite the transaction holds the write lock once it tags battles.
+    # Before the job lock: loading numba's kernels takes a second or more (compiling them after
+    # an install, tens of seconds), time in which another worker could have the job.
     warm_compiled_kernels()
     engine = make_sync_engine(
         config.database_url, json_serializer=fast_json, json_deserializer=orjson.loads

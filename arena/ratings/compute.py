@@ -420,10 +420,8 @@ def warm_compiled_kernels() -> None:
     """Compile, or load from numba's disk cache, every compiled loop a leaderboard recompute
     runs (online Elo, the bootstrap's draws and refits), on a few battles: once per process.
 
-    The recompute calls it before it opens its database transaction. Loading takes about a
-    second, and compiling after an install takes tens of seconds on a busy machine. On SQLite,
-    the recompute's transaction holds the write lock once it has tagged new battles, so neither
-    should happen inside it.
+    The recompute calls it before it takes its job lock. Loading takes about a second, and
+    compiling after an install takes tens of seconds on a busy machine.
     """
     pairs = [("a", "b"), ("b", "c"), ("a", "c")]
     outcomes = ["model_a", "model_b", "tie"]

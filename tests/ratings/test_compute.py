@@ -128,7 +128,7 @@ def test_importing_the_engine_pulls_in_no_web_or_database_code() -> None:
 
 def test_warming_compiles_every_kernel_the_tables_run() -> None:
     # After the warm-up, rating real battles compiles nothing more: the recompute warms up
-    # before its transaction, so no compile ever happens while it holds the database.
+    # before its job lock, so no compile ever happens while it holds the job.
     from arena.ratings.bradley_terry import _chord_kernel
     from arena.ratings.compute import warm_compiled_kernels
     from arena.ratings.elo import _in_order_kernel
